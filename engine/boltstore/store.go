@@ -1,0 +1,724 @@
+package boltstore
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/ferrydata/ferry/engine"
+)
+
+var (
+	bucketDatasets = []byte("datasets")
+	bucketPipes    = []byte("pipes")
+	bucketRuns     = []byte("runs")
+	bucketLog      = []byte("log")
+	bucketIndex    = []byte("index")
+	keyMeta        = []byte("meta")
+)
+
+// FileName is the name of the bbolt file inside a data directory.
+const FileName = "ferry.db"
+
+// maxRunsPerPipe bounds each pipe's run log; older records are trimmed.
+const maxRunsPerPipe = 1000
+
+// Options configures Open.
+type Options struct {
+	// NoSync skips fsync on commit. Much faster for bulk loads, but a power
+	// loss (not a process crash) can lose or corrupt recent commits.
+	NoSync bool
+	// LockTimeout is how long Open waits for another process holding the
+	// file; 0 means 1 second.
+	LockTimeout time.Duration
+	// ReadOnly opens the file without taking the write lock.
+	ReadOnly bool
+}
+
+// Store is the bbolt implementation of engine.Store.
+type Store struct {
+	db   *bolt.DB
+	path string
+	// writer serialises write transactions so Begin can honour its ctx
+	// instead of blocking inside bbolt.
+	writer chan struct{}
+}
+
+var _ engine.Store = (*Store)(nil)
+
+// Open opens (creating if needed) the store in dir.
+func Open(dir string, opts Options) (s *Store, err error) {
+	if !opts.ReadOnly {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("data directory %s: %w", dir, err)
+		}
+	}
+	path := filepath.Join(dir, FileName)
+	timeout := opts.LockTimeout
+	if timeout == 0 {
+		timeout = time.Second
+	}
+	// bbolt asserts (panics) on some kinds of corruption; never let that
+	// cross into callers.
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("data file %s is corrupt: %v", path, r)
+		}
+	}()
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout:         timeout,
+		NoSync:          opts.NoSync,
+		NoFreelistSync:  true,
+		FreelistType:    bolt.FreelistMapType,
+		InitialMmapSize: 1 << 30,
+		ReadOnly:        opts.ReadOnly,
+	})
+	if err != nil {
+		switch {
+		case errors.Is(err, bolterrors.ErrTimeout):
+			return nil, fmt.Errorf("data file %s is locked by another ferry process (serve or run); stop it or use another --data directory", path)
+		case errors.Is(err, bolterrors.ErrInvalid), errors.Is(err, bolterrors.ErrVersionMismatch), errors.Is(err, bolterrors.ErrChecksum):
+			return nil, fmt.Errorf("data file %s is not a valid ferry store (corrupt or not a bbolt file): %w", path, err)
+		}
+		return nil, fmt.Errorf("opening data file %s: %w", path, err)
+	}
+	s = &Store{db: db, path: path, writer: make(chan struct{}, 1)}
+	if !opts.ReadOnly {
+		err = s.db.Update(func(tx *bolt.Tx) error {
+			for _, b := range [][]byte{bucketDatasets, bucketPipes, bucketRuns} {
+				if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			db.Close()
+			return nil, fmt.Errorf("initialising data file %s: %w", path, err)
+		}
+	}
+	return s, nil
+}
+
+// Path is the bbolt file's path.
+func (s *Store) Path() string { return s.path }
+
+// DB exposes the bbolt handle for benchmarks and consistency checks.
+func (s *Store) DB() *bolt.DB { return s.db }
+
+// Close closes the file.
+func (s *Store) Close() error { return s.db.Close() }
+
+// meta is the persisted part of engine.DatasetInfo.
+type meta struct {
+	Populated  bool      `json:"populated"`
+	Versions   uint64    `json:"versions"`
+	Entities   uint64    `json:"entities"`
+	Deleted    uint64    `json:"deleted"`
+	LastOffset uint64    `json:"last_offset"`
+	Created    time.Time `json:"created"`
+	Updated    time.Time `json:"updated"`
+}
+
+func (m *meta) info(name string) engine.DatasetInfo {
+	return engine.DatasetInfo{Name: name, Populated: m.Populated, Versions: m.Versions, Entities: m.Entities,
+		Deleted: m.Deleted, LastOffset: m.LastOffset, Created: m.Created, Updated: m.Updated}
+}
+
+func readMeta(b *bolt.Bucket) (meta, error) {
+	var m meta
+	if v := b.Get(keyMeta); v != nil {
+		if err := json.Unmarshal(v, &m); err != nil {
+			return m, fmt.Errorf("corrupt dataset metadata: %w", err)
+		}
+	}
+	return m, nil
+}
+
+// Version layout in the log: format(1) flags(1) ts(8) previous(8) hash(16)
+// idlen(uvarint) id body.
+const (
+	formatV1     = 1
+	flagDeleted  = 1
+	flagHasPrev  = 2
+	headerSize   = 34
+	indexValSize = 25 // offset(8) hash(16) flags(1)
+)
+
+func encodeVersion(dst []byte, off uint64, p *engine.Prepared, ts int64, prev uint64, hasPrev bool) []byte {
+	var flags byte
+	if p.Deleted {
+		flags |= flagDeleted
+	}
+	if hasPrev {
+		flags |= flagHasPrev
+	}
+	dst = append(dst, formatV1, flags)
+	dst = binary.BigEndian.AppendUint64(dst, uint64(ts))
+	dst = binary.BigEndian.AppendUint64(dst, prev)
+	dst = append(dst, p.Hash[:]...)
+	dst = binary.AppendUvarint(dst, uint64(len(p.ID)))
+	dst = append(dst, p.ID...)
+	return append(dst, p.Body...)
+}
+
+// decodeVersion copies a log value into a Record.
+func decodeVersion(off uint64, v []byte) (engine.Record, error) {
+	if len(v) < headerSize || v[0] != formatV1 {
+		return engine.Record{}, fmt.Errorf("corrupt version at offset %d", off)
+	}
+	r := engine.Record{Offset: off}
+	r.Deleted = v[1]&flagDeleted != 0
+	r.HasPrev = v[1]&flagHasPrev != 0
+	r.TS = int64(binary.BigEndian.Uint64(v[2:10]))
+	r.Previous = binary.BigEndian.Uint64(v[10:18])
+	copy(r.Hash[:], v[18:34])
+	n, k := binary.Uvarint(v[headerSize:])
+	if k <= 0 || uint64(len(v)-headerSize-k) < n {
+		return engine.Record{}, fmt.Errorf("corrupt version at offset %d", off)
+	}
+	idStart := headerSize + k
+	r.ID = string(v[idStart : idStart+int(n)])
+	r.Body = bytes.Clone(v[idStart+int(n):])
+	return r, nil
+}
+
+func offsetKey(off uint64) []byte {
+	return binary.BigEndian.AppendUint64(make([]byte, 0, 8), off)
+}
+
+// Begin starts a write transaction.
+func (s *Store) Begin(ctx context.Context) (engine.WriteTx, error) {
+	select {
+	case s.writer <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	tx, err := s.db.Begin(true)
+	if err != nil {
+		<-s.writer
+		return nil, fmt.Errorf("starting write transaction: %w", err)
+	}
+	return &writeTx{s: s, tx: tx, sets: map[string]*dsState{}}, nil
+}
+
+type dsState struct {
+	bucket  *bolt.Bucket
+	log     *bolt.Bucket
+	index   *bolt.Bucket
+	meta    meta
+	dirty   bool
+	pending map[string][]byte // _id -> new index value, applied sorted at commit
+}
+
+type writeTx struct {
+	s    *Store
+	tx   *bolt.Tx
+	sets map[string]*dsState
+	done bool
+	buf  []byte
+}
+
+func (w *writeTx) dataset(name string, create bool) (*dsState, error) {
+	if st, ok := w.sets[name]; ok {
+		return st, nil
+	}
+	if err := validDatasetName(name); err != nil {
+		return nil, err
+	}
+	root := w.tx.Bucket(bucketDatasets)
+	b := root.Bucket([]byte(name))
+	if b == nil {
+		if !create {
+			return nil, nil
+		}
+		var err error
+		if b, err = root.CreateBucket([]byte(name)); err != nil {
+			return nil, fmt.Errorf("creating dataset %q: %w", name, err)
+		}
+		if _, err = b.CreateBucket(bucketLog); err != nil {
+			return nil, err
+		}
+		if _, err = b.CreateBucket(bucketIndex); err != nil {
+			return nil, err
+		}
+	}
+	m, err := readMeta(b)
+	if err != nil {
+		return nil, fmt.Errorf("dataset %q: %w", name, err)
+	}
+	st := &dsState{bucket: b, log: b.Bucket(bucketLog), index: b.Bucket(bucketIndex), meta: m, pending: map[string][]byte{}}
+	if st.meta.Created.IsZero() {
+		st.meta.Created = time.Now().UTC()
+		st.dirty = true
+	}
+	st.log.FillPercent = 1.0
+	w.sets[name] = st
+	return st, nil
+}
+
+func validDatasetName(name string) error {
+	if name == "" {
+		return errors.New("empty dataset name")
+	}
+	return nil
+}
+
+func (st *dsState) latest(id string) ([]byte, bool) {
+	if v, ok := st.pending[id]; ok {
+		return v, true
+	}
+	v := st.index.Get([]byte(id))
+	return v, v != nil
+}
+
+func (w *writeTx) Put(dataset string, p *engine.Prepared, ts int64) (engine.PutResult, engine.Record, error) {
+	st, err := w.dataset(dataset, true)
+	if err != nil {
+		return 0, engine.Record{}, err
+	}
+	if len(p.ID) == 0 || len(p.ID) > bolt.MaxKeySize {
+		return 0, engine.Record{}, fmt.Errorf("dataset %q: _id of %d bytes cannot be stored", dataset, len(p.ID))
+	}
+	cur, exists := st.latest(p.ID)
+	var prev uint64
+	wasDeleted := false
+	if exists {
+		if len(cur) != indexValSize {
+			return 0, engine.Record{}, fmt.Errorf("dataset %q: corrupt index entry for %q", dataset, p.ID)
+		}
+		if bytes.Equal(cur[8:24], p.Hash[:]) {
+			return engine.Unchanged, engine.Record{}, nil
+		}
+		prev = binary.BigEndian.Uint64(cur[:8])
+		wasDeleted = cur[24]&flagDeleted != 0
+	}
+	off := uint64(0)
+	if st.meta.Versions > 0 {
+		off = st.meta.LastOffset + 1
+	}
+	w.buf = encodeVersion(w.buf[:0], off, p, ts, prev, exists)
+	if err := st.log.Put(offsetKey(off), w.buf); err != nil {
+		return 0, engine.Record{}, fmt.Errorf("dataset %q: appending %q: %w", dataset, p.ID, err)
+	}
+	iv := make([]byte, indexValSize)
+	binary.BigEndian.PutUint64(iv[:8], off)
+	copy(iv[8:24], p.Hash[:])
+	if p.Deleted {
+		iv[24] = flagDeleted
+	}
+	st.pending[p.ID] = iv
+	m := &st.meta
+	m.Versions++
+	m.LastOffset = off
+	if !exists {
+		m.Entities++
+	}
+	switch {
+	case p.Deleted && (!exists || !wasDeleted):
+		m.Deleted++
+	case !p.Deleted && exists && wasDeleted:
+		m.Deleted--
+	}
+	st.dirty = true
+	return engine.Appended, engine.Record{Offset: off, TS: ts, Previous: prev, HasPrev: exists, Hash: p.Hash, ID: p.ID, Deleted: p.Deleted, Body: p.Body}, nil
+}
+
+func (w *writeTx) Latest(dataset, id string) (engine.Record, bool, error) {
+	st, err := w.dataset(dataset, false)
+	if err != nil || st == nil {
+		return engine.Record{}, false, err
+	}
+	iv, ok := st.latest(id)
+	if !ok {
+		return engine.Record{}, false, nil
+	}
+	off := binary.BigEndian.Uint64(iv[:8])
+	v := st.log.Get(offsetKey(off))
+	if v == nil {
+		return engine.Record{}, false, fmt.Errorf("dataset %q: index points at missing offset %d for %q", dataset, off, id)
+	}
+	r, err := decodeVersion(off, v)
+	return r, err == nil, err
+}
+
+func (st *dsState) flush() error {
+	if len(st.pending) == 0 {
+		return nil
+	}
+	keys := make([]string, 0, len(st.pending))
+	for k := range st.pending {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		if err := st.index.Put([]byte(k), st.pending[k]); err != nil {
+			return fmt.Errorf("index %q: %w", k, err)
+		}
+	}
+	clear(st.pending)
+	return nil
+}
+
+func (w *writeTx) ForEachLive(dataset string, fn func(engine.Record) error) error {
+	st, err := w.dataset(dataset, false)
+	if err != nil || st == nil {
+		return err
+	}
+	if err := st.flush(); err != nil {
+		return err
+	}
+	c := st.index.Cursor()
+	for k, iv := c.First(); k != nil; k, iv = c.Next() {
+		if len(iv) != indexValSize {
+			return fmt.Errorf("dataset %q: corrupt index entry for %q", dataset, k)
+		}
+		if iv[24]&flagDeleted != 0 {
+			continue
+		}
+		off := binary.BigEndian.Uint64(iv[:8])
+		v := st.log.Get(offsetKey(off))
+		if v == nil {
+			return fmt.Errorf("dataset %q: index points at missing offset %d", dataset, off)
+		}
+		r, err := decodeVersion(off, v)
+		if err != nil {
+			return err
+		}
+		if err := fn(r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (w *writeTx) EnsureDataset(dataset string) error {
+	_, err := w.dataset(dataset, true)
+	return err
+}
+
+func (w *writeTx) SetPopulated(dataset string) error {
+	st, err := w.dataset(dataset, true)
+	if err != nil {
+		return err
+	}
+	if !st.meta.Populated {
+		st.meta.Populated = true
+		st.dirty = true
+	}
+	return nil
+}
+
+func (w *writeTx) SetPipeState(pipe string, ps engine.PipeState) error {
+	b, err := json.Marshal(ps)
+	if err != nil {
+		return err
+	}
+	return w.tx.Bucket(bucketPipes).Put([]byte(pipe), b)
+}
+
+func (w *writeTx) PipeState(pipe string) (engine.PipeState, error) {
+	return pipeState(w.tx, pipe)
+}
+
+func pipeState(tx *bolt.Tx, pipe string) (engine.PipeState, error) {
+	var ps engine.PipeState
+	v := tx.Bucket(bucketPipes).Get([]byte(pipe))
+	if v == nil {
+		return ps, nil
+	}
+	if err := json.Unmarshal(v, &ps); err != nil {
+		return ps, fmt.Errorf("pipe %q: corrupt state: %w", pipe, err)
+	}
+	return ps, nil
+}
+
+func (w *writeTx) AddRun(r engine.RunRecord) error {
+	b, err := w.tx.Bucket(bucketRuns).CreateBucketIfNotExists([]byte(r.Pipe))
+	if err != nil {
+		return err
+	}
+	seq, err := b.NextSequence()
+	if err != nil {
+		return err
+	}
+	r.Seq = seq
+	v, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	if err := b.Put(offsetKey(seq), v); err != nil {
+		return err
+	}
+	if seq > maxRunsPerPipe {
+		c := b.Cursor()
+		for k, _ := c.First(); k != nil && binary.BigEndian.Uint64(k) <= seq-maxRunsPerPipe; k, _ = c.First() {
+			if err := c.Delete(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (w *writeTx) Commit() error {
+	if w.done {
+		return errors.New("transaction already finished")
+	}
+	w.done = true
+	defer func() { <-w.s.writer }()
+	now := time.Now().UTC()
+	for name, st := range w.sets {
+		if err := st.flush(); err != nil {
+			w.tx.Rollback()
+			return fmt.Errorf("dataset %q: %w", name, err)
+		}
+		if !st.dirty {
+			continue
+		}
+		st.meta.Updated = now
+		b, err := json.Marshal(&st.meta)
+		if err == nil {
+			err = st.bucket.Put(keyMeta, b)
+		}
+		if err != nil {
+			w.tx.Rollback()
+			return fmt.Errorf("dataset %q: writing metadata: %w", name, err)
+		}
+	}
+	if err := w.tx.Commit(); err != nil {
+		return fmt.Errorf("committing to %s: %w", w.s.path, err)
+	}
+	return nil
+}
+
+func (w *writeTx) Rollback() error {
+	if w.done {
+		return nil
+	}
+	w.done = true
+	defer func() { <-w.s.writer }()
+	return w.tx.Rollback()
+}
+
+func (s *Store) view(fn func(tx *bolt.Tx) error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("reading %s: corrupt data file: %v", s.path, r)
+		}
+	}()
+	return s.db.View(fn)
+}
+
+// Datasets lists all datasets.
+func (s *Store) Datasets(ctx context.Context) ([]engine.DatasetInfo, error) {
+	var out []engine.DatasetInfo
+	err := s.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketDatasets).ForEachBucket(func(k []byte) error {
+			m, err := readMeta(tx.Bucket(bucketDatasets).Bucket(k))
+			if err != nil {
+				return fmt.Errorf("dataset %q: %w", k, err)
+			}
+			out = append(out, m.info(string(k)))
+			return nil
+		})
+	})
+	return out, err
+}
+
+// Dataset returns one dataset's metadata.
+func (s *Store) Dataset(ctx context.Context, name string) (engine.DatasetInfo, bool, error) {
+	var info engine.DatasetInfo
+	var ok bool
+	err := s.view(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketDatasets).Bucket([]byte(name))
+		if b == nil {
+			return nil
+		}
+		m, err := readMeta(b)
+		if err != nil {
+			return fmt.Errorf("dataset %q: %w", name, err)
+		}
+		info, ok = m.info(name), true
+		return nil
+	})
+	return info, ok, err
+}
+
+// scanChunk is how many versions Scan reads per read transaction. Short
+// read transactions keep bbolt free to grow its memory map for writers.
+const scanChunk = 1024
+
+// Scan reads the log from offset from.
+func (s *Store) Scan(ctx context.Context, dataset string, from uint64, limit int, fn func(engine.Record) error) error {
+	next := from
+	seen := 0
+	chunk := make([]engine.Record, 0, scanChunk)
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		chunk = chunk[:0]
+		want := scanChunk
+		if limit > 0 && limit-seen < want {
+			want = limit - seen
+		}
+		err := s.view(func(tx *bolt.Tx) error {
+			b := tx.Bucket(bucketDatasets).Bucket([]byte(dataset))
+			if b == nil {
+				return nil
+			}
+			c := b.Bucket(bucketLog).Cursor()
+			for k, v := c.Seek(offsetKey(next)); k != nil && len(chunk) < want; k, v = c.Next() {
+				off := binary.BigEndian.Uint64(k)
+				r, err := decodeVersion(off, v)
+				if err != nil {
+					return fmt.Errorf("dataset %q: %w", dataset, err)
+				}
+				chunk = append(chunk, r)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, r := range chunk {
+			if err := fn(r); err != nil {
+				return err
+			}
+		}
+		seen += len(chunk)
+		if len(chunk) < want || (limit > 0 && seen >= limit) {
+			return nil
+		}
+		next = chunk[len(chunk)-1].Offset + 1
+	}
+}
+
+// Get returns the latest version of id.
+func (s *Store) Get(ctx context.Context, dataset, id string) (engine.Record, bool, error) {
+	var r engine.Record
+	var ok bool
+	err := s.view(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketDatasets).Bucket([]byte(dataset))
+		if b == nil {
+			return nil
+		}
+		iv := b.Bucket(bucketIndex).Get([]byte(id))
+		if iv == nil {
+			return nil
+		}
+		off := binary.BigEndian.Uint64(iv[:8])
+		v := b.Bucket(bucketLog).Get(offsetKey(off))
+		if v == nil {
+			return fmt.Errorf("dataset %q: index points at missing offset %d for %q", dataset, off, id)
+		}
+		var err error
+		r, err = decodeVersion(off, v)
+		ok = err == nil
+		return err
+	})
+	return r, ok, err
+}
+
+// History returns all versions of id, oldest first, following _previous.
+func (s *Store) History(ctx context.Context, dataset, id string) ([]engine.Record, error) {
+	var out []engine.Record
+	err := s.view(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketDatasets).Bucket([]byte(dataset))
+		if b == nil {
+			return nil
+		}
+		iv := b.Bucket(bucketIndex).Get([]byte(id))
+		if iv == nil {
+			return nil
+		}
+		log := b.Bucket(bucketLog)
+		off, more := binary.BigEndian.Uint64(iv[:8]), true
+		for more {
+			v := log.Get(offsetKey(off))
+			if v == nil {
+				return fmt.Errorf("dataset %q: missing offset %d in the history of %q", dataset, off, id)
+			}
+			r, err := decodeVersion(off, v)
+			if err != nil {
+				return err
+			}
+			out = append(out, r)
+			off, more = r.Previous, r.HasPrev
+		}
+		return nil
+	})
+	slices.Reverse(out)
+	return out, err
+}
+
+// PipeState returns a pipe's stored state.
+func (s *Store) PipeState(ctx context.Context, pipe string) (engine.PipeState, error) {
+	var ps engine.PipeState
+	err := s.view(func(tx *bolt.Tx) error {
+		var err error
+		ps, err = pipeState(tx, pipe)
+		return err
+	})
+	return ps, err
+}
+
+// Runs returns a pipe's newest runs, newest first.
+func (s *Store) Runs(ctx context.Context, pipe string, limit int) ([]engine.RunRecord, error) {
+	var out []engine.RunRecord
+	err := s.view(func(tx *bolt.Tx) error {
+		root := tx.Bucket(bucketRuns)
+		collect := func(b *bolt.Bucket) error {
+			c := b.Cursor()
+			n := 0
+			for k, v := c.Last(); k != nil && (limit <= 0 || n < limit); k, v = c.Prev() {
+				var r engine.RunRecord
+				if err := json.Unmarshal(v, &r); err != nil {
+					return fmt.Errorf("corrupt run record: %w", err)
+				}
+				out = append(out, r)
+				n++
+			}
+			return nil
+		}
+		if pipe != "" {
+			if b := root.Bucket([]byte(pipe)); b != nil {
+				return collect(b)
+			}
+			return nil
+		}
+		return root.ForEachBucket(func(k []byte) error { return collect(root.Bucket(k)) })
+	})
+	if pipe == "" {
+		slices.SortFunc(out, func(a, b engine.RunRecord) int { return b.Start.Compare(a.Start) })
+		if limit > 0 && len(out) > limit {
+			out = out[:limit]
+		}
+	}
+	return out, err
+}
+
+// DeleteDataset removes a dataset.
+func (s *Store) DeleteDataset(ctx context.Context, name string) error {
+	tx, err := s.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	w := tx.(*writeTx)
+	if err := w.tx.Bucket(bucketDatasets).DeleteBucket([]byte(name)); err != nil && !errors.Is(err, bolterrors.ErrBucketNotFound) {
+		w.Rollback()
+		return fmt.Errorf("deleting dataset %q: %w", name, err)
+	}
+	return w.Commit()
+}

@@ -1,0 +1,205 @@
+package engine
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/big"
+	"slices"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/zeebo/xxh3"
+)
+
+// AppendCanonical appends the canonical JSON text of v to dst: object keys
+// sorted by byte order, no insignificant white space, numbers exactly as
+// written (json.Number), strings escaped minimally (", \ and control
+// characters; no HTML escaping). Two values are equal as JSON data iff their
+// canonical texts are equal, which is what _hash relies on.
+//
+// Besides the decoded value model it accepts the number types other
+// interpreters produce (int, int64, float64, *big.Int), so transform output
+// can be written without a conversion pass.
+func AppendCanonical(dst []byte, v any) ([]byte, error) {
+	switch x := v.(type) {
+	case nil:
+		return append(dst, "null"...), nil
+	case bool:
+		if x {
+			return append(dst, "true"...), nil
+		}
+		return append(dst, "false"...), nil
+	case json.Number:
+		if x == "" {
+			return append(dst, '0'), nil
+		}
+		return append(dst, x...), nil
+	case string:
+		return appendString(dst, x), nil
+	case map[string]any:
+		return appendObject(dst, x, false)
+	case []any:
+		dst = append(dst, '[')
+		for i, e := range x {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			var err error
+			if dst, err = AppendCanonical(dst, e); err != nil {
+				return dst, err
+			}
+		}
+		return append(dst, ']'), nil
+	case int:
+		return strconv.AppendInt(dst, int64(x), 10), nil
+	case int64:
+		return strconv.AppendInt(dst, x, 10), nil
+	case float64:
+		return appendFloat(dst, x), nil
+	case *big.Int:
+		return x.Append(dst, 10), nil
+	case []map[string]any:
+		a := make([]any, len(x))
+		for i := range x {
+			a[i] = x[i]
+		}
+		return AppendCanonical(dst, a)
+	default:
+		return dst, fmt.Errorf("cannot encode %T as JSON", v)
+	}
+}
+
+// appendObject writes m with sorted keys. With stripReserved, root keys
+// starting with "_" are left out except _id, and _deleted when it is true.
+func appendObject(dst []byte, m map[string]any, stripReserved bool) ([]byte, error) {
+	var stack [32]string
+	keys := stack[:0]
+	for k, v := range m {
+		if stripReserved && len(k) > 0 && k[0] == '_' && k != "_id" {
+			if k != "_deleted" || v != true {
+				continue
+			}
+		}
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	dst = append(dst, '{')
+	for i, k := range keys {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = appendString(dst, k)
+		dst = append(dst, ':')
+		var err error
+		if dst, err = AppendCanonical(dst, m[k]); err != nil {
+			return dst, fmt.Errorf("key %q: %w", k, err)
+		}
+	}
+	return append(dst, '}'), nil
+}
+
+// appendFloat formats like encoding/json does; NaN and infinities, which
+// JSON cannot represent, become null.
+func appendFloat(dst []byte, f float64) []byte {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return append(dst, "null"...)
+	}
+	if f == math.Trunc(f) && math.Abs(f) < 1e17 {
+		return strconv.AppendInt(dst, int64(f), 10)
+	}
+	abs := math.Abs(f)
+	format := byte('f')
+	if abs < 1e-6 || abs >= 1e21 {
+		format = 'e'
+	}
+	return strconv.AppendFloat(dst, f, format, -1, 64)
+}
+
+const hexDigits = "0123456789abcdef"
+
+func appendString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' {
+			if c < utf8.RuneSelf {
+				i++
+				continue
+			}
+			r, size := utf8.DecodeRuneInString(s[i:])
+			if r == utf8.RuneError && size == 1 {
+				dst = append(dst, s[start:i]...)
+				dst = append(dst, "\ufffd"...)
+				i++
+				start = i
+				continue
+			}
+			i += size
+			continue
+		}
+		dst = append(dst, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			dst = append(dst, '\\', c)
+		case '\n':
+			dst = append(dst, '\\', 'n')
+		case '\r':
+			dst = append(dst, '\\', 'r')
+		case '\t':
+			dst = append(dst, '\\', 't')
+		default:
+			dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+		}
+		i++
+		start = i
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}
+
+// Hash is the 128-bit content hash of an entity version.
+type Hash [16]byte
+
+// String renders the hash as 32 lower-case hex digits, the form _hash takes.
+func (h Hash) String() string { return hex.EncodeToString(h[:]) }
+
+// Prepared is an entity ready to be written: its _id, deleted flag, the
+// canonical JSON of its stored content and the hash of that content.
+type Prepared struct {
+	ID      string
+	Deleted bool
+	// Body is the canonical JSON of the entity without reserved root keys
+	// other than _id and (when true) _deleted. It is what the store keeps.
+	Body []byte
+	Hash Hash
+}
+
+// Prepare computes the stored form of e. Root keys starting with "_" other
+// than _id and _deleted are dropped; "_deleted": false is the same as no
+// _deleted. The hash is xxh3-128 over Body: it only ever compares versions
+// of one entity, so a fast non-cryptographic 128-bit hash is enough (the
+// chance of two versions colliding is ~2^-64 after 2^32 versions of one id).
+//
+// buf is reused for Body when it has room; pass nil to allocate.
+func Prepare(e Entity, buf []byte) (Prepared, error) {
+	id, ok := e["_id"].(string)
+	if !ok || id == "" {
+		if _, present := e["_id"]; !present {
+			return Prepared{}, ErrNoID
+		}
+		return Prepared{}, fmt.Errorf("entity _id is %s, not a non-empty string", TypeName(e["_id"]))
+	}
+	body, err := appendObject(buf[:0], e, true)
+	if err != nil {
+		return Prepared{}, fmt.Errorf("entity %q: %w", id, err)
+	}
+	return Prepared{ID: id, Deleted: IsDeleted(e), Body: body, Hash: HashBytes(body)}, nil
+}
+
+// HashBytes is the hash function used for _hash.
+func HashBytes(b []byte) Hash {
+	return Hash(xxh3.Hash128(b).Bytes())
+}

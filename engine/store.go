@@ -1,0 +1,169 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"time"
+)
+
+// Record is one stored version of an entity.
+type Record struct {
+	Offset   uint64 // position in the dataset log; _updated
+	TS       int64  // write time, µs since the Unix epoch; _ts
+	Previous uint64 // offset of the prior version of the _id, when HasPrev
+	HasPrev  bool
+	Hash     Hash
+	ID       string
+	Deleted  bool
+	Body     []byte // canonical JSON as written by Prepare
+}
+
+// AppendJSON appends the record as the entity JSON users see: the stored
+// content plus _updated, _ts, _previous and _hash.
+func (r *Record) AppendJSON(dst []byte) []byte {
+	body := r.Body
+	if len(body) < 2 {
+		body = []byte("{}")
+	}
+	dst = append(dst, body[:len(body)-1]...)
+	if len(body) > 2 {
+		dst = append(dst, ',')
+	}
+	dst = append(dst, `"_hash":"`...)
+	dst = append(dst, r.Hash.String()...)
+	dst = append(dst, `","_previous":`...)
+	if r.HasPrev {
+		dst = strconv.AppendUint(dst, r.Previous, 10)
+	} else {
+		dst = append(dst, "null"...)
+	}
+	dst = append(dst, `,"_ts":`...)
+	dst = strconv.AppendInt(dst, r.TS, 10)
+	dst = append(dst, `,"_updated":`...)
+	dst = strconv.AppendUint(dst, r.Offset, 10)
+	return append(dst, '}')
+}
+
+// Entity decodes the record into an entity including _updated, _ts,
+// _previous and _hash.
+func (r *Record) Entity() (Entity, error) {
+	v, err := DecodeValue(r.Body)
+	if err != nil {
+		return nil, err
+	}
+	e, ok := v.(map[string]any)
+	if !ok {
+		return nil, errors.New("stored record is not an object")
+	}
+	e["_updated"] = json.Number(strconv.FormatUint(r.Offset, 10))
+	e["_ts"] = json.Number(strconv.FormatInt(r.TS, 10))
+	if r.HasPrev {
+		e["_previous"] = json.Number(strconv.FormatUint(r.Previous, 10))
+	} else {
+		e["_previous"] = nil
+	}
+	e["_hash"] = r.Hash.String()
+	return e, nil
+}
+
+// DatasetInfo is a dataset's metadata.
+type DatasetInfo struct {
+	Name      string `json:"name"`
+	Populated bool   `json:"populated"`
+	// Versions counts every version in the log; Entities counts distinct
+	// _ids; Deleted counts _ids whose latest version is deleted.
+	Versions uint64 `json:"versions"`
+	Entities uint64 `json:"entities"`
+	Deleted  uint64 `json:"deleted"`
+	// LastOffset is the offset of the newest version; meaningful when
+	// Versions > 0.
+	LastOffset uint64    `json:"last_offset"`
+	Created    time.Time `json:"created"`
+	Updated    time.Time `json:"updated"`
+}
+
+// PipeState is what the store keeps per pipe between runs.
+type PipeState struct {
+	// Since is the source's continuation token after the last committed
+	// batch ("" = none: the next run is a full run).
+	Since string `json:"since"`
+	LastRun   time.Time `json:"last_run"`
+	LastError string    `json:"last_error,omitempty"`
+	// RescanRequested asks the next run to be a full run without clearing
+	// Since (rescan), see SPEC c.
+	RescanRequested bool `json:"rescan_requested,omitempty"`
+}
+
+// RunRecord is the log entry of one pipe run.
+type RunRecord struct {
+	Seq       uint64    `json:"seq"`
+	Pipe      string    `json:"pipe"`
+	Start     time.Time `json:"start"`
+	End       time.Time `json:"end"`
+	SyncType  string    `json:"sync_type"` // full | incremental
+	Read      int64     `json:"read"`
+	Written   int64     `json:"written"`
+	Unchanged int64     `json:"unchanged"`
+	Deleted   int64     `json:"deleted"`
+	Error     string    `json:"error,omitempty"`
+}
+
+// PutResult says what a write did.
+type PutResult int
+
+// Outcomes of WriteTx.Put.
+const (
+	Unchanged PutResult = iota // same hash as the latest version: nothing written
+	Appended                   // a new version was appended
+)
+
+// WriteTx is one atomic store transaction. Nothing of it is visible to
+// readers before Commit; Rollback (or a failed Commit) leaves the store as
+// it was.
+type WriteTx interface {
+	// Put applies the write rule: append a version iff the _id is new or
+	// the hash differs from its latest version. ts is the version's _ts.
+	Put(dataset string, p *Prepared, ts int64) (PutResult, Record, error)
+	// Latest returns the latest version of id as this transaction sees it.
+	Latest(dataset, id string) (Record, bool, error)
+	// ForEachLive calls fn for the latest version of every _id whose latest
+	// version is not deleted, in _id order. Records are valid only during fn.
+	ForEachLive(dataset string, fn func(Record) error) error
+	// SetPopulated marks the dataset populated (creating it if needed).
+	SetPopulated(dataset string) error
+	// EnsureDataset creates an empty dataset if it does not exist.
+	EnsureDataset(dataset string) error
+	SetPipeState(pipe string, st PipeState) error
+	PipeState(pipe string) (PipeState, error)
+	AddRun(r RunRecord) error
+	Commit() error
+	Rollback() error
+}
+
+// Store keeps datasets, pipe states and run logs. bbolt (engine/boltstore)
+// is the embedded default; implementations must pass engine/storetest.
+type Store interface {
+	// Begin starts a write transaction. Only one is open at a time; Begin
+	// blocks until the previous one ends or ctx is done.
+	Begin(ctx context.Context) (WriteTx, error)
+	// Datasets lists every dataset's metadata, sorted by name.
+	Datasets(ctx context.Context) ([]DatasetInfo, error)
+	// Dataset returns one dataset's metadata; ok is false if it is unknown.
+	Dataset(ctx context.Context, name string) (DatasetInfo, bool, error)
+	// Scan calls fn for versions with offset >= from in log order, at most
+	// limit of them (limit <= 0: no limit). It reads in short transactions,
+	// so fn may take its time; Records are copies fn may keep.
+	Scan(ctx context.Context, dataset string, from uint64, limit int, fn func(Record) error) error
+	// Get returns the latest version of id.
+	Get(ctx context.Context, dataset, id string) (Record, bool, error)
+	// History returns every version of id, oldest first.
+	History(ctx context.Context, dataset, id string) ([]Record, error)
+	PipeState(ctx context.Context, pipe string) (PipeState, error)
+	// Runs returns the newest runs of a pipe ("" = all pipes), newest first.
+	Runs(ctx context.Context, pipe string, limit int) ([]RunRecord, error)
+	// DeleteDataset removes a dataset and everything in it.
+	DeleteDataset(ctx context.Context, name string) error
+	Close() error
+}

@@ -1,0 +1,405 @@
+package engine
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"unicode/utf16"
+	"unicode/utf8"
+)
+
+// Entity is one JSON object flowing through Ferry. Values are nil, bool,
+// json.Number, string, []any and map[string]any (see DecodeValue). Root keys
+// starting with "_" are reserved; "$" keys are ordinary data.
+type Entity = map[string]any
+
+// SyntaxError reports malformed JSON with the byte offset where decoding
+// stopped.
+type SyntaxError struct {
+	Offset int
+	Msg    string
+}
+
+func (e *SyntaxError) Error() string {
+	return fmt.Sprintf("invalid JSON at byte %d: %s", e.Offset, e.Msg)
+}
+
+// maxDepth bounds nesting so hostile input cannot exhaust the stack.
+const maxDepth = 10000
+
+// DecodeValue parses one JSON document into Ferry's value model. Numbers
+// become json.Number holding the exact text of the input. Trailing non-space
+// bytes are an error. Invalid UTF-8 in strings is replaced by U+FFFD, as
+// encoding/json does.
+//
+// It is a small hand-written recursive-descent parser: entity decoding is on
+// every pipe's hot path, and this avoids both reflection and the per-call
+// Decoder that UseNumber needs in encoding/json and goccy/go-json
+// (BenchmarkDecode compares the three).
+func DecodeValue(data []byte) (any, error) {
+	d := decoder{data: data}
+	d.skipSpace()
+	v, err := d.value(0)
+	if err != nil {
+		return nil, err
+	}
+	d.skipSpace()
+	if d.pos != len(d.data) {
+		return nil, d.errorf("unexpected %q after top-level value", d.data[d.pos])
+	}
+	return v, nil
+}
+
+// ErrNoID is returned for an entity without a string _id.
+var ErrNoID = errors.New("entity has no _id")
+
+// DecodeEntity parses a JSON object that must carry a string "_id".
+func DecodeEntity(data []byte) (Entity, error) {
+	v, err := DecodeValue(data)
+	if err != nil {
+		return nil, err
+	}
+	return AsEntity(v)
+}
+
+// AsEntity checks that v is a JSON object with a non-empty string _id.
+func AsEntity(v any) (Entity, error) {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("entity is %s, not a JSON object", TypeName(v))
+	}
+	id, ok := m["_id"]
+	if !ok {
+		return nil, ErrNoID
+	}
+	s, ok := id.(string)
+	if !ok {
+		return nil, fmt.Errorf("entity _id is %s, not a string", TypeName(id))
+	}
+	if s == "" {
+		return nil, fmt.Errorf("entity _id is empty")
+	}
+	return m, nil
+}
+
+// ID returns the entity's _id, or "" when it has none.
+func ID(e Entity) string {
+	s, _ := e["_id"].(string)
+	return s
+}
+
+// IsDeleted reports whether the entity is marked deleted; only a literal
+// true counts.
+func IsDeleted(e Entity) bool {
+	b, _ := e["_deleted"].(bool)
+	return b
+}
+
+// TypeName names a value's JSON type for error messages.
+func TypeName(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case bool:
+		return "a boolean"
+	case json.Number, int, int64, float64:
+		return "a number"
+	case string:
+		return "a string"
+	case []any:
+		return "an array"
+	case map[string]any:
+		return "an object"
+	default:
+		return fmt.Sprintf("%T", v)
+	}
+}
+
+type decoder struct {
+	data []byte
+	pos  int
+}
+
+func (d *decoder) errorf(format string, args ...any) error {
+	return &SyntaxError{Offset: d.pos, Msg: fmt.Sprintf(format, args...)}
+}
+
+func (d *decoder) skipSpace() {
+	for d.pos < len(d.data) {
+		switch d.data[d.pos] {
+		case ' ', '\t', '\n', '\r':
+			d.pos++
+		default:
+			return
+		}
+	}
+}
+
+func (d *decoder) value(depth int) (any, error) {
+	if d.pos >= len(d.data) {
+		return nil, d.errorf("unexpected end of input")
+	}
+	if depth > maxDepth {
+		return nil, d.errorf("nesting deeper than %d", maxDepth)
+	}
+	switch c := d.data[d.pos]; c {
+	case '{':
+		return d.object(depth)
+	case '[':
+		return d.array(depth)
+	case '"':
+		return d.string()
+	case 't':
+		return true, d.literal("true")
+	case 'f':
+		return false, d.literal("false")
+	case 'n':
+		return nil, d.literal("null")
+	default:
+		if c == '-' || (c >= '0' && c <= '9') {
+			return d.number()
+		}
+		return nil, d.errorf("unexpected character %q", c)
+	}
+}
+
+func (d *decoder) literal(word string) error {
+	if len(d.data)-d.pos < len(word) || string(d.data[d.pos:d.pos+len(word)]) != word {
+		return d.errorf("invalid literal, expected %s", word)
+	}
+	d.pos += len(word)
+	return nil
+}
+
+func (d *decoder) object(depth int) (any, error) {
+	d.pos++ // {
+	m := make(map[string]any, 8)
+	d.skipSpace()
+	if d.pos < len(d.data) && d.data[d.pos] == '}' {
+		d.pos++
+		return m, nil
+	}
+	for {
+		d.skipSpace()
+		if d.pos >= len(d.data) || d.data[d.pos] != '"' {
+			return nil, d.errorf("expected object key string")
+		}
+		k, err := d.string()
+		if err != nil {
+			return nil, err
+		}
+		d.skipSpace()
+		if d.pos >= len(d.data) || d.data[d.pos] != ':' {
+			return nil, d.errorf("expected ':' after object key")
+		}
+		d.pos++
+		d.skipSpace()
+		v, err := d.value(depth + 1)
+		if err != nil {
+			return nil, err
+		}
+		m[k] = v
+		d.skipSpace()
+		if d.pos >= len(d.data) {
+			return nil, d.errorf("unexpected end of input in object")
+		}
+		switch d.data[d.pos] {
+		case ',':
+			d.pos++
+		case '}':
+			d.pos++
+			return m, nil
+		default:
+			return nil, d.errorf("expected ',' or '}' in object")
+		}
+	}
+}
+
+func (d *decoder) array(depth int) (any, error) {
+	d.pos++ // [
+	a := make([]any, 0, 4)
+	d.skipSpace()
+	if d.pos < len(d.data) && d.data[d.pos] == ']' {
+		d.pos++
+		return a, nil
+	}
+	for {
+		d.skipSpace()
+		v, err := d.value(depth + 1)
+		if err != nil {
+			return nil, err
+		}
+		a = append(a, v)
+		d.skipSpace()
+		if d.pos >= len(d.data) {
+			return nil, d.errorf("unexpected end of input in array")
+		}
+		switch d.data[d.pos] {
+		case ',':
+			d.pos++
+		case ']':
+			d.pos++
+			return a, nil
+		default:
+			return nil, d.errorf("expected ',' or ']' in array")
+		}
+	}
+}
+
+func (d *decoder) number() (any, error) {
+	start := d.pos
+	p := d.pos
+	if p < len(d.data) && d.data[p] == '-' {
+		p++
+	}
+	switch {
+	case p < len(d.data) && d.data[p] == '0':
+		p++
+	case p < len(d.data) && d.data[p] >= '1' && d.data[p] <= '9':
+		for p < len(d.data) && d.data[p] >= '0' && d.data[p] <= '9' {
+			p++
+		}
+	default:
+		d.pos = p
+		return nil, d.errorf("invalid number")
+	}
+	if p < len(d.data) && d.data[p] == '.' {
+		p++
+		q := p
+		for p < len(d.data) && d.data[p] >= '0' && d.data[p] <= '9' {
+			p++
+		}
+		if p == q {
+			d.pos = p
+			return nil, d.errorf("invalid number: no digits after '.'")
+		}
+	}
+	if p < len(d.data) && (d.data[p] == 'e' || d.data[p] == 'E') {
+		p++
+		if p < len(d.data) && (d.data[p] == '+' || d.data[p] == '-') {
+			p++
+		}
+		q := p
+		for p < len(d.data) && d.data[p] >= '0' && d.data[p] <= '9' {
+			p++
+		}
+		if p == q {
+			d.pos = p
+			return nil, d.errorf("invalid number: no digits in exponent")
+		}
+	}
+	d.pos = p
+	return json.Number(d.data[start:p]), nil
+}
+
+func (d *decoder) string() (string, error) {
+	d.pos++ // opening quote
+	start := d.pos
+	ascii := true
+	for d.pos < len(d.data) {
+		c := d.data[d.pos]
+		switch {
+		case c == '"':
+			s := d.data[start:d.pos]
+			d.pos++
+			if !ascii && !utf8.Valid(s) {
+				return strings.ToValidUTF8(string(s), "\uFFFD"), nil
+			}
+			return string(s), nil
+		case c == '\\':
+			return d.slowString(start)
+		case c < 0x20:
+			return "", d.errorf("control character in string")
+		case c >= 0x80:
+			ascii = false
+		}
+		d.pos++
+	}
+	return "", d.errorf("unterminated string")
+}
+
+// slowString decodes a string containing escapes; d.pos is at the first
+// backslash and start at the first byte after the opening quote.
+func (d *decoder) slowString(start int) (string, error) {
+	buf := make([]byte, 0, d.pos-start+16)
+	buf = append(buf, d.data[start:d.pos]...)
+	for d.pos < len(d.data) {
+		c := d.data[d.pos]
+		switch {
+		case c == '"':
+			d.pos++
+			if !utf8.Valid(buf) {
+				return strings.ToValidUTF8(string(buf), "\uFFFD"), nil
+			}
+			return string(buf), nil
+		case c < 0x20:
+			return "", d.errorf("control character in string")
+		case c != '\\':
+			buf = append(buf, c)
+			d.pos++
+			continue
+		}
+		d.pos++
+		if d.pos >= len(d.data) {
+			break
+		}
+		e := d.data[d.pos]
+		d.pos++
+		switch e {
+		case '"', '\\', '/':
+			buf = append(buf, e)
+		case 'b':
+			buf = append(buf, '\b')
+		case 'f':
+			buf = append(buf, '\f')
+		case 'n':
+			buf = append(buf, '\n')
+		case 'r':
+			buf = append(buf, '\r')
+		case 't':
+			buf = append(buf, '\t')
+		case 'u':
+			r, ok := d.hex4()
+			if !ok {
+				return "", d.errorf("invalid \\u escape")
+			}
+			if utf16.IsSurrogate(r) {
+				r2 := rune(-1)
+				if d.pos+1 < len(d.data) && d.data[d.pos] == '\\' && d.data[d.pos+1] == 'u' {
+					save := d.pos
+					d.pos += 2
+					var ok2 bool
+					r2, ok2 = d.hex4()
+					if !ok2 {
+						return "", d.errorf("invalid \\u escape")
+					}
+					if dec := utf16.DecodeRune(r, r2); dec != utf8.RuneError {
+						buf = utf8.AppendRune(buf, dec)
+						continue
+					}
+					d.pos = save
+				}
+				buf = utf8.AppendRune(buf, utf8.RuneError)
+				continue
+			}
+			buf = utf8.AppendRune(buf, r)
+		default:
+			return "", d.errorf("invalid escape \\%c", e)
+		}
+	}
+	return "", d.errorf("unterminated string")
+}
+
+func (d *decoder) hex4() (rune, bool) {
+	if len(d.data)-d.pos < 4 {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(string(d.data[d.pos:d.pos+4]), 16, 32)
+	if err != nil {
+		return 0, false
+	}
+	d.pos += 4
+	return rune(n), true
+}
