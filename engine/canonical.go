@@ -175,6 +175,9 @@ type Prepared struct {
 	// other than _id and (when true) _deleted. It is what the store keeps.
 	Body []byte
 	Hash Hash
+	// Filtered is set for entities a DTL filter rejected ("_filtered":
+	// true): a dataset sink deletes the live entity, other sinks drop it.
+	Filtered bool
 }
 
 // Prepare computes the stored form of e. Root keys starting with "_" other
@@ -182,21 +185,30 @@ type Prepared struct {
 // _deleted. The hash is xxh3-128 over Body: it only ever compares versions
 // of one entity, so a fast non-cryptographic 128-bit hash is enough (the
 // chance of two versions colliding is ~2^-64 after 2^32 versions of one id).
-//
-// buf is reused for Body when it has room; pass nil to allocate.
-func Prepare(e Entity, buf []byte) (Prepared, error) {
+func Prepare(e Entity) (Prepared, error) {
+	p, _, err := PrepareAppend(nil, e)
+	return p, err
+}
+
+// PrepareAppend is Prepare writing Body into arena (appending) so a batch
+// shares one allocation. It returns the grown arena; bodies of earlier
+// calls stay valid even when the arena is reallocated.
+func PrepareAppend(arena []byte, e Entity) (Prepared, []byte, error) {
 	id, ok := e["_id"].(string)
 	if !ok || id == "" {
 		if _, present := e["_id"]; !present {
-			return Prepared{}, ErrNoID
+			return Prepared{}, arena, ErrNoID
 		}
-		return Prepared{}, fmt.Errorf("entity _id is %s, not a non-empty string", TypeName(e["_id"]))
+		return Prepared{}, arena, fmt.Errorf("entity _id is %s, not a non-empty string", TypeName(e["_id"]))
 	}
-	body, err := appendObject(buf[:0], e, true)
+	start := len(arena)
+	arena, err := appendObject(arena, e, true)
 	if err != nil {
-		return Prepared{}, fmt.Errorf("entity %q: %w", id, err)
+		return Prepared{}, arena[:start], fmt.Errorf("entity %q: %w", id, err)
 	}
-	return Prepared{ID: id, Deleted: IsDeleted(e), Body: body, Hash: HashBytes(body)}, nil
+	body := arena[start:len(arena):len(arena)]
+	filtered, _ := e["_filtered"].(bool)
+	return Prepared{ID: id, Deleted: IsDeleted(e), Body: body, Hash: HashBytes(body), Filtered: filtered}, arena, nil
 }
 
 // HashBytes is the hash function used for _hash.

@@ -110,6 +110,14 @@ type RunRecord struct {
 	Error     string    `json:"error,omitempty"`
 }
 
+// ScanOptions select versions of a dataset log.
+type ScanOptions struct {
+	From  uint64 // first offset to examine
+	Limit int    // at most this many records passed to fn; <= 0: no limit
+	// LatestOnly skips versions that are no longer the latest of their _id.
+	LatestOnly bool
+}
+
 // PutResult says what a write did.
 type PutResult int
 
@@ -152,10 +160,11 @@ type Store interface {
 	Datasets(ctx context.Context) ([]DatasetInfo, error)
 	// Dataset returns one dataset's metadata; ok is false if it is unknown.
 	Dataset(ctx context.Context, name string) (DatasetInfo, bool, error)
-	// Scan calls fn for versions with offset >= from in log order, at most
-	// limit of them (limit <= 0: no limit). It reads in short transactions,
-	// so fn may take its time; Records are copies fn may keep.
-	Scan(ctx context.Context, dataset string, from uint64, limit int, fn func(Record) error) error
+	// Scan calls fn for versions in log order as opts say. It reads in
+	// short transactions, so fn may take its time; Records are copies fn
+	// may keep. It returns the offset after the last version examined
+	// (including skipped ones), which is where a continuing scan starts.
+	Scan(ctx context.Context, dataset string, opts ScanOptions, fn func(Record) error) (uint64, error)
 	// Get returns the latest version of id.
 	Get(ctx context.Context, dataset, id string) (Record, bool, error)
 	// History returns every version of id, oldest first.

@@ -225,8 +225,21 @@ type writeTx struct {
 	s    *Store
 	tx   *bolt.Tx
 	sets map[string]*dsState
-	done bool
-	buf  []byte
+	done  bool
+	arena []byte
+}
+
+// alloc returns an empty slice with capacity n that no other Put uses.
+func (w *writeTx) alloc(n int) []byte {
+	if n > 64<<10 {
+		return make([]byte, 0, n)
+	}
+	if cap(w.arena)-len(w.arena) < n {
+		w.arena = make([]byte, 0, 1<<20)
+	}
+	start := len(w.arena)
+	w.arena = w.arena[:start+n]
+	return w.arena[start:start:start+n]
 }
 
 func (w *writeTx) dataset(name string, create bool) (*dsState, error) {
@@ -307,8 +320,11 @@ func (w *writeTx) Put(dataset string, p *engine.Prepared, ts int64) (engine.PutR
 	if st.meta.Versions > 0 {
 		off = st.meta.LastOffset + 1
 	}
-	w.buf = encodeVersion(w.buf[:0], off, p, ts, prev, exists)
-	if err := st.log.Put(offsetKey(off), w.buf); err != nil {
+	// bbolt keeps key and value slices until commit: each Put needs its
+	// own memory. Versions are carved from a per-transaction arena.
+	val := w.alloc(headerSize + binary.MaxVarintLen64 + len(p.ID) + len(p.Body))
+	val = encodeVersion(val, off, p, ts, prev, exists)
+	if err := st.log.Put(offsetKey(off), val); err != nil {
 		return 0, engine.Record{}, fmt.Errorf("dataset %q: appending %q: %w", dataset, p.ID, err)
 	}
 	iv := make([]byte, indexValSize)
@@ -559,50 +575,77 @@ func (s *Store) Dataset(ctx context.Context, name string) (engine.DatasetInfo, b
 // read transactions keep bbolt free to grow its memory map for writers.
 const scanChunk = 1024
 
-// Scan reads the log from offset from.
-func (s *Store) Scan(ctx context.Context, dataset string, from uint64, limit int, fn func(engine.Record) error) error {
-	next := from
+// Scan reads the log as opts say.
+func (s *Store) Scan(ctx context.Context, dataset string, opts engine.ScanOptions, fn func(engine.Record) error) (uint64, error) {
+	next := opts.From
 	seen := 0
 	chunk := make([]engine.Record, 0, scanChunk)
 	for {
 		if err := ctx.Err(); err != nil {
-			return err
+			return next, err
 		}
 		chunk = chunk[:0]
 		want := scanChunk
-		if limit > 0 && limit-seen < want {
-			want = limit - seen
+		if opts.Limit > 0 && opts.Limit-seen < want {
+			want = opts.Limit - seen
 		}
+		end := false
 		err := s.view(func(tx *bolt.Tx) error {
 			b := tx.Bucket(bucketDatasets).Bucket([]byte(dataset))
 			if b == nil {
+				end = true
 				return nil
 			}
+			index := b.Bucket(bucketIndex)
 			c := b.Bucket(bucketLog).Cursor()
-			for k, v := c.Seek(offsetKey(next)); k != nil && len(chunk) < want; k, v = c.Next() {
+			k, v := c.Seek(offsetKey(next))
+			for ; k != nil && len(chunk) < want; k, v = c.Next() {
 				off := binary.BigEndian.Uint64(k)
+				next = off + 1
+				if opts.LatestOnly {
+					id, ok := versionID(v)
+					if !ok {
+						return fmt.Errorf("dataset %q: corrupt version at offset %d", dataset, off)
+					}
+					iv := index.Get(id)
+					if len(iv) != indexValSize || binary.BigEndian.Uint64(iv[:8]) != off {
+						continue
+					}
+				}
 				r, err := decodeVersion(off, v)
 				if err != nil {
 					return fmt.Errorf("dataset %q: %w", dataset, err)
 				}
 				chunk = append(chunk, r)
 			}
+			end = k == nil
 			return nil
 		})
 		if err != nil {
-			return err
+			return next, err
 		}
 		for _, r := range chunk {
 			if err := fn(r); err != nil {
-				return err
+				return next, err
 			}
 		}
 		seen += len(chunk)
-		if len(chunk) < want || (limit > 0 && seen >= limit) {
-			return nil
+		if end || (opts.Limit > 0 && seen >= opts.Limit) {
+			return next, nil
 		}
-		next = chunk[len(chunk)-1].Offset + 1
 	}
+}
+
+// versionID returns the _id bytes of a log value without copying.
+func versionID(v []byte) ([]byte, bool) {
+	if len(v) < headerSize {
+		return nil, false
+	}
+	n, k := binary.Uvarint(v[headerSize:])
+	if k <= 0 || uint64(len(v)-headerSize-k) < n {
+		return nil, false
+	}
+	return v[headerSize+k : headerSize+k+int(n)], true
 }
 
 // Get returns the latest version of id.

@@ -1,0 +1,242 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"regexp"
+	"sort"
+)
+
+// Batch is what a source yields: entities plus the continuation token that
+// holds once they are committed.
+type Batch struct {
+	Entities []Entity
+	// Since is the source's continuation token after this batch; "" means
+	// the source has none (the pipe's stored token is left as it is).
+	Since string
+}
+
+// ReadRequest tells a source where to start.
+type ReadRequest struct {
+	// Since is the stored continuation token; "" on a full run.
+	Since     string
+	Full      bool
+	BatchSize int
+	// Store gives dataset sources their data.
+	Store Store
+}
+
+// Source produces entities. Build it once per pipe; Open is called per run.
+type Source interface {
+	Open(ctx context.Context, req ReadRequest) (Reader, error)
+	// SupportsSince reports whether the source can continue from a token;
+	// when false every run is a full run.
+	SupportsSince() bool
+}
+
+// Reader yields a run's batches. Next returns io.EOF after the last batch.
+type Reader interface {
+	Next(ctx context.Context) (Batch, error)
+	Close() error
+}
+
+// EOF is returned by Reader.Next after the last batch.
+var EOF = io.EOF
+
+// InputDatasets is implemented by sources that read datasets; the engine
+// uses it for the pipe graph, signalling and populated checks.
+type InputDatasets interface {
+	InputDatasets() []string
+}
+
+// Transform maps a batch of entities to 0..n entities each. Implementations
+// are compiled once per pipe and must be safe for concurrent use.
+type Transform interface {
+	Transform(ctx context.Context, in []Entity) ([]Entity, error)
+}
+
+// Sink consumes a pipe's output.
+type Sink interface {
+	// OutputDataset is the dataset the sink writes, "" for none.
+	OutputDataset() string
+}
+
+// ExternalSink writes outside the store (REST, null, ...). The engine
+// commits the pipe's continuation token after Write returns nil.
+type ExternalSink interface {
+	Sink
+	Write(ctx context.Context, batch []Entity) error
+}
+
+// TxSink writes into the store inside the engine's transactions, so the
+// entities and the pipe's token commit together.
+type TxSink interface {
+	Sink
+	// StartRun is called once per run before any batch.
+	StartRun(ctx context.Context, run *RunContext) (SinkRun, error)
+}
+
+// SinkRun is one run of a TxSink.
+type SinkRun interface {
+	// Write applies a batch of prepared entities within tx.
+	Write(ctx context.Context, tx WriteTx, batch []Prepared, ts int64) error
+	// Finish runs after the last batch of a complete run, in the final
+	// transaction (deletion tracking, populated flag).
+	Finish(ctx context.Context, tx WriteTx, ts int64) error
+	// SingleTransaction asks the engine to run the whole run in one
+	// transaction (e.g. an armed circuit breaker that must be able to
+	// leave the dataset untouched).
+	SingleTransaction() bool
+}
+
+// RunContext describes the run to a sink.
+type RunContext struct {
+	Pipe  string
+	Full  bool
+	Store Store
+	// InputsPopulated is true when every input dataset of the source is
+	// populated (or the source reads none).
+	InputsPopulated bool
+	Stats           *RunStats
+}
+
+// RunStats counts what a run did.
+type RunStats struct {
+	Read, Written, Unchanged, Deleted int64
+}
+
+// Kind is a component category.
+type Kind string
+
+// Component kinds.
+const (
+	KindSource    Kind = "source"
+	KindTransform Kind = "transform"
+	KindSink      Kind = "sink"
+	KindSystem    Kind = "system"
+)
+
+// Spec documents a component type and carries its JSON Schema.
+type Spec struct {
+	Summary string
+	// Schema is a JSON Schema (draft 4/7) for the component's config
+	// object. Keys it does not list are tolerated with a warning.
+	Schema string
+	// Status is "stable", "beta" or "unsupported" (recognised for
+	// compatibility reporting but not runnable yet).
+	Status string
+}
+
+// Build gives a component constructor what it may need. Constructors
+// parse and validate; they do no I/O.
+type Build struct {
+	Pipe   string // pipe _id ("" for systems)
+	Path   string // JSON pointer of the component within its config file
+	Config *Config
+	Logger *slog.Logger
+	// Registry lets composite components build nested ones.
+	Registry *Registry
+	systems  map[string]any
+}
+
+// Constructors per kind.
+type (
+	SourceFunc    func(b *Build, cfg map[string]any) (Source, error)
+	TransformFunc func(b *Build, cfg map[string]any) (Transform, error)
+	SinkFunc      func(b *Build, cfg map[string]any) (Sink, error)
+	SystemFunc    func(b *Build, cfg map[string]any) (any, error)
+)
+
+type entry struct {
+	kind  Kind
+	name  string
+	spec  Spec
+	build any
+}
+
+// Registry maps component types to their specs and constructors. It is a
+// plain value: build one with NewRegistry and register what you need.
+type Registry struct {
+	entries map[Kind]map[string]*entry
+	schemas *schemaCache
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry {
+	return &Registry{entries: map[Kind]map[string]*entry{}, schemas: newSchemaCache()}
+}
+
+var validName = regexp.MustCompile(`^[a-z][a-z0-9]*([_:-][a-z0-9]+)*$`)
+
+func (r *Registry) add(kind Kind, name string, spec Spec, build any) {
+	if !validName.MatchString(name) {
+		panic(fmt.Sprintf("engine: invalid %s type name %q", kind, name))
+	}
+	m := r.entries[kind]
+	if m == nil {
+		m = map[string]*entry{}
+		r.entries[kind] = m
+	}
+	if _, dup := m[name]; dup {
+		panic(fmt.Sprintf("engine: %s type %q registered twice", kind, name))
+	}
+	m[name] = &entry{kind: kind, name: name, spec: spec, build: build}
+}
+
+// RegisterSource adds a source type. It panics on a duplicate or invalid
+// name: registration happens at program start and is a programming error.
+func (r *Registry) RegisterSource(name string, spec Spec, fn SourceFunc) {
+	r.add(KindSource, name, spec, fn)
+}
+
+// RegisterTransform adds a transform type.
+func (r *Registry) RegisterTransform(name string, spec Spec, fn TransformFunc) {
+	r.add(KindTransform, name, spec, fn)
+}
+
+// RegisterSink adds a sink type.
+func (r *Registry) RegisterSink(name string, spec Spec, fn SinkFunc) {
+	r.add(KindSink, name, spec, fn)
+}
+
+// RegisterSystem adds a system type ("rest" for "system:rest").
+func (r *Registry) RegisterSystem(name string, spec Spec, fn SystemFunc) {
+	r.add(KindSystem, name, spec, fn)
+}
+
+// RegisterUnsupported records a type Ferry recognises but cannot run yet,
+// so validation reports "not supported yet" instead of "unknown".
+func (r *Registry) RegisterUnsupported(kind Kind, name, summary string) {
+	r.add(kind, name, Spec{Summary: summary, Status: "unsupported"}, nil)
+}
+
+func (r *Registry) lookup(kind Kind, name string) (*entry, bool) {
+	e, ok := r.entries[kind][name]
+	return e, ok
+}
+
+// Names lists the registered type names of a kind, sorted.
+func (r *Registry) Names(kind Kind) []string {
+	var out []string
+	for n := range r.entries[kind] {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// SpecOf returns a registered type's spec.
+func (r *Registry) SpecOf(kind Kind, name string) (Spec, bool) {
+	e, ok := r.lookup(kind, name)
+	if !ok {
+		return Spec{}, false
+	}
+	return e.spec, true
+}
+
+// ErrUnsupported marks component types that are recognised but not
+// implemented yet.
+var ErrUnsupported = errors.New("not supported yet")

@@ -1,0 +1,504 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/adhocore/gronx"
+)
+
+// FieldError is a constructor's complaint about one field of its config;
+// Pointer is relative to the component's config object.
+type FieldError struct {
+	Pointer string
+	Msg     string
+}
+
+func (e *FieldError) Error() string {
+	if e.Pointer == "" {
+		return e.Msg
+	}
+	return e.Pointer + ": " + e.Msg
+}
+
+// Fieldf builds a FieldError.
+func Fieldf(pointer, format string, args ...any) error {
+	return &FieldError{Pointer: pointer, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Pump says when a pipe runs on its own.
+type Pump struct {
+	Interval     time.Duration // 0 = none
+	Cron         string        // cron expression; wins over Interval
+	Mode         string        // scheduled | manual | off
+	RunAtStartup bool
+	// Signalled: runs when an input dataset changes.
+	Signalled bool
+}
+
+// Pipe is a compiled pipe: every component built, ready to run.
+type Pipe struct {
+	ID                 string
+	Comp               *Component
+	Source             Source
+	Transforms         []Transform
+	Sink               Sink
+	BatchSize          int
+	CheckpointInterval int
+	Pump               Pump
+	Inputs             []string // datasets the source reads
+	Output             string   // dataset the sink writes ("" for none)
+}
+
+// Plan is a compiled config.
+type Plan struct {
+	Pipes       []*Pipe
+	Systems     map[string]any
+	Diagnostics Diagnostics
+	byID        map[string]*Pipe
+}
+
+// Pipe returns a compiled pipe by id.
+func (p *Plan) Pipe(id string) *Pipe { return p.byID[id] }
+
+// Readers returns the pipes whose source reads dataset.
+func (p *Plan) Readers(dataset string) []*Pipe {
+	var out []*Pipe
+	for _, pp := range p.Pipes {
+		for _, in := range pp.Inputs {
+			if in == dataset {
+				out = append(out, pp)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// Default batching, as in Sesam.
+const (
+	DefaultBatchSize          = 100
+	DefaultCheckpointInterval = 100
+)
+
+type compiler struct {
+	reg     *Registry
+	cfg     *Config
+	log     *slog.Logger
+	diags   Diagnostics
+	systems map[string]any
+	// unsupported collects "kind:type" -> pipe ids for one report each.
+	unsupported map[string][]string
+}
+
+// Compile validates every component of cfg against its schema and builds
+// it. It does no I/O. All problems are collected; the error is a
+// *ConfigError when any is an error (warnings alone do not fail).
+func Compile(cfg *Config, reg *Registry, logger *slog.Logger) (*Plan, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	c := &compiler{reg: reg, cfg: cfg, log: logger, systems: map[string]any{}, unsupported: map[string][]string{}}
+	c.diags = append(c.diags, cfg.Diagnostics...)
+	plan := &Plan{Systems: c.systems, byID: map[string]*Pipe{}}
+	for _, s := range cfg.Systems {
+		c.system(s)
+	}
+	for _, comp := range cfg.Pipes {
+		if p := c.pipe(comp); p != nil {
+			plan.Pipes = append(plan.Pipes, p)
+			plan.byID[p.ID] = p
+		}
+	}
+	keys := make([]string, 0, len(c.unsupported))
+	for k := range c.unsupported {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		ids := c.unsupported[k]
+		c.diags = append(c.diags, Diagnostic{Severity: SevError, Message: fmt.Sprintf("not supported yet: %s (%d: %s)", k, len(ids), strings.Join(ids, ", "))})
+	}
+	c.graph(plan)
+	plan.Diagnostics = c.diags
+	if len(c.diags.Errors()) > 0 {
+		return plan, &ConfigError{Diagnostics: c.diags}
+	}
+	return plan, nil
+}
+
+func (c *compiler) errorf(comp *Component, ptr, format string, args ...any) {
+	c.diags = append(c.diags, Diagnostic{Severity: SevError, File: comp.File, Pointer: comp.Pointer + ptr, Message: fmt.Sprintf(format, args...)})
+}
+
+func (c *compiler) warnf(comp *Component, ptr, format string, args ...any) {
+	c.diags = append(c.diags, Diagnostic{Severity: SevWarning, File: comp.File, Pointer: comp.Pointer + ptr, Message: fmt.Sprintf(format, args...)})
+}
+
+// check validates cfg (at ptr within comp) against a schema.
+func (c *compiler) check(comp *Component, ptr string, sch *compiledSchema, cfg map[string]any) bool {
+	probs, err := sch.validate(cfg)
+	if err != nil {
+		c.errorf(comp, ptr, "validating: %v", err)
+		return false
+	}
+	ok := true
+	for _, p := range probs {
+		if p.warning {
+			c.warnf(comp, ptr+p.pointer, "%s", p.message)
+			continue
+		}
+		ok = false
+		c.errorf(comp, ptr+p.pointer, "%s", p.message)
+	}
+	return ok
+}
+
+func (c *compiler) build(comp *Component, ptr string, pipe string) *Build {
+	return &Build{Pipe: pipe, Path: comp.Pointer + ptr, Config: c.cfg, Logger: c.log.With("pipe", pipe), Registry: c.reg, systems: c.systems}
+}
+
+// System returns a compiled system by id.
+func (b *Build) System(id string) (any, error) {
+	s, ok := b.systems[id]
+	if !ok {
+		return nil, fmt.Errorf("unknown system %q", id)
+	}
+	if s == nil {
+		return nil, fmt.Errorf("system %q failed to compile", id)
+	}
+	return s, nil
+}
+
+func (c *compiler) ctorErr(comp *Component, ptr string, err error) {
+	var fe *FieldError
+	if errors.As(err, &fe) {
+		c.errorf(comp, ptr+fe.Pointer, "%s", fe.Msg)
+		return
+	}
+	c.errorf(comp, ptr, "%v", err)
+}
+
+func (c *compiler) system(comp *Component) {
+	name := strings.TrimPrefix(comp.Type, "system:")
+	e, ok := c.reg.lookup(KindSystem, name)
+	if !ok {
+		c.errorf(comp, "/type", "unknown system type %q (known: %s)", comp.Type, knownList(c.reg, KindSystem, "system:"))
+		c.systems[comp.ID] = nil
+		return
+	}
+	if e.build == nil {
+		c.unsupported["system:"+name] = append(c.unsupported["system:"+name], comp.ID)
+		c.systems[comp.ID] = nil
+		return
+	}
+	sch, err := c.reg.schemaFor(KindSystem, name)
+	if err != nil {
+		c.errorf(comp, "", "%v", err)
+		return
+	}
+	if !c.check(comp, "", sch, comp.Raw) {
+		c.systems[comp.ID] = nil
+		return
+	}
+	sys, err := e.build.(SystemFunc)(c.build(comp, "", ""), comp.Raw)
+	if err != nil {
+		c.ctorErr(comp, "", err)
+		c.systems[comp.ID] = nil
+		return
+	}
+	c.systems[comp.ID] = sys
+}
+
+func knownList(r *Registry, kind Kind, prefix string) string {
+	var names []string
+	for _, n := range r.Names(kind) {
+		if e, _ := r.lookup(kind, n); e.build != nil {
+			names = append(names, prefix+n)
+		}
+	}
+	return strings.Join(names, ", ")
+}
+
+func (c *compiler) pipe(comp *Component) *Pipe {
+	sch, err := c.reg.pipeSchema()
+	if err != nil {
+		c.errorf(comp, "", "%v", err)
+		return nil
+	}
+	if !c.check(comp, "", sch, comp.Raw) {
+		return nil
+	}
+	p := &Pipe{ID: comp.ID, Comp: comp, BatchSize: DefaultBatchSize, CheckpointInterval: DefaultCheckpointInterval}
+	ok := true
+	if n, has := intField(comp.Raw, "batch_size"); has {
+		p.BatchSize = n
+	}
+	if n, has := intField(comp.Raw, "checkpoint_interval"); has {
+		p.CheckpointInterval = n
+	}
+	// Source.
+	srcCfg, _ := comp.Raw["source"].(map[string]any)
+	if src, good := c.component(comp, KindSource, "/source", srcCfg); good {
+		p.Source = src.(Source)
+		if in, isIn := p.Source.(InputDatasets); isIn {
+			p.Inputs = in.InputDatasets()
+		}
+	} else {
+		ok = false
+	}
+	// Transforms.
+	for i, tc := range transformList(comp.Raw["transform"]) {
+		ptr := "/transform"
+		if _, isList := comp.Raw["transform"].([]any); isList {
+			ptr = fmt.Sprintf("/transform/%d", i)
+		} else if tc.chained {
+			ptr = fmt.Sprintf("/transform/transforms/%d", i)
+		}
+		if t, good := c.component(comp, KindTransform, ptr, tc.cfg); good {
+			p.Transforms = append(p.Transforms, t.(Transform))
+		} else {
+			ok = false
+		}
+	}
+	// Sink: default is a dataset sink named after the pipe.
+	sinkCfg, _ := comp.Raw["sink"].(map[string]any)
+	if sinkCfg == nil {
+		sinkCfg = map[string]any{}
+	}
+	if _, has := sinkCfg["type"]; !has {
+		cp := make(map[string]any, len(sinkCfg)+1)
+		for k, v := range sinkCfg {
+			cp[k] = v
+		}
+		cp["type"] = "dataset"
+		sinkCfg = cp
+	}
+	if s, good := c.component(comp, KindSink, "/sink", sinkCfg); good {
+		p.Sink = s.(Sink)
+		p.Output = p.Sink.OutputDataset()
+	} else {
+		ok = false
+	}
+	if pump, good := c.pump(comp); good {
+		p.Pump = pump
+	} else {
+		ok = false
+	}
+	if !ok {
+		return nil
+	}
+	return p
+}
+
+type transformCfg struct {
+	cfg     map[string]any
+	chained bool
+}
+
+// transformList flattens the three transform forms: an object, a list, or
+// {"type": "chained", "transforms": [...]}.
+func transformList(v any) []transformCfg {
+	switch x := v.(type) {
+	case map[string]any:
+		if x["type"] == "chained" {
+			var out []transformCfg
+			list, _ := x["transforms"].([]any)
+			for _, t := range list {
+				m, _ := t.(map[string]any)
+				out = append(out, transformCfg{cfg: m, chained: true})
+			}
+			return out
+		}
+		return []transformCfg{{cfg: x}}
+	case []any:
+		var out []transformCfg
+		for _, t := range x {
+			m, _ := t.(map[string]any)
+			out = append(out, transformCfg{cfg: m})
+		}
+		return out
+	}
+	return nil
+}
+
+// component validates and builds one source, transform or sink.
+func (c *compiler) component(comp *Component, kind Kind, ptr string, cfg map[string]any) (any, bool) {
+	if cfg == nil {
+		c.errorf(comp, ptr, "%s must be a JSON object", kind)
+		return nil, false
+	}
+	name, _ := cfg["type"].(string)
+	if name == "" {
+		c.errorf(comp, ptr+"/type", "%s has no type", kind)
+		return nil, false
+	}
+	e, ok := c.reg.lookup(kind, name)
+	if !ok {
+		c.errorf(comp, ptr+"/type", "unknown %s type %q (known: %s)", kind, name, knownList(c.reg, kind, ""))
+		return nil, false
+	}
+	if e.build == nil {
+		key := string(kind) + ":" + name
+		c.unsupported[key] = append(c.unsupported[key], comp.ID)
+		return nil, false
+	}
+	sch, err := c.reg.schemaFor(kind, name)
+	if err != nil {
+		c.errorf(comp, ptr, "%v", err)
+		return nil, false
+	}
+	if !c.check(comp, ptr, sch, cfg) {
+		return nil, false
+	}
+	b := c.build(comp, ptr, comp.ID)
+	var v any
+	switch kind {
+	case KindSource:
+		v, err = e.build.(SourceFunc)(b, cfg)
+	case KindTransform:
+		v, err = e.build.(TransformFunc)(b, cfg)
+	case KindSink:
+		v, err = e.build.(SinkFunc)(b, cfg)
+	}
+	if err != nil {
+		c.ctorErr(comp, ptr, err)
+		return nil, false
+	}
+	return v, true
+}
+
+func intField(m map[string]any, key string) (int, bool) {
+	switch x := m[key].(type) {
+	case interface{ Int64() (int64, error) }:
+		n, err := x.Int64()
+		return int(n), err == nil
+	case int:
+		return x, true
+	}
+	return 0, false
+}
+
+func floatField(m map[string]any, key string) (float64, bool) {
+	switch x := m[key].(type) {
+	case interface{ Float64() (float64, error) }:
+		f, err := x.Float64()
+		return f, err == nil
+	case int:
+		return float64(x), true
+	case float64:
+		return x, true
+	}
+	return 0, false
+}
+
+func (c *compiler) pump(comp *Component) (Pump, bool) {
+	p := Pump{Mode: "scheduled", Signalled: true}
+	m, _ := comp.Raw["pump"].(map[string]any)
+	if m == nil {
+		return p, true
+	}
+	if s, ok := m["mode"].(string); ok {
+		p.Mode = s
+	}
+	if b, ok := m["run_at_startup"].(bool); ok {
+		p.RunAtStartup = b
+	}
+	if f, ok := floatField(m, "schedule_interval"); ok {
+		p.Interval = time.Duration(f * float64(time.Second))
+		// SPEC c: signalling is off when the pipe sets an interval < 1 h
+		// or a cron; the schedule then governs.
+		p.Signalled = p.Interval >= time.Hour
+	}
+	if s, ok := m["cron_expression"].(string); ok {
+		if !gronx.New().IsValid(s) {
+			c.errorf(comp, "/pump/cron_expression", "invalid cron expression %q", s)
+			return p, false
+		}
+		p.Cron = s
+		p.Signalled = false
+	}
+	if sup, ok := m["supports_signalling"].(bool); ok {
+		p.Signalled = sup
+	}
+	if src, ok := comp.Raw["source"].(map[string]any); ok {
+		if sup, ok := src["supports_signalling"].(bool); ok {
+			p.Signalled = sup
+		}
+	}
+	return p, true
+}
+
+// graph checks dataset wiring: one writer per dataset, and inputs that
+// nobody writes.
+func (c *compiler) graph(plan *Plan) {
+	writers := map[string]*Pipe{}
+	for _, p := range plan.Pipes {
+		if p.Output == "" {
+			continue
+		}
+		if prev, dup := writers[p.Output]; dup {
+			c.errorf(p.Comp, "/sink", "pipes %q and %q both write dataset %q; a dataset has one writer", prev.ID, p.ID, p.Output)
+			continue
+		}
+		writers[p.Output] = p
+	}
+	for _, p := range plan.Pipes {
+		for _, in := range p.Inputs {
+			if _, ok := writers[in]; !ok {
+				c.warnf(p.Comp, "/source", "dataset %q is read but no pipe in this config writes it", in)
+			}
+		}
+	}
+}
+
+// Order returns the pipes in dependency order (writers before readers);
+// pipes in a cycle keep their config order after the acyclic ones. The
+// second result lists the cycles found, each as pipe ids.
+func (p *Plan) Order() ([]*Pipe, [][]string) {
+	writer := map[string]*Pipe{}
+	for _, pp := range p.Pipes {
+		if pp.Output != "" {
+			writer[pp.Output] = pp
+		}
+	}
+	state := map[*Pipe]int{} // 0 new, 1 visiting, 2 done
+	var order []*Pipe
+	var cycles [][]string
+	var stack []*Pipe
+	var visit func(pp *Pipe)
+	visit = func(pp *Pipe) {
+		switch state[pp] {
+		case 2:
+			return
+		case 1:
+			var cyc []string
+			for i := len(stack) - 1; i >= 0; i-- {
+				cyc = append([]string{stack[i].ID}, cyc...)
+				if stack[i] == pp {
+					break
+				}
+			}
+			cycles = append(cycles, cyc)
+			return
+		}
+		state[pp] = 1
+		stack = append(stack, pp)
+		for _, in := range pp.Inputs {
+			if w, ok := writer[in]; ok && w != pp {
+				visit(w)
+			}
+		}
+		stack = stack[:len(stack)-1]
+		state[pp] = 2
+		order = append(order, pp)
+	}
+	for _, pp := range p.Pipes {
+		visit(pp)
+	}
+	return order, cycles
+}

@@ -1,0 +1,492 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// Engine runs the pipes of a compiled plan against a store.
+type Engine struct {
+	Store  Store
+	Plan   *Plan
+	Logger *slog.Logger
+	// Progress, if set, is called from the run's goroutine after each
+	// committed group with the pipe id and the running counts.
+	Progress func(pipe string, st RunStats)
+	// GroupBytes and GroupDuration bound how much a transaction groups
+	// besides CheckpointInterval batches (defaults 32 MiB and 2 s).
+	GroupBytes    int
+	GroupDuration time.Duration
+
+	mu    sync.Mutex
+	locks map[string]*sync.Mutex
+}
+
+// New returns an engine for plan on store.
+func New(store Store, plan *Plan, logger *slog.Logger) *Engine {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Engine{Store: store, Plan: plan, Logger: logger}
+}
+
+// RunOptions modify one run.
+type RunOptions struct {
+	// Reset clears the pipe's continuation token first: the run is a full
+	// run from the beginning.
+	Reset bool
+	// Rescan makes this run a full run without clearing the token first.
+	Rescan bool
+}
+
+// ErrCircuitBreaker is returned when a run would change more entities than
+// its sink's circuit breaker allows; the dataset is left untouched.
+var ErrCircuitBreaker = errors.New("circuit breaker tripped")
+
+// EntityError is a failure on one entity.
+type EntityError struct {
+	ID  string
+	Err error
+}
+
+func (e *EntityError) Error() string { return fmt.Sprintf("entity %q: %v", e.ID, e.Err) }
+func (e *EntityError) Unwrap() error { return e.Err }
+
+func (e *Engine) lock(pipe string) *sync.Mutex {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.locks == nil {
+		e.locks = map[string]*sync.Mutex{}
+	}
+	l := e.locks[pipe]
+	if l == nil {
+		l = &sync.Mutex{}
+		e.locks[pipe] = l
+	}
+	return l
+}
+
+// item is what the producer hands the committer: one source batch after
+// transforms.
+type item struct {
+	prepared []Prepared
+	entities []Entity // for external sinks
+	since    string
+	read     int
+	bytes    int
+	err      error
+}
+
+// Run runs one pipe once and records the run. Runs of one pipe never
+// overlap: a second call waits for the first.
+func (e *Engine) Run(ctx context.Context, pipeID string, opts RunOptions) (RunRecord, error) {
+	p := e.Plan.Pipe(pipeID)
+	if p == nil {
+		return RunRecord{}, fmt.Errorf("unknown pipe %q", pipeID)
+	}
+	l := e.lock(pipeID)
+	l.Lock()
+	defer l.Unlock()
+
+	rec := RunRecord{Pipe: p.ID, Start: time.Now().UTC()}
+	stats := &RunStats{}
+	err := e.run(ctx, p, opts, &rec, stats)
+	rec.End = time.Now().UTC()
+	rec.Read, rec.Written, rec.Unchanged, rec.Deleted = stats.Read, stats.Written, stats.Unchanged, stats.Deleted
+	if err != nil {
+		rec.Error = err.Error()
+		err = fmt.Errorf("pipe %q: %w", p.ID, err)
+	}
+	// The run record goes in its own transaction: it must be kept even
+	// when the run's own writes were rolled back. On cancellation use a
+	// fresh context so the record still lands.
+	logCtx := ctx
+	if ctx.Err() != nil {
+		var cancel context.CancelFunc
+		logCtx, cancel = context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+	}
+	if lerr := e.recordRun(logCtx, p.ID, rec); lerr != nil && err == nil {
+		err = fmt.Errorf("pipe %q: recording run: %w", p.ID, lerr)
+	}
+	level := slog.LevelInfo
+	if err != nil {
+		level = slog.LevelError
+	}
+	e.Logger.Log(ctx, level, "run finished", "pipe", p.ID, "sync", rec.SyncType, "read", rec.Read,
+		"written", rec.Written, "unchanged", rec.Unchanged, "deleted", rec.Deleted,
+		"duration", rec.End.Sub(rec.Start).Round(time.Millisecond), "error", rec.Error)
+	return rec, err
+}
+
+func (e *Engine) recordRun(ctx context.Context, pipe string, rec RunRecord) error {
+	tx, err := e.Store.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	st, err := tx.PipeState(pipe)
+	if err != nil {
+		tx.Rollback()
+		return err
+	}
+	st.LastRun = rec.End
+	st.LastError = rec.Error
+	if err := tx.SetPipeState(pipe, st); err != nil {
+		tx.Rollback()
+		return err
+	}
+	if err := tx.AddRun(rec); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// ResetPipe clears a pipe's continuation token so its next run is a full
+// run. Datasets are kept.
+func (e *Engine) ResetPipe(ctx context.Context, pipe string) error {
+	tx, err := e.Store.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	st, err := tx.PipeState(pipe)
+	if err != nil {
+		tx.Rollback()
+		return err
+	}
+	st.Since = ""
+	if err := tx.SetPipeState(pipe, st); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+func (e *Engine) inputsPopulated(ctx context.Context, p *Pipe) (bool, error) {
+	for _, in := range p.Inputs {
+		info, ok, err := e.Store.Dataset(ctx, in)
+		if err != nil {
+			return false, err
+		}
+		if !ok || !info.Populated {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+func (e *Engine) run(ctx context.Context, p *Pipe, opts RunOptions, rec *RunRecord, stats *RunStats) error {
+	state, err := e.Store.PipeState(ctx, p.ID)
+	if err != nil {
+		return err
+	}
+	if opts.Reset {
+		state.Since = ""
+	}
+	full := !p.Source.SupportsSince() || state.Since == "" || opts.Rescan || state.RescanRequested
+	req := ReadRequest{Full: full, BatchSize: p.BatchSize, Store: e.Store}
+	if !full {
+		req.Since = state.Since
+	}
+	rec.SyncType = "incremental"
+	if full {
+		rec.SyncType = "full"
+	}
+	populated, err := e.inputsPopulated(ctx, p)
+	if err != nil {
+		return err
+	}
+	reader, err := p.Source.Open(ctx, req)
+	if err != nil {
+		return fmt.Errorf("source: %w", err)
+	}
+	defer reader.Close()
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	txSink, isTx := p.Sink.(TxSink)
+	items := make(chan item, 4)
+	go e.produce(runCtx, p, reader, isTx, items)
+	// Drain the producer on every exit path so it never blocks.
+	defer func() {
+		cancel()
+		for range items {
+		}
+	}()
+
+	failIfEmpty := false
+	if src, ok := p.Comp.Raw["source"].(map[string]any); ok && src["if_source_empty"] == "fail" {
+		failIfEmpty = true
+	}
+	state.RescanRequested = false
+	if isTx {
+		rc := &RunContext{Pipe: p.ID, Full: full, Store: e.Store, InputsPopulated: populated, Stats: stats}
+		sr, err := txSink.StartRun(ctx, rc)
+		if err != nil {
+			return fmt.Errorf("sink: %w", err)
+		}
+		return e.commitTx(ctx, p, sr, items, state, stats, full, failIfEmpty)
+	}
+	ext, ok := p.Sink.(ExternalSink)
+	if !ok {
+		return fmt.Errorf("sink of type %T can neither write externally nor transactionally", p.Sink)
+	}
+	return e.commitExternal(ctx, p, ext, items, state, stats, failIfEmpty)
+}
+
+// produce reads, transforms and prepares batches on its own goroutine so
+// that decoding and hashing overlap the store's commits.
+func (e *Engine) produce(ctx context.Context, p *Pipe, r Reader, prepare bool, out chan<- item) {
+	defer close(out)
+	send := func(it item) bool {
+		select {
+		case out <- it:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	var arena []byte
+	for {
+		b, err := r.Next(ctx)
+		if errors.Is(err, EOF) {
+			return
+		}
+		if err != nil {
+			send(item{err: fmt.Errorf("source: %w", err)})
+			return
+		}
+		read := len(b.Entities)
+		ents := b.Entities
+		for i, t := range p.Transforms {
+			if len(ents) == 0 {
+				break
+			}
+			ents, err = safeTransform(ctx, t, ents)
+			if err != nil {
+				send(item{err: fmt.Errorf("transform %d: %w", i, err)})
+				return
+			}
+		}
+		it := item{since: b.Since, read: read}
+		if prepare {
+			it.prepared = make([]Prepared, 0, len(ents))
+			arena = make([]byte, 0, 400*len(ents)+64)
+			for _, ent := range ents {
+				var pr Prepared
+				pr, arena, err = PrepareAppend(arena, ent)
+				if err != nil {
+					id, _ := ent["_id"].(string)
+					if id == "" {
+						send(item{err: fmt.Errorf("invalid entity (%v): %s", err, preview(ent))})
+					} else {
+						send(item{err: &EntityError{ID: id, Err: err}})
+					}
+					return
+				}
+				it.bytes += len(pr.Body)
+				it.prepared = append(it.prepared, pr)
+			}
+		} else {
+			for _, ent := range ents {
+				if _, err := AsEntity(ent); err != nil {
+					send(item{err: fmt.Errorf("invalid entity (%v): %s", err, preview(ent))})
+					return
+				}
+			}
+			it.entities = ents
+		}
+		if !send(it) {
+			return
+		}
+	}
+}
+
+// preview renders the start of a value for error messages.
+func preview(v any) string {
+	b, err := AppendCanonical(nil, v)
+	if err != nil {
+		return fmt.Sprintf("%T", v)
+	}
+	if len(b) > 120 {
+		return string(b[:120]) + "..."
+	}
+	return string(b)
+}
+
+// safeTransform turns an interpreter panic into an error.
+func safeTransform(ctx context.Context, t Transform, in []Entity) (out []Entity, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("transform panicked: %v", r)
+		}
+	}()
+	return t.Transform(ctx, in)
+}
+
+func (e *Engine) groupLimits() (int, time.Duration) {
+	gb, gd := e.GroupBytes, e.GroupDuration
+	if gb <= 0 {
+		gb = 32 << 20
+	}
+	if gd <= 0 {
+		gd = 2 * time.Second
+	}
+	return gb, gd
+}
+
+// commitTx writes batches into the store in grouped transactions, each
+// carrying the pipe's new token.
+func (e *Engine) commitTx(ctx context.Context, p *Pipe, sr SinkRun, items <-chan item, state PipeState, stats *RunStats, full, failIfEmpty bool) error {
+	maxBytes, maxDur := e.groupLimits()
+	single := sr.SingleTransaction()
+	var tx WriteTx
+	defer func() {
+		if tx != nil {
+			tx.Rollback()
+		}
+	}()
+	begin := func() error {
+		if tx != nil {
+			return nil
+		}
+		var err error
+		tx, err = e.Store.Begin(ctx)
+		return err
+	}
+	commit := func() error {
+		if err := tx.SetPipeState(p.ID, state); err != nil {
+			return err
+		}
+		err := tx.Commit()
+		tx = nil
+		if err == nil && e.Progress != nil {
+			e.Progress(p.ID, *stats)
+		}
+		return err
+	}
+	var group []item
+	groupBytes := 0
+	groupStart := time.Now()
+	flush := func() error {
+		if len(group) == 0 {
+			return nil
+		}
+		if err := begin(); err != nil {
+			return err
+		}
+		ts := time.Now().UnixMicro()
+		for _, it := range group {
+			if err := sr.Write(ctx, tx, it.prepared, ts); err != nil {
+				return err
+			}
+			if it.since != "" {
+				state.Since = it.since
+			}
+		}
+		group, groupBytes = group[:0], 0
+		groupStart = time.Now()
+		if single {
+			return nil
+		}
+		return commit()
+	}
+	for it := range items {
+		if it.err != nil {
+			if single {
+				return it.err
+			}
+			// Keep what was completed before the failing batch.
+			if err := flush(); err != nil {
+				return errors.Join(it.err, err)
+			}
+			return it.err
+		}
+		stats.Read += int64(it.read)
+		group = append(group, it)
+		groupBytes += it.bytes
+		if len(group) >= p.CheckpointInterval || groupBytes >= maxBytes || time.Since(groupStart) >= maxDur {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if stats.Read == 0 && failIfEmpty {
+		return errors.New("source returned no entities and if_source_empty is \"fail\"; nothing was deleted")
+	}
+	// Final transaction: remaining batches, deletion tracking, populated
+	// flag and the final token together.
+	if err := begin(); err != nil {
+		return err
+	}
+	ts := time.Now().UnixMicro()
+	for _, it := range group {
+		if err := sr.Write(ctx, tx, it.prepared, ts); err != nil {
+			return err
+		}
+		if it.since != "" {
+			state.Since = it.since
+		}
+	}
+	if err := sr.Finish(ctx, tx, ts); err != nil {
+		return err
+	}
+	return commit()
+}
+
+// commitExternal hands batches to an external sink and commits the token
+// after each successful write.
+func (e *Engine) commitExternal(ctx context.Context, p *Pipe, sink ExternalSink, items <-chan item, state PipeState, stats *RunStats, failIfEmpty bool) error {
+	save := func() error {
+		tx, err := e.Store.Begin(ctx)
+		if err != nil {
+			return err
+		}
+		if err := tx.SetPipeState(p.ID, state); err != nil {
+			tx.Rollback()
+			return err
+		}
+		return tx.Commit()
+	}
+	n := 0
+	for it := range items {
+		if it.err != nil {
+			return it.err
+		}
+		stats.Read += int64(it.read)
+		var live []Entity
+		for _, ent := range it.entities {
+			if f, _ := ent["_filtered"].(bool); !f {
+				live = append(live, ent)
+			}
+		}
+		if len(live) > 0 {
+			if err := sink.Write(ctx, live); err != nil {
+				return fmt.Errorf("sink: %w", err)
+			}
+			stats.Written += int64(len(live))
+		}
+		if it.since != "" {
+			state.Since = it.since
+		}
+		if n++; n%p.CheckpointInterval == 0 {
+			if err := save(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if stats.Read == 0 && failIfEmpty {
+		return errors.New("source returned no entities and if_source_empty is \"fail\"")
+	}
+	return save()
+}

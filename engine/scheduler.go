@@ -1,0 +1,213 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/adhocore/gronx"
+)
+
+// Default schedules (SPEC c): pipes reading datasets every 30 s, others
+// every 900 s, unless the pump says otherwise.
+const (
+	DefaultDatasetInterval  = 30 * time.Second
+	DefaultExternalInterval = 900 * time.Second
+)
+
+// Scheduler runs pumps: each pipe on its interval or cron, on demand, and
+// when an input dataset changes (signalling).
+type Scheduler struct {
+	eng      *Engine
+	triggers map[string]chan struct{}
+	wg       sync.WaitGroup
+	now      func() time.Time
+}
+
+// NewScheduler returns a scheduler for the engine's plan.
+func NewScheduler(e *Engine) *Scheduler {
+	s := &Scheduler{eng: e, triggers: map[string]chan struct{}{}, now: time.Now}
+	for _, p := range e.Plan.Pipes {
+		s.triggers[p.ID] = make(chan struct{}, 1)
+	}
+	return s
+}
+
+// Trigger asks for a run of pipe as soon as it is idle. Several triggers
+// while a run is going coalesce into one more run.
+func (s *Scheduler) Trigger(pipe string) error {
+	ch, ok := s.triggers[pipe]
+	if !ok {
+		return fmt.Errorf("unknown pipe %q", pipe)
+	}
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// Run starts every pump and blocks until ctx is done and every running
+// pipe has stopped. Cancelling ctx abandons the current transaction of a
+// running pipe cleanly (nothing half-written; the next run continues after
+// the last commit).
+func (s *Scheduler) Run(ctx context.Context) error {
+	for _, p := range s.eng.Plan.Pipes {
+		if p.Pump.Mode == "off" {
+			continue
+		}
+		s.wg.Add(1)
+		go s.pump(ctx, p)
+	}
+	<-ctx.Done()
+	s.wg.Wait()
+	return nil
+}
+
+// nextRun computes when p's schedule fires next after t; zero means never
+// (manual mode).
+func (s *Scheduler) nextRun(p *Pipe, t time.Time) time.Time {
+	if p.Pump.Mode == "manual" {
+		return time.Time{}
+	}
+	if p.Pump.Cron != "" {
+		next, err := gronx.NextTickAfter(p.Pump.Cron, t, false)
+		if err != nil {
+			return time.Time{}
+		}
+		return next
+	}
+	iv := p.Pump.Interval
+	if iv <= 0 {
+		iv = DefaultExternalInterval
+		if len(p.Inputs) > 0 {
+			iv = DefaultDatasetInterval
+		}
+	}
+	return t.Add(iv)
+}
+
+func (s *Scheduler) pump(ctx context.Context, p *Pipe) {
+	defer s.wg.Done()
+	trigger := s.triggers[p.ID]
+	next := s.nextRun(p, s.now())
+	if p.Pump.RunAtStartup {
+		next = s.now()
+	}
+	for {
+		var timer <-chan time.Time
+		var t *time.Timer
+		if !next.IsZero() {
+			t = time.NewTimer(time.Until(next))
+			timer = t.C
+		}
+		select {
+		case <-ctx.Done():
+			if t != nil {
+				t.Stop()
+			}
+			return
+		case <-timer:
+		case <-trigger:
+			if t != nil {
+				t.Stop()
+			}
+		}
+		rec, err := s.eng.Run(ctx, p.ID, RunOptions{})
+		if err != nil && errors.Is(err, context.Canceled) {
+			return
+		}
+		next = s.nextRun(p, s.now())
+		if err == nil && p.Output != "" && rec.Written+rec.Deleted > 0 {
+			for _, r := range s.eng.Plan.Readers(p.Output) {
+				if r.Pump.Signalled && r.Pump.Mode != "off" {
+					s.Trigger(r.ID)
+				}
+			}
+		}
+	}
+}
+
+// RunUntilStable runs the given pipes (all when ids is empty) in
+// dependency order, then again while any pipe still has unread input,
+// up to maxPasses passes. It stops at the first failing run.
+func (e *Engine) RunUntilStable(ctx context.Context, ids []string, opts RunOptions, maxPasses int) ([]RunRecord, error) {
+	order, cycles := e.Plan.Order()
+	if len(ids) > 0 {
+		want := map[string]bool{}
+		for _, id := range ids {
+			if e.Plan.Pipe(id) == nil {
+				return nil, fmt.Errorf("unknown pipe %q", id)
+			}
+			want[id] = true
+		}
+		var sel []*Pipe
+		for _, p := range order {
+			if want[p.ID] {
+				sel = append(sel, p)
+			}
+		}
+		order = sel
+	}
+	if maxPasses <= 0 {
+		maxPasses = 10
+	}
+	var recs []RunRecord
+	pending := order
+	for pass := 0; pass < maxPasses && len(pending) > 0; pass++ {
+		for _, p := range pending {
+			o := RunOptions{}
+			if pass == 0 {
+				o = opts
+			}
+			rec, err := e.Run(ctx, p.ID, o)
+			recs = append(recs, rec)
+			if err != nil {
+				return recs, err
+			}
+		}
+		// Only dataset-reading pipes can have more to do.
+		var again []*Pipe
+		for _, p := range order {
+			behind, err := e.behind(ctx, p)
+			if err != nil {
+				return recs, err
+			}
+			if behind {
+				again = append(again, p)
+			}
+		}
+		pending = again
+	}
+	if len(pending) > 0 {
+		msg := fmt.Sprintf("pipes did not settle after %d passes", maxPasses)
+		for _, c := range cycles {
+			msg += fmt.Sprintf("; cycle: %v", c)
+		}
+		return recs, errors.New(msg)
+	}
+	return recs, nil
+}
+
+// behind reports whether a pipe's dataset inputs have versions past its
+// token.
+func (e *Engine) behind(ctx context.Context, p *Pipe) (bool, error) {
+	if len(p.Inputs) != 1 {
+		return false, nil
+	}
+	info, ok, err := e.Store.Dataset(ctx, p.Inputs[0])
+	if err != nil || !ok || info.Versions == 0 {
+		return false, err
+	}
+	st, err := e.Store.PipeState(ctx, p.ID)
+	if err != nil {
+		return false, err
+	}
+	var since uint64
+	if _, err := fmt.Sscan(st.Since, &since); err != nil {
+		return true, nil
+	}
+	return info.LastOffset > since, nil
+}

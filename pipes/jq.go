@@ -1,0 +1,112 @@
+package pipes
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/big"
+	"strconv"
+
+	"github.com/itchyny/gojq"
+
+	"github.com/ferrydata/ferry/engine"
+)
+
+const jqSchema = `{
+  "$schema": "http://json-schema.org/draft-07/schema#",
+  "title": "jq transform",
+  "type": "object",
+  "required": ["expression"],
+  "properties": {
+    "type": {"const": "jq"},
+    "comment": {},
+    "expression": {"type": "string", "minLength": 1}
+  }
+}`
+
+// JQ runs a jq program (gojq) on every entity. The program is parsed and
+// compiled once, when the pipe is built; each input yields 0..n entities.
+// The variable $pipe holds the pipe id.
+type JQ struct {
+	code *gojq.Code
+	pipe string
+}
+
+func newJQ(b *engine.Build, cfg map[string]any) (engine.Transform, error) {
+	expr, _ := cfg["expression"].(string)
+	q, err := gojq.Parse(expr)
+	if err != nil {
+		return nil, engine.Fieldf("/expression", "jq expression does not parse: %v", err)
+	}
+	code, err := gojq.Compile(q, gojq.WithVariables([]string{"$pipe"}))
+	if err != nil {
+		return nil, engine.Fieldf("/expression", "jq expression does not compile: %v", err)
+	}
+	return &JQ{code: code, pipe: b.Pipe}, nil
+}
+
+// Transform runs the program on each entity of the batch.
+func (t *JQ) Transform(ctx context.Context, in []engine.Entity) ([]engine.Entity, error) {
+	out := make([]engine.Entity, 0, len(in))
+	for _, e := range in {
+		id := engine.ID(e)
+		iter := t.code.RunWithContext(ctx, map[string]any(e), t.pipe)
+		for {
+			v, ok := iter.Next()
+			if !ok {
+				break
+			}
+			if err, isErr := v.(error); isErr {
+				if h, isHalt := err.(*gojq.HaltError); isHalt && h.Value() == nil {
+					break
+				}
+				return nil, &engine.EntityError{ID: id, Err: fmt.Errorf("jq: %v", err)}
+			}
+			m, isMap := v.(map[string]any)
+			if !isMap {
+				return nil, &engine.EntityError{ID: id, Err: fmt.Errorf("jq produced %s, not an object", engine.TypeName(v))}
+			}
+			if _, err := engine.AsEntity(m); err != nil {
+				return nil, &engine.EntityError{ID: id, Err: fmt.Errorf("jq output: %v", err)}
+			}
+			out = append(out, normalize(m).(map[string]any))
+		}
+	}
+	return out, nil
+}
+
+// normalize converts gojq's number types back to json.Number so every
+// entity keeps one value model. Maps and slices are changed in place: they
+// are fresh jq output or shared input that already holds json.Number.
+func normalize(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			switch e.(type) {
+			case map[string]any, []any, int, float64, *big.Int:
+				x[k] = normalize(e)
+			}
+		}
+		return x
+	case []any:
+		for i, e := range x {
+			switch e.(type) {
+			case map[string]any, []any, int, float64, *big.Int:
+				x[i] = normalize(e)
+			}
+		}
+		return x
+	case int:
+		return json.Number(strconv.Itoa(x))
+	case *big.Int:
+		return json.Number(x.String())
+	case float64:
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return nil
+		}
+		b, _ := engine.AppendCanonical(nil, x)
+		return json.Number(b)
+	}
+	return v
+}

@@ -1,0 +1,262 @@
+package sinks
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+
+	"github.com/zeebo/xxh3"
+
+	"github.com/ferrydata/ferry/engine"
+)
+
+const datasetSchema = `{
+  "$schema": "http://json-schema.org/draft-07/schema#",
+  "title": "dataset sink",
+  "type": "object",
+  "properties": {
+    "type": {"const": "dataset"},
+    "comment": {},
+    "dataset": {"type": "string", "minLength": 1, "pattern": "^[^/]+$", "not": {"pattern": "^system:"}},
+    "deletion_tracking": {"type": "boolean"},
+    "mark_deletion_tracked": {"type": "boolean"},
+    "set_initial_offset": {"enum": ["if-source-populated", "never", "always", "initially", "onload"]},
+    "circuit_breaker_threshold_count": {"type": "integer", "minimum": 0},
+    "circuit_breaker_threshold_factor": {"type": "number", "minimum": 0},
+    "prevent_multiple_versions": {},
+    "indexes": {},
+    "track_children": {"type": "boolean"},
+    "suppress_filtered": {"type": "boolean"},
+    "enable_optimistic_locking": {"type": "boolean"}
+  }
+}`
+
+// Dataset is the dataset sink: it writes versions into the store with the
+// write rule, tracks deletions after complete full runs and can refuse a
+// run that changes too much (circuit breaker).
+type Dataset struct {
+	Name string
+	// DeletionTracking: after a complete full run, every live _id the run
+	// did not produce gets a deleted version (default true).
+	DeletionTracking    bool
+	MarkDeletionTracked bool
+	// SetInitialOffset decides when the dataset counts as populated.
+	SetInitialOffset string
+	// BreakerCount and BreakerFactor arm the circuit breaker when either is
+	// set: a run on a populated dataset may change at most
+	// max(BreakerCount, BreakerFactor * entities) entities.
+	BreakerCount  int64
+	BreakerFactor float64
+}
+
+var _ engine.TxSink = (*Dataset)(nil)
+
+func newDataset(b *engine.Build, cfg map[string]any) (engine.Sink, error) {
+	d := &Dataset{Name: b.Pipe, DeletionTracking: true, SetInitialOffset: "if-source-populated"}
+	if s, ok := cfg["dataset"].(string); ok {
+		d.Name = s
+	}
+	if v, ok := cfg["deletion_tracking"].(bool); ok {
+		d.DeletionTracking = v
+	}
+	if v, ok := cfg["mark_deletion_tracked"].(bool); ok {
+		d.MarkDeletionTracked = v
+	}
+	if v, ok := cfg["set_initial_offset"].(string); ok {
+		d.SetInitialOffset = v
+	}
+	if n, ok := number(cfg["circuit_breaker_threshold_count"]); ok {
+		d.BreakerCount = int64(n)
+	}
+	if f, ok := number(cfg["circuit_breaker_threshold_factor"]); ok {
+		d.BreakerFactor = f
+	}
+	if strings.HasPrefix(d.Name, "system:") || strings.Contains(d.Name, "/") {
+		return nil, engine.Fieldf("/dataset", "invalid dataset name %q", d.Name)
+	}
+	return d, nil
+}
+
+func number(v any) (float64, bool) {
+	switch x := v.(type) {
+	case interface{ Float64() (float64, error) }:
+		f, err := x.Float64()
+		return f, err == nil
+	case float64:
+		return x, true
+	case int:
+		return float64(x), true
+	}
+	return 0, false
+}
+
+// OutputDataset is the dataset written.
+func (d *Dataset) OutputDataset() string { return d.Name }
+
+// StartRun prepares one run.
+func (d *Dataset) StartRun(ctx context.Context, rc *engine.RunContext) (engine.SinkRun, error) {
+	info, _, err := rc.Store.Dataset(ctx, d.Name)
+	if err != nil {
+		return nil, err
+	}
+	r := &datasetRun{d: d, rc: rc, limit: -1}
+	if (d.BreakerCount > 0 || d.BreakerFactor > 0) && info.Populated {
+		r.limit = max(d.BreakerCount, int64(math.Floor(d.BreakerFactor*float64(info.Entities))))
+	}
+	r.track = rc.Full && d.DeletionTracking
+	return r, nil
+}
+
+type idHash [2]uint64
+
+func hashID(id string) idHash {
+	h := xxh3.HashString128(id)
+	return idHash{h.Hi, h.Lo}
+}
+
+func cmpIDHash(a, b idHash) int {
+	switch {
+	case a[0] < b[0]:
+		return -1
+	case a[0] > b[0]:
+		return 1
+	case a[1] < b[1]:
+		return -1
+	case a[1] > b[1]:
+		return 1
+	}
+	return 0
+}
+
+type datasetRun struct {
+	d     *Dataset
+	rc    *engine.RunContext
+	limit int64 // -1: breaker not armed
+	// changed counts appended versions, for the circuit breaker.
+	changed int64
+	track   bool
+	// seen holds a 128-bit hash of every _id produced by a full run (16
+	// bytes per entity rather than the ids themselves), for deletion
+	// tracking at the end of the run.
+	seen        []idHash
+	initialDone bool
+}
+
+// SingleTransaction: an armed breaker must be able to undo the whole run.
+func (r *datasetRun) SingleTransaction() bool { return r.limit >= 0 }
+
+func (r *datasetRun) count(res engine.PutResult) error {
+	st := r.rc.Stats
+	if res == engine.Unchanged {
+		st.Unchanged++
+		return nil
+	}
+	r.changed++
+	if r.limit >= 0 && r.changed > r.limit {
+		return fmt.Errorf("%w: the run would change more than %d entities of dataset %q (circuit_breaker_threshold_count %d, _factor %g); nothing was written",
+			engine.ErrCircuitBreaker, r.limit, r.d.Name, r.d.BreakerCount, r.d.BreakerFactor)
+	}
+	return nil
+}
+
+func (r *datasetRun) Write(ctx context.Context, tx engine.WriteTx, batch []engine.Prepared, ts int64) error {
+	if !r.initialDone && (r.d.SetInitialOffset == "initially" || r.d.SetInitialOffset == "onload") {
+		if err := tx.SetPopulated(r.d.Name); err != nil {
+			return err
+		}
+		r.initialDone = true
+	}
+	for i := range batch {
+		p := &batch[i]
+		if r.track {
+			r.seen = append(r.seen, hashID(p.ID))
+		}
+		if p.Filtered {
+			// A filtered entity deletes the live version, if any.
+			if err := r.deleteLive(tx, p.ID, ts); err != nil {
+				return err
+			}
+			continue
+		}
+		res, _, err := tx.Put(r.d.Name, p, ts)
+		if err != nil {
+			return fmt.Errorf("entity %q: %w", p.ID, err)
+		}
+		if res == engine.Appended {
+			r.rc.Stats.Written++
+		}
+		if err := r.count(res); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// deleteLive writes a deleted version of id, keeping its content, if its
+// latest version is live.
+func (r *datasetRun) deleteLive(tx engine.WriteTx, id string, ts int64) error {
+	rec, ok, err := tx.Latest(r.d.Name, id)
+	if err != nil || !ok || rec.Deleted {
+		return err
+	}
+	v, err := engine.DecodeValue(rec.Body)
+	if err != nil {
+		return fmt.Errorf("entity %q: %w", id, err)
+	}
+	ent := v.(map[string]any)
+	ent["_deleted"] = true
+	if r.d.MarkDeletionTracked {
+		ent["$deletion_tracked"] = true
+	}
+	p, err := engine.Prepare(ent)
+	if err != nil {
+		return err
+	}
+	res, _, err := tx.Put(r.d.Name, &p, ts)
+	if err != nil {
+		return fmt.Errorf("deleting %q: %w", id, err)
+	}
+	if res == engine.Appended {
+		r.rc.Stats.Deleted++
+	}
+	return r.count(res)
+}
+
+func (r *datasetRun) Finish(ctx context.Context, tx engine.WriteTx, ts int64) error {
+	if err := tx.EnsureDataset(r.d.Name); err != nil {
+		return err
+	}
+	if r.track {
+		slices.SortFunc(r.seen, cmpIDHash)
+		var gone []string
+		err := tx.ForEachLive(r.d.Name, func(rec engine.Record) error {
+			if _, found := slices.BinarySearchFunc(r.seen, hashID(rec.ID), cmpIDHash); !found {
+				gone = append(gone, rec.ID)
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("deletion tracking: %w", err)
+		}
+		for _, id := range gone {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if err := r.deleteLive(tx, id, ts); err != nil {
+				return fmt.Errorf("deletion tracking: %w", err)
+			}
+		}
+		r.seen = nil
+	}
+	switch r.d.SetInitialOffset {
+	case "always", "initially", "onload":
+		return tx.SetPopulated(r.d.Name)
+	case "if-source-populated":
+		if r.rc.InputsPopulated {
+			return tx.SetPopulated(r.d.Name)
+		}
+	}
+	return nil
+}
