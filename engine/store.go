@@ -88,7 +88,7 @@ type DatasetInfo struct {
 type PipeState struct {
 	// Since is the source's continuation token after the last committed
 	// batch ("" = none: the next run is a full run).
-	Since string `json:"since"`
+	Since     string    `json:"since"`
 	LastRun   time.Time `json:"last_run"`
 	LastError string    `json:"last_error,omitempty"`
 	// RescanRequested asks the next run to be a full run without clearing

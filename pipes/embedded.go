@@ -29,8 +29,8 @@ const embeddedSchema = `{
 // Embedded yields a static list of entities. With supports_since, entities
 // carry _updated and a run only yields those with _updated above the token.
 type Embedded struct {
-	Entities      []engine.Entity
-	Since bool
+	Entities []engine.Entity
+	Since    bool
 }
 
 func newEmbedded(b *engine.Build, cfg map[string]any) (engine.Source, error) {

@@ -139,10 +139,10 @@ func (c *cli) cmdPipes(ctx context.Context, args []string) int {
 	}
 	defer store.Close()
 	type row struct {
-		Pipe    string           `json:"pipe"`
-		Source  string           `json:"source,omitempty"`
-		Sink    string           `json:"sink,omitempty"`
-		State   engine.PipeState `json:"state"`
+		Pipe    string            `json:"pipe"`
+		Source  string            `json:"source,omitempty"`
+		Sink    string            `json:"sink,omitempty"`
+		State   engine.PipeState  `json:"state"`
 		LastRun *engine.RunRecord `json:"last_run,omitempty"`
 	}
 	var rows []row

@@ -222,9 +222,9 @@ type dsState struct {
 }
 
 type writeTx struct {
-	s    *Store
-	tx   *bolt.Tx
-	sets map[string]*dsState
+	s     *Store
+	tx    *bolt.Tx
+	sets  map[string]*dsState
 	done  bool
 	arena []byte
 }
@@ -239,7 +239,7 @@ func (w *writeTx) alloc(n int) []byte {
 	}
 	start := len(w.arena)
 	w.arena = w.arena[:start+n]
-	return w.arena[start:start:start+n]
+	return w.arena[start : start : start+n]
 }
 
 func (w *writeTx) dataset(name string, create bool) (*dsState, error) {
