@@ -151,10 +151,11 @@ func b64encode(s string) string {
 	return base64.StdEncoding.EncodeToString([]byte(s))
 }
 
-// hmacSHA256Digest is Sesam's hmacsha256digest(key, msg). Ferry returns
-// the lower-case hex digest (the form webhook signatures such as HubSpot's
-// use); pipe it through base64_encode of the raw bytes is not possible, so
-// base64 signatures need hmacsha256digest_b64.
+// hmacSHA256Digest is Sesam's hmacsha256digest(key, msg). Sesam does not
+// document the encoding; Ferry returns the lower-case hex digest (the form
+// HubSpot-style webhook signatures use). Base64 signatures (Shopify) need
+// hmacsha256digest_b64, since the raw MAC bytes cannot be re-encoded from
+// the hex text inside a template.
 func hmacSHA256Digest(key, msg string) string {
 	m := hmac.New(sha256.New, []byte(key))
 	m.Write([]byte(msg))

@@ -27,7 +27,8 @@ import (
 // previous_headers, previous_request_headers, and, for id_expression and
 // updated_expression, every field of the item as a top-level name. Header
 // maps are looked up by exact key ("X-Sesam-Page"), so the caller should
-// use the names as configured or canonical MIME form. A name that is
+// pass one string per name (map[string]any or map[string]string, not
+// http.Header) under the names as configured or in canonical MIME form. A name that is
 // absent is undefined; a name present with a nil value is None (defined).
 //
 // Render never modifies the Context or the values in it.
@@ -222,6 +223,22 @@ func (t *Template) run(ctx Context) (val *exec.Value, text string, err error) {
 			val, text, err = nil, "", t.renderError(fmt.Errorf("engine panic: %v", r), st)
 		}
 	}()
+	if name, ok := t.single.(*nodes.Name); ok && name.Name.Val != "secret" {
+		// `{{ name }}` (most id_expression/updated_expression strings):
+		// a context lookup, no evaluator. Same result as the engine.
+		v, ok := data[name.Name.Val]
+		if !ok {
+			if _, global := t.env.Context.Get(name.Name.Val); !global {
+				return nil, "", t.renderError(fmt.Errorf("Unable to evaluate name %q", name.Name.Val), st)
+			}
+		} else {
+			val := exec.ToValue(v)
+			if s := val.String(); len(s) > limit {
+				return nil, "", t.renderError(fmt.Errorf("output longer than %d bytes", limit), st)
+			}
+			return val, "", nil
+		}
+	}
 	if t.single != nil {
 		e := &exec.Evaluator{
 			Config: t.cfg,
