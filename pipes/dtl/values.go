@@ -458,6 +458,9 @@ func toDecimalValue(v any) (any, bool) {
 		if !ok {
 			return nil, false
 		}
+		if json.Valid([]byte(s)) {
+			return json.Number(s), true // keep the text, e.g. trailing zeros
+		}
 		return ratNumber(r), true
 	case bool:
 		return nil, false
