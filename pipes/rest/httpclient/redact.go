@@ -1,6 +1,7 @@
 package httpclient
 
 import (
+	"encoding/base64"
 	"net/url"
 	"slices"
 	"strings"
@@ -90,6 +91,10 @@ func newScrubber(cfg Config) *scrubber {
 	var lits []string
 	lits = append(lits, cfg.Auth.Password, cfg.Auth.Token, cfg.Auth.OAuth2.ClientSecret,
 		cfg.Auth.OAuth2.AccessToken, cfg.Auth.OAuth2.RefreshToken)
+	if cfg.Auth.Kind == AuthBasic && cfg.Auth.Password != "" {
+		// An echoed Authorization header carries the pair in base64.
+		lits = append(lits, base64.StdEncoding.EncodeToString([]byte(cfg.Auth.Username+":"+cfg.Auth.Password)))
+	}
 	for k, v := range cfg.Headers {
 		if SensitiveName(k) {
 			lits = append(lits, v)
