@@ -112,7 +112,7 @@ func echo(w http.ResponseWriter, r *http.Request) {
 
 type echoed struct {
 	Method, URL, Body string
-	Header           http.Header
+	Header            http.Header
 }
 
 func doEcho(t *testing.T, c *httpclient.Client, r httpclient.Request) echoed {
