@@ -52,6 +52,9 @@ func eval(e expr, sc scope) (any, error) {
 		if v, ok := sc.lookup(x.name); ok {
 			return fromGo(v), nil
 		}
+		if x.name == "range" {
+			return &boundMethod{name: "range"}, nil
+		}
 		return undefined{name: x.name}, nil
 	case *listExpr:
 		out := make([]any, len(x.items))
@@ -396,15 +399,23 @@ func binaryOp(op string, l, r any) (any, error) {
 			}
 		}
 	case "*":
-		if s, ok := l.(string); ok && rNum && !rFloat {
-			return strings.Repeat(s, int(max(ri, 0))), nil
+		if _, ok := r.(string); ok && lNum && !lFloat {
+			l, ri, rNum, rFloat = r, li, true, false
 		}
-		if s, ok := r.(string); ok && lNum && !lFloat {
-			return strings.Repeat(s, int(max(li, 0))), nil
+		if s, ok := l.(string); ok && rNum && !rFloat {
+			n := max(ri, 0)
+			if n > 0 && int64(len(s)) > maxResult/n {
+				return nil, errTooLarge
+			}
+			return strings.Repeat(s, int(n)), nil
 		}
 		if s, ok := l.([]any); ok && rNum && !rFloat {
-			var out []any
-			for range max(ri, 0) {
+			n := max(ri, 0)
+			if n > 0 && int64(len(s)) > maxResult/n {
+				return nil, errTooLarge
+			}
+			out := make([]any, 0, int64(len(s))*n)
+			for range n {
 				out = append(out, s...)
 			}
 			return out, nil
@@ -412,6 +423,12 @@ func binaryOp(op string, l, r any) (any, error) {
 	}
 	return nil, fmt.Errorf("unsupported operand type(s) for %s: '%s' and '%s'", op, typeName(l), typeName(r))
 }
+
+// maxResult bounds strings and lists built by repetition and range(), so a
+// template cannot exhaust memory (Python would try; Ferry refuses).
+const maxResult = 1 << 24
+
+var errTooLarge = errors.New("result too large (more than 16M items or bytes) at expansion time")
 
 func intOp(op string, a, b int64) (any, error) {
 	overflow := errors.New("integer overflow (integers beyond 64 bits are not supported at expansion time)")
@@ -458,6 +475,9 @@ func intOp(op string, a, b int64) (any, error) {
 	case "**":
 		if b < 0 {
 			return math.Pow(float64(a), float64(b)), nil
+		}
+		if b > 64 && (a > 1 || a < -1) {
+			return nil, overflow
 		}
 		r := new(big.Int).Exp(big.NewInt(a), big.NewInt(b), nil)
 		if !r.IsInt64() {

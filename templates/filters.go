@@ -477,6 +477,9 @@ func callValue(fn any, args []any, kw map[string]any) (any, error) {
 	case undefined:
 		return nil, f.err()
 	case *boundMethod:
+		if f.recv == nil && f.name == "range" {
+			return pyRange(args)
+		}
 		return callMethod(f.recv, f.name, args)
 	}
 	return nil, fmt.Errorf("'%s' object is not callable", typeName(fn))
@@ -591,4 +594,39 @@ func callMethod(recv any, name string, args []any) (any, error) {
 		}
 	}
 	return nil, fmt.Errorf("'%s' object has no method '%s'", typeName(recv), name)
+}
+
+// pyRange is Python's range(), the one global function of Jinja2 supported
+// at expansion time (bounded to maxResult items).
+func pyRange(args []any) (any, error) {
+	var n [3]int64
+	n[2] = 1
+	if len(args) < 1 || len(args) > 3 {
+		return nil, fmt.Errorf("range expected 1 to 3 arguments, got %d", len(args))
+	}
+	for i, a := range args {
+		v, _, isFloat, ok := asNumber(a)
+		if !ok || isFloat {
+			return nil, fmt.Errorf("'%s' object cannot be interpreted as an integer", typeName(a))
+		}
+		n[i] = v
+	}
+	start, stop, step := int64(0), n[0], int64(1)
+	if len(args) > 1 {
+		start, stop, step = n[0], n[1], n[2]
+	}
+	if step == 0 {
+		return nil, errors.New("range() arg 3 must not be zero")
+	}
+	var out []any
+	for i := start; step > 0 && i < stop || step < 0 && i > stop; i += step {
+		if len(out) >= maxResult {
+			return nil, errTooLarge
+		}
+		out = append(out, i)
+	}
+	if out == nil {
+		out = []any{}
+	}
+	return out, nil
 }

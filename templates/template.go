@@ -94,8 +94,13 @@ const (
 )
 
 // Compile compiles a template source. name is used in error messages.
-func Compile(name, src string) (*Template, error) {
-	t := &Template{name: name, src: normalizeSource(src), bound: map[string]bool{"loop": true}}
+func Compile(name, src string) (t *Template, err error) {
+	t = &Template{name: name, src: normalizeSource(src), bound: map[string]bool{"loop": true}}
+	defer func() {
+		if r := recover(); r != nil {
+			t, err = nil, &Error{File: name, Err: fmt.Errorf("internal template error: %v", r)}
+		}
+	}()
 	if err := t.compile(); err != nil {
 		return nil, t.posErr(err)
 	}
@@ -528,15 +533,13 @@ func loopInfo(forloop any) *loopContext {
 		return &loopContext{length: 1, depth: 1}
 	}
 	rv = rv.Elem()
-	lc := &loopContext{
+	// loop.depth counts recursive loops only, which are not supported, so
+	// it is always 1 (as in Jinja2 for nested non-recursive loops).
+	return &loopContext{
 		index:  int(rv.FieldByName("Counter0").Int()),
 		length: int(rv.FieldByName("Counter0").Int() + rv.FieldByName("Revcounter").Int()),
 		depth:  1,
 	}
-	for p := rv.FieldByName("Parentloop"); p.IsValid() && !p.IsNil(); p = p.Elem().FieldByName("Parentloop") {
-		lc.depth++
-	}
-	return lc
 }
 
 // Render renders the template with the given variables (values decoded
