@@ -229,6 +229,12 @@ const (
 	varAlias
 )
 
+// isPath reports whether s would compile as a path.
+func (c *compiler) isPath(s string) bool {
+	_, ok := c.path(s)
+	return ok
+}
+
 // path compiles a path string such as "_S.a.b", "_." or "alias.x". Strings
 // whose head is not a DTL variable (or a hop alias in scope) are literals.
 func (c *compiler) path(s string) (evalFn, bool) {
@@ -376,11 +382,12 @@ func walkKey(v any, key string, out []any) []any {
 	return out
 }
 
-// literalStrings evaluates a pattern/name argument: a literal string is used
-// as is (never as a path), anything else is evaluated and its string
-// elements (spreading lists) are used.
+// literalStrings evaluates a name/pattern argument (property names, globs,
+// path steps): a plain string is used as is, a path string ("_.", "_S.k") or
+// a function call is evaluated and its string elements (spreading lists) are
+// used.
 func (c *compiler) literalStrings(v any, path string) (func(e *env) ([]string, error), error) {
-	if s, ok := v.(string); ok {
+	if s, ok := v.(string); ok && !c.isPath(s) {
 		lit := []string{s}
 		return func(*env) ([]string, error) { return lit, nil }, nil
 	}
