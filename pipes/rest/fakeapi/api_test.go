@@ -200,6 +200,15 @@ func TestPagePagingFollowsNextPageURLAndLink(t *testing.T) {
 	if last.obj(t)["nextPageUrl"] != nil || last.header.Get("Link") != "" {
 		t.Fatalf("last page has a next link: %v %q", last.obj(t)["nextPageUrl"], last.header.Get("Link"))
 	}
+	// page=0 is the first page too, and its next link is page 2.
+	r = get(t, srv.URL+"/api/customers?limit=100&page=0")
+	if ids := ids(t, dataItems(r)); ids[0] != 1 || !strings.Contains(nextPageURL(r), "page=2") {
+		t.Fatalf("page=0: %v %q", ids[:1], nextPageURL(r))
+	}
+	r = get(t, srv.URL+"/api/customers?limit=100&page=999999999999999999")
+	if r.status != 200 || len(dataItems(r).([]any)) != 0 || r.obj(t)["nextPageUrl"] != nil {
+		t.Fatalf("huge page: %d %s", r.status, r.raw)
+	}
 	// The page number may come from a header (constant-URL idiom).
 	r = do(t, "GET", srv.URL+"/api/customers?limit=100", map[string]string{"X-Sesam-Page": "3"}, "")
 	if ids := ids(t, dataItems(r)); len(ids) != 50 || ids[0] != 201 {
@@ -679,3 +688,24 @@ func (d *discard) Header() http.Header {
 }
 func (d *discard) WriteHeader(s int)           { d.status = s }
 func (d *discard) Write(p []byte) (int, error) { d.bytes += int64(len(p)); return len(p), nil }
+
+func TestZeroBasedPagesAndExplicitTimestamps(t *testing.T) {
+	a, srv := newServer(t, fakeapi.Options{Seed: map[string]int{"customers": 5}, ZeroBasedPages: true, DefaultLimit: 2})
+	got, pages := follow(t, srv.URL+"/api/customers?page=0", dataItems, nextPageURL)
+	checkSequence(t, got, 1, 5)
+	if pages != 3 {
+		t.Fatalf("pages %d", pages)
+	}
+	rec, err := a.Put("customers", map[string]any{"id": "2", "name": "Old", "lastChanged": "2020-05-05T10:00:00Z"})
+	if err != nil || rec["lastChanged"] != "2020-05-05T10:00:00.000Z" || rec["version"] != json.Number("2") {
+		t.Fatalf("Put: %v %v", rec, err)
+	}
+	// Oldest change first in the default order.
+	r := get(t, srv.URL+"/api/customers?page=0&limit=10")
+	if got := ids(t, dataItems(r)); got[0] != 2 {
+		t.Fatalf("order: %v", got)
+	}
+	if _, err := a.Put("customers", map[string]any{"id": "x"}); err == nil {
+		t.Fatal("bad id accepted")
+	}
+}

@@ -559,6 +559,9 @@ func (a *API) parseList(r *http.Request) (listQuery, error) {
 			return lq, err
 		}
 		lq.mode, lq.page = PagingPage, n
+		if !a.opts.ZeroBasedPages {
+			lq.page = max(n, 1)
+		}
 	} else if !a.opts.ZeroBasedPages {
 		lq.page = 1
 	}
@@ -625,7 +628,12 @@ func (a *API) handleList(w http.ResponseWriter, r *http.Request) {
 	case PagingOffset:
 		start = lq.offset
 	default:
-		start = a.pageIndex(lq.page) * lq.limit
+		// Compare before multiplying: a huge page number must not overflow.
+		if idx := a.pageIndex(lq.page); idx > total/lq.limit {
+			start = total
+		} else {
+			start = idx * lq.limit
+		}
 	}
 	start = min(start, total)
 	end := min(start+lq.limit, total)

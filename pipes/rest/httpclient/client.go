@@ -336,7 +336,10 @@ func (c *Client) Do(ctx context.Context, r Request) (*Response, error) {
 		forceToken = nil
 		if err != nil {
 			var ae *AuthError
-			if ctx.Err() != nil || errors.As(err, &ae) || errors.Is(err, ErrInvalidRequest) {
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("system %s: %s %s: %w", c.cfg.SystemID, method, c.scrub.url(u), ctx.Err())
+			}
+			if errors.As(err, &ae) || errors.Is(err, ErrInvalidRequest) {
 				return nil, err
 			}
 			rule := c.defaultRule()

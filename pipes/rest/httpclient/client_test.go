@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -699,4 +700,30 @@ func TestNewValidates(t *testing.T) {
 			t.Errorf("error lacks %q: %v", want, err)
 		}
 	}
+}
+
+func BenchmarkDoListPage1000(b *testing.B) {
+	const n, limit = 100_000, 1000
+	api := fakeapi.New(fakeapi.Options{Seed: map[string]int{"customers": n}, LogLimit: -1})
+	srv := httptest.NewServer(api.Handler())
+	defer srv.Close()
+	c, err := httpclient.New(config(srv.URL + "/api/%s"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	var bytes int64
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		resp, err := c.Do(ctx, httpclient.Request{URL: "customers", Params: url.Values{
+			"limit": {"1000"}, "page": {strconv.Itoa(i%(n/limit) + 1)}}})
+		if err != nil || resp.Status != 200 {
+			b.Fatal(resp, err)
+		}
+		bytes += int64(len(resp.Body))
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N*limit)/b.Elapsed().Seconds(), "records/s")
+	b.SetBytes(bytes / int64(b.N))
 }
