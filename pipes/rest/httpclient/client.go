@@ -9,9 +9,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -87,6 +90,11 @@ func New(cfg Config, opts ...Option) (*Client, error) {
 	if cfg.Auth.OAuth2.RefreshWindow < 0 {
 		cfg.Auth.OAuth2.RefreshWindow = 0
 	}
+	// Own copies: the caller may reuse its maps and slices.
+	cfg.Headers = maps.Clone(cfg.Headers)
+	cfg.RetryStrategy = slices.Clone(cfg.RetryStrategy)
+	cfg.Auth.OAuth2.Scopes = slices.Clone(cfg.Auth.OAuth2.Scopes)
+	cfg.Auth.OAuth2.EndpointParams = maps.Clone(cfg.Auth.OAuth2.EndpointParams)
 	if err := validate(cfg); err != nil {
 		return nil, err
 	}
@@ -234,6 +242,19 @@ type Request struct {
 	// ContentType sets Content-Type when Body is not nil; default
 	// application/json unless Headers set Content-Type.
 	ContentType string
+	// RateLimit, when not nil, replaces the system's rate_limiting_retries
+	// and rate_limiting_delay for this request (the REST source, sink and
+	// transform accept pipe-level rate_limiting_* keys). A retry_strategy
+	// key matching 429 still wins.
+	RateLimit *RateLimit
+}
+
+// RateLimit is a 429 retry policy.
+type RateLimit struct {
+	// Retries is the number of retries of a 429.
+	Retries int
+	// Delay is the wait when the 429 has no Retry-After header.
+	Delay time.Duration
 }
 
 // Response is a complete response; the body has been read and closed.
@@ -325,6 +346,11 @@ func (c *Client) Do(ctx context.Context, r Request) (*Response, error) {
 	if err != nil {
 		return nil, err
 	}
+	rl := c.rlRule
+	if r.RateLimit != nil {
+		rl = &RetryRule{Key: "rate_limiting", Statuses: rl.Statuses, Retries: max(r.RateLimit.Retries, 0),
+			Delay: max(r.RateLimit.Delay, 0)}
+	}
 	used := make(map[*RetryRule]int)
 	var (
 		notBefore  time.Time
@@ -360,7 +386,7 @@ func (c *Client) Do(ctx context.Context, r Request) (*Response, error) {
 			c.log.InfoContext(ctx, "http 401, refreshing oauth2 token", "method", method, "url", c.scrub.url(u))
 			continue
 		}
-		rule := c.ruleFor(resp.Status)
+		rule := c.ruleFor(resp.Status, rl)
 		if rule == nil || used[rule] >= rule.Retries {
 			c.log.DebugContext(ctx, "http request", "method", method, "url", c.scrub.url(u),
 				"status", resp.Status, "attempts", attempt)
@@ -381,7 +407,7 @@ func (c *Client) Do(ctx context.Context, r Request) (*Response, error) {
 }
 
 // ruleFor picks the retry rule for a status (package doc, "Retries").
-func (c *Client) ruleFor(status int) *RetryRule {
+func (c *Client) ruleFor(status int, rateLimit *RetryRule) *RetryRule {
 	var best *RetryRule
 	bestWidth := 0
 	for i := range c.cfg.RetryStrategy {
@@ -397,7 +423,7 @@ func (c *Client) ruleFor(status int) *RetryRule {
 		return best
 	}
 	if status == http.StatusTooManyRequests {
-		return c.rlRule
+		return rateLimit
 	}
 	if status >= 400 {
 		return c.defaultRule()
@@ -423,7 +449,7 @@ func (c *Client) retryAfter(h http.Header) (time.Duration, bool) {
 	}
 	var d time.Duration
 	if secs, err := strconv.ParseFloat(v, 64); err == nil {
-		if secs < 0 {
+		if secs < 0 || math.IsNaN(secs) {
 			return 0, false
 		}
 		d = time.Duration(min(secs, c.cfg.MaxRetryAfter.Seconds()) * float64(time.Second))
@@ -566,6 +592,17 @@ func (c *Client) setHeaders(req *http.Request, r Request, tok *oauth2.Token) {
 	}
 }
 
+// CloseIdleConnections closes idle keep-alive connections; call it when
+// the system is replaced.
+func (c *Client) CloseIdleConnections() { c.hc.CloseIdleConnections() }
+
 // Config returns the client's configuration with defaults filled in.
 // It holds secrets: do not log it.
-func (c *Client) Config() Config { return c.cfg }
+func (c *Client) Config() Config {
+	cfg := c.cfg
+	cfg.Headers = maps.Clone(cfg.Headers)
+	cfg.RetryStrategy = slices.Clone(cfg.RetryStrategy)
+	cfg.Auth.OAuth2.Scopes = slices.Clone(cfg.Auth.OAuth2.Scopes)
+	cfg.Auth.OAuth2.EndpointParams = maps.Clone(cfg.Auth.OAuth2.EndpointParams)
+	return cfg
+}

@@ -207,6 +207,17 @@ func Test429RetryAfterThenSuccess(t *testing.T) {
 	if err := resp.Err(nil); err == nil || !strings.Contains(err.Error(), "status 429 Too Many Requests") {
 		t.Fatalf("Err: %v", err)
 	}
+
+	// A pipe-level override replaces the system's policy for one request.
+	ft = newFakeTime()
+	c = newClient(t, cfg, ft.opts()...)
+	resp, err = c.Do(t.Context(), httpclient.Request{URL: "customers", RateLimit: &httpclient.RateLimit{Retries: 1, Delay: 5 * time.Second}})
+	if err != nil || resp.Status != 429 || resp.Attempts != 2 {
+		t.Fatalf("override: %+v %v", resp, err)
+	}
+	if got := ft.Sleeps(); len(got) != 1 || got[0] != 5*time.Second {
+		t.Fatalf("override sleeps %v", got)
+	}
 }
 
 func TestRetryAfterDateAndCap(t *testing.T) {
@@ -726,4 +737,51 @@ func BenchmarkDoListPage1000(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(b.N*limit)/b.Elapsed().Seconds(), "records/s")
 	b.SetBytes(bytes / int64(b.N))
+}
+
+func Test429PausesTheWholeClient(t *testing.T) {
+	api := fakeapi.New(fakeapi.Options{Seed: map[string]int{"c": 1}, Faults: fakeapi.Faults{RateLimitNext: 1, RetryAfter: "7"}})
+	srv := httptest.NewServer(api.Handler())
+	defer srv.Close()
+	var (
+		mu      sync.Mutex
+		sleeps  []time.Duration
+		first   = make(chan struct{})
+		release = make(chan struct{})
+	)
+	sleep := func(ctx context.Context, d time.Duration) error {
+		mu.Lock()
+		sleeps = append(sleeps, d)
+		n := len(sleeps)
+		mu.Unlock()
+		if n == 1 {
+			close(first)
+			<-release
+		}
+		return nil
+	}
+	fixed := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	c := newClient(t, config(srv.URL+"/api/%s"), httpclient.WithSleep(sleep), httpclient.WithClock(func() time.Time { return fixed }))
+	done := make(chan error, 1)
+	go func() {
+		resp, err := c.Do(t.Context(), httpclient.Request{URL: "c"})
+		if err == nil && resp.Status != 200 {
+			err = errors.New(resp.Err(nil).Error())
+		}
+		done <- err
+	}()
+	<-first // request A got its 429 and waits
+	// Request B was never rate limited itself but waits for the pause too.
+	if resp, err := c.Do(t.Context(), httpclient.Request{URL: "c"}); err != nil || resp.Status != 200 {
+		t.Fatal(resp, err)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(sleeps) != 2 || sleeps[0] != 7*time.Second || sleeps[1] != 7*time.Second {
+		t.Fatalf("sleeps %v", sleeps)
+	}
 }
