@@ -24,7 +24,8 @@
 //  1. the most specific retry_strategy key that contains the status
 //     ("429" beats "400-499"; a narrower range beats a wider one);
 //  2. for 429, the rate-limit rule rate_limiting_retries x rate_limiting_delay
-//     (SPEC c; defaults 3 x 1 s, see [DefaultConfig]);
+//     (SPEC c; defaults 3 x 1 s, see [DefaultConfig]; Request.RateLimit
+//     overrides it per request for pipe-level rate_limiting_* keys);
 //  3. the retry_strategy "default" key, for statuses >= 400.
 //
 // Each rule has its own retry budget per call of Do. A Retry-After header
