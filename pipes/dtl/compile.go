@@ -303,6 +303,10 @@ func (c *compiler) path(s string) (evalFn, bool) {
 		case varB:
 			return nil, nil
 		}
+		if d, ok := base.(map[string]any); ok && len(rest) > 0 {
+			// Fast path: first step straight from the dict, no spread.
+			return traverse(walkKey(d, rest[0], nil), rest[1:]), nil
+		}
 		return traverse(spread(base), rest), nil
 	}, true
 }

@@ -158,7 +158,7 @@ func (p *Program) Apply(ctx context.Context, source map[string]any) (out []map[s
 			return nil, &Error{ID: id, Err: errors.New("source entity has no string _id (id_required)")}
 		}
 	}
-	tgt := make(map[string]any, 8)
+	tgt := make(map[string]any, max(8, len(source)))
 	if v, ok := source["_id"]; ok {
 		tgt["_id"] = v
 	}

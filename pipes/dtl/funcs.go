@@ -783,6 +783,9 @@ func compileSetOp(op func([][]any) []any) func(*compiler, string, []any) (evalFn
 	}
 }
 
+// maxTuples bounds the size of a tuples product.
+const maxTuples = 1 << 20
+
 // compileTuples: ["tuples", V1, V2, ...] is the cartesian product of the
 // arguments' values as a list of lists.
 func compileTuples(c *compiler, path string, args []any) (evalFn, error) {
@@ -796,6 +799,9 @@ func compileTuples(c *compiler, path string, args []any) (evalFn, error) {
 			m, err := f(e)
 			if err != nil {
 				return nil, err
+			}
+			if len(acc)*len(m) > maxTuples {
+				return nil, fmt.Errorf("tuples: more than %d combinations", maxTuples)
 			}
 			var next [][]any
 			for _, prefix := range acc {

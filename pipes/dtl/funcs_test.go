@@ -291,6 +291,11 @@ func TestGlob(t *testing.T) {
 		{"[abc", "[abc", true},
 		{"*.*", "a.b", true},
 		{"discard-", "discard-", true},
+		{"*a*", "bab", true},
+		{"a*b*c", "axxbyyc", true},
+		{"a*b*c", "axxbyy", false},
+		{"*[0-9]", "ab3", true},
+		{"a*a*a*a*a*a*a*a*b", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", false},
 	}
 	for _, tc := range cases {
 		if got := globMatch(tc.pat, tc.s); got != tc.want {

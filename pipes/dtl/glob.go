@@ -6,98 +6,89 @@ import (
 	"fmt"
 	"math/big"
 	"math/bits"
-	"unicode/utf8"
 )
 
 // globMatch reports whether s matches the Python fnmatch pattern (case
 // sensitive, as fnmatch.fnmatchcase): '*' any run, '?' one character,
 // '[seq]' / '[!seq]' a character class with ranges; an unclosed '[' is
-// literal. A pattern without wildcards matches only itself.
+// literal. A pattern without wildcards matches only itself. The matcher
+// backtracks only to the last '*', so it runs in O(len(pattern)*len(s)).
 func globMatch(pattern, s string) bool {
-	for len(pattern) > 0 {
-		pc, pw := utf8.DecodeRuneInString(pattern)
-		switch pc {
-		case '*':
-			for len(pattern) > 0 && pattern[0] == '*' {
-				pattern = pattern[1:]
-			}
-			if pattern == "" {
-				return true
-			}
-			for i := 0; i <= len(s); {
-				if globMatch(pattern, s[i:]) {
-					return true
-				}
-				if i == len(s) {
-					break
-				}
-				_, w := utf8.DecodeRuneInString(s[i:])
-				i += w
-			}
-			return false
-		case '?':
-			if s == "" {
-				return false
-			}
-			_, w := utf8.DecodeRuneInString(s)
-			s, pattern = s[w:], pattern[pw:]
-		case '[':
-			if s == "" {
-				return false
-			}
-			sc, sw := utf8.DecodeRuneInString(s)
-			ok, rest, valid := matchClass(pattern[1:], sc)
-			if !valid { // literal '['
-				if sc != '[' {
-					return false
-				}
-				s, pattern = s[sw:], pattern[pw:]
+	p, str := []rune(pattern), []rune(s)
+	px, sx := 0, 0
+	starP, starS := -1, 0
+	for sx < len(str) {
+		if px < len(p) {
+			switch p[px] {
+			case '*':
+				starP, starS = px, sx
+				px++
 				continue
+			case '?':
+				px++
+				sx++
+				continue
+			case '[':
+				ok, n, valid := matchClass(p[px+1:], str[sx])
+				if !valid {
+					if str[sx] == '[' {
+						px++
+						sx++
+						continue
+					}
+				} else if ok {
+					px += 1 + n
+					sx++
+					continue
+				}
+			default:
+				if p[px] == str[sx] {
+					px++
+					sx++
+					continue
+				}
 			}
-			if !ok {
-				return false
-			}
-			s, pattern = s[sw:], rest
-		default:
-			if s == "" {
-				return false
-			}
-			sc, sw := utf8.DecodeRuneInString(s)
-			if sc != pc {
-				return false
-			}
-			s, pattern = s[sw:], pattern[pw:]
 		}
+		if starP < 0 {
+			return false
+		}
+		px = starP + 1
+		starS++
+		sx = starS
 	}
-	return s == ""
+	for px < len(p) && p[px] == '*' {
+		px++
+	}
+	return px == len(p)
 }
 
 // matchClass matches c against the class body after '['; it returns whether
-// c is in the class, the pattern after ']' and whether the class was closed.
-func matchClass(p string, c rune) (matched bool, rest string, valid bool) {
+// c is in the class, how many runes the body and closing ']' take, and
+// whether the class was closed.
+func matchClass(p []rune, c rune) (matched bool, n int, valid bool) {
+	i := 0
 	negate := false
-	if len(p) > 0 && p[0] == '!' {
+	if i < len(p) && p[i] == '!' {
 		negate = true
-		p = p[1:]
+		i++
 	}
 	first := true
-	for len(p) > 0 {
-		if p[0] == ']' && !first {
-			return matched != negate, p[1:], true
+	for i < len(p) {
+		if p[i] == ']' && !first {
+			return matched != negate, i + 1, true
 		}
 		first = false
-		lo, w := utf8.DecodeRuneInString(p)
-		p = p[w:]
-		hi := lo
-		if len(p) >= 2 && p[0] == '-' && p[1] != ']' {
-			hi, w = utf8.DecodeRuneInString(p[1:])
-			p = p[1+w:]
+		lo, hi := p[i], p[i]
+		i++
+		if i+1 < len(p) && p[i] == '-' && p[i+1] != ']' {
+			hi = p[i+1]
+			i += 2
 		}
 		if lo <= c && c <= hi {
 			matched = true
 		}
 	}
-	return false, "", false
+	return false, 0, false
 }
 
 // murmur3x64_128 is MurmurHash3_x64_128 (seed 0), the hash behind Python's
