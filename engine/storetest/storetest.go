@@ -351,12 +351,12 @@ func testCounts(t *testing.T, s engine.Store) {
 	}{
 		{[]string{`{"_id":"a"}`, `{"_id":"b"}`, `{"_id":"c"}`}, want{3, 3, 0}},
 		{[]string{`{"_id":"a","_deleted":true}`}, want{4, 3, 1}},
-		{[]string{`{"_id":"a","_deleted":true}`}, want{4, 3, 1}},                   // unchanged
-		{[]string{`{"_id":"a","_deleted":true,"x":1}`}, want{5, 3, 1}},             // deleted -> deleted
-		{[]string{`{"_id":"a"}`}, want{6, 3, 0}},                                   // undelete
-		{[]string{`{"_id":"d","_deleted":true}`}, want{7, 4, 1}},                   // new id, deleted
-		{[]string{`{"_id":"b","_deleted":true}`, `{"_id":"b"}`}, want{9, 4, 1}},    // flip twice in one tx
-		{[]string{`{"_id":"c","_deleted":true}`, `{"_id":"d"}`}, want{11, 4, 1}},   // one each way
+		{[]string{`{"_id":"a","_deleted":true}`}, want{4, 3, 1}},                       // unchanged
+		{[]string{`{"_id":"a","_deleted":true,"x":1}`}, want{5, 3, 1}},                 // deleted -> deleted
+		{[]string{`{"_id":"a"}`}, want{6, 3, 0}},                                       // undelete
+		{[]string{`{"_id":"d","_deleted":true}`}, want{7, 4, 1}},                       // new id, deleted
+		{[]string{`{"_id":"b","_deleted":true}`, `{"_id":"b"}`}, want{9, 4, 1}},        // flip twice in one tx
+		{[]string{`{"_id":"c","_deleted":true}`, `{"_id":"d"}`}, want{11, 4, 1}},       // one each way
 		{[]string{`{"_id":"c","_deleted":true}`, `{"_id":"b","x":2}`}, want{12, 4, 1}}, // c unchanged
 	}
 	for i, st := range steps {
