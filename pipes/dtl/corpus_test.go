@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"strings"
 	"os"
 	"path/filepath"
 	"sort"
@@ -106,12 +108,28 @@ func TestCompileCorpus(t *testing.T) {
 	}
 	sort.Strings(names)
 	ok := 0
+	opts := DefaultOptions()
+	opts.Hops = &fakeHopper{}
+	samples := []string{
+		`{"_id": "1"}`,
+		`{"_id": "2", "_deleted": true, "id": "5", "response": {"id": 5, "QuoteId": 9}, "node": {"modifiedAt": "2023-01-30T12:00:01Z"}}`,
+		`{"_id": "3", "$operation": "lookup", "response_status": 200, "response_body": [{"a": 1}], "$source": {"a": 2, "$based_on": {"a": 1}}, "$origin": "~:x:1"}`,
+	}
 	for _, name := range names {
-		if _, err := Compile(all[name], DefaultOptions()); err != nil {
+		p, err := Compile(all[name], opts)
+		if err != nil {
 			t.Errorf("%s: %v", name, err)
 			continue
 		}
 		ok++
+		// Smoke-run: no panics or internal errors; fail! and missing _id
+		// are legitimate outcomes for made-up entities.
+		for _, s := range samples {
+			_, err := p.Apply(context.Background(), decodeJSON(t, []byte(s)).(map[string]any))
+			if err != nil && !errors.Is(err, ErrFail) && !strings.Contains(err.Error(), "id_required") {
+				t.Errorf("%s on %s: %v", name, s, err)
+			}
+		}
 	}
 	t.Logf("compiled %d/%d dtl transforms (%d from the connector corpus)", ok, len(all), len(corpus))
 	used := map[string]int{}

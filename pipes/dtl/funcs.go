@@ -1447,8 +1447,10 @@ func jsonParse(v any) (any, bool) {
 	return out, true
 }
 
-// compileApply: ["apply", RULE, VALUES] runs RULE on each dict in VALUES
-// and returns the targets (filtered/discarded ones left out).
+// compileApply: ["apply", RULE, VALUES] runs RULE on each non-null value in
+// VALUES (dicts, but also scalars: hubspot applies a rule to "TYPE-ID"
+// strings and splits "_S.") and returns the targets (filtered/discarded ones
+// left out).
 func compileApply(c *compiler, path string, args []any) (evalFn, error) {
 	r, err := c.ruleRef(args[0], argPath(path, 1))
 	if err != nil {
@@ -1470,7 +1472,7 @@ func compileApply(c *compiler, path string, args []any) (evalFn, error) {
 func applyEach(e *env, r *rule, m []any) ([]any, error) {
 	out := make([]any, 0, len(m))
 	for _, v := range m {
-		if _, ok := v.(map[string]any); !ok {
+		if v == nil {
 			continue
 		}
 		t, keep, err := e.applyRule(r, v)

@@ -244,7 +244,7 @@ func TestExpressionFunctions(t *testing.T) {
 		{"json-parse", `["json-parse", "{\"a\": 12345678901234567891}"]`, `{"a":12345678901234567891}`},
 		{"json-parse bad", `["json-parse", "{"]`, `null`},
 		{"apply", `["apply", "upper-name", "_S."]`, `{"name":"ADA"}`},
-		{"apply list", `["apply", "upper-name", ["list", {"name": "a"}, 1, {"name": "b"}]]`, `[{"name":"A"},{"name":"B"}]`},
+		{"apply list", `["apply", "upper-name", ["list", {"name": "a"}, 1, {"name": "b"}]]`, `[{"name":"A"},{"name":null},{"name":"B"}]`},
 	}
 	opts := DefaultOptions()
 	opts.Now = func() time.Time { return time.Date(2024, 2, 3, 4, 5, 6, 0, time.UTC) }
