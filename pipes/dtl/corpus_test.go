@@ -5,10 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"strings"
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 )
 
