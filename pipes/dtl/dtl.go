@@ -64,6 +64,8 @@ type Error struct {
 	Err  error
 }
 
+// Error formats the error as "dtl: entity <id>: <path>: <cause>" for runtime
+// errors and "<path>: <cause>" for compile errors.
 func (e *Error) Error() string {
 	switch {
 	case e.ID != "" && e.Path != "":
@@ -76,6 +78,7 @@ func (e *Error) Error() string {
 	return "dtl: " + e.Err.Error()
 }
 
+// Unwrap returns the underlying cause.
 func (e *Error) Unwrap() error { return e.Err }
 
 // ErrFail is wrapped by the error returned when a rule runs "fail!".
