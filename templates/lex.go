@@ -175,6 +175,12 @@ func lexTemplate(src string) ([]item, error) {
 		}
 		toks, next, strip, err := lexExpr(src, p, tagOff, end)
 		if err != nil {
+			if pe, ok := err.(*posError); ok && pe.off != tagOff {
+				// Report at the opening delimiter: an unclosed tag is the
+				// usual cause of a bad character or string inside it.
+				l, c := lineCol(src, pe.off)
+				return nil, errAt(tagOff, "%s at line %d column %d inside the %q tag opened here (is it closed with %q?)", pe.msg, l, c, src[tagOff:tagOff+3], end)
+			}
 			return nil, err
 		}
 		i = next

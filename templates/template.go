@@ -73,6 +73,8 @@ type Template struct {
 	p2    *pongo2.Template
 	gen   []int // start column (0-based) in the pongo2 source of each generated tag
 	genN  []int // node (or -1) of each generated tag
+
+	maxSteps int // render budget in tag evaluations
 }
 
 // Name returns the template's file name.
@@ -95,7 +97,7 @@ const (
 
 // Compile compiles a template source. name is used in error messages.
 func Compile(name, src string) (t *Template, err error) {
-	t = &Template{name: name, src: normalizeSource(src), bound: map[string]bool{"loop": true}}
+	t = &Template{name: name, src: normalizeSource(src), bound: map[string]bool{"loop": true}, maxSteps: defaultMaxSteps}
 	defer func() {
 		if r := recover(); r != nil {
 			t, err = nil, &Error{File: name, Err: fmt.Errorf("internal template error: %v", r)}
@@ -352,6 +354,7 @@ type renderState struct {
 	vars   map[string]any
 	err    error
 	outLen int
+	steps  int
 	segs   []segment
 }
 
@@ -421,9 +424,20 @@ func (st *renderState) fail(off int, err error) error {
 	return st.err
 }
 
+// Render budget: a template whose loops run away fails instead of hanging
+// the expansion or exhausting memory.
+const (
+	defaultMaxSteps = 1_000_000
+	maxOutput       = 256 << 20
+)
+
 func (st *renderState) node(n int) (*node, error) {
 	if n < 0 || n >= len(st.t.nodes) {
 		return nil, fmt.Errorf("internal template error: node %d out of range", n)
+	}
+	st.steps++
+	if st.steps > st.t.maxSteps || st.outLen > maxOutput {
+		return nil, st.fail(st.t.nodes[n].off, fmt.Errorf("template too expensive to render (more than %d tag evaluations or 256 MiB of output)", st.t.maxSteps))
 	}
 	return &st.t.nodes[n], nil
 }
