@@ -120,6 +120,72 @@ func TypeName(v any) string {
 type decoder struct {
 	data []byte
 	pos  int
+	keys map[string]string // interned object keys; nil: no interning
+}
+
+// Decoder decodes many entities with the same keys: it interns object keys
+// so each distinct key string is allocated once. It is not safe for
+// concurrent use; give each goroutine its own.
+type Decoder struct {
+	keys map[string]string
+}
+
+// NewDecoder returns a Decoder with an empty key cache.
+func NewDecoder() *Decoder { return &Decoder{keys: make(map[string]string, 64)} }
+
+// maxInternedKeys bounds the key cache so documents with unbounded key sets
+// (maps keyed by ids) cannot grow it without limit.
+const maxInternedKeys = 4096
+
+// DecodeValue is DecodeValue with key interning.
+func (dd *Decoder) DecodeValue(data []byte) (any, error) {
+	d := decoder{data: data, keys: dd.keys}
+	d.skipSpace()
+	v, err := d.value(0)
+	if err != nil {
+		return nil, err
+	}
+	d.skipSpace()
+	if d.pos != len(d.data) {
+		return nil, d.errorf("unexpected %q after top-level value", d.data[d.pos])
+	}
+	return v, nil
+}
+
+// DecodeEntity is DecodeEntity with key interning.
+func (dd *Decoder) DecodeEntity(data []byte) (Entity, error) {
+	v, err := dd.DecodeValue(data)
+	if err != nil {
+		return nil, err
+	}
+	return AsEntity(v)
+}
+
+// key reads an object key, interning it when the decoder has a cache.
+func (d *decoder) key() (string, error) {
+	if d.keys == nil {
+		return d.string()
+	}
+	start := d.pos + 1
+	for i := start; i < len(d.data); i++ {
+		c := d.data[i]
+		if c == '"' {
+			raw := d.data[start:i]
+			if k, ok := d.keys[string(raw)]; ok {
+				d.pos = i + 1
+				return k, nil
+			}
+			break
+		}
+		if c == '\\' || c < 0x20 || c >= 0x80 {
+			break
+		}
+	}
+	k, err := d.string()
+	if err == nil && len(d.keys) < maxInternedKeys {
+		d.keys[k] = k
+	}
+	return k, err
 }
 
 func (d *decoder) errorf(format string, args ...any) error {
@@ -186,7 +252,7 @@ func (d *decoder) object(depth int) (any, error) {
 		if d.pos >= len(d.data) || d.data[d.pos] != '"' {
 			return nil, d.errorf("expected object key string")
 		}
-		k, err := d.string()
+		k, err := d.key()
 		if err != nil {
 			return nil, err
 		}
@@ -305,7 +371,7 @@ func (d *decoder) string() (string, error) {
 			s := d.data[start:d.pos]
 			d.pos++
 			if !ascii && !utf8.Valid(s) {
-				return strings.ToValidUTF8(string(s), "\uFFFD"), nil
+				return replaceInvalidUTF8(s), nil
 			}
 			return string(s), nil
 		case c == '\\':
@@ -331,7 +397,7 @@ func (d *decoder) slowString(start int) (string, error) {
 		case c == '"':
 			d.pos++
 			if !utf8.Valid(buf) {
-				return strings.ToValidUTF8(string(buf), "\uFFFD"), nil
+				return replaceInvalidUTF8(buf), nil
 			}
 			return string(buf), nil
 		case c < 0x20:
@@ -390,6 +456,24 @@ func (d *decoder) slowString(start int) (string, error) {
 		}
 	}
 	return "", d.errorf("unterminated string")
+}
+
+// replaceInvalidUTF8 replaces every byte of an invalid UTF-8 sequence with
+// U+FFFD, as encoding/json does (strings.ToValidUTF8 would replace a whole
+// run of invalid bytes with a single U+FFFD).
+func replaceInvalidUTF8(b []byte) string {
+	var sb strings.Builder
+	sb.Grow(len(b) + 8)
+	for len(b) > 0 {
+		r, size := utf8.DecodeRune(b)
+		if r == utf8.RuneError && size == 1 {
+			sb.WriteString("\uFFFD")
+		} else {
+			sb.Write(b[:size])
+		}
+		b = b[size:]
+	}
+	return sb.String()
 }
 
 func (d *decoder) hex4() (rune, bool) {
