@@ -114,7 +114,17 @@ func appendFloat(dst []byte, f float64) []byte {
 	if abs < 1e-6 || abs >= 1e21 {
 		format = 'e'
 	}
-	return strconv.AppendFloat(dst, f, format, -1, 64)
+	start := len(dst)
+	dst = strconv.AppendFloat(dst, f, format, -1, 64)
+	if format == 'e' {
+		// Like encoding/json: "1e-07" becomes "1e-7".
+		b := dst[start:]
+		if n := len(b); n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
+			b[n-2] = b[n-1]
+			dst = dst[:len(dst)-1]
+		}
+	}
+	return dst
 }
 
 const hexDigits = "0123456789abcdef"
