@@ -32,12 +32,12 @@ func TestDecodeValue(t *testing.T) {
 		{`""`, `""`},
 		{`"a\"b\\c\/d\b\f\n\r\t"`, `"a\"b\\c/d\u0008\u000c\n\r\t"`},
 		{`"\u00e9\u20ac\ud83d\ude00"`, `"é€😀"`},
-		{`"\ud800x"`, `"` + "\uFFFD" + `x"`},           // lone high surrogate
-		{`"\ud800\u0041"`, `"` + "\uFFFD" + `A"`},      // high surrogate + non-low
-		{`"\udc00"`, `"` + "\uFFFD" + `"`},             // lone low surrogate
-		{"\"a\xffb\"", "\"a\uFFFDb\""},                 // invalid UTF-8
-		{"\"\xff\xfe\\n\"", "\"\uFFFD\uFFFD\\n\""},     // one U+FFFD per byte, slow path
-		{"\"\xe2\x82\"", "\"\uFFFD\uFFFD\""},           // truncated sequence
+		{`"\ud800x"`, `"` + "\uFFFD" + `x"`},       // lone high surrogate
+		{`"\ud800\u0041"`, `"` + "\uFFFD" + `A"`},  // high surrogate + non-low
+		{`"\udc00"`, `"` + "\uFFFD" + `"`},         // lone low surrogate
+		{"\"a\xffb\"", "\"a\uFFFDb\""},             // invalid UTF-8
+		{"\"\xff\xfe\\n\"", "\"\uFFFD\uFFFD\\n\""}, // one U+FFFD per byte, slow path
+		{"\"\xe2\x82\"", "\"\uFFFD\uFFFD\""},       // truncated sequence
 		{`[]`, `[]`},
 		{`[ 1 , [2,[ ]] ,{} ]`, `[1,[2,[]],{}]`},
 		{`{"b":1,"a":{"d":[true,null],"c":"x"}}`, `{"a":{"c":"x","d":[true,null]},"b":1}`},
