@@ -86,6 +86,7 @@ type LoadError struct {
 	Err     error
 }
 
+// Error formats the error as "file: pointer: message" (or "file:line:col: message").
 func (e *LoadError) Error() string {
 	switch {
 	case e.Line > 0:

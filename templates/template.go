@@ -27,6 +27,7 @@ type Error struct {
 	Err      error
 }
 
+// Error formats the error as "file:line:col: datatype \"d\": message".
 func (e *Error) Error() string {
 	loc := e.File
 	if e.Line > 0 {

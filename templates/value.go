@@ -51,6 +51,7 @@ type UndefinedError struct {
 	msg  string
 }
 
+// Error returns Jinja2's message, e.g. "'my' is undefined".
 func (e *UndefinedError) Error() string {
 	if e.msg != "" {
 		return e.msg
