@@ -1,0 +1,25 @@
+# Ferry developer shortcuts. `make demo` runs the example twice (day 1, then
+# day 2 with a person removed from the CRM export) and shows the datasets and
+# the tracked deletion; `make test` is the test command CI runs.
+DATA ?= ferry-data
+
+.PHONY: demo test bench build clean
+
+build:
+	go build -o ferry ./cmd/ferry
+
+demo:
+	rm -rf $(DATA)
+	go run ./cmd/ferry run examples/demo/config --env examples/demo/env/day1.json --data $(DATA)
+	go run ./cmd/ferry run examples/demo/config --env examples/demo/env/day2.json --data $(DATA)
+	go run ./cmd/ferry datasets --data $(DATA)
+	go run ./cmd/ferry dataset show crm-person-collect --id p2 --history --data $(DATA)
+
+test:
+	go test -race ./...
+
+bench:
+	go run ./cmd/ferry bench
+
+clean:
+	rm -rf $(DATA) ferry
