@@ -1,0 +1,556 @@
+package engine_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ferrydata/ferry/engine"
+	"github.com/ferrydata/ferry/engine/boltstore"
+	"github.com/ferrydata/ferry/pipes/all"
+)
+
+// fakeSource yields entities e000.. with _updated = index. It is
+// chronological: each batch's token is its last index. FailAfter > 0 makes
+// Next fail once that many batches of a run were returned.
+type fakeSource struct {
+	mu        sync.Mutex
+	N         int
+	FailAfter int
+	Ents      []engine.Entity // overrides N when set
+	Opened    chan struct{}
+}
+
+func (f *fakeSource) SupportsSince() bool { return true }
+
+func (f *fakeSource) Open(ctx context.Context, req engine.ReadRequest) (engine.Reader, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.Opened != nil {
+		select {
+		case f.Opened <- struct{}{}:
+		default:
+		}
+	}
+	start := 0
+	if req.Since != "" {
+		n, err := strconv.Atoi(req.Since)
+		if err != nil {
+			return nil, err
+		}
+		start = n + 1
+	}
+	ents := f.Ents
+	if ents == nil {
+		for i := 0; i < f.N; i++ {
+			ents = append(ents, engine.Entity{"_id": fmt.Sprintf("e%03d", i), "i": i})
+		}
+	}
+	if start > len(ents) {
+		start = len(ents)
+	}
+	return &fakeReader{ents: ents[start:], pos: start, size: req.BatchSize, failAfter: f.FailAfter}, nil
+}
+
+type fakeReader struct {
+	ents      []engine.Entity
+	pos       int
+	size      int
+	failAfter int
+	batches   int
+}
+
+func (r *fakeReader) Next(ctx context.Context) (engine.Batch, error) {
+	if r.failAfter > 0 && r.batches == r.failAfter {
+		return engine.Batch{}, errors.New("source broke")
+	}
+	if len(r.ents) == 0 {
+		return engine.Batch{}, engine.EOF
+	}
+	n := min(r.size, len(r.ents))
+	b := engine.Batch{Since: strconv.Itoa(r.pos + n - 1)}
+	for _, e := range r.ents[:n] {
+		cp := engine.Entity{}
+		for k, v := range e {
+			cp[k] = v
+		}
+		b.Entities = append(b.Entities, cp)
+	}
+	r.ents, r.pos = r.ents[n:], r.pos+n
+	r.batches++
+	return b, nil
+}
+
+func (r *fakeReader) Close() error { return nil }
+
+type funcTransform func(ctx context.Context, in []engine.Entity) ([]engine.Entity, error)
+
+func (f funcTransform) Transform(ctx context.Context, in []engine.Entity) ([]engine.Entity, error) {
+	return f(ctx, in)
+}
+
+type failSink struct{ err error }
+
+func (failSink) OutputDataset() string { return "" }
+func (s failSink) Write(context.Context, []engine.Entity) error {
+	return s.err
+}
+
+const anySchema = `{"type":"object"}`
+
+// registry returns the standard registry plus the fakes: source "fake"
+// (src), transform "func" (fn) and sink "fail".
+func registry(src *fakeSource, fn funcTransform) *engine.Registry {
+	r := all.Registry()
+	r.RegisterSource("fake", engine.Spec{Schema: anySchema}, func(*engine.Build, map[string]any) (engine.Source, error) { return src, nil })
+	r.RegisterTransform("func", engine.Spec{Schema: anySchema}, func(*engine.Build, map[string]any) (engine.Transform, error) { return fn, nil })
+	r.RegisterSink("fail", engine.Spec{Schema: anySchema}, func(*engine.Build, map[string]any) (engine.Sink, error) {
+		return failSink{err: errors.New("sink down")}, nil
+	})
+	return r
+}
+
+func loadConfig(t *testing.T, text string) *engine.Config {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "pipes.json"), []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := engine.LoadConfig([]string{dir}, func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatalf("LoadConfig: %v", err)
+	}
+	return cfg
+}
+
+func compile(t *testing.T, reg *engine.Registry, text string) *engine.Plan {
+	t.Helper()
+	plan, err := engine.Compile(loadConfig(t, text), reg, nil)
+	if err != nil {
+		t.Fatalf("Compile: %v", err)
+	}
+	return plan
+}
+
+func openStore(t *testing.T) *boltstore.Store {
+	t.Helper()
+	s, err := boltstore.Open(t.TempDir(), boltstore.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func newEngine(t *testing.T, reg *engine.Registry, text string) (*engine.Engine, *boltstore.Store) {
+	t.Helper()
+	s := openStore(t)
+	return engine.New(s, compile(t, reg, text), nil), s
+}
+
+func dsInfo(t *testing.T, s engine.Store, name string) engine.DatasetInfo {
+	t.Helper()
+	info, _, err := s.Dataset(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info
+}
+
+func latestIDs(t *testing.T, s engine.Store, ds string) map[string]engine.Record {
+	t.Helper()
+	out := map[string]engine.Record{}
+	_, err := s.Scan(context.Background(), ds, engine.ScanOptions{LatestOnly: true}, func(r engine.Record) error {
+		out[r.ID] = r
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func since(t *testing.T, s engine.Store, pipe string) string {
+	t.Helper()
+	st, err := s.PipeState(context.Background(), pipe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Since
+}
+
+func TestRunEmbeddedToDataset(t *testing.T) {
+	ctx := context.Background()
+	eng, s := newEngine(t, all.Registry(), `[{"_id":"p","type":"pipe","batch_size":2,
+		"source":{"type":"embedded","entities":[{"_id":"a","n":1},{"_id":"b","n":12345678901234567890.10},{"_id":"c","_deleted":true}]}}]`)
+	rec, err := eng.Run(ctx, "p", engine.RunOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.SyncType != "full" || rec.Read != 3 || rec.Written != 3 || rec.Unchanged != 0 || rec.Error != "" {
+		t.Errorf("first run = %+v", rec)
+	}
+	info := dsInfo(t, s, "p")
+	if info.Versions != 3 || info.Deleted != 1 || !info.Populated {
+		t.Errorf("dataset = %+v", info)
+	}
+	if r, _, _ := s.Get(ctx, "p", "b"); string(r.Body) != `{"_id":"b","n":12345678901234567890.10}` {
+		t.Errorf("b = %s (numbers must keep their text)", r.Body)
+	}
+	rec, err = eng.Run(ctx, "p", engine.RunOptions{})
+	if err != nil || rec.Written != 0 || rec.Unchanged != 3 || rec.SyncType != "full" {
+		t.Errorf("second run = %+v, %v", rec, err)
+	}
+	runs, _ := s.Runs(ctx, "p", 0)
+	if len(runs) != 2 || runs[0].Unchanged != 3 {
+		t.Errorf("run log = %+v", runs)
+	}
+	st, _ := s.PipeState(ctx, "p")
+	if st.LastRun.IsZero() || st.LastError != "" {
+		t.Errorf("pipe state = %+v", st)
+	}
+	if _, err := eng.Run(ctx, "nope", engine.RunOptions{}); err == nil || !strings.Contains(err.Error(), `unknown pipe "nope"`) {
+		t.Errorf("unknown pipe: %v", err)
+	}
+}
+
+// checkConsistent asserts that the committed entities and the stored offset
+// agree: every entity up to the offset is there exactly once, nothing after.
+func checkConsistent(t *testing.T, s engine.Store, n int) int {
+	t.Helper()
+	tok := since(t, s, "p")
+	last := -1
+	if tok != "" {
+		var err error
+		if last, err = strconv.Atoi(tok); err != nil {
+			t.Fatalf("offset %q", tok)
+		}
+	}
+	got := latestIDs(t, s, "p")
+	for i := 0; i < n; i++ {
+		_, ok := got[fmt.Sprintf("e%03d", i)]
+		if ok != (i <= last) {
+			t.Errorf("entity e%03d committed=%v but the stored offset is %d", i, ok, last)
+		}
+	}
+	if info := dsInfo(t, s, "p"); info.Versions != uint64(len(got)) {
+		t.Errorf("%d versions for %d ids: something was written twice", info.Versions, len(got))
+	}
+	return last
+}
+
+func TestCrashSafety(t *testing.T) {
+	cases := []struct {
+		name       string
+		checkpoint int
+		groupBytes int
+		failAfter  int
+	}{
+		{"checkpoint every batch", 1, 0, 3},
+		{"groups of three batches", 3, 0, 7},
+		{"group by bytes", 100, 1, 4},
+		{"one group", 100, 0, 5},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ctx := context.Background()
+			src := &fakeSource{N: 20, FailAfter: c.failAfter}
+			reg := registry(src, nil)
+			eng, s := newEngine(t, reg, fmt.Sprintf(`{"_id":"p","type":"pipe","batch_size":2,"checkpoint_interval":%d,"source":{"type":"fake"}}`, c.checkpoint))
+			eng.GroupBytes = c.groupBytes
+			eng.GroupDuration = time.Hour
+			_, err := eng.Run(ctx, "p", engine.RunOptions{})
+			{
+				if err == nil || !strings.Contains(err.Error(), "source broke") || !strings.Contains(err.Error(), `pipe "p"`) {
+					t.Fatalf("run error = %v, want the source error naming the pipe", err)
+				}
+				last := checkConsistent(t, s, 20)
+				if last < 0 {
+					t.Errorf("nothing committed before the failure")
+				}
+				runs, _ := s.Runs(ctx, "p", 1)
+				if len(runs) != 1 || !strings.Contains(runs[0].Error, "source broke") {
+					t.Errorf("failed run not logged: %+v", runs)
+				}
+			}
+			// Re-run without failure: continues after the last commit.
+			src.FailAfter = 0
+			rec, err := eng.Run(ctx, "p", engine.RunOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rec.SyncType != "incremental" {
+				t.Errorf("re-run sync type %q, want incremental", rec.SyncType)
+			}
+			if last := checkConsistent(t, s, 20); last != 19 {
+				t.Errorf("offset after the complete run = %d, want 19", last)
+			}
+			for id := range latestIDs(t, s, "p") {
+				if h, _ := s.History(ctx, "p", id); len(h) != 1 {
+					t.Errorf("%s has %d versions, want 1", id, len(h))
+				}
+			}
+		})
+	}
+}
+
+func TestTransformErrorWritesNothingOfTheBatch(t *testing.T) {
+	for _, single := range []bool{false, true} {
+		t.Run(fmt.Sprint("single=", single), func(t *testing.T) {
+			ctx := context.Background()
+			src := &fakeSource{N: 12}
+			sink := `{}`
+			if single {
+				sink = `{"circuit_breaker_threshold_count":1000}`
+			}
+			eng, s := newEngine(t, registry(src, nil), `{"_id":"p","type":"pipe","batch_size":4,"checkpoint_interval":1,"source":{"type":"fake"},
+				"transform":{"type":"jq","expression":"if ._id == \"e006\" then error(\"boom\") else . + {seen: true} end"},"sink":`+sink+`}`)
+			if single {
+				// Arm the breaker: it only works on a populated dataset.
+				tx, _ := s.Begin(ctx)
+				tx.SetPopulated("p")
+				tx.Commit()
+			}
+			_, err := eng.Run(ctx, "p", engine.RunOptions{})
+			var ee *engine.EntityError
+			if !errors.As(err, &ee) || ee.ID != "e006" || !strings.Contains(err.Error(), `entity "e006"`) || !strings.Contains(err.Error(), "boom") {
+				t.Fatalf("error = %v, want an EntityError naming e006", err)
+			}
+			got := latestIDs(t, s, "p")
+			for i := 4; i < 8; i++ {
+				if _, ok := got[fmt.Sprintf("e%03d", i)]; ok {
+					t.Errorf("e%03d of the failing batch was written", i)
+				}
+			}
+			wantSince, wantN := "3", 4
+			if single {
+				wantSince, wantN = "", 0
+			}
+			if tok := since(t, s, "p"); tok != wantSince || len(got) != wantN {
+				t.Errorf("offset %q with %d entities, want %q with %d", tok, len(got), wantSince, wantN)
+			}
+		})
+	}
+}
+
+func TestInvalidEntities(t *testing.T) {
+	cases := []struct {
+		ent  engine.Entity
+		want string
+	}{
+		{engine.Entity{"x": 1}, "invalid entity (entity has no _id): {\"x\":1}"},
+		{engine.Entity{"_id": 5}, "invalid entity (entity _id is a number"},
+		{engine.Entity{"_id": "ok", "bad": struct{}{}}, `entity "ok"`},
+	}
+	for _, c := range cases {
+		src := &fakeSource{Ents: []engine.Entity{{"_id": "fine"}, c.ent}}
+		eng, s := newEngine(t, registry(src, nil), `{"_id":"p","type":"pipe","source":{"type":"fake"}}`)
+		_, err := eng.Run(context.Background(), "p", engine.RunOptions{})
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("entity %v: error %v, want %q", c.ent, err, c.want)
+		}
+		if n := len(latestIDs(t, s, "p")); n != 0 {
+			t.Errorf("entity %v: %d entities written from the bad batch", c.ent, n)
+		}
+		// External sinks check _id too.
+		eng, _ = newEngine(t, registry(src, nil), `{"_id":"p","type":"pipe","source":{"type":"fake"},"sink":{"type":"null"}}`)
+		if _, err := eng.Run(context.Background(), "p", engine.RunOptions{}); err == nil && c.ent["_id"] != "ok" {
+			t.Errorf("null sink accepted %v", c.ent)
+		}
+	}
+}
+
+func TestTransformPanicIsAnError(t *testing.T) {
+	src := &fakeSource{N: 3}
+	eng, _ := newEngine(t, registry(src, func(context.Context, []engine.Entity) ([]engine.Entity, error) {
+		var m map[string]any
+		m["x"] = 1
+		return nil, nil
+	}), `{"_id":"p","type":"pipe","source":{"type":"fake"},"transform":{"type":"func"}}`)
+	_, err := eng.Run(context.Background(), "p", engine.RunOptions{})
+	if err == nil || !strings.Contains(err.Error(), "transform panicked") || !strings.Contains(err.Error(), "transform 0") {
+		t.Errorf("error = %v", err)
+	}
+}
+
+func TestIfSourceEmptyFail(t *testing.T) {
+	ctx := context.Background()
+	src := &fakeSource{N: 3}
+	eng, s := newEngine(t, registry(src, nil), `{"_id":"p","type":"pipe","source":{"type":"fake","if_source_empty":"fail"}}`)
+	if _, err := eng.Run(ctx, "p", engine.RunOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	src.N = 0
+	_, err := eng.Run(ctx, "p", engine.RunOptions{Reset: true})
+	if err == nil || !strings.Contains(err.Error(), "if_source_empty") {
+		t.Fatalf("empty full run: %v, want if_source_empty error", err)
+	}
+	if info := dsInfo(t, s, "p"); info.Deleted != 0 || info.Versions != 3 {
+		t.Errorf("empty source deleted entities: %+v", info)
+	}
+}
+
+func TestIfSourceEmptyOnlyFailsFullRuns(t *testing.T) {
+	t.Skip("BUG: engine/runner.go commitTx/commitExternal apply if_source_empty \"fail\" to incremental runs: an incremental run with nothing new fails although nothing would be deleted")
+	ctx := context.Background()
+	src := &fakeSource{N: 3}
+	eng, _ := newEngine(t, registry(src, nil), `{"_id":"p","type":"pipe","source":{"type":"fake","if_source_empty":"fail"}}`)
+	if _, err := eng.Run(ctx, "p", engine.RunOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := eng.Run(ctx, "p", engine.RunOptions{})
+	if err != nil || rec.SyncType != "incremental" {
+		t.Errorf("incremental run with nothing new: %+v, %v; want success", rec, err)
+	}
+}
+
+func TestResetAndRescan(t *testing.T) {
+	ctx := context.Background()
+	src := &fakeSource{N: 4}
+	eng, s := newEngine(t, registry(src, nil), `{"_id":"p","type":"pipe","source":{"type":"fake"}}`)
+	eng.Run(ctx, "p", engine.RunOptions{})
+	if rec, _ := eng.Run(ctx, "p", engine.RunOptions{}); rec.SyncType != "incremental" || rec.Read != 0 {
+		t.Errorf("second run = %+v", rec)
+	}
+	if rec, _ := eng.Run(ctx, "p", engine.RunOptions{Rescan: true}); rec.SyncType != "full" || rec.Read != 4 || rec.Unchanged != 4 {
+		t.Errorf("rescan = %+v", rec)
+	}
+	if err := eng.ResetPipe(ctx, "p"); err != nil {
+		t.Fatal(err)
+	}
+	if tok := since(t, s, "p"); tok != "" {
+		t.Errorf("offset after reset = %q", tok)
+	}
+	if rec, _ := eng.Run(ctx, "p", engine.RunOptions{}); rec.SyncType != "full" || rec.Read != 4 {
+		t.Errorf("run after reset = %+v", rec)
+	}
+	if rec, _ := eng.Run(ctx, "p", engine.RunOptions{Reset: true}); rec.SyncType != "full" || rec.Read != 4 {
+		t.Errorf("reset run = %+v", rec)
+	}
+}
+
+func TestExternalSinkFailureKeepsOffset(t *testing.T) {
+	ctx := context.Background()
+	src := &fakeSource{N: 4}
+	eng, s := newEngine(t, registry(src, nil), `[{"_id":"bad","type":"pipe","source":{"type":"fake"},"sink":{"type":"fail"}},
+		{"_id":"good","type":"pipe","batch_size":1,"checkpoint_interval":1,"source":{"type":"fake"},"sink":{"type":"null"}}]`)
+	_, err := eng.Run(ctx, "bad", engine.RunOptions{})
+	if err == nil || !strings.Contains(err.Error(), "sink: sink down") {
+		t.Errorf("error = %v", err)
+	}
+	if tok := since(t, s, "bad"); tok != "" {
+		t.Errorf("offset moved to %q although the sink failed", tok)
+	}
+	rec, err := eng.Run(ctx, "good", engine.RunOptions{})
+	if err != nil || rec.Written != 4 || since(t, s, "good") != "3" {
+		t.Errorf("null sink run = %+v, %v, offset %q", rec, err, since(t, s, "good"))
+	}
+}
+
+const chain = `[
+ {"_id":"a","type":"pipe","source":{"type":"embedded","entities":[{"_id":"1","v":1},{"_id":"2","v":2}]}},
+ {"_id":"b","type":"pipe","source":{"type":"dataset","dataset":"a"},"transform":{"type":"jq","expression":". + {w: (.v * 10)}"},"pump":{"mode":"manual"}},
+ {"_id":"c","type":"pipe","source":{"type":"dataset","dataset":"b"},"pump":{"mode":"manual"}}
+]`
+
+func TestRunUntilStable(t *testing.T) {
+	ctx := context.Background()
+	eng, s := newEngine(t, all.Registry(), chain)
+	recs, err := eng.RunUntilStable(ctx, nil, engine.RunOptions{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var order []string
+	for _, r := range recs {
+		order = append(order, r.Pipe)
+	}
+	if strings.Join(order, ",") != "a,b,c" {
+		t.Errorf("run order = %v", order)
+	}
+	if r, _, _ := s.Get(ctx, "c", "2"); string(r.Body) != `{"_id":"2","v":2,"w":20}` {
+		t.Errorf("c/2 = %s", r.Body)
+	}
+	recs, err = eng.RunUntilStable(ctx, []string{"c", "b"}, engine.RunOptions{}, 3)
+	if err != nil || len(recs) != 2 || recs[0].Pipe != "b" || recs[0].Written+recs[1].Written != 0 {
+		t.Errorf("second pass = %+v, %v", recs, err)
+	}
+	if _, err := eng.RunUntilStable(ctx, []string{"zz"}, engine.RunOptions{}, 1); err == nil {
+		t.Error("unknown pipe accepted")
+	}
+}
+
+func TestSchedulerTriggerAndSignal(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	eng, s := newEngine(t, all.Registry(), `[
+ {"_id":"a","type":"pipe","source":{"type":"embedded","entities":[{"_id":"1"}]},"pump":{"mode":"manual"}},
+ {"_id":"b","type":"pipe","source":{"type":"dataset","dataset":"a"},"pump":{"mode":"manual"}},
+ {"_id":"off","type":"pipe","source":{"type":"dataset","dataset":"a"},"pump":{"mode":"off"}}]`)
+	sched := engine.NewScheduler(eng)
+	if err := sched.Trigger("zz"); err == nil {
+		t.Error("Trigger(unknown) succeeded")
+	}
+	done := make(chan error, 1)
+	go func() { done <- sched.Run(ctx) }()
+	if err := sched.Trigger("a"); err != nil {
+		t.Fatal(err)
+	}
+	// b runs because a changed its input (signalling); wait for it.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if runs, _ := s.Runs(context.Background(), "b", 0); len(runs) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("b never ran after a changed its input")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run returned %v", err)
+	}
+	if runs, _ := s.Runs(context.Background(), "off", 0); len(runs) != 0 {
+		t.Errorf("pipe with mode off ran %d times", len(runs))
+	}
+	if r, ok, _ := s.Get(context.Background(), "b", "1"); !ok || r.ID != "1" {
+		t.Error("b did not copy a's entity")
+	}
+}
+
+func TestRunsOfOnePipeDoNotOverlap(t *testing.T) {
+	src := &fakeSource{N: 50}
+	eng, s := newEngine(t, registry(src, nil), `{"_id":"p","type":"pipe","batch_size":3,"checkpoint_interval":1,"source":{"type":"fake"}}`)
+	var wg sync.WaitGroup
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := eng.Run(context.Background(), "p", engine.RunOptions{Reset: i%2 == 0}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if info := dsInfo(t, s, "p"); info.Versions != 50 {
+		t.Errorf("%d versions after concurrent runs, want 50", info.Versions)
+	}
+}
+
+func TestProgressCallback(t *testing.T) {
+	src := &fakeSource{N: 6}
+	eng, _ := newEngine(t, registry(src, nil), `{"_id":"p","type":"pipe","batch_size":2,"checkpoint_interval":1,"source":{"type":"fake"}}`)
+	var reads []int64
+	eng.Progress = func(pipe string, st engine.RunStats) { reads = append(reads, st.Read) }
+	eng.Run(context.Background(), "p", engine.RunOptions{})
+	if len(reads) == 0 || reads[len(reads)-1] != 6 {
+		t.Errorf("progress reads = %v", reads)
+	}
+}
