@@ -230,11 +230,10 @@ func (c *compiler) pipe(comp *Component) *Pipe {
 		c.errorf(comp, "", "%v", err)
 		return nil
 	}
-	if !c.check(comp, "", sch, comp.Raw) {
-		return nil
-	}
+	// A pipe-level schema error does not stop here: the source, transforms
+	// and sink are still checked so that every problem is reported at once.
+	ok := c.check(comp, "", sch, comp.Raw)
 	p := &Pipe{ID: comp.ID, Comp: comp, BatchSize: DefaultBatchSize, CheckpointInterval: DefaultCheckpointInterval}
-	ok := true
 	if n, has := intField(comp.Raw, "batch_size"); has {
 		p.BatchSize = n
 	}
@@ -243,13 +242,17 @@ func (c *compiler) pipe(comp *Component) *Pipe {
 	}
 	// Source.
 	srcCfg, _ := comp.Raw["source"].(map[string]any)
-	if src, good := c.component(comp, KindSource, "/source", srcCfg); good {
-		p.Source = src.(Source)
-		if in, isIn := p.Source.(InputDatasets); isIn {
-			p.Inputs = in.InputDatasets()
+	// A missing or non-object source was already reported by the pipe
+	// schema when that failed.
+	if srcCfg != nil || ok {
+		if src, good := c.component(comp, KindSource, "/source", srcCfg); good {
+			p.Source = src.(Source)
+			if in, isIn := p.Source.(InputDatasets); isIn {
+				p.Inputs = in.InputDatasets()
+			}
+		} else {
+			ok = false
 		}
-	} else {
-		ok = false
 	}
 	// Transforms.
 	for i, tc := range transformList(comp.Raw["transform"]) {
