@@ -133,19 +133,25 @@ func (s *URLSystem) Resolve(u string) string {
 // (relative to the config file's directory) or a file:// URL; with a
 // system:url it is resolved against the system's URL. With supports_since
 // the stored token is sent as the "since" query parameter and the new
-// token is the largest _updated seen.
+// token is the largest _updated seen. That token is only handed to the
+// engine after the whole response was read, unless is_chronological says
+// entities arrive in _updated order: committing a running maximum after an
+// early batch would skip smaller _updated values of later batches if the
+// run then failed.
 type JSONSource struct {
-	Path    string // local file, when not HTTP
-	URL     string
-	System  *URLSystem
-	Headers map[string]string
-	Since   bool
+	Path          string // local file, when not HTTP
+	URL           string
+	System        *URLSystem
+	Headers       map[string]string
+	Since         bool
+	Chronological bool
 }
 
 func newJSONSource(b *engine.Build, cfg map[string]any) (engine.Source, error) {
 	j := &JSONSource{Headers: map[string]string{}}
 	raw, _ := cfg["url"].(string)
 	j.Since, _ = cfg["supports_since"].(bool)
+	j.Chronological, _ = cfg["is_chronological"].(bool)
 	if hs, ok := cfg["headers"].(map[string]any); ok {
 		for k, v := range hs {
 			j.Headers[k], _ = v.(string)
@@ -258,6 +264,8 @@ type jsonReader struct {
 	since  string
 	maxVal any
 	n      int
+	// final is set once the token was handed over after the last batch.
+	final bool
 }
 
 func (r *jsonReader) Next(ctx context.Context) (engine.Batch, error) {
@@ -286,10 +294,15 @@ func (r *jsonReader) Next(ctx context.Context) (engine.Batch, error) {
 		ents = append(ents, e)
 	}
 	if len(ents) == 0 {
+		if !r.src.Chronological && r.maxVal != nil && !r.final {
+			// The whole response was read: the maximum is now safe.
+			r.final = true
+			return engine.Batch{Since: tokenText(r.maxVal)}, nil
+		}
 		return engine.Batch{}, engine.EOF
 	}
 	b := engine.Batch{Entities: ents}
-	if r.maxVal != nil {
+	if r.src.Chronological && r.maxVal != nil {
 		b.Since = tokenText(r.maxVal)
 	}
 	return b, nil
