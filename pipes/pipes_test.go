@@ -1,0 +1,372 @@
+package pipes_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ferrydata/ferry/engine"
+	"github.com/ferrydata/ferry/engine/boltstore"
+	"github.com/ferrydata/ferry/pipes/all"
+)
+
+type env struct {
+	t     *testing.T
+	dir   string
+	eng   *engine.Engine
+	store *boltstore.Store
+}
+
+// setup writes files (config in pipes.json) into a temp dir, compiles the
+// config and opens a store.
+func setup(t *testing.T, config string, files map[string]string) *env {
+	t.Helper()
+	dir := t.TempDir()
+	files["pipes.json"] = config
+	for name, text := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg, err := engine.LoadConfig([]string{filepath.Join(dir, "pipes.json")}, func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := engine.Compile(cfg, all.Registry(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := boltstore.Open(filepath.Join(dir, "data"), boltstore.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return &env{t: t, dir: dir, eng: engine.New(s, plan, nil), store: s}
+}
+
+func compileErr(t *testing.T, config string) string {
+	t.Helper()
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "pipes.json"), []byte(config), 0o644)
+	cfg, err := engine.LoadConfig([]string{dir}, func(string) (string, bool) { return "", false })
+	if err != nil {
+		return err.Error()
+	}
+	_, err = engine.Compile(cfg, all.Registry(), nil)
+	if err == nil {
+		t.Fatalf("config compiled: %s", config)
+	}
+	return err.Error()
+}
+
+func (e *env) run(pipe string) (engine.RunRecord, error) {
+	return e.eng.Run(context.Background(), pipe, engine.RunOptions{})
+}
+
+func (e *env) mustRun(pipe string) engine.RunRecord {
+	e.t.Helper()
+	rec, err := e.run(pipe)
+	if err != nil {
+		e.t.Fatalf("run %s: %v", pipe, err)
+	}
+	return rec
+}
+
+// bodies lists a dataset's latest versions as "id=body" in log order.
+func (e *env) bodies(ds string) string {
+	e.t.Helper()
+	var out []string
+	_, err := e.store.Scan(context.Background(), ds, engine.ScanOptions{LatestOnly: true}, func(r engine.Record) error {
+		out = append(out, string(r.Body))
+		return nil
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return strings.Join(out, "\n")
+}
+
+func (e *env) since(pipe string) string {
+	st, _ := e.store.PipeState(context.Background(), pipe)
+	return st.Since
+}
+
+func TestEmbedded(t *testing.T) {
+	e := setup(t, `[{"_id":"p","type":"pipe","batch_size":1,"source":{"type":"embedded","entities":[{"_id":"a","x":1.50},{"_id":"b"}]}}]`, map[string]string{})
+	rec := e.mustRun("p")
+	if rec.Read != 2 || rec.Written != 2 || e.since("p") != "" {
+		t.Errorf("run = %+v since %q", rec, e.since("p"))
+	}
+	if got := e.bodies("p"); got != "{\"_id\":\"a\",\"x\":1.50}\n{\"_id\":\"b\"}" {
+		t.Errorf("dataset = %s", got)
+	}
+	// Without supports_since every run is full and reads everything.
+	if rec := e.mustRun("p"); rec.SyncType != "full" || rec.Read != 2 || rec.Unchanged != 2 {
+		t.Errorf("second run = %+v", rec)
+	}
+}
+
+func TestEmbeddedSupportsSince(t *testing.T) {
+	e := setup(t, `[{"_id":"p","type":"pipe","batch_size":2,"source":{"type":"embedded","supports_since":true,"entities":[
+		{"_id":"a","_updated":3},{"_id":"b","_updated":10},{"_id":"c","_updated":9},{"_id":"d","_updated":1}]}}]`, map[string]string{})
+	rec := e.mustRun("p")
+	if rec.Read != 4 || e.since("p") != "10" {
+		t.Errorf("first run = %+v, since %q; want 4 read and since 10 (numeric max, not 9)", rec, e.since("p"))
+	}
+	rec = e.mustRun("p")
+	if rec.SyncType != "incremental" || rec.Read != 0 || e.since("p") != "10" {
+		t.Errorf("second run = %+v since %q", rec, e.since("p"))
+	}
+	if msg := compileErr(t, `{"_id":"p","type":"pipe","source":{"type":"embedded","supports_since":true,"entities":[{"_id":"a"}]}}`); !strings.Contains(msg, "/source/entities/0: supports_since needs _updated") {
+		t.Errorf("missing _updated: %s", msg)
+	}
+	if msg := compileErr(t, `{"_id":"p","type":"pipe","source":{"type":"embedded","entities":[{"_id":1}]}}`); !strings.Contains(msg, "/source/entities/0") {
+		t.Errorf("non-string _id: %s", msg)
+	}
+}
+
+func TestDatasetSource(t *testing.T) {
+	ctx := context.Background()
+	config := `[
+ {"_id":"src","type":"pipe","source":{"type":"embedded","entities":[]}},
+ {"_id":"latest","type":"pipe","batch_size":2,"source":{"type":"dataset","dataset":"src"},"transform":{"type":"jq","expression":". + {off: ._updated}"}},
+ {"_id":"all","type":"pipe","batch_size":2,"source":{"type":"dataset","dataset":"src","include_previous_versions":true},"sink":{"type":"null"}}]`
+	e := setup(t, config, map[string]string{})
+	put := func(texts ...string) {
+		tx, _ := e.store.Begin(ctx)
+		for _, text := range texts {
+			ent, _ := engine.DecodeEntity([]byte(text))
+			p, _ := engine.Prepare(ent)
+			tx.Put("src", &p, 1)
+		}
+		tx.SetPopulated("src")
+		tx.Commit()
+	}
+	// a@0 b@1 a@2 c@3
+	put(`{"_id":"a","v":1}`, `{"_id":"b","v":1}`, `{"_id":"a","v":2}`, `{"_id":"c","v":1}`)
+	rec := e.mustRun("latest")
+	if rec.Read != 3 || e.since("latest") != "3" {
+		t.Errorf("latest-only run = %+v since %q; want 3 read (a@0 superseded) and since 3", rec, e.since("latest"))
+	}
+	if got := e.bodies("latest"); got != "{\"_id\":\"b\",\"off\":1,\"v\":1}\n{\"_id\":\"a\",\"off\":2,\"v\":2}\n{\"_id\":\"c\",\"off\":3,\"v\":1}" {
+		t.Errorf("latest dataset:\n%s", got)
+	}
+	if rec := e.mustRun("all"); rec.Read != 4 || e.since("all") != "3" {
+		t.Errorf("include_previous_versions run = %+v", rec)
+	}
+	// Incremental continuation: only what came after the offset.
+	put(`{"_id":"b","v":2}`, `{"_id":"d","_deleted":true}`)
+	rec = e.mustRun("latest")
+	if rec.SyncType != "incremental" || rec.Read != 2 || e.since("latest") != "5" {
+		t.Errorf("incremental run = %+v since %q", rec, e.since("latest"))
+	}
+	if r, _, _ := e.store.Get(ctx, "latest", "d"); !r.Deleted {
+		t.Error("deleted version not passed on")
+	}
+	if rec := e.mustRun("latest"); rec.Read != 0 {
+		t.Errorf("run with nothing new read %d", rec.Read)
+	}
+	// A stored offset that is not a number names the problem.
+	tx, _ := e.store.Begin(ctx)
+	tx.SetPipeState("latest", engine.PipeState{Since: "abc"})
+	tx.Commit()
+	if _, err := e.run("latest"); err == nil || !strings.Contains(err.Error(), `bad stored offset "abc"`) {
+		t.Errorf("bad offset error = %v", err)
+	}
+}
+
+func TestDatasetSourceSkipsOnlyVersionsSupersededAtReadTime(t *testing.T) {
+	ctx := context.Background()
+	e := setup(t, `[{"_id":"src","type":"pipe","source":{"type":"embedded","entities":[]}},
+		{"_id":"p","type":"pipe","batch_size":1,"checkpoint_interval":1,"source":{"type":"dataset","dataset":"src"}}]`, map[string]string{})
+	tx, _ := e.store.Begin(ctx)
+	for i := 0; i < 5; i++ {
+		ent, _ := engine.DecodeEntity([]byte(fmt.Sprintf(`{"_id":"x","v":%d}`, i)))
+		p, _ := engine.Prepare(ent)
+		tx.Put("src", &p, 1)
+	}
+	tx.Commit()
+	rec := e.mustRun("p")
+	if rec.Read != 1 || e.since("p") != "4" {
+		t.Errorf("run = %+v since %q; want only x@4", rec, e.since("p"))
+	}
+}
+
+const people = `[{"_id":"1","n":12345678901234567890.10},{"_id":"2"},{"_id":"3"}]`
+
+func TestJSONSourceFile(t *testing.T) {
+	cases := []struct {
+		name, data string
+		read       int64
+		err        string
+	}{
+		{"array", people, 3, ""},
+		{"ndjson", "{\"_id\":\"1\"}\n{\"_id\":\"2\"}\n", 2, ""},
+		{"empty array", "[]", 0, ""},
+		{"empty file", "", 0, ""},
+		{"malformed entity", `[{"_id":"1"},{"_id":"2","x":tru}]`, 0, "in.json: entity 2: invalid JSON"},
+		{"no _id", `[{"_id":"1"},{"_id":"2"},{"x":1}]`, 0, "in.json: entity 3: entity has no _id"},
+		{"number _id", "{\"_id\":\"1\"}\n{\"_id\":7}\n", 0, "in.json: entity 2: entity _id is a number"},
+		{"not an object", `[{"_id":"1"},"x"]`, 0, "in.json: entity 2: entity is a string"},
+		{"truncated", `[{"_id":"1"},{"_id":"2"`, 0, "in.json: byte 23: unexpected end of input"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e := setup(t, `{"_id":"p","type":"pipe","batch_size":2,"source":{"type":"json","url":"in.json"}}`, map[string]string{"in.json": c.data})
+			rec, err := e.run("p")
+			if c.err != "" {
+				if err == nil || !strings.Contains(err.Error(), c.err) {
+					t.Fatalf("error = %v, want %q", err, c.err)
+				}
+				return
+			}
+			if err != nil || rec.Read != c.read {
+				t.Fatalf("run = %+v, %v", rec, err)
+			}
+		})
+	}
+	e := setup(t, `{"_id":"p","type":"pipe","source":{"type":"json","url":"in.json"}}`, map[string]string{"in.json": people})
+	e.mustRun("p")
+	if r, _, _ := e.store.Get(context.Background(), "p", "1"); string(r.Body) != `{"_id":"1","n":12345678901234567890.10}` {
+		t.Errorf("number text lost: %s", r.Body)
+	}
+	e = setup(t, `{"_id":"p","type":"pipe","source":{"type":"json","url":"missing.json"}}`, map[string]string{})
+	if _, err := e.run("p"); err == nil || !strings.Contains(err.Error(), "missing.json") {
+		t.Errorf("missing file error = %v", err)
+	}
+}
+
+func TestJSONSourceHTTP(t *testing.T) {
+	var gotSince, gotAuth, gotHeader string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gotSince, gotAuth, gotHeader = r.URL.Query().Get("since"), r.Header.Get("Authorization"), r.Header.Get("X-Extra")
+		switch r.URL.Path {
+		case "/people":
+			since := r.URL.Query().Get("since")
+			if since == "" {
+				fmt.Fprint(w, `[{"_id":"1","_updated":5},{"_id":"2","_updated":7}]`)
+			} else {
+				fmt.Fprint(w, `[{"_id":"3","_updated":9}]`)
+			}
+		case "/broken":
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprint(w, "  maintenance until noon "+strings.Repeat("x", 1000))
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	config := fmt.Sprintf(`[
+ {"_id":"api","type":"system:url","base_url":"%s/","token":"sekret","authentication":"bearer","headers":{"X-Extra":"sys"}},
+ {"_id":"p","type":"pipe","source":{"type":"json","system":"api","url":"people","supports_since":true}},
+ {"_id":"direct","type":"pipe","source":{"type":"json","url":"%s/people?x=1","headers":{"X-Extra":"pipe"}}},
+ {"_id":"broken","type":"pipe","source":{"type":"json","system":"api","url":"broken"}},
+ {"_id":"missing","type":"pipe","source":{"type":"json","system":"api","url":"nope?token=secret"}}]`, srv.URL, srv.URL)
+	e := setup(t, config, map[string]string{})
+	rec := e.mustRun("p")
+	if rec.Read != 2 || e.since("p") != "7" || gotSince != "" || gotAuth != "Bearer sekret" || gotHeader != "sys" {
+		t.Errorf("first run = %+v since %q; request since %q auth %q header %q", rec, e.since("p"), gotSince, gotAuth, gotHeader)
+	}
+	rec = e.mustRun("p")
+	if rec.Read != 1 || gotSince != "7" || e.since("p") != "9" || rec.SyncType != "incremental" {
+		t.Errorf("second run = %+v; request since %q, stored %q", rec, gotSince, e.since("p"))
+	}
+	e.mustRun("direct")
+	if gotHeader != "pipe" {
+		t.Errorf("pipe header = %q", gotHeader)
+	}
+	_, err := e.run("broken")
+	if err == nil || !strings.Contains(err.Error(), "HTTP 503: maintenance until noon") || strings.Count(err.Error(), "x") > 400 {
+		t.Errorf("non-2xx error = %v", err)
+	}
+	_, err = e.run("missing")
+	if err == nil || !strings.Contains(err.Error(), "HTTP 404") || strings.Contains(err.Error(), "secret") {
+		t.Errorf("404 error = %v (must not show the query string)", err)
+	}
+}
+
+func TestJSONSourceMaxTokenIsCommittedOnlyAtTheEnd(t *testing.T) {
+	// _updated is not in order: a token committed after the first batch
+	// (max 9) would skip _updated 2 after a failure in the second batch.
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("since") != "" {
+			fmt.Fprint(w, `[]`)
+			return
+		}
+		fmt.Fprint(w, `[{"_id":"a","_updated":9},{"_id":"b","_updated":2},{"_id":"c"}]`)
+	}))
+	defer srv.Close()
+	e := setup(t, fmt.Sprintf(`{"_id":"p","type":"pipe","batch_size":1,"checkpoint_interval":1,"source":{"type":"json","url":"%s/","supports_since":true},
+		"transform":{"type":"jq","expression":"if ._id == \"c\" then error(\"boom\") else . end"}}`, srv.URL), map[string]string{})
+	if _, err := e.run("p"); err == nil {
+		t.Fatal("run did not fail")
+	}
+	if s := e.since("p"); s != "" {
+		t.Errorf("offset after a failed run = %q; the max token must only be stored after a complete read", s)
+	}
+}
+
+func TestJQ(t *testing.T) {
+	cases := []struct {
+		name, expr, in, want, err string
+	}{
+		{"identity keeps big numbers", ".", `{"_id":"a","n":12345678901234567890.10,"m":1.0,"big":123456789012345678901234567890}`, `{"_id":"a","big":123456789012345678901234567890,"m":1.0,"n":12345678901234567890.10}`, ""},
+		{"merge keeps big numbers", ". + {x: .n}", `{"_id":"a","n":12345678901234567890.10}`, `{"_id":"a","n":12345678901234567890.10,"x":12345678901234567890.10}`, ""},
+		{"arithmetic", "{_id, y: (.n * 2), z: (.n / 4)}", `{"_id":"a","n":3}`, `{"_id":"a","y":6,"z":0.75}`, ""},
+		{"zero outputs", "select(.keep)", `{"_id":"a"}`, ``, ""},
+		{"two outputs", `., {_id: "b"}`, `{"_id":"a"}`, "{\"_id\":\"a\"}\n{\"_id\":\"b\"}", ""},
+		{"$pipe", `. + {p: $pipe}`, `{"_id":"a"}`, `{"_id":"a","p":"p"}`, ""},
+		{"empty halt", `halt`, `{"_id":"a"}`, ``, ""},
+		{"runtime error names _id", `.n + "x"`, `{"_id":"a","n":1}`, "", `entity "a": jq: `},
+		{"error()", `error("bad")`, `{"_id":"a"}`, "", `entity "a": jq: error: bad`},
+		{"non-object output", `.n`, `{"_id":"a","n":1}`, "", `entity "a": jq produced a number, not an object`},
+		{"array output", `[.]`, `{"_id":"a"}`, "", `jq produced an array, not an object`},
+		{"output without _id", `{x: 1}`, `{"_id":"a"}`, "", `entity "a": jq output: entity has no _id`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e := setup(t, fmt.Sprintf(`{"_id":"p","type":"pipe","source":{"type":"json","url":"in.json"},"transform":{"type":"jq","expression":%q}}`, c.expr),
+				map[string]string{"in.json": c.in})
+			_, err := e.run("p")
+			if c.err != "" {
+				if err == nil || !strings.Contains(err.Error(), c.err) {
+					t.Fatalf("error = %v, want %q", err, c.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := e.bodies("p"); got != c.want {
+				t.Errorf("output:\n%s\nwant:\n%s", got, c.want)
+			}
+		})
+	}
+}
+
+func TestJQDoesNotModifyItsInput(t *testing.T) {
+	e := setup(t, `[{"_id":"src","type":"pipe","source":{"type":"embedded","entities":[{"_id":"a","n":[1,2]}]},
+		"transform":{"type":"jq","expression":".n[0] = 5"}}]`, map[string]string{})
+	e.mustRun("src")
+	e.mustRun("src")
+	if got := e.bodies("src"); got != `{"_id":"a","n":[5,2]}` {
+		t.Errorf("dataset = %s", got)
+	}
+}
+
+func TestURLSystemValidation(t *testing.T) {
+	if msg := compileErr(t, `{"_id":"s","type":"system:url"}`); !strings.Contains(msg, "needs url_pattern or base_url") {
+		t.Errorf("system without url: %s", msg)
+	}
+	if msg := compileErr(t, `[{"_id":"s","type":"pipe","source":{"type":"embedded","entities":[]}},{"_id":"p","type":"pipe","source":{"type":"json","system":"s","url":"x"}}]`); !strings.Contains(msg, `unknown system "s"`) {
+		t.Errorf("pipe as system: %s", msg)
+	}
+}
+
+var _ = errors.New
