@@ -1,0 +1,244 @@
+package sinks_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ferrydata/ferry/engine"
+	"github.com/ferrydata/ferry/engine/boltstore"
+	"github.com/ferrydata/ferry/pipes/all"
+)
+
+// harness runs pipe "p" whose json source reads in.json, which the test
+// rewrites between runs.
+type harness struct {
+	t     *testing.T
+	dir   string
+	eng   *engine.Engine
+	store *boltstore.Store
+}
+
+func newHarness(t *testing.T, pipe string) *harness {
+	t.Helper()
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "pipes.json"), []byte(pipe), 0o644)
+	cfg, err := engine.LoadConfig([]string{filepath.Join(dir, "pipes.json")}, func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := engine.Compile(cfg, all.Registry(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := boltstore.Open(filepath.Join(dir, "data"), boltstore.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return &harness{t: t, dir: dir, eng: engine.New(s, plan, nil), store: s}
+}
+
+func (h *harness) run(data string, opts engine.RunOptions) (engine.RunRecord, error) {
+	h.t.Helper()
+	os.WriteFile(filepath.Join(h.dir, "in.json"), []byte(data), 0o644)
+	return h.eng.Run(context.Background(), "p", opts)
+}
+
+func (h *harness) mustRun(data string, opts engine.RunOptions) engine.RunRecord {
+	h.t.Helper()
+	rec, err := h.run(data, opts)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return rec
+}
+
+func (h *harness) info(ds string) engine.DatasetInfo {
+	info, _, err := h.store.Dataset(context.Background(), ds)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return info
+}
+
+func (h *harness) latest(ds, id string) engine.Record {
+	r, _, err := h.store.Get(context.Background(), ds, id)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return r
+}
+
+func TestDeletionTrackingOnFullRunsOnly(t *testing.T) {
+	// supports_since makes later runs incremental.
+	h := newHarness(t, `{"_id":"p","type":"pipe","source":{"type":"json","url":"in.json","supports_since":true}}`)
+	h.mustRun(`[{"_id":"a","_updated":1,"x":1},{"_id":"b","_updated":2},{"_id":"c","_updated":3}]`, engine.RunOptions{})
+	// Incremental: a missing entity is not deleted.
+	rec := h.mustRun(`[{"_id":"d","_updated":4}]`, engine.RunOptions{})
+	if rec.SyncType != "incremental" || rec.Deleted != 0 || h.info("p").Deleted != 0 {
+		t.Errorf("incremental run deleted: %+v", rec)
+	}
+	// Full run (reset): everything not produced gets a deleted version
+	// that keeps its content.
+	rec = h.mustRun(`[{"_id":"b","_updated":2}]`, engine.RunOptions{Reset: true})
+	if rec.SyncType != "full" || rec.Deleted != 3 {
+		t.Errorf("full run = %+v, want 3 deleted", rec)
+	}
+	a := h.latest("p", "a")
+	if !a.Deleted || string(a.Body) != `{"_deleted":true,"_id":"a","_updated":1,"x":1}` && !strings.Contains(string(a.Body), `"x":1`) {
+		t.Errorf("deleted a = %s", a.Body)
+	}
+	if strings.Contains(string(a.Body), "$deletion_tracked") {
+		t.Errorf("$deletion_tracked without mark_deletion_tracked: %s", a.Body)
+	}
+	if info := h.info("p"); info.Deleted != 3 || info.Entities != 4 {
+		t.Errorf("info = %+v", info)
+	}
+	// Already deleted entities are not deleted again.
+	if rec := h.mustRun(`[{"_id":"b","_updated":2}]`, engine.RunOptions{Reset: true}); rec.Deleted != 0 || rec.Written != 0 {
+		t.Errorf("second full run = %+v", rec)
+	}
+	// A deleted entity that comes back is undeleted.
+	h.mustRun(`[{"_id":"a","_updated":1,"x":1},{"_id":"b","_updated":2}]`, engine.RunOptions{Reset: true})
+	if a := h.latest("p", "a"); a.Deleted || h.info("p").Deleted != 2 {
+		t.Errorf("a after it came back = %+v", a)
+	}
+}
+
+func TestDeletionTrackingOptions(t *testing.T) {
+	h := newHarness(t, `{"_id":"p","type":"pipe","source":{"type":"json","url":"in.json"},"sink":{"mark_deletion_tracked":true}}`)
+	h.mustRun(`[{"_id":"a"},{"_id":"b"}]`, engine.RunOptions{})
+	h.mustRun(`[{"_id":"b"}]`, engine.RunOptions{})
+	if a := h.latest("p", "a"); !a.Deleted || string(a.Body) != `{"$deletion_tracked":true,"_deleted":true,"_id":"a"}` {
+		t.Errorf("a = %s", a.Body)
+	}
+	off := newHarness(t, `{"_id":"p","type":"pipe","source":{"type":"json","url":"in.json"},"sink":{"deletion_tracking":false}}`)
+	off.mustRun(`[{"_id":"a"},{"_id":"b"}]`, engine.RunOptions{})
+	if rec := off.mustRun(`[{"_id":"b"}]`, engine.RunOptions{}); rec.Deleted != 0 || off.latest("p", "a").Deleted {
+		t.Errorf("deletion_tracking false still deleted: %+v", rec)
+	}
+	// An empty source deletes everything (no if_source_empty).
+	if rec := h.mustRun(`[]`, engine.RunOptions{}); rec.Deleted != 1 || h.info("p").Deleted != 2 {
+		t.Errorf("empty full run = %+v", rec)
+	}
+}
+
+func TestCircuitBreaker(t *testing.T) {
+	h := newHarness(t, `{"_id":"p","type":"pipe","batch_size":1,"checkpoint_interval":1,"source":{"type":"json","url":"in.json"},"sink":{"circuit_breaker_threshold_count":2}}`)
+	// Not populated yet: the breaker is not armed.
+	h.mustRun(`[{"_id":"a"},{"_id":"b"},{"_id":"c"},{"_id":"d"}]`, engine.RunOptions{})
+	before := h.info("p")
+	if !before.Populated || before.Versions != 4 {
+		t.Fatalf("first run: %+v", before)
+	}
+	cases := []struct{ name, data string }{
+		{"too many changes", `[{"_id":"a","v":1},{"_id":"b","v":1},{"_id":"c","v":1},{"_id":"d"}]`},
+		{"too many deletions", `[{"_id":"a"}]`},
+	}
+	for _, c := range cases {
+		_, err := h.run(c.data, engine.RunOptions{})
+		if !errors.Is(err, engine.ErrCircuitBreaker) {
+			t.Fatalf("%s: error = %v, want ErrCircuitBreaker", c.name, err)
+		}
+		after := h.info("p")
+		if after.Versions != before.Versions || after.LastOffset != before.LastOffset || after.Deleted != before.Deleted || after.Entities != before.Entities {
+			t.Errorf("%s: dataset changed: %+v -> %+v", c.name, before, after)
+		}
+	}
+	// Within the limit the run goes through.
+	if rec := h.mustRun(`[{"_id":"a","v":2},{"_id":"b","v":2},{"_id":"c"},{"_id":"d"}]`, engine.RunOptions{}); rec.Written != 2 {
+		t.Errorf("run within the limit = %+v", rec)
+	}
+	// The factor counts distinct ids: 0.5 * 4 = 2 allowed.
+	f := newHarness(t, `{"_id":"p","type":"pipe","source":{"type":"json","url":"in.json"},"sink":{"circuit_breaker_threshold_factor":0.5}}`)
+	f.mustRun(`[{"_id":"a"},{"_id":"b"},{"_id":"c"},{"_id":"d"}]`, engine.RunOptions{})
+	if _, err := f.run(`[{"_id":"a"}]`, engine.RunOptions{}); !errors.Is(err, engine.ErrCircuitBreaker) {
+		t.Errorf("factor breaker: %v", err)
+	}
+	if _, err := f.run(`[{"_id":"a"},{"_id":"b"}]`, engine.RunOptions{}); err != nil {
+		t.Errorf("2 deletions of 4 with factor 0.5: %v", err)
+	}
+}
+
+func TestSetInitialOffset(t *testing.T) {
+	cases := []struct {
+		mode      string
+		populated bool
+	}{
+		{"", true}, // if-source-populated; a json source reads no dataset
+		{"if-source-populated", true},
+		{"never", false},
+		{"always", true},
+		{"initially", true},
+		{"onload", true},
+	}
+	for _, c := range cases {
+		sink := `{}`
+		if c.mode != "" {
+			sink = `{"set_initial_offset":"` + c.mode + `"}`
+		}
+		h := newHarness(t, `{"_id":"p","type":"pipe","source":{"type":"json","url":"in.json"},"sink":`+sink+`}`)
+		h.mustRun(`[{"_id":"a"}]`, engine.RunOptions{})
+		if got := h.info("p").Populated; got != c.populated {
+			t.Errorf("%q: populated = %v, want %v", c.mode, got, c.populated)
+		}
+	}
+	// if-source-populated with a dataset source follows its input; a
+	// failed run never populates with "always", "initially" does.
+	h := newHarness(t, `[{"_id":"up","type":"pipe","source":{"type":"json","url":"in.json"},"sink":{"set_initial_offset":"never"}},
+		{"_id":"p","type":"pipe","source":{"type":"dataset","dataset":"up"}}]`)
+	os.WriteFile(filepath.Join(h.dir, "in.json"), []byte(`[{"_id":"a"}]`), 0o644)
+	h.eng.Run(context.Background(), "up", engine.RunOptions{})
+	h.eng.Run(context.Background(), "p", engine.RunOptions{})
+	if h.info("p").Populated {
+		t.Error("populated although its input is not")
+	}
+	for mode, want := range map[string]bool{"always": false, "initially": true} {
+		h := newHarness(t, `{"_id":"p","type":"pipe","batch_size":1,"checkpoint_interval":1,"source":{"type":"json","url":"in.json"},"sink":{"set_initial_offset":"`+mode+`"}}`)
+		if _, err := h.run(`[{"_id":"a"},{"_id":"b"},{"x":1}]`, engine.RunOptions{}); err == nil {
+			t.Fatal("bad entity accepted")
+		}
+		if got := h.info("p").Populated; got != want {
+			t.Errorf("%s after a failed run: populated %v, want %v", mode, got, want)
+		}
+	}
+}
+
+func TestFilteredDeletesLiveEntity(t *testing.T) {
+	h := newHarness(t, `{"_id":"p","type":"pipe","source":{"type":"json","url":"in.json","supports_since":true},
+		"transform":{"type":"jq","expression":"if .drop then . + {_filtered: true} else . end"}}`)
+	h.mustRun(`[{"_id":"a","_updated":1,"v":1},{"_id":"b","_updated":2}]`, engine.RunOptions{})
+	// Incremental run: the filtered entity deletes the live version.
+	rec := h.mustRun(`[{"_id":"a","_updated":3,"drop":true},{"_id":"z","_updated":4,"drop":true}]`, engine.RunOptions{})
+	if rec.SyncType != "incremental" || rec.Deleted != 1 {
+		t.Errorf("run = %+v", rec)
+	}
+	a := h.latest("p", "a")
+	if !a.Deleted || !strings.Contains(string(a.Body), `"v":1`) || strings.Contains(string(a.Body), "drop") {
+		t.Errorf("a = %s: want the old content marked deleted", a.Body)
+	}
+	if _, ok, _ := h.store.Get(context.Background(), "p", "z"); ok {
+		t.Error("a filtered entity that was never live was written")
+	}
+	// The null sink drops filtered entities.
+	n := newHarness(t, `{"_id":"p","type":"pipe","source":{"type":"json","url":"in.json"},"sink":{"type":"null"},
+		"transform":{"type":"jq","expression":". + {_filtered: .drop}"}}`)
+	if rec := n.mustRun(`[{"_id":"a","drop":true},{"_id":"b","drop":false}]`, engine.RunOptions{}); rec.Written != 1 {
+		t.Errorf("null sink wrote %d, want 1", rec.Written)
+	}
+}
+
+func TestSinkDatasetName(t *testing.T) {
+	h := newHarness(t, `{"_id":"p","type":"pipe","source":{"type":"json","url":"in.json"},"sink":{"dataset":"other"}}`)
+	h.mustRun(`[{"_id":"a"}]`, engine.RunOptions{})
+	if h.info("other").Versions != 1 {
+		t.Error("sink did not write its dataset")
+	}
+	if _, ok, _ := h.store.Dataset(context.Background(), "p"); ok {
+		t.Error("dataset named after the pipe was created")
+	}
+}
