@@ -33,6 +33,8 @@ type Diagnostic struct {
 	Message  string   `json:"message"`
 }
 
+// String renders the diagnostic lint-style:
+// "severity: file:line:col: pointer: message".
 func (d Diagnostic) String() string {
 	var b strings.Builder
 	b.WriteString(string(d.Severity))
@@ -81,6 +83,8 @@ func (ds Diagnostics) Warnings() Diagnostics {
 // diagnostic, warnings included.
 type ConfigError struct{ Diagnostics Diagnostics }
 
+// Error lists the error diagnostics (warnings are left out), one per line
+// when there are several.
 func (e *ConfigError) Error() string {
 	errs := e.Diagnostics.Errors()
 	lines := make([]string, 0, len(errs))

@@ -18,6 +18,7 @@ type FieldError struct {
 	Msg     string
 }
 
+// Error renders the pointer (if any) and the message.
 func (e *FieldError) Error() string {
 	if e.Pointer == "" {
 		return e.Msg

@@ -22,6 +22,7 @@ type SyntaxError struct {
 	Msg    string
 }
 
+// Error reports the offset and what was wrong.
 func (e *SyntaxError) Error() string {
 	return fmt.Sprintf("invalid JSON at byte %d: %s", e.Offset, e.Msg)
 }
