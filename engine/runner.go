@@ -358,10 +358,18 @@ func (e *Engine) commitTx(ctx context.Context, p *Pipe, sr SinkRun, items <-chan
 		tx, err = e.Store.Begin(ctx)
 		return err
 	}
+	committed := state
 	commit := func() error {
+		if !tx.Changed() && state == committed {
+			// Nothing to make durable: skip the commit and its fsyncs.
+			err := tx.Rollback()
+			tx = nil
+			return err
+		}
 		if err := tx.SetPipeState(p.ID, state); err != nil {
 			return err
 		}
+		committed = state
 		err := tx.Commit()
 		tx = nil
 		if err == nil && e.Progress != nil {

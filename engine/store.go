@@ -49,7 +49,16 @@ func (r *Record) AppendJSON(dst []byte) []byte {
 // Entity decodes the record into an entity including _updated, _ts,
 // _previous and _hash.
 func (r *Record) Entity() (Entity, error) {
-	v, err := DecodeValue(r.Body)
+	return r.entity(DecodeValue)
+}
+
+// EntityWith is Entity using a Decoder's key cache.
+func (r *Record) EntityWith(d *Decoder) (Entity, error) {
+	return r.entity(d.DecodeValue)
+}
+
+func (r *Record) entity(decode func([]byte) (any, error)) (Entity, error) {
+	v, err := decode(r.Body)
 	if err != nil {
 		return nil, err
 	}
@@ -136,9 +145,11 @@ type WriteTx interface {
 	Put(dataset string, p *Prepared, ts int64) (PutResult, Record, error)
 	// Latest returns the latest version of id as this transaction sees it.
 	Latest(dataset, id string) (Record, bool, error)
-	// ForEachLive calls fn for the latest version of every _id whose latest
-	// version is not deleted, in _id order. Records are valid only during fn.
-	ForEachLive(dataset string, fn func(Record) error) error
+	// ForEachLive calls fn with every _id whose latest version is not
+	// deleted, in _id order, as this transaction sees it. fn may Put.
+	ForEachLive(dataset string, fn func(id string) error) error
+	// Changed reports whether the transaction has written anything.
+	Changed() bool
 	// SetPopulated marks the dataset populated (creating it if needed).
 	SetPopulated(dataset string) error
 	// EnsureDataset creates an empty dataset if it does not exist.

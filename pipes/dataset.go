@@ -66,7 +66,7 @@ func (d *DatasetSource) Open(ctx context.Context, req engine.ReadRequest) (engin
 		}
 		from = n + 1
 	}
-	return &datasetReader{d: d, store: req.Store, next: from, size: max(req.BatchSize, 1)}, nil
+	return &datasetReader{d: d, store: req.Store, next: from, size: max(req.BatchSize, 1), dec: engine.NewDecoder()}, nil
 }
 
 type datasetReader struct {
@@ -75,6 +75,7 @@ type datasetReader struct {
 	next  uint64
 	size  int
 	done  bool
+	dec   *engine.Decoder
 }
 
 func (r *datasetReader) Next(ctx context.Context) (engine.Batch, error) {
@@ -85,7 +86,7 @@ func (r *datasetReader) Next(ctx context.Context) (engine.Batch, error) {
 	var derr error
 	start := r.next
 	next, err := r.store.Scan(ctx, r.d.Dataset, engine.ScanOptions{From: r.next, Limit: r.size, LatestOnly: !r.d.PreviousVersions}, func(rec engine.Record) error {
-		e, err := rec.Entity()
+		e, err := rec.EntityWith(r.dec)
 		if err != nil {
 			derr = fmt.Errorf("dataset %q offset %d: %w", r.d.Dataset, rec.Offset, err)
 			return derr

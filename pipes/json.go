@@ -245,7 +245,7 @@ func (j *JSONSource) Open(ctx context.Context, req engine.ReadRequest) (engine.R
 		}
 		body = resp.Body
 	}
-	return &jsonReader{src: j, body: body, stream: newValueStream(body), size: max(req.BatchSize, 1), since: req.Since}, nil
+	return &jsonReader{src: j, body: body, stream: newValueStream(body), size: max(req.BatchSize, 1), since: req.Since, dec: engine.NewDecoder()}, nil
 }
 
 // redact drops the query string, which may carry credentials.
@@ -264,6 +264,7 @@ type jsonReader struct {
 	since  string
 	maxVal any
 	n      int
+	dec    *engine.Decoder
 	// final is set once the token was handed over after the last batch.
 	final bool
 }
@@ -282,7 +283,7 @@ func (r *jsonReader) Next(ctx context.Context) (engine.Batch, error) {
 			return engine.Batch{}, fmt.Errorf("%s: %w", r.src.where(), err)
 		}
 		r.n++
-		e, err := engine.DecodeEntity(raw)
+		e, err := r.dec.DecodeEntity(raw)
 		if err != nil {
 			return engine.Batch{}, fmt.Errorf("%s: entity %d: %w", r.src.where(), r.n, err)
 		}

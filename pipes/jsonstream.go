@@ -123,35 +123,42 @@ func (s *valueStream) finishArray() error {
 func (s *valueStream) readValue(c byte) error {
 	switch c {
 	case '{', '[':
-		depth := 1
-		inStr := false
+		// Scan the buffered bytes in a tight loop rather than byte by byte
+		// through the reader; state carries across buffer refills.
+		depth, inStr, esc := 1, false, false
 		for depth > 0 {
-			b, err := s.readByte()
-			if err != nil {
-				return fmt.Errorf("byte %d: unexpected end of input in value %d", s.offset, s.count)
-			}
-			s.buf = append(s.buf, b)
-			if inStr {
-				switch b {
-				case '\\':
-					e, err := s.readByte()
-					if err != nil {
-						return fmt.Errorf("byte %d: unexpected end of input in a string", s.offset)
-					}
-					s.buf = append(s.buf, e)
-				case '"':
-					inStr = false
+			if s.r.Buffered() == 0 {
+				if _, err := s.r.Peek(1); err != nil {
+					return fmt.Errorf("byte %d: unexpected end of input in value %d", s.offset, s.count)
 				}
-				continue
 			}
-			switch b {
-			case '"':
-				inStr = true
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
+			chunk, _ := s.r.Peek(s.r.Buffered())
+			i := 0
+			for ; i < len(chunk) && depth > 0; i++ {
+				b := chunk[i]
+				if inStr {
+					switch {
+					case esc:
+						esc = false
+					case b == '\\':
+						esc = true
+					case b == '"':
+						inStr = false
+					}
+					continue
+				}
+				switch b {
+				case '"':
+					inStr = true
+				case '{', '[':
+					depth++
+				case '}', ']':
+					depth--
+				}
 			}
+			s.buf = append(s.buf, chunk[:i]...)
+			s.r.Discard(i)
+			s.offset += int64(i)
 		}
 		return nil
 	case '"':

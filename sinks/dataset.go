@@ -231,9 +231,9 @@ func (r *datasetRun) Finish(ctx context.Context, tx engine.WriteTx, ts int64) er
 	if r.track {
 		slices.SortFunc(r.seen, cmpIDHash)
 		var gone []string
-		err := tx.ForEachLive(r.d.Name, func(rec engine.Record) error {
-			if _, found := slices.BinarySearchFunc(r.seen, hashID(rec.ID), cmpIDHash); !found {
-				gone = append(gone, rec.ID)
+		err := tx.ForEachLive(r.d.Name, func(id string) error {
+			if _, found := slices.BinarySearchFunc(r.seen, hashID(id), cmpIDHash); !found {
+				gone = append(gone, id)
 			}
 			return nil
 		})

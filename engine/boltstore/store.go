@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -52,6 +53,22 @@ type Store struct {
 	// writer serialises write transactions so Begin can honour its ctx
 	// instead of blocking inside bbolt.
 	writer chan struct{}
+	// touched counts bytes written or read since the mapped pages were
+	// last released (see releaseMapped).
+	touched atomic.Int64
+}
+
+// releaseEvery is how many bytes of versions may be written or scanned
+// before the store's mapped pages are released from this process.
+const releaseEvery = 64 << 20
+
+// touch records n bytes of traffic and releases mapped pages when due.
+// It must not be called inside a transaction.
+func (s *Store) touch(n int) {
+	if s.touched.Add(int64(n)) >= releaseEvery {
+		s.touched.Store(0)
+		s.releaseMapped()
+	}
 }
 
 var _ engine.Store = (*Store)(nil)
@@ -93,6 +110,9 @@ func Open(dir string, opts Options) (s *Store, err error) {
 		return nil, fmt.Errorf("opening data file %s: %w", path, err)
 	}
 	s = &Store{db: db, path: path, writer: make(chan struct{}, 1)}
+	// Opening reads every page header to rebuild the freelist; let those
+	// pages go again.
+	s.releaseMapped()
 	if !opts.ReadOnly {
 		err = s.db.Update(func(tx *bolt.Tx) error {
 			for _, b := range [][]byte{bucketDatasets, bucketPipes, bucketRuns} {
@@ -222,11 +242,13 @@ type dsState struct {
 }
 
 type writeTx struct {
-	s     *Store
-	tx    *bolt.Tx
-	sets  map[string]*dsState
-	done  bool
-	arena []byte
+	s       *Store
+	tx      *bolt.Tx
+	sets    map[string]*dsState
+	done    bool
+	changed bool
+	arena   []byte
+	written int
 }
 
 // alloc returns an empty slice with capacity n that no other Put uses.
@@ -304,6 +326,9 @@ func (w *writeTx) Put(dataset string, p *engine.Prepared, ts int64) (engine.PutR
 		return 0, engine.Record{}, fmt.Errorf("dataset %q: _id of %d bytes cannot be stored", dataset, len(p.ID))
 	}
 	cur, exists := st.latest(p.ID)
+	// The lookup touches a random index leaf: count a page, so mapped
+	// pages are released often enough on large random-id loads.
+	w.written += 4096
 	var prev uint64
 	wasDeleted := false
 	if exists {
@@ -324,6 +349,7 @@ func (w *writeTx) Put(dataset string, p *engine.Prepared, ts int64) (engine.PutR
 	// own memory. Versions are carved from a per-transaction arena.
 	val := w.alloc(headerSize + binary.MaxVarintLen64 + len(p.ID) + len(p.Body))
 	val = encodeVersion(val, off, p, ts, prev, exists)
+	w.written += len(val) + 64
 	if err := st.log.Put(offsetKey(off), val); err != nil {
 		return 0, engine.Record{}, fmt.Errorf("dataset %q: appending %q: %w", dataset, p.ID, err)
 	}
@@ -334,6 +360,7 @@ func (w *writeTx) Put(dataset string, p *engine.Prepared, ts int64) (engine.PutR
 		iv[24] = flagDeleted
 	}
 	st.pending[p.ID] = iv
+	w.changed = true
 	m := &st.meta
 	m.Versions++
 	m.LastOffset = off
@@ -386,7 +413,7 @@ func (st *dsState) flush() error {
 	return nil
 }
 
-func (w *writeTx) ForEachLive(dataset string, fn func(engine.Record) error) error {
+func (w *writeTx) ForEachLive(dataset string, fn func(id string) error) error {
 	st, err := w.dataset(dataset, false)
 	if err != nil || st == nil {
 		return err
@@ -394,29 +421,27 @@ func (w *writeTx) ForEachLive(dataset string, fn func(engine.Record) error) erro
 	if err := st.flush(); err != nil {
 		return err
 	}
+	// Collect first: fn may Put, and Puts must not move the cursor's pages.
+	var ids []string
 	c := st.index.Cursor()
 	for k, iv := c.First(); k != nil; k, iv = c.Next() {
 		if len(iv) != indexValSize {
 			return fmt.Errorf("dataset %q: corrupt index entry for %q", dataset, k)
 		}
-		if iv[24]&flagDeleted != 0 {
-			continue
+		if iv[24]&flagDeleted == 0 {
+			ids = append(ids, string(k))
 		}
-		off := binary.BigEndian.Uint64(iv[:8])
-		v := st.log.Get(offsetKey(off))
-		if v == nil {
-			return fmt.Errorf("dataset %q: index points at missing offset %d", dataset, off)
-		}
-		r, err := decodeVersion(off, v)
-		if err != nil {
-			return err
-		}
-		if err := fn(r); err != nil {
+	}
+	for _, id := range ids {
+		if err := fn(id); err != nil {
 			return err
 		}
 	}
 	return nil
 }
+
+// Changed reports whether anything was written.
+func (w *writeTx) Changed() bool { return w.changed }
 
 func (w *writeTx) EnsureDataset(dataset string) error {
 	_, err := w.dataset(dataset, true)
@@ -431,6 +456,7 @@ func (w *writeTx) SetPopulated(dataset string) error {
 	if !st.meta.Populated {
 		st.meta.Populated = true
 		st.dirty = true
+		w.changed = true
 	}
 	return nil
 }
@@ -440,6 +466,7 @@ func (w *writeTx) SetPipeState(pipe string, ps engine.PipeState) error {
 	if err != nil {
 		return err
 	}
+	w.changed = true
 	return w.tx.Bucket(bucketPipes).Put([]byte(pipe), b)
 }
 
@@ -492,7 +519,12 @@ func (w *writeTx) Commit() error {
 		return errors.New("transaction already finished")
 	}
 	w.done = true
-	defer func() { <-w.s.writer }()
+	released := false
+	defer func() {
+		if !released {
+			<-w.s.writer
+		}
+	}()
 	now := time.Now().UTC()
 	for name, st := range w.sets {
 		if err := st.flush(); err != nil {
@@ -512,9 +544,13 @@ func (w *writeTx) Commit() error {
 			return fmt.Errorf("dataset %q: writing metadata: %w", name, err)
 		}
 	}
-	if err := w.tx.Commit(); err != nil {
+	err := w.tx.Commit()
+	released = true
+	<-w.s.writer
+	if err != nil {
 		return fmt.Errorf("committing to %s: %w", w.s.path, err)
 	}
+	w.s.touch(w.written)
 	return nil
 }
 
@@ -624,6 +660,11 @@ func (s *Store) Scan(ctx context.Context, dataset string, opts engine.ScanOption
 		if err != nil {
 			return next, err
 		}
+		bytes := 0
+		for _, r := range chunk {
+			bytes += len(r.Body) + 64
+		}
+		s.touch(bytes)
 		for _, r := range chunk {
 			if err := fn(r); err != nil {
 				return next, err
