@@ -180,8 +180,14 @@ func (r *Registry) add(kind Kind, name string, spec Spec, build any) {
 		m = map[string]*entry{}
 		r.entries[kind] = m
 	}
-	if _, dup := m[name]; dup {
-		panic(fmt.Sprintf("engine: %s type %q registered twice", kind, name))
+	if prev, dup := m[name]; dup {
+		switch {
+		case build == nil:
+			return // an implementation (or another placeholder) is already there
+		case prev.build != nil:
+			panic(fmt.Sprintf("engine: %s type %q registered twice", kind, name))
+		}
+		// A real implementation replaces an "unsupported" placeholder.
 	}
 	m[name] = &entry{kind: kind, name: name, spec: spec, build: build}
 }
@@ -208,7 +214,8 @@ func (r *Registry) RegisterSystem(name string, spec Spec, fn SystemFunc) {
 }
 
 // RegisterUnsupported records a type Ferry recognises but cannot run yet,
-// so validation reports "not supported yet" instead of "unknown".
+// so validation reports "not supported yet" instead of "unknown". A real
+// registration of the same name, before or after, wins.
 func (r *Registry) RegisterUnsupported(kind Kind, name, summary string) {
 	r.add(kind, name, Spec{Summary: summary, Status: "unsupported"}, nil)
 }

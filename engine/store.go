@@ -185,5 +185,12 @@ type Store interface {
 	Runs(ctx context.Context, pipe string, limit int) ([]RunRecord, error)
 	// DeleteDataset removes a dataset and everything in it.
 	DeleteDataset(ctx context.Context, name string) error
+	// Small key-value state beside the datasets (connector instances,
+	// encrypted secrets), in namespaces. Values are copies.
+	GetKV(ctx context.Context, ns, key string) ([]byte, bool, error)
+	PutKV(ctx context.Context, ns, key string, value []byte) error
+	DeleteKV(ctx context.Context, ns, key string) error
+	// ListKV returns the keys of a namespace, sorted.
+	ListKV(ctx context.Context, ns string) ([]string, error)
 	Close() error
 }

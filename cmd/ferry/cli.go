@@ -60,6 +60,13 @@ func commands() []command {
 		{"dataset", "show NAME", "show a dataset's entities", (*cli).cmdDataset},
 		{"pipes", "[CONFIG]", "list pipes and their state", (*cli).cmdPipes},
 		{"pipe", "log NAME", "show a pipe's run log", (*cli).cmdPipe},
+		{"expand", "CONNECTOR_DIR [--system ID] [--out DIR]", "expand a connector's manifest and templates into systems and pipes", (*cli).cmdExpand},
+		{"connect", "CONNECTOR_DIR --system ID", "record a connector instance; run/serve then load its pipes", (*cli).cmdConnect},
+		{"connectors", "", "list connector instances", (*cli).cmdConnectors},
+		{"disconnect", "ID [--purge]", "remove a connector instance", (*cli).cmdDisconnect},
+		{"secret", "set|list|rm", "manage encrypted secrets for $SECRET(name)", (*cli).cmdSecret},
+		{"compat", "DIR [--json]", "report which components of the connectors under DIR Ferry supports", (*cli).cmdCompat},
+		{"fake-api", "[--addr ADDR]", "serve a fake REST API for demos and tests", (*cli).cmdFakeAPI},
 		{"bench", "", "measure throughput of the store and runner", (*cli).cmdBench},
 		{"version", "", "print the version", (*cli).cmdVersion},
 	}

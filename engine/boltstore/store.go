@@ -23,6 +23,7 @@ var (
 	bucketDatasets = []byte("datasets")
 	bucketPipes    = []byte("pipes")
 	bucketRuns     = []byte("runs")
+	bucketKV       = []byte("kv")
 	bucketLog      = []byte("log")
 	bucketIndex    = []byte("index")
 	keyMeta        = []byte("meta")
@@ -115,7 +116,7 @@ func Open(dir string, opts Options) (s *Store, err error) {
 	s.releaseMapped()
 	if !opts.ReadOnly {
 		err = s.db.Update(func(tx *bolt.Tx) error {
-			for _, b := range [][]byte{bucketDatasets, bucketPipes, bucketRuns} {
+			for _, b := range [][]byte{bucketDatasets, bucketPipes, bucketRuns, bucketKV} {
 				if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 					return err
 				}
@@ -805,4 +806,80 @@ func (s *Store) DeleteDataset(ctx context.Context, name string) error {
 		return fmt.Errorf("deleting dataset %q: %w", name, err)
 	}
 	return w.Commit()
+}
+
+// GetKV reads a key of a namespace.
+func (s *Store) GetKV(ctx context.Context, ns, key string) ([]byte, bool, error) {
+	var out []byte
+	err := s.view(func(tx *bolt.Tx) error {
+		root := tx.Bucket(bucketKV)
+		if root == nil {
+			return nil
+		}
+		if b := root.Bucket([]byte(ns)); b != nil {
+			if v := b.Get([]byte(key)); v != nil {
+				out = bytes.Clone(v)
+			}
+		}
+		return nil
+	})
+	return out, out != nil, err
+}
+
+// kvUpdate runs fn in a write transaction on the namespace bucket.
+func (s *Store) kvUpdate(ctx context.Context, ns string, fn func(b *bolt.Bucket) error) error {
+	if ns == "" {
+		return errors.New("empty key-value namespace")
+	}
+	tx, err := s.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	w := tx.(*writeTx)
+	root, err := w.tx.CreateBucketIfNotExists(bucketKV)
+	if err == nil {
+		var b *bolt.Bucket
+		if b, err = root.CreateBucketIfNotExists([]byte(ns)); err == nil {
+			err = fn(b)
+		}
+	}
+	if err != nil {
+		w.Rollback()
+		return err
+	}
+	w.changed = true
+	return w.Commit()
+}
+
+// PutKV writes a key of a namespace.
+func (s *Store) PutKV(ctx context.Context, ns, key string, value []byte) error {
+	if key == "" {
+		return errors.New("empty key")
+	}
+	return s.kvUpdate(ctx, ns, func(b *bolt.Bucket) error { return b.Put([]byte(key), bytes.Clone(value)) })
+}
+
+// DeleteKV removes a key of a namespace; a missing key is not an error.
+func (s *Store) DeleteKV(ctx context.Context, ns, key string) error {
+	return s.kvUpdate(ctx, ns, func(b *bolt.Bucket) error { return b.Delete([]byte(key)) })
+}
+
+// ListKV lists a namespace's keys, sorted.
+func (s *Store) ListKV(ctx context.Context, ns string) ([]string, error) {
+	var out []string
+	err := s.view(func(tx *bolt.Tx) error {
+		root := tx.Bucket(bucketKV)
+		if root == nil {
+			return nil
+		}
+		b := root.Bucket([]byte(ns))
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, _ []byte) error {
+			out = append(out, string(k))
+			return nil
+		})
+	})
+	return out, err
 }
