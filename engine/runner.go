@@ -218,9 +218,11 @@ func (e *Engine) run(ctx context.Context, p *Pipe, opts RunOptions, rec *RunReco
 		}
 	}()
 
+	// if_source_empty "fail" guards deletion tracking, so it only applies
+	// to full runs: an incremental run with nothing new is normal.
 	failIfEmpty := false
 	if src, ok := p.Comp.Raw["source"].(map[string]any); ok && src["if_source_empty"] == "fail" {
-		failIfEmpty = true
+		failIfEmpty = full
 	}
 	state.RescanRequested = false
 	if isTx {

@@ -398,7 +398,6 @@ func TestIfSourceEmptyFail(t *testing.T) {
 }
 
 func TestIfSourceEmptyOnlyFailsFullRuns(t *testing.T) {
-	t.Skip("BUG: engine/runner.go commitTx/commitExternal apply if_source_empty \"fail\" to incremental runs: an incremental run with nothing new fails although nothing would be deleted")
 	ctx := context.Background()
 	src := &fakeSource{N: 3}
 	eng, _ := newEngine(t, registry(src, nil), `{"_id":"p","type":"pipe","source":{"type":"fake","if_source_empty":"fail"}}`)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -105,7 +106,8 @@ func Open(dir string, opts Options) (s *Store, err error) {
 		switch {
 		case errors.Is(err, bolterrors.ErrTimeout):
 			return nil, fmt.Errorf("data file %s is locked by another ferry process (serve or run); stop it or use another --data directory", path)
-		case errors.Is(err, bolterrors.ErrInvalid), errors.Is(err, bolterrors.ErrVersionMismatch), errors.Is(err, bolterrors.ErrChecksum):
+		case errors.Is(err, bolterrors.ErrInvalid), errors.Is(err, bolterrors.ErrVersionMismatch), errors.Is(err, bolterrors.ErrChecksum),
+			strings.Contains(err.Error(), "file size too small"):
 			return nil, fmt.Errorf("data file %s is not a valid ferry store (corrupt or not a bbolt file): %w", path, err)
 		}
 		return nil, fmt.Errorf("opening data file %s: %w", path, err)
