@@ -290,6 +290,11 @@ func (c *compiler) pipe(comp *Component) *Pipe {
 	}
 	if pump, good := c.pump(comp); good {
 		p.Pump = pump
+		if _, push := p.Source.(PushSource); push {
+			if m, _ := comp.Raw["pump"].(map[string]any); m["mode"] == nil {
+				p.Pump.Mode = "off" // endpoint sources have no pump
+			}
+		}
 	} else {
 		ok = false
 	}

@@ -94,7 +94,7 @@ func (e *Engine) Run(ctx context.Context, pipeID string, opts RunOptions) (RunRe
 
 	rec := RunRecord{Pipe: p.ID, Start: time.Now().UTC()}
 	stats := &RunStats{}
-	err := e.run(ctx, p, opts, &rec, stats)
+	err := e.run(WithStore(ctx, e.Store), p, opts, &rec, stats)
 	rec.End = time.Now().UTC()
 	rec.Read, rec.Written, rec.Unchanged, rec.Deleted = stats.Read, stats.Written, stats.Unchanged, stats.Deleted
 	if err != nil {
@@ -180,6 +180,12 @@ func (e *Engine) inputsPopulated(ctx context.Context, p *Pipe) (bool, error) {
 }
 
 func (e *Engine) run(ctx context.Context, p *Pipe, opts RunOptions, rec *RunRecord, stats *RunStats) error {
+	if _, push := p.Source.(PushSource); push {
+		// Entities arrive through Receive; a pull run has nothing to read
+		// and must not deletion-track what was received.
+		rec.SyncType = "incremental"
+		return nil
+	}
 	state, err := e.Store.PipeState(ctx, p.ID)
 	if err != nil {
 		return err
