@@ -256,13 +256,8 @@ func (c *compiler) pipe(comp *Component) *Pipe {
 		}
 	}
 	// Transforms.
-	for i, tc := range transformList(comp.Raw["transform"]) {
-		ptr := "/transform"
-		if _, isList := comp.Raw["transform"].([]any); isList {
-			ptr = fmt.Sprintf("/transform/%d", i)
-		} else if tc.chained {
-			ptr = fmt.Sprintf("/transform/transforms/%d", i)
-		}
+	for _, tc := range transformList(comp.Raw["transform"], "/transform") {
+		ptr := tc.ptr
 		if t, good := c.component(comp, KindTransform, ptr, tc.cfg); good {
 			p.Transforms = append(p.Transforms, t.(Transform))
 		} else {
@@ -305,34 +300,40 @@ func (c *compiler) pipe(comp *Component) *Pipe {
 }
 
 type transformCfg struct {
-	cfg     map[string]any
-	chained bool
+	cfg map[string]any
+	ptr string // JSON pointer within the pipe
 }
 
-// transformList flattens the three transform forms: an object, a list, or
-// {"type": "chained", "transforms": [...]}.
-func transformList(v any) []transformCfg {
+// transformList flattens the transform forms: an object, a list, or
+// {"type": "chained", "transforms": [...]}, also nested (a chained
+// transform inside a list, as superoffice's share pipes have).
+func transformList(v any, ptr string) []transformCfg {
 	switch x := v.(type) {
 	case map[string]any:
-		if x["type"] == "chained" {
-			var out []transformCfg
-			list, _ := x["transforms"].([]any)
-			for _, t := range list {
-				m, _ := t.(map[string]any)
-				out = append(out, transformCfg{cfg: m, chained: true})
-			}
-			return out
-		}
-		return []transformCfg{{cfg: x}}
+		return transformItem(x, ptr)
 	case []any:
 		var out []transformCfg
-		for _, t := range x {
-			m, _ := t.(map[string]any)
-			out = append(out, transformCfg{cfg: m})
+		for i, t := range x {
+			out = append(out, transformItem(t, fmt.Sprintf("%s/%d", ptr, i))...)
 		}
 		return out
 	}
 	return nil
+}
+
+// transformItem flattens one element; a non-object keeps a nil cfg, which
+// is reported as "transform must be a JSON object".
+func transformItem(v any, ptr string) []transformCfg {
+	m, _ := v.(map[string]any)
+	if m == nil || m["type"] != "chained" {
+		return []transformCfg{{cfg: m, ptr: ptr}}
+	}
+	var out []transformCfg
+	list, _ := m["transforms"].([]any)
+	for i, t := range list {
+		out = append(out, transformItem(t, fmt.Sprintf("%s/transforms/%d", ptr, i))...)
+	}
+	return out
 }
 
 // component validates and builds one source, transform or sink.
