@@ -7,6 +7,7 @@ package all
 import (
 	"github.com/ferrydata/ferry/engine"
 	"github.com/ferrydata/ferry/pipes"
+	"github.com/ferrydata/ferry/pipes/rest"
 	"github.com/ferrydata/ferry/sinks"
 )
 
@@ -15,5 +16,6 @@ func Registry() *engine.Registry {
 	r := engine.NewRegistry()
 	pipes.Register(r)
 	sinks.Register(r)
+	rest.Register(r)
 	return r
 }
