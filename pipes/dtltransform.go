@@ -1,0 +1,113 @@
+package pipes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/ferrydata/ferry/engine"
+	"github.com/ferrydata/ferry/pipes/dtl"
+)
+
+const dtlSchema = `{
+  "$schema": "http://json-schema.org/draft-07/schema#",
+  "title": "dtl transform",
+  "type": "object",
+  "required": ["rules"],
+  "properties": {
+    "type": {"const": "dtl"},
+    "comment": {},
+    "name": {"type": "string"},
+    "rules": {"type": "object", "required": ["default"]},
+    "id_required": {"type": "boolean"}
+  }
+}`
+
+// DTLTransform runs Sesam DTL rules (package pipes/dtl) on every entity.
+// The rules are compiled once when the pipe is built, with Sesam's defaults
+// (id_required true unless the config says false). Hops, apply-hops and
+// lookup-entity read other datasets through a [Lookups] index shared by
+// every transform of the registry; the store is the one the engine runs
+// against (taken from the run's context). Each input yields 0..n entities:
+// the root target (with "_filtered": true when a filter rejected it) and
+// the entities made by "create".
+type DTLTransform struct {
+	prog *dtl.Program
+}
+
+// newDTLTransform returns the constructor of "dtl" transforms, whose hops
+// go through lookups.
+func newDTLTransform(lookups *Lookups) engine.TransformFunc {
+	return func(b *engine.Build, cfg map[string]any) (engine.Transform, error) {
+		rules, _ := cfg["rules"].(map[string]any)
+		opts := dtl.DefaultOptions()
+		if req, ok := cfg["id_required"].(bool); ok {
+			opts.IDRequired = req
+		}
+		opts.Hops = lookups
+		prog, err := dtl.Compile(rules, opts)
+		if err != nil {
+			return nil, dtlFieldError("", err)
+		}
+		return &DTLTransform{prog: prog}, nil
+	}
+}
+
+// Transform applies the rules to each entity of the batch. An error names
+// the entity's _id and the failing rule path; nothing of the batch is
+// returned then.
+func (t *DTLTransform) Transform(ctx context.Context, in []engine.Entity) ([]engine.Entity, error) {
+	out := make([]engine.Entity, 0, len(in))
+	for _, e := range in {
+		res, err := t.prog.Apply(ctx, e)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range res {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// dtlFieldError turns a DTL compile error into a field error whose JSON
+// pointer (below prefix) points at the bad expression: the DTL path
+// "rules.default[3][1]" becomes "/rules/default/3/1".
+func dtlFieldError(prefix string, err error) error {
+	var de *dtl.Error
+	if !errors.As(err, &de) || de.Path == "" {
+		return engine.Fieldf(prefix+"/rules", "DTL: %v", err)
+	}
+	return engine.Fieldf(prefix+dtlPointer(de.Path), "DTL: %v", de.Err)
+}
+
+// dtlPointer converts a DTL error path to a JSON pointer.
+func dtlPointer(path string) string {
+	var b strings.Builder
+	for _, part := range strings.Split(path, ".") {
+		name, rest, _ := strings.Cut(part, "[")
+		b.WriteString("/" + strings.NewReplacer("~", "~0", "/", "~1").Replace(name))
+		for rest != "" {
+			idx, tail, ok := strings.Cut(rest, "]")
+			if !ok {
+				break
+			}
+			b.WriteString("/" + idx)
+			rest = strings.TrimPrefix(tail, "[")
+		}
+	}
+	return b.String()
+}
+
+// compileRules compiles a rules object for a built-in template step; the
+// rules are Ferry's own, so an error is a bug and reported as such.
+func compileRules(name string, rules map[string]any, lookups *Lookups) (*dtl.Program, error) {
+	opts := dtl.DefaultOptions()
+	opts.Hops = lookups
+	p, err := dtl.Compile(rules, opts)
+	if err != nil {
+		return nil, fmt.Errorf("built-in rules %s: %w", name, err)
+	}
+	return p, nil
+}
