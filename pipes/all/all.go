@@ -15,6 +15,7 @@ import (
 func Registry() *engine.Registry {
 	r := engine.NewRegistry()
 	pipes.Register(r)
+	pipes.RegisterCollect(r)
 	sinks.Register(r)
 	rest.Register(r)
 	return r
