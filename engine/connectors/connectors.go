@@ -1,0 +1,302 @@
+package connectors
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ferrydata/ferry/engine"
+	"github.com/ferrydata/ferry/manifest"
+)
+
+// Namespace is the store key-value namespace holding instances.
+const Namespace = "connectors"
+
+// KV is the part of engine.Store instances are kept in.
+type KV interface {
+	GetKV(ctx context.Context, ns, key string) ([]byte, bool, error)
+	PutKV(ctx context.Context, ns, key string, value []byte) error
+	DeleteKV(ctx context.Context, ns, key string) error
+	ListKV(ctx context.Context, ns string) ([]string, error)
+}
+
+// Instance is one connected connector.
+type Instance struct {
+	// ID is the system id; every expanded component id starts with it.
+	ID string `json:"id"`
+	// Connector is the connector's name (see Name).
+	Connector string `json:"connector"`
+	// Dir is the connector directory, absolute.
+	Dir string `json:"dir"`
+	// Params are the instance's additional parameters: $ENV(name) values
+	// and injected variables.
+	Params map[string]string `json:"params,omitempty"`
+	// Datatypes enabled; empty means all of the manifest's.
+	Datatypes []string `json:"datatypes,omitempty"`
+	// Share lists the datatypes whose share (write-back) pipes run.
+	Share []string `json:"share,omitempty"`
+	// Connected is when the instance was recorded (the connected_ts
+	// variable).
+	Connected time.Time `json:"connected"`
+}
+
+// Name returns a connector's name from its directory: the base name
+// without a "-connector" suffix ("hubspot-connector" -> "hubspot"). It
+// names the injected "<name>_webhook_dataset" variable.
+func Name(dir string) string {
+	return strings.TrimSuffix(filepath.Base(filepath.Clean(dir)), "-connector")
+}
+
+// Injected lists the variables the hosted deployer injects that an
+// instance takes from its parameters when given: account_id, base_url,
+// token_url, service_url and "<connector>_webhook_dataset". connected_ts
+// and is_fullsync are always injected (see Instance.Options).
+func Injected(connector string) []string {
+	return []string{"account_id", "base_url", "token_url", "service_url", connector + "_webhook_dataset"}
+}
+
+// Options returns the expansion options of the instance: Deploy mode, its
+// datatypes, and as Vars the injected variables given as parameters,
+// connected_ts (the connect time, RFC 3339 UTC) and is_fullsync (the
+// parameter's value when it is "true" or "false", else false).
+func (in *Instance) Options() manifest.Options {
+	vars := map[string]any{
+		"connected_ts": in.Connected.UTC().Format(time.RFC3339),
+		"is_fullsync":  false,
+	}
+	if v, ok := in.Params["is_fullsync"]; ok {
+		if b, err := strconv.ParseBool(v); err == nil {
+			vars["is_fullsync"] = b
+		}
+	}
+	for _, name := range Injected(in.Connector) {
+		if v, ok := in.Params[name]; ok {
+			vars[name] = v
+		}
+	}
+	return manifest.Options{System: in.ID, Vars: vars, Deploy: true, Datatypes: in.Datatypes}
+}
+
+// IsSharePipe reports whether a component is the share (write-back) pipe
+// of its datatype: a pipe whose _id is "<system>-<datatype>-share".
+func IsSharePipe(system string, c *manifest.Component) bool {
+	return c.Kind == "pipe" && c.Datatype != "" && c.ID == system+"-"+c.Datatype+"-share"
+}
+
+// Check validates the instance's fields (not its connector): a usable
+// system id, an absolute directory, share datatypes among the enabled
+// ones.
+func (in *Instance) Check() error {
+	switch {
+	case in.ID == "":
+		return fmt.Errorf("connector instance: empty system id")
+	case strings.ContainsAny(in.ID, "/ \t\n"):
+		return fmt.Errorf("connector instance %q: a system id must not contain '/' or spaces", in.ID)
+	case !filepath.IsAbs(in.Dir):
+		return fmt.Errorf("connector instance %q: directory %q is not absolute", in.ID, in.Dir)
+	}
+	if len(in.Datatypes) > 0 {
+		for _, s := range in.Share {
+			if !slices.Contains(in.Datatypes, s) {
+				return fmt.Errorf("connector instance %q: --share %s: datatype %q is not among the enabled datatypes %v", in.ID, s, s, in.Datatypes)
+			}
+		}
+	}
+	return nil
+}
+
+// Expand loads the instance's manifest and expands it (Options), leaving
+// out the share pipes of datatypes not in Share. Errors name the instance
+// and the manifest file.
+func (in *Instance) Expand() (*manifest.Manifest, []manifest.Component, error) {
+	m, err := manifest.Load(in.Dir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("connector instance %q: %w", in.ID, err)
+	}
+	for _, s := range in.Share {
+		if !hasDatatype(m, s) {
+			return nil, nil, fmt.Errorf("connector instance %q: --share %s: %s: %w", in.ID, s, m.Path, manifest.ErrNoSuchDatatype)
+		}
+	}
+	comps, err := m.Expand(in.Options())
+	if err != nil {
+		return nil, nil, fmt.Errorf("connector instance %q: %w", in.ID, err)
+	}
+	kept := comps[:0]
+	for i := range comps {
+		c := &comps[i]
+		if IsSharePipe(in.ID, c) && !slices.Contains(in.Share, c.Datatype) {
+			continue
+		}
+		kept = append(kept, *c)
+	}
+	return m, kept, nil
+}
+
+func hasDatatype(m *manifest.Manifest, name string) bool {
+	for _, d := range m.Datatypes {
+		if d.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// Env returns the instance's $ENV lookup: its parameters first, then base
+// (nil: nothing else).
+func (in *Instance) Env(base engine.Env) engine.Env {
+	return func(name string) (string, bool) {
+		if v, ok := in.Params[name]; ok {
+			return v, true
+		}
+		if base == nil {
+			return "", false
+		}
+		return base(name)
+	}
+}
+
+// Expansion is an instance's expanded components, ready for a Config.
+type Expansion struct {
+	Instance   Instance
+	File       string // pseudo file name diagnostics use: "connector:<id>"
+	Components []any  // decoded components (map[string]any, json.Number)
+	Env        engine.Env
+}
+
+// AddTo adds the components to cfg under File, resolving $ENV with Env.
+// Call cfg.Check afterwards for the duplicate-id check.
+func (e *Expansion) AddTo(cfg *engine.Config) {
+	cfg.AddComponents(e.File, e.Components, e.Env)
+}
+
+// FileName is the pseudo file name of an instance's components in
+// diagnostics; pointers index the instance's loaded components.
+func FileName(id string) string { return "connector:" + id }
+
+// Expansion expands the instance and decodes its components.
+func (in *Instance) Expansion(base engine.Env) (*Expansion, error) {
+	_, comps, err := in.Expand()
+	if err != nil {
+		return nil, err
+	}
+	out := &Expansion{Instance: *in, File: FileName(in.ID), Env: in.Env(base)}
+	for i := range comps {
+		v, err := comps[i].Decode()
+		if err != nil {
+			return nil, fmt.Errorf("connector instance %q: component %q from %s: %w", in.ID, comps[i].ID, comps[i].Template, err)
+		}
+		out.Components = append(out.Components, v)
+	}
+	return out, nil
+}
+
+// Put records (or replaces) an instance.
+func Put(ctx context.Context, kv KV, in *Instance) error {
+	if err := in.Check(); err != nil {
+		return err
+	}
+	data, err := json.Marshal(in)
+	if err != nil {
+		return fmt.Errorf("connector instance %q: %w", in.ID, err)
+	}
+	if err := kv.PutKV(ctx, Namespace, in.ID, data); err != nil {
+		return fmt.Errorf("recording connector instance %q: %w", in.ID, err)
+	}
+	return nil
+}
+
+// Get returns the instance recorded under id.
+func Get(ctx context.Context, kv KV, id string) (*Instance, bool, error) {
+	data, ok, err := kv.GetKV(ctx, Namespace, id)
+	if err != nil {
+		return nil, false, fmt.Errorf("reading connector instance %q: %w", id, err)
+	}
+	if !ok {
+		return nil, false, nil
+	}
+	var in Instance
+	if err := json.Unmarshal(data, &in); err != nil {
+		return nil, false, fmt.Errorf("connector instance %q: damaged record: %w", id, err)
+	}
+	return &in, true, nil
+}
+
+// List returns every instance, sorted by id.
+func List(ctx context.Context, kv KV) ([]*Instance, error) {
+	keys, err := kv.ListKV(ctx, Namespace)
+	if err != nil {
+		return nil, fmt.Errorf("listing connector instances: %w", err)
+	}
+	out := make([]*Instance, 0, len(keys))
+	for _, k := range keys {
+		in, ok, err := Get(ctx, kv, k)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			out = append(out, in)
+		}
+	}
+	return out, nil
+}
+
+// Remove deletes the instance record and reports whether it existed. It
+// does not touch datasets or secrets.
+func Remove(ctx context.Context, kv KV, id string) (bool, error) {
+	_, ok, err := kv.GetKV(ctx, Namespace, id)
+	if err != nil || !ok {
+		return false, err
+	}
+	if err := kv.DeleteKV(ctx, Namespace, id); err != nil {
+		return false, fmt.Errorf("removing connector instance %q: %w", id, err)
+	}
+	return true, nil
+}
+
+// LoadInstances expands every recorded instance (see the package doc).
+// env is the base $ENV lookup (the --env file, then the process
+// environment); each instance's parameters come first. An instance whose
+// connector no longer expands is an error naming it.
+func LoadInstances(ctx context.Context, kv KV, env engine.Env) ([]*Expansion, error) {
+	list, err := List(ctx, kv)
+	if err != nil {
+		return nil, err
+	}
+	var out []*Expansion
+	for _, in := range list {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		e, err := in.Expansion(env)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// PurgePrefix returns the dataset-name prefix `disconnect --purge` deletes
+// for instance id ("<id>-"), and a filter that keeps datasets of other
+// instances whose id itself starts with that prefix (purging "acme" must
+// not delete "acme-eu-person" while "acme-eu" is connected).
+func PurgePrefix(id string, others []string) (string, func(dataset string) bool) {
+	prefix := id + "-"
+	return prefix, func(name string) bool {
+		if !strings.HasPrefix(name, prefix) {
+			return false
+		}
+		for _, o := range others {
+			if o != id && strings.HasPrefix(o, prefix) && strings.HasPrefix(name, o+"-") {
+				return false
+			}
+		}
+		return true
+	}
+}
