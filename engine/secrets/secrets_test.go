@@ -123,7 +123,9 @@ func TestKeyFromEnv(t *testing.T) {
 			t.Errorf("key file created although %s is set", secrets.KeyEnv)
 		}
 		// Another key cannot read it; no key at all says so.
-		other := func(n string) (string, bool) { return hex.EncodeToString(bytes.Repeat([]byte{8}, 32)), n == secrets.KeyEnv }
+		other := func(n string) (string, bool) {
+			return hex.EncodeToString(bytes.Repeat([]byte{8}, 32)), n == secrets.KeyEnv
+		}
 		if _, _, err := secrets.Open(st, dir, other).Get(ctx, "", "x"); !errors.Is(err, secrets.ErrDecrypt) {
 			t.Errorf("wrong key: %v", err)
 		}
