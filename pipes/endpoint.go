@@ -173,8 +173,8 @@ type ReceiverOptions struct {
 //     (first value per query parameter), url and secret(). Output that is
 //     empty after trimming accepts; anything else is refused with 400 and
 //     the output as the message.
-//  3. The body must be a JSON object or an array of objects (400
-//     otherwise); it is written with engine.Engine.Receive: 200 and the
+//  3. The body must be a JSON object or an array of objects, each with a
+//     non-empty string _id (400 otherwise); it is written with engine.Engine.Receive: 200 and the
 //     run record, 400 for an invalid entity, 500 for other failures.
 func Receivers(eng *engine.Engine, opts ReceiverOptions) map[string]http.Handler {
 	if opts.Logger == nil {
@@ -351,6 +351,12 @@ func (h *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		h.fail(w, http.StatusBadRequest, fmt.Sprintf("body is %s; send a JSON object or an array of objects", engine.TypeName(parsed)))
 		return
+	}
+	for i, ent := range ents {
+		if id, _ := ent["_id"].(string); id == "" {
+			h.fail(w, http.StatusBadRequest, fmt.Sprintf("element %d has no string _id", i))
+			return
+		}
 	}
 	rec, err := h.eng.Receive(ctx, pipe, ents)
 	if err != nil {
