@@ -1,0 +1,69 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/ferrydata/ferry/engine"
+	"github.com/ferrydata/ferry/engine/httpapi"
+	"github.com/ferrydata/ferry/engine/secrets"
+	"github.com/ferrydata/ferry/pipes"
+)
+
+// mountReceivers mounts POST /api/receivers/{pipe}/entities for every
+// http_endpoint pipe of the engine's plan and returns how many it
+// mounted. Writes need the bearer token from FERRY_API_TOKEN unless the
+// pipe allows anonymous writes or checks a webhook signature. Secrets
+// (secret() in validation expressions, a "$SECRET(name)" webhook_secret)
+// come from the secret store: the secret of the system whose id prefixes
+// the pipe id ("<system>-<datatype>-event", as connectors name their
+// webhook pipes), else the global one. A receive that changed the pipe's
+// dataset signals the pipes reading it, as a run does.
+func (c *cli) mountReceivers(api *httpapi.API, eng *engine.Engine, sched *engine.Scheduler, store secrets.KV, data string, logger *slog.Logger) int {
+	token, _ := c.getenv("FERRY_API_TOKEN")
+	sec := secrets.Open(store, data, c.getenv)
+	plan := eng.Plan
+	hs := pipes.Receivers(eng, pipes.ReceiverOptions{
+		APIToken: token,
+		Logger:   logger,
+		Secret: func(ctx context.Context, pipe, name string) (string, error) {
+			v, ok, err := sec.Get(ctx, systemOfPipe(plan, pipe), name)
+			if err != nil {
+				return "", err
+			}
+			if !ok {
+				return "", fmt.Errorf("no secret %q (add it with 'ferry secret')", name)
+			}
+			return v, nil
+		},
+		Written: func(pipe string, _ engine.RunRecord) {
+			p := plan.Pipe(pipe)
+			if p == nil || p.Output == "" {
+				return
+			}
+			for _, r := range plan.Readers(p.Output) {
+				if r.Pump.Signalled && r.Pump.Mode != "off" {
+					sched.Trigger(r.ID)
+				}
+			}
+		},
+	})
+	for pattern, h := range hs {
+		api.Handle(pattern, h)
+	}
+	return len(hs)
+}
+
+// systemOfPipe returns the id of the longest system id that prefixes
+// pipe followed by "-", or "" (global secrets only).
+func systemOfPipe(plan *engine.Plan, pipe string) string {
+	best := ""
+	for id := range plan.Systems {
+		if strings.HasPrefix(pipe, id+"-") && len(id) > len(best) {
+			best = id
+		}
+	}
+	return best
+}
