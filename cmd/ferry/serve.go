@@ -39,6 +39,7 @@ func (c *cli) cmdServe(ctx context.Context, args []string) int {
 	eng := engine.New(store, plan, logger)
 	sched := engine.NewScheduler(eng)
 	api := httpapi.New(eng)
+	c.mountReceivers(api, eng, sched, store, *f.data, logger)
 
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
