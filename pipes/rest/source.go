@@ -1,0 +1,292 @@
+package rest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"time"
+
+	"github.com/ferrydata/ferry/engine"
+	"github.com/ferrydata/ferry/pipes/rest/httpclient"
+	"github.com/ferrydata/ferry/templates/jinja"
+)
+
+// commonSchemaProps are the keys the REST source and transform share.
+const commonSchemaProps = `
+    "comment": {},
+    "system": {"type": "string", "minLength": 1},
+    "operation": {"type": "string", "minLength": 1},
+    "operations": {"type": "object", "additionalProperties": ` + operationSchema + `},
+    "properties": {"type": "object"},
+    "payload": {},
+    "payload_property": {"type": "string"},
+    "id_expression": {"type": "string"},
+    "updated_expression": {"type": "string"},
+    "rate_limiting_retries": {"type": "integer", "minimum": 0},
+    "rate_limiting_delay": {"type": "number", "minimum": 0},
+    "max_pages": {"type": "integer", "minimum": 1},
+    "trace": {"type": "boolean"}`
+
+const sourceSchema = `{
+  "$schema": "http://json-schema.org/draft-07/schema#",
+  "title": "rest source",
+  "type": "object",
+  "required": ["system"],
+  "properties": {
+    "type": {"const": "rest"},` + commonSchemaProps + `,
+    "since_property_name": {"type": "string", "minLength": 1},
+    "since_property_location": {"enum": ["query", "header", "manual"]},
+    "initial_since_value": {"type": ["string", "number"]},
+    "supports_since": {"type": "boolean"},
+    "is_since_comparable": {"type": "boolean"},
+    "is_chronological": {"type": "boolean"},
+    "if_source_empty": {"enum": ["accept", "fail"]}
+  }
+}`
+
+// DefaultOperation is the operation a REST source or transform uses when
+// its config names none.
+const DefaultOperation = "list"
+
+// parseCall reads the keys the source and transform share and builds the
+// call of the configured operation.
+func parseCall(b *engine.Build, cfg map[string]any, opName string) (*call, map[string]*Operation, error) {
+	sysID, _ := cfg["system"].(string)
+	raw, err := b.System(sysID)
+	if err != nil {
+		return nil, nil, engine.Fieldf("/system", "%v", err)
+	}
+	sys, ok := raw.(*System)
+	if !ok {
+		return nil, nil, engine.Fieldf("/system", "system %q is not a system:rest", sysID)
+	}
+	pipeOps, err := parseOperations(sys.Templates, cfg["operations"], "/operations")
+	if err != nil {
+		return nil, nil, err
+	}
+	o := overrides{log: b.Logger}
+	if o.log == nil {
+		o.log = slog.Default()
+	}
+	if v, ok := cfg["properties"]; ok && v != nil {
+		if o.properties, ok = v.(map[string]any); !ok {
+			return nil, nil, engine.Fieldf("/properties", "expected an object")
+		}
+	}
+	if v, ok := cfg["payload"]; ok && v != nil {
+		o.payload, o.hasPayload = v, true
+	}
+	strp := func(key string) (*string, error) {
+		v, ok := cfg[key]
+		if !ok || v == nil {
+			return nil, nil
+		}
+		s, ok := v.(string)
+		if !ok {
+			return nil, engine.Fieldf("/"+key, "expected a string")
+		}
+		return &s, nil
+	}
+	for _, f := range []struct {
+		key string
+		dst **string
+	}{
+		{"payload_property", &o.payloadProperty}, {"id_expression", &o.idExpr}, {"updated_expression", &o.updatedExpr},
+		{"since_property_name", &o.sinceName}, {"since_property_location", &o.sinceLocation},
+	} {
+		if *f.dst, err = strp(f.key); err != nil {
+			return nil, nil, err
+		}
+	}
+	if o.sinceLocation != nil {
+		switch *o.sinceLocation {
+		case "query", "header", "manual":
+		default:
+			return nil, nil, engine.Fieldf("/since_property_location", "%q is not query, header or manual", *o.sinceLocation)
+		}
+	}
+	if o.maxPages, err = positiveInt(cfg, "max_pages", ""); err != nil {
+		return nil, nil, err
+	}
+	_, hasRetries := cfg["rate_limiting_retries"]
+	_, hasDelay := cfg["rate_limiting_delay"]
+	if hasRetries || hasDelay {
+		hc := sys.Client.Config()
+		rl := &httpclient.RateLimit{Retries: hc.RateLimitRetries, Delay: hc.RateLimitDelay}
+		if n, ok := number(cfg["rate_limiting_retries"]); ok {
+			rl.Retries = int(n)
+		}
+		if f, ok := number(cfg["rate_limiting_delay"]); ok {
+			rl.Delay = time.Duration(f * float64(time.Second))
+		}
+		o.rateLimit = rl
+	}
+	o.trace, _ = cfg["trace"].(bool)
+	if s, ok := cfg["operation"].(string); ok && s != "" {
+		opName = s
+	}
+	op, ok := lookupOperation(opName, pipeOps, sys)
+	if !ok {
+		return nil, nil, engine.Fieldf("/operation", "operation %q is not defined by the pipe or system %q (known: %s)",
+			opName, sys.ID, operationNames(pipeOps, sys))
+	}
+	c, err := newCall(sys, op, o)
+	if err != nil {
+		return nil, nil, err
+	}
+	if b.Pipe != "" {
+		c.where = fmt.Sprintf("pipe %q %s", b.Pipe, c.where)
+	}
+	return c, pipeOps, nil
+}
+
+func number(v any) (float64, bool) {
+	switch x := v.(type) {
+	case json.Number:
+		f, err := x.Float64()
+		return f, err == nil
+	case float64:
+		return x, true
+	case int:
+		return float64(x), true
+	}
+	return 0, false
+}
+
+// Source is the REST source (SPEC d "REST source"). It is built once per
+// pipe; every Open walks the operation's pages from the first.
+//
+// With supports_since the stored token is sent as since_property_name in
+// the query or a header (nothing with since_property_location "manual",
+// nor in the query when the url template reads `since`), and the new token
+// is the largest _updated value (updated_expression) of the run: numbers
+// compare numerically, other values as strings. It is handed to the engine
+// only after the last page, unless is_chronological says items arrive in
+// _updated order, so a failed run never skips items it did not deliver.
+type Source struct {
+	call          *call
+	supportsSince bool
+	chronological bool
+	initialSince  string
+}
+
+func newSource(b *engine.Build, cfg map[string]any) (engine.Source, error) {
+	c, _, err := parseCall(b, cfg, DefaultOperation)
+	if err != nil {
+		return nil, err
+	}
+	s := &Source{call: c}
+	s.supportsSince, _ = cfg["supports_since"].(bool)
+	s.chronological, _ = cfg["is_chronological"].(bool)
+	switch v := cfg["initial_since_value"].(type) {
+	case string:
+		s.initialSince = v
+	case json.Number:
+		s.initialSince = v.String()
+	}
+	return s, nil
+}
+
+// SupportsSince reports whether runs continue from a token.
+func (s *Source) SupportsSince() bool { return s.supportsSince }
+
+// Open starts a run: no request is sent before the first Next.
+func (s *Source) Open(ctx context.Context, req engine.ReadRequest) (engine.Reader, error) {
+	since := ""
+	if s.supportsSince {
+		since = req.Since
+		if since == "" {
+			since = s.initialSince
+		}
+	}
+	base := jinja.Context{"properties": s.call.properties, "since": nil}
+	if since != "" {
+		base["since"] = since
+	}
+	p := newPager(s.call, base, since)
+	return &sourceReader{src: s, pager: p, since: since}, nil
+}
+
+type sourceReader struct {
+	src   *Source
+	pager *pager
+	since string
+	// maxUpdated is the largest _updated seen ("" = none).
+	maxUpdated string
+	final      bool
+}
+
+// Next returns the entities of the next non-empty page, then (without
+// is_chronological) an empty batch carrying the new since token.
+func (r *sourceReader) Next(ctx context.Context) (engine.Batch, error) {
+	for {
+		if err := ctx.Err(); err != nil {
+			return engine.Batch{}, err
+		}
+		pg, err := r.pager.next(ctx)
+		if errors.Is(err, errStop) {
+			break
+		}
+		if err != nil {
+			return engine.Batch{}, err
+		}
+		if len(pg.entities) == 0 {
+			continue
+		}
+		if r.src.supportsSince {
+			for _, e := range pg.entities {
+				if u, ok := e["_updated"].(string); ok && (r.maxUpdated == "" || compareToken(u, r.maxUpdated) > 0) {
+					r.maxUpdated = u
+				}
+			}
+		}
+		b := engine.Batch{Entities: pg.entities}
+		if r.src.chronological {
+			b.Since = r.token()
+		}
+		return b, nil
+	}
+	if !r.final && !r.src.chronological {
+		r.final = true
+		if t := r.token(); t != "" {
+			return engine.Batch{Since: t}, nil
+		}
+	}
+	return engine.Batch{}, engine.EOF
+}
+
+// token is the since token to store: the largest _updated, never below
+// the token the run started from.
+func (r *sourceReader) token() string {
+	if !r.src.supportsSince || r.maxUpdated == "" {
+		return ""
+	}
+	if r.since != "" && compareToken(r.maxUpdated, r.since) < 0 {
+		return r.since
+	}
+	return r.maxUpdated
+}
+
+// Close ends the run.
+func (r *sourceReader) Close() error { return nil }
+
+// compareToken compares two since values: numerically when both are
+// numbers, else as strings (ISO 8601 timestamps of one format sort as
+// strings).
+func compareToken(a, b string) int {
+	x, ok1 := new(big.Float).SetString(a)
+	y, ok2 := new(big.Float).SetString(b)
+	if ok1 && ok2 {
+		return x.Cmp(y)
+	}
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
