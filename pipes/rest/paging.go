@@ -52,15 +52,15 @@ type call struct {
 
 // overrides are the pipe-level keys that replace an operation's.
 type overrides struct {
-	properties                                    map[string]any
-	payload                                       any
-	hasPayload                                    bool
-	payloadProperty, idExpr, updatedExpr          *string
-	sinceName, sinceLocation                      *string
-	rateLimit                                     *httpclient.RateLimit
-	maxPages                                      int
-	trace                                         bool
-	log                                           *slog.Logger
+	properties                           map[string]any
+	payload                              any
+	hasPayload                           bool
+	payloadProperty, idExpr, updatedExpr *string
+	sinceName, sinceLocation             *string
+	rateLimit                            *httpclient.RateLimit
+	maxPages                             int
+	trace                                bool
+	log                                  *slog.Logger
 }
 
 // newCall compiles an operation use. Templates were compiled into the
