@@ -29,13 +29,14 @@ const (
 // commands in-process.
 type cli struct {
 	stdout, stderr io.Writer
+	stdin          io.Reader // for ferry secret set --stdin
 	// stderrTTY enables the live progress line.
 	stderrTTY bool
 	getenv    func(string) (string, bool)
 }
 
 func newCLI(stdout, stderr io.Writer) *cli {
-	c := &cli{stdout: stdout, stderr: stderr, getenv: os.LookupEnv}
+	c := &cli{stdout: stdout, stderr: stderr, stdin: os.Stdin, getenv: os.LookupEnv}
 	if f, ok := stderr.(*os.File); ok {
 		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
 			c.stderrTTY = true
@@ -54,8 +55,8 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"validate", "CONFIG...", "check a config (schemas, references, jq) without running anything", (*cli).cmdValidate},
-		{"run", "CONFIG [PIPE...]", "run pipes once, in dependency order, until nothing changes", (*cli).cmdRun},
-		{"serve", "CONFIG", "run the scheduler and the HTTP API until SIGINT/SIGTERM", (*cli).cmdServe},
+		{"run", "[CONFIG] [PIPE...]", "run pipes once, in dependency order, until nothing changes", (*cli).cmdRun},
+		{"serve", "[CONFIG]", "run the scheduler and the HTTP API until SIGINT/SIGTERM", (*cli).cmdServe},
 		{"datasets", "", "list datasets", (*cli).cmdDatasets},
 		{"dataset", "show NAME", "show a dataset's entities", (*cli).cmdDataset},
 		{"pipes", "[CONFIG]", "list pipes and their state", (*cli).cmdPipes},
@@ -158,9 +159,11 @@ func (c *cli) logger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
-// loadPlan loads and compiles config paths, printing diagnostics. ok is
-// false when the config has errors (already reported).
-func (c *cli) loadPlan(f *flags, paths []string, quiet bool) (*engine.Plan, bool) {
+// loadPlan loads and compiles config paths together with the connector
+// instances recorded in the store (paths may then be empty), resolving
+// $SECRET in system configs, printing diagnostics. ok is false when the
+// config has errors (already reported).
+func (c *cli) loadPlan(ctx context.Context, f *flags, paths []string, quiet bool) (*engine.Plan, bool) {
 	fileEnv := map[string]string{}
 	if f.env != nil && *f.env != "" {
 		m, err := engine.LoadEnvFile(*f.env)
@@ -176,7 +179,13 @@ func (c *cli) loadPlan(f *flags, paths []string, quiet bool) (*engine.Plan, bool
 		}
 		return c.getenv(name)
 	}
-	cfg, err := engine.LoadConfig(paths, env)
+	cfg, err := &engine.Config{}, error(nil)
+	if len(paths) > 0 {
+		cfg, err = engine.LoadConfig(paths, env)
+	}
+	if err == nil {
+		err = c.addConnectors(ctx, f, cfg, env, len(paths) == 0) // connect.go
+	}
 	var diags engine.Diagnostics
 	if cfg != nil {
 		diags = cfg.Diagnostics
@@ -240,7 +249,7 @@ func (c *cli) cmdValidate(ctx context.Context, args []string) int {
 		c.errorf("validate: give a config file or directory")
 		return exitUsage
 	}
-	plan, ok := c.loadPlan(f, pos, false)
+	plan, ok := c.loadPlan(ctx, f, pos, false)
 	if *f.json {
 		var diags engine.Diagnostics
 		if plan != nil {

@@ -148,7 +148,7 @@ func (c *cli) cmdPipes(ctx context.Context, args []string) int {
 	var rows []row
 	ids := map[string]row{}
 	if len(pos) > 0 {
-		plan, ok := c.loadPlan(f, pos, true)
+		plan, ok := c.loadPlan(ctx, f, pos, true)
 		if !ok {
 			return exitUsage
 		}

@@ -19,11 +19,8 @@ func (c *cli) cmdRun(ctx context.Context, args []string) int {
 	if err != nil {
 		return exitUsage
 	}
-	if len(pos) == 0 {
-		c.errorf("run: give a config file or directory, then optionally pipe ids")
-		return exitUsage
-	}
-	plan, ok := c.loadPlan(f, pos[:1], true)
+	paths, pipeIDs := configArgs(pos) // CONFIG is optional with connector instances (connect.go)
+	plan, ok := c.loadPlan(ctx, f, paths, true)
 	if !ok {
 		return exitUsage
 	}
@@ -35,7 +32,7 @@ func (c *cli) cmdRun(ctx context.Context, args []string) int {
 	eng := engine.New(store, plan, c.logger())
 	prog := c.progress()
 	eng.Progress = prog.update
-	recs, err := eng.RunUntilStable(ctx, pos[1:], engine.RunOptions{Reset: *reset, Rescan: *rescan}, 10)
+	recs, err := eng.RunUntilStable(ctx, pipeIDs, engine.RunOptions{Reset: *reset, Rescan: *rescan}, 10)
 	prog.done()
 	if *f.json {
 		if recs == nil {

@@ -20,11 +20,11 @@ func (c *cli) cmdServe(ctx context.Context, args []string) int {
 	if err != nil {
 		return exitUsage
 	}
-	if len(pos) != 1 {
-		c.errorf("serve: give one config file or directory")
+	if len(pos) > 1 {
+		c.errorf("serve: give one config file or directory (or none, to serve the connector instances only)")
 		return exitUsage
 	}
-	plan, ok := c.loadPlan(f, pos, false)
+	plan, ok := c.loadPlan(ctx, f, pos, false)
 	if !ok {
 		return exitUsage
 	}
