@@ -1,8 +1,384 @@
 package main
 
-import "context"
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
 
+	"github.com/ferrydata/ferry/engine"
+	"github.com/ferrydata/ferry/engine/secrets"
+	"github.com/ferrydata/ferry/manifest"
+	"github.com/ferrydata/ferry/pipes/all"
+	"github.com/ferrydata/ferry/pipes/dtl"
+)
+
+// compatCommand is the command docs/compatibility.md is generated with; it
+// is printed at the top of the file.
+const compatCommand = "go run ./cmd/ferry compat ../shared/connectors --markdown > docs/compatibility.md"
+
+// compatResult is one connector's line of `ferry compat`.
+type compatResult struct {
+	// Components counts every expanded component (systems, pipes, others).
+	Components int `json:"components"`
+	// Valid counts the components that pass validation as they are.
+	Valid int `json:"valid"`
+	// Unsupported maps "kind:name" (source:rest, transform:dtl,
+	// template:transform-collect-rest, dtl:hops, ...) to its number of uses.
+	Unsupported map[string]int `json:"unsupported"`
+	// Error is set when the connector does not even expand.
+	Error string `json:"error,omitempty"`
+}
+
+// cmdCompat reports, per connector under DIR, what Ferry supports.
+//
+// Each connector (a subdirectory with a manifest.json; _edgecases and
+// hidden directories are skipped) is expanded as `ferry connect` loads it:
+// deploy mode, system "xxxxxx", $ENV(name) from the connector's
+// test-env.json when it has one and otherwise a placeholder
+// ("https://example.invalid" for names containing "url", else
+// "compat-<name>"), and every $SECRET resolving to a placeholder. The
+// expansion is compiled with the standard registry; a component is valid
+// when no error names it and it uses no unsupported type.
+//
+// Unsupported are source, transform, sink and system types that are not
+// registered or registered as unsupported; template transforms as
+// "template:<name>", supported only when the transform "template" is
+// implemented and accepts that template (no error at that transform, so
+// an implementation declares the templates it knows by rejecting others,
+// e.g. with an enum in its schema); and DTL functions ("dtl:<fn>") that
+// dtl.UsedFunctions finds in dtl rules, template-transform rules and
+// rewrite_rules*, and dataset-source subsets but that dtl.Functions()
+// does not list. Counts are uses.
 func (c *cli) cmdCompat(ctx context.Context, args []string) int {
-	c.errorf("not built yet")
-	return exitUsage
+	f := c.newFlags("compat")
+	md := f.fs.Bool("markdown", false, "print the Markdown report docs/compatibility.md is generated from")
+	pos, err := f.parse(args)
+	if err != nil {
+		return exitUsage
+	}
+	if len(pos) != 1 {
+		c.errorf("compat: give one directory of connectors")
+		return exitUsage
+	}
+	entries, err := os.ReadDir(pos[0])
+	if err != nil {
+		c.errorf("compat: %v", err)
+		return exitUsage
+	}
+	reg := all.Registry()
+	results := map[string]*compatResult{}
+	var names []string
+	failed := false
+	for _, e := range entries {
+		if !e.IsDir() || e.Name() == "_edgecases" || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		dir := filepath.Join(pos[0], e.Name())
+		if _, err := os.Stat(filepath.Join(dir, manifest.FileName)); err != nil {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			c.errorf("compat: %v", err)
+			return exitFailed
+		}
+		r := compatConnector(ctx, dir, reg)
+		if r.Error != "" {
+			failed = true
+		}
+		results[e.Name()] = r
+		names = append(names, e.Name())
+	}
+	switch {
+	case *md:
+		writeCompatMarkdown(c.stdout, names, results)
+	case *f.json:
+		c.printJSON(results)
+	default:
+		writeCompatText(c.stdout, names, results)
+	}
+	if failed {
+		return exitFailed
+	}
+	return exitOK
+}
+
+// compatEnv is the $ENV lookup of a connector under test.
+func compatEnv(dir string) engine.Env {
+	file, _ := engine.LoadEnvFile(filepath.Join(dir, "test-env.json"))
+	return func(name string) (string, bool) {
+		if v, ok := file[name]; ok {
+			return v, true
+		}
+		if strings.Contains(name, "url") {
+			return "https://example.invalid", true
+		}
+		return "compat-" + name, true
+	}
+}
+
+func compatConnector(ctx context.Context, dir string, reg *engine.Registry) *compatResult {
+	r := &compatResult{Unsupported: map[string]int{}}
+	m, err := manifest.Load(dir)
+	if err != nil {
+		r.Error = err.Error()
+		return r
+	}
+	comps, err := m.Expand(manifest.Options{System: manifest.Placeholder, Deploy: true})
+	if err != nil {
+		r.Error = fmt.Sprintf("%s: %v", dir, err)
+		return r
+	}
+	r.Components = len(comps)
+	env := compatEnv(dir)
+	cfg := &engine.Config{}
+	files := make([]string, len(comps))
+	decoded := make([]map[string]any, len(comps))
+	for i := range comps {
+		v, err := comps[i].Decode()
+		if err != nil {
+			r.Error = fmt.Sprintf("%s: component %q: %v", dir, comps[i].ID, err)
+			return r
+		}
+		decoded[i] = v
+		files[i] = fmt.Sprintf("%s#%d", filepath.Base(dir), i)
+		cfg.AddComponents(files[i], []any{v}, env)
+	}
+	secrets.Resolve(ctx, cfg, func(context.Context, string, string) (string, bool, error) { return "compat-secret", true, nil })
+	diags := cfg.Diagnostics
+	if cfg.Check() == nil {
+		plan, _ := engine.Compile(cfg, reg, nil)
+		if plan != nil {
+			diags = plan.Diagnostics
+		} else {
+			diags = cfg.Diagnostics
+		}
+	} else {
+		diags = cfg.Diagnostics
+	}
+	errPtrs := map[string][]string{} // file -> error pointers
+	for _, d := range diags {
+		if d.Severity == engine.SevError && d.File != "" {
+			errPtrs[d.File] = append(errPtrs[d.File], d.Pointer)
+		}
+	}
+	for i, v := range decoded {
+		uses := map[string]int{}
+		compatUses(reg, v, "/0", errPtrs[files[i]], uses)
+		typeUnsupported := false
+		for k, n := range uses {
+			r.Unsupported[k] += n
+			if !strings.HasPrefix(k, "dtl:") && !strings.HasPrefix(k, "template:") {
+				typeUnsupported = true
+			}
+		}
+		if len(errPtrs[files[i]]) == 0 && !typeUnsupported {
+			r.Valid++
+		}
+	}
+	return r
+}
+
+// implemented reports whether a type is registered with a constructor.
+func implemented(reg *engine.Registry, kind engine.Kind, name string) bool {
+	spec, ok := reg.SpecOf(kind, name)
+	return ok && spec.Status != "unsupported"
+}
+
+// compatUses adds the unsupported things one component uses to uses. ptr
+// is the component's pointer; errs are the error pointers of its file.
+func compatUses(reg *engine.Registry, comp map[string]any, ptr string, errs []string, uses map[string]int) {
+	typ, _ := comp["type"].(string)
+	if name, ok := strings.CutPrefix(typ, "system:"); ok {
+		if !implemented(reg, engine.KindSystem, name) {
+			uses["system:"+name]++
+		}
+		return
+	}
+	if typ != "pipe" {
+		return
+	}
+	if src, ok := comp["source"].(map[string]any); ok {
+		name, _ := src["type"].(string)
+		if !implemented(reg, engine.KindSource, name) {
+			uses["source:"+name]++
+		}
+		if name == "dataset" && src["subset"] != nil {
+			dtlUses(src["subset"], uses)
+		}
+	}
+	sinkType := "dataset"
+	if sink, ok := comp["sink"].(map[string]any); ok {
+		if t, ok := sink["type"].(string); ok {
+			sinkType = t
+		}
+	}
+	if !implemented(reg, engine.KindSink, sinkType) {
+		uses["sink:"+sinkType]++
+	}
+	for _, t := range compatTransforms(comp["transform"], ptr+"/transform") {
+		name, _ := t.cfg["type"].(string)
+		if !implemented(reg, engine.KindTransform, name) {
+			uses["transform:"+name]++
+		}
+		switch name {
+		case "dtl":
+			dtlUses(t.cfg["rules"], uses)
+		case "template":
+			if tmpl, ok := t.cfg["template"].(string); ok && (!implemented(reg, engine.KindTransform, name) || hasErrorAt(errs, t.ptr)) {
+				uses["template:"+tmpl]++
+			}
+			dtlUses(t.cfg["rules"], uses)
+			if props, ok := t.cfg["properties"].(map[string]any); ok {
+				for k, v := range props {
+					if k == "rules" || strings.HasPrefix(k, "rewrite_rules") {
+						dtlUses(v, uses)
+					}
+				}
+			}
+		}
+	}
+}
+
+func hasErrorAt(errs []string, ptr string) bool {
+	for _, e := range errs {
+		if e == ptr || strings.HasPrefix(e, ptr+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+func dtlUses(rules any, uses map[string]int) {
+	if rules == nil {
+		return
+	}
+	known := map[string]bool{}
+	for _, fn := range dtl.Functions() {
+		known[fn] = true
+	}
+	for fn, n := range dtl.UsedFunctions(rules) {
+		if !known[fn] {
+			uses["dtl:"+fn] += n
+		}
+	}
+}
+
+type compatTransform struct {
+	cfg map[string]any
+	ptr string
+}
+
+// compatTransforms lists a pipe's transforms with the pointers the engine
+// reports them under (one object, a list, or a "chained" wrapper).
+func compatTransforms(v any, ptr string) []compatTransform {
+	switch x := v.(type) {
+	case map[string]any:
+		if t, _ := x["type"].(string); t == "chained" {
+			list, _ := x["transforms"].([]any)
+			var out []compatTransform
+			for i, e := range list {
+				if m, ok := e.(map[string]any); ok {
+					out = append(out, compatTransform{m, fmt.Sprintf("%s/transforms/%d", ptr, i)})
+				}
+			}
+			return out
+		}
+		return []compatTransform{{x, ptr}}
+	case []any:
+		var out []compatTransform
+		for i, e := range x {
+			if m, ok := e.(map[string]any); ok {
+				out = append(out, compatTransform{m, fmt.Sprintf("%s/%d", ptr, i)})
+			}
+		}
+		return out
+	}
+	return nil
+}
+
+// sortedUses orders "kind:name" uses by count (most first), then name.
+func sortedUses(m map[string]int) []string {
+	keys := sortedKeys(m)
+	sort.SliceStable(keys, func(i, j int) bool { return m[keys[i]] > m[keys[j]] })
+	return keys
+}
+
+func usesText(m map[string]int) string {
+	var parts []string
+	for _, k := range sortedUses(m) {
+		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func writeCompatText(w io.Writer, names []string, results map[string]*compatResult) {
+	for _, n := range names {
+		r := results[n]
+		if r.Error != "" {
+			fmt.Fprintf(w, "%s: does not expand: %s\n", n, r.Error)
+			continue
+		}
+		fmt.Fprintf(w, "%s: %d components, %d valid\n", n, r.Components, r.Valid)
+		for _, k := range sortedUses(r.Unsupported) {
+			fmt.Fprintf(w, "  %-50s %d\n", k, r.Unsupported[k])
+		}
+	}
+}
+
+func writeCompatMarkdown(w io.Writer, names []string, results map[string]*compatResult) {
+	fmt.Fprintf(w, `# Connector compatibility
+
+<!-- Generated; do not edit. Regenerate from the repository root with:
+     %s -->
+
+Generated by `+"`%s`"+` (from the
+repository root, with the connector corpus next to it). Regenerate it whenever support changes (a component
+type, template transform or DTL function is implemented): `+"`TestCompatibilityDoc`"+` in cmd/ferry fails
+while the committed file differs from the command's output.
+
+Each connector is expanded as `+"`ferry connect`"+` loads it (deploy mode, system `+"`xxxxxx`"+`, placeholder
+`+"`$ENV`"+` and `+"`$SECRET`"+` values) and compiled with the standard registry. *valid* counts the components
+that pass `+"`ferry validate`"+` as they are; *unsupported* lists, with their number of uses, the source,
+transform, sink and system types Ferry does not run yet, template transforms (`+"`template:<name>`"+`) and DTL
+functions (`+"`dtl:<fn>`"+`). See docs/connectors.md.
+
+| connector | components | valid | unsupported (uses) |
+|---|---:|---:|---|
+`, compatCommand, compatCommand)
+	total := map[string]int{}
+	in := map[string][]string{}
+	comps, valid := 0, 0
+	for _, n := range names {
+		r := results[n]
+		if r.Error != "" {
+			fmt.Fprintf(w, "| %s | – | – | does not expand: %s |\n", n, strings.ReplaceAll(r.Error, "|", `\|`))
+			continue
+		}
+		u := usesText(r.Unsupported)
+		if u == "" {
+			u = "–"
+		}
+		fmt.Fprintf(w, "| %s | %d | %d | %s |\n", n, r.Components, r.Valid, u)
+		comps += r.Components
+		valid += r.Valid
+		for k, c := range r.Unsupported {
+			total[k] += c
+			in[k] = append(in[k], strings.TrimSuffix(n, "-connector"))
+		}
+	}
+	fmt.Fprintf(w, "| **total** | %d | %d | |\n", comps, valid)
+	fmt.Fprint(w, "\n## Unsupported, corpus-wide\n\n")
+	if len(total) == 0 {
+		fmt.Fprintln(w, "Nothing: every component of every connector is supported.")
+		return
+	}
+	fmt.Fprint(w, "| kind:name | uses | connectors |\n|---|---:|---|\n")
+	for _, k := range sortedUses(total) {
+		sort.Strings(in[k])
+		fmt.Fprintf(w, "| `%s` | %d | %s |\n", k, total[k], strings.Join(in[k], ", "))
+	}
 }

@@ -13,7 +13,10 @@ import (
 	"github.com/ferrydata/ferry/engine"
 )
 
-var secretRef = regexp.MustCompile(`\$SECRET\(([^()]*)\)`)
+var (
+	secretRef = regexp.MustCompile(`\$SECRET\(([^()]*)\)`)
+	wholeRef  = regexp.MustCompile(`^\$SECRET\([^()]*\)$`)
+)
 
 // Lookup finds the value of secret name for a system (see Store.Get).
 type Lookup func(ctx context.Context, system, name string) (string, bool, error)
@@ -23,7 +26,11 @@ type Lookup func(ctx context.Context, system, name string) (string, bool, error)
 // cfg.Diagnostics:
 //
 //   - $SECRET anywhere in a pipe ("only allowed in system configs", with
-//     the pipe's file and pointer);
+//     the pipe's file and pointer), except a whole-value "$SECRET(name)"
+//     as the webhook_secret of an http_endpoint source: that one stays in
+//     the config and the receiver resolves it per request from the same
+//     store (system secret of the pipe's system, else global), so its
+//     value never enters the config either;
 //   - an unknown secret (naming the system and the secret);
 //   - a secret that cannot be read (wrong key, no key).
 //
@@ -33,7 +40,16 @@ type Lookup func(ctx context.Context, system, name string) (string, bool, error)
 func Resolve(ctx context.Context, cfg *engine.Config, lookup Lookup) *Redactor {
 	red := &Redactor{}
 	for _, p := range cfg.Pipes {
+		exempt := ""
+		if src, _ := p.Raw["source"].(map[string]any); src != nil && src["type"] == "http_endpoint" {
+			if ws, _ := src["webhook_secret"].(string); wholeRef.MatchString(ws) {
+				exempt = p.Pointer + "/source/webhook_secret"
+			}
+		}
 		walk(p.Raw, p.Pointer, func(s, ptr string) string {
+			if ptr == exempt {
+				return s
+			}
 			for _, m := range secretRef.FindAllStringSubmatch(s, -1) {
 				cfg.Diagnostics = append(cfg.Diagnostics, engine.Diagnostic{Severity: engine.SevError, File: p.File, Pointer: ptr,
 					Message: fmt.Sprintf("pipe %q: $SECRET(%s) is only allowed in system configs", p.ID, m[1])})

@@ -169,6 +169,9 @@ func TestResolve(t *testing.T) {
 	cfg.AddComponents("c.json", []any{
 		map[string]any{"_id": "crm", "type": "system:url", "headers": map[string]any{"X-Key": "k=$SECRET(key);"}, "token": "$SECRET(missing)"},
 		map[string]any{"_id": "p", "type": "pipe", "source": map[string]any{"type": "embedded", "x": []any{"$SECRET(key)"}}},
+		// The receiver resolves a whole-value webhook_secret per request.
+		map[string]any{"_id": "crm-event", "type": "pipe", "source": map[string]any{"type": "http_endpoint", "webhook_secret": "$SECRET(hook)"}},
+		map[string]any{"_id": "crm-event2", "type": "pipe", "source": map[string]any{"type": "http_endpoint", "webhook_secret": "x$SECRET(hook)"}},
 	}, func(string) (string, bool) { return "", false })
 	lookup := func(_ context.Context, system, name string) (string, bool, error) {
 		if system == "crm" && name == "key" {
@@ -188,10 +191,14 @@ func TestResolve(t *testing.T) {
 	for _, want := range []string{
 		`c.json: /0/token: system "crm": unknown secret "missing"`,
 		`c.json: /1/source/x/0: pipe "p": $SECRET(key) is only allowed in system configs`,
+		`c.json: /3/source/webhook_secret: pipe "crm-event2": $SECRET(hook) is only allowed in system configs`,
 	} {
 		if !strings.Contains(all, want) {
 			t.Errorf("diagnostics:\n%s\nwant %q", all, want)
 		}
+	}
+	if strings.Contains(all, `"crm-event"`) || cfg.Pipes[1].Raw["source"].(map[string]any)["webhook_secret"] != "$SECRET(hook)" {
+		t.Errorf("the http_endpoint webhook_secret was not left for the receiver:\n%s", all)
 	}
 	if strings.Contains(all, "VALUE") {
 		t.Error("a diagnostic contains the value")
