@@ -143,7 +143,7 @@ func TestExpandOutputFormat(t *testing.T) {
 // the webhook permission on "-event" http_endpoint pipes.
 func TestExpandOut(t *testing.T) {
 	dir := writeFiles(t, map[string]string{
-		"manifest.json": `{"use_webhook_secret": true, "system-template": "templates/system.json", "datatypes": {"a": {"template": "templates/a.json"}}}`,
+		"manifest.json":         `{"use_webhook_secret": true, "system-template": "templates/system.json", "datatypes": {"a": {"template": "templates/a.json"}}}`,
 		"templates/system.json": `{"_id": "{{@ system @}}", "type": "system:url", "base_url": "https://x/", "token": "$SECRET(t)"}`,
 		"templates/a.json": `[{"_id": "{{@ system @}}-{{@ datatype @}}-event", "type": "pipe", "source": {"type": "http_endpoint"}},
 			{"_id": "{{@ system @}}-{{@ datatype @}}-collect", "type": "pipe", "source": {"type": "embedded", "entities": []}}]`,
