@@ -159,3 +159,24 @@ func jsonText(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
 }
+
+// compileErr compiles config with the REST components and returns the
+// error, failing the test when it compiles.
+func compileErr(t *testing.T, config string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := engine.LoadConfig([]string{dir}, engine.EnvFrom(nil))
+	if err != nil {
+		return err.Error()
+	}
+	reg := engine.NewRegistry()
+	sinks.Register(reg)
+	rest.Register(reg)
+	if _, err = engine.Compile(cfg, reg, nil); err == nil {
+		t.Fatalf("config compiled: %s", config)
+	}
+	return err.Error()
+}

@@ -52,7 +52,7 @@ const sourceSchema = `{
 const DefaultOperation = "list"
 
 // parseCall reads the keys the source and transform share and builds the
-// call of the configured operation.
+// call of operation opName.
 func parseCall(b *engine.Build, cfg map[string]any, opName string) (*call, map[string]*Operation, error) {
 	sysID, _ := cfg["system"].(string)
 	raw, err := b.System(sysID)
@@ -125,9 +125,6 @@ func parseCall(b *engine.Build, cfg map[string]any, opName string) (*call, map[s
 		o.rateLimit = rl
 	}
 	o.trace, _ = cfg["trace"].(bool)
-	if s, ok := cfg["operation"].(string); ok && s != "" {
-		opName = s
-	}
 	op, ok := lookupOperation(opName, pipeOps, sys)
 	if !ok {
 		return nil, nil, engine.Fieldf("/operation", "operation %q is not defined by the pipe or system %q (known: %s)",
@@ -174,7 +171,7 @@ type Source struct {
 }
 
 func newSource(b *engine.Build, cfg map[string]any) (engine.Source, error) {
-	c, _, err := parseCall(b, cfg, DefaultOperation)
+	c, _, err := parseCall(b, cfg, configuredOperation(cfg))
 	if err != nil {
 		return nil, err
 	}
@@ -289,4 +286,12 @@ func compareToken(a, b string) int {
 		return 1
 	}
 	return 0
+}
+
+// configuredOperation is the config's operation, else DefaultOperation.
+func configuredOperation(cfg map[string]any) string {
+	if s, ok := cfg["operation"].(string); ok && s != "" {
+		return s
+	}
+	return DefaultOperation
 }

@@ -433,3 +433,39 @@ func TestEnvelopes(t *testing.T) {
 		t.Errorf("override ids: %d entities", len(got))
 	}
 }
+
+// TestTLS: a certificate the system does not trust fails the run with a
+// TLS error; verify_ssl false (unsafe) accepts it.
+func TestTLS(t *testing.T) {
+	e := newEnv(t, fakeapi.Options{Seed: map[string]int{"customers": 5}}, collectConfig("", "", ""), envOptions{tls: true})
+	_, err := e.run("c", engine.RunOptions{})
+	if err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("err = %v, want a certificate error", err)
+	}
+	if n := len(e.entities("c")); n != 0 {
+		t.Errorf("%d entities written", n)
+	}
+	e.compile(collectConfig(`"verify_ssl": false`, "", ""), envOptions{})
+	if rec := e.mustRun("c"); rec.Read != 5 {
+		t.Errorf("verify_ssl false: run = %+v", rec)
+	}
+}
+
+// TestConfigErrors: problems in operations are reported when the config
+// is compiled, with a pointer.
+func TestConfigErrors(t *testing.T) {
+	for _, tc := range []struct{ system, src, want string }{
+		{`"operations": {"list": {"url": "{{ x", "id_expression": "{{ id }}"}}`, "", "/operations/list/url"},
+		{`"operations": {"list": {"url": "x", "next_page_termination_strategy": ["bogus"]}}`, "", "unknown strategy"},
+		{`"operations": {"list": {"url": "x", "next_page_termination_strategy": "not-full-page"}}`, "", "needs page_size"},
+		{`"operations": {"list": {"url": "x"}}`, `,"operation": "nope"`, `operation "nope" is not defined`},
+		{`"operations": {"list": {"url": "x"}}, "oauth2": {"client_id": "a"}`, "", "oauth2"},
+	} {
+		cfg := `[{"_id": "api", "type": "system:rest", "url_pattern": "http://127.0.0.1:1/%s", ` + tc.system + `},
+		  {"_id": "c", "type": "pipe", "source": {"type": "rest", "system": "api"` + tc.src + `}}]`
+		err := compileErr(t, cfg)
+		if !strings.Contains(err, tc.want) {
+			t.Errorf("%s: error %q lacks %q", tc.system, err, tc.want)
+		}
+	}
+}

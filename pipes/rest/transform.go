@@ -72,10 +72,7 @@ type Transform struct {
 }
 
 func newTransform(b *engine.Build, cfg map[string]any) (engine.Transform, error) {
-	opName := DefaultOperation
-	if s, ok := cfg["operation"].(string); ok && s != "" {
-		opName = s
-	}
+	opName := configuredOperation(cfg)
 	first, pipeOps, err := parseCall(b, cfg, opName)
 	named := cfg["operation"] != nil
 	if err != nil {
@@ -157,6 +154,7 @@ func newTransform(b *engine.Build, cfg map[string]any) (engine.Transform, error)
 func (t *Transform) Transform(ctx context.Context, in []engine.Entity) ([]engine.Entity, error) {
 	results := make([][]engine.Entity, len(in))
 	errs := make([]error, len(in))
+	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	sem := make(chan struct{}, t.workers)
@@ -184,13 +182,20 @@ func (t *Transform) Transform(ctx context.Context, in []engine.Entity) ([]engine
 		}()
 	}
 	wg.Wait()
+	if err := parent.Err(); err != nil {
+		return nil, err
+	}
+	// The first failure in input order that is not a request this batch
+	// cancelled because another entity failed.
+	for i, err := range errs {
+		if err != nil && !errors.Is(err, context.Canceled) {
+			return nil, &engine.EntityError{ID: engine.ID(in[i]), Err: err}
+		}
+	}
 	for i, err := range errs {
 		if err != nil {
 			return nil, &engine.EntityError{ID: engine.ID(in[i]), Err: err}
 		}
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
 	}
 	var out []engine.Entity
 	for _, r := range results {
