@@ -3,6 +3,9 @@ package pipes_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -393,5 +396,40 @@ func TestPowerofficegoCollectCompiles(t *testing.T) {
 	}
 	if _, ok := p.Transforms[2].(*pipes.CollectRest); !ok {
 		t.Errorf("third transform is %T", p.Transforms[2])
+	}
+}
+
+// TestCollectRestLookups runs operation_lookup_delete and operation_lookup
+// through the nested rest transform against a local API: a deleted entity
+// the API still has (200) is un-deleted, one it lacks (404) stays deleted,
+// and a live entity is replaced by the lookup response with the collected
+// version under original_property.
+func TestCollectRestLookups(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := strings.TrimPrefix(r.URL.Path, "/items/")
+		if id == "2" {
+			http.Error(w, `{"error":"gone"}`, http.StatusNotFound)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"id":%q,"name":"live-%s","_id":"server-side"}`, id, id)
+	}))
+	defer srv.Close()
+	e := setup(t, `[
+ {"_id":"api","type":"system:rest","url_pattern":"`+srv.URL+`/%s","operations":{"get":{"method":"GET","url":"items/{{ entity.id }}"}}},
+ {"_id":"c","type":"pipe","source":{"type":"embedded","entities":[
+   {"_id":"1","id":"1","_deleted":true},{"_id":"2","id":"2","_deleted":true},{"_id":"3","id":"3","name":"stale"}]},
+  "transform":{"type":"template","template":"transform-collect-rest","properties":{"primary_key":"id","share_dataset":"share",
+    "rest_system":"api","operation_lookup_delete":"get","operation_lookup":"get","original_property":"original"}}}]`, map[string]string{})
+	putJSON(t, e.store, "share", 0, `[{"_id":"crm:3","$generated_id":"3","$origin":"~:crm:3"}]`)
+	e.mustRun("c")
+	if got := e.entity("c", "1"); got != `{"_id":"1","id":"1"}` {
+		t.Errorf("1 = %s (want un-deleted)", got)
+	}
+	if got := e.entity("c", "2"); got != `{"_deleted":true,"_id":"2","id":"2"}` {
+		t.Errorf("2 = %s (want deleted)", got)
+	}
+	if got := e.entity("c", "3"); got != `{"$origin":"~:crm:3","_id":"3","id":"3","name":"live-3","original":{"_id":"3","id":"3","name":"stale"}}` {
+		t.Errorf("3 = %s", got)
 	}
 }
