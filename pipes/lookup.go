@@ -43,8 +43,9 @@ import (
 //
 // Memory: an index holds, per live entity with a non-null value at path,
 // its _id and one key string per distinct value (value text plus one type
-// byte), in two Go maps; count roughly 150 bytes plus the id and key
-// lengths per entity (about 200 MB for a million entities with short keys).
+// byte), in two Go maps: about 170 bytes plus the id and key lengths per
+// entity (measured: 189 B per entity for 100,000 share records with
+// 17-byte ids and numeric $generated_id; so about 200 MB per million).
 // Entities themselves are not kept. Indexes live as long as the Lookups
 // value; all transforms built from one registry share one Lookups, so
 // several pipes hopping into the same (dataset, path) share one index.
