@@ -3,7 +3,6 @@ package pipes
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 
 	"github.com/ferrydata/ferry/engine"
@@ -98,16 +97,4 @@ func dtlPointer(path string) string {
 		}
 	}
 	return b.String()
-}
-
-// compileRules compiles a rules object for a built-in template step; the
-// rules are Ferry's own, so an error is a bug and reported as such.
-func compileRules(name string, rules map[string]any, lookups *Lookups) (*dtl.Program, error) {
-	opts := dtl.DefaultOptions()
-	opts.Hops = lookups
-	p, err := dtl.Compile(rules, opts)
-	if err != nil {
-		return nil, fmt.Errorf("built-in rules %s: %w", name, err)
-	}
-	return p, nil
 }
