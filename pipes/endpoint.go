@@ -143,10 +143,11 @@ type ReceiverOptions struct {
 	// to pipes that neither allow anonymous writes nor were signed with
 	// their webhook secret. Empty: such writes are refused with 403.
 	APIToken string
-	// Secret resolves secret(name) in validation expressions and a
-	// "$SECRET(name)" webhook_secret; nil means no secrets are available
-	// (secret("webhook_secret") still returns a literal webhook_secret).
-	Secret func(ctx context.Context, name string) (string, error)
+	// Secret resolves secret(name) in the validation expression of pipe
+	// and a "$SECRET(name)" webhook_secret; nil means no secrets are
+	// available (secret("webhook_secret") still returns a literal
+	// webhook_secret).
+	Secret func(ctx context.Context, pipe, name string) (string, error)
 	// Written, if set, is called after a request changed the pipe's
 	// dataset (serve uses it to signal the pipes that read it).
 	Written func(pipe string, rec engine.RunRecord)
@@ -222,7 +223,7 @@ func (h *receiver) secretFunc(name string) (string, error) {
 
 func (h *receiver) resolveSecret(ctx context.Context, name string) (string, error) {
 	if h.opts.Secret != nil {
-		v, err := h.opts.Secret(ctx, name)
+		v, err := h.opts.Secret(ctx, h.src.Pipe, name)
 		if err == nil {
 			return v, nil
 		}
@@ -242,7 +243,7 @@ func (h *receiver) webhookSecret(ctx context.Context) (string, error) {
 		if h.opts.Secret == nil {
 			return "", fmt.Errorf("webhook_secret refers to secret %q but no secret store is available", m[1])
 		}
-		return h.opts.Secret(ctx, m[1])
+		return h.opts.Secret(ctx, h.src.Pipe, m[1])
 	}
 	return h.src.Secret, nil
 }

@@ -40,8 +40,8 @@ func newReceivers(t *testing.T, e *env, token string) *receiverEnv {
 	mux := http.NewServeMux()
 	hs := pipes.Receivers(e.eng, pipes.ReceiverOptions{
 		APIToken: token,
-		Secret: func(ctx context.Context, name string) (string, error) {
-			if name == "hook" {
+		Secret: func(ctx context.Context, pipe, name string) (string, error) {
+			if name == "hook" && pipe != "open" {
 				return "k3y", nil
 			}
 			return "", errors.New("no such secret")
