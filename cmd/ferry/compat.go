@@ -31,6 +31,9 @@ type compatResult struct {
 	Unsupported map[string]int `json:"unsupported"`
 	// Error is set when the connector does not even expand.
 	Error string `json:"error,omitempty"`
+	// Problems are the error diagnostics of the invalid components (text
+	// output only).
+	Problems []string `json:"-"`
 }
 
 // cmdCompat reports, per connector under DIR, what Ferry supports.
@@ -52,7 +55,9 @@ type compatResult struct {
 // e.g. with an enum in its schema); and DTL functions ("dtl:<fn>") that
 // dtl.UsedFunctions finds in dtl rules, template-transform rules and
 // rewrite_rules*, and dataset-source subsets but that dtl.Functions()
-// does not list. Counts are uses.
+// does not list. A component error saying "not supported yet: <what>"
+// (a feature of an implemented type, e.g. "dataset source subset") counts
+// as "feature:<what>". Counts are uses.
 func (c *cli) cmdCompat(ctx context.Context, args []string) int {
 	f := c.newFlags("compat")
 	md := f.fs.Bool("markdown", false, "print the Markdown report docs/compatibility.md is generated from")
@@ -144,7 +149,7 @@ func compatConnector(ctx context.Context, dir string, reg *engine.Registry) *com
 			return r
 		}
 		decoded[i] = v
-		files[i] = fmt.Sprintf("%s#%d", filepath.Base(dir), i)
+		files[i] = fmt.Sprintf("%s[%d:%s]", filepath.Base(dir), i, comps[i].ID)
 		cfg.AddComponents(files[i], []any{v}, env)
 	}
 	secrets.Resolve(ctx, cfg, func(context.Context, string, string) (string, bool, error) { return "compat-secret", true, nil })
@@ -163,6 +168,13 @@ func compatConnector(ctx context.Context, dir string, reg *engine.Registry) *com
 	for _, d := range diags {
 		if d.Severity == engine.SevError && d.File != "" {
 			errPtrs[d.File] = append(errPtrs[d.File], d.Pointer)
+			r.Problems = append(r.Problems, d.String())
+			// A component reporting a feature it lacks ("not supported
+			// yet: dataset source subset") counts as feature:<what>.
+			// Templates the template transform rejects are template:<name>.
+			if _, what, ok := strings.Cut(d.Message, unsupportedPrefix); ok && !strings.HasPrefix(what, "template ") {
+				r.Unsupported["feature:"+what]++
+			}
 		}
 	}
 	for i, v := range decoded {
@@ -171,7 +183,7 @@ func compatConnector(ctx context.Context, dir string, reg *engine.Registry) *com
 		typeUnsupported := false
 		for k, n := range uses {
 			r.Unsupported[k] += n
-			if !strings.HasPrefix(k, "dtl:") && !strings.HasPrefix(k, "template:") {
+			if strings.HasPrefix(k, "source:") || strings.HasPrefix(k, "transform:") || strings.HasPrefix(k, "sink:") || strings.HasPrefix(k, "system:") {
 				typeUnsupported = true
 			}
 		}
@@ -273,31 +285,36 @@ type compatTransform struct {
 }
 
 // compatTransforms lists a pipe's transforms with the pointers the engine
-// reports them under (one object, a list, or a "chained" wrapper).
+// reports them under: one object, a list, or a "chained" wrapper, also
+// nested in a list.
 func compatTransforms(v any, ptr string) []compatTransform {
 	switch x := v.(type) {
 	case map[string]any:
-		if t, _ := x["type"].(string); t == "chained" {
-			list, _ := x["transforms"].([]any)
-			var out []compatTransform
-			for i, e := range list {
-				if m, ok := e.(map[string]any); ok {
-					out = append(out, compatTransform{m, fmt.Sprintf("%s/transforms/%d", ptr, i)})
-				}
-			}
-			return out
-		}
-		return []compatTransform{{x, ptr}}
+		return compatTransformItem(x, ptr)
 	case []any:
 		var out []compatTransform
 		for i, e := range x {
-			if m, ok := e.(map[string]any); ok {
-				out = append(out, compatTransform{m, fmt.Sprintf("%s/%d", ptr, i)})
-			}
+			out = append(out, compatTransformItem(e, fmt.Sprintf("%s/%d", ptr, i))...)
 		}
 		return out
 	}
 	return nil
+}
+
+func compatTransformItem(v any, ptr string) []compatTransform {
+	m, _ := v.(map[string]any)
+	if m == nil {
+		return nil
+	}
+	if m["type"] != "chained" {
+		return []compatTransform{{m, ptr}}
+	}
+	list, _ := m["transforms"].([]any)
+	var out []compatTransform
+	for i, e := range list {
+		out = append(out, compatTransformItem(e, fmt.Sprintf("%s/transforms/%d", ptr, i))...)
+	}
+	return out
 }
 
 // sortedUses orders "kind:name" uses by count (most first), then name.
@@ -326,6 +343,9 @@ func writeCompatText(w io.Writer, names []string, results map[string]*compatResu
 		for _, k := range sortedUses(r.Unsupported) {
 			fmt.Fprintf(w, "  %-50s %d\n", k, r.Unsupported[k])
 		}
+		for _, p := range r.Problems {
+			fmt.Fprintf(w, "  %s\n", p)
+		}
 	}
 }
 
@@ -344,7 +364,9 @@ Each connector is expanded as `+"`ferry connect`"+` loads it (deploy mode, syste
 `+"`$ENV`"+` and `+"`$SECRET`"+` values) and compiled with the standard registry. *valid* counts the components
 that pass `+"`ferry validate`"+` as they are; *unsupported* lists, with their number of uses, the source,
 transform, sink and system types Ferry does not run yet, template transforms (`+"`template:<name>`"+`) and DTL
-functions (`+"`dtl:<fn>`"+`). See docs/connectors.md.
+functions (`+"`dtl:<fn>`"+`), and features of implemented types a component needs (`+"`feature:<what>`"+`).
+A component that is neither valid nor unsupported has a config error; `+"`ferry compat DIR`"+` (text output)
+lists every error. See docs/connectors.md.
 
 | connector | components | valid | unsupported (uses) |
 |---|---:|---:|---|

@@ -214,7 +214,8 @@ func (c *cli) cmdConnect(ctx context.Context, args []string) int {
 	for _, d := range cfg.Diagnostics {
 		switch {
 		case d.Severity == engine.SevError && strings.HasPrefix(d.Message, unsupportedPrefix):
-			unsupported = append(unsupported, d.Message)
+			d.Severity = engine.SevWarning
+			unsupported = append(unsupported, d.String())
 		case d.Severity == engine.SevError:
 			errs = append(errs, d.String())
 		default:
@@ -225,7 +226,7 @@ func (c *cli) cmdConnect(ctx context.Context, args []string) int {
 		fmt.Fprintln(c.stderr, w)
 	}
 	for _, u := range unsupported {
-		fmt.Fprintf(c.stderr, "warning: %s\n", u)
+		fmt.Fprintln(c.stderr, u)
 	}
 	if len(errs) > 0 {
 		for _, e := range errs {
@@ -258,7 +259,7 @@ func (c *cli) cmdConnect(ctx context.Context, args []string) int {
 	fmt.Fprintf(c.stdout, "connected %s: %s (%d pipes, %d systems), datatypes %s, share %s\n",
 		inst.ID, dir, pipes, systems, orAll(inst.Datatypes, "all"), orAll(inst.Share, "none"))
 	if len(unsupported) > 0 {
-		fmt.Fprintf(c.stdout, "%d component types are not supported yet (see the warnings): 'ferry run' fails until they are implemented\n", len(unsupported))
+		fmt.Fprintf(c.stdout, "%d unsupported component types or features (see the warnings): 'ferry run' fails until they are implemented\n", len(unsupported))
 	}
 	return exitOK
 }

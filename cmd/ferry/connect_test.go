@@ -188,7 +188,7 @@ func TestConnectWarnsUnsupported(t *testing.T) {
 	d := "--data=" + t.TempDir()
 	code, out, errOut := runCLI(t, "connect", conn, "--system", "s", "--param", "region=x", "--param", "base_url=http://x/", "--secret", "api_token=v", d)
 	if code != exitOK || !strings.Contains(errOut, "warning: not supported yet: source:ldap (2: s-person-collect, s-order-collect)") ||
-		!strings.Contains(out, "not supported yet") {
+		!strings.Contains(out, "1 unsupported component types") {
 		t.Fatalf("connect: %d\n%s\n%s", code, out, errOut)
 	}
 	code, _, errOut = runCLI(t, "run", d)

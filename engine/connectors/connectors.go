@@ -164,20 +164,26 @@ func (in *Instance) Env(base engine.Env) engine.Env {
 // Expansion is an instance's expanded components, ready for a Config.
 type Expansion struct {
 	Instance   Instance
-	File       string // pseudo file name diagnostics use: "connector:<id>"
-	Components []any  // decoded components (map[string]any, json.Number)
+	Components []any // decoded components (map[string]any, json.Number)
 	Env        engine.Env
 }
 
-// AddTo adds the components to cfg under File, resolving $ENV with Env.
-// Call cfg.Check afterwards for the duplicate-id check.
+// AddTo adds the components to cfg, resolving $ENV with Env, each under
+// the pseudo file name FileName(instance, component _id). Call cfg.Check
+// afterwards for the duplicate-id check.
 func (e *Expansion) AddTo(cfg *engine.Config) {
-	cfg.AddComponents(e.File, e.Components, e.Env)
+	for _, c := range e.Components {
+		id, _ := c.(map[string]any)["_id"].(string)
+		cfg.AddComponents(FileName(e.Instance.ID, id), []any{c}, e.Env)
+	}
 }
 
-// FileName is the pseudo file name of an instance's components in
-// diagnostics; pointers index the instance's loaded components.
-func FileName(id string) string { return "connector:" + id }
+// FileName is the pseudo file name diagnostics give a component of an
+// instance: "connector:<instance>[<component _id>]"; pointers start with
+// "/0" (the component itself).
+func FileName(instance, component string) string {
+	return "connector:" + instance + "[" + component + "]"
+}
 
 // Expansion expands the instance and decodes its components.
 func (in *Instance) Expansion(base engine.Env) (*Expansion, error) {
@@ -185,7 +191,7 @@ func (in *Instance) Expansion(base engine.Env) (*Expansion, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := &Expansion{Instance: *in, File: FileName(in.ID), Env: in.Env(base)}
+	out := &Expansion{Instance: *in, Env: in.Env(base)}
 	for i := range comps {
 		v, err := comps[i].Decode()
 		if err != nil {

@@ -81,7 +81,7 @@ func TestInstanceExpansion(t *testing.T) {
 	if src := cfg.Pipe("acme-person-collect").Raw["source"].(map[string]any); src["url"] != "eu" {
 		t.Errorf("resolved url %v", src["url"])
 	}
-	if cfg.Pipe("acme-person-collect").File != "connector:acme" {
+	if cfg.Pipe("acme-person-collect").File != "connector:acme[acme-person-collect]" {
 		t.Errorf("file %q", cfg.Pipe("acme-person-collect").File)
 	}
 

@@ -133,9 +133,15 @@ type Redactor struct {
 	values []string // longest first
 }
 
-// Add records a value to redact. Empty values are ignored.
+// MinRedactLen is the shortest value a Redactor redacts: replacing every
+// occurrence of a one- to three-character value would garble all output
+// without protecting anything worth the name.
+const MinRedactLen = 4
+
+// Add records a value to redact. Values shorter than MinRedactLen are
+// ignored.
 func (r *Redactor) Add(v string) {
-	if r == nil || v == "" {
+	if r == nil || len(v) < MinRedactLen {
 		return
 	}
 	r.mu.Lock()
