@@ -11,6 +11,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -46,6 +47,7 @@ type call struct {
 	// per-item templates read.
 	urlT, idT, updT, errT, nextT *jinja.Template
 	idNames, updNames            []string
+	idFast, updFast, nextFast    fastPath
 	urlUsesSince                 bool
 	stop                         map[string]bool
 }
@@ -145,11 +147,14 @@ func newCall(sys *System, op *Operation, o overrides) (*call, error) {
 		c.urlT, _ = ts.Compile("")
 	}
 	c.urlUsesSince = c.urlT.Uses("since")
+	c.nextFast = pathOf(op.NextPageLink)
 	if c.idT != nil {
 		c.idNames = c.idT.Names()
+		c.idFast = pathOf(c.idExpr)
 	}
 	if c.updT != nil {
 		c.updNames = c.updT.Names()
+		c.updFast = pathOf(c.updatedExpr)
 	}
 	return c, nil
 }
@@ -479,9 +484,11 @@ func (p *pager) next(ctx context.Context) (*page, error) {
 		c.stop[StopNotFullPage] && pg.items < c.op.PageSize {
 		return pg, nil
 	}
-	link, err := c.nextT.Render(v)
-	if err != nil {
-		return pg, p.wrap(pg.index, "next_page_link", err)
+	link, ok := c.nextFast.render(func(n string) (any, bool) { x, ok := v[n]; return x, ok })
+	if !ok {
+		if link, err = c.nextT.Render(v); err != nil {
+			return pg, p.wrap(pg.index, "next_page_link", err)
+		}
 	}
 	link = strings.TrimSpace(link)
 	if link == "" {
@@ -626,7 +633,19 @@ func (p *pager) toEntities(pi int, items []any, v jinja.Context) ([]engine.Entit
 			return nil, p.fail(pi, "item %d is %s, not an object", i, describeValue(it))
 		}
 		out[i] = m
-		if c.idT != nil {
+		lookup := func(n string) (any, bool) {
+			if x, ok := m[n]; ok {
+				return x, true
+			}
+			x, ok := v[n]
+			return x, ok
+		}
+		if id, ok := c.idFast.render(lookup); ok {
+			if id == "" {
+				return nil, p.fail(pi, "item %d: id_expression %q rendered an empty _id", i, c.idExpr)
+			}
+			ids[i] = id
+		} else if c.idT != nil {
 			fill(ctx, c.idNames, m, v)
 			id, err := c.idT.Render(ctx)
 			if err != nil {
@@ -646,7 +665,9 @@ func (p *pager) toEntities(pi int, items []any, v jinja.Context) ([]engine.Entit
 			}
 			ids[i] = id
 		}
-		if c.updT != nil {
+		if u, ok := c.updFast.render(lookup); ok {
+			upd[i] = u
+		} else if c.updT != nil {
 			fill(ctx, c.updNames, m, v)
 			u, err := c.updT.Render(ctx)
 			if err != nil {
@@ -662,6 +683,57 @@ func (p *pager) toEntities(pi int, items []any, v jinja.Context) ([]engine.Entit
 		}
 	}
 	return out, nil
+}
+
+// simplePath matches a template that only prints a name or a dotted
+// attribute path: `{{ id }}`, `{{ body.nextPageUrl }}`.
+var simplePath = regexp.MustCompile(`^\{\{-?\s*([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\s*-?\}\}$`)
+
+// fastPath is the name path a simple template prints; nil for others.
+type fastPath []string
+
+// pathOf returns the path of a `{{ a.b.c }}` template, else nil.
+func pathOf(src string) fastPath {
+	if m := simplePath.FindStringSubmatch(src); m != nil {
+		return strings.Split(m[1], ".")
+	}
+	return nil
+}
+
+// render prints the path's value the way Jinja does for strings (as they
+// are), numbers (their exact text) and, at the end of a path, None (""),
+// without the template engine: most id_expression, updated_expression and
+// next_page_link strings of the corpus, evaluated once per item or page
+// (the engine converts its whole context, e.g. a 1,000-item body, on every
+// render). A missing name or key, or any other type, returns false and the
+// caller renders with the engine, which gives the same text or the strict
+// undefined error.
+func (f fastPath) render(root func(name string) (any, bool)) (string, bool) {
+	if f == nil {
+		return "", false
+	}
+	v, ok := root(f[0])
+	if !ok {
+		return "", false
+	}
+	for _, k := range f[1:] {
+		m, isMap := v.(map[string]any)
+		if !isMap {
+			return "", false
+		}
+		if v, ok = m[k]; !ok {
+			return "", false
+		}
+	}
+	switch x := v.(type) {
+	case string:
+		return x, true
+	case json.Number:
+		return string(x), true
+	case nil:
+		return "", len(f) > 1
+	}
+	return "", false
 }
 
 // fill sets ctx to exactly the names a template reads, from the item first,

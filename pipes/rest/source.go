@@ -204,27 +204,48 @@ func (s *Source) Open(ctx context.Context, req engine.ReadRequest) (engine.Reade
 		base["since"] = since
 	}
 	p := newPager(s.call, base, since)
-	return &sourceReader{src: s, pager: p, since: since}, nil
+	fctx, cancel := context.WithCancel(ctx)
+	r := &sourceReader{src: s, since: since, pages: make(chan fetched, 1), cancel: cancel}
+	go r.fetch(fctx, p)
+	return r, nil
 }
 
+// fetched is a page, or the error that ended paging (errStop at the end).
+type fetched struct {
+	pg  *page
+	err error
+}
+
+// sourceReader fetches pages on its own goroutine, one page ahead of the
+// engine: the next request and its JSON decoding overlap the processing
+// and commit of the current page.
 type sourceReader struct {
-	src   *Source
-	pager *pager
-	since string
+	src    *Source
+	pages  chan fetched
+	cancel context.CancelFunc
+	since  string
 	// maxUpdated is the largest _updated seen ("" = none).
 	maxUpdated string
-	final      bool
+	ended      bool // paging is over
+	final      bool // the since batch was returned
 }
 
 // Next returns the entities of the next non-empty page, then (without
 // is_chronological) an empty batch carrying the new since token.
 func (r *sourceReader) Next(ctx context.Context) (engine.Batch, error) {
-	for {
+	for !r.ended {
 		if err := ctx.Err(); err != nil {
 			return engine.Batch{}, err
 		}
-		pg, err := r.pager.next(ctx)
+		var f fetched
+		select {
+		case f = <-r.pages:
+		case <-ctx.Done():
+			return engine.Batch{}, ctx.Err()
+		}
+		pg, err := f.pg, f.err
 		if errors.Is(err, errStop) {
+			r.ended = true
 			break
 		}
 		if err != nil {
@@ -267,8 +288,26 @@ func (r *sourceReader) token() string {
 	return r.maxUpdated
 }
 
-// Close ends the run.
-func (r *sourceReader) Close() error { return nil }
+// fetch runs the pager until it stops, fails or ctx ends.
+func (r *sourceReader) fetch(ctx context.Context, p *pager) {
+	for {
+		pg, err := p.next(ctx)
+		select {
+		case r.pages <- fetched{pg, err}:
+		case <-ctx.Done():
+			return
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// Close ends the run and stops the fetching goroutine.
+func (r *sourceReader) Close() error {
+	r.cancel()
+	return nil
+}
 
 // compareToken compares two since values: numerically when both are
 // numbers, else as strings (ISO 8601 timestamps of one format sort as
