@@ -3,6 +3,7 @@ package rest_test
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -34,9 +35,11 @@ type env struct {
 
 type envOptions struct {
 	tls     bool
-	extra   map[string]string // more $ENV values
+	extra   map[string]string // more $ENV values; "{base}" is the server's URL
 	httpOpt []httpclient.Option
 	sync    bool // fsync commits
+	// wrap, when set, wraps the fake API's handler (shape adapters).
+	wrap func(http.Handler) http.Handler
 }
 
 // newEnv starts fakeapi with apiOpts and compiles config, in which
@@ -44,10 +47,14 @@ type envOptions struct {
 func newEnv(t testing.TB, apiOpts fakeapi.Options, config string, eo envOptions) *env {
 	t.Helper()
 	e := &env{t: t, api: fakeapi.New(apiOpts)}
+	h := e.api.Handler()
+	if eo.wrap != nil {
+		h = eo.wrap(h)
+	}
 	if eo.tls {
-		e.srv = httptest.NewTLSServer(e.api.Handler())
+		e.srv = httptest.NewTLSServer(h)
 	} else {
-		e.srv = httptest.NewServer(e.api.Handler())
+		e.srv = httptest.NewServer(h)
 	}
 	t.Cleanup(e.srv.Close)
 	e.compile(config, eo)
@@ -70,7 +77,7 @@ func (e *env) compile(config string, eo envOptions) {
 	}
 	vals := map[string]string{"base": e.srv.URL}
 	for k, v := range eo.extra {
-		vals[k] = v
+		vals[k] = strings.ReplaceAll(v, "{base}", e.srv.URL)
 	}
 	cfg, err := engine.LoadConfig([]string{filepath.Join(dir, "config.json")}, engine.EnvFrom(vals))
 	if err != nil {
