@@ -469,3 +469,15 @@ func TestConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestPipeOperations: an operation in the pipe's own operations wins over
+// the system's of the same name.
+func TestPipeOperations(t *testing.T) {
+	e := newEnv(t, fakeapi.Options{Seed: map[string]int{"customers": 5, "products": 3}}, collectConfig("", "",
+		`"operations": {"list": {"url": "products", "payload_property": "data", "id_expression": "p{{ id }}"}}`), envOptions{})
+	e.mustRun("c")
+	got := e.entities("c")
+	if len(got) != 3 || got["p1"] == nil {
+		t.Errorf("entities %s", jsonText(got))
+	}
+}
