@@ -188,6 +188,11 @@ type Prepared struct {
 	// Filtered is set for entities a DTL filter rejected ("_filtered":
 	// true): a dataset sink deletes the live entity, other sinks drop it.
 	Filtered bool
+	// KnownNew is a writer's promise that the _id has no version in the
+	// dataset yet, so the store may skip looking it up. Only set it when
+	// that is certain (e.g. the dataset was empty when the run started and
+	// the run has not produced the _id before).
+	KnownNew bool
 }
 
 // Prepare computes the stored form of e. Root keys starting with "_" other

@@ -215,7 +215,9 @@ func (e *Engine) run(ctx context.Context, p *Pipe, opts RunOptions, rec *RunReco
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	txSink, isTx := p.Sink.(TxSink)
-	items := make(chan item, 4)
+	// Buffer about a group so the producer keeps working while the
+	// committer waits for fsync.
+	items := make(chan item, max(4, p.CheckpointInterval))
 	go e.produce(runCtx, p, reader, isTx, items)
 	// Drain the producer on every exit path so it never blocks.
 	defer func() {

@@ -106,6 +106,12 @@ func (d *Dataset) StartRun(ctx context.Context, rc *engine.RunContext) (engine.S
 		r.limit = max(d.BreakerCount, int64(math.Floor(d.BreakerFactor*float64(info.Entities))))
 	}
 	r.track = rc.Full && d.DeletionTracking
+	if info.Versions == 0 {
+		// Every _id is new unless this run produced it before: a Bloom
+		// filter of the run's ids lets the store skip most index lookups
+		// on an initial load.
+		r.fresh = newBloom(1 << 24)
+	}
 	return r, nil
 }
 
@@ -142,6 +148,35 @@ type datasetRun struct {
 	// tracking at the end of the run.
 	seen        []idHash
 	initialDone bool
+	// fresh is set when the dataset was empty at the start of the run.
+	fresh *bloom
+}
+
+// bloom is a fixed-size Bloom filter over id hashes (4 probes). At 16 Mbit
+// (2 MiB) its false-positive rate is ~0.1% at 1M ids and ~2.4% at 4M; a
+// false positive only costs an index lookup.
+type bloom struct {
+	bits []uint64
+	mask uint64
+}
+
+func newBloom(nbits int) *bloom {
+	return &bloom{bits: make([]uint64, nbits/64), mask: uint64(nbits - 1)}
+}
+
+// add records h and reports whether it may have been added before.
+func (b *bloom) add(h idHash) bool {
+	seen := true
+	x, y := h[0], h[1]|1
+	for i := 0; i < 4; i++ {
+		bit := (x + uint64(i)*y) & b.mask
+		w, m := bit/64, uint64(1)<<(bit%64)
+		if b.bits[w]&m == 0 {
+			seen = false
+			b.bits[w] |= m
+		}
+	}
+	return seen
 }
 
 // SingleTransaction: an armed breaker must be able to undo the whole run.
@@ -170,8 +205,14 @@ func (r *datasetRun) Write(ctx context.Context, tx engine.WriteTx, batch []engin
 	}
 	for i := range batch {
 		p := &batch[i]
-		if r.track {
-			r.seen = append(r.seen, hashID(p.ID))
+		if r.track || r.fresh != nil {
+			h := hashID(p.ID)
+			if r.track {
+				r.seen = append(r.seen, h)
+			}
+			if r.fresh != nil && !r.fresh.add(h) {
+				p.KnownNew = true
+			}
 		}
 		if p.Filtered {
 			// A filtered entity deletes the live version, if any.

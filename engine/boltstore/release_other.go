@@ -2,5 +2,21 @@
 
 package boltstore
 
+import (
+	"os"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
 // releaseMapped is a no-op where MADV_DONTNEED semantics are not assured.
 func (s *Store) releaseMapped() {}
+
+// watchMapped does nothing where residency cannot be measured.
+func (s *Store) watchMapped(limit int64, interval time.Duration) { <-s.closing }
+
+// boundMapped does nothing where residency cannot be measured.
+func (s *Store) boundMapped(tx *bolt.Tx) {}
+
+// openStatm returns nil: residency is not measured here.
+func openStatm() *os.File { return nil }

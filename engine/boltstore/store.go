@@ -46,6 +46,12 @@ type Options struct {
 	LockTimeout time.Duration
 	// ReadOnly opens the file without taking the write lock.
 	ReadOnly bool
+	// MaxMappedResident bounds how much of the memory-mapped store file
+	// may stay resident in this process before the mapping's pages are
+	// released (they stay in the kernel's page cache). 0 means 64 MiB;
+	// negative disables the bound. Residency is checked every 256 index
+	// operations and every 20 ms.
+	MaxMappedResident int64
 }
 
 // Store is the bbolt implementation of engine.Store.
@@ -55,23 +61,18 @@ type Store struct {
 	// writer serialises write transactions so Begin can honour its ctx
 	// instead of blocking inside bbolt.
 	writer chan struct{}
-	// touched counts bytes written or read since the mapped pages were
-	// last released (see releaseMapped).
-	touched atomic.Int64
+	// closing stops the goroutine that bounds mapped residency.
+	closing   chan struct{}
+	watchDone chan struct{}
+	// mappedLimit is Options.MaxMappedResident resolved (<= 0: unbounded).
+	mappedLimit int64
+	statm       *os.File
+	closed      atomic.Bool
 }
 
-// releaseEvery is how many bytes of versions may be written or scanned
-// before the store's mapped pages are released from this process.
-const releaseEvery = 64 << 20
-
-// touch records n bytes of traffic and releases mapped pages when due.
-// It must not be called inside a transaction.
-func (s *Store) touch(n int) {
-	if s.touched.Add(int64(n)) >= releaseEvery {
-		s.touched.Store(0)
-		s.releaseMapped()
-	}
-}
+// boundEvery is how many index or log operations pass between checks of
+// the mapped residency in hot loops.
+const boundEvery = 64
 
 var _ engine.Store = (*Store)(nil)
 
@@ -97,7 +98,7 @@ func Open(dir string, opts Options) (s *Store, err error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{
 		Timeout:         timeout,
 		NoSync:          opts.NoSync,
-		NoFreelistSync:  true,
+		NoFreelistSync:  false,
 		FreelistType:    bolt.FreelistMapType,
 		InitialMmapSize: 1 << 30,
 		ReadOnly:        opts.ReadOnly,
@@ -112,10 +113,20 @@ func Open(dir string, opts Options) (s *Store, err error) {
 		}
 		return nil, fmt.Errorf("opening data file %s: %w", path, err)
 	}
-	s = &Store{db: db, path: path, writer: make(chan struct{}, 1)}
-	// Opening reads every page header to rebuild the freelist; let those
-	// pages go again.
-	s.releaseMapped()
+	s = &Store{db: db, path: path, writer: make(chan struct{}, 1), closing: make(chan struct{})}
+	limit := opts.MaxMappedResident
+	if limit == 0 {
+		limit = 64 << 20
+	}
+	s.mappedLimit = limit
+	if limit > 0 {
+		s.statm = openStatm()
+		s.watchDone = make(chan struct{})
+		go func() {
+			defer close(s.watchDone)
+			s.watchMapped(limit, 20*time.Millisecond)
+		}()
+	}
 	if !opts.ReadOnly {
 		err = s.db.Update(func(tx *bolt.Tx) error {
 			for _, b := range [][]byte{bucketDatasets, bucketPipes, bucketRuns, bucketKV} {
@@ -139,8 +150,20 @@ func (s *Store) Path() string { return s.path }
 // DB exposes the bbolt handle for benchmarks and consistency checks.
 func (s *Store) DB() *bolt.DB { return s.db }
 
-// Close closes the file.
-func (s *Store) Close() error { return s.db.Close() }
+// Close closes the file. Closing twice is harmless.
+func (s *Store) Close() error {
+	if !s.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	close(s.closing)
+	if s.watchDone != nil {
+		<-s.watchDone
+	}
+	if s.statm != nil {
+		s.statm.Close()
+	}
+	return s.db.Close()
+}
 
 // meta is the persisted part of engine.DatasetInfo.
 type meta struct {
@@ -168,13 +191,15 @@ func readMeta(b *bolt.Bucket) (meta, error) {
 	return m, nil
 }
 
-// Version layout in the log: format(1) flags(1) ts(8) previous(8) hash(16)
-// idlen(uvarint) id body.
+// Version layout in the log: format(1) flags(1) ts(8) previous(8)
+// idlen(uvarint) id body. The hash is not stored in the log: it is
+// recomputed from the body when read (xxh3 costs ~30 ns for a typical
+// entity), which keeps every version 16 bytes smaller.
 const (
-	formatV1     = 1
+	formatV1     = 2
 	flagDeleted  = 1
 	flagHasPrev  = 2
-	headerSize   = 34
+	headerSize   = 18
 	indexValSize = 25 // offset(8) hash(16) flags(1)
 )
 
@@ -189,7 +214,6 @@ func encodeVersion(dst []byte, off uint64, p *engine.Prepared, ts int64, prev ui
 	dst = append(dst, formatV1, flags)
 	dst = binary.BigEndian.AppendUint64(dst, uint64(ts))
 	dst = binary.BigEndian.AppendUint64(dst, prev)
-	dst = append(dst, p.Hash[:]...)
 	dst = binary.AppendUvarint(dst, uint64(len(p.ID)))
 	dst = append(dst, p.ID...)
 	return append(dst, p.Body...)
@@ -205,7 +229,6 @@ func decodeVersion(off uint64, v []byte) (engine.Record, error) {
 	r.HasPrev = v[1]&flagHasPrev != 0
 	r.TS = int64(binary.BigEndian.Uint64(v[2:10]))
 	r.Previous = binary.BigEndian.Uint64(v[10:18])
-	copy(r.Hash[:], v[18:34])
 	n, k := binary.Uvarint(v[headerSize:])
 	if k <= 0 || uint64(len(v)-headerSize-k) < n {
 		return engine.Record{}, fmt.Errorf("corrupt version at offset %d", off)
@@ -213,6 +236,7 @@ func decodeVersion(off uint64, v []byte) (engine.Record, error) {
 	idStart := headerSize + k
 	r.ID = string(v[idStart : idStart+int(n)])
 	r.Body = bytes.Clone(v[idStart+int(n):])
+	r.Hash = engine.HashBytes(r.Body)
 	return r, nil
 }
 
@@ -220,22 +244,55 @@ func offsetKey(off uint64) []byte {
 	return binary.BigEndian.AppendUint64(make([]byte, 0, 8), off)
 }
 
-// Begin starts a write transaction.
+// Begin starts a write transaction. It holds the store's writer lock from
+// the start but opens bbolt's write transaction only at the first change:
+// until then lookups run in a read transaction. Nobody else can write
+// meanwhile (the writer lock), so what was read stays true after the
+// upgrade. A transaction that changes nothing therefore never rolls back a
+// bbolt write transaction, which would make bbolt reload its freelist.
 func (s *Store) Begin(ctx context.Context) (engine.WriteTx, error) {
 	select {
 	case s.writer <- struct{}{}:
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	tx, err := s.db.Begin(true)
+	tx, err := s.db.Begin(false)
 	if err != nil {
 		<-s.writer
-		return nil, fmt.Errorf("starting write transaction: %w", err)
+		return nil, fmt.Errorf("starting transaction: %w", err)
 	}
 	return &writeTx{s: s, tx: tx, sets: map[string]*dsState{}}, nil
 }
 
+// upgrade switches from the read transaction to a bbolt write transaction
+// and rebinds the cached bucket handles to it.
+func (w *writeTx) upgrade() error {
+	if w.writable {
+		return nil
+	}
+	if err := w.tx.Rollback(); err != nil {
+		return err
+	}
+	tx, err := w.s.db.Begin(true)
+	if err != nil {
+		w.tx = nil
+		return fmt.Errorf("starting write transaction: %w", err)
+	}
+	w.tx, w.writable = tx, true
+	root := tx.Bucket(bucketDatasets)
+	for name, st := range w.sets {
+		b := root.Bucket([]byte(name))
+		if b == nil {
+			return fmt.Errorf("dataset %q disappeared during a transaction", name)
+		}
+		st.bucket, st.log, st.index = b, b.Bucket(bucketLog), b.Bucket(bucketIndex)
+		st.log.FillPercent = 1.0
+	}
+	return nil
+}
+
 type dsState struct {
+	w       *writeTx
 	bucket  *bolt.Bucket
 	log     *bolt.Bucket
 	index   *bolt.Bucket
@@ -245,13 +302,14 @@ type dsState struct {
 }
 
 type writeTx struct {
-	s       *Store
-	tx      *bolt.Tx
-	sets    map[string]*dsState
-	done    bool
-	changed bool
-	arena   []byte
-	written int
+	s        *Store
+	tx       *bolt.Tx
+	sets     map[string]*dsState
+	done     bool
+	changed  bool
+	writable bool
+	arena    []byte
+	ops      int
 }
 
 // alloc returns an empty slice with capacity n that no other Put uses.
@@ -280,6 +338,10 @@ func (w *writeTx) dataset(name string, create bool) (*dsState, error) {
 		if !create {
 			return nil, nil
 		}
+		if err := w.upgrade(); err != nil {
+			return nil, err
+		}
+		root = w.tx.Bucket(bucketDatasets)
 		var err error
 		if b, err = root.CreateBucket([]byte(name)); err != nil {
 			return nil, fmt.Errorf("creating dataset %q: %w", name, err)
@@ -295,12 +357,14 @@ func (w *writeTx) dataset(name string, create bool) (*dsState, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dataset %q: %w", name, err)
 	}
-	st := &dsState{bucket: b, log: b.Bucket(bucketLog), index: b.Bucket(bucketIndex), meta: m, pending: map[string][]byte{}}
+	st := &dsState{w: w, bucket: b, log: b.Bucket(bucketLog), index: b.Bucket(bucketIndex), meta: m, pending: map[string][]byte{}}
+	if w.writable {
+		st.log.FillPercent = 1.0
+	}
 	if st.meta.Created.IsZero() {
 		st.meta.Created = time.Now().UTC()
 		st.dirty = true
 	}
-	st.log.FillPercent = 1.0
 	w.sets[name] = st
 	return st, nil
 }
@@ -328,10 +392,14 @@ func (w *writeTx) Put(dataset string, p *engine.Prepared, ts int64) (engine.PutR
 	if len(p.ID) == 0 || len(p.ID) > bolt.MaxKeySize {
 		return 0, engine.Record{}, fmt.Errorf("dataset %q: _id of %d bytes cannot be stored", dataset, len(p.ID))
 	}
-	cur, exists := st.latest(p.ID)
-	// The lookup touches a random index leaf: count a page, so mapped
-	// pages are released often enough on large random-id loads.
-	w.written += 4096
+	var cur []byte
+	exists := false
+	if !p.KnownNew {
+		cur, exists = st.latest(p.ID)
+		if w.ops++; w.ops%boundEvery == 0 {
+			w.s.boundMapped(w.tx)
+		}
+	}
 	var prev uint64
 	wasDeleted := false
 	if exists {
@@ -344,6 +412,9 @@ func (w *writeTx) Put(dataset string, p *engine.Prepared, ts int64) (engine.PutR
 		prev = binary.BigEndian.Uint64(cur[:8])
 		wasDeleted = cur[24]&flagDeleted != 0
 	}
+	if err := w.upgrade(); err != nil {
+		return 0, engine.Record{}, err
+	}
 	off := uint64(0)
 	if st.meta.Versions > 0 {
 		off = st.meta.LastOffset + 1
@@ -352,7 +423,6 @@ func (w *writeTx) Put(dataset string, p *engine.Prepared, ts int64) (engine.PutR
 	// own memory. Versions are carved from a per-transaction arena.
 	val := w.alloc(headerSize + binary.MaxVarintLen64 + len(p.ID) + len(p.Body))
 	val = encodeVersion(val, off, p, ts, prev, exists)
-	w.written += len(val) + 64
 	if err := st.log.Put(offsetKey(off), val); err != nil {
 		return 0, engine.Record{}, fmt.Errorf("dataset %q: appending %q: %w", dataset, p.ID, err)
 	}
@@ -407,9 +477,12 @@ func (st *dsState) flush() error {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	for _, k := range keys {
+	for i, k := range keys {
 		if err := st.index.Put([]byte(k), st.pending[k]); err != nil {
 			return fmt.Errorf("index %q: %w", k, err)
+		}
+		if i%boundEvery == boundEvery-1 {
+			st.w.s.boundMapped(st.w.tx)
 		}
 	}
 	clear(st.pending)
@@ -427,9 +500,13 @@ func (w *writeTx) ForEachLive(dataset string, fn func(id string) error) error {
 	// Collect first: fn may Put, and Puts must not move the cursor's pages.
 	var ids []string
 	c := st.index.Cursor()
+	n := 0
 	for k, iv := c.First(); k != nil; k, iv = c.Next() {
 		if len(iv) != indexValSize {
 			return fmt.Errorf("dataset %q: corrupt index entry for %q", dataset, k)
+		}
+		if n++; n%(16*boundEvery) == 0 {
+			w.s.boundMapped(w.tx)
 		}
 		if iv[24]&flagDeleted == 0 {
 			ids = append(ids, string(k))
@@ -469,6 +546,9 @@ func (w *writeTx) SetPipeState(pipe string, ps engine.PipeState) error {
 	if err != nil {
 		return err
 	}
+	if err := w.upgrade(); err != nil {
+		return err
+	}
 	w.changed = true
 	return w.tx.Bucket(bucketPipes).Put([]byte(pipe), b)
 }
@@ -490,6 +570,10 @@ func pipeState(tx *bolt.Tx, pipe string) (engine.PipeState, error) {
 }
 
 func (w *writeTx) AddRun(r engine.RunRecord) error {
+	if err := w.upgrade(); err != nil {
+		return err
+	}
+	w.changed = true
 	b, err := w.tx.Bucket(bucketRuns).CreateBucketIfNotExists([]byte(r.Pipe))
 	if err != nil {
 		return err
@@ -525,13 +609,29 @@ func (w *writeTx) Commit() error {
 	released := false
 	defer func() {
 		if !released {
+			if w.tx != nil {
+				w.tx.Rollback()
+			}
 			<-w.s.writer
 		}
 	}()
+	dirty := w.changed
+	for _, st := range w.sets {
+		dirty = dirty || st.dirty || len(st.pending) > 0
+	}
+	if !dirty {
+		// Nothing was written: end the read transaction.
+		released = true
+		err := w.tx.Rollback()
+		<-w.s.writer
+		return err
+	}
+	if err := w.upgrade(); err != nil {
+		return err
+	}
 	now := time.Now().UTC()
 	for name, st := range w.sets {
 		if err := st.flush(); err != nil {
-			w.tx.Rollback()
 			return fmt.Errorf("dataset %q: %w", name, err)
 		}
 		if !st.dirty {
@@ -543,7 +643,6 @@ func (w *writeTx) Commit() error {
 			err = st.bucket.Put(keyMeta, b)
 		}
 		if err != nil {
-			w.tx.Rollback()
 			return fmt.Errorf("dataset %q: writing metadata: %w", name, err)
 		}
 	}
@@ -553,7 +652,6 @@ func (w *writeTx) Commit() error {
 	if err != nil {
 		return fmt.Errorf("committing to %s: %w", w.s.path, err)
 	}
-	w.s.touch(w.written)
 	return nil
 }
 
@@ -563,6 +661,9 @@ func (w *writeTx) Rollback() error {
 	}
 	w.done = true
 	defer func() { <-w.s.writer }()
+	if w.tx == nil {
+		return nil
+	}
 	return w.tx.Rollback()
 }
 
@@ -638,9 +739,12 @@ func (s *Store) Scan(ctx context.Context, dataset string, opts engine.ScanOption
 			index := b.Bucket(bucketIndex)
 			c := b.Bucket(bucketLog).Cursor()
 			k, v := c.Seek(offsetKey(next))
-			for ; k != nil && len(chunk) < want; k, v = c.Next() {
+			for n := 1; k != nil && len(chunk) < want; k, v = c.Next() {
 				off := binary.BigEndian.Uint64(k)
 				next = off + 1
+				if n++; n%boundEvery == 0 {
+					s.boundMapped(tx)
+				}
 				if opts.LatestOnly {
 					id, ok := versionID(v)
 					if !ok {
@@ -663,11 +767,6 @@ func (s *Store) Scan(ctx context.Context, dataset string, opts engine.ScanOption
 		if err != nil {
 			return next, err
 		}
-		bytes := 0
-		for _, r := range chunk {
-			bytes += len(r.Body) + 64
-		}
-		s.touch(bytes)
 		for _, r := range chunk {
 			if err := fn(r); err != nil {
 				return next, err
@@ -803,6 +902,11 @@ func (s *Store) DeleteDataset(ctx context.Context, name string) error {
 		return err
 	}
 	w := tx.(*writeTx)
+	if err := w.upgrade(); err != nil {
+		w.Rollback()
+		return err
+	}
+	w.changed = true
 	if err := w.tx.Bucket(bucketDatasets).DeleteBucket([]byte(name)); err != nil && !errors.Is(err, bolterrors.ErrBucketNotFound) {
 		w.Rollback()
 		return fmt.Errorf("deleting dataset %q: %w", name, err)
@@ -838,6 +942,10 @@ func (s *Store) kvUpdate(ctx context.Context, ns string, fn func(b *bolt.Bucket)
 		return err
 	}
 	w := tx.(*writeTx)
+	if err := w.upgrade(); err != nil {
+		w.Rollback()
+		return err
+	}
 	root, err := w.tx.CreateBucketIfNotExists(bucketKV)
 	if err == nil {
 		var b *bolt.Bucket
@@ -884,4 +992,38 @@ func (s *Store) ListKV(ctx context.Context, ns string) ([]string, error) {
 		})
 	})
 	return out, err
+}
+
+// Check runs bbolt's consistency check and verifies that every dataset's
+// log and index agree with its metadata. It reads the whole file.
+func (s *Store) Check(ctx context.Context) error {
+	var errs []error
+	err := s.view(func(tx *bolt.Tx) error {
+		for e := range tx.Check() {
+			errs = append(errs, e)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	infos, err := s.Datasets(ctx)
+	if err != nil {
+		return err
+	}
+	for _, info := range infos {
+		var versions, latest uint64
+		if _, err := s.Scan(ctx, info.Name, engine.ScanOptions{}, func(engine.Record) error { versions++; return nil }); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if _, err := s.Scan(ctx, info.Name, engine.ScanOptions{LatestOnly: true}, func(engine.Record) error { latest++; return nil }); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if versions != info.Versions || latest != info.Entities {
+			errs = append(errs, fmt.Errorf("dataset %q: %d versions and %d latest in the log, metadata says %d and %d", info.Name, versions, latest, info.Versions, info.Entities))
+		}
+	}
+	return errors.Join(errs...)
 }
