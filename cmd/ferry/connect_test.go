@@ -81,7 +81,7 @@ func TestConnectListDisconnect(t *testing.T) {
 	}
 
 	// A missing parameter fails at connect and records nothing.
-	code, _, errOut := runCLI(t, "connect", conn, "--system", "acme", "--param", "base_url=http://127.0.0.1:1/", "--secret", "api_token=t1", d)
+	code, _, errOut := runCLI(t, "connect", conn, "--system", "acme", "--param", "base_url=http://127.0.0.1:1/", "--secret", "api_token=sekret-9f3c1e", d)
 	if code != exitUsage || !strings.Contains(errOut, `unknown environment variable "region"`) || !strings.Contains(errOut, "connector:acme") {
 		t.Errorf("connect without region: %d %s", code, errOut)
 	}
@@ -93,7 +93,7 @@ func TestConnectListDisconnect(t *testing.T) {
 	envFile := filepath.Join(t.TempDir(), "env.json")
 	os.WriteFile(envFile, []byte(`{"region": "no"}`), 0o644)
 	code, out, errOut := runCLI(t, "connect", conn, "--system", "acme", "--param", "base_url=http://127.0.0.1:1/",
-		"--secret", "api_token=t1", "--share", "person", "--env", envFile, d)
+		"--secret", "api_token=sekret-9f3c1e", "--share", "person", "--env", envFile, d)
 	if code != exitOK || !strings.Contains(out, "connected acme: "+conn+" (5 pipes, 1 systems), datatypes all, share person") {
 		t.Fatalf("connect acme: %d %s %s", code, out, errOut)
 	}
@@ -142,7 +142,7 @@ func TestConnectListDisconnect(t *testing.T) {
 	if list[0].ID != "acme" || list[0].Dir != conn || list[0].Params["base_url"] != "http://127.0.0.1:1/" || list[0].Share[0] != "person" || list[1].Datatypes[0] != "order" {
 		t.Errorf("instances %+v", list)
 	}
-	if strings.Contains(out, "t1") {
+	if strings.Contains(out, "sekret-9f3c1e") {
 		t.Errorf("a secret value is in the instance records: %s", out)
 	}
 
