@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"time"
 )
 
@@ -58,28 +57,7 @@ func (e *Engine) Receive(ctx context.Context, pipeID string, ents []Entity) (Run
 	rec := RunRecord{Pipe: p.ID, Start: time.Now().UTC(), SyncType: "incremental"}
 	stats := &RunStats{}
 	err := e.receive(WithStore(ctx, e.Store), p, ents, stats)
-	rec.End = time.Now().UTC()
-	rec.Read, rec.Written, rec.Unchanged, rec.Deleted = stats.Read, stats.Written, stats.Unchanged, stats.Deleted
-	if err != nil {
-		rec.Error = err.Error()
-		err = fmt.Errorf("pipe %q: %w", p.ID, err)
-	}
-	logCtx := ctx
-	if ctx.Err() != nil {
-		var cancel context.CancelFunc
-		logCtx, cancel = context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-	}
-	if lerr := e.recordRun(logCtx, p.ID, rec); lerr != nil && err == nil {
-		err = fmt.Errorf("pipe %q: recording receive: %w", p.ID, lerr)
-	}
-	level := slog.LevelInfo
-	if err != nil {
-		level = slog.LevelError
-	}
-	e.Logger.Log(ctx, level, "receive finished", "pipe", p.ID, "read", rec.Read, "written", rec.Written,
-		"unchanged", rec.Unchanged, "deleted", rec.Deleted, "duration", rec.End.Sub(rec.Start).Round(time.Millisecond), "error", rec.Error)
-	return rec, err
+	return e.finishRun(ctx, p, &rec, stats, err, "receive")
 }
 
 func (e *Engine) receive(ctx context.Context, p *Pipe, in []Entity, stats *RunStats) error {

@@ -95,32 +95,37 @@ func (e *Engine) Run(ctx context.Context, pipeID string, opts RunOptions) (RunRe
 	rec := RunRecord{Pipe: p.ID, Start: time.Now().UTC()}
 	stats := &RunStats{}
 	err := e.run(WithStore(ctx, e.Store), p, opts, &rec, stats)
+	return e.finishRun(ctx, p, &rec, stats, err, "run")
+}
+
+// finishRun completes a run record from the stats and the error, stores it
+// and logs it. The record goes in its own transaction: it must be kept even
+// when the run's own writes were rolled back. On cancellation a fresh
+// context is used so the record still lands.
+func (e *Engine) finishRun(ctx context.Context, p *Pipe, rec *RunRecord, stats *RunStats, err error, what string) (RunRecord, error) {
 	rec.End = time.Now().UTC()
 	rec.Read, rec.Written, rec.Unchanged, rec.Deleted = stats.Read, stats.Written, stats.Unchanged, stats.Deleted
 	if err != nil {
 		rec.Error = err.Error()
 		err = fmt.Errorf("pipe %q: %w", p.ID, err)
 	}
-	// The run record goes in its own transaction: it must be kept even
-	// when the run's own writes were rolled back. On cancellation use a
-	// fresh context so the record still lands.
 	logCtx := ctx
 	if ctx.Err() != nil {
 		var cancel context.CancelFunc
 		logCtx, cancel = context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 	}
-	if lerr := e.recordRun(logCtx, p.ID, rec); lerr != nil && err == nil {
-		err = fmt.Errorf("pipe %q: recording run: %w", p.ID, lerr)
+	if lerr := e.recordRun(logCtx, p.ID, *rec); lerr != nil && err == nil {
+		err = fmt.Errorf("pipe %q: recording %s: %w", p.ID, what, lerr)
 	}
 	level := slog.LevelInfo
 	if err != nil {
 		level = slog.LevelError
 	}
-	e.Logger.Log(ctx, level, "run finished", "pipe", p.ID, "sync", rec.SyncType, "read", rec.Read,
+	e.Logger.Log(ctx, level, what+" finished", "pipe", p.ID, "sync", rec.SyncType, "read", rec.Read,
 		"written", rec.Written, "unchanged", rec.Unchanged, "deleted", rec.Deleted,
 		"duration", rec.End.Sub(rec.Start).Round(time.Millisecond), "error", rec.Error)
-	return rec, err
+	return *rec, err
 }
 
 func (e *Engine) recordRun(ctx context.Context, pipe string, rec RunRecord) error {

@@ -488,3 +488,20 @@ func (d *decoder) hex4() (rune, bool) {
 	d.pos += 4
 	return rune(n), true
 }
+
+// AsFloat converts a JSON number (json.Number, or the int and float64
+// other decoders produce) to float64.
+func AsFloat(v any) (float64, bool) {
+	switch x := v.(type) {
+	case json.Number:
+		f, err := x.Float64()
+		return f, err == nil
+	case float64:
+		return x, true
+	case int:
+		return float64(x), true
+	case int64:
+		return float64(x), true
+	}
+	return 0, false
+}

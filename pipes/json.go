@@ -84,7 +84,7 @@ func newURLSystem(b *engine.Build, cfg map[string]any) (any, error) {
 		}
 	}
 	timeout := 30 * time.Second
-	if f, ok := number(cfg["timeout"]); ok {
+	if f, ok := engine.AsFloat(cfg["timeout"]); ok {
 		timeout = time.Duration(f * float64(time.Second))
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
@@ -102,18 +102,6 @@ func newURLSystem(b *engine.Build, cfg map[string]any) (any, error) {
 	return s, nil
 }
 
-func number(v any) (float64, bool) {
-	switch x := v.(type) {
-	case interface{ Float64() (float64, error) }:
-		f, err := x.Float64()
-		return f, err == nil
-	case float64:
-		return x, true
-	case int:
-		return float64(x), true
-	}
-	return 0, false
-}
 
 // Resolve joins a relative URL onto the system's pattern: "%s" in the
 // pattern is replaced, otherwise the URL is appended. Absolute URLs are

@@ -67,10 +67,10 @@ func newDataset(b *engine.Build, cfg map[string]any) (engine.Sink, error) {
 	if v, ok := cfg["set_initial_offset"].(string); ok {
 		d.SetInitialOffset = v
 	}
-	if n, ok := number(cfg["circuit_breaker_threshold_count"]); ok {
+	if n, ok := engine.AsFloat(cfg["circuit_breaker_threshold_count"]); ok {
 		d.BreakerCount = int64(n)
 	}
-	if f, ok := number(cfg["circuit_breaker_threshold_factor"]); ok {
+	if f, ok := engine.AsFloat(cfg["circuit_breaker_threshold_factor"]); ok {
 		d.BreakerFactor = f
 	}
 	if strings.HasPrefix(d.Name, "system:") || strings.Contains(d.Name, "/") {
@@ -79,18 +79,6 @@ func newDataset(b *engine.Build, cfg map[string]any) (engine.Sink, error) {
 	return d, nil
 }
 
-func number(v any) (float64, bool) {
-	switch x := v.(type) {
-	case interface{ Float64() (float64, error) }:
-		f, err := x.Float64()
-		return f, err == nil
-	case float64:
-		return x, true
-	case int:
-		return float64(x), true
-	}
-	return 0, false
-}
 
 // OutputDataset is the dataset written.
 func (d *Dataset) OutputDataset() string { return d.Name }
