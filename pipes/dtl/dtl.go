@@ -48,6 +48,27 @@ type Program struct {
 	def      *rule
 	opts     Options
 	maxDepth int
+	// hopped lists the datasets read by hops, apply-hops and
+	// lookup-entity, in the order they first appear.
+	hopped []string
+}
+
+// HoppedDatasets returns the datasets the program reads through hops,
+// apply-hops and lookup-entity (each once, in the order they first appear
+// in the rules, rules sorted by name). The engine uses them to order pipes
+// and to signal a pipe when a dataset it hops into changes.
+func (p *Program) HoppedDatasets() []string {
+	return append([]string(nil), p.hopped...)
+}
+
+// addHopped records a dataset read by a join.
+func (p *Program) addHopped(ds string) {
+	for _, d := range p.hopped {
+		if d == ds {
+			return
+		}
+	}
+	p.hopped = append(p.hopped, ds)
 }
 
 type rule struct {

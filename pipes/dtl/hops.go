@@ -79,6 +79,7 @@ func compileLookupEntity(c *compiler, path string, args []any) (evalFn, error) {
 	if !ok {
 		return nil, cerr(argPath(path, 1), "dataset must be a literal string")
 	}
+	c.p.addHopped(ds)
 	ids, err := c.expr(args[1], argPath(path, 2))
 	if err != nil {
 		return nil, err
@@ -151,6 +152,7 @@ func (c *compiler) hopsSpec(v any, path string) (*hopsSpec, error) {
 	if strings.HasPrefix(spec.alias, "_") {
 		return nil, cerr(path+".datasets[0]", "hops: alias %q clashes with DTL variables", spec.alias)
 	}
+	c.p.addHopped(spec.dataset)
 	inner := &compiler{p: c.p, aliases: append(append([]string{}, c.aliases...), spec.alias)}
 
 	var conds []any
