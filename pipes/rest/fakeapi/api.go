@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -200,7 +201,22 @@ func (a *API) Handler() http.Handler {
 	mux.HandleFunc("GET /_admin/stats", a.handleStats)
 	mux.HandleFunc("GET /_admin/faults", a.handleGetFaults)
 	mux.HandleFunc("PUT /_admin/faults", a.handlePutFaults)
-	return mux
+	token := a.logged(a.handleToken)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && isTokenPath(r.URL.Path) {
+			token(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// isTokenPath reports whether a path is the token endpoint: "/oauth/token"
+// in any letter case, also under a prefix ("/api/OAuth/Token"), as
+// connectors build token URLs from their base URL.
+func isTokenPath(p string) bool {
+	const tail = "/oauth/token"
+	return len(p) >= len(tail) && strings.EqualFold(p[len(p)-len(tail):], tail)
 }
 
 // ListenAndServe serves the API on addr until ctx ends, then shuts down

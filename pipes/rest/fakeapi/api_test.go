@@ -709,3 +709,47 @@ func TestZeroBasedPagesAndExplicitTimestamps(t *testing.T) {
 		t.Fatal("bad id accepted")
 	}
 }
+
+// TestODataFilterAndTokenPathAlias: the PowerOffice Go connector's shapes —
+// "$filter=(LastChanged ge datetimeoffset'T')" with $top/$skip, and a token
+// URL of base_url + "/OAuth/Token".
+func TestODataFilterAndTokenPathAlias(t *testing.T) {
+	a, srv := newServer(t, fakeapi.Options{Seed: map[string]int{"Customer": 50}, Auth: fakeapi.AuthBearer})
+	list := func(filter string, extra string) reply {
+		t.Helper()
+		pair := a.IssueToken()
+		return do(t, "GET", srv.URL+"/api/Customer?$filter="+url.QueryEscape(filter)+extra,
+			map[string]string{"Authorization": "Bearer " + pair.AccessToken}, "")
+	}
+	// Seed record i has lastChanged 2024-01-01T00:00Z + i minutes.
+	r := list("(LastChanged ge datetimeoffset'2024-01-01T00:40:00Z')", "")
+	checkSequence(t, ids(t, dataItems(r)), 40, 50)
+	r = list("lastchanged GT datetimeoffset'2024-01-01T00:40:00.000Z'", "")
+	checkSequence(t, ids(t, dataItems(r)), 41, 50)
+	r = list("((LastChanged ge datetimeoffset'1970-01-01'))", "&$top=20&$skip=40")
+	checkSequence(t, ids(t, dataItems(r)), 41, 50)
+	if r.obj(t)["total"] != json.Number("50") {
+		t.Errorf("total %v", r.obj(t)["total"])
+	}
+	// With since as well, the later bound wins.
+	r = list("(LastChanged ge datetimeoffset'1970-01-01')", "&since="+url.QueryEscape("2024-01-01T00:45:00Z"))
+	checkSequence(t, ids(t, dataItems(r)), 45, 50)
+	r = list("(LastChanged ge datetimeoffset'2024-01-01T00:48:00Z')", "&since=2024-01-01")
+	checkSequence(t, ids(t, dataItems(r)), 48, 50)
+	for _, bad := range []string{"Name eq 'x'", "(LastChanged ge datetimeoffset'2024-01-01') and (Id gt 3)", "LastChanged ge datetimeoffset'soon'"} {
+		if r := list(bad, ""); r.status != 400 {
+			t.Errorf("$filter %q: %d %s", bad, r.status, r.raw)
+		}
+	}
+
+	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {"ferry-client"}, "client_secret": {"ferry-secret"}}
+	for _, path := range []string{"/OAuth/Token", "/api/OAuth/Token", "/oauth/token"} {
+		r := do(t, "POST", srv.URL+path, map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, form.Encode())
+		if r.status != 200 || r.obj(t)["access_token"] == nil {
+			t.Errorf("POST %s: %d %s", path, r.status, r.raw)
+		}
+	}
+	if r := do(t, "POST", srv.URL+"/api/OAuth/Tokens", map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, form.Encode()); r.status == 200 {
+		t.Errorf("a path that only starts like the token path was served: %s", r.raw)
+	}
+}

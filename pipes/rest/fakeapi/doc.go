@@ -52,7 +52,10 @@
 //	                                If-Match rules; 200 with the record
 //	DELETE /api/{collection}/{id}   204; 404 if absent; same If-Match rules; leaves a
 //	                                tombstone {id, version, lastChanged, updated_at, deleted}
-//	POST   /oauth/token             OAuth2 token endpoint (below)
+//	POST   /oauth/token             OAuth2 token endpoint (below); also any POST whose path
+//	                                ends in /oauth/token in any letter case, such as
+//	                                /api/OAuth/Token (connectors build the token URL from
+//	                                their base URL, e.g. powerofficego's {base_url}/OAuth/Token)
 //	GET    /_admin/stats            [Stats] as JSON
 //	GET    /_admin/faults           current [Faults] (delay as a Go duration string)
 //	PUT    /_admin/faults           replace [Faults]: {"rate_limit_every": 3, "delay": "200ms", ...}
@@ -65,6 +68,12 @@
 //
 //	since=T          only records with lastChanged >= T (RFC 3339, "2006-01-02T15:04:05",
 //	                 "2006-01-02" or Unix seconds; also read from a "Since" header)
+//	$filter=F        OData lower bound on the change time, as PowerOffice Go takes it:
+//	                 "(LastChanged ge datetimeoffset'T')" (outer parentheses optional,
+//	                 field lastChanged or updated_at in any case, ge or gt, datetime'T'
+//	                 or 'T' also accepted; T as for since). With since as well the later
+//	                 bound applies. Any other filter is 400: fakeapi is no OData server.
+//	                 $orderby is ignored (the order is always that of order=).
 //	limit=M          page size; aliases top, $top, per_page, page_size, pageSize
 //	                 (default Options.DefaultLimit 100, capped at MaxLimit 10000)
 //	page=N           page paging: pages numbered from 1 (page=0 is also the first page)

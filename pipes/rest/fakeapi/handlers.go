@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -519,6 +520,16 @@ func (a *API) parseList(r *http.Request) (listQuery, error) {
 		}
 		lq.since, lq.hasSince = t, true
 	}
+	if f := q.Get("$filter"); f != "" {
+		t, err := parseODataFilter(f)
+		if err != nil {
+			return lq, err
+		}
+		// Both are lower bounds: the later one wins.
+		if !lq.hasSince || t.After(lq.since) {
+			lq.since, lq.hasSince = t, true
+		}
+	}
 	if p := q.Get("paging"); p != "" {
 		switch Paging(p) {
 		case PagingPage, PagingOffset, PagingCursor:
@@ -795,4 +806,32 @@ func (a *API) handlePutFaults(w http.ResponseWriter, r *http.Request) {
 	}
 	a.SetFaults(f)
 	writeJSON(w, http.StatusOK, faultsJSON(f))
+}
+
+// odataFilter is the one OData $filter shape fakeapi understands: a lower
+// bound on the change time, as PowerOffice Go style connectors send it.
+var odataFilter = regexp.MustCompile(`(?i)^(lastChanged|updated_at)\s+(ge|gt)\s+(?:datetimeoffset|datetime)?'([^']*)'$`)
+
+// parseODataFilter turns "(LastChanged ge datetimeoffset'T')" (outer
+// parentheses optional, field and keywords in any case, gt for a strict
+// bound) into the earliest lastChanged it admits.
+func parseODataFilter(f string) (time.Time, error) {
+	expr := strings.TrimSpace(f)
+	for strings.HasPrefix(expr, "(") && strings.HasSuffix(expr, ")") {
+		expr = strings.TrimSpace(expr[1 : len(expr)-1])
+	}
+	m := odataFilter.FindStringSubmatch(expr)
+	if m == nil {
+		return time.Time{}, fmt.Errorf("%w: unsupported $filter %q (want \"LastChanged ge datetimeoffset'<time>'\")", errBadRequest, f)
+	}
+	t, err := parseTime(m[3])
+	if err != nil {
+		return time.Time{}, fmt.Errorf("$filter: %w", err)
+	}
+	if strings.EqualFold(m[2], "gt") {
+		// Timestamps have millisecond precision; a nanosecond later
+		// excludes exactly T.
+		t = t.Add(time.Nanosecond)
+	}
+	return t, nil
 }
