@@ -85,6 +85,13 @@ func datasetList(cfg map[string]any) ([]string, error) {
 // SupportsSince is true: the token holds an offset per dataset.
 func (m *MergeDatasets) SupportsSince() bool { return true }
 
+// Behind reports whether a dataset has versions past its offset in the
+// token since (engine.BehindReporter), so that "ferry run" runs the pipe
+// again.
+func (m *MergeDatasets) Behind(ctx context.Context, store engine.Store, since string) (bool, error) {
+	return multiBehind(ctx, store, "merge_datasets", m.Datasets, since)
+}
+
 // InputDatasets names the datasets read.
 func (m *MergeDatasets) InputDatasets() []string { return slices.Clone(m.Datasets) }
 

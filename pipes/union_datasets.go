@@ -48,6 +48,13 @@ func newUnionDatasets(b *engine.Build, cfg map[string]any) (engine.Source, error
 // SupportsSince is true: the token holds an offset per dataset.
 func (u *UnionDatasets) SupportsSince() bool { return true }
 
+// Behind reports whether a dataset has versions past its offset in the
+// token since (engine.BehindReporter), so that "ferry run" runs the pipe
+// again.
+func (u *UnionDatasets) Behind(ctx context.Context, store engine.Store, since string) (bool, error) {
+	return multiBehind(ctx, store, "union_datasets", u.Datasets, since)
+}
+
 // InputDatasets names the datasets read.
 func (u *UnionDatasets) InputDatasets() []string { return slices.Clone(u.Datasets) }
 
