@@ -167,6 +167,14 @@ func parsePrimaryKey(v any) ([][]string, error) {
 	return nil, engine.Fieldf("/properties/primary_key", "must be a property name, a \"_S.\" path or a list of them")
 }
 
+// HoppedDatasets names the share dataset read for $origin
+// (engine.HoppedDatasets).
+func (t *CollectRest) HoppedDatasets() []string { return []string{t.shareDataset} }
+
+// ShareDatasets names it as a share dataset (engine.ShareDatasets), so a
+// config without the share pipe gets no warning about it.
+func (t *CollectRest) ShareDatasets() []string { return []string{t.shareDataset} }
+
 // Transform runs the lookups and stamps $origin on each entity.
 func (t *CollectRest) Transform(ctx context.Context, in []engine.Entity) ([]engine.Entity, error) {
 	out := make([]engine.Entity, 0, len(in))
