@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -52,7 +53,30 @@ type Pipe struct {
 	CheckpointInterval int
 	Pump               Pump
 	Inputs             []string // datasets the source reads
-	Output             string   // dataset the sink writes ("" for none)
+	// Hops are the datasets the transforms read while they run (DTL hops,
+	// apply-hops, lookup-entity; transform-collect-rest's share dataset),
+	// each once. They order the pipe after their writers (unless that
+	// would close a cycle) and a change in one signals the pipe, but they
+	// are not inputs: they do not count for populated checks or for
+	// "behind", and a change in a hopped dataset does not re-process
+	// source entities read before (Ferry has no dependency tracking; a
+	// rescan does that).
+	Hops   []string
+	Output string // dataset the sink writes ("" for none)
+}
+
+// HoppedDatasets is implemented by transforms that read other datasets
+// while they run (joins). The engine adds them to [Pipe.Hops].
+type HoppedDatasets interface {
+	HoppedDatasets() []string
+}
+
+// ShareDatasets is implemented by transforms that hop into a connector's
+// share dataset (transform-collect-rest stamps $origin from it). That
+// dataset is written by the connector's share pipe, which a config may
+// leave out, so a share dataset nobody writes is not warned about.
+type ShareDatasets interface {
+	ShareDatasets() []string
 }
 
 // Plan is a compiled config.
@@ -66,15 +90,15 @@ type Plan struct {
 // Pipe returns a compiled pipe by id.
 func (p *Plan) Pipe(id string) *Pipe { return p.byID[id] }
 
-// Readers returns the pipes whose source reads dataset.
+// Readers returns the pipes to signal when dataset changes: those whose
+// source reads it and those that hop into it, except a pipe hopping into
+// the dataset it writes itself (share and event pipes look up their own
+// sink; signalling them would only re-run them for nothing).
 func (p *Plan) Readers(dataset string) []*Pipe {
 	var out []*Pipe
 	for _, pp := range p.Pipes {
-		for _, in := range pp.Inputs {
-			if in == dataset {
-				out = append(out, pp)
-				break
-			}
+		if slices.Contains(pp.Inputs, dataset) || (pp.Output != dataset && slices.Contains(pp.Hops, dataset)) {
+			out = append(out, pp)
 		}
 	}
 	return out
@@ -260,6 +284,13 @@ func (c *compiler) pipe(comp *Component) *Pipe {
 		ptr := tc.ptr
 		if t, good := c.component(comp, KindTransform, ptr, tc.cfg); good {
 			p.Transforms = append(p.Transforms, t.(Transform))
+			if h, isHop := t.(HoppedDatasets); isHop {
+				for _, ds := range h.HoppedDatasets() {
+					if !slices.Contains(p.Hops, ds) {
+						p.Hops = append(p.Hops, ds)
+					}
+				}
+			}
 		} else {
 			ok = false
 		}
@@ -443,8 +474,14 @@ func (c *compiler) pump(comp *Component) (Pump, bool) {
 	return p, true
 }
 
-// graph checks dataset wiring: one writer per dataset, and inputs that
-// nobody writes.
+// graph checks dataset wiring: one writer per dataset, and inputs and
+// hopped datasets that nobody writes (warnings: the writer may live in
+// another config). A hop into the pipe's own share dataset is not warned
+// about, since a config may leave the share pipe out: the pipe's own
+// output (share and event pipes look up their sink), a dataset a transform
+// declares as [ShareDatasets], or the connector naming "<sys>-<dt>-share"
+// for a pipe "<sys>-<dt>-<role>" (association collect pipes hop into
+// their share dataset with DTL).
 func (c *compiler) graph(plan *Plan) {
 	writers := map[string]*Pipe{}
 	for _, p := range plan.Pipes {
@@ -463,17 +500,58 @@ func (c *compiler) graph(plan *Plan) {
 				c.warnf(p.Comp, "/source", "dataset %q is read but no pipe in this config writes it", in)
 			}
 		}
+		var shares []string
+		for _, t := range p.Transforms {
+			if sd, ok := t.(ShareDatasets); ok {
+				shares = append(shares, sd.ShareDatasets()...)
+			}
+		}
+		for _, h := range p.Hops {
+			if _, ok := writers[h]; ok || h == p.Output || slices.Contains(shares, h) || isOwnShareDataset(p.ID, h) {
+				continue
+			}
+			c.warnf(p.Comp, "/transform", "dataset %q is hopped into but no pipe in this config writes it", h)
+		}
 	}
 }
 
-// Order returns the pipes in dependency order (writers before readers);
-// pipes in a cycle keep their config order after the acyclic ones. The
-// second result lists the cycles found, each as pipe ids.
+// isOwnShareDataset reports whether ds is named as the share dataset of
+// the connector datatype pipe belongs to: pipe "<sys>-<dt>-<role>" and ds
+// "<sys>-<dt>-share".
+func isOwnShareDataset(pipe, ds string) bool {
+	i := strings.LastIndexByte(pipe, '-')
+	return i > 0 && ds == pipe[:i]+"-share"
+}
+
+// Order returns the pipes in dependency order: the writer of a dataset
+// before the pipes whose source reads it, and before the pipes that hop
+// into it unless that hop would close a cycle (a collect pipe hops into
+// the share dataset that its own output eventually feeds; the hop then
+// just sees the share dataset as it is). Pipes in a cycle of source inputs
+// keep their config order after the acyclic ones. The second result lists
+// those cycles, each as pipe ids.
 func (p *Plan) Order() ([]*Pipe, [][]string) {
 	writer := map[string]*Pipe{}
 	for _, pp := range p.Pipes {
 		if pp.Output != "" {
 			writer[pp.Output] = pp
+		}
+	}
+	// deps[pp]: pipes that run before pp.
+	deps := map[*Pipe][]*Pipe{}
+	for _, pp := range p.Pipes {
+		for _, in := range pp.Inputs {
+			if w, ok := writer[in]; ok && w != pp {
+				deps[pp] = append(deps[pp], w)
+			}
+		}
+	}
+	// Hop edges, in config order, each only when it closes no cycle.
+	for _, pp := range p.Pipes {
+		for _, h := range pp.Hops {
+			if w, ok := writer[h]; ok && w != pp && !dependsOn(deps, w, pp) {
+				deps[pp] = append(deps[pp], w)
+			}
 		}
 	}
 	state := map[*Pipe]int{} // 0 new, 1 visiting, 2 done
@@ -498,10 +576,8 @@ func (p *Plan) Order() ([]*Pipe, [][]string) {
 		}
 		state[pp] = 1
 		stack = append(stack, pp)
-		for _, in := range pp.Inputs {
-			if w, ok := writer[in]; ok && w != pp {
-				visit(w)
-			}
+		for _, w := range deps[pp] {
+			visit(w)
 		}
 		stack = stack[:len(stack)-1]
 		state[pp] = 2
@@ -511,4 +587,27 @@ func (p *Plan) Order() ([]*Pipe, [][]string) {
 		visit(pp)
 	}
 	return order, cycles
+}
+
+// dependsOn reports whether from runs after to through deps (from == to
+// counts).
+func dependsOn(deps map[*Pipe][]*Pipe, from, to *Pipe) bool {
+	seen := map[*Pipe]bool{}
+	var walk func(pp *Pipe) bool
+	walk = func(pp *Pipe) bool {
+		if pp == to {
+			return true
+		}
+		if seen[pp] {
+			return false
+		}
+		seen[pp] = true
+		for _, d := range deps[pp] {
+			if walk(d) {
+				return true
+			}
+		}
+		return false
+	}
+	return walk(from)
 }

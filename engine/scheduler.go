@@ -191,18 +191,39 @@ func (e *Engine) RunUntilStable(ctx context.Context, ids []string, opts RunOptio
 	return recs, nil
 }
 
-// behind reports whether a pipe's dataset inputs have versions past its
-// token.
+// BehindReporter is implemented by sources that can tell from a
+// continuation token, without reading, whether a run would find input
+// past it (dataset, merge_datasets and union_datasets sources). since is
+// the pipe's stored token ("" when it has none).
+type BehindReporter interface {
+	Behind(ctx context.Context, store Store, since string) (bool, error)
+}
+
+// behind reports whether a pipe's source has input past its token, so
+// that RunUntilStable runs it again. Sources that cannot continue from a
+// token are never behind (each run reads everything anyway); sources
+// without [BehindReporter] are behind when their one input dataset has
+// versions past a numeric token.
 func (e *Engine) behind(ctx context.Context, p *Pipe) (bool, error) {
+	if !p.Source.SupportsSince() {
+		return false, nil
+	}
+	st, err := e.Store.PipeState(ctx, p.ID)
+	if err != nil {
+		return false, err
+	}
+	if br, ok := p.Source.(BehindReporter); ok {
+		behind, err := br.Behind(ctx, e.Store, st.Since)
+		if err != nil {
+			return false, fmt.Errorf("pipe %q: %w", p.ID, err)
+		}
+		return behind, nil
+	}
 	if len(p.Inputs) != 1 {
 		return false, nil
 	}
 	info, ok, err := e.Store.Dataset(ctx, p.Inputs[0])
 	if err != nil || !ok || info.Versions == 0 {
-		return false, err
-	}
-	st, err := e.Store.PipeState(ctx, p.ID)
-	if err != nil {
 		return false, err
 	}
 	var since uint64

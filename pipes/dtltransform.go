@@ -53,6 +53,11 @@ func newDTLTransform(lookups *Lookups) engine.TransformFunc {
 	}
 }
 
+// HoppedDatasets lists the datasets the rules read through hops,
+// apply-hops and lookup-entity (engine.HoppedDatasets): the engine runs
+// their writers first and signals this pipe when they change.
+func (t *DTLTransform) HoppedDatasets() []string { return t.prog.HoppedDatasets() }
+
 // Transform applies the rules to each entity of the batch. An error names
 // the entity's _id and the failing rule path; nothing of the batch is
 // returned then.
