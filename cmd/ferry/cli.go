@@ -183,21 +183,27 @@ func (c *cli) loadPlan(ctx context.Context, f *flags, paths []string, quiet bool
 	if len(paths) > 0 {
 		cfg, err = engine.LoadConfig(paths, env)
 	}
-	if err == nil {
-		err = c.addConnectors(ctx, f, cfg, env, len(paths) == 0) // connect.go
+	var ce *engine.ConfigError
+	// A file with errors (malformed JSON, a bad $ENV) does not stop the
+	// others from being compiled: every problem is reported in one go.
+	loaded := err == nil || (errors.As(err, &ce) && cfg != nil)
+	if loaded {
+		if cerr := c.addConnectors(ctx, f, cfg, env, len(paths) == 0); cerr != nil && !errors.As(cerr, &ce) { // connect.go
+			err = cerr
+			loaded = false
+		}
 	}
 	var diags engine.Diagnostics
 	if cfg != nil {
 		diags = cfg.Diagnostics
 	}
 	var plan *engine.Plan
-	if err == nil {
+	if loaded {
 		plan, err = engine.Compile(cfg, all.Registry(), c.logger())
 		if plan != nil {
 			diags = plan.Diagnostics
 		}
 	}
-	var ce *engine.ConfigError
 	if err != nil && !errors.As(err, &ce) {
 		c.errorf("%v", err)
 		return nil, false
