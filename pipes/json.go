@@ -102,7 +102,6 @@ func newURLSystem(b *engine.Build, cfg map[string]any) (any, error) {
 	return s, nil
 }
 
-
 // Resolve joins a relative URL onto the system's pattern: "%s" in the
 // pattern is replaced, otherwise the URL is appended. Absolute URLs are
 // used as they are.

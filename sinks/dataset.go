@@ -79,7 +79,6 @@ func newDataset(b *engine.Build, cfg map[string]any) (engine.Sink, error) {
 	return d, nil
 }
 
-
 // OutputDataset is the dataset written.
 func (d *Dataset) OutputDataset() string { return d.Name }
 
