@@ -72,7 +72,7 @@ func (c *cli) cmdBench(ctx context.Context, args []string) int {
 			defer pprof.StopCPUProfile()
 		}
 		stopSampler := sampleAnon()
-		res, err := runScenario(ctx, *scenario, *dir, *n, *f.noSync, *ckpt)
+		res, err := runScenario(ctx, *scenario, *dir, *n, *f.noSync, *ckpt, int64(*f.mapped)<<20)
 		if err != nil {
 			c.errorf("bench %s: %v", *scenario, err)
 			return exitFailed
@@ -112,7 +112,7 @@ func (c *cli) cmdBench(ctx context.Context, args []string) int {
 		if !*f.json {
 			fmt.Fprintf(c.stderr, "bench: %s...\n", sc)
 		}
-		cargs := []string{"bench", "--scenario", sc, "--dir", work, "-n", strconv.Itoa(*n), "--checkpoint-interval", strconv.Itoa(*ckpt)}
+		cargs := []string{"bench", "--scenario", sc, "--dir", work, "-n", strconv.Itoa(*n), "--checkpoint-interval", strconv.Itoa(*ckpt), "--mapped-mib", strconv.Itoa(*f.mapped)}
 		if *f.noSync {
 			cargs = append(cargs, "--no-sync")
 		}
@@ -223,7 +223,7 @@ func benchConfig(dir string, ckpt int) string {
 ]`, filepath.Join(dir, "entities.ndjson"), filepath.Join(dir, "entities-changed10.ndjson"), ckpt)
 }
 
-func runScenario(ctx context.Context, sc, dir string, n int, noSync bool, ckpt int) (*benchResult, error) {
+func runScenario(ctx context.Context, sc, dir string, n int, noSync bool, ckpt int, mapped int64) (*benchResult, error) {
 	if dir == "" {
 		return nil, fmt.Errorf("--scenario needs --dir")
 	}
@@ -242,7 +242,7 @@ func runScenario(ctx context.Context, sc, dir string, n int, noSync bool, ckpt i
 	if err != nil {
 		return nil, err
 	}
-	store, err := boltstore.Open(filepath.Join(dir, "store"), boltstore.Options{NoSync: noSync})
+	store, err := boltstore.Open(filepath.Join(dir, "store"), boltstore.Options{NoSync: noSync, MaxMappedResident: mapped})
 	if err != nil {
 		return nil, err
 	}

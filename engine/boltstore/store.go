@@ -48,7 +48,7 @@ type Options struct {
 	ReadOnly bool
 	// MaxMappedResident bounds how much of the memory-mapped store file
 	// may stay resident in this process before the mapping's pages are
-	// released (they stay in the kernel's page cache). 0 means 64 MiB;
+	// released (they stay in the kernel's page cache). 0 means 128 MiB;
 	// negative disables the bound. Residency is checked every 256 index
 	// operations and every 20 ms.
 	MaxMappedResident int64
@@ -116,7 +116,7 @@ func Open(dir string, opts Options) (s *Store, err error) {
 	s = &Store{db: db, path: path, writer: make(chan struct{}, 1), closing: make(chan struct{})}
 	limit := opts.MaxMappedResident
 	if limit == 0 {
-		limit = 64 << 20
+		limit = 128 << 20
 	}
 	s.mappedLimit = limit
 	if limit > 0 {
