@@ -21,6 +21,10 @@ type Engine struct {
 	// besides CheckpointInterval batches (defaults 32 MiB and 2 s).
 	GroupBytes    int
 	GroupDuration time.Duration
+	// Changed, if set, is called after every successful run or receive that
+	// wrote to its output dataset (the scheduler uses it for signalling, so
+	// runs started through the API or webhooks signal too).
+	Changed func(p *Pipe, rec RunRecord)
 
 	mu    sync.Mutex
 	locks map[string]*sync.Mutex
@@ -121,6 +125,8 @@ func (e *Engine) finishRun(ctx context.Context, p *Pipe, rec *RunRecord, stats *
 	level := slog.LevelInfo
 	if err != nil {
 		level = slog.LevelError
+	} else if e.Changed != nil && p.Output != "" && rec.Written+rec.Deleted > 0 {
+		e.Changed(p, *rec)
 	}
 	e.Logger.Log(ctx, level, what+" finished", "pipe", p.ID, "sync", rec.SyncType, "read", rec.Read,
 		"written", rec.Written, "unchanged", rec.Unchanged, "deleted", rec.Deleted,

@@ -32,7 +32,18 @@ func NewScheduler(e *Engine) *Scheduler {
 	for _, p := range e.Plan.Pipes {
 		s.triggers[p.ID] = make(chan struct{}, 1)
 	}
+	e.Changed = s.signal
 	return s
+}
+
+// signal triggers the pipes that read (or hop into) the dataset a run
+// changed, unless their pump says otherwise.
+func (s *Scheduler) signal(p *Pipe, _ RunRecord) {
+	for _, r := range s.eng.Plan.Readers(p.Output) {
+		if r.Pump.Signalled && r.Pump.Mode != "off" {
+			s.Trigger(r.ID)
+		}
+	}
 }
 
 // Trigger asks for a run of pipe as soon as it is idle. Several triggers
@@ -115,18 +126,11 @@ func (s *Scheduler) pump(ctx context.Context, p *Pipe) {
 				t.Stop()
 			}
 		}
-		rec, err := s.eng.Run(ctx, p.ID, RunOptions{})
+		_, err := s.eng.Run(ctx, p.ID, RunOptions{})
 		if err != nil && errors.Is(err, context.Canceled) {
 			return
 		}
 		next = s.nextRun(p, s.now())
-		if err == nil && p.Output != "" && rec.Written+rec.Deleted > 0 {
-			for _, r := range s.eng.Plan.Readers(p.Output) {
-				if r.Pump.Signalled && r.Pump.Mode != "off" {
-					s.Trigger(r.ID)
-				}
-			}
-		}
 	}
 }
 

@@ -157,3 +157,29 @@ func TestSchedulerSignalsHoppers(t *testing.T) {
 		t.Errorf("Run returned %v", err)
 	}
 }
+
+// A run started outside the scheduler (the HTTP API calls Engine.Run
+// directly) signals the readers of the dataset it changed too.
+func TestDirectRunSignalsReaders(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	eng, s := newEngine(t, all.Registry(), hopsConfig)
+	sched := engine.NewScheduler(eng)
+	done := make(chan error, 1)
+	go func() { done <- sched.Run(ctx) }()
+	if _, err := eng.Run(ctx, "customers", engine.RunOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if runs, _ := s.Runs(context.Background(), "orders", 0); len(runs) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("orders never ran after a direct run changed the dataset it hops into")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	<-done
+}

@@ -107,7 +107,7 @@ type PipeState struct {
 
 // RunRecord is the log entry of one pipe run.
 type RunRecord struct {
-	Seq       uint64    `json:"seq"`
+	Seq       uint64    `json:"seq,omitempty"` // assigned by the store
 	Pipe      string    `json:"pipe"`
 	Start     time.Time `json:"start"`
 	End       time.Time `json:"end"`

@@ -20,7 +20,7 @@ import (
 // come from the secret store: the secret of the system whose id prefixes
 // the pipe id ("<system>-<datatype>-event", as connectors name their
 // webhook pipes), else the global one. A receive that changed the pipe's
-// dataset signals the pipes reading it, as a run does.
+// dataset signals the pipes reading it through the engine, as a run does.
 func (c *cli) mountReceivers(api *httpapi.API, eng *engine.Engine, sched *engine.Scheduler, store secrets.KV, data string, logger *slog.Logger) int {
 	token, _ := c.getenv("FERRY_API_TOKEN")
 	sec := secrets.Open(store, data, c.getenv)
@@ -37,17 +37,6 @@ func (c *cli) mountReceivers(api *httpapi.API, eng *engine.Engine, sched *engine
 				return "", fmt.Errorf("no secret %q (add it with 'ferry secret')", name)
 			}
 			return v, nil
-		},
-		Written: func(pipe string, _ engine.RunRecord) {
-			p := plan.Pipe(pipe)
-			if p == nil || p.Output == "" {
-				return
-			}
-			for _, r := range plan.Readers(p.Output) {
-				if r.Pump.Signalled && r.Pump.Mode != "off" {
-					sched.Trigger(r.ID)
-				}
-			}
 		},
 	})
 	for pattern, h := range hs {
