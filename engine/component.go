@@ -46,6 +46,25 @@ type Reader interface {
 // EOF is returned by Reader.Next after the last batch.
 var EOF = io.EOF
 
+// RawBatch is a batch of entities still in JSON text.
+type RawBatch struct {
+	Values [][]byte
+	Since  string
+	// Locate names where value i came from, for error messages (e.g.
+	// "in.json: entity 7"); nil: "entity <i>".
+	Locate func(i int) string
+}
+
+// RawReader is implemented by readers that can hand over entities as JSON
+// text. When a pipe has no transforms and a dataset sink, the engine then
+// computes the stored form straight from the text (PrepareRaw) instead of
+// decoding every entity into a map first. RawOK reports whether this reader
+// can (e.g. not when it must look into entities for its token).
+type RawReader interface {
+	RawOK() bool
+	NextRaw(ctx context.Context) (RawBatch, error)
+}
+
 // InputDatasets is implemented by sources that read datasets; the engine
 // uses it for the pipe graph, signalling and populated checks.
 type InputDatasets interface {

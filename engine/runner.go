@@ -271,6 +271,10 @@ func (e *Engine) produce(ctx context.Context, p *Pipe, r Reader, prepare bool, o
 			return false
 		}
 	}
+	if rr, ok := r.(RawReader); ok && prepare && len(p.Transforms) == 0 && rr.RawOK() {
+		e.produceRaw(ctx, rr, send)
+		return
+	}
 	var arena []byte
 	for {
 		b, err := r.Next(ctx)
@@ -320,6 +324,41 @@ func (e *Engine) produce(ctx context.Context, p *Pipe, r Reader, prepare bool, o
 				}
 			}
 			it.entities = ents
+		}
+		if !send(it) {
+			return
+		}
+	}
+}
+
+// produceRaw is produce for a pipe without transforms whose reader hands
+// over JSON text: entities go from text to their stored form directly.
+func (e *Engine) produceRaw(ctx context.Context, r RawReader, send func(item) bool) {
+	var scratch PrepareScratch
+	for {
+		b, err := r.NextRaw(ctx)
+		if errors.Is(err, EOF) {
+			return
+		}
+		if err != nil {
+			send(item{err: fmt.Errorf("source: %w", err)})
+			return
+		}
+		it := item{since: b.Since, read: len(b.Values), prepared: make([]Prepared, 0, len(b.Values))}
+		arena := make([]byte, 0, 400*len(b.Values)+64)
+		for i, raw := range b.Values {
+			var pr Prepared
+			pr, arena, err = scratch.PrepareRaw(arena, raw)
+			if err != nil {
+				where := fmt.Sprintf("entity %d", i+1)
+				if b.Locate != nil {
+					where = b.Locate(i)
+				}
+				send(item{err: fmt.Errorf("source: %s: %w", where, err)})
+				return
+			}
+			it.bytes += len(pr.Body)
+			it.prepared = append(it.prepared, pr)
 		}
 		if !send(it) {
 			return

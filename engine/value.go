@@ -317,6 +317,16 @@ func (d *decoder) array(depth int) (any, error) {
 
 func (d *decoder) number() (any, error) {
 	start := d.pos
+	end, err := d.numberSpan()
+	if err != nil {
+		return nil, err
+	}
+	return json.Number(d.data[start:end]), nil
+}
+
+// numberSpan validates the number at d.pos, moves past it and returns its
+// end.
+func (d *decoder) numberSpan() (int, error) {
 	p := d.pos
 	if p < len(d.data) && d.data[p] == '-' {
 		p++
@@ -330,7 +340,7 @@ func (d *decoder) number() (any, error) {
 		}
 	default:
 		d.pos = p
-		return nil, d.errorf("invalid number")
+		return 0, d.errorf("invalid number")
 	}
 	if p < len(d.data) && d.data[p] == '.' {
 		p++
@@ -340,7 +350,7 @@ func (d *decoder) number() (any, error) {
 		}
 		if p == q {
 			d.pos = p
-			return nil, d.errorf("invalid number: no digits after '.'")
+			return 0, d.errorf("invalid number: no digits after '.'")
 		}
 	}
 	if p < len(d.data) && (d.data[p] == 'e' || d.data[p] == 'E') {
@@ -354,11 +364,11 @@ func (d *decoder) number() (any, error) {
 		}
 		if p == q {
 			d.pos = p
-			return nil, d.errorf("invalid number: no digits in exponent")
+			return 0, d.errorf("invalid number: no digits in exponent")
 		}
 	}
 	d.pos = p
-	return json.Number(d.data[start:p]), nil
+	return p, nil
 }
 
 func (d *decoder) string() (string, error) {
@@ -504,4 +514,112 @@ func AsFloat(v any) (float64, bool) {
 		return float64(x), true
 	}
 	return 0, false
+}
+
+// skip validates the value at d.pos by the same rules as value and moves
+// past it without building anything.
+func (d *decoder) skip(depth int) error {
+	if d.pos >= len(d.data) {
+		return d.errorf("unexpected end of input")
+	}
+	if depth > maxDepth {
+		return d.errorf("nesting deeper than %d", maxDepth)
+	}
+	switch c := d.data[d.pos]; c {
+	case '{', '[':
+		closer := byte('}')
+		if c == '[' {
+			closer = ']'
+		}
+		d.pos++
+		d.skipSpace()
+		if d.pos < len(d.data) && d.data[d.pos] == closer {
+			d.pos++
+			return nil
+		}
+		for {
+			d.skipSpace()
+			if c == '{' {
+				if d.pos >= len(d.data) || d.data[d.pos] != '"' {
+					return d.errorf("expected object key string")
+				}
+				if err := d.skipString(); err != nil {
+					return err
+				}
+				d.skipSpace()
+				if d.pos >= len(d.data) || d.data[d.pos] != ':' {
+					return d.errorf("expected ':' after object key")
+				}
+				d.pos++
+				d.skipSpace()
+			}
+			if err := d.skip(depth + 1); err != nil {
+				return err
+			}
+			d.skipSpace()
+			if d.pos >= len(d.data) {
+				return d.errorf("unexpected end of input")
+			}
+			switch d.data[d.pos] {
+			case ',':
+				d.pos++
+			case closer:
+				d.pos++
+				return nil
+			default:
+				if c == '{' {
+					return d.errorf("expected ',' or '}' in object")
+				}
+				return d.errorf("expected ',' or ']' in array")
+			}
+		}
+	case '"':
+		return d.skipString()
+	case 't':
+		return d.literal("true")
+	case 'f':
+		return d.literal("false")
+	case 'n':
+		return d.literal("null")
+	default:
+		if c == '-' || (c >= '0' && c <= '9') {
+			_, err := d.numberSpan()
+			return err
+		}
+		return d.errorf("unexpected character %q", c)
+	}
+}
+
+// skipString validates a string without decoding it.
+func (d *decoder) skipString() error {
+	d.pos++ // opening quote
+	for d.pos < len(d.data) {
+		c := d.data[d.pos]
+		switch {
+		case c == '"':
+			d.pos++
+			return nil
+		case c < 0x20:
+			return d.errorf("control character in string")
+		case c == '\\':
+			d.pos++
+			if d.pos >= len(d.data) {
+				return d.errorf("unterminated string")
+			}
+			switch d.data[d.pos] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				d.pos++
+			case 'u':
+				d.pos++
+				if _, ok := d.hex4(); !ok {
+					return d.errorf("invalid \\u escape")
+				}
+			default:
+				return d.errorf("invalid escape \\%c", d.data[d.pos])
+			}
+			continue
+		}
+		d.pos++
+	}
+	return d.errorf("unterminated string")
 }

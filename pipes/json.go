@@ -256,6 +256,42 @@ type jsonReader struct {
 	final bool
 }
 
+// RawOK: raw batches are possible when the token does not depend on the
+// entities' _updated.
+func (r *jsonReader) RawOK() bool { return !r.src.Since }
+
+// NextRaw yields the next batch as JSON text (copies: the stream reuses its
+// buffer).
+func (r *jsonReader) NextRaw(ctx context.Context) (engine.RawBatch, error) {
+	if err := ctx.Err(); err != nil {
+		return engine.RawBatch{}, err
+	}
+	vals := make([][]byte, 0, r.size)
+	first := r.n + 1
+	var arena []byte
+	for len(vals) < r.size {
+		raw, err := r.stream.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return engine.RawBatch{}, fmt.Errorf("%s: %w", r.src.where(), err)
+		}
+		r.n++
+		if cap(arena)-len(arena) < len(raw) {
+			arena = make([]byte, 0, max(64<<10, len(raw)))
+		}
+		start := len(arena)
+		arena = append(arena, raw...)
+		vals = append(vals, arena[start:len(arena):len(arena)])
+	}
+	if len(vals) == 0 {
+		return engine.RawBatch{}, engine.EOF
+	}
+	where := r.src.where()
+	return engine.RawBatch{Values: vals, Locate: func(i int) string { return fmt.Sprintf("%s: entity %d", where, first+i) }}, nil
+}
+
 func (r *jsonReader) Next(ctx context.Context) (engine.Batch, error) {
 	if err := ctx.Err(); err != nil {
 		return engine.Batch{}, err
