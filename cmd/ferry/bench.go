@@ -112,7 +112,7 @@ func (c *cli) cmdBench(ctx context.Context, args []string) int {
 		if !*f.json {
 			fmt.Fprintf(c.stderr, "bench: %s...\n", sc)
 		}
-		cargs := []string{"bench", "--scenario", sc, "--dir", work, "-n", strconv.Itoa(*n), "--checkpoint-interval", strconv.Itoa(*ckpt), "--mapped-mib", strconv.Itoa(*f.mapped)}
+		cargs := []string{"bench", "--scenario", sc, "--dir", work, "-n", strconv.Itoa(*n), "--checkpoint-interval", strconv.Itoa(*ckpt), "--max-rss-mib", strconv.Itoa(*f.mapped)}
 		if *f.noSync {
 			cargs = append(cargs, "--no-sync")
 		}
@@ -242,7 +242,7 @@ func runScenario(ctx context.Context, sc, dir string, n int, noSync bool, ckpt i
 	if err != nil {
 		return nil, err
 	}
-	store, err := boltstore.Open(filepath.Join(dir, "store"), boltstore.Options{NoSync: noSync, MaxMappedResident: mapped})
+	store, err := boltstore.Open(filepath.Join(dir, "store"), boltstore.Options{NoSync: noSync, MaxResident: mapped})
 	if err != nil {
 		return nil, err
 	}

@@ -124,7 +124,7 @@ func (c *cli) newFlags(name string) *flags {
 	fs.SetOutput(c.stderr)
 	f := &flags{fs: fs}
 	f.data = fs.String("data", "ferry-data", "data directory holding the store")
-	f.mapped = fs.Int("mapped-mib", 0, "MiB of the memory-mapped store file that may stay resident before its pages are released to the page cache (0: 128; -1: no bound)")
+	f.mapped = fs.Int("max-rss-mib", 0, "resident memory (MiB) above which the memory-mapped store file's pages are released to the page cache (0: 256; -1: no bound)")
 	f.json = fs.Bool("json", false, "print JSON for scripts")
 	return f
 }
@@ -223,7 +223,7 @@ func (c *cli) loadPlan(ctx context.Context, f *flags, paths []string, quiet bool
 }
 
 func (c *cli) openStore(f *flags, readOnly bool) (*boltstore.Store, bool) {
-	opts := boltstore.Options{ReadOnly: readOnly, MaxMappedResident: int64(*f.mapped) << 20}
+	opts := boltstore.Options{ReadOnly: readOnly, MaxResident: int64(*f.mapped) << 20}
 	if f.noSync != nil {
 		opts.NoSync = *f.noSync
 	}

@@ -39,39 +39,72 @@ func (s *Store) releaseIn(tx *bolt.Tx) {
 }
 
 // boundMapped releases the mapping from within tx when the process's
-// resident file pages exceed the store's limit. Hot loops call it every
-// few dozen operations: random index access maps whole neighbourhoods
-// of the file, faster than a background watcher can notice.
+// resident memory exceeds the store's bound. Hot loops call it every few
+// dozen operations: random index access maps whole neighbourhoods of the
+// file, faster than a background watcher can notice.
 func (s *Store) boundMapped(tx *bolt.Tx) {
-	if s.mappedLimit <= 0 {
+	if s.residentLimit <= 0 {
 		return
 	}
 	var buf [128]byte
-	if s.mappedResident(buf[:]) > s.mappedLimit {
+	if s.overBound(buf[:]) {
 		s.releaseIn(tx)
 	}
 }
 
-// mappedResident returns the process's resident file-backed pages in
-// bytes (the "shared" field of /proc/self/statm), or -1 if unknown. statm
-// is kept open and read with pread: one cheap syscall per check.
-func (s *Store) mappedResident(buf []byte) int64 {
+// commitHeadroom is kept free below the bound before a commit: bbolt
+// allocates a buffer for every dirty page while it commits, a spike no
+// check can interrupt.
+const commitHeadroom = 48 << 20
+
+// boundBeforeCommit releases the mapping if the process is within
+// commitHeadroom of its bound.
+func (s *Store) boundBeforeCommit(tx *bolt.Tx) {
+	if s.residentLimit <= 0 {
+		return
+	}
+	var buf [128]byte
+	total, shared := s.resident(buf[:])
+	if total > s.residentLimit-commitHeadroom && shared > minReleasable {
+		s.releaseIn(tx)
+	}
+}
+
+// minReleasable is how much of the file must be resident before a release
+// is worth it; it also keeps a process whose heap alone exceeds the bound
+// from releasing on every check.
+const minReleasable = 16 << 20
+
+// overBound reports whether the process's resident memory is above the
+// bound and enough of it is the mapped file to be worth releasing.
+func (s *Store) overBound(buf []byte) bool {
+	total, shared := s.resident(buf)
+	return total > s.residentLimit && shared > minReleasable
+}
+
+// resident returns the process's resident memory and its file-backed part
+// in bytes (fields "resident" and "shared" of /proc/self/statm), or -1s if
+// unknown. statm is kept open and read with pread: one cheap syscall per
+// check.
+func (s *Store) resident(buf []byte) (total, shared int64) {
 	if s.statm == nil {
-		return -1
+		return -1, -1
 	}
 	n, _ := s.statm.ReadAt(buf, 0)
 	fields := bytes.Fields(buf[:n])
 	if len(fields) < 3 {
-		return -1
+		return -1, -1
 	}
-	pages, err := strconv.ParseInt(string(fields[2]), 10, 64)
-	if err != nil {
-		return -1
+	t, err1 := strconv.ParseInt(string(fields[1]), 10, 64)
+	sh, err2 := strconv.ParseInt(string(fields[2]), 10, 64)
+	if err1 != nil || err2 != nil {
+		return -1, -1
 	}
-	return pages * int64(os.Getpagesize())
+	page := int64(os.Getpagesize())
+	return t * page, sh * page
 }
 
-// openStatm opens /proc/self/statm for mappedResident.
+// openStatm opens /proc/self/statm for resident.
 func openStatm() *os.File {
 	f, err := os.Open("/proc/self/statm")
 	if err != nil {
@@ -80,12 +113,11 @@ func openStatm() *os.File {
 	return f
 }
 
-// watchMapped keeps the store file's resident mapped pages below limit:
+// watchMapped keeps the process's resident memory near the store's bound:
 // every interval it reads /proc/self/statm (a few microseconds) and
-// releases the mapping when the process's resident file pages exceed the
-// limit. Random lookups fault in whole neighbourhoods of the file (the
-// kernel maps up to 16 cached pages around each fault), so counting
-// traffic cannot bound residency; measuring it can.
+// releases the file mapping when the bound is exceeded. Random lookups
+// fault in whole neighbourhoods of the file (fault-around, large folios),
+// so counting traffic cannot bound residency; measuring it can.
 func (s *Store) watchMapped(limit int64, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -95,7 +127,7 @@ func (s *Store) watchMapped(limit int64, interval time.Duration) {
 		case <-s.closing:
 			return
 		case <-t.C:
-			if r := s.mappedResident(buf); r > limit {
+			if s.overBound(buf) {
 				s.releaseMapped()
 			}
 		}

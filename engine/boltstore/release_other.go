@@ -20,3 +20,6 @@ func (s *Store) boundMapped(tx *bolt.Tx) {}
 
 // openStatm returns nil: residency is not measured here.
 func openStatm() *os.File { return nil }
+
+// boundBeforeCommit does nothing where residency cannot be measured.
+func (s *Store) boundBeforeCommit(tx *bolt.Tx) {}

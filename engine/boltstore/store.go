@@ -30,6 +30,9 @@ var (
 	keyMeta        = []byte("meta")
 )
 
+// DefaultMaxResident is the default Options.MaxResident.
+const DefaultMaxResident = 256 << 20
+
 // FileName is the name of the bbolt file inside a data directory.
 const FileName = "ferry.db"
 
@@ -46,12 +49,13 @@ type Options struct {
 	LockTimeout time.Duration
 	// ReadOnly opens the file without taking the write lock.
 	ReadOnly bool
-	// MaxMappedResident bounds how much of the memory-mapped store file
-	// may stay resident in this process before the mapping's pages are
-	// released (they stay in the kernel's page cache). 0 means 128 MiB;
-	// negative disables the bound. Residency is checked every 256 index
-	// operations and every 20 ms.
-	MaxMappedResident int64
+	// MaxResident bounds the process's resident memory by releasing the
+	// memory-mapped store file's pages (they stay in the kernel's page
+	// cache and fault back in when used) whenever the resident set exceeds
+	// it. It cannot shrink the heap: it bounds what the mapped file adds.
+	// 0 means 256 MiB; negative disables the bound. Residency is checked
+	// every 64 index operations and every 10 ms.
+	MaxResident int64
 }
 
 // Store is the bbolt implementation of engine.Store.
@@ -64,8 +68,8 @@ type Store struct {
 	// closing stops the goroutine that bounds mapped residency.
 	closing   chan struct{}
 	watchDone chan struct{}
-	// mappedLimit is Options.MaxMappedResident resolved (<= 0: unbounded).
-	mappedLimit int64
+	// residentLimit is Options.MaxResident resolved (<= 0: unbounded).
+	residentLimit int64
 	statm       *os.File
 	closed      atomic.Bool
 }
@@ -114,17 +118,17 @@ func Open(dir string, opts Options) (s *Store, err error) {
 		return nil, fmt.Errorf("opening data file %s: %w", path, err)
 	}
 	s = &Store{db: db, path: path, writer: make(chan struct{}, 1), closing: make(chan struct{})}
-	limit := opts.MaxMappedResident
+	limit := opts.MaxResident
 	if limit == 0 {
-		limit = 128 << 20
+		limit = DefaultMaxResident
 	}
-	s.mappedLimit = limit
+	s.residentLimit = limit
 	if limit > 0 {
 		s.statm = openStatm()
 		s.watchDone = make(chan struct{})
 		go func() {
 			defer close(s.watchDone)
-			s.watchMapped(limit, 20*time.Millisecond)
+			s.watchMapped(limit, 10*time.Millisecond)
 		}()
 	}
 	if !opts.ReadOnly {
@@ -497,8 +501,14 @@ func (w *writeTx) ForEachLive(dataset string, fn func(id string) error) error {
 	if err := st.flush(); err != nil {
 		return err
 	}
-	// Collect first: fn may Put, and Puts must not move the cursor's pages.
-	var ids []string
+	// fn may Put: make the transaction writable first, so a Put cannot
+	// swap the transaction (and with it this cursor) underneath. Puts
+	// touch the log bucket and the pending map, never the index bucket
+	// being iterated (pending index updates are applied at commit).
+	if err := w.upgrade(); err != nil {
+		return err
+	}
+	st = w.sets[dataset]
 	c := st.index.Cursor()
 	n := 0
 	for k, iv := c.First(); k != nil; k, iv = c.Next() {
@@ -509,12 +519,9 @@ func (w *writeTx) ForEachLive(dataset string, fn func(id string) error) error {
 			w.s.boundMapped(w.tx)
 		}
 		if iv[24]&flagDeleted == 0 {
-			ids = append(ids, string(k))
-		}
-	}
-	for _, id := range ids {
-		if err := fn(id); err != nil {
-			return err
+			if err := fn(string(k)); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -646,6 +653,7 @@ func (w *writeTx) Commit() error {
 			return fmt.Errorf("dataset %q: writing metadata: %w", name, err)
 		}
 	}
+	w.s.boundBeforeCommit(w.tx)
 	err := w.tx.Commit()
 	released = true
 	<-w.s.writer
