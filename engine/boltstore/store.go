@@ -70,8 +70,8 @@ type Store struct {
 	watchDone chan struct{}
 	// residentLimit is Options.MaxResident resolved (<= 0: unbounded).
 	residentLimit int64
-	statm       *os.File
-	closed      atomic.Bool
+	statm         *os.File
+	closed        atomic.Bool
 }
 
 // boundEvery is how many index or log operations pass between checks of
