@@ -15,7 +15,7 @@ import (
 // GOMEMLIMIT is set: the runner keeps little live data, and without a limit
 // the garbage collector lets the heap grow to twice the peak of bbolt's
 // per-transaction page buffers.
-const defaultMemoryLimit = 160 << 20
+const defaultMemoryLimit = 152 << 20
 
 func main() {
 	if os.Getenv("GOMEMLIMIT") == "" {
