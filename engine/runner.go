@@ -440,14 +440,12 @@ func (e *Engine) commitTx(ctx context.Context, p *Pipe, sr SinkRun, items <-chan
 	var group []item
 	groupBytes := 0
 	groupStart := time.Now()
-	flush := func() error {
-		if len(group) == 0 {
-			return nil
-		}
+	// writeGroup writes the collected batches into tx (opened if needed)
+	// and advances the token past them.
+	writeGroup := func(ts int64) error {
 		if err := begin(); err != nil {
 			return err
 		}
-		ts := time.Now().UnixMicro()
 		for _, it := range group {
 			if err := sr.Write(ctx, tx, it.prepared, ts); err != nil {
 				return err
@@ -457,6 +455,15 @@ func (e *Engine) commitTx(ctx context.Context, p *Pipe, sr SinkRun, items <-chan
 			}
 		}
 		group, groupBytes = group[:0], 0
+		return nil
+	}
+	flush := func() error {
+		if len(group) == 0 {
+			return nil
+		}
+		if err := writeGroup(time.Now().UnixMicro()); err != nil {
+			return err
+		}
 		groupStart = time.Now()
 		if single {
 			return nil
@@ -491,17 +498,9 @@ func (e *Engine) commitTx(ctx context.Context, p *Pipe, sr SinkRun, items <-chan
 	}
 	// Final transaction: remaining batches, deletion tracking, populated
 	// flag and the final token together.
-	if err := begin(); err != nil {
-		return err
-	}
 	ts := time.Now().UnixMicro()
-	for _, it := range group {
-		if err := sr.Write(ctx, tx, it.prepared, ts); err != nil {
-			return err
-		}
-		if it.since != "" {
-			state.Since = it.since
-		}
+	if err := writeGroup(ts); err != nil {
+		return err
 	}
 	if err := sr.Finish(ctx, tx, ts); err != nil {
 		return err
