@@ -515,7 +515,7 @@ func (w *writeTx) ForEachLive(dataset string, fn func(id string) error) error {
 		if len(iv) != indexValSize {
 			return fmt.Errorf("dataset %q: corrupt index entry for %q", dataset, k)
 		}
-		if n++; n%(16*boundEvery) == 0 {
+		if n++; n%(4*boundEvery) == 0 {
 			w.s.boundMapped(w.tx)
 		}
 		if iv[24]&flagDeleted == 0 {
