@@ -46,7 +46,9 @@ func TestServe(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
-	go func() { done <- c.run(ctx, []string{"serve", demo + "/config", "--data", data, "--addr", "127.0.0.1:0"}) }()
+	go func() {
+		done <- c.run(ctx, []string{"serve", demo + "/config", "--data", data, "--addr", "127.0.0.1:0"})
+	}()
 
 	addrRe := regexp.MustCompile(`API on http://([0-9.:]+)/`)
 	var base string
