@@ -370,9 +370,7 @@ func TestInvalidEntities(t *testing.T) {
 func TestTransformPanicIsAnError(t *testing.T) {
 	src := &fakeSource{N: 3}
 	eng, _ := newEngine(t, registry(src, func(context.Context, []engine.Entity) ([]engine.Entity, error) {
-		var m map[string]any
-		m["x"] = 1
-		return nil, nil
+		panic("interpreter bug")
 	}), `{"_id":"p","type":"pipe","source":{"type":"fake"},"transform":{"type":"func"}}`)
 	_, err := eng.Run(context.Background(), "p", engine.RunOptions{})
 	if err == nil || !strings.Contains(err.Error(), "transform panicked") || !strings.Contains(err.Error(), "transform 0") {

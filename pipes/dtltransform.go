@@ -68,9 +68,7 @@ func (t *DTLTransform) Transform(ctx context.Context, in []engine.Entity) ([]eng
 		if err != nil {
 			return nil, err
 		}
-		for _, r := range res {
-			out = append(out, r)
-		}
+		out = append(out, res...)
 	}
 	return out, nil
 }

@@ -155,14 +155,11 @@ func compatConnector(ctx context.Context, dir string, reg *engine.Registry) *com
 	secrets.Resolve(ctx, cfg, func(context.Context, string, string) (string, bool, error) { return "compat-secret", true, nil })
 	diags := cfg.Diagnostics
 	if cfg.Check() == nil {
-		plan, _ := engine.Compile(cfg, reg, nil)
-		if plan != nil {
+		if plan, _ := engine.Compile(cfg, reg, nil); plan != nil {
 			diags = plan.Diagnostics
-		} else {
-			diags = cfg.Diagnostics
 		}
 	} else {
-		diags = cfg.Diagnostics
+		diags = cfg.Diagnostics // Check added the cross-component errors
 	}
 	errPtrs := map[string][]string{} // file -> error pointers
 	for _, d := range diags {

@@ -204,9 +204,8 @@ func (c *cli) cmdConnect(ctx context.Context, args []string) int {
 		return sec.Get(ctx, sys, name)
 	}))
 	if err := cfg.Check(); err == nil {
-		var plan *engine.Plan
-		plan, err = engine.Compile(cfg, all.Registry(), c.logger())
-		if plan != nil {
+		// Compile's error repeats its diagnostics, which are read below.
+		if plan, _ := engine.Compile(cfg, all.Registry(), c.logger()); plan != nil {
 			cfg.Diagnostics = plan.Diagnostics
 		}
 	}
