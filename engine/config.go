@@ -282,7 +282,6 @@ func (c *Config) errorf(file, ptr, format string, args ...any) {
 	c.Diagnostics = append(c.Diagnostics, Diagnostic{Severity: SevError, File: file, Pointer: ptr, Message: fmt.Sprintf(format, args...)})
 }
 
-
 func (c *Config) addFile(file string, data []byte, env Env) {
 	v, err := DecodeValue(data)
 	if err != nil {
