@@ -160,6 +160,17 @@ func (e *Engine) recordRun(ctx context.Context, pipe string, rec RunRecord) erro
 // ResetPipe clears a pipe's continuation token so its next run is a full
 // run. Datasets are kept.
 func (e *Engine) ResetPipe(ctx context.Context, pipe string) error {
+	return e.updateState(ctx, pipe, func(st *PipeState) { st.Since = "" })
+}
+
+// RequestRescan makes the pipe's next run a full run without clearing its
+// token first: if that run is interrupted, the following one continues
+// incrementally from where the pipe was.
+func (e *Engine) RequestRescan(ctx context.Context, pipe string) error {
+	return e.updateState(ctx, pipe, func(st *PipeState) { st.RescanRequested = true })
+}
+
+func (e *Engine) updateState(ctx context.Context, pipe string, change func(*PipeState)) error {
 	tx, err := e.Store.Begin(ctx)
 	if err != nil {
 		return err
@@ -169,7 +180,7 @@ func (e *Engine) ResetPipe(ctx context.Context, pipe string) error {
 		tx.Rollback()
 		return err
 	}
-	st.Since = ""
+	change(&st)
 	if err := tx.SetPipeState(pipe, st); err != nil {
 		tx.Rollback()
 		return err
@@ -201,6 +212,7 @@ func (e *Engine) run(ctx context.Context, p *Pipe, opts RunOptions, rec *RunReco
 	if err != nil {
 		return err
 	}
+	stored := state // what a commit must change, if the run changes nothing else
 	if opts.Reset {
 		state.Since = ""
 	}
@@ -250,7 +262,7 @@ func (e *Engine) run(ctx context.Context, p *Pipe, opts RunOptions, rec *RunReco
 		if err != nil {
 			return fmt.Errorf("sink: %w", err)
 		}
-		return e.commitTx(ctx, p, sr, items, state, stats, full, failIfEmpty)
+		return e.commitTx(ctx, p, sr, items, stored, state, stats, full, failIfEmpty)
 	}
 	ext, ok := p.Sink.(ExternalSink)
 	if !ok {
@@ -401,7 +413,7 @@ func (e *Engine) groupLimits() (int, time.Duration) {
 
 // commitTx writes batches into the store in grouped transactions, each
 // carrying the pipe's new token.
-func (e *Engine) commitTx(ctx context.Context, p *Pipe, sr SinkRun, items <-chan item, state PipeState, stats *RunStats, full, failIfEmpty bool) error {
+func (e *Engine) commitTx(ctx context.Context, p *Pipe, sr SinkRun, items <-chan item, stored, state PipeState, stats *RunStats, full, failIfEmpty bool) error {
 	maxBytes, maxDur := e.groupLimits()
 	single := sr.SingleTransaction()
 	var tx WriteTx
@@ -418,7 +430,7 @@ func (e *Engine) commitTx(ctx context.Context, p *Pipe, sr SinkRun, items <-chan
 		tx, err = e.Store.Begin(ctx)
 		return err
 	}
-	committed := state
+	committed := stored
 	commit := func() error {
 		if !tx.Changed() && state == committed {
 			// Nothing to make durable: skip the commit and its fsyncs.

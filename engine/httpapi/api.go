@@ -9,6 +9,7 @@
 //	GET  /api/pipes/{id}/runs?limit=N        run log, newest first
 //	POST /api/pipes/{id}/run                 run now and wait; returns the run record
 //	POST /api/pipes/{id}/reset               clear the pipe's offset
+//	POST /api/pipes/{id}/rescan              make the next run a full run (offset kept until it completes)
 //	GET  /api/datasets                       datasets with counts
 //	GET  /api/datasets/{name}                one dataset
 //	GET  /api/datasets/{name}/entities?since=N&limit=N[&history=true][&format=ndjson]
@@ -41,6 +42,7 @@ func New(eng *engine.Engine) *API {
 	a.mux.HandleFunc("GET /api/pipes/{id}/runs", a.runs)
 	a.mux.HandleFunc("POST /api/pipes/{id}/run", a.runPipe)
 	a.mux.HandleFunc("POST /api/pipes/{id}/reset", a.resetPipe)
+	a.mux.HandleFunc("POST /api/pipes/{id}/rescan", a.rescanPipe)
 	a.mux.HandleFunc("GET /api/datasets", a.datasets)
 	a.mux.HandleFunc("GET /api/datasets/{name}", a.dataset)
 	a.mux.HandleFunc("GET /api/datasets/{name}/entities", a.entities)
@@ -196,6 +198,18 @@ func (a *API) resetPipe(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"reset": p.ID})
+}
+
+func (a *API) rescanPipe(w http.ResponseWriter, r *http.Request) {
+	p := a.pipeOr404(w, r)
+	if p == nil {
+		return
+	}
+	if err := a.eng.RequestRescan(r.Context(), p.ID); err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"rescan": p.ID})
 }
 
 func (a *API) datasets(w http.ResponseWriter, r *http.Request) {

@@ -188,6 +188,25 @@ func TestAPI(t *testing.T) {
 	if json.Unmarshal([]byte(body), &rec); code != 200 || rec.SyncType != "full" {
 		t.Errorf("run after reset = %d %s", code, body)
 	}
+
+	// Rescan keeps the offset but makes the next run (only) a full run.
+	code, body, _ = do(t, "POST", u+"/api/pipes/b/run")
+	if json.Unmarshal([]byte(body), &rec); code != 200 || rec.SyncType != "incremental" {
+		t.Errorf("run after a full run = %d %s", code, body)
+	}
+	before, _ := eng.Store.PipeState(context.Background(), "b")
+	if code, body, _ := do(t, "POST", u+"/api/pipes/b/rescan"); code != 200 || !strings.Contains(body, `"rescan": "b"`) {
+		t.Errorf("rescan = %d %s", code, body)
+	}
+	if st, _ := eng.Store.PipeState(context.Background(), "b"); st.Since != before.Since || !st.RescanRequested {
+		t.Errorf("state after rescan request = %+v, offset before %q", st, before.Since)
+	}
+	for i, want := range []string{"full", "incremental"} {
+		code, body, _ = do(t, "POST", u+"/api/pipes/b/run")
+		if json.Unmarshal([]byte(body), &rec); code != 200 || rec.SyncType != want {
+			t.Errorf("run %d after rescan = %d %s, want %s", i, code, body, want)
+		}
+	}
 }
 
 func TestRunFailureIs500(t *testing.T) {
