@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"slices"
 	"strings"
 
 	"github.com/zeebo/xxh3"
@@ -257,10 +256,10 @@ func (r *datasetRun) Finish(ctx context.Context, tx engine.WriteTx, ts int64) er
 		return err
 	}
 	if r.track {
-		slices.SortFunc(r.seen, cmpIDHash)
+		sortIDHashes(r.seen)
 		var gone []string
 		err := tx.ForEachLive(r.d.Name, func(id string) error {
-			if _, found := slices.BinarySearchFunc(r.seen, hashID(id), cmpIDHash); !found {
+			if !containsIDHash(r.seen, hashID(id)) {
 				gone = append(gone, id)
 			}
 			return nil

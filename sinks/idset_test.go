@@ -1,0 +1,89 @@
+package sinks
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+)
+
+func TestIDHashSet(t *testing.T) {
+	for _, n := range []int{0, 1, 5, 255, 256, 1000, 100_000} {
+		var hs []idHash
+		for i := 0; i < n; i++ {
+			hs = append(hs, hashID(fmt.Sprint("id-", i)))
+		}
+		// Ties in the high half must still sort by the low half.
+		if n > 10 {
+			hs = append(hs, idHash{hs[3][0], hs[3][1] + 1}, idHash{hs[3][0], hs[3][1] - 1}, hs[7])
+		}
+		rand.Shuffle(len(hs), func(i, j int) { hs[i], hs[j] = hs[j], hs[i] })
+		want := slices.Clone(hs)
+		slices.SortFunc(want, cmpIDHash)
+		sortIDHashes(hs)
+		if !slices.Equal(hs, want) {
+			t.Fatalf("n=%d: radix sort differs from a comparison sort", n)
+		}
+		for i := 0; i < n; i++ {
+			if !containsIDHash(hs, hashID(fmt.Sprint("id-", i))) {
+				t.Fatalf("n=%d: id-%d not found", n, i)
+			}
+		}
+		for i := n; i < n+1000; i++ {
+			if containsIDHash(hs, hashID(fmt.Sprint("id-", i))) {
+				t.Fatalf("n=%d: id-%d found but never added", n, i)
+			}
+		}
+		for _, edge := range []idHash{{0, 0}, {^uint64(0), ^uint64(0)}} {
+			if containsIDHash(hs, edge) != slices.Contains(hs, edge) {
+				t.Fatalf("n=%d: edge %v", n, edge)
+			}
+		}
+	}
+}
+
+func BenchmarkIDHashSet(b *testing.B) {
+	const n = 1_000_000
+	hs := make([]idHash, n)
+	for i := range hs {
+		hs[i] = hashID(fmt.Sprint("id-", i))
+	}
+	b.Run("sort", func(b *testing.B) {
+		for b.Loop() {
+			c := slices.Clone(hs)
+			sortIDHashes(c)
+		}
+	})
+	sorted := slices.Clone(hs)
+	sortIDHashes(sorted)
+	b.Run("contains", func(b *testing.B) {
+		i := 0
+		for b.Loop() {
+			containsIDHash(sorted, hs[i%n])
+			i++
+		}
+	})
+}
+
+func BenchmarkIDHashSetBaseline(b *testing.B) {
+	const n = 1_000_000
+	hs := make([]idHash, n)
+	for i := range hs {
+		hs[i] = hashID(fmt.Sprint("id-", i))
+	}
+	b.Run("sortfunc", func(b *testing.B) {
+		for b.Loop() {
+			c := slices.Clone(hs)
+			slices.SortFunc(c, cmpIDHash)
+		}
+	})
+	sorted := slices.Clone(hs)
+	slices.SortFunc(sorted, cmpIDHash)
+	b.Run("binarysearch", func(b *testing.B) {
+		i := 0
+		for b.Loop() {
+			_, _ = slices.BinarySearchFunc(sorted, hs[i%n], cmpIDHash)
+			i++
+		}
+	})
+}
