@@ -1,6 +1,8 @@
 package dtl
 
 import (
+	pystrftime "github.com/ferrydata/ferry/templates/strftime"
+
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -282,66 +284,7 @@ func parseOffset(s string, pos *int) (*time.Location, bool) {
 
 // strftime formats t (UTC) with a Python strftime format.
 func strftime(format string, t time.Time) string {
-	t = t.UTC()
-	var b strings.Builder
-	for i := 0; i < len(format); i++ {
-		c := format[i]
-		if c != '%' || i+1 >= len(format) {
-			b.WriteByte(c)
-			continue
-		}
-		i++
-		switch format[i] {
-		case 'Y':
-			fmt.Fprintf(&b, "%04d", t.Year())
-		case 'y':
-			fmt.Fprintf(&b, "%02d", t.Year()%100)
-		case 'm':
-			fmt.Fprintf(&b, "%02d", int(t.Month()))
-		case 'd':
-			fmt.Fprintf(&b, "%02d", t.Day())
-		case 'H':
-			fmt.Fprintf(&b, "%02d", t.Hour())
-		case 'I':
-			h := t.Hour() % 12
-			if h == 0 {
-				h = 12
-			}
-			fmt.Fprintf(&b, "%02d", h)
-		case 'M':
-			fmt.Fprintf(&b, "%02d", t.Minute())
-		case 'S':
-			fmt.Fprintf(&b, "%02d", t.Second())
-		case 'f':
-			fmt.Fprintf(&b, "%06d", t.Nanosecond()/1000)
-		case 'z':
-			b.WriteString("+0000")
-		case 'Z':
-			b.WriteString("UTC")
-		case 'j':
-			fmt.Fprintf(&b, "%03d", t.YearDay())
-		case 'p':
-			if t.Hour() < 12 {
-				b.WriteString("AM")
-			} else {
-				b.WriteString("PM")
-			}
-		case 'b':
-			b.WriteString(monthNames[t.Month()-1][:3])
-		case 'B':
-			b.WriteString(monthNames[t.Month()-1])
-		case 'a':
-			b.WriteString(dayNames[t.Weekday()][:3])
-		case 'A':
-			b.WriteString(dayNames[t.Weekday()])
-		case '%':
-			b.WriteByte('%')
-		default:
-			b.WriteByte('%')
-			b.WriteByte(format[i])
-		}
-	}
-	return b.String()
+	return pystrftime.Format(t.UTC(), format)
 }
 
 // datetimePlus adds amount units to t. Units follow Sesam's datetime-plus:

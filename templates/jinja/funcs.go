@@ -1,13 +1,14 @@
 package jinja
 
 import (
+	"github.com/ferrydata/ferry/templates/strftime"
+
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -42,7 +43,7 @@ func (d datetime) GetAttribute(name string) (*exec.Value, bool) {
 	case "timestamp":
 		return exec.AsValue(func() float64 { return float64(d.t.UnixMicro()) / 1e6 }), true
 	case "strftime":
-		return exec.AsValue(func(f string) string { return strftime(d.t, f) }), true
+		return exec.AsValue(func(f string) string { return strftime.Format(d.t, f) }), true
 	case "year":
 		return exec.AsValue(d.t.Year()), true
 	case "month":
@@ -51,64 +52,6 @@ func (d datetime) GetAttribute(name string) (*exec.Value, bool) {
 		return exec.AsValue(d.t.Day()), true
 	}
 	return exec.AsValue(nil), false
-}
-
-// strftime implements the common Python strftime directives; unknown
-// directives are copied through unchanged.
-func strftime(t time.Time, f string) string {
-	var b strings.Builder
-	for i := 0; i < len(f); i++ {
-		c := f[i]
-		if c != '%' || i+1 == len(f) {
-			b.WriteByte(c)
-			continue
-		}
-		i++
-		switch f[i] {
-		case 'Y':
-			fmt.Fprintf(&b, "%04d", t.Year())
-		case 'y':
-			fmt.Fprintf(&b, "%02d", t.Year()%100)
-		case 'm':
-			fmt.Fprintf(&b, "%02d", int(t.Month()))
-		case 'd':
-			fmt.Fprintf(&b, "%02d", t.Day())
-		case 'H':
-			fmt.Fprintf(&b, "%02d", t.Hour())
-		case 'I':
-			fmt.Fprintf(&b, "%02d", (t.Hour()+11)%12+1)
-		case 'M':
-			fmt.Fprintf(&b, "%02d", t.Minute())
-		case 'S':
-			fmt.Fprintf(&b, "%02d", t.Second())
-		case 'f':
-			fmt.Fprintf(&b, "%06d", t.Nanosecond()/1000)
-		case 'j':
-			fmt.Fprintf(&b, "%03d", t.YearDay())
-		case 'p':
-			b.WriteString(t.Format("PM"))
-		case 'a':
-			b.WriteString(t.Format("Mon"))
-		case 'A':
-			b.WriteString(t.Format("Monday"))
-		case 'b':
-			b.WriteString(t.Format("Jan"))
-		case 'B':
-			b.WriteString(t.Format("January"))
-		case 'z':
-			b.WriteString(t.Format("-0700"))
-		case 'Z':
-			b.WriteString(t.Format("MST"))
-		case 's':
-			b.WriteString(strconv.FormatInt(t.Unix(), 10))
-		case '%':
-			b.WriteByte('%')
-		default:
-			b.WriteByte('%')
-			b.WriteByte(f[i])
-		}
-	}
-	return b.String()
 }
 
 // renderState is the per-render bookkeeping behind secret(): the values it
