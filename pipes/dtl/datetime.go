@@ -1,8 +1,6 @@
 package dtl
 
 import (
-	pystrftime "github.com/ferrydata/ferry/templates/strftime"
-
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +8,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	pystrftime "github.com/ferrydata/ferry/templates/strftime"
 )
 
 // isoLayouts are the ISO 8601 shapes the "datetime" function accepts. Values

@@ -1,8 +1,6 @@
 package jinja
 
 import (
-	"github.com/ferrydata/ferry/templates/strftime"
-
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -13,6 +11,8 @@ import (
 	"time"
 
 	"github.com/nikolalohinski/gonja/v2/exec"
+
+	"github.com/ferrydata/ferry/templates/strftime"
 )
 
 // datetime is what now() returns: a UTC instant that prints like Python's

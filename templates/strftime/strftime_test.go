@@ -9,7 +9,7 @@ func TestFormat(t *testing.T) {
 	at := time.Date(2024, 2, 5, 13, 4, 9, 123456789, time.UTC)
 	oslo := time.FixedZone("CET", 3600)
 	for _, c := range []struct {
-		t          time.Time
+		t            time.Time
 		format, want string
 	}{
 		{at, "%Y-%m-%dT%H:%M:%S.%f", "2024-02-05T13:04:09.123456"},
