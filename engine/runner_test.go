@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,6 +12,7 @@ import (
 
 	"github.com/ferrydata/ferry/engine"
 	"github.com/ferrydata/ferry/engine/boltstore"
+	"github.com/ferrydata/ferry/engine/enginetest"
 	"github.com/ferrydata/ferry/pipes/all"
 )
 
@@ -119,40 +118,22 @@ func registry(src *fakeSource, fn funcTransform) *engine.Registry {
 
 func loadConfig(t *testing.T, text string) *engine.Config {
 	t.Helper()
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "pipes.json"), []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := engine.LoadConfig([]string{dir}, func(string) (string, bool) { return "", false })
-	if err != nil {
-		t.Fatalf("LoadConfig: %v", err)
-	}
-	return cfg
+	return enginetest.Config(t, t.TempDir(), text)
 }
 
 func compile(t *testing.T, reg *engine.Registry, text string) *engine.Plan {
 	t.Helper()
-	plan, err := engine.Compile(loadConfig(t, text), reg, nil)
-	if err != nil {
-		t.Fatalf("Compile: %v", err)
-	}
-	return plan
+	return enginetest.Plan(t, reg, t.TempDir(), text)
 }
 
 func openStore(t *testing.T) *boltstore.Store {
 	t.Helper()
-	s, err := boltstore.Open(t.TempDir(), boltstore.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
+	return enginetest.Store(t, t.TempDir())
 }
 
 func newEngine(t *testing.T, reg *engine.Registry, text string) (*engine.Engine, *boltstore.Store) {
 	t.Helper()
-	s := openStore(t)
-	return engine.New(s, compile(t, reg, text), nil), s
+	return enginetest.Engine(t, reg, t.TempDir(), text)
 }
 
 func dsInfo(t *testing.T, s engine.Store, name string) engine.DatasetInfo {

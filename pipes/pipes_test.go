@@ -13,6 +13,7 @@ import (
 
 	"github.com/ferrydata/ferry/engine"
 	"github.com/ferrydata/ferry/engine/boltstore"
+	"github.com/ferrydata/ferry/engine/enginetest"
 	"github.com/ferrydata/ferry/pipes/all"
 )
 
@@ -28,26 +29,13 @@ type env struct {
 func setup(t *testing.T, config string, files map[string]string) *env {
 	t.Helper()
 	dir := t.TempDir()
-	files["pipes.json"] = config
 	for name, text := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	cfg, err := engine.LoadConfig([]string{filepath.Join(dir, "pipes.json")}, func(string) (string, bool) { return "", false })
-	if err != nil {
-		t.Fatal(err)
-	}
-	plan, err := engine.Compile(cfg, all.Registry(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := boltstore.Open(filepath.Join(dir, "data"), boltstore.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return &env{t: t, dir: dir, eng: engine.New(s, plan, nil), store: s}
+	eng, s := enginetest.Engine(t, all.Registry(), dir, config)
+	return &env{t: t, dir: dir, eng: eng, store: s}
 }
 
 func compileErr(t *testing.T, config string) string {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/ferrydata/ferry/engine"
 	"github.com/ferrydata/ferry/engine/boltstore"
+	"github.com/ferrydata/ferry/engine/enginetest"
 	"github.com/ferrydata/ferry/pipes/all"
 )
 
@@ -25,21 +26,8 @@ type harness struct {
 func newHarness(t *testing.T, pipe string) *harness {
 	t.Helper()
 	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "pipes.json"), []byte(pipe), 0o644)
-	cfg, err := engine.LoadConfig([]string{filepath.Join(dir, "pipes.json")}, func(string) (string, bool) { return "", false })
-	if err != nil {
-		t.Fatal(err)
-	}
-	plan, err := engine.Compile(cfg, all.Registry(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := boltstore.Open(filepath.Join(dir, "data"), boltstore.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return &harness{t: t, dir: dir, eng: engine.New(s, plan, nil), store: s}
+	eng, s := enginetest.Engine(t, all.Registry(), dir, pipe)
+	return &harness{t: t, dir: dir, eng: eng, store: s}
 }
 
 func (h *harness) run(data string, opts engine.RunOptions) (engine.RunRecord, error) {

@@ -6,37 +6,20 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/ferrydata/ferry/engine"
-	"github.com/ferrydata/ferry/engine/boltstore"
+	"github.com/ferrydata/ferry/engine/enginetest"
 	"github.com/ferrydata/ferry/engine/httpapi"
 	"github.com/ferrydata/ferry/pipes/all"
 )
 
 func server(t *testing.T) (*httptest.Server, *engine.Engine) {
 	t.Helper()
-	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "pipes.json"), []byte(`[
+	eng, _ := enginetest.Engine(t, all.Registry(), t.TempDir(), `[
  {"_id":"a","type":"pipe","source":{"type":"embedded","entities":[{"_id":"1","n":12345678901234567890.10},{"_id":"2"},{"_id":"x/y"}]},"pump":{"schedule_interval":60}},
- {"_id":"b","type":"pipe","source":{"type":"dataset","dataset":"a"},"pump":{"mode":"manual"}}]`), 0o644)
-	cfg, err := engine.LoadConfig([]string{dir}, func(string) (string, bool) { return "", false })
-	if err != nil {
-		t.Fatal(err)
-	}
-	plan, err := engine.Compile(cfg, all.Registry(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := boltstore.Open(filepath.Join(dir, "data"), boltstore.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	eng := engine.New(s, plan, nil)
+ {"_id":"b","type":"pipe","source":{"type":"dataset","dataset":"a"},"pump":{"mode":"manual"}}]`)
 	srv := httptest.NewServer(httpapi.New(eng))
 	t.Cleanup(srv.Close)
 	return srv, eng
