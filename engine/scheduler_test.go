@@ -142,16 +142,7 @@ func TestSchedulerSignalsHoppers(t *testing.T) {
 		t.Fatal(err)
 	}
 	// orders (manual) runs only because customers changed.
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if runs, _ := s.Runs(context.Background(), "orders", 0); len(runs) > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("orders never ran after the dataset it hops into changed")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitForRun(t, s, "orders")
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("Run returned %v", err)
@@ -170,16 +161,21 @@ func TestDirectRunSignalsReaders(t *testing.T) {
 	if _, err := eng.Run(ctx, "customers", engine.RunOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if runs, _ := s.Runs(context.Background(), "orders", 0); len(runs) > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("orders never ran after a direct run changed the dataset it hops into")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitForRun(t, s, "orders")
 	cancel()
 	<-done
+}
+
+// waitForRun waits until pipe has a run record; orders is a manual pipe, so
+// only a signal can have run it.
+func waitForRun(t *testing.T, s engine.Store, pipe string) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if runs, _ := s.Runs(context.Background(), pipe, 0); len(runs) > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never ran after the dataset it hops into changed", pipe)
+		}
+	}
 }
