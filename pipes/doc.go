@@ -1,5 +1,8 @@
-// Package pipes holds Ferry's built-in sources and transforms: embedded,
-// dataset and json sources, the jq transform, and the url system the json
-// source reads through. Heavier components live in subpackages (dtl, rest).
-// Register adds this package's components to a registry.
+// Package pipes holds Ferry's built-in sources and transforms: the
+// embedded, dataset (with subset), json, merge_datasets, union_datasets and
+// http_endpoint sources; the jq, dtl, emit_children and template
+// (transform-collect-rest) transforms; the url system the json source reads
+// through; and the store-backed lookup index DTL hops use. Heavier pieces
+// live in subpackages (dtl: the DTL interpreter; rest: REST systems).
+// Register and RegisterCollect add this package's components to a registry.
 package pipes
