@@ -193,6 +193,34 @@ type Prepared struct {
 	// that is certain (e.g. the dataset was empty when the run started and
 	// the run has not produced the _id before).
 	KnownNew bool
+	// RawHash is a 64-bit hash of the JSON text the entity was prepared
+	// from, when it came as text (see RawTextHash); 0 means unknown. The
+	// store keeps it with the _id so that the same text arriving again is
+	// known unchanged without being canonicalized.
+	RawHash uint64
+	// Lazy marks a Prepared that only has ID, Raw and RawHash: the text
+	// has not been canonicalized because it is probably unchanged. A sink
+	// that accepts lazy values (LazySinkRun) asks the store whether the
+	// text is the same as the latest version's (WriteTx.SameRaw) and calls
+	// Resolve when it is not.
+	Lazy bool
+	// Raw is the JSON text of a lazy Prepared.
+	Raw []byte
+}
+
+// Resolve computes the stored form of a lazy Prepared from its text,
+// keeping RawHash. It does nothing to a Prepared that is not lazy.
+func (p *Prepared) Resolve() error {
+	if !p.Lazy {
+		return nil
+	}
+	q, _, err := PrepareRaw(nil, p.Raw)
+	if err != nil {
+		return err
+	}
+	q.RawHash = p.RawHash
+	*p = q
+	return nil
 }
 
 // Prepare computes the stored form of e. Root keys starting with "_" other

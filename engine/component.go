@@ -111,6 +111,16 @@ type SinkRun interface {
 	SingleTransaction() bool
 }
 
+// LazySinkRun is implemented by sink runs that accept lazy Prepared values
+// (Prepared.Lazy): for a pipe without transforms whose source hands over
+// JSON text, the engine then skips canonicalizing text it expects to be
+// unchanged, and the sink checks with WriteTx.SameRaw and resolves what
+// is not.
+type LazySinkRun interface {
+	SinkRun
+	AcceptsLazy() bool
+}
+
 // RunContext describes the run to a sink.
 type RunContext struct {
 	Pipe  string

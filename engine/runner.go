@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -241,7 +242,10 @@ func (e *Engine) run(ctx context.Context, p *Pipe, opts RunOptions, rec *RunReco
 	// Buffer about a group so the producer keeps working while the
 	// committer waits for fsync.
 	items := make(chan item, max(4, p.CheckpointInterval))
-	go e.produce(runCtx, p, reader, isTx, items)
+	// lazy is switched on by the committer while most entities arrive
+	// unchanged (see LazySinkRun); the producer then skips canonicalizing.
+	lazy := new(atomic.Bool)
+	go e.produce(runCtx, p, reader, isTx, lazy, items)
 	// Drain the producer on every exit path so it never blocks.
 	defer func() {
 		cancel()
@@ -262,7 +266,7 @@ func (e *Engine) run(ctx context.Context, p *Pipe, opts RunOptions, rec *RunReco
 		if err != nil {
 			return fmt.Errorf("sink: %w", err)
 		}
-		return e.commitTx(ctx, p, sr, items, stored, state, stats, full, failIfEmpty)
+		return e.commitTx(ctx, p, sr, items, lazy, stored, state, stats, full, failIfEmpty)
 	}
 	ext, ok := p.Sink.(ExternalSink)
 	if !ok {
@@ -273,7 +277,7 @@ func (e *Engine) run(ctx context.Context, p *Pipe, opts RunOptions, rec *RunReco
 
 // produce reads, transforms and prepares batches on its own goroutine so
 // that decoding and hashing overlap the store's commits.
-func (e *Engine) produce(ctx context.Context, p *Pipe, r Reader, prepare bool, out chan<- item) {
+func (e *Engine) produce(ctx context.Context, p *Pipe, r Reader, prepare bool, lazy *atomic.Bool, out chan<- item) {
 	defer close(out)
 	send := func(it item) bool {
 		select {
@@ -284,7 +288,7 @@ func (e *Engine) produce(ctx context.Context, p *Pipe, r Reader, prepare bool, o
 		}
 	}
 	if rr, ok := r.(RawReader); ok && prepare && len(p.Transforms) == 0 && rr.RawOK() {
-		e.produceRaw(ctx, rr, send)
+		e.produceRaw(ctx, rr, lazy, send)
 		return
 	}
 	var arena []byte
@@ -345,7 +349,9 @@ func (e *Engine) produce(ctx context.Context, p *Pipe, r Reader, prepare bool, o
 
 // produceRaw is produce for a pipe without transforms whose reader hands
 // over JSON text: entities go from text to their stored form directly.
-func (e *Engine) produceRaw(ctx context.Context, r RawReader, send func(item) bool) {
+// While lazy is set, text whose _id is easy to find is handed over lazily
+// (Prepared.Lazy) for the sink to check against the stored text hash.
+func (e *Engine) produceRaw(ctx context.Context, r RawReader, lazy *atomic.Bool, send func(item) bool) {
 	var scratch PrepareScratch
 	for {
 		b, err := r.NextRaw(ctx)
@@ -358,9 +364,19 @@ func (e *Engine) produceRaw(ctx context.Context, r RawReader, send func(item) bo
 		}
 		it := item{since: b.Since, read: len(b.Values), prepared: make([]Prepared, 0, len(b.Values))}
 		arena := make([]byte, 0, 400*len(b.Values)+64)
+		isLazy := lazy.Load()
 		for i, raw := range b.Values {
+			rh := RawTextHash(raw)
+			if isLazy {
+				if id, ok := ScanRawID(raw); ok {
+					it.bytes += len(raw)
+					it.prepared = append(it.prepared, Prepared{ID: id, Lazy: true, Raw: raw, RawHash: rh})
+					continue
+				}
+			}
 			var pr Prepared
 			pr, arena, err = scratch.PrepareRaw(arena, raw)
+			pr.RawHash = rh
 			if err != nil {
 				where := fmt.Sprintf("entity %d", i+1)
 				if b.Locate != nil {
@@ -413,9 +429,13 @@ func (e *Engine) groupLimits() (int, time.Duration) {
 
 // commitTx writes batches into the store in grouped transactions, each
 // carrying the pipe's new token.
-func (e *Engine) commitTx(ctx context.Context, p *Pipe, sr SinkRun, items <-chan item, stored, state PipeState, stats *RunStats, full, failIfEmpty bool) error {
+func (e *Engine) commitTx(ctx context.Context, p *Pipe, sr SinkRun, items <-chan item, lazy *atomic.Bool, stored, state PipeState, stats *RunStats, full, failIfEmpty bool) error {
 	maxBytes, maxDur := e.groupLimits()
 	single := sr.SingleTransaction()
+	acceptsLazy := false
+	if ls, ok := sr.(LazySinkRun); ok {
+		acceptsLazy = ls.AcceptsLazy()
+	}
 	var tx WriteTx
 	defer func() {
 		if tx != nil {
@@ -458,13 +478,21 @@ func (e *Engine) commitTx(ctx context.Context, p *Pipe, sr SinkRun, items <-chan
 		if err := begin(); err != nil {
 			return err
 		}
+		unchanged, n := stats.Unchanged, 0
 		for _, it := range group {
 			if err := sr.Write(ctx, tx, it.prepared, ts); err != nil {
 				return err
 			}
+			n += len(it.prepared)
 			if it.since != "" {
 				state.Since = it.since
 			}
+		}
+		if acceptsLazy && n > 0 {
+			// Lazy while at least half of a group is unchanged: then
+			// skipping the canonical form for most entities outweighs
+			// computing it on this goroutine for the changed ones.
+			lazy.Store(2*(stats.Unchanged-unchanged) >= int64(n))
 		}
 		group, groupBytes = group[:0], 0
 		return nil

@@ -125,7 +125,21 @@ type ScanOptions struct {
 	Limit int    // at most this many records passed to fn; <= 0: no limit
 	// LatestOnly skips versions that are no longer the latest of their _id.
 	LatestOnly bool
+	// Cache, when set, keeps the store's working state between the scans
+	// of one reader (e.g. which versions a later one supersedes), so that
+	// reading a dataset in many small scans costs what one long scan does.
+	// Use one per reader; the zero value is ready.
+	Cache *ScanCache
 }
+
+// ScanCache holds a store's state between scans (see ScanOptions.Cache).
+type ScanCache struct{ v any }
+
+// Load returns what the store kept, or nil.
+func (c *ScanCache) Load() any { return c.v }
+
+// Keep stores v for the next scan.
+func (c *ScanCache) Keep(v any) { c.v = v }
 
 // PutResult says what a write did.
 type PutResult int
@@ -145,6 +159,11 @@ type WriteTx interface {
 	Put(dataset string, p *Prepared, ts int64) (PutResult, Record, error)
 	// Latest returns the latest version of id as this transaction sees it.
 	Latest(dataset, id string) (Record, bool, error)
+	// SameRaw reports whether the latest version of id, as this
+	// transaction sees it, was written from JSON text with this
+	// RawTextHash (so the text is unchanged). False when the dataset or
+	// id is unknown or the version was not written from text.
+	SameRaw(dataset, id string, rawHash uint64) (bool, error)
 	// ForEachLive calls fn with every _id whose latest version is not
 	// deleted, in _id order, as this transaction sees it. fn may Put.
 	ForEachLive(dataset string, fn func(id string) error) error

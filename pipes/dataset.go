@@ -203,6 +203,9 @@ type datasetReader struct {
 	size  int
 	done  bool
 	dec   *engine.Decoder
+	// cache lets the store keep which versions are superseded across
+	// this reader's scans.
+	cache engine.ScanCache
 }
 
 func (r *datasetReader) Next(ctx context.Context) (engine.Batch, error) {
@@ -212,7 +215,7 @@ func (r *datasetReader) Next(ctx context.Context) (engine.Batch, error) {
 	ents := make([]engine.Entity, 0, r.size)
 	passed := 0 // versions the scan handed over, matching the subset or not
 	start := r.next
-	next, err := r.store.Scan(ctx, r.d.Dataset, engine.ScanOptions{From: r.next, Limit: r.size, LatestOnly: !r.d.PreviousVersions}, func(rec engine.Record) error {
+	next, err := r.store.Scan(ctx, r.d.Dataset, engine.ScanOptions{From: r.next, Limit: r.size, LatestOnly: !r.d.PreviousVersions, Cache: &r.cache}, func(rec engine.Record) error {
 		passed++
 		e, err := rec.EntityWith(r.dec)
 		if err != nil {

@@ -139,6 +139,8 @@ type multiReader struct {
 	keep func(ctx context.Context, store engine.Store, ds string, rec *engine.Record) (bool, error)
 	// edit, if set, adjusts an emitted entity.
 	edit func(ds string, e engine.Entity)
+	// caches keeps the store's scan state per dataset (ScanOptions.Cache).
+	caches map[string]*engine.ScanCache
 }
 
 func newMultiReader(req engine.ReadRequest, datasets []string, kind string) (*multiReader, error) {
@@ -158,7 +160,13 @@ func (r *multiReader) Next(ctx context.Context) (engine.Batch, error) {
 		start := r.next[ds]
 		ents := make([]engine.Entity, 0, r.size)
 		passed := 0
-		end, err := r.store.Scan(ctx, ds, engine.ScanOptions{From: start, Limit: r.size, LatestOnly: true}, func(rec engine.Record) error {
+		if r.caches == nil {
+			r.caches = map[string]*engine.ScanCache{}
+		}
+		if r.caches[ds] == nil {
+			r.caches[ds] = &engine.ScanCache{}
+		}
+		end, err := r.store.Scan(ctx, ds, engine.ScanOptions{From: start, Limit: r.size, LatestOnly: true, Cache: r.caches[ds]}, func(rec engine.Record) error {
 			passed++
 			if r.keep != nil {
 				ok, err := r.keep(ctx, r.store, ds, &rec)

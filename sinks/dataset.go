@@ -50,7 +50,10 @@ type Dataset struct {
 	BreakerFactor float64
 }
 
-var _ engine.TxSink = (*Dataset)(nil)
+var (
+	_ engine.TxSink      = (*Dataset)(nil)
+	_ engine.LazySinkRun = (*datasetRun)(nil)
+)
 
 func newDataset(b *engine.Build, cfg map[string]any) (engine.Sink, error) {
 	d := &Dataset{Name: b.Pipe, DeletionTracking: true, SetInitialOffset: "if-source-populated"}
@@ -165,6 +168,10 @@ func (b *bloom) add(h idHash) bool {
 	return seen
 }
 
+// AcceptsLazy: Write checks lazy values against the stored text hash and
+// resolves the ones that changed.
+func (r *datasetRun) AcceptsLazy() bool { return true }
+
 // SingleTransaction: an armed breaker must be able to undo the whole run.
 func (r *datasetRun) SingleTransaction() bool { return r.limit >= 0 }
 
@@ -191,6 +198,22 @@ func (r *datasetRun) Write(ctx context.Context, tx engine.WriteTx, batch []engin
 	}
 	for i := range batch {
 		p := &batch[i]
+		if p.Lazy {
+			same, err := tx.SameRaw(r.d.Name, p.ID, p.RawHash)
+			if err != nil {
+				return fmt.Errorf("entity %q: %w", p.ID, err)
+			}
+			if same {
+				if r.track {
+					r.seen = append(r.seen, hashID(p.ID))
+				}
+				r.rc.Stats.Unchanged++
+				continue
+			}
+			if err := p.Resolve(); err != nil {
+				return fmt.Errorf("entity %q: %w", p.ID, err)
+			}
+		}
 		if r.track || r.fresh != nil {
 			h := hashID(p.ID)
 			if r.track {

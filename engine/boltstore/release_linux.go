@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+	"unsafe"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -28,14 +29,112 @@ func (s *Store) releaseMapped() {
 
 // releaseIn releases the mapping from within an open transaction, which
 // pins the current mapping (a read transaction blocks remapping; a write
-// transaction only remaps on its own goroutine, inside Commit).
+// transaction only remaps on its own goroutine, inside Commit). The index
+// pages of hot datasets stay mapped as far as they fit (see keepRuns);
+// if that does not bring the process under its bound, everything goes.
 func (s *Store) releaseIn(tx *bolt.Tx) {
 	info := s.db.Info()
 	size := uintptr(tx.Size())
 	if info == nil || info.Data == 0 || size == 0 {
 		return
 	}
-	syscall.Syscall(syscall.SYS_MADVISE, info.Data, size, uintptr(syscall.MADV_DONTNEED))
+	ps := uintptr(info.PageSize)
+	t0 := time.Now()
+	defer func() { s.releaseNanos.Add(int64(time.Since(t0))) }()
+	if s.residentLimit > 0 {
+		var buf [128]byte
+		total, shared := s.resident(buf[:])
+		budget := s.residentLimit - commitHeadroom - (total - shared)
+		// Keeping pays when the kept pages stay in use for a while; when
+		// releases follow each other closely (an index being rewritten
+		// page by page), the kept set goes stale at once and the cost of
+		// keeping it (a walk and thousands of ranges) is wasted.
+		now := time.Now().UnixNano()
+		recent := now-s.lastKept.Load() < int64(minKeptInterval)
+		var runs []pageRun
+		if !recent {
+			runs = s.keepRuns(tx, info.PageSize, budget)
+		}
+		if runs != nil {
+			s.lastKept.Store(now)
+			gaps := make([]iovec, 0, len(runs)+1)
+			var at uintptr
+			for _, r := range runs {
+				if start := uintptr(r.start) * ps; start > at {
+					gaps = append(gaps, iovec{info.Data + at, start - at})
+				}
+				at = uintptr(r.end) * ps
+			}
+			if at < size {
+				gaps = append(gaps, iovec{info.Data + at, size - at})
+			}
+			s.madviseRanges(gaps)
+			s.keptReleases.Add(1)
+			if total, _ := s.resident(buf[:]); total <= s.residentLimit-commitHeadroom/2 {
+				return
+			}
+		}
+	}
+	madvise(info.Data, size)
+	s.fullReleases.Add(1)
+}
+
+// iovec is struct iovec: an address range for process_madvise.
+type iovec struct{ base, len uintptr }
+
+// Syscall numbers shared by every Linux architecture (the unified table
+// from 424 on).
+const (
+	sysPidfdOpen      = 434
+	sysProcessMadvise = 440
+)
+
+// openSelfPidfd returns a pidfd for this process, or -1. process_madvise
+// with it applies MADV_DONTNEED to many ranges in one call (Linux 6.13 and
+// later accept any advice for the calling process).
+func openSelfPidfd() int {
+	fd, _, errno := syscall.Syscall(sysPidfdOpen, uintptr(os.Getpid()), 0, 0)
+	if errno != 0 {
+		return -1
+	}
+	return int(fd)
+}
+
+func closePidfd(fd int) {
+	if fd >= 0 {
+		syscall.Close(fd)
+	}
+}
+
+// madviseRanges drops the pages of every range from the page tables:
+// batched through process_madvise when the kernel allows it, one madvise
+// per range otherwise.
+func (s *Store) madviseRanges(rs []iovec) {
+	const iovMax = 1024
+	for len(rs) > 0 && s.pidfd >= 0 && !s.noProcessMadvise.Load() {
+		n := min(len(rs), iovMax)
+		var want uintptr
+		for _, r := range rs[:n] {
+			want += r.len
+		}
+		got, _, errno := syscall.Syscall6(sysProcessMadvise, uintptr(s.pidfd), uintptr(unsafe.Pointer(&rs[0])), uintptr(n), uintptr(syscall.MADV_DONTNEED), 0, 0)
+		if errno != 0 || got != want {
+			s.noProcessMadvise.Store(true)
+			break
+		}
+		rs = rs[n:]
+	}
+	for _, r := range rs {
+		madvise(r.base, r.len)
+	}
+}
+
+// minKeptInterval is the least time between two releases that keep
+// index pages.
+const minKeptInterval = 50 * time.Millisecond
+
+func madvise(addr, n uintptr) {
+	syscall.Syscall(syscall.SYS_MADVISE, addr, n, uintptr(syscall.MADV_DONTNEED))
 }
 
 // boundMapped releases the mapping from within tx when the process's
@@ -119,14 +218,18 @@ func openStatm() *os.File {
 // fault in whole neighbourhoods of the file (fault-around, large folios),
 // so counting traffic cannot bound residency; measuring it can.
 func (s *Store) watchMapped(limit int64, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
 	buf := make([]byte, 128)
 	for {
+		wait := interval
+		if s.bulk.Load() > 0 {
+			// bbolt is walking pages on its own (deleting a dataset
+			// frees every page of it) and no hot loop of ours checks.
+			wait = time.Millisecond
+		}
 		select {
 		case <-s.closing:
 			return
-		case <-t.C:
+		case <-time.After(wait):
 			if s.overBound(buf) {
 				s.releaseMapped()
 			}

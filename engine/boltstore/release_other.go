@@ -23,3 +23,8 @@ func openStatm() *os.File { return nil }
 
 // boundBeforeCommit does nothing where residency cannot be measured.
 func (s *Store) boundBeforeCommit(tx *bolt.Tx) {}
+
+// openSelfPidfd returns -1: process_madvise is Linux only.
+func openSelfPidfd() int { return -1 }
+
+func closePidfd(fd int) {}

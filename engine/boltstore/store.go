@@ -72,6 +72,19 @@ type Store struct {
 	residentLimit int64
 	statm         *os.File
 	closed        atomic.Bool
+	// hot and pageFile let a release keep recently used index pages
+	// mapped (keep.go); the counters say how releases went.
+	hot                        hotDatasets
+	pageFile                   *os.File
+	keptReleases, fullReleases atomic.Int64
+	releaseNanos               atomic.Int64
+	lastKept                   atomic.Int64 // unix ns of the last release that kept pages
+	// bulk counts bbolt operations that touch many pages without
+	// passing through the store's checks; the watcher looks more often.
+	bulk atomic.Int32
+	// pidfd refers to this process, for process_madvise (-1: none).
+	pidfd            int
+	noProcessMadvise atomic.Bool
 }
 
 // boundEvery is how many index or log operations pass between checks of
@@ -117,7 +130,7 @@ func Open(dir string, opts Options) (s *Store, err error) {
 		}
 		return nil, fmt.Errorf("opening data file %s: %w", path, err)
 	}
-	s = &Store{db: db, path: path, writer: make(chan struct{}, 1), closing: make(chan struct{})}
+	s = &Store{db: db, path: path, writer: make(chan struct{}, 1), closing: make(chan struct{}), pidfd: -1}
 	limit := opts.MaxResident
 	if limit == 0 {
 		limit = DefaultMaxResident
@@ -125,6 +138,8 @@ func Open(dir string, opts Options) (s *Store, err error) {
 	s.residentLimit = limit
 	if limit > 0 {
 		s.statm = openStatm()
+		s.pageFile = openPageFile(path)
+		s.pidfd = openSelfPidfd()
 		s.watchDone = make(chan struct{})
 		go func() {
 			defer close(s.watchDone)
@@ -148,6 +163,13 @@ func Open(dir string, opts Options) (s *Store, err error) {
 	return s, nil
 }
 
+// ReleaseStats says how often the store released its mapping to stay
+// within Options.MaxResident: keeping hot index pages, or everything, and
+// the time spent releasing.
+func (s *Store) ReleaseStats() (keeping, full int64, spent time.Duration) {
+	return s.keptReleases.Load(), s.fullReleases.Load(), time.Duration(s.releaseNanos.Load())
+}
+
 // Path is the bbolt file's path.
 func (s *Store) Path() string { return s.path }
 
@@ -166,6 +188,10 @@ func (s *Store) Close() error {
 	if s.statm != nil {
 		s.statm.Close()
 	}
+	if s.pageFile != nil {
+		s.pageFile.Close()
+	}
+	closePidfd(s.pidfd)
 	return s.db.Close()
 }
 
@@ -205,7 +231,13 @@ const (
 	flagHasPrev  = 2
 	headerSize   = 18
 	indexValSize = 25 // offset(8) hash(16) flags(1)
+	// indexValRaw is an index value that also carries the version's
+	// engine.RawTextHash (8), for versions written from JSON text.
+	indexValRaw = indexValSize + 8
 )
+
+// validIndexVal reports whether v has one of the index value layouts.
+func validIndexVal(v []byte) bool { return len(v) == indexValSize || len(v) == indexValRaw }
 
 func encodeVersion(dst []byte, off uint64, p *engine.Prepared, ts int64, prev uint64, hasPrev bool) []byte {
 	var flags byte
@@ -361,6 +393,7 @@ func (w *writeTx) dataset(name string, create bool) (*dsState, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dataset %q: %w", name, err)
 	}
+	w.s.hot.mark(name)
 	st := &dsState{w: w, bucket: b, log: b.Bucket(bucketLog), index: b.Bucket(bucketIndex), meta: m, pending: map[string][]byte{}}
 	if w.writable {
 		st.log.FillPercent = 1.0
@@ -407,7 +440,7 @@ func (w *writeTx) Put(dataset string, p *engine.Prepared, ts int64) (engine.PutR
 	var prev uint64
 	wasDeleted := false
 	if exists {
-		if len(cur) != indexValSize {
+		if !validIndexVal(cur) {
 			return 0, engine.Record{}, fmt.Errorf("dataset %q: corrupt index entry for %q", dataset, p.ID)
 		}
 		if bytes.Equal(cur[8:24], p.Hash[:]) {
@@ -430,11 +463,19 @@ func (w *writeTx) Put(dataset string, p *engine.Prepared, ts int64) (engine.PutR
 	if err := st.log.Put(offsetKey(off), val); err != nil {
 		return 0, engine.Record{}, fmt.Errorf("dataset %q: appending %q: %w", dataset, p.ID, err)
 	}
-	iv := make([]byte, indexValSize)
+	ivLen := indexValSize
+	if p.RawHash != 0 {
+		ivLen = indexValRaw
+	}
+	iv := w.alloc(ivLen)[:ivLen]
 	binary.BigEndian.PutUint64(iv[:8], off)
 	copy(iv[8:24], p.Hash[:])
+	iv[24] = 0
 	if p.Deleted {
 		iv[24] = flagDeleted
+	}
+	if p.RawHash != 0 {
+		binary.BigEndian.PutUint64(iv[25:], p.RawHash)
 	}
 	st.pending[p.ID] = iv
 	w.changed = true
@@ -452,6 +493,24 @@ func (w *writeTx) Put(dataset string, p *engine.Prepared, ts int64) (engine.PutR
 	}
 	st.dirty = true
 	return engine.Appended, engine.Record{Offset: off, TS: ts, Previous: prev, HasPrev: exists, Hash: p.Hash, ID: p.ID, Deleted: p.Deleted, Body: p.Body}, nil
+}
+
+func (w *writeTx) SameRaw(dataset, id string, rawHash uint64) (bool, error) {
+	st, err := w.dataset(dataset, false)
+	if err != nil || st == nil || rawHash == 0 {
+		return false, err
+	}
+	cur, ok := st.latest(id)
+	if w.ops++; w.ops%boundEvery == 0 {
+		w.s.boundMapped(w.tx)
+	}
+	if !ok {
+		return false, nil
+	}
+	if !validIndexVal(cur) {
+		return false, fmt.Errorf("dataset %q: corrupt index entry for %q", dataset, id)
+	}
+	return len(cur) == indexValRaw && binary.BigEndian.Uint64(cur[25:]) == rawHash, nil
 }
 
 func (w *writeTx) Latest(dataset, id string) (engine.Record, bool, error) {
@@ -512,7 +571,7 @@ func (w *writeTx) ForEachLive(dataset string, fn func(id string) error) error {
 	c := st.index.Cursor()
 	n := 0
 	for k, iv := c.First(); k != nil; k, iv = c.Next() {
-		if len(iv) != indexValSize {
+		if !validIndexVal(iv) {
 			return fmt.Errorf("dataset %q: corrupt index entry for %q", dataset, k)
 		}
 		if n++; n%(4*boundEvery) == 0 {
@@ -728,6 +787,15 @@ func (s *Store) Scan(ctx context.Context, dataset string, opts engine.ScanOption
 	next := opts.From
 	seen := 0
 	chunk := make([]engine.Record, 0, scanChunk)
+	// sup lists, sorted, the offsets up to its end that a later version
+	// supersedes (see superseded); nil: look each version up in the index.
+	var sup *supersededList
+	if opts.LatestOnly {
+		var err error
+		if sup, err = s.supersededFor(dataset, opts); err != nil {
+			return next, err
+		}
+	}
 	for {
 		if err := ctx.Err(); err != nil {
 			return next, err
@@ -745,6 +813,9 @@ func (s *Store) Scan(ctx context.Context, dataset string, opts engine.ScanOption
 				return nil
 			}
 			index := b.Bucket(bucketIndex)
+			if opts.LatestOnly && sup == nil {
+				s.hot.mark(dataset)
+			}
 			c := b.Bucket(bucketLog).Cursor()
 			k, v := c.Seek(offsetKey(next))
 			for n := 1; k != nil && len(chunk) < want; k, v = c.Next() {
@@ -753,13 +824,17 @@ func (s *Store) Scan(ctx context.Context, dataset string, opts engine.ScanOption
 				if n++; n%boundEvery == 0 {
 					s.boundMapped(tx)
 				}
-				if opts.LatestOnly {
+				if sup != nil && off <= sup.end {
+					if sup.has(off) {
+						continue
+					}
+				} else if opts.LatestOnly {
 					id, ok := versionID(v)
 					if !ok {
 						return fmt.Errorf("dataset %q: corrupt version at offset %d", dataset, off)
 					}
 					iv := index.Get(id)
-					if len(iv) != indexValSize || binary.BigEndian.Uint64(iv[:8]) != off {
+					if !validIndexVal(iv) || binary.BigEndian.Uint64(iv[:8]) != off {
 						continue
 					}
 				}
@@ -785,6 +860,107 @@ func (s *Store) Scan(ctx context.Context, dataset string, opts engine.ScanOption
 			return next, nil
 		}
 	}
+}
+
+// maxSuperseded bounds the memory superseded may use (8 bytes each).
+const maxSuperseded = 2 << 20
+
+// supersededList is superseded's result, kept in a ScanCache.
+type supersededList struct {
+	dataset string
+	created time.Time // the dataset's, to notice it was recreated
+	from    uint64    // the offset it was computed from
+	end     uint64    // the last offset it covers
+	offs    []uint64  // sorted; entries below the scan's position are dropped
+	// off: the tail was short or too many versions are superseded; the
+	// scans use the index.
+	off bool
+}
+
+// has reports whether off is superseded; offsets must be asked in
+// increasing order.
+func (l *supersededList) has(off uint64) bool {
+	for len(l.offs) > 0 && l.offs[0] < off {
+		l.offs = l.offs[1:]
+	}
+	return len(l.offs) > 0 && l.offs[0] == off
+}
+
+// supersededFor returns the superseded list for a latest-only scan: the
+// one in opts.Cache if it still applies, else a new one when the scan is
+// long enough to pay for reading the log tail (a cache, or no limit or a
+// large one). nil: use the index.
+func (s *Store) supersededFor(dataset string, opts engine.ScanOptions) (*supersededList, error) {
+	if opts.Cache == nil && opts.Limit > 0 && opts.Limit < scanChunk {
+		return nil, nil
+	}
+	var l *supersededList
+	err := s.view(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketDatasets).Bucket([]byte(dataset))
+		if b == nil {
+			return nil
+		}
+		m, err := readMeta(b)
+		if err != nil {
+			return nil
+		}
+		if opts.Cache != nil {
+			if c, ok := opts.Cache.Load().(*supersededList); ok && c.dataset == dataset && c.created.Equal(m.Created) && opts.From >= c.from {
+				l = c
+				return nil
+			}
+		}
+		offs, end := s.superseded(tx, b, m, opts.From)
+		l = &supersededList{dataset: dataset, created: m.Created, from: opts.From, end: end, offs: offs, off: offs == nil}
+		return nil
+	})
+	if err != nil || l == nil {
+		return nil, err
+	}
+	if opts.Cache != nil {
+		opts.Cache.Keep(l)
+	}
+	if l.off {
+		return nil, nil
+	}
+	return l, nil
+}
+
+// superseded reads the log of dataset from offset from to its end, as tx
+// sees it, and returns the offsets at or after from that a later version
+// replaces (every version names its predecessor in _previous), sorted,
+// and the last offset read. A scan of the latest versions then reads the
+// log sequentially instead of looking every _id up in the index, whose
+// random pages cost a page fault each once the mapping is released. It
+// returns nil when the tail is short or more than
+// maxSuperseded versions would be listed.
+func (s *Store) superseded(tx *bolt.Tx, b *bolt.Bucket, m meta, from uint64) ([]uint64, uint64) {
+	if m.Versions == 0 || m.LastOffset < from || m.LastOffset-from < scanChunk {
+		return nil, 0
+	}
+	sup := []uint64{}
+	var last uint64
+	c := b.Bucket(bucketLog).Cursor()
+	n := 0
+	for k, v := c.Seek(offsetKey(from)); k != nil; k, v = c.Next() {
+		if len(k) != 8 || len(v) < headerSize {
+			return nil, 0
+		}
+		last = binary.BigEndian.Uint64(k)
+		if v[1]&flagHasPrev != 0 {
+			if prev := binary.BigEndian.Uint64(v[10:18]); prev >= from {
+				if len(sup) == maxSuperseded {
+					return nil, 0
+				}
+				sup = append(sup, prev)
+			}
+		}
+		if n++; n%(4*boundEvery) == 0 {
+			s.boundMapped(tx)
+		}
+	}
+	slices.Sort(sup)
+	return sup, last
 }
 
 // versionID returns the _id bytes of a log value without copying.
@@ -915,7 +1091,10 @@ func (s *Store) DeleteDataset(ctx context.Context, name string) error {
 		return err
 	}
 	w.changed = true
-	if err := w.tx.Bucket(bucketDatasets).DeleteBucket([]byte(name)); err != nil && !errors.Is(err, bolterrors.ErrBucketNotFound) {
+	s.bulk.Add(1)
+	err = w.tx.Bucket(bucketDatasets).DeleteBucket([]byte(name))
+	s.bulk.Add(-1)
+	if err != nil && !errors.Is(err, bolterrors.ErrBucketNotFound) {
 		w.Rollback()
 		return fmt.Errorf("deleting dataset %q: %w", name, err)
 	}

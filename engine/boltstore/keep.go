@@ -1,0 +1,243 @@
+package boltstore
+
+import (
+	"encoding/binary"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Releasing the mapping (see releaseIn) drops every page of the file from
+// the process's page tables, including the _id index pages that the next
+// lookups need again at once. Page faults then dominate a run that looks
+// up every entity. The store therefore keeps the index pages of the
+// datasets it used recently ("hot") mapped when it releases, as far as
+// they fit in the resident bound, and releases the rest (log pages, mostly
+// mapped as neighbours of index pages by the kernel's fault-around).
+
+// hotDatasets remembers which datasets' indexes were used recently.
+type hotDatasets struct {
+	mu   sync.Mutex
+	seen map[string]time.Time
+	// pages is each index tree's size in pages when last walked, so a
+	// release does not walk a tree that cannot fit.
+	pages map[string]int
+}
+
+func (h *hotDatasets) lastPages(name string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.pages[name]
+}
+
+func (h *hotDatasets) setPages(name string, n int) {
+	h.mu.Lock()
+	if h.pages == nil {
+		h.pages = map[string]int{}
+	}
+	h.pages[name] = n
+	h.mu.Unlock()
+}
+
+// hotFor is how long a dataset counts as hot after its index was used.
+const hotFor = 30 * time.Second
+
+func (h *hotDatasets) mark(name string) {
+	h.mu.Lock()
+	if h.seen == nil {
+		h.seen = map[string]time.Time{}
+	}
+	h.seen[name] = time.Now()
+	h.mu.Unlock()
+}
+
+// list returns the hot datasets, most recently used first, forgetting
+// those used longer than hotFor ago.
+func (h *hotDatasets) list() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	now := time.Now()
+	names := make([]string, 0, len(h.seen))
+	for n, t := range h.seen {
+		if now.Sub(t) > hotFor {
+			delete(h.seen, n)
+			delete(h.pages, n)
+			continue
+		}
+		names = append(names, n)
+	}
+	slices.SortFunc(names, func(a, b string) int { return h.seen[b].Compare(h.seen[a]) })
+	return names
+}
+
+// pageRun is a run of pages [start, end).
+type pageRun struct{ start, end uint64 }
+
+// Page layout (bbolt's on-disk format, host byte order: little-endian on
+// every platform Ferry releases for): id(8) flags(2) count(2)
+// overflow(4), then for branch pages count elements of pos(4) ksize(4)
+// pgid(8).
+const (
+	pageHeaderSize    = 16
+	branchElementSize = 16
+	branchPageFlag    = 0x01
+	leafPageFlag      = 0x02
+)
+
+// keepRuns returns the sorted, merged page runs of the hot datasets'
+// index trees as tx sees them, as many whole trees as fit in budget bytes. It reads branch pages with pread
+// from the file: tx pins them, so they cannot change meanwhile.
+func (s *Store) keepRuns(tx *bolt.Tx, pageSize int, budget int64) []pageRun {
+	if s.pageFile == nil || budget <= 0 {
+		return nil
+	}
+	root := tx.Bucket(bucketDatasets)
+	if root == nil {
+		return nil
+	}
+	maxPage := uint64(tx.Size()) / uint64(pageSize)
+	var pages []uint64
+	buf := make([]byte, pageSize)
+	for _, name := range s.hot.list() {
+		b := root.Bucket([]byte(name))
+		if b == nil {
+			continue
+		}
+		ib := b.Bucket(bucketIndex)
+		if ib == nil || ib.Root() == 0 {
+			continue
+		}
+		// An index grows by a fraction between releases: if it did not
+		// fit last time by more than that, do not read it again.
+		if last := s.hot.lastPages(name); int64(len(pages)+last*7/8)*int64(pageSize) > budget {
+			continue
+		}
+		branches, leaves, ok := s.walkIndex(uint64(ib.Root()), maxPage, pageSize, buf)
+		if !ok {
+			continue
+		}
+		s.hot.setPages(name, len(branches)+len(leaves))
+		if int64(len(pages)+len(branches)+len(leaves))*int64(pageSize) > budget {
+			// Keeping part of an index saves little: its lookups
+			// spread over all of it.
+			continue
+		}
+		pages = append(pages, branches...)
+		pages = append(pages, leaves...)
+	}
+	if len(pages) == 0 {
+		return nil
+	}
+	slices.Sort(pages)
+	runs := make([]pageRun, 0, len(pages)/2+1)
+	for _, p := range pages {
+		if n := len(runs); n > 0 && runs[n-1].end >= p {
+			runs[n-1].end = max(runs[n-1].end, p+1)
+			continue
+		}
+		runs = append(runs, pageRun{p, p + 1})
+	}
+	return runs
+}
+
+// walkIndex collects the branch pages (with their overflow) and the leaf
+// page ids of the B+tree rooted at id. Leaves are not read: they are the
+// children of the lowest branch level (the tree is balanced), so only
+// branch pages cost a read. ok is false if a page does not look right, in
+// which case nothing is kept for this tree.
+func (s *Store) walkIndex(id, maxPage uint64, pageSize int, buf []byte) (branches, leaves []uint64, ok bool) {
+	// Find the depth along the leftmost path.
+	var level []uint64
+	cur := id
+	for {
+		flags, count, overflow, ok := s.readPage(cur, maxPage, pageSize, &buf)
+		if !ok {
+			return nil, nil, false
+		}
+		if flags == leafPageFlag {
+			if cur == id {
+				return nil, []uint64{id}, true
+			}
+			break
+		}
+		if flags != branchPageFlag || count == 0 {
+			return nil, nil, false
+		}
+		_ = overflow
+		cur = binary.LittleEndian.Uint64(buf[pageHeaderSize+8:])
+		level = append(level, cur)
+	}
+	// Breadth-first over branch levels; the last level's children are leaves.
+	depth := len(level) // number of branch levels
+	frontier := []uint64{id}
+	for d := 0; d < depth; d++ {
+		var next []uint64
+		for _, p := range frontier {
+			flags, count, overflow, ok := s.readPage(p, maxPage, pageSize, &buf)
+			if !ok || flags != branchPageFlag {
+				return nil, nil, false
+			}
+			for i := uint64(0); i <= uint64(overflow); i++ {
+				branches = append(branches, p+i)
+			}
+			for i := 0; i < int(count); i++ {
+				off := pageHeaderSize + i*branchElementSize + 8
+				if off+8 > len(buf) {
+					return nil, nil, false
+				}
+				child := binary.LittleEndian.Uint64(buf[off:])
+				if child >= maxPage {
+					return nil, nil, false
+				}
+				next = append(next, child)
+			}
+		}
+		frontier = next
+	}
+	return branches, frontier, true
+}
+
+// readPage reads page id (with its overflow) into *buf and returns its
+// header fields.
+func (s *Store) readPage(id, maxPage uint64, pageSize int, buf *[]byte) (flags, count uint16, overflow uint32, ok bool) {
+	if id < 2 || id >= maxPage {
+		return 0, 0, 0, false
+	}
+	b := (*buf)[:pageSize]
+	if _, err := s.pageFile.ReadAt(b, int64(id)*int64(pageSize)); err != nil {
+		return 0, 0, 0, false
+	}
+	if binary.LittleEndian.Uint64(b) != id {
+		return 0, 0, 0, false
+	}
+	flags = binary.LittleEndian.Uint16(b[8:])
+	count = binary.LittleEndian.Uint16(b[10:])
+	overflow = binary.LittleEndian.Uint32(b[12:])
+	if overflow > 0 {
+		if id+uint64(overflow) >= maxPage {
+			return 0, 0, 0, false
+		}
+		n := (int(overflow) + 1) * pageSize
+		if cap(*buf) < n {
+			*buf = make([]byte, n)
+		}
+		b = (*buf)[:n]
+		if _, err := s.pageFile.ReadAt(b, int64(id)*int64(pageSize)); err != nil {
+			return 0, 0, 0, false
+		}
+	}
+	*buf = b
+	return flags, count, overflow, true
+}
+
+// openPageFile opens the store file for reading index pages.
+func openPageFile(path string) *os.File {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	return f
+}
