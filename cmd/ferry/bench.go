@@ -41,6 +41,10 @@ type benchResult struct {
 	Deleted       int64   `json:"deleted"`
 	TxEntities    int     `json:"entities_per_transaction"`
 	FsyncOnCommit bool    `json:"fsync"`
+	// How the store kept its resident memory bound (see boltstore.Store.ReleaseStats).
+	ReleasesKeeping int64   `json:"releases_keeping_index"`
+	ReleasesFull    int64   `json:"releases_full"`
+	ReleaseSeconds  float64 `json:"release_seconds"`
 }
 
 // cmdBench measures the store and runner on generated entities. Each
@@ -281,8 +285,10 @@ func runScenario(ctx context.Context, sc, dir string, n int, noSync bool, ckpt i
 		return nil, err
 	}
 	el := time.Since(start).Seconds()
+	kept, full, spent := store.ReleaseStats()
 	return &benchResult{Entities: n, Seconds: el, EntitiesPerS: float64(n) / el, Written: rec.Written, Unchanged: rec.Unchanged,
-		Deleted: rec.Deleted, TxEntities: engine.DefaultBatchSize * ckpt, FsyncOnCommit: !noSync}, nil
+		Deleted: rec.Deleted, TxEntities: engine.DefaultBatchSize * ckpt, FsyncOnCommit: !noSync,
+		ReleasesKeeping: kept, ReleasesFull: full, ReleaseSeconds: spent.Seconds()}, nil
 }
 
 // benchFloor is the lower bound for a dataset write: decode each entity to
