@@ -219,20 +219,31 @@ func openStatm() *os.File {
 // so counting traffic cannot bound residency; measuring it can.
 func (s *Store) watchMapped(limit int64, interval time.Duration) {
 	buf := make([]byte, 128)
+	near := false
 	for {
 		wait := interval
-		if s.bulk.Load() > 0 {
-			// bbolt is walking pages on its own (deleting a dataset
-			// frees every page of it) and no hot loop of ours checks.
+		if near || s.bulk.Load() > 0 {
+			// Close to the bound, or bbolt is touching pages on its own
+			// (a commit frees the old copy of every changed page;
+			// deleting a dataset frees all of its pages) where no loop
+			// of ours checks: the mapping can grow by several MB per
+			// millisecond.
 			wait = time.Millisecond
 		}
 		select {
 		case <-s.closing:
 			return
 		case <-time.After(wait):
-			if s.overBound(buf) {
+			total, shared := s.resident(buf)
+			if total > limit && shared > minReleasable {
 				s.releaseMapped()
+				total, _ = s.resident(buf)
 			}
+			near = total > limit-nearBound
 		}
 	}
 }
+
+// nearBound is how close to its bound a process must be for the watcher
+// to check every millisecond.
+const nearBound = 32 << 20

@@ -79,8 +79,9 @@ type Store struct {
 	keptReleases, fullReleases atomic.Int64
 	releaseNanos               atomic.Int64
 	lastKept                   atomic.Int64 // unix ns of the last release that kept pages
-	// bulk counts bbolt operations that touch many pages without
-	// passing through the store's checks; the watcher looks more often.
+	// bulk counts bbolt operations under way that touch many pages
+	// without passing through the store's checks (commits, deleting a
+	// dataset); meanwhile the watcher looks every millisecond.
 	bulk atomic.Int32
 	// pidfd refers to this process, for process_madvise (-1: none).
 	pidfd            int
@@ -713,7 +714,12 @@ func (w *writeTx) Commit() error {
 		}
 	}
 	w.s.boundBeforeCommit(w.tx)
+	// Committing reads the header of every page it frees (each old copy
+	// of a changed leaf), which maps them and their neighbours; only the
+	// watcher can bound that.
+	w.s.bulk.Add(1)
 	err := w.tx.Commit()
+	w.s.bulk.Add(-1)
 	released = true
 	<-w.s.writer
 	if err != nil {
