@@ -124,7 +124,7 @@ func (c *cli) newFlags(name string) *flags {
 	fs.SetOutput(c.stderr)
 	f := &flags{fs: fs}
 	f.data = fs.String("data", "ferry-data", "data directory holding the store")
-	f.mapped = fs.Int("max-rss-mib", 0, "resident memory (MiB) above which the memory-mapped store file's pages are released to the page cache (0: 256; -1: no bound)")
+	f.mapped = fs.Int("max-rss-mib", 0, "resident memory (MiB) above which the memory-mapped store file's pages are released to the page cache (0: 240; -1: no bound)")
 	f.json = fs.Bool("json", false, "print JSON for scripts")
 	return f
 }

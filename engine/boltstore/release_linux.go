@@ -44,7 +44,10 @@ func (s *Store) releaseIn(tx *bolt.Tx) {
 	if s.residentLimit > 0 {
 		var buf [128]byte
 		total, shared := s.resident(buf[:])
-		budget := s.residentLimit - commitHeadroom - (total - shared)
+		// What stays resident after a release: the heap, the other
+		// mapped files (the binary; measured after the last full
+		// release) and what is kept. Keep room for keepReserve more.
+		budget := s.residentLimit - keepReserve - (total - shared) - s.otherShared.Load()
 		// Keeping pays when the kept pages stay in use for a while; when
 		// releases follow each other closely (an index being rewritten
 		// page by page), the kept set goes stale at once and the cost of
@@ -70,14 +73,24 @@ func (s *Store) releaseIn(tx *bolt.Tx) {
 			}
 			s.madviseRanges(gaps)
 			s.keptReleases.Add(1)
-			if total, _ := s.resident(buf[:]); total <= s.residentLimit-commitHeadroom/2 {
+			if total, _ := s.resident(buf[:]); total <= s.residentLimit-keepReserve/2 {
 				return
 			}
 		}
 	}
 	madvise(info.Data, size)
 	s.fullReleases.Add(1)
+	if s.residentLimit > 0 {
+		var buf [128]byte
+		if _, shared := s.resident(buf[:]); shared >= 0 {
+			s.otherShared.Store(shared)
+		}
+	}
 }
+
+// keepReserve is the room a release that keeps index pages leaves below
+// the bound for the mapping to grow into before the next release.
+const keepReserve = 24 << 20
 
 // iovec is struct iovec: an address range for process_madvise.
 type iovec struct{ base, len uintptr }
@@ -164,7 +177,12 @@ func (s *Store) boundBeforeCommit(tx *bolt.Tx) {
 	}
 	var buf [128]byte
 	total, shared := s.resident(buf[:])
-	if total > s.residentLimit-commitHeadroom && shared > minReleasable {
+	// The commit reads the header of the old copy of every page this
+	// transaction changed (bbolt frees it), which maps up to 64 KiB
+	// around each one that is not mapped: start it low enough.
+	st := tx.Stats()
+	expect := max(commitHeadroom, min(st.GetNodeCount()<<16, s.residentLimit/2))
+	if total > s.residentLimit-expect && shared > minReleasable {
 		s.releaseIn(tx)
 	}
 }

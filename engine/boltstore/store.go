@@ -31,7 +31,7 @@ var (
 )
 
 // DefaultMaxResident is the default Options.MaxResident.
-const DefaultMaxResident = 256 << 20
+const DefaultMaxResident = 240 << 20
 
 // FileName is the name of the bbolt file inside a data directory.
 const FileName = "ferry.db"
@@ -53,7 +53,7 @@ type Options struct {
 	// memory-mapped store file's pages (they stay in the kernel's page
 	// cache and fault back in when used) whenever the resident set exceeds
 	// it. It cannot shrink the heap: it bounds what the mapped file adds.
-	// 0 means 256 MiB; negative disables the bound. Residency is checked
+	// 0 means 240 MiB; negative disables the bound. Residency is checked
 	// every 64 index operations and every 10 ms.
 	MaxResident int64
 }
@@ -79,6 +79,7 @@ type Store struct {
 	keptReleases, fullReleases atomic.Int64
 	releaseNanos               atomic.Int64
 	lastKept                   atomic.Int64 // unix ns of the last release that kept pages
+	otherShared                atomic.Int64 // file pages resident right after a full release
 	// bulk counts bbolt operations under way that touch many pages
 	// without passing through the store's checks (commits, deleting a
 	// dataset); meanwhile the watcher looks every millisecond.
