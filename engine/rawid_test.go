@@ -84,3 +84,16 @@ func FuzzScanRawID(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkUnchangedText is what the raw path spends on an entity it hands
+// over lazily: the text hash and finding the _id.
+func BenchmarkUnchangedText(b *testing.B) {
+	b.SetBytes(int64(len(benchDoc)))
+	b.ReportAllocs()
+	for b.Loop() {
+		engine.RawTextHash(benchDoc)
+		if _, ok := engine.ScanRawID(benchDoc); !ok {
+			b.Fatal("no _id")
+		}
+	}
+}

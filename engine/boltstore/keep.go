@@ -153,7 +153,7 @@ func (s *Store) walkIndex(id, maxPage uint64, pageSize int, buf []byte) (branche
 	var level []uint64
 	cur := id
 	for {
-		flags, count, overflow, ok := s.readPage(cur, maxPage, pageSize, &buf)
+		flags, count, _, ok := s.readPage(cur, maxPage, pageSize, &buf)
 		if !ok {
 			return nil, nil, false
 		}
@@ -166,7 +166,6 @@ func (s *Store) walkIndex(id, maxPage uint64, pageSize int, buf []byte) (branche
 		if flags != branchPageFlag || count == 0 {
 			return nil, nil, false
 		}
-		_ = overflow
 		cur = binary.LittleEndian.Uint64(buf[pageHeaderSize+8:])
 		level = append(level, cur)
 	}
