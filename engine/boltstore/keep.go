@@ -65,6 +65,7 @@ func (h *hotDatasets) list() []string {
 		if now.Sub(t) > hotFor {
 			delete(h.seen, n)
 			delete(h.pages, n)
+			delete(h.pages, recentKey(n))
 			continue
 		}
 		names = append(names, n)
@@ -88,7 +89,7 @@ const (
 )
 
 // keepRuns returns the sorted, merged page runs of the hot datasets'
-// index trees as tx sees them, as many whole trees as fit in budget bytes. It reads branch pages with pread
+// index trees (both levels) as tx sees them, as many whole trees as fit in budget bytes. It reads branch pages with pread
 // from the file: tx pins them, so they cannot change meanwhile.
 func (s *Store) keepRuns(tx *bolt.Tx, pageSize int, budget int64) []pageRun {
 	if s.pageFile == nil || budget <= 0 {
@@ -106,27 +107,34 @@ func (s *Store) keepRuns(tx *bolt.Tx, pageSize int, budget int64) []pageRun {
 		if b == nil {
 			continue
 		}
-		ib := b.Bucket(bucketIndex)
-		if ib == nil || ib.Root() == 0 {
-			continue
+		// Both levels of the index (recent.go): "recent" first, the
+		// smaller and the more used.
+		for _, tree := range [...]struct {
+			bucket []byte
+			key    string
+		}{{bucketRecent, recentKey(name)}, {bucketIndex, name}} {
+			ib := b.Bucket(tree.bucket)
+			if ib == nil || ib.Root() == 0 {
+				continue
+			}
+			// An index grows by a fraction between releases: if it did
+			// not fit last time by more than that, do not read it again.
+			if last := s.hot.lastPages(tree.key); int64(len(pages)+last*7/8)*int64(pageSize) > budget {
+				continue
+			}
+			branches, leaves, ok := s.walkIndex(uint64(ib.Root()), maxPage, pageSize, buf)
+			if !ok {
+				continue
+			}
+			s.hot.setPages(tree.key, len(branches)+len(leaves))
+			if int64(len(pages)+len(branches)+len(leaves))*int64(pageSize) > budget {
+				// Keeping part of an index saves little: its lookups
+				// spread over all of it.
+				continue
+			}
+			pages = append(pages, branches...)
+			pages = append(pages, leaves...)
 		}
-		// An index grows by a fraction between releases: if it did not
-		// fit last time by more than that, do not read it again.
-		if last := s.hot.lastPages(name); int64(len(pages)+last*7/8)*int64(pageSize) > budget {
-			continue
-		}
-		branches, leaves, ok := s.walkIndex(uint64(ib.Root()), maxPage, pageSize, buf)
-		if !ok {
-			continue
-		}
-		s.hot.setPages(name, len(branches)+len(leaves))
-		if int64(len(pages)+len(branches)+len(leaves))*int64(pageSize) > budget {
-			// Keeping part of an index saves little: its lookups
-			// spread over all of it.
-			continue
-		}
-		pages = append(pages, branches...)
-		pages = append(pages, leaves...)
 	}
 	if len(pages) == 0 {
 		return nil
@@ -240,3 +248,6 @@ func openPageFile(path string) *os.File {
 	}
 	return f
 }
+
+// recentKey names a dataset's "recent" index tree in hotDatasets.pages.
+func recentKey(dataset string) string { return dataset + "\x00recent" }

@@ -87,6 +87,12 @@ type Store struct {
 	// pidfd refers to this process, for process_madvise (-1: none).
 	pidfd            int
 	noProcessMadvise atomic.Bool
+	// recentMin is how many entries a dataset's "recent" index holds
+	// before commits move entries to "index" (recent.go).
+	recentMin int
+	// filters holds each dataset's recentFilter; only write transactions
+	// (under the writer lock) use it.
+	filters map[string]*recentFilter
 }
 
 // boundEvery is how many index or log operations pass between checks of
@@ -132,7 +138,7 @@ func Open(dir string, opts Options) (s *Store, err error) {
 		}
 		return nil, fmt.Errorf("opening data file %s: %w", path, err)
 	}
-	s = &Store{db: db, path: path, writer: make(chan struct{}, 1), closing: make(chan struct{}), pidfd: -1}
+	s = &Store{db: db, path: path, writer: make(chan struct{}, 1), closing: make(chan struct{}), pidfd: -1, recentMin: defaultRecentMin}
 	limit := opts.MaxResident
 	if limit == 0 {
 		limit = DefaultMaxResident
@@ -323,7 +329,7 @@ func (w *writeTx) upgrade() error {
 		if b == nil {
 			return fmt.Errorf("dataset %q disappeared during a transaction", name)
 		}
-		st.bucket, st.log, st.index = b, b.Bucket(bucketLog), b.Bucket(bucketIndex)
+		st.bucket, st.log, st.index, st.recent = b, b.Bucket(bucketLog), b.Bucket(bucketIndex), b.Bucket(bucketRecent)
 		st.log.FillPercent = 1.0
 	}
 	return nil
@@ -334,9 +340,12 @@ type dsState struct {
 	bucket  *bolt.Bucket
 	log     *bolt.Bucket
 	index   *bolt.Bucket
+	recent  *bolt.Bucket // nil until the first flush creates it
+	rstate  recentState
+	filter  *recentFilter
 	meta    meta
 	dirty   bool
-	pending map[string][]byte // _id -> new index value, applied sorted at commit
+	pending map[string]pendingVal // _id -> new index value, applied sorted at commit
 }
 
 type writeTx struct {
@@ -396,7 +405,8 @@ func (w *writeTx) dataset(name string, create bool) (*dsState, error) {
 		return nil, fmt.Errorf("dataset %q: %w", name, err)
 	}
 	w.s.hot.mark(name)
-	st := &dsState{w: w, bucket: b, log: b.Bucket(bucketLog), index: b.Bucket(bucketIndex), meta: m, pending: map[string][]byte{}}
+	st := &dsState{w: w, bucket: b, log: b.Bucket(bucketLog), index: b.Bucket(bucketIndex), recent: b.Bucket(bucketRecent),
+		rstate: readRecentState(b), filter: w.s.recentFilterFor(name, b), meta: m, pending: map[string]pendingVal{}}
 	if w.writable {
 		st.log.FillPercent = 1.0
 	}
@@ -415,12 +425,19 @@ func validDatasetName(name string) error {
 	return nil
 }
 
-func (st *dsState) latest(id string) ([]byte, bool) {
-	if v, ok := st.pending[id]; ok {
-		return v, true
+// latest returns id's current index value; inRecent says whether the
+// _id has an entry in "recent" (pending or committed).
+func (st *dsState) latest(id string) (v []byte, ok, inRecent bool) {
+	if pv, ok := st.pending[id]; ok {
+		return pv.iv, true, pv.inRecent
 	}
-	v := st.index.Get([]byte(id))
-	return v, v != nil
+	if st.recent != nil && st.filter.mayHave(id) {
+		if v := st.recent.Get([]byte(id)); v != nil {
+			return v, true, true
+		}
+	}
+	v = st.index.Get([]byte(id))
+	return v, v != nil, false
 }
 
 func (w *writeTx) Put(dataset string, p *engine.Prepared, ts int64) (engine.PutResult, engine.Record, error) {
@@ -432,9 +449,9 @@ func (w *writeTx) Put(dataset string, p *engine.Prepared, ts int64) (engine.PutR
 		return 0, engine.Record{}, fmt.Errorf("dataset %q: _id of %d bytes cannot be stored", dataset, len(p.ID))
 	}
 	var cur []byte
-	exists := false
+	exists, inRecent := false, false
 	if !p.KnownNew {
-		cur, exists = st.latest(p.ID)
+		cur, exists, inRecent = st.latest(p.ID)
 		if w.ops++; w.ops%boundEvery == 0 {
 			w.s.boundMapped(w.tx)
 		}
@@ -479,7 +496,7 @@ func (w *writeTx) Put(dataset string, p *engine.Prepared, ts int64) (engine.PutR
 	if p.RawHash != 0 {
 		binary.BigEndian.PutUint64(iv[25:], p.RawHash)
 	}
-	st.pending[p.ID] = iv
+	st.pending[p.ID] = pendingVal{iv: iv, inRecent: inRecent}
 	w.changed = true
 	m := &st.meta
 	m.Versions++
@@ -502,7 +519,7 @@ func (w *writeTx) SameRaw(dataset, id string, rawHash uint64) (bool, error) {
 	if err != nil || st == nil || rawHash == 0 {
 		return false, err
 	}
-	cur, ok := st.latest(id)
+	cur, ok, _ := st.latest(id)
 	if w.ops++; w.ops%boundEvery == 0 {
 		w.s.boundMapped(w.tx)
 	}
@@ -520,7 +537,7 @@ func (w *writeTx) Latest(dataset, id string) (engine.Record, bool, error) {
 	if err != nil || st == nil {
 		return engine.Record{}, false, err
 	}
-	iv, ok := st.latest(id)
+	iv, ok, _ := st.latest(id)
 	if !ok {
 		return engine.Record{}, false, nil
 	}
@@ -531,27 +548,6 @@ func (w *writeTx) Latest(dataset, id string) (engine.Record, bool, error) {
 	}
 	r, err := decodeVersion(off, v)
 	return r, err == nil, err
-}
-
-func (st *dsState) flush() error {
-	if len(st.pending) == 0 {
-		return nil
-	}
-	keys := make([]string, 0, len(st.pending))
-	for k := range st.pending {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for i, k := range keys {
-		if err := st.index.Put([]byte(k), st.pending[k]); err != nil {
-			return fmt.Errorf("index %q: %w", k, err)
-		}
-		if i%boundEvery == boundEvery-1 {
-			st.w.s.boundMapped(st.w.tx)
-		}
-	}
-	clear(st.pending)
-	return nil
 }
 
 func (w *writeTx) ForEachLive(dataset string, fn func(id string) error) error {
@@ -570,9 +566,8 @@ func (w *writeTx) ForEachLive(dataset string, fn func(id string) error) error {
 		return err
 	}
 	st = w.sets[dataset]
-	c := st.index.Cursor()
 	n := 0
-	for k, iv := c.First(); k != nil; k, iv = c.Next() {
+	return idIndex{recent: st.recent, main: st.index}.forEach(func(k, iv []byte) error {
 		if !validIndexVal(iv) {
 			return fmt.Errorf("dataset %q: corrupt index entry for %q", dataset, k)
 		}
@@ -580,12 +575,10 @@ func (w *writeTx) ForEachLive(dataset string, fn func(id string) error) error {
 			w.s.boundMapped(w.tx)
 		}
 		if iv[24]&flagDeleted == 0 {
-			if err := fn(string(k)); err != nil {
-				return err
-			}
+			return fn(string(k))
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // Changed reports whether anything was written.
@@ -819,7 +812,7 @@ func (s *Store) Scan(ctx context.Context, dataset string, opts engine.ScanOption
 				end = true
 				return nil
 			}
-			index := b.Bucket(bucketIndex)
+			index := datasetIndex(b)
 			if opts.LatestOnly && sup == nil {
 				s.hot.mark(dataset)
 			}
@@ -840,7 +833,7 @@ func (s *Store) Scan(ctx context.Context, dataset string, opts engine.ScanOption
 					if !ok {
 						return fmt.Errorf("dataset %q: corrupt version at offset %d", dataset, off)
 					}
-					iv := index.Get(id)
+					iv := index.get(id)
 					if !validIndexVal(iv) || binary.BigEndian.Uint64(iv[:8]) != off {
 						continue
 					}
@@ -991,7 +984,7 @@ func (s *Store) Get(ctx context.Context, dataset, id string) (engine.Record, boo
 		if b == nil {
 			return nil
 		}
-		iv := b.Bucket(bucketIndex).Get([]byte(id))
+		iv := datasetIndex(b).get([]byte(id))
 		if iv == nil {
 			return nil
 		}
@@ -1016,7 +1009,7 @@ func (s *Store) History(ctx context.Context, dataset, id string) ([]engine.Recor
 		if b == nil {
 			return nil
 		}
-		iv := b.Bucket(bucketIndex).Get([]byte(id))
+		iv := datasetIndex(b).get([]byte(id))
 		if iv == nil {
 			return nil
 		}
@@ -1101,6 +1094,7 @@ func (s *Store) DeleteDataset(ctx context.Context, name string) error {
 	s.bulk.Add(1)
 	err = w.tx.Bucket(bucketDatasets).DeleteBucket([]byte(name))
 	s.bulk.Add(-1)
+	delete(s.filters, name) // under the writer lock; rebuilt on next use
 	if err != nil && !errors.Is(err, bolterrors.ErrBucketNotFound) {
 		w.Rollback()
 		return fmt.Errorf("deleting dataset %q: %w", name, err)
@@ -1218,6 +1212,47 @@ func (s *Store) Check(ctx context.Context) error {
 		if versions != info.Versions || latest != info.Entities {
 			errs = append(errs, fmt.Errorf("dataset %q: %d versions and %d latest in the log, metadata says %d and %d", info.Name, versions, latest, info.Versions, info.Entities))
 		}
+		if err := s.checkIndex(info); err != nil {
+			errs = append(errs, fmt.Errorf("dataset %q: %w", info.Name, err))
+		}
 	}
 	return errors.Join(errs...)
+}
+
+// checkIndex checks the two-level _id index of one dataset: one entry per
+// entity, each pointing at a version of that _id, and the count that
+// steers moves out of "recent" matching the entries there.
+func (s *Store) checkIndex(info engine.DatasetInfo) error {
+	return s.view(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketDatasets).Bucket([]byte(info.Name))
+		if b == nil {
+			return nil
+		}
+		x, log := datasetIndex(b), b.Bucket(bucketLog)
+		var n uint64
+		err := x.forEach(func(k, iv []byte) error {
+			n++
+			if !validIndexVal(iv) {
+				return fmt.Errorf("corrupt index entry for %q", k)
+			}
+			off := binary.BigEndian.Uint64(iv[:8])
+			v := log.Get(offsetKey(off))
+			if id, ok := versionID(v); !ok || !bytes.Equal(id, k) {
+				return fmt.Errorf("index entry for %q points at offset %d, which is not a version of it", k, off)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if n != info.Entities {
+			return fmt.Errorf("the index has %d entries, metadata says %d entities", n, info.Entities)
+		}
+		if x.recent != nil {
+			if have, want := readRecentState(b).n, uint64(x.recent.Stats().KeyN); have != want {
+				return fmt.Errorf("the recent index holds %d entries, its count says %d", want, have)
+			}
+		}
+		return nil
+	})
 }

@@ -1,0 +1,239 @@
+package boltstore
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/ferrydata/ferry/engine"
+)
+
+// modelEntity is what a dataset should hold for one _id.
+type modelEntity struct {
+	versions int
+	latest   int // the "v" of the latest version
+	deleted  bool
+}
+
+// putModel puts one entity; on failure it rolls tx back (a test that
+// stops holding the writer lock would hang in Close).
+func putModel(t *testing.T, tx engine.WriteTx, ds, id string, v int, deleted bool) engine.PutResult {
+	t.Helper()
+	e, err := engine.DecodeEntity(fmt.Appendf(nil, `{"_id":%q,"v":%d,"_deleted":%t}`, id, v, deleted))
+	if err != nil {
+		tx.Rollback()
+		t.Fatal(err)
+	}
+	p, err := engine.Prepare(e)
+	if err != nil {
+		tx.Rollback()
+		t.Fatal(err)
+	}
+	res, _, err := tx.Put(ds, &p, 1)
+	if err != nil {
+		tx.Rollback()
+		t.Fatal(err)
+	}
+	return res
+}
+
+// checkModel compares every lookup path of the store with the model.
+func checkModel(t *testing.T, s *Store, ds string, model map[string]*modelEntity) {
+	t.Helper()
+	ctx := context.Background()
+	for id, m := range model {
+		r, ok, err := s.Get(ctx, ds, id)
+		if err != nil || !ok {
+			t.Fatalf("Get %q: ok %v, %v", id, ok, err)
+		}
+		v, err := engine.DecodeValue(r.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fmt.Sprint(v.(map[string]any)["v"]); got != fmt.Sprint(m.latest) || r.Deleted != m.deleted {
+			t.Fatalf("Get %q: v %s deleted %v, want %d %v", id, got, r.Deleted, m.latest, m.deleted)
+		}
+		h, err := s.History(ctx, ds, id)
+		if err != nil || len(h) != m.versions {
+			t.Fatalf("History %q: %d versions (%v), want %d", id, len(h), err, m.versions)
+		}
+	}
+	var latest []string
+	if _, err := s.Scan(ctx, ds, engine.ScanOptions{LatestOnly: true}, func(r engine.Record) error {
+		latest = append(latest, r.ID)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(latest) != len(model) {
+		t.Fatalf("latest-only scan: %d entities, want %d", len(latest), len(model))
+	}
+	var live, wantLive []string
+	tx, err := s.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = tx.ForEachLive(ds, func(id string) error { live = append(live, id); return nil })
+	tx.Rollback()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, m := range model {
+		if !m.deleted {
+			wantLive = append(wantLive, id)
+		}
+	}
+	slices.Sort(wantLive)
+	if !slices.Equal(live, wantLive) {
+		t.Fatalf("ForEachLive: %d ids, want %d (in key order)", len(live), len(wantLive))
+	}
+	if err := s.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestTwoLevelIndexAgainstModel writes random new, changed, unchanged and
+// deleted entities over many transactions with a small recentMin, so that
+// entries move from "recent" to "index" all the time, rolls some
+// transactions back and reopens the store now and then. Every lookup path,
+// and every Put's changed/unchanged answer (which goes through the
+// in-memory filter of "recent"), must agree with a model.
+func TestTwoLevelIndexAgainstModel(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	open := func() *Store {
+		s, err := Open(dir, Options{NoSync: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.recentMin = 16
+		return s
+	}
+	s := open()
+	defer func() { s.Close() }()
+	rng := rand.New(rand.NewPCG(1, 2))
+	model := map[string]*modelEntity{}
+	var ids []string
+	const ds = "people"
+	for txn := 0; txn < 80; txn++ {
+		tx, err := s.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if txn%7 == 6 {
+			// A transaction that moves entries and rolls back: nothing
+			// of it may show, and the next ones must still find all.
+			for range 1 + rng.IntN(40) {
+				id := fmt.Sprintf("%016x", rng.Uint64())
+				putModel(t, tx, ds, id, 9, false)
+				if len(ids) > 0 {
+					putModel(t, tx, ds, ids[rng.IntN(len(ids))], 9, true)
+				}
+			}
+			tx.Rollback()
+			continue
+		}
+		for range 1 + rng.IntN(40) {
+			var id string
+			if len(ids) == 0 || rng.IntN(3) == 0 {
+				id = fmt.Sprintf("%016x", rng.Uint64())
+				ids = append(ids, id)
+			} else {
+				id = ids[rng.IntN(len(ids))]
+			}
+			m := model[id]
+			v, del := rng.IntN(3), rng.IntN(8) == 0
+			res := putModel(t, tx, ds, id, v, del)
+			changed := m == nil || m.latest != v || m.deleted != del
+			if (res == engine.Appended) != changed {
+				tx.Rollback()
+				t.Fatalf("txn %d: put %q v %d deleted %v: result %v, want changed %v", txn, id, v, del, res, changed)
+			}
+			if m == nil {
+				m = &modelEntity{}
+				model[id] = m
+			}
+			if changed {
+				m.versions++
+				m.latest, m.deleted = v, del
+			}
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		if txn%10 == 9 {
+			s.Close()
+			s = open()
+		}
+		checkModel(t, s, ds, model)
+	}
+	// Both levels must be in use, or this test did not test the move.
+	s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketDatasets).Bucket([]byte(ds))
+		r, m := b.Bucket(bucketRecent).Stats().KeyN, b.Bucket(bucketIndex).Stats().KeyN
+		if r == 0 || m == 0 || r > 4*16+40*recentFanIn {
+			t.Errorf("recent holds %d entries and index %d: want both in use, recent bounded", r, m)
+		}
+		return nil
+	})
+}
+
+// TestIndexWrittenBeforeTheSplit reads and updates a dataset whose whole
+// index is in "index" with no "recent" bucket, as stores written before
+// the two-level index have it.
+func TestIndexWrittenBeforeTheSplit(t *testing.T) {
+	s, err := Open(t.TempDir(), Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	const ds = "old"
+	model := map[string]*modelEntity{}
+	tx, _ := s.Begin(ctx)
+	for i := range 50 {
+		id := fmt.Sprintf("id-%03d", i)
+		putModel(t, tx, ds, id, 1, false)
+		model[id] = &modelEntity{versions: 1, latest: 1}
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	// Rewrite the dataset into the old layout.
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketDatasets).Bucket([]byte(ds))
+		idx, rec := b.Bucket(bucketIndex), b.Bucket(bucketRecent)
+		if err := rec.ForEach(func(k, v []byte) error { return idx.Put(k, v) }); err != nil {
+			return err
+		}
+		if err := b.DeleteBucket(bucketRecent); err != nil {
+			return err
+		}
+		return b.Delete(keyRecentState)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkModel(t, s, ds, model)
+	tx, _ = s.Begin(ctx)
+	for i := 0; i < 50; i += 5 {
+		id := fmt.Sprintf("id-%03d", i)
+		if putModel(t, tx, ds, id, 2, i%10 == 0) != engine.Appended {
+			tx.Rollback()
+			t.Fatalf("update of %q not appended", id)
+		}
+		model[id] = &modelEntity{versions: 2, latest: 2, deleted: i%10 == 0}
+	}
+	if putModel(t, tx, ds, "id-001", 1, false) != engine.Unchanged {
+		tx.Rollback()
+		t.Fatal("unchanged entity appended")
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	checkModel(t, s, ds, model)
+}
