@@ -78,7 +78,6 @@ type Store struct {
 	pageFile                   *os.File
 	keptReleases, fullReleases atomic.Int64
 	releaseNanos               atomic.Int64
-	lastKept                   atomic.Int64 // unix ns of the last release that kept pages
 	otherShared                atomic.Int64 // file pages resident right after a full release
 	// bulk counts bbolt operations under way that touch many pages
 	// without passing through the store's checks (commits, deleting a
