@@ -266,9 +266,12 @@ type recentFilter struct {
 	added int // keys added since
 }
 
-// recentFilterMinKeys sizes the smallest filter; a filter is rebuilt when
-// more keys were added than it was sized for.
-const recentFilterMinKeys = 1 << 14
+// recentFilterMinKeys sizes the smallest filter (4 KiB); a filter is
+// rebuilt when more keys were added than it held when built, so rebuilds
+// cost O(1) per key over time. A filter is 4 bytes per key of "recent"
+// (a few tens of thousands of keys for a dataset loaded in transactions
+// of 10,000).
+const recentFilterMinKeys = 1 << 10
 
 func newRecentFilter(keys int) *recentFilter {
 	n := max(keys, recentFilterMinKeys) * 2 * 16 // room to double; 16 bits a key: ~0.2% false positives
