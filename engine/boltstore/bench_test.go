@@ -3,6 +3,7 @@ package boltstore_test
 import (
 	"context"
 	"fmt"
+	"math"
 	"testing"
 
 	"github.com/ferrydata/ferry/engine"
@@ -75,6 +76,30 @@ func BenchmarkPut(b *testing.B) {
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "entities/s")
+}
+
+// BenchmarkPutNewIDs loads 1,000,000 entities with new random ids into an
+// empty dataset, 10,000 per transaction (no fsync), with the two-level
+// _id index and with one level (everything kept in "recent", as before the
+// split), to show what the split buys on the store alone.
+func BenchmarkPutNewIDs(b *testing.B) {
+	const n = 1_000_000
+	ents := benchEntities(b, n, 0)
+	for _, levels := range []int{2, 1} {
+		b.Run(fmt.Sprintf("levels=%d", levels), func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i += n {
+				b.StopTimer()
+				s := openBench(b)
+				if levels == 1 {
+					boltstore.SetRecentMin(s, math.MaxInt)
+				}
+				b.StartTimer()
+				writeAll(b, s, ents, 10_000)
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "entities/s")
+		})
+	}
 }
 
 // BenchmarkPutUnchanged offers versions identical to the stored ones: the
