@@ -8,6 +8,8 @@ import (
 
 	"github.com/zeebo/xxh3"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/ferrydata/ferry/engine/bloom"
 )
 
 // The _id index has two levels, both bbolt buckets inside the dataset's
@@ -261,8 +263,7 @@ func (st *dsState) moveRecent() error {
 // transaction that rolled back, stay in it: harmless false positives,
 // cleared when it is rebuilt.
 type recentFilter struct {
-	bits  []uint64
-	mask  uint64
+	bloom *bloom.Filter
 	built int // keys when built
 	added int // keys added since
 }
@@ -275,12 +276,8 @@ type recentFilter struct {
 const recentFilterMinKeys = 1 << 10
 
 func newRecentFilter(keys int) *recentFilter {
-	n := max(keys, recentFilterMinKeys) * 2 * 16 // room to double; 16 bits a key: ~0.2% false positives
-	bits := 64
-	for bits < n {
-		bits <<= 1
-	}
-	return &recentFilter{bits: make([]uint64, bits/64), mask: uint64(bits - 1), built: keys}
+	// Room to double, 16 bits a key: ~0.2% false positives.
+	return &recentFilter{bloom: bloom.New(max(keys, recentFilterMinKeys) * 2 * 16), built: keys}
 }
 
 // stale reports whether so many keys were added that false positives
@@ -291,24 +288,13 @@ func (f *recentFilter) stale() bool {
 
 func (f *recentFilter) add(id string) {
 	h := xxh3.HashString128(id)
-	x, y := h.Lo, h.Hi|1
-	for i := range uint64(4) {
-		bit := (x + i*y) & f.mask
-		f.bits[bit/64] |= 1 << (bit % 64)
-	}
+	f.bloom.Add(h.Lo, h.Hi)
 	f.added++
 }
 
 func (f *recentFilter) mayHave(id string) bool {
 	h := xxh3.HashString128(id)
-	x, y := h.Lo, h.Hi|1
-	for i := range uint64(4) {
-		bit := (x + i*y) & f.mask
-		if f.bits[bit/64]&(1<<(bit%64)) == 0 {
-			return false
-		}
-	}
-	return true
+	return f.bloom.MayHave(h.Lo, h.Hi)
 }
 
 // recentFilterFor returns dataset's filter, rebuilt from b's "recent"
