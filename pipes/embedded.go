@@ -4,9 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"math/big"
 
 	"github.com/ferrydata/ferry/engine"
+	"github.com/ferrydata/ferry/pipes/since"
 )
 
 const embeddedSchema = `{
@@ -58,55 +58,32 @@ func (e *Embedded) SupportsSince() bool { return e.Since }
 // Open starts a run.
 func (e *Embedded) Open(ctx context.Context, req engine.ReadRequest) (engine.Reader, error) {
 	var out []engine.Entity
-	since := req.Since
-	maxSince := ""
-	var maxVal any
+	var maxUpdated since.Max
 	for _, ent := range e.Entities {
 		cp := copyMap(ent)
-		if e.Since {
-			u := ent["_updated"]
-			if since != "" && compareToken(u, since) <= 0 {
+		if u, ok := ent["_updated"]; ok && e.Since {
+			text, numeric := tokenText(u)
+			if req.Since != "" && since.Compare(text, req.Since, numeric) <= 0 {
 				continue
 			}
-			if maxVal == nil || compareToken(u, tokenText(maxVal)) > 0 {
-				maxVal = u
-				maxSince = tokenText(u)
-			}
+			maxUpdated.Offer(text, numeric)
 		}
 		out = append(out, cp)
 	}
+	maxSince, _ := maxUpdated.Text()
 	return &sliceReader{ents: out, size: req.BatchSize, since: maxSince}, nil
 }
 
-// tokenText renders an _updated value as a continuation token.
-func tokenText(v any) string {
+// tokenText renders an _updated value as a continuation token, and says
+// whether it compares as a number (a JSON number) or as a string.
+func tokenText(v any) (text string, numeric bool) {
 	switch x := v.(type) {
 	case string:
-		return x
+		return x, false
 	case json.Number:
-		return string(x)
+		return string(x), true
 	}
-	return fmt.Sprint(v)
-}
-
-// compareToken compares an _updated value with a stored token: numerically
-// when both are numbers, else as strings.
-func compareToken(v any, token string) int {
-	if n, ok := v.(json.Number); ok {
-		a, ok1 := new(big.Float).SetString(string(n))
-		b, ok2 := new(big.Float).SetString(token)
-		if ok1 && ok2 {
-			return a.Cmp(b)
-		}
-	}
-	s := tokenText(v)
-	switch {
-	case s < token:
-		return -1
-	case s > token:
-		return 1
-	}
-	return 0
+	return fmt.Sprint(v), false
 }
 
 // copyMap makes a shallow copy so transforms cannot change the config.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ferrydata/ferry/engine"
+	"github.com/ferrydata/ferry/pipes/since"
 )
 
 const jsonSourceSchema = `{
@@ -249,9 +250,10 @@ type jsonReader struct {
 	stream *valueStream
 	size   int
 	since  string
-	maxVal any
-	n      int
-	dec    *engine.Decoder
+	// maxUpdated is the largest _updated seen (supports_since).
+	maxUpdated since.Max
+	n          int
+	dec        *engine.Decoder
 	// final is set once the token was handed over after the last batch.
 	final bool
 }
@@ -311,23 +313,24 @@ func (r *jsonReader) Next(ctx context.Context) (engine.Batch, error) {
 			return engine.Batch{}, fmt.Errorf("%s: entity %d: %w", r.src.where(), r.n, err)
 		}
 		if r.src.Since {
-			if u, ok := e["_updated"]; ok && (r.maxVal == nil || compareToken(u, tokenText(r.maxVal)) > 0) {
-				r.maxVal = u
+			if u, ok := e["_updated"]; ok {
+				r.maxUpdated.Offer(tokenText(u))
 			}
 		}
 		ents = append(ents, e)
 	}
+	maxSince, seen := r.maxUpdated.Text()
 	if len(ents) == 0 {
-		if !r.src.Chronological && r.maxVal != nil && !r.final {
+		if !r.src.Chronological && seen && !r.final {
 			// The whole response was read: the maximum is now safe.
 			r.final = true
-			return engine.Batch{Since: tokenText(r.maxVal)}, nil
+			return engine.Batch{Since: maxSince}, nil
 		}
 		return engine.Batch{}, engine.EOF
 	}
 	b := engine.Batch{Entities: ents}
-	if r.src.Chronological && r.maxVal != nil {
-		b.Since = tokenText(r.maxVal)
+	if r.src.Chronological && seen {
+		b.Since = maxSince
 	}
 	return b, nil
 }

@@ -6,11 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/big"
 	"time"
 
 	"github.com/ferrydata/ferry/engine"
 	"github.com/ferrydata/ferry/pipes/rest/httpclient"
+	"github.com/ferrydata/ferry/pipes/since"
 	"github.com/ferrydata/ferry/templates/jinja"
 )
 
@@ -224,8 +224,8 @@ type sourceReader struct {
 	pages  chan fetched
 	cancel context.CancelFunc
 	since  string
-	// maxUpdated is the largest _updated seen ("" = none).
-	maxUpdated string
+	// maxUpdated is the largest _updated seen.
+	maxUpdated since.Max
 	ended      bool // paging is over
 	final      bool // the since batch was returned
 }
@@ -256,8 +256,8 @@ func (r *sourceReader) Next(ctx context.Context) (engine.Batch, error) {
 		}
 		if r.src.supportsSince {
 			for _, e := range pg.entities {
-				if u, ok := e["_updated"].(string); ok && (r.maxUpdated == "" || compareToken(u, r.maxUpdated) > 0) {
-					r.maxUpdated = u
+				if u, ok := e["_updated"].(string); ok && u != "" {
+					r.maxUpdated.Offer(u, true)
 				}
 			}
 		}
@@ -279,13 +279,14 @@ func (r *sourceReader) Next(ctx context.Context) (engine.Batch, error) {
 // token is the since token to store: the largest _updated, never below
 // the token the run started from.
 func (r *sourceReader) token() string {
-	if !r.src.supportsSince || r.maxUpdated == "" {
+	top, ok := r.maxUpdated.Text()
+	if !r.src.supportsSince || !ok {
 		return ""
 	}
-	if r.since != "" && compareToken(r.maxUpdated, r.since) < 0 {
+	if r.since != "" && since.Compare(top, r.since, true) < 0 {
 		return r.since
 	}
-	return r.maxUpdated
+	return top
 }
 
 // fetch runs the pager until it stops, fails or ctx ends.
@@ -307,24 +308,6 @@ func (r *sourceReader) fetch(ctx context.Context, p *pager) {
 func (r *sourceReader) Close() error {
 	r.cancel()
 	return nil
-}
-
-// compareToken compares two since values: numerically when both are
-// numbers, else as strings (ISO 8601 timestamps of one format sort as
-// strings).
-func compareToken(a, b string) int {
-	x, ok1 := new(big.Float).SetString(a)
-	y, ok2 := new(big.Float).SetString(b)
-	if ok1 && ok2 {
-		return x.Cmp(y)
-	}
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // configuredOperation is the config's operation, else DefaultOperation.
