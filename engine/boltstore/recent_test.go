@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
@@ -236,4 +237,30 @@ func TestIndexWrittenBeforeTheSplit(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkModel(t, s, ds, model)
+}
+
+// TestStoreFormat: a file is marked with the layout it was written in, and
+// a file from a newer layout is refused with a clear error, read-only too.
+func TestStoreFormat(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketStore).Get(keyFormat); len(v) != 8 || v[7] != storeFormat {
+			t.Errorf("format marker %x", v)
+		}
+		return nil
+	})
+	s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketStore).Put(keyFormat, []byte{0, 0, 0, 0, 0, 0, 0, 99})
+	})
+	s.Close()
+	for _, ro := range []bool{false, true} {
+		_, err := Open(dir, Options{ReadOnly: ro})
+		if err == nil || !strings.Contains(err.Error(), "newer Ferry (store format 99") || !strings.Contains(err.Error(), dir) {
+			t.Errorf("read-only %v: %v", ro, err)
+		}
+	}
 }

@@ -137,6 +137,10 @@ func Open(dir string, opts Options) (s *Store, err error) {
 		}
 		return nil, fmt.Errorf("opening data file %s: %w", path, err)
 	}
+	if err := checkFormat(db, opts.ReadOnly); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("data file %s: %w", path, err)
+	}
 	s = &Store{db: db, path: path, writer: make(chan struct{}, 1), closing: make(chan struct{}), pidfd: -1, recentMin: defaultRecentMin}
 	limit := opts.MaxResident
 	if limit == 0 {
@@ -168,6 +172,58 @@ func Open(dir string, opts Options) (s *Store, err error) {
 		}
 	}
 	return s, nil
+}
+
+// storeFormat is the layout this code writes, kept in the file so that a
+// binary never misreads a layout it does not know:
+//
+//   - 1: one _id index tree per dataset (no marker in the file);
+//   - 2: the two-level _id index (recent.go).
+//
+// Format 2 reads format 1 unchanged and marks the file when it opens it
+// for writing. A binary from before the marker does not check it, so going
+// back to one is not supported once a file is format 2: it would not see
+// the entries in "recent".
+const storeFormat = 2
+
+var (
+	bucketStore = []byte("store")
+	keyFormat   = []byte("format")
+)
+
+// checkFormat refuses a file written in a newer layout and, when
+// writable, marks the file with storeFormat.
+func checkFormat(db *bolt.DB, readOnly bool) error {
+	check := func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketStore)
+		if b == nil {
+			return nil
+		}
+		v := b.Get(keyFormat)
+		if len(v) != 8 {
+			return fmt.Errorf("corrupt store format marker")
+		}
+		if f := binary.BigEndian.Uint64(v); f > storeFormat {
+			return fmt.Errorf("written by a newer Ferry (store format %d; this binary reads up to %d): use that version or newer", f, storeFormat)
+		}
+		return nil
+	}
+	if readOnly {
+		return db.View(check)
+	}
+	return db.Update(func(tx *bolt.Tx) error {
+		if err := check(tx); err != nil {
+			return err
+		}
+		b, err := tx.CreateBucketIfNotExists(bucketStore)
+		if err != nil {
+			return err
+		}
+		if v := b.Get(keyFormat); len(v) == 8 && binary.BigEndian.Uint64(v) == storeFormat {
+			return nil
+		}
+		return b.Put(keyFormat, binary.BigEndian.AppendUint64(nil, storeFormat))
+	})
 }
 
 // ReleaseStats says how often the store released its mapping to stay
