@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/zeebo/xxh3"
@@ -171,12 +172,7 @@ func (st *dsState) flush() error {
 		}
 		st.recent = b
 	}
-	keys := make([]string, 0, len(st.pending))
-	for k := range st.pending {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for i, k := range keys {
+	for i, k := range slices.Sorted(maps.Keys(st.pending)) {
 		pv := st.pending[k]
 		if err := st.recent.Put([]byte(k), pv.iv); err != nil {
 			return fmt.Errorf("index %q: %w", k, err)

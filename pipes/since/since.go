@@ -1,6 +1,7 @@
 package since
 
 import (
+	"cmp"
 	"strconv"
 	"strings"
 )
@@ -14,7 +15,7 @@ func Compare(a, b string, numeric bool) int {
 	if numeric {
 		if x, err := strconv.ParseInt(a, 10, 64); err == nil {
 			if y, err := strconv.ParseInt(b, 10, 64); err == nil {
-				return cmpInt(x, y)
+				return cmp.Compare(x, y)
 			}
 		}
 		if x, ok := parseDecimal(a); ok {
@@ -24,16 +25,6 @@ func Compare(a, b string, numeric bool) int {
 		}
 	}
 	return strings.Compare(a, b)
-}
-
-func cmpInt(x, y int64) int {
-	switch {
-	case x < y:
-		return -1
-	case x > y:
-		return 1
-	}
-	return 0
 }
 
 // decimal is a parsed decimal number: value = sign × 0.digits × 10^exp,
@@ -121,12 +112,12 @@ func parseDecimal(s string) (decimal, bool) {
 func (x decimal) cmp(y decimal) int {
 	xs, ys := x.sign(), y.sign()
 	if xs != ys {
-		return cmpInt(int64(xs), int64(ys))
+		return cmp.Compare(int64(xs), int64(ys))
 	}
 	if xs == 0 {
 		return 0
 	}
-	c := cmpInt(x.exp, y.exp)
+	c := cmp.Compare(x.exp, y.exp)
 	if c == 0 {
 		c = strings.Compare(x.digits, y.digits) // no trailing zeros: a prefix is the smaller
 	}
@@ -179,7 +170,7 @@ func (m *Max) compare(text string, numeric bool) int {
 	}
 	if m.isInt {
 		if x, err := strconv.ParseInt(text, 10, 64); err == nil {
-			return cmpInt(x, m.i)
+			return cmp.Compare(x, m.i)
 		}
 	}
 	if !m.decDone {
