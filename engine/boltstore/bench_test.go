@@ -95,7 +95,9 @@ func BenchmarkPutNewIDs(b *testing.B) {
 					boltstore.SetRecentMin(s, math.MaxInt)
 				}
 				b.StartTimer()
+				w0 := boltstore.PageWrites(s)
 				writeAll(b, s, ents, 10_000)
+				b.ReportMetric(float64(boltstore.PageWrites(s)-w0)/float64(n/10_000), "pagewrites/tx")
 			}
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "entities/s")
 		})

@@ -4,3 +4,9 @@ package boltstore
 // before commits move entries to "index"; a huge value keeps the whole
 // index in one tree, as before the two-level index.
 func SetRecentMin(s *Store, n int) { s.recentMin = n }
+
+// PageWrites returns how many page writes bbolt's commits have made.
+func PageWrites(s *Store) int64 {
+	st := s.db.Stats().TxStats
+	return st.GetWrite()
+}

@@ -33,11 +33,10 @@ import (
 // (~8,200 of the ~24,000 leaves of a 1M-entry index). With two levels the
 // same transaction rewrites the small "recent" tree (~850 leaves) plus the
 // leaves of one quarter of "index"'s key range that the moved entries
-// land on, in key order. Measured on bare bbolt loading the bench's 1M
-// entities in transactions of 10,000 (fsync on): 7,177 page writes per
-// transaction and 78-81k/s with one level, 3,322 and 157-183k/s with two
-// (recentFanIn 4). Fewer dirty pages also mean less heap for bbolt's
-// transaction and fewer pages mapped. See docs/performance.md.
+// land on, in key order. BenchmarkPutNewIDs (1M new ids, 10,000 per
+// transaction): 2,649 page writes per transaction with two levels, 7,475
+// with one. Fewer dirty pages also mean less heap for bbolt's transaction
+// and fewer pages mapped. See docs/performance.md.
 //
 // Correctness rests only on "recent wins": a move writes the entry to
 // "index" and deletes it from "recent" in the same transaction, so every
