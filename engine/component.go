@@ -17,6 +17,12 @@ type Batch struct {
 	// Since is the source's continuation token after this batch; "" means
 	// the source has none (the pipe's stored token is left as it is).
 	Since string
+	// Commit, when set, is called in the store transaction that commits
+	// this batch (after the sink has written it, before the pipe's token),
+	// so that state a source keeps beside its output (e.g. the merge
+	// source's indexes) changes atomically with it. On a failed commit
+	// nothing of it is kept and the batch is read again by the next run.
+	Commit func(tx WriteTx) error
 }
 
 // ReadRequest tells a source where to start.

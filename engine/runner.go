@@ -81,6 +81,7 @@ type item struct {
 	prepared []Prepared
 	entities []Entity // for external sinks
 	since    string
+	commit   func(WriteTx) error // Batch.Commit
 	read     int
 	bytes    int
 	err      error
@@ -313,7 +314,7 @@ func (e *Engine) produce(ctx context.Context, p *Pipe, r Reader, prepare bool, l
 				return
 			}
 		}
-		it := item{since: b.Since, read: read}
+		it := item{since: b.Since, commit: b.Commit, read: read}
 		if prepare {
 			it.prepared = make([]Prepared, 0, len(ents))
 			arena = make([]byte, 0, 400*len(ents)+64)
@@ -483,6 +484,11 @@ func (e *Engine) commitTx(ctx context.Context, p *Pipe, sr SinkRun, items <-chan
 			if err := sr.Write(ctx, tx, it.prepared, ts); err != nil {
 				return err
 			}
+			if it.commit != nil {
+				if err := it.commit(tx); err != nil {
+					return err
+				}
+			}
 			n += len(it.prepared)
 			if it.since != "" {
 				state.Since = it.since
@@ -551,11 +557,19 @@ func (e *Engine) commitTx(ctx context.Context, p *Pipe, sr SinkRun, items <-chan
 // commitExternal hands batches to an external sink and commits the token
 // after each successful write.
 func (e *Engine) commitExternal(ctx context.Context, p *Pipe, sink ExternalSink, items <-chan item, state PipeState, stats *RunStats, failIfEmpty bool) error {
+	var hooks []func(WriteTx) error // Batch.Commit of the batches since the last save
 	save := func() error {
 		tx, err := e.Store.Begin(ctx)
 		if err != nil {
 			return err
 		}
+		for _, h := range hooks {
+			if err := h(tx); err != nil {
+				tx.Rollback()
+				return err
+			}
+		}
+		hooks = hooks[:0]
 		if err := tx.SetPipeState(p.ID, state); err != nil {
 			tx.Rollback()
 			return err
@@ -582,6 +596,9 @@ func (e *Engine) commitExternal(ctx context.Context, p *Pipe, sink ExternalSink,
 		}
 		if it.since != "" {
 			state.Since = it.since
+		}
+		if it.commit != nil {
+			hooks = append(hooks, it.commit)
 		}
 		if n++; n%p.CheckpointInterval == 0 {
 			if err := save(); err != nil {

@@ -532,3 +532,68 @@ func TestProgressCallback(t *testing.T) {
 		t.Errorf("progress reads = %v", reads)
 	}
 }
+
+// hookSource wraps fakeSource so that every batch carries a Commit hook
+// writing "last=<token>" into KV namespace "hook" (and failing when the
+// token is failAt).
+type hookSource struct {
+	*fakeSource
+	failAt string
+}
+
+func (h *hookSource) Open(ctx context.Context, req engine.ReadRequest) (engine.Reader, error) {
+	r, err := h.fakeSource.Open(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return &hookReader{Reader: r, failAt: h.failAt}, nil
+}
+
+type hookReader struct {
+	engine.Reader
+	failAt string
+}
+
+func (r *hookReader) Next(ctx context.Context) (engine.Batch, error) {
+	b, err := r.Reader.Next(ctx)
+	if err != nil {
+		return b, err
+	}
+	tok := b.Since
+	b.Commit = func(tx engine.WriteTx) error {
+		if tok == r.failAt {
+			return errors.New("hook refused")
+		}
+		return tx.PutKV("hook", "last", []byte(tok))
+	}
+	return b, nil
+}
+
+func TestBatchCommitHook(t *testing.T) {
+	ctx := context.Background()
+	for _, sink := range []string{`{"type":"dataset"}`, `{"type":"null"}`} {
+		t.Run(sink, func(t *testing.T) {
+			src := &hookSource{fakeSource: &fakeSource{N: 10}, failAt: "7"}
+			reg := all.Registry()
+			reg.RegisterSource("fake", engine.Spec{Schema: anySchema}, func(*engine.Build, map[string]any) (engine.Source, error) { return src, nil })
+			eng, s := newEngine(t, reg, `[{"_id":"p","type":"pipe","batch_size":2,"checkpoint_interval":1,
+				"source":{"type":"fake"},"sink":`+sink+`}]`)
+			if _, err := eng.Run(ctx, "p", engine.RunOptions{}); err == nil || !strings.Contains(err.Error(), "hook refused") {
+				t.Fatalf("run = %v; want the hook's error", err)
+			}
+			// The batches before the failing one committed with their hook;
+			// the failing batch's token and hook did not.
+			v, _, _ := s.GetKV(ctx, "hook", "last")
+			if string(v) != "5" || since(t, s, "p") != "5" {
+				t.Errorf("hook state %q, token %q; want both 5", v, since(t, s, "p"))
+			}
+			src.failAt = ""
+			if _, err := eng.Run(ctx, "p", engine.RunOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			if v, _, _ := s.GetKV(ctx, "hook", "last"); string(v) != "9" {
+				t.Errorf("after the second run hook state = %q, want 9", v)
+			}
+		})
+	}
+}

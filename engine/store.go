@@ -176,6 +176,19 @@ type WriteTx interface {
 	SetPipeState(pipe string, st PipeState) error
 	PipeState(pipe string) (PipeState, error)
 	AddRun(r RunRecord) error
+	// GetKV, PutKV, DeleteKV and ScanKV read and change the store's
+	// key-value namespaces (see Store.GetKV) inside this transaction, so
+	// that small state (share intents, merge indexes) commits atomically
+	// with the dataset writes and the pipe state. Reads see the
+	// transaction's own writes. Values passed and returned are copies.
+	GetKV(ns, key string) ([]byte, bool, error)
+	PutKV(ns, key string, value []byte) error
+	// DeleteKV removes a key; a missing key is not an error.
+	DeleteKV(ns, key string) error
+	// ScanKV calls fn with every key of ns that starts with prefix, in
+	// byte order. fn must not change the namespace; collect the keys and
+	// change them after ScanKV returns.
+	ScanKV(ns, prefix string, fn func(key string, value []byte) error) error
 	Commit() error
 	Rollback() error
 }

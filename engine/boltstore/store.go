@@ -1175,46 +1175,109 @@ func (s *Store) GetKV(ctx context.Context, ns, key string) ([]byte, bool, error)
 	return out, out != nil, err
 }
 
-// kvUpdate runs fn in a write transaction on the namespace bucket.
-func (s *Store) kvUpdate(ctx context.Context, ns string, fn func(b *bolt.Bucket) error) error {
+// kvBucket returns namespace ns of the transaction; with create it is
+// created (upgrading to a write transaction), else it is nil when absent.
+func (w *writeTx) kvBucket(ns string, create bool) (*bolt.Bucket, error) {
 	if ns == "" {
-		return errors.New("empty key-value namespace")
+		return nil, errors.New("empty key-value namespace")
 	}
+	if !create {
+		root := w.tx.Bucket(bucketKV)
+		if root == nil {
+			return nil, nil
+		}
+		return root.Bucket([]byte(ns)), nil
+	}
+	if err := w.upgrade(); err != nil {
+		return nil, err
+	}
+	root, err := w.tx.CreateBucketIfNotExists(bucketKV)
+	if err != nil {
+		return nil, err
+	}
+	return root.CreateBucketIfNotExists([]byte(ns))
+}
+
+// GetKV reads a key of a namespace as the transaction sees it.
+func (w *writeTx) GetKV(ns, key string) ([]byte, bool, error) {
+	b, err := w.kvBucket(ns, false)
+	if err != nil || b == nil {
+		return nil, false, err
+	}
+	v := b.Get([]byte(key))
+	if v == nil {
+		return nil, false, nil
+	}
+	return bytes.Clone(v), true, nil
+}
+
+// PutKV writes a key of a namespace in the transaction.
+func (w *writeTx) PutKV(ns, key string, value []byte) error {
+	if key == "" {
+		return errors.New("empty key")
+	}
+	b, err := w.kvBucket(ns, true)
+	if err != nil {
+		return err
+	}
+	w.changed = true
+	return b.Put([]byte(key), bytes.Clone(value))
+}
+
+// DeleteKV removes a key of a namespace in the transaction.
+func (w *writeTx) DeleteKV(ns, key string) error {
+	b, err := w.kvBucket(ns, false)
+	if err != nil || b == nil || b.Get([]byte(key)) == nil {
+		return err
+	}
+	if b, err = w.kvBucket(ns, true); err != nil {
+		return err
+	}
+	w.changed = true
+	return b.Delete([]byte(key))
+}
+
+// ScanKV calls fn with the keys of ns starting with prefix, in order.
+func (w *writeTx) ScanKV(ns, prefix string, fn func(key string, value []byte) error) error {
+	b, err := w.kvBucket(ns, false)
+	if err != nil || b == nil {
+		return err
+	}
+	c := b.Cursor()
+	p := []byte(prefix)
+	for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
+		if err := fn(string(k), bytes.Clone(v)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// kvUpdate runs fn in a write transaction of its own.
+func (s *Store) kvUpdate(ctx context.Context, fn func(w *writeTx) error) error {
 	tx, err := s.Begin(ctx)
 	if err != nil {
 		return err
 	}
 	w := tx.(*writeTx)
-	if err := w.upgrade(); err != nil {
+	if err := fn(w); err != nil {
 		w.Rollback()
 		return err
 	}
-	root, err := w.tx.CreateBucketIfNotExists(bucketKV)
-	if err == nil {
-		var b *bolt.Bucket
-		if b, err = root.CreateBucketIfNotExists([]byte(ns)); err == nil {
-			err = fn(b)
-		}
-	}
-	if err != nil {
-		w.Rollback()
-		return err
-	}
-	w.changed = true
 	return w.Commit()
 }
 
 // PutKV writes a key of a namespace.
 func (s *Store) PutKV(ctx context.Context, ns, key string, value []byte) error {
-	if key == "" {
-		return errors.New("empty key")
-	}
-	return s.kvUpdate(ctx, ns, func(b *bolt.Bucket) error { return b.Put([]byte(key), bytes.Clone(value)) })
+	return s.kvUpdate(ctx, func(w *writeTx) error { return w.PutKV(ns, key, value) })
 }
 
 // DeleteKV removes a key of a namespace; a missing key is not an error.
 func (s *Store) DeleteKV(ctx context.Context, ns, key string) error {
-	return s.kvUpdate(ctx, ns, func(b *bolt.Bucket) error { return b.Delete([]byte(key)) })
+	if ns == "" {
+		return errors.New("empty key-value namespace")
+	}
+	return s.kvUpdate(ctx, func(w *writeTx) error { return w.DeleteKV(ns, key) })
 }
 
 // ListKV lists a namespace's keys, sorted.

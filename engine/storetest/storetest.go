@@ -45,6 +45,8 @@ func Run(t *testing.T, open func(t *testing.T) engine.Store) {
 		{"Changed", testChanged},
 		{"SameRaw", testSameRaw},
 		{"LatestOnlyScansWithCache", testScanCache},
+		{"KV", testKV},
+		{"KVInTransaction", testKVTx},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -837,5 +839,115 @@ func testScanCache(t *testing.T, s engine.Store) {
 	recs, _ = scanAll(t, s, "big", engine.ScanOptions{From: 0, Limit: 100000, LatestOnly: true, Cache: &cache2})
 	if len(recs) != n {
 		t.Errorf("scan of the recreated dataset with an old cache returned %d versions, want %d", len(recs), n)
+	}
+}
+
+func testKV(t *testing.T, s engine.Store) {
+	ctx := context.Background()
+	if _, ok, err := s.GetKV(ctx, "ns", "a"); ok || err != nil {
+		t.Fatalf("GetKV on an empty store = %v, %v", ok, err)
+	}
+	for _, k := range []string{"b", "a", "c"} {
+		if err := s.PutKV(ctx, "ns", k, []byte("v"+k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.PutKV(ctx, "other", "a", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if v, ok, err := s.GetKV(ctx, "ns", "a"); !ok || err != nil || string(v) != "va" {
+		t.Errorf("GetKV = %q, %v, %v", v, ok, err)
+	}
+	keys, err := s.ListKV(ctx, "ns")
+	if err != nil || strings.Join(keys, ",") != "a,b,c" {
+		t.Errorf("ListKV = %v, %v; want a,b,c", keys, err)
+	}
+	if err := s.DeleteKV(ctx, "ns", "b"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteKV(ctx, "ns", "missing"); err != nil {
+		t.Errorf("deleting a missing key: %v", err)
+	}
+	if err := s.DeleteKV(ctx, "never-written", "k"); err != nil {
+		t.Errorf("deleting from a missing namespace: %v", err)
+	}
+	if keys, _ := s.ListKV(ctx, "ns"); strings.Join(keys, ",") != "a,c" {
+		t.Errorf("after delete ListKV = %v", keys)
+	}
+	if err := s.PutKV(ctx, "", "k", nil); err == nil {
+		t.Error("empty namespace accepted")
+	}
+	if err := s.PutKV(ctx, "ns", "", nil); err == nil {
+		t.Error("empty key accepted")
+	}
+}
+
+func testKVTx(t *testing.T, s engine.Store) {
+	ctx := context.Background()
+	if err := s.PutKV(ctx, "ns", "p/1", []byte("one")); err != nil {
+		t.Fatal(err)
+	}
+	tx := begin(t, s)
+	if v, ok, err := tx.GetKV("ns", "p/1"); !ok || err != nil || string(v) != "one" {
+		t.Errorf("tx GetKV = %q, %v, %v", v, ok, err)
+	}
+	if _, ok, err := tx.GetKV("absent-ns", "k"); ok || err != nil {
+		t.Errorf("tx GetKV of a missing namespace = %v, %v", ok, err)
+	}
+	for _, kv := range [][2]string{{"p/3", "three"}, {"p/2", "two"}, {"q/1", "other"}} {
+		if err := tx.PutKV("ns", kv[0], []byte(kv[1])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.DeleteKV("ns", "p/1"); err != nil {
+		t.Fatal(err)
+	}
+	if !tx.Changed() {
+		t.Error("Changed() = false after PutKV")
+	}
+	var seen []string
+	if err := tx.ScanKV("ns", "p/", func(k string, v []byte) error {
+		seen = append(seen, k+"="+string(v))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(seen, ","); got != "p/2=two,p/3=three" {
+		t.Errorf("tx ScanKV(p/) = %s; want the transaction's own writes in key order", got)
+	}
+	// Nothing is visible outside before Commit.
+	if _, ok, _ := s.GetKV(ctx, "ns", "p/2"); ok {
+		t.Error("an uncommitted PutKV is visible to readers")
+	}
+	commit(t, tx)
+	if keys, _ := s.ListKV(ctx, "ns"); strings.Join(keys, ",") != "p/2,p/3,q/1" {
+		t.Errorf("after commit ListKV = %v", keys)
+	}
+	// A rolled back transaction leaves the namespace as it was.
+	tx = begin(t, s)
+	if err := tx.PutKV("ns", "p/9", []byte("nine")); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.DeleteKV("ns", "p/2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	if keys, _ := s.ListKV(ctx, "ns"); strings.Join(keys, ",") != "p/2,p/3,q/1" {
+		t.Errorf("after rollback ListKV = %v", keys)
+	}
+	// KV writes and dataset writes commit together.
+	tx = begin(t, s)
+	put(t, tx, "ds", `{"_id":"a","x":1}`, 1)
+	if err := tx.PutKV("ns", "with-ds", []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	commit(t, tx)
+	if _, ok, _ := s.GetKV(ctx, "ns", "with-ds"); !ok {
+		t.Error("KV write committed with a dataset write is missing")
+	}
+	if _, ok, _ := s.Get(ctx, "ds", "a"); !ok {
+		t.Error("dataset write committed with a KV write is missing")
 	}
 }
