@@ -141,6 +141,8 @@ type RunContext struct {
 // RunStats counts what a run did.
 type RunStats struct {
 	Read, Written, Unchanged, Deleted int64
+	// Share counts a share pipe's write-back per entity.
+	Share ShareCounts
 }
 
 // Kind is a component category.
@@ -152,6 +154,9 @@ const (
 	KindTransform Kind = "transform"
 	KindSink      Kind = "sink"
 	KindSystem    Kind = "system"
+	// KindTemplate are the built-in transform templates of the "template"
+	// transform (Sesam's transform-collect-rest and friends).
+	KindTemplate Kind = "template"
 )
 
 // Spec documents a component type and carries its JSON Schema.
@@ -175,6 +180,15 @@ type Build struct {
 	// Registry lets composite components build nested ones.
 	Registry *Registry
 	systems  map[string]any
+	warn     func(pointer, msg string)
+}
+
+// Warnf reports a warning about the component at pointer (relative to the
+// component's config), as the compiler reports unknown keys.
+func (b *Build) Warnf(pointer, format string, args ...any) {
+	if b.warn != nil {
+		b.warn(pointer, fmt.Sprintf(format, args...))
+	}
 }
 
 // Constructors per kind.
@@ -246,6 +260,13 @@ func (r *Registry) RegisterSink(name string, spec Spec, fn SinkFunc) {
 // RegisterSystem adds a system type ("rest" for "system:rest").
 func (r *Registry) RegisterSystem(name string, spec Spec, fn SystemFunc) {
 	r.add(KindSystem, name, spec, fn)
+}
+
+// RegisterTemplate adds a built-in transform template: a "template"
+// transform with "template": name is built by fn, which receives the
+// template's "properties" object as cfg; spec.Schema validates that object.
+func (r *Registry) RegisterTemplate(name string, spec Spec, fn TransformFunc) {
+	r.add(KindTemplate, name, spec, fn)
 }
 
 // RegisterUnsupported records a type Ferry recognises but cannot run yet,

@@ -45,3 +45,38 @@ func (r *Registry) BuildTransform(b *Build, cfg map[string]any) (Transform, erro
 	}
 	return e.build.(TransformFunc)(b, cfg)
 }
+
+// BuildTemplate builds the built-in transform template name with its
+// properties (see RegisterTemplate): props are validated against the
+// template's schema (errors point below /properties; unknown keys are
+// warnings) and passed to its constructor. An unknown template is an error
+// listing the known ones; one registered as unsupported wraps
+// [ErrUnsupported].
+func (r *Registry) BuildTemplate(b *Build, name string, props map[string]any) (Transform, error) {
+	e, ok := r.lookup(KindTemplate, name)
+	if !ok {
+		return nil, Fieldf("/template", "unknown transform template %q (known: %s)", name, strings.Join(r.Names(KindTemplate), ", "))
+	}
+	if e.build == nil {
+		return nil, Fieldf("/template", "%v: template %q", ErrUnsupported, name)
+	}
+	if props == nil {
+		props = map[string]any{}
+	}
+	sch, err := r.schemaFor(KindTemplate, name)
+	if err != nil {
+		return nil, err
+	}
+	probs, err := sch.validate(props)
+	if err != nil {
+		return nil, fmt.Errorf("validating template %q: %w", name, err)
+	}
+	for _, p := range probs {
+		if p.warning {
+			b.Warnf("/properties"+p.pointer, "%s", p.message)
+			continue
+		}
+		return nil, Fieldf("/properties"+p.pointer, "%s", p.message)
+	}
+	return e.build.(TransformFunc)(b, props)
+}

@@ -63,6 +63,20 @@ type Pipe struct {
 	// rescan does that).
 	Hops   []string
 	Output string // dataset the sink writes ("" for none)
+	// Sharer is the pipe's last transform when it writes to an external
+	// system (a share pipe, see [Sharer]); Transforms still lists it.
+	Sharer Sharer
+	// Share holds a share pipe's write-back settings.
+	Share ShareOptions
+}
+
+// transforms returns the transforms the producer runs: all of them, or for
+// a share pipe those before the Sharer.
+func (p *Pipe) transforms() []Transform {
+	if p.Sharer != nil {
+		return p.Transforms[:len(p.Transforms)-1]
+	}
+	return p.Transforms
 }
 
 // HoppedDatasets is implemented by transforms that read other datasets
@@ -184,7 +198,8 @@ func (c *compiler) check(comp *Component, ptr string, sch *compiledSchema, cfg m
 }
 
 func (c *compiler) build(comp *Component, ptr string, pipe string) *Build {
-	return &Build{Pipe: pipe, Path: comp.Pointer + ptr, Config: c.cfg, Logger: c.log.With("pipe", pipe), Registry: c.reg, systems: c.systems}
+	return &Build{Pipe: pipe, Path: comp.Pointer + ptr, Config: c.cfg, Logger: c.log.With("pipe", pipe), Registry: c.reg, systems: c.systems,
+		warn: func(p, msg string) { c.warnf(comp, ptr+p, "%s", msg) }}
 }
 
 // System returns a compiled system by id.
@@ -314,6 +329,9 @@ func (c *compiler) pipe(comp *Component) *Pipe {
 	} else {
 		ok = false
 	}
+	if ok && !c.share(comp, p) {
+		ok = false
+	}
 	if pump, good := c.pump(comp); good {
 		p.Pump = pump
 		if _, push := p.Source.(PushSource); push {
@@ -328,6 +346,54 @@ func (c *compiler) pipe(comp *Component) *Pipe {
 		return nil
 	}
 	return p
+}
+
+// share recognises a share pipe (a Sharer as the last transform) and reads
+// its write-back settings. It reports false after reporting an error.
+func (c *compiler) share(comp *Component, p *Pipe) bool {
+	list := transformList(comp.Raw["transform"], "/transform")
+	for i, t := range p.Transforms {
+		sh, ok := t.(Sharer)
+		if !ok {
+			continue
+		}
+		if i != len(p.Transforms)-1 {
+			c.errorf(comp, list[i].ptr, "a share transform must be the pipe's last transform (it writes to the system; what follows would never see the outcome)")
+			return false
+		}
+		if _, tx := p.Sink.(TxSink); !tx {
+			c.errorf(comp, "/sink", "a share pipe needs a dataset sink for its share dataset (the record of what was written)")
+			return false
+		}
+		if sc, _ := comp.Raw["sink"].(map[string]any); sc != nil && (sc["circuit_breaker_threshold_count"] != nil || sc["circuit_breaker_threshold_factor"] != nil) {
+			c.errorf(comp, "/sink", "a share pipe's sink cannot have a circuit breaker (every entity changes the share dataset); limit deletes with pump.delete_circuit_breaker_count and _factor")
+			return false
+		}
+		if ds := sh.ShareDataset(); ds != "" && ds != p.Output {
+			c.warnf(comp, list[i].ptr, "share_dataset %q is not the pipe's sink dataset %q: inserts are looked up in %q but recorded in %q", ds, p.Output, ds, p.Output)
+		}
+		p.Sharer = sh
+		p.Share = ShareOptions{
+			MaxRetries:        DefaultMaxRetriesPerEntity,
+			DeadLetterDataset: "system:dead-letter:" + p.ID,
+			DeleteLimitCount:  DefaultDeleteLimitCount,
+			DeleteLimitFactor: DefaultDeleteLimitFactor,
+		}
+		pump, _ := comp.Raw["pump"].(map[string]any)
+		if n, has := intField(pump, "max_retries_per_entity"); has {
+			p.Share.MaxRetries = n
+		}
+		if s, has := pump["dead_letter_dataset"].(string); has {
+			p.Share.DeadLetterDataset = s
+		}
+		if n, has := intField(pump, "delete_circuit_breaker_count"); has {
+			p.Share.DeleteLimitCount = int64(n)
+		}
+		if f, has := floatField(pump, "delete_circuit_breaker_factor"); has {
+			p.Share.DeleteLimitFactor = f
+		}
+	}
+	return true
 }
 
 type transformCfg struct {

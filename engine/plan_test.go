@@ -43,7 +43,7 @@ func TestCompileDiagnostics(t *testing.T) {
 		{"unknown source", `{"_id":"p","type":"pipe","source":{"type":"magic"}}`,
 			true, []string{`/source/type: unknown source type "magic" (known: dataset, embedded, `}, nil},
 		{"unknown sink", `{"_id":"p","type":"pipe","source":{"type":"embedded","entities":[]},"sink":{"type":"teleport"}}`,
-			true, []string{`/sink/type: unknown sink type "teleport" (known: dataset, null)`}, nil},
+			true, []string{`/sink/type: unknown sink type "teleport" (known: dataset, null, rest)`}, nil},
 		{"unknown transform", `{"_id":"p","type":"pipe","source":{"type":"embedded","entities":[]},"transform":{"type":"xslt"}}`,
 			true, []string{`/transform/type: unknown transform type "xslt" (known: `, ` jq`}, nil},
 		{"unknown system", `{"_id":"s","type":"system:carrier-pigeon"}`,

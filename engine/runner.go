@@ -46,6 +46,9 @@ type RunOptions struct {
 	Reset bool
 	// Rescan makes this run a full run without clearing the token first.
 	Rescan bool
+	// AcceptDeletes lets a share run delete more records than its delete
+	// circuit breaker allows.
+	AcceptDeletes bool
 }
 
 // ErrCircuitBreaker is returned when a run would change more entities than
@@ -111,6 +114,10 @@ func (e *Engine) Run(ctx context.Context, pipeID string, opts RunOptions) (RunRe
 func (e *Engine) finishRun(ctx context.Context, p *Pipe, rec *RunRecord, stats *RunStats, err error, what string) (RunRecord, error) {
 	rec.End = time.Now().UTC()
 	rec.Read, rec.Written, rec.Unchanged, rec.Deleted = stats.Read, stats.Written, stats.Unchanged, stats.Deleted
+	if p.Sharer != nil {
+		sc := stats.Share
+		rec.Share = &sc
+	}
 	if err != nil {
 		rec.Error = err.Error()
 		err = fmt.Errorf("pipe %q: %w", p.ID, err)
@@ -210,6 +217,9 @@ func (e *Engine) run(ctx context.Context, p *Pipe, opts RunOptions, rec *RunReco
 		rec.SyncType = "incremental"
 		return nil
 	}
+	if p.Sharer != nil {
+		return e.runShare(ctx, p, opts, rec, stats)
+	}
 	state, err := e.Store.PipeState(ctx, p.ID)
 	if err != nil {
 		return err
@@ -288,7 +298,7 @@ func (e *Engine) produce(ctx context.Context, p *Pipe, r Reader, prepare bool, l
 			return false
 		}
 	}
-	if rr, ok := r.(RawReader); ok && prepare && len(p.Transforms) == 0 && rr.RawOK() {
+	if rr, ok := r.(RawReader); ok && prepare && len(p.transforms()) == 0 && rr.RawOK() {
 		e.produceRaw(ctx, rr, lazy, send)
 		return
 	}
@@ -304,7 +314,7 @@ func (e *Engine) produce(ctx context.Context, p *Pipe, r Reader, prepare bool, l
 		}
 		read := len(b.Entities)
 		ents := b.Entities
-		for i, t := range p.Transforms {
+		for i, t := range p.transforms() {
 			if len(ents) == 0 {
 				break
 			}

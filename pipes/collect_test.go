@@ -323,12 +323,10 @@ func originOf(e *env, ds, id string) string {
 
 func TestTemplateTransformErrors(t *testing.T) {
 	for _, c := range []struct{ props, want string }{
-		{`"template":"transform-share-rest","properties":{}`, `/transform/template: not supported yet: template "transform-share-rest"`},
-		{`"template":"transform-defaults-rest"`, `not supported yet: template "transform-defaults-rest"`},
 		{`"template":"transform-nope"`, `unknown transform template "transform-nope"`},
 		{`"template":{"rules":{}}`, `/transform/template: not supported yet: inline`},
-		{`"template":"transform-collect-rest","properties":{"share_dataset":"s"}`, `/transform/properties/primary_key: transform-collect-rest needs primary_key`},
-		{`"template":"transform-collect-rest","properties":{"primary_key":"id"}`, `/transform/properties/share_dataset`},
+		{`"template":"transform-collect-rest","properties":{"share_dataset":"s"}`, `/transform/properties: primary_key is required`},
+		{`"template":"transform-collect-rest","properties":{"primary_key":"id"}`, `/transform/properties: share_dataset is required`},
 		{`"template":"transform-collect-rest","properties":{"primary_key":[1],"share_dataset":"s"}`, `/transform/properties/primary_key/0`},
 		{`"template":"transform-collect-rest","properties":{"primary_key":"id","share_dataset":"s","operation_lookup":"get"}`, `/transform/properties/rest_system: operation_lookup needs rest_system`},
 	} {
@@ -337,8 +335,23 @@ func TestTemplateTransformErrors(t *testing.T) {
 			t.Errorf("%s: error %q does not contain %q", c.props, msg, c.want)
 		}
 	}
-	if !pipes.TemplateSupported("transform-collect-rest") || pipes.TemplateSupported("transform-share-rest") || pipes.TemplateSupported("transform-defaults-rest") {
-		t.Error("TemplateSupported is wrong")
+	if msg := compileErr(t, `{"_id":"p","type":"pipe","source":{"type":"embedded","entities":[]},"transform":{"type":"template","template":"transform-nope"}}`); !strings.Contains(msg, `unknown transform template "transform-nope" (known: transform-collect-rest`) {
+		t.Errorf("unknown template: %s", msg)
+	}
+	// Unknown template properties are warnings with their pointer.
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "p.json"), []byte(`{"_id":"p","type":"pipe","source":{"type":"embedded","entities":[]},
+		"transform":{"type":"template","template":"transform-collect-rest","properties":{"primary_key":"id","share_dataset":"s","typo":1}}}`), 0o644)
+	cfg, err := engine.LoadConfig([]string{dir}, func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := engine.Compile(cfg, all.Registry(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(plan.Diagnostics); !strings.Contains(got, `/transform/properties/typo: unknown key "typo" is ignored`) {
+		t.Errorf("diagnostics = %s", got)
 	}
 }
 

@@ -12,7 +12,11 @@ func RegisterCollect(r *engine.Registry) {
 	lookups := NewLookups()
 	r.RegisterTransform("dtl", engine.Spec{Summary: "Sesam DTL rules (default + named), compiled once; hops read other datasets through an incremental index.", Schema: dtlSchema, Status: "beta"}, newDTLTransform(lookups))
 	r.RegisterTransform("emit_children", engine.Spec{Summary: "Emits the dicts in $children (each with an _id) and drops the parent.", Schema: emitChildrenSchema, Status: "stable"}, newEmitChildren)
-	r.RegisterTransform("template", engine.Spec{Summary: "A built-in Sesam transform template; transform-collect-rest is supported.", Schema: templateTransformSchema, Status: "beta"}, newTemplateTransform(lookups))
+	r.RegisterTransform("template", engine.Spec{Summary: "A built-in Sesam transform template (transform-collect-rest, transform-share-rest, transform-defaults-rest).", Schema: templateTransformSchema, Status: "beta"}, newTemplateTransform)
+	r.RegisterTemplate(TemplateCollectRest, engine.Spec{Summary: "Collect side of the connector contract: lookups and the $origin hop into the share dataset.", Schema: collectRestSchema, Status: "beta"},
+		func(b *engine.Build, props map[string]any) (engine.Transform, error) {
+			return newCollectRest(b, props, lookups)
+		})
 	r.RegisterSource("merge_datasets", engine.Spec{Summary: "Several datasets as one stream, ids untouched; strategy latest (newest _ts wins) or all.", Schema: mergeDatasetsSchema, Status: "stable"}, newMergeDatasets)
 	r.RegisterSource("union_datasets", engine.Spec{Summary: "Several datasets read in turn, ids prefixed with the dataset name by default.", Schema: unionDatasetsSchema, Status: "stable"}, newUnionDatasets)
 	r.RegisterSource("http_endpoint", engine.Spec{Summary: "Entities POSTed to /api/receivers/{pipe}/entities of ferry serve; no pump.", Schema: endpointSchema, Status: "beta"}, newEndpointSource)

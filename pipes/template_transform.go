@@ -24,35 +24,41 @@ const (
 	TemplateDefaultsRest = "transform-defaults-rest"
 )
 
-// TemplateSupported reports whether Ferry runs the built-in transform
-// template name, so `ferry compat` can count "template:<name>". Only
-// transform-collect-rest is implemented so far; transform-share-rest and
-// transform-defaults-rest are recognised and fail to compile with "not
-// supported yet".
-func TemplateSupported(name string) bool {
-	return name == TemplateCollectRest
-}
+// collectRestSchema validates transform-collect-rest's properties.
+const collectRestSchema = `{
+  "$schema": "http://json-schema.org/draft-07/schema#",
+  "title": "transform-collect-rest properties",
+  "type": "object",
+  "required": ["primary_key", "share_dataset"],
+  "properties": {
+    "primary_key": {"type": ["string", "array"], "items": {"type": "string"}},
+    "share_dataset": {"type": "string", "minLength": 1},
+    "rest_system": {"type": "string", "minLength": 1},
+    "operation_lookup": {"type": "string", "minLength": 1},
+    "operation_lookup_properties": {"type": "object"},
+    "operation_lookup_delete": {"type": "string", "minLength": 1},
+    "operation_lookup_delete_properties": {"type": "object"},
+    "original_property": {"type": "string", "minLength": 1}
+  }
+}`
 
-// newTemplateTransform returns the constructor of "template" transforms:
+// newTemplateTransform builds "template" transforms:
 // {"type": "template", "template": "<name>", "properties": {...}}. Sesam
 // expands a named, unpublished template into a chain of transforms; Ferry
-// implements each supported template in Go (see [CollectRest]). Inline
+// implements each template in Go and registers it with
+// engine.Registry.RegisterTemplate (transform-collect-rest here,
+// transform-share-rest and transform-defaults-rest in pipes/rest). Inline
 // template bodies (an object) are not supported.
-func newTemplateTransform(lookups *Lookups) engine.TransformFunc {
-	return func(b *engine.Build, cfg map[string]any) (engine.Transform, error) {
-		name, ok := cfg["template"].(string)
-		if !ok {
-			return nil, engine.Fieldf("/template", "%v: inline template bodies (give a built-in template name)", engine.ErrUnsupported)
-		}
-		props, _ := cfg["properties"].(map[string]any)
-		switch name {
-		case TemplateCollectRest:
-			return newCollectRest(b, props, lookups)
-		case TemplateShareRest, TemplateDefaultsRest:
-			return nil, engine.Fieldf("/template", "%v: template %q", engine.ErrUnsupported, name)
-		}
-		return nil, engine.Fieldf("/template", "unknown transform template %q (known: %s, %s, %s)", name, TemplateCollectRest, TemplateShareRest, TemplateDefaultsRest)
+func newTemplateTransform(b *engine.Build, cfg map[string]any) (engine.Transform, error) {
+	name, ok := cfg["template"].(string)
+	if !ok {
+		return nil, engine.Fieldf("/template", "%v: inline template bodies (give a built-in template name)", engine.ErrUnsupported)
 	}
+	props, _ := cfg["properties"].(map[string]any)
+	if b.Registry == nil {
+		return nil, engine.Fieldf("/template", "no registry to build template %q", name)
+	}
+	return b.Registry.BuildTemplate(b, name, props)
 }
 
 // propString reads a string property of a template.

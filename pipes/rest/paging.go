@@ -210,6 +210,10 @@ type pager struct {
 	// payload (the REST transform's entity payload).
 	rawPayload    any
 	hasRawPayload bool
+	// headers are added to every request (a share's idempotency key);
+	// noReplay forbids replays of it (see httpclient.Request.NoReplay).
+	headers  map[string]string
+	noReplay bool
 
 	dec     *engine.Decoder
 	n       int // pages fetched
@@ -287,6 +291,9 @@ func (p *pager) build(i int, link string) (*request, error) {
 	}
 	if p.since != "" && c.sinceLocation == "header" {
 		r.headers[c.sinceName] = p.since
+	}
+	for k, hv := range p.headers {
+		r.headers[k] = hv
 	}
 	for k, hv := range c.sys.Headers {
 		r.allHeaders[k] = hv
@@ -422,7 +429,7 @@ func (p *pager) next(ctx context.Context) (*page, error) {
 	}
 	resp, err := c.sys.Client.Do(ctx, httpclient.Request{
 		Method: c.op.Method, URL: req.link, Params: req.params, Headers: req.headers,
-		Body: req.body, ContentType: req.contentType, RateLimit: c.rateLimit,
+		Body: req.body, ContentType: req.contentType, RateLimit: c.rateLimit, NoReplay: p.noReplay,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%s page %d: %w", c.where, p.n, err)

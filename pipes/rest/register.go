@@ -15,7 +15,8 @@ type Options struct {
 	HTTPOptions []httpclient.Option
 }
 
-// Register adds system "rest", source "rest" and transform "rest" to r.
+// Register adds system "rest", source "rest", transform "rest", sink "rest"
+// and the templates transform-share-rest and transform-defaults-rest to r.
 func Register(r *engine.Registry) { RegisterWith(r, Options{}) }
 
 // RegisterWith is Register with options.
@@ -32,4 +33,16 @@ func RegisterWith(r *engine.Registry, opts Options) {
 		Summary: "Sends a REST request per entity and keeps or emits the response.",
 		Schema:  transformSchema, Status: "stable",
 	}, newTransform)
+	r.RegisterSink("rest", engine.Spec{
+		Summary: "Sends a REST request per entity (at least once; idempotency keys optional).",
+		Schema:  sinkSchema, Status: "beta",
+	}, newSink)
+	r.RegisterTemplate("transform-share-rest", engine.Spec{
+		Summary: "Share side of the connector contract: insert, update or delete per entity with optimistic locking, origin tracking and crash-safe bookkeeping.",
+		Schema:  shareSchema, Status: "beta",
+	}, newShare)
+	r.RegisterTemplate("transform-defaults-rest", engine.Spec{
+		Summary: "Merges a system's defaults for new records under entities that will be inserted.",
+		Schema:  defaultsSchema, Status: "beta",
+	}, newDefaults)
 }

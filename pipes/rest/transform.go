@@ -55,8 +55,10 @@ const transformSchema = `{
 // error naming the entity's _id. Entities whose trigger_on key does not
 // match the glob pass through unchanged. Requests of a batch run
 // concurrently, up to the system's worker_threads, and outputs keep the
-// input order. side_effects is accepted and documents intent only: Ferry
-// has no preview mode that would skip the requests.
+// input order. side_effects (default: true unless the operation is a GET
+// or HEAD) tells `ferry share plan` whether the transform may change the
+// system: a plan refuses pipes with such transforms rather than skip
+// their requests.
 type Transform struct {
 	calls       map[string]*call // by operation name
 	defaultOp   string
@@ -69,7 +71,16 @@ type Transform struct {
 	triggerKey  string
 	trigger     *regexp.Regexp // nil: every entity
 	workers     int
+	// idempotency, when set, gives headers sent with an entity's request
+	// (the REST sink's idempotency key).
+	idempotency func(engine.Entity) map[string]string
+	sideEffects bool
 }
+
+// SideEffects reports whether the transform may change the system: its
+// side_effects setting, else whether its operation is not a GET or HEAD
+// (engine.SideEffecter; `ferry share plan` refuses such pipes).
+func (t *Transform) SideEffects() bool { return t.sideEffects }
 
 func newTransform(b *engine.Build, cfg map[string]any) (engine.Transform, error) {
 	opName := configuredOperation(cfg)
@@ -147,6 +158,11 @@ func newTransform(b *engine.Build, cfg map[string]any) (engine.Transform, error)
 		}
 	}
 	t.workers = max(sys.Client.Config().MaxConcurrency, 1)
+	if v, ok := cfg["side_effects"].(bool); ok {
+		t.sideEffects = v
+	} else if c := t.calls[t.defaultOp]; c != nil {
+		t.sideEffects = c.op.Method != "GET" && c.op.Method != "HEAD"
+	}
 	return t, nil
 }
 
@@ -241,6 +257,9 @@ func (t *Transform) one(ctx context.Context, e engine.Entity) ([]engine.Entity, 
 		p.rawPayload, p.hasRawPayload = pl, true
 	}
 	p.allowed = func(s int) bool { return t.allowed.Contains(s) || t.ignored.Contains(s) }
+	if t.idempotency != nil {
+		p.headers = t.idempotency(e)
+	}
 	paged := c.nextT != nil || c.payloadProperty != ""
 	p.entities = t.replace
 	p.single = !t.replace && !paged

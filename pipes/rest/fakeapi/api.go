@@ -116,6 +116,9 @@ type API struct {
 
 	faultMu sync.Mutex
 	faults  Faults
+	// matched and writes count the requests the Methods filter lets
+	// through and the writes, for the Every forms.
+	matched, writes int64
 
 	stats  counters
 	logMu  sync.Mutex
@@ -302,6 +305,21 @@ func (a *API) Put(collection string, rec map[string]any) (map[string]any, error)
 	return r.decode(), nil
 }
 
+// Patch changes fields of a live record out of band, as a user of the
+// system would (JSON merge patch: a nil value removes the field); the
+// change gets a new version and lastChanged. It returns the stored copy.
+func (a *API) Patch(collection string, id int64, fields map[string]any) (map[string]any, error) {
+	c, ok := a.collection(collection)
+	if !ok {
+		return nil, fmt.Errorf("fake api: patch %s/%d: %w", collection, id, errNotFound)
+	}
+	r, err := c.patch(id, fields, a.now(), "")
+	if err != nil {
+		return nil, fmt.Errorf("fake api: patch %s/%d: %w", collection, id, err)
+	}
+	return r.decode(), nil
+}
+
 // Get returns a copy of a live record.
 func (a *API) Get(collection string, id int64) (map[string]any, bool) {
 	c, ok := a.collection(collection)
@@ -368,6 +386,19 @@ type Faults struct {
 	NonJSONEvery int `json:"non_json_every,omitempty"`
 	// NonJSONNext answers the next K /api requests with a 200 HTML page.
 	NonJSONNext int `json:"non_json_next,omitempty"`
+	// Methods limits the faults above to requests with one of these
+	// methods (["POST", "PUT", "PATCH", "DELETE"]: writes fail while
+	// lookups pass); the Every forms then count only those requests.
+	// Empty: every method.
+	Methods []string `json:"methods,omitempty"`
+	// WriteThenFailNext makes the next K writes (POST, PUT, PATCH, DELETE
+	// under /api) take effect and then fail, so that the client cannot
+	// tell whether they happened; WriteThenFailEvery every Nth write. The
+	// answer is WriteThenFailStatus, or no answer at all (the connection
+	// is closed) when it is 0.
+	WriteThenFailNext   int `json:"write_then_fail_next,omitempty"`
+	WriteThenFailEvery  int `json:"write_then_fail_every,omitempty"`
+	WriteThenFailStatus int `json:"write_then_fail_status,omitempty"`
 }
 
 // SetFaults replaces the fault injection settings.

@@ -34,6 +34,9 @@ func (w *statusWriter) WriteHeader(code int) {
 	w.ResponseWriter.WriteHeader(code)
 }
 
+// Unwrap gives http.ResponseController the underlying writer (hijacking).
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
 // Write records an implicit 200.
 func (w *statusWriter) Write(b []byte) (int, error) {
 	if w.status == 0 {
@@ -77,7 +80,7 @@ func (a *API) logged(h http.HandlerFunc) http.HandlerFunc {
 func (a *API) api(h http.HandlerFunc) http.HandlerFunc {
 	return a.logged(func(w http.ResponseWriter, r *http.Request) {
 		n := a.stats.apiRequests.Add(1)
-		fault, f := a.nextFault(n)
+		fault, f := a.nextFault(n, r.Method)
 		if f.Delay > 0 {
 			t := time.NewTimer(f.Delay)
 			select {
@@ -119,9 +122,55 @@ func (a *API) api(h http.HandlerFunc) http.HandlerFunc {
 			a.stats.unauthorized.Add(1)
 			return
 		}
+		if isWrite(r.Method) && a.writeThenFail() {
+			// Apply the write, then lose the answer.
+			h(&discardWriter{header: http.Header{}}, r)
+			a.stats.injectedErrors.Add(1)
+			if f.WriteThenFailStatus == 0 {
+				if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+					conn.Close()
+					return
+				}
+				panic(http.ErrAbortHandler)
+			}
+			writeError(w, f.WriteThenFailStatus, "injected_error", "injected failure after the write was applied")
+			return
+		}
 		h(w, r)
 	})
 }
+
+func isWrite(method string) bool {
+	switch method {
+	case http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
+		return true
+	}
+	return false
+}
+
+// writeThenFail decides whether the current write fails after it is
+// applied.
+func (a *API) writeThenFail() bool {
+	a.faultMu.Lock()
+	defer a.faultMu.Unlock()
+	f := &a.faults
+	a.writes++
+	switch {
+	case f.WriteThenFailNext > 0:
+		f.WriteThenFailNext--
+		return true
+	case f.WriteThenFailEvery > 0 && a.writes%int64(f.WriteThenFailEvery) == 0:
+		return true
+	}
+	return false
+}
+
+// discardWriter swallows a handler's answer.
+type discardWriter struct{ header http.Header }
+
+func (d *discardWriter) Header() http.Header         { return d.header }
+func (d *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
+func (d *discardWriter) WriteHeader(int)             {}
 
 type fault int
 
@@ -132,12 +181,19 @@ const (
 	faultNonJSON
 )
 
-// nextFault decides the fault for /api request number n and returns a copy
-// of the settings it used.
-func (a *API) nextFault(n int64) (fault, Faults) {
+// nextFault decides the fault for /api request number n (method) and
+// returns a copy of the settings it used.
+func (a *API) nextFault(n int64, method string) (fault, Faults) {
 	a.faultMu.Lock()
 	defer a.faultMu.Unlock()
 	f := &a.faults
+	if len(f.Methods) > 0 {
+		if !slices.ContainsFunc(f.Methods, func(m string) bool { return strings.EqualFold(m, method) }) {
+			return faultNone, *f
+		}
+		a.matched++
+		n = a.matched
+	}
 	every := func(k int) bool { return k > 0 && n%int64(k) == 0 }
 	out := faultNone
 	switch {
@@ -319,10 +375,14 @@ func (a *API) handleCreate(w http.ResponseWriter, r *http.Request) {
 	for _, k := range []string{fieldVersion, fieldLastChanged, fieldUpdatedAt, fieldDeleted} {
 		delete(obj, k)
 	}
-	rec, err := a.collectionOrCreate(name).put(obj, a.now(), false, "create", "")
+	c := a.collectionOrCreate(name)
+	rec, replayed, err := c.create(obj, a.now(), r.Header.Get(IdempotencyKeyHeader))
 	if err != nil {
 		writeStoreError(w, err)
 		return
+	}
+	if replayed {
+		w.Header().Set("Idempotent-Replayed", "true")
 	}
 	writeRecord(w, http.StatusCreated, rec, "/api/"+url.PathEscape(name)+"/"+strconv.FormatInt(rec.id, 10))
 }
@@ -412,6 +472,8 @@ type listQuery struct {
 	envelope       string
 	repeat         bool
 	alwaysNext     bool
+	// filters are filter[field]=value parameters: field -> value.
+	filters map[string]string
 }
 
 type cursor struct {
@@ -501,6 +563,14 @@ func (a *API) parseList(r *http.Request) (listQuery, error) {
 		return lq, fmt.Errorf("%w: order=%q (want updated or id)", errBadRequest, order)
 	}
 	lq.includeDeleted = boolParam(q, "include_deleted", false)
+	for k, vs := range q {
+		if f, ok := strings.CutPrefix(k, "filter["); ok && strings.HasSuffix(f, "]") && len(f) > 1 {
+			if lq.filters == nil {
+				lq.filters = map[string]string{}
+			}
+			lq.filters[strings.TrimSuffix(f, "]")] = vs[0]
+		}
+	}
 	lq.repeat = boolParam(q, "repeat", a.opts.RepeatForever)
 	lq.alwaysNext = boolParam(q, "always_next", a.opts.AlwaysNext)
 	lq.envelope = q.Get("envelope")
@@ -624,6 +694,15 @@ func (a *API) handleList(w http.ResponseWriter, r *http.Request) {
 			i := sort.Search(len(items), func(i int) bool { return !items[i].updated.Before(lq.since) })
 			items = items[i:]
 		}
+	}
+	if len(lq.filters) > 0 {
+		filtered := make([]*record, 0, 4)
+		for _, rec := range items {
+			if rec.matches(lq.filters) {
+				filtered = append(filtered, rec)
+			}
+		}
+		items = filtered
 	}
 	total := len(items)
 	var start int

@@ -48,8 +48,12 @@ type viewKey struct {
 }
 
 type collection struct {
-	mu         sync.RWMutex
-	byID       map[int64]*record
+	mu   sync.RWMutex
+	byID map[int64]*record
+	// idem maps Idempotency-Key values of creates to the record created;
+	// idemMu serialises keyed creates.
+	idem       map[string]int64
+	idemMu     sync.Mutex
 	maxID      int64
 	maxUpdated time.Time
 	views      map[viewKey][]*record // rebuilt lazily; cleared on change
@@ -387,4 +391,67 @@ func parseTime(s string) (time.Time, error) {
 		return time.Unix(n, 0).UTC(), nil
 	}
 	return time.Time{}, fmt.Errorf("%w: %q is not a timestamp (RFC 3339, date or Unix seconds)", errBadRequest, s)
+}
+
+// IdempotencyKeyHeader is the request header that makes a create
+// idempotent: a second POST with the same key creates nothing and answers
+// the record the first one created (with Idempotent-Replayed: true).
+const IdempotencyKeyHeader = "Idempotency-Key"
+
+// create stores a new record; with an idempotency key already used it
+// returns the record created then (replayed true).
+func (c *collection) create(obj map[string]any, now time.Time, key string) (*record, bool, error) {
+	if key == "" {
+		rec, err := c.put(obj, now, false, "create", "")
+		return rec, false, err
+	}
+	// Keyed creates are serialised, so that two concurrent requests with
+	// one key create one record.
+	c.idemMu.Lock()
+	defer c.idemMu.Unlock()
+	c.mu.RLock()
+	id, seen := c.idem[key]
+	rec := c.byID[id]
+	c.mu.RUnlock()
+	if seen && rec != nil {
+		return rec, true, nil
+	}
+	rec, err := c.put(obj, now, false, "create", "")
+	if err != nil {
+		return nil, false, err
+	}
+	c.mu.Lock()
+	if c.idem == nil {
+		c.idem = map[string]int64{}
+	}
+	c.idem[key] = rec.id
+	c.mu.Unlock()
+	return rec, false, nil
+}
+
+// matches reports whether the record's fields equal every filter value
+// (compared as text: strings as they are, numbers and booleans as
+// written).
+func (r *record) matches(filters map[string]string) bool {
+	m := r.decode()
+	for f, want := range filters {
+		v, ok := m[f]
+		if !ok || v == nil {
+			return false
+		}
+		var got string
+		switch x := v.(type) {
+		case string:
+			got = x
+		case json.Number:
+			got = x.String()
+		default:
+			b, _ := json.Marshal(x)
+			got = string(b)
+		}
+		if got != want {
+			return false
+		}
+	}
+	return true
 }

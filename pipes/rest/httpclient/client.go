@@ -247,6 +247,11 @@ type Request struct {
 	// transform accept pipe-level rate_limiting_* keys). A retry_strategy
 	// key matching 429 still wins.
 	RateLimit *RateLimit
+	// NoReplay marks a request that must not be sent twice (an insert
+	// without an idempotency key): transport errors and error statuses
+	// are not retried whatever retry_strategy says, only 429 (the system
+	// refused the request unprocessed) and the OAuth2 401 refresh are.
+	NoReplay bool
 }
 
 // RateLimit is a 429 retry policy.
@@ -369,6 +374,9 @@ func (c *Client) Do(ctx context.Context, r Request) (*Response, error) {
 				return nil, err
 			}
 			rule := c.defaultRule()
+			if r.NoReplay {
+				rule = nil
+			}
 			if rule == nil || used[rule] >= rule.Retries {
 				return nil, &TransportError{System: c.cfg.SystemID, Method: method, URL: c.scrub.url(u),
 					Attempts: attempt, Err: err, msg: c.scrub.scrub(err.Error())}
@@ -387,6 +395,9 @@ func (c *Client) Do(ctx context.Context, r Request) (*Response, error) {
 			continue
 		}
 		rule := c.ruleFor(resp.Status, rl)
+		if r.NoReplay && resp.Status != http.StatusTooManyRequests {
+			rule = nil
+		}
 		if rule == nil || used[rule] >= rule.Retries {
 			c.log.DebugContext(ctx, "http request", "method", method, "url", c.scrub.url(u),
 				"status", resp.Status, "attempts", attempt)
