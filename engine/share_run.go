@@ -126,9 +126,10 @@ func (e *Engine) runShare(ctx context.Context, p *Pipe, opts RunOptions, rec *Ru
 	if err := s.source(ctx, req); err != nil {
 		return err
 	}
-	if stats.Share.Failed > 0 {
-		return fmt.Errorf("%d of %d entities failed (retried by later runs up to %d times, then dead-lettered to %q; see the share dataset's $error)",
-			stats.Share.Failed, stats.Read, p.Share.MaxRetries, p.Share.DeadLetterDataset)
+	if c := stats.Share; c.Failed > 0 {
+		total := c.Inserted + c.Updated + c.Deleted + c.SkippedUnchanged + c.SkippedModified + c.SkippedReplaced + c.SkippedOther + c.Failed
+		return fmt.Errorf("%d of %d entities failed (retried by later runs up to max_retries_per_entity %d times, then dead-lettered to %q; see $error in the share dataset %q)",
+			c.Failed, total, p.Share.MaxRetries, p.Share.DeadLetterDataset, p.Output)
 	}
 	return nil
 }
@@ -258,7 +259,7 @@ func (s *shareRun) attempts(ctx context.Context, pending []*ShareAction, retried
 				return nil, err
 			}
 			if found {
-				_ = json.Unmarshal(v, &ent)
+				ent = decodeRetry(v)
 			}
 		}
 		out[i] = ent.Attempts + 1
@@ -350,7 +351,7 @@ func (s *shareRun) settleOne(ctx context.Context, tx WriteTx, a *ShareAction, ts
 	}
 	var ent retryEntry
 	if queued {
-		_ = json.Unmarshal(v, &ent)
+		ent = decodeRetry(v)
 	}
 	if !a.Failed() {
 		if queued {
@@ -526,7 +527,7 @@ func (s *shareRun) settle(ctx context.Context) error {
 			if v, ok, err := tx.GetKV(retries, id); err != nil {
 				return err
 			} else if ok {
-				_ = json.Unmarshal(v, &ent)
+				ent = decodeRetry(v)
 			}
 			if _, bySource := s.p.Source.(EntitySource); !bySource {
 				ent.Entity = a.Entity
@@ -569,10 +570,7 @@ func (s *shareRun) retry(ctx context.Context) error {
 			if !ok {
 				continue
 			}
-			var ent retryEntry
-			if err := json.Unmarshal(v, &ent); err != nil {
-				return fmt.Errorf("retry queue entry %q: %w", id, err)
-			}
+			ent := decodeRetry(v)
 			entries[id] = ent
 			var e Entity
 			if bySource {
@@ -743,6 +741,20 @@ func lastPerID(ents []Entity) []Entity {
 		out[j] = ents[i]
 	}
 	return out
+}
+
+// decodeRetry decodes a retry queue entry; the entity keeps exact
+// numbers. A corrupt entry decodes as an empty one (the entity is retried
+// from its source).
+func decodeRetry(b []byte) retryEntry {
+	var ent retryEntry
+	_ = json.Unmarshal(b, &ent)
+	if v, err := DecodeValue(b); err == nil {
+		if m, ok := v.(map[string]any); ok {
+			ent.Entity, _ = m["entity"].(map[string]any)
+		}
+	}
+	return ent
 }
 
 // unmarshalAction decodes a journaled action with exact numbers.

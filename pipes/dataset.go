@@ -180,6 +180,26 @@ func multiBehind(ctx context.Context, store engine.Store, kind string, datasets 
 // InputDatasets names the dataset read.
 func (d *DatasetSource) InputDatasets() []string { return []string{d.Dataset} }
 
+// Entity returns the latest version of id (engine.EntitySource: a share
+// pipe retries an entity with its current desired state). An entity
+// outside the subset is not found.
+func (d *DatasetSource) Entity(ctx context.Context, store engine.Store, id string) (engine.Entity, bool, error) {
+	rec, ok, err := store.Get(ctx, d.Dataset, id)
+	if err != nil || !ok {
+		return nil, false, err
+	}
+	e, err := rec.Entity()
+	if err != nil {
+		return nil, false, fmt.Errorf("dataset %q entity %q: %w", d.Dataset, id, err)
+	}
+	if d.Subset != nil {
+		if in, err := d.Subset.Match(ctx, e); err != nil || !in {
+			return nil, false, err
+		}
+	}
+	return e, true, nil
+}
+
 // Open starts reading after the token.
 func (d *DatasetSource) Open(ctx context.Context, req engine.ReadRequest) (engine.Reader, error) {
 	if req.Store == nil {
