@@ -289,6 +289,11 @@ func (c *ShareCounts) count(a *ShareAction) {
 	}
 }
 
+// ErrShareFailures is wrapped by the error of a share run that completed
+// but could not write some entities (they are retried by later runs or
+// dead-lettered; see the share dataset's $error).
+var ErrShareFailures = errors.New("entities failed")
+
 // ErrDeleteBreaker is returned when a share run would delete more records
 // than its delete circuit breaker allows; nothing was sent.
 var ErrDeleteBreaker = errors.New("delete circuit breaker tripped")

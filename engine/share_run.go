@@ -128,8 +128,8 @@ func (e *Engine) runShare(ctx context.Context, p *Pipe, opts RunOptions, rec *Ru
 	}
 	if c := stats.Share; c.Failed > 0 {
 		total := c.Inserted + c.Updated + c.Deleted + c.SkippedUnchanged + c.SkippedModified + c.SkippedReplaced + c.SkippedOther + c.Failed
-		return fmt.Errorf("%d of %d entities failed (retried by later runs up to max_retries_per_entity %d times, then dead-lettered to %q; see $error in the share dataset %q)",
-			c.Failed, total, p.Share.MaxRetries, p.Share.DeadLetterDataset, p.Output)
+		return fmt.Errorf("%d of %d %w (retried by later runs up to max_retries_per_entity %d times, then dead-lettered to %q; see $error in the share dataset %q)",
+			c.Failed, total, ErrShareFailures, p.Share.MaxRetries, p.Share.DeadLetterDataset, p.Output)
 	}
 	return nil
 }
@@ -221,29 +221,66 @@ func (s *shareRun) group(ctx context.Context, ents []Entity, since string, retri
 		}
 		return nil
 	}
-	// Journal the side-effecting actions before sending anything.
-	var pending []*ShareAction
+	batches := s.batches(actions)
+	for i, batch := range batches {
+		// Journal the side-effecting actions before sending anything.
+		var pending []*ShareAction
+		for _, a := range batch {
+			if !a.Failed() && a.Op.SideEffect() {
+				pending = append(pending, a)
+			}
+		}
+		if len(pending) > 0 {
+			attempts, err := s.attempts(ctx, pending, retried)
+			if err != nil {
+				return err
+			}
+			if err := s.journal(ctx, pending, attempts); err != nil {
+				return err
+			}
+			if err := s.parallel(ctx, len(pending), func(i int) error { return s.sh.Apply(ctx, pending[i]) }); err != nil {
+				return err
+			}
+		}
+		// Only the group's last commit moves the offset: after a crash
+		// the group is read again, and what was recorded is skipped.
+		if i == len(batches)-1 && since != "" {
+			s.state.Since = since
+		}
+		if err := s.commit(ctx, batch, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// batches splits a group's actions into the batches that are journaled,
+// sent and recorded together. Inserts into a system that cannot settle a
+// lost insert (no idempotency keys, no lookup of inserted records) go at
+// most workers at a time, each batch recorded before the next is
+// journaled: a crash then leaves at most that many inserts in doubt.
+// Everything else goes in the first batch.
+func (s *shareRun) batches(actions []*ShareAction) [][]*ShareAction {
+	if s.canResolveInsert() {
+		return [][]*ShareAction{actions}
+	}
+	var first, inserts []*ShareAction
 	for _, a := range actions {
-		if !a.Failed() && a.Op.SideEffect() {
-			pending = append(pending, a)
+		if a.Op == ShareInsert && !a.Failed() {
+			inserts = append(inserts, a)
+		} else {
+			first = append(first, a)
 		}
 	}
-	if len(pending) > 0 {
-		attempts, err := s.attempts(ctx, pending, retried)
-		if err != nil {
-			return err
-		}
-		if err := s.journal(ctx, pending, attempts); err != nil {
-			return err
-		}
-		if err := s.parallel(ctx, len(pending), func(i int) error { return s.sh.Apply(ctx, pending[i]) }); err != nil {
-			return err
-		}
+	n := max(s.workers, 1)
+	if len(inserts) <= n {
+		return [][]*ShareAction{actions}
 	}
-	if since != "" {
-		s.state.Since = since
+	out := [][]*ShareAction{append(first, inserts[:n]...)}
+	for i := n; i < len(inserts); i += n {
+		out = append(out, inserts[i:min(i+n, len(inserts))])
 	}
-	return s.commit(ctx, actions, nil)
+	return out
 }
 
 // attempts returns each pending action's attempt number: one more than the
