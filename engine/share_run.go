@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 )
@@ -153,20 +155,55 @@ func (s *shareRun) source(ctx context.Context, req ReadRequest) error {
 	}()
 	var group []Entity
 	since := ""
+	// The records of one group commit (and fsync) while the next group is
+	// planned and sent; a group that shares an identity with the one in
+	// flight waits for its commit, so an entity's writes stay in order.
+	var inflight chan error
+	var inflightIDs map[string]bool
+	wait := func() error {
+		if inflight == nil {
+			return nil
+		}
+		err := <-inflight
+		inflight, inflightIDs = nil, nil
+		return err
+	}
+	defer wait()
 	flush := func() error {
 		if len(group) == 0 && since == "" {
 			return nil
 		}
-		err := s.group(ctx, group, since, nil)
-		group, since = group[:0], ""
-		return err
+		ents, sinceNow := group, since
+		group, since = nil, ""
+		if overlaps(ents, inflightIDs) {
+			if err := wait(); err != nil {
+				return err
+			}
+		}
+		st, err := s.prepare(ctx, ents, sinceNow, nil)
+		if err != nil {
+			return errors.Join(err, wait())
+		}
+		if err := wait(); err != nil {
+			return err
+		}
+		if st == nil {
+			return nil
+		}
+		if len(st.batches) > 1 {
+			return s.finish(ctx, st)
+		}
+		done := make(chan error, 1)
+		inflight, inflightIDs = done, identitiesOf(ents)
+		go func() { done <- s.finish(ctx, st) }()
+		return nil
 	}
 	for it := range items {
 		if it.err != nil {
 			if err := flush(); err != nil {
 				return errors.Join(it.err, err)
 			}
-			return it.err
+			return errors.Join(it.err, wait())
 		}
 		s.stats.Read += int64(it.read)
 		group = append(group, it.entities...)
@@ -186,6 +223,9 @@ func (s *shareRun) source(ctx context.Context, req ReadRequest) error {
 	if err := flush(); err != nil {
 		return err
 	}
+	if err := wait(); err != nil {
+		return err
+	}
 	if s.plan != nil {
 		return nil
 	}
@@ -193,10 +233,29 @@ func (s *shareRun) source(ctx context.Context, req ReadRequest) error {
 	return s.commit(ctx, nil, func(tx WriteTx) error { return s.sr.Finish(ctx, tx, time.Now().UnixMicro()) })
 }
 
+// staged is a planned group: its batches (see batches), the token its
+// last commit stores, and whether its single batch was sent already.
+type staged struct {
+	batches [][]*ShareAction
+	since   string
+	sent    bool
+	retried map[string]retryEntry
+}
+
 // group plans, journals, applies and records a group of entities, then
 // commits the records with the pipe's token (since, when not ""). retried
 // holds the retry queue entries of the entities, when they come from it.
 func (s *shareRun) group(ctx context.Context, ents []Entity, since string, retried map[string]retryEntry) error {
+	st, err := s.prepare(ctx, ents, since, retried)
+	if err != nil || st == nil {
+		return err
+	}
+	return s.finish(ctx, st)
+}
+
+// prepare plans a group and, when it is one batch, journals and sends it.
+// In plan mode it reports the actions and returns nil.
+func (s *shareRun) prepare(ctx context.Context, ents []Entity, since string, retried map[string]retryEntry) (*staged, error) {
 	ents = lastPerID(ents)
 	actions := make([]*ShareAction, len(ents))
 	if err := s.parallel(ctx, len(ents), func(i int) error {
@@ -212,46 +271,114 @@ func (s *shareRun) group(ctx context.Context, ents []Entity, since string, retri
 		actions[i] = a
 		return err
 	}); err != nil {
-		return err
+		return nil, err
 	}
 	if s.plan != nil {
 		for _, a := range actions {
 			s.stats.Share.count(a)
 			s.plan(a)
 		}
-		return nil
+		return nil, nil
 	}
-	batches := s.batches(actions)
-	for i, batch := range batches {
-		// Journal the side-effecting actions before sending anything.
-		var pending []*ShareAction
-		for _, a := range batch {
-			if !a.Failed() && a.Op.SideEffect() {
-				pending = append(pending, a)
+	st := &staged{batches: s.batches(actions), since: since, retried: retried}
+	if len(st.batches) == 1 {
+		if err := s.send(ctx, st.batches[0], retried); err != nil {
+			return nil, err
+		}
+		st.sent = true
+	}
+	return st, nil
+}
+
+// finish sends (unless sent) and records each batch of a group; the last
+// commit moves the offset: after a crash the group is read again, and
+// what was recorded is skipped.
+func (s *shareRun) finish(ctx context.Context, st *staged) error {
+	for i, batch := range st.batches {
+		if !st.sent {
+			if err := s.send(ctx, batch, st.retried); err != nil {
+				return err
 			}
 		}
-		if len(pending) > 0 {
-			attempts, err := s.attempts(ctx, pending, retried)
-			if err != nil {
-				return err
-			}
-			if err := s.journal(ctx, pending, attempts); err != nil {
-				return err
-			}
-			if err := s.parallel(ctx, len(pending), func(i int) error { return s.sh.Apply(ctx, pending[i]) }); err != nil {
-				return err
-			}
-		}
-		// Only the group's last commit moves the offset: after a crash
-		// the group is read again, and what was recorded is skipped.
-		if i == len(batches)-1 && since != "" {
-			s.state.Since = since
+		if i == len(st.batches)-1 && st.since != "" {
+			s.state.Since = st.since
 		}
 		if err := s.commit(ctx, batch, nil); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// send journals the side-effecting actions of a batch, then sends them.
+func (s *shareRun) send(ctx context.Context, batch []*ShareAction, retried map[string]retryEntry) error {
+	var pending []*ShareAction
+	for _, a := range batch {
+		if !a.Failed() && a.Op.SideEffect() {
+			pending = append(pending, a)
+		}
+	}
+	if len(pending) == 0 {
+		return nil
+	}
+	attempts, err := s.attempts(ctx, pending, retried)
+	if err != nil {
+		return err
+	}
+	if err := s.journal(ctx, pending, attempts); err != nil {
+		return err
+	}
+	return s.parallel(ctx, len(pending), func(i int) error { return s.sh.Apply(ctx, pending[i]) })
+}
+
+// identitiesOf returns the _ids and $ids of entities.
+func identitiesOf(ents []Entity) map[string]bool {
+	out := make(map[string]bool, len(ents))
+	for _, e := range ents {
+		for _, id := range Identities(e) {
+			out[id] = true
+		}
+	}
+	return out
+}
+
+// overlaps reports whether an entity has an identity in set.
+func overlaps(ents []Entity, set map[string]bool) bool {
+	if len(set) == 0 {
+		return false
+	}
+	for _, e := range ents {
+		for _, id := range Identities(e) {
+			if set[id] {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Identities lists the _ids an entity is known by: its $ids (NIs without
+// their "~:" prefix) and its _id.
+func Identities(e Entity) []string {
+	var out []string
+	add := func(v any) {
+		if s, ok := v.(string); ok && s != "" {
+			s = strings.TrimPrefix(s, "~:")
+			if !slices.Contains(out, s) {
+				out = append(out, s)
+			}
+		}
+	}
+	switch x := e["$ids"].(type) {
+	case []any:
+		for _, v := range x {
+			add(v)
+		}
+	case string:
+		add(x)
+	}
+	add(e["_id"])
+	return out
 }
 
 // batches splits a group's actions into the batches that are journaled,

@@ -841,7 +841,11 @@ const scanChunk = 1024
 func (s *Store) Scan(ctx context.Context, dataset string, opts engine.ScanOptions, fn func(engine.Record) error) (uint64, error) {
 	next := opts.From
 	seen := 0
-	chunk := make([]engine.Record, 0, scanChunk)
+	size := scanChunk
+	if opts.Limit > 0 && opts.Limit < size {
+		size = opts.Limit // small reads (batch_size 1) allocate little
+	}
+	chunk := make([]engine.Record, 0, size)
 	// sup lists, sorted, the offsets up to its end that a later version
 	// supersedes (see superseded); nil: look each version up in the index.
 	var sup *supersededList

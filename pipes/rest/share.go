@@ -8,7 +8,6 @@ import (
 	"maps"
 	"math/big"
 	"net"
-	"slices"
 	"sort"
 	"strings"
 
@@ -465,7 +464,7 @@ func (s *Share) need(a *engine.ShareAction, kind string, c *call) bool {
 
 func (s *Share) planInsert(ctx context.Context, a *engine.ShareAction, records engine.ShareRecords) error {
 	e := a.Entity
-	ids := identities(e)
+	ids := engine.Identities(e)
 	for _, id := range ids {
 		rec, ok, err := records.Record(ctx, id)
 		if err != nil {
@@ -500,30 +499,6 @@ func (s *Share) planInsert(ctx context.Context, a *engine.ShareAction, records e
 	a.Op, a.Payload, a.Reason = engine.ShareInsert, payload, "no primary key and no share record with a $generated_id: insert"
 	a.IdempotencyKey = s.idempotencyKey(a)
 	return nil
-}
-
-// identities lists the _ids an entity is known by: its $ids (NIs stripped
-// of "~:"), else its _id.
-func identities(e map[string]any) []string {
-	var out []string
-	add := func(v any) {
-		if s, ok := v.(string); ok && s != "" {
-			s = strings.TrimPrefix(s, "~:")
-			if !slices.Contains(out, s) {
-				out = append(out, s)
-			}
-		}
-	}
-	switch x := e["$ids"].(type) {
-	case []any:
-		for _, v := range x {
-			add(v)
-		}
-	case string:
-		add(x)
-	}
-	add(e["_id"])
-	return out
 }
 
 // payload builds an insert or update payload: $payload, else the entity

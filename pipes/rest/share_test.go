@@ -47,11 +47,16 @@ const shareOps = `{
    "find-inserted": {"url": "customers", "params": {"filter[externalRef]": "{{ entity._id }}"}, "payload_property": "data"}}`
 
 func newShareEnv(t testing.TB, apiOpts fakeapi.Options, props string) *shareEnv {
+	return newShareEnvSync(t, apiOpts, props, false)
+}
+
+// newShareEnvSync is newShareEnv with fsync on commits when sync is set.
+func newShareEnvSync(t testing.TB, apiOpts fakeapi.Options, props string, sync bool) *shareEnv {
 	t.Helper()
 	e := &shareEnv{t: t, api: fakeapi.New(apiOpts), dir: t.TempDir(), props: props, pump: "{}", ops: shareOps}
 	e.srv = httptest.NewServer(e.api.Handler())
 	t.Cleanup(e.srv.Close)
-	s, err := boltstore.Open(filepath.Join(e.dir, "data"), boltstore.Options{NoSync: true})
+	s, err := boltstore.Open(filepath.Join(e.dir, "data"), boltstore.Options{NoSync: !sync})
 	if err != nil {
 		t.Fatal(err)
 	}
