@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -34,6 +36,22 @@ type compatResult struct {
 	// Problems are the error diagnostics of the invalid components (text
 	// output only).
 	Problems []string `json:"-"`
+	// byComponent groups Problems by component (file label).
+	byComponent map[string][]string
+	// missingOps lists, per component, the warnings about default share
+	// operations the system does not define.
+	missingOps map[string][]string
+}
+
+// compatNotes explains known config errors of corpus components, by
+// "<connector dir>/<component _id>"; docs/compatibility.md prints them.
+var compatNotes = map[string]string{
+	"superoffice-connector/xxxxxx-quotealternative-share": "**Connector bug, not a Ferry bug.** The pipe inlines an expanded copy of " +
+		"transform-share-rest (copied from the quoteline datatype) whose REST steps name the operations " +
+		"`quotealternative-default`, `-insert`, `-update` and `-delete`, but the connector's `templates/system.json` " +
+		"defines only `quotealternative-lookup` (and the `quoteline-*` operations). Sesam would accept the config and fail " +
+		"every insert, update or delete at run time; Ferry refuses it at validate time. Fix in the connector: add the four " +
+		"operations to the system template (SuperOffice's Agents/Quote endpoints for quote alternatives).",
 }
 
 // cmdCompat reports, per connector under DIR, what Ferry supports.
@@ -162,10 +180,15 @@ func compatConnector(ctx context.Context, dir string, reg *engine.Registry) *com
 		diags = cfg.Diagnostics // Check added the cross-component errors
 	}
 	errPtrs := map[string][]string{} // file -> error pointers
+	r.byComponent, r.missingOps = map[string][]string{}, map[string][]string{}
 	for _, d := range diags {
+		if d.Severity == engine.SevWarning && d.File != "" && strings.Contains(d.Message, "defines no operation") {
+			r.missingOps[d.File] = append(r.missingOps[d.File], d.Message)
+		}
 		if d.Severity == engine.SevError && d.File != "" {
 			errPtrs[d.File] = append(errPtrs[d.File], d.Pointer)
 			r.Problems = append(r.Problems, d.String())
+			r.byComponent[d.File] = append(r.byComponent[d.File], d.Pointer+": "+d.Message)
 			// A component reporting a feature it lacks ("not supported
 			// yet: dataset source subset") counts as feature:<what>.
 			// Templates the template transform rejects are template:<name>.
@@ -393,11 +416,61 @@ lists every error. See docs/connectors.md.
 	fmt.Fprint(w, "\n## Unsupported, corpus-wide\n\n")
 	if len(total) == 0 {
 		fmt.Fprintln(w, "Nothing: every component of every connector is supported.")
-		return
+	} else {
+		fmt.Fprint(w, "| kind:name | uses | connectors |\n|---|---:|---|\n")
+		for _, k := range sortedUses(total) {
+			sort.Strings(in[k])
+			fmt.Fprintf(w, "| `%s` | %d | %s |\n", k, total[k], strings.Join(in[k], ", "))
+		}
 	}
-	fmt.Fprint(w, "| kind:name | uses | connectors |\n|---|---:|---|\n")
-	for _, k := range sortedUses(total) {
-		sort.Strings(in[k])
-		fmt.Fprintf(w, "| `%s` | %d | %s |\n", k, total[k], strings.Join(in[k], ", "))
+	writeCompatErrors(w, names, results)
+}
+
+// writeCompatErrors lists the components with config errors, each with
+// its known cause, and the share pipes that lack operations.
+func writeCompatErrors(w io.Writer, names []string, results map[string]*compatResult) {
+	fmt.Fprint(w, "\n## Config errors and their causes\n\n")
+	found := false
+	for _, n := range names {
+		r := results[n]
+		for _, file := range slices.Sorted(maps.Keys(r.byComponent)) {
+			found = true
+			id := file[strings.IndexByte(file, ':')+1 : len(file)-1]
+			fmt.Fprintf(w, "### %s: `%s`\n\n", n, id)
+			note := compatNotes[n+"/"+id]
+			if note == "" {
+				note = "No cause recorded yet."
+			}
+			fmt.Fprintf(w, "%s\n\n```\n%s\n```\n\n", note, strings.Join(r.byComponent[file], "\n"))
+		}
+	}
+	if !found {
+		fmt.Fprint(w, "None.\n\n")
+	}
+	fmt.Fprint(w, "## Share pipes whose system lacks operations\n\n")
+	fmt.Fprint(w, "A share pipe that names no `operation_insert`, `_update` or `_delete` uses transform-share-rest's default names; "+
+		"when the system defines no operation of that name the pipe validates with a warning, runs, and fails only the entities "+
+		"that need the missing operation (they go to the dead-letter dataset with an error naming it), as Sesam would at run "+
+		"time. A connector gap, not a Ferry one.\n\n")
+	fmt.Fprint(w, "| connector | share pipes | missing operations |\n|---|---:|---|\n")
+	rows := 0
+	for _, n := range names {
+		r := results[n]
+		if len(r.missingOps) == 0 {
+			continue
+		}
+		ops := map[string]bool{}
+		for _, msgs := range r.missingOps {
+			for _, m := range msgs {
+				if _, rest, ok := strings.Cut(m, `defines no operation "`); ok {
+					ops[rest[:strings.IndexByte(rest, '"')]] = true
+				}
+			}
+		}
+		fmt.Fprintf(w, "| %s | %d | %s |\n", n, len(r.missingOps), strings.Join(slices.Sorted(maps.Keys(ops)), ", "))
+		rows++
+	}
+	if rows == 0 {
+		fmt.Fprint(w, "| – | 0 | – |\n")
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"maps"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -751,5 +753,140 @@ func TestODataFilterAndTokenPathAlias(t *testing.T) {
 	}
 	if r := do(t, "POST", srv.URL+"/api/OAuth/Tokens", map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, form.Encode()); r.status == 200 {
 		t.Errorf("a path that only starts like the token path was served: %s", r.raw)
+	}
+}
+
+func TestIdempotencyKey(t *testing.T) {
+	api := fakeapi.New(fakeapi.Options{})
+	srv := httptest.NewServer(api.Handler())
+	defer srv.Close()
+	post := func(key, name string) (int, map[string]any, string) {
+		req, _ := http.NewRequest("POST", srv.URL+"/api/things", strings.NewReader(`{"name":"`+name+`"}`))
+		if key != "" {
+			req.Header.Set(fakeapi.IdempotencyKeyHeader, key)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		json.NewDecoder(resp.Body).Decode(&m)
+		return resp.StatusCode, m, resp.Header.Get("Idempotent-Replayed")
+	}
+	_, first, replayed := post("k1", "a")
+	if replayed != "" {
+		t.Errorf("first create replayed")
+	}
+	st, again, replayed := post("k1", "different body")
+	if st != 201 || replayed != "true" || again["id"] != first["id"] || again["name"] != "a" {
+		t.Errorf("replay = %d %v %q, want the first record", st, again, replayed)
+	}
+	_, other, _ := post("k2", "b")
+	_, plain, _ := post("", "c")
+	if other["id"] == first["id"] || plain["id"] == first["id"] {
+		t.Errorf("different keys created one record")
+	}
+	if n := len(api.Records("things")); n != 3 {
+		t.Errorf("%d records, want 3", n)
+	}
+	// Concurrent creates with one key create one record.
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); post("k3", "race") }()
+	}
+	wg.Wait()
+	if n := len(api.Records("things")); n != 4 {
+		t.Errorf("%d records after concurrent keyed creates, want 4", n)
+	}
+}
+
+func TestFilterAndPatch(t *testing.T) {
+	api := fakeapi.New(fakeapi.Options{})
+	for i, ref := range []string{"a", "b", "a"} {
+		if _, err := api.Put("c", map[string]any{"id": json.Number(fmt.Sprint(i + 1)), "ref": ref, "n": json.Number(fmt.Sprint(i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv := httptest.NewServer(api.Handler())
+	defer srv.Close()
+	get := func(q string) []any {
+		resp, err := http.Get(srv.URL + "/api/c?" + q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		json.NewDecoder(resp.Body).Decode(&m)
+		l, _ := m["data"].([]any)
+		return l
+	}
+	if n := len(get("filter[ref]=a")); n != 2 {
+		t.Errorf("filter ref=a: %d records", n)
+	}
+	if n := len(get("filter[ref]=a&filter[n]=2")); n != 1 {
+		t.Errorf("two filters: %d records", n)
+	}
+	if n := len(get("filter[missing]=x")); n != 0 {
+		t.Errorf("filter on a missing field: %d records", n)
+	}
+	before, _ := api.Get("c", 2)
+	got, err := api.Patch("c", 2, map[string]any{"ref": "z"})
+	if err != nil || got["ref"] != "z" || got["version"] == before["version"] {
+		t.Errorf("Patch = %v, %v", got, err)
+	}
+	if _, err := api.Patch("c", 99, map[string]any{"ref": "z"}); err == nil {
+		t.Error("patching a missing record succeeded")
+	}
+}
+
+func TestWriteThenFailAndMethods(t *testing.T) {
+	api := fakeapi.New(fakeapi.Options{})
+	api.SetFaults(fakeapi.Faults{Methods: []string{"PUT"}, ErrorNext: 1, WriteThenFailNext: 2, WriteThenFailStatus: 502})
+	srv := httptest.NewServer(api.Handler())
+	defer srv.Close()
+	do := func(method, path, body string) (int, error) {
+		req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	// The POST is not a PUT: the method filter lets it through, but it is
+	// the first write: applied, then 502.
+	if st, _ := do("POST", "/api/c", `{"name":"x"}`); st != 502 {
+		t.Errorf("POST status %d, want 502 after the write", st)
+	}
+	if n := len(api.Records("c")); n != 1 {
+		t.Fatalf("the failed POST was not applied: %d records", n)
+	}
+	// The PUT gets the method-scoped 503 before anything happens.
+	if st, _ := do("PUT", "/api/c/1", `{"name":"y"}`); st != 503 {
+		t.Errorf("PUT status %d, want 503", st)
+	}
+	if r, _ := api.Get("c", 1); r["name"] != "x" {
+		t.Errorf("the refused PUT was applied: %v", r)
+	}
+	// A GET is neither filtered nor a write.
+	if st, _ := do("GET", "/api/c/1", ""); st != 200 {
+		t.Errorf("GET status %d", st)
+	}
+	// The next write is applied, then answered 502.
+	if st, _ := do("PUT", "/api/c/1", `{"name":"z"}`); st != 502 {
+		t.Errorf("second write status %d", st)
+	}
+	if r, _ := api.Get("c", 1); r["name"] != "z" {
+		t.Errorf("the write-then-fail PUT was not applied: %v", r)
+	}
+	// Status 0 closes the connection without an answer.
+	api.SetFaults(fakeapi.Faults{WriteThenFailNext: 1})
+	if _, err := do("DELETE", "/api/c/1", ""); err == nil {
+		t.Error("DELETE got an answer; want the connection closed")
+	}
+	if _, ok := api.Get("c", 1); ok {
+		t.Error("the DELETE was not applied")
 	}
 }

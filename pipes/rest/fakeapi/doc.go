@@ -42,7 +42,10 @@
 //	POST   /api/{collection}        create; body: JSON object. An "id" in the body is used
 //	                                if free (409 if taken), else the next id is generated.
 //	                                201 with the record, ETag and Location. Creates the
-//	                                collection if needed.
+//	                                collection if needed. With an Idempotency-Key header
+//	                                already used in the collection nothing is created: the
+//	                                answer is the record that key created (201, with
+//	                                Idempotent-Replayed: true).
 //	GET    /api/{collection}/{id}   200 with the record and ETag; 304 on a matching
 //	                                If-None-Match; 404 if absent or deleted
 //	PUT    /api/{collection}/{id}   replace (server fields ignored, a body id must match);
@@ -86,6 +89,9 @@
 //	                 does not pick one by its parameters (default Options.Paging = page)
 //	order=O          updated (default: lastChanged, then id) | id
 //	include_deleted  true: include tombstones (deletion feeds with since)
+//	filter[F]=V      only records whose field F equals V (compared as text: strings as
+//	                 they are, numbers as written); several filters must all hold. The
+//	                 share side finds records this way (operation_lookup_insert).
 //	envelope=E       data (default) | array | odata
 //	always_next      true: give a next link after the last page too (the client must
 //	                 stop on an empty page); default Options.AlwaysNext
@@ -130,5 +136,16 @@
 // [Faults] apply to /api requests, counted from 1, before authentication:
 // a delay, then 429 (with Retry-After, default "1"), then an error status
 // (default 503), then a 200 text/html page. "Every N" and "next K" forms
-// exist for each; see [Faults].
+// exist for each; Faults.Methods limits them to some methods (fail the
+// writes, let the lookups through). Write-then-fail faults apply a write
+// and then lose its answer (an error status, or the connection closed
+// without one), as a timeout or a crashed proxy would: the client cannot
+// tell whether the write happened. See [Faults].
+//
+// # Editing records out of band
+//
+// [API.Put], [API.Patch] and [API.Delete] change records as a user of the
+// system would, while the API serves: tests use them to edit a record
+// after it was collected (optimistic locking must then refuse to overwrite
+// it).
 package fakeapi
