@@ -458,7 +458,7 @@ func (s *Share) need(a *engine.ShareAction, kind string, c *call) bool {
 		return true
 	}
 	a.Op = engine.ShareFailed
-	a.Fail(engine.FailInvalid, fmt.Errorf("needs a %s, and system %q defines no operation %q", kind, s.sys.ID, s.missing[kind]))
+	a.Fail(engine.FailInvalid, fmt.Errorf("needs the %s operation, and system %q defines no operation %q (set operation_%s)", kind, s.sys.ID, s.missing[kind], kind))
 	return false
 }
 
