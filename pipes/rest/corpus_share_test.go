@@ -213,9 +213,9 @@ type corpusShare struct {
 	t        *testing.T
 	api      *fakeapi.API
 	requests atomic.Int64
-	store *boltstore.Store
-	eng   *engine.Engine
-	pipes []*engine.Pipe
+	store    *boltstore.Store
+	eng      *engine.Engine
+	pipes    []*engine.Pipe
 }
 
 func loadCorpusShare(t *testing.T, dir string) *corpusShare {
