@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -38,8 +39,12 @@ type Instance struct {
 	Params map[string]string `json:"params,omitempty"`
 	// Datatypes enabled; empty means all of the manifest's.
 	Datatypes []string `json:"datatypes,omitempty"`
-	// Share lists the datatypes whose share (write-back) pipes run.
+	// Share lists the datatypes whose share (write-back) pipes run (their
+	// direction is "both" unless Directions says otherwise).
 	Share []string `json:"share,omitempty"`
+	// Directions maps datatypes to their direction: DirectionPull,
+	// DirectionPush or DirectionBoth (see Direction).
+	Directions map[string]string `json:"directions,omitempty"`
 	// Connected is when the instance was recorded (the connected_ts
 	// variable).
 	Connected time.Time `json:"connected"`
@@ -82,6 +87,39 @@ func (in *Instance) Options() manifest.Options {
 	return manifest.Options{System: in.ID, Vars: vars, Deploy: true, Datatypes: in.Datatypes}
 }
 
+// Directions of a datatype.
+const (
+	// DirectionPull collects from the system; nothing is written back
+	// (the share pipe is left out).
+	DirectionPull = "pull"
+	// DirectionPush writes back and does not collect: the share pipe runs,
+	// the datatype's input (collect) pipes get pump mode "manual" (run on
+	// request only, e.g. to refresh $based_on before a write).
+	DirectionPush = "push"
+	// DirectionBoth collects and writes back.
+	DirectionBoth = "both"
+)
+
+// Direction returns a datatype's direction: Directions, else "both" for a
+// datatype listed in Share or marked "bidirectional" in the manifest (m may
+// be nil), else "pull".
+func (in *Instance) Direction(m *manifest.Manifest, datatype string) string {
+	if d, ok := in.Directions[datatype]; ok {
+		return d
+	}
+	if slices.Contains(in.Share, datatype) {
+		return DirectionBoth
+	}
+	if m != nil {
+		for _, d := range m.Datatypes {
+			if d.Name == datatype && d.Bidirectional {
+				return DirectionBoth
+			}
+		}
+	}
+	return DirectionPull
+}
+
 // IsSharePipe reports whether a component is the share (write-back) pipe
 // of its datatype: a pipe whose _id is "<system>-<datatype>-share".
 func IsSharePipe(system string, c *manifest.Component) bool {
@@ -106,13 +144,25 @@ func (in *Instance) Check() error {
 				return fmt.Errorf("connector instance %q: --share %s: datatype %q is not among the enabled datatypes %v", in.ID, s, s, in.Datatypes)
 			}
 		}
+		for _, dt := range slices.Sorted(maps.Keys(in.Directions)) {
+			if !slices.Contains(in.Datatypes, dt) {
+				return fmt.Errorf("connector instance %q: --direction %s=%s: datatype %q is not among the enabled datatypes %v", in.ID, dt, in.Directions[dt], dt, in.Datatypes)
+			}
+		}
+	}
+	for _, dt := range slices.Sorted(maps.Keys(in.Directions)) {
+		switch d := in.Directions[dt]; d {
+		case DirectionPull, DirectionPush, DirectionBoth:
+		default:
+			return fmt.Errorf("connector instance %q: --direction %s=%s: %q is not pull, push or both", in.ID, dt, d, d)
+		}
 	}
 	return nil
 }
 
 // Expand loads the instance's manifest and expands it (Options), leaving
-// out the share pipes of datatypes not in Share. Errors name the instance
-// and the manifest file.
+// out the share pipes of "pull" datatypes (see Direction). Errors name
+// the instance and the manifest file.
 func (in *Instance) Expand() (*manifest.Manifest, []manifest.Component, error) {
 	m, err := manifest.Load(in.Dir)
 	if err != nil {
@@ -123,6 +173,11 @@ func (in *Instance) Expand() (*manifest.Manifest, []manifest.Component, error) {
 			return nil, nil, fmt.Errorf("connector instance %q: --share %s: %s: %w", in.ID, s, m.Path, manifest.ErrNoSuchDatatype)
 		}
 	}
+	for _, s := range slices.Sorted(maps.Keys(in.Directions)) {
+		if !hasDatatype(m, s) {
+			return nil, nil, fmt.Errorf("connector instance %q: --direction %s: %s: %w", in.ID, s, m.Path, manifest.ErrNoSuchDatatype)
+		}
+	}
 	comps, err := m.Expand(in.Options())
 	if err != nil {
 		return nil, nil, fmt.Errorf("connector instance %q: %w", in.ID, err)
@@ -130,12 +185,29 @@ func (in *Instance) Expand() (*manifest.Manifest, []manifest.Component, error) {
 	kept := comps[:0]
 	for i := range comps {
 		c := &comps[i]
-		if IsSharePipe(in.ID, c) && !slices.Contains(in.Share, c.Datatype) {
+		dir := in.Direction(m, c.Datatype)
+		if IsSharePipe(in.ID, c) && dir == DirectionPull {
 			continue
 		}
 		kept = append(kept, *c)
 	}
 	return m, kept, nil
+}
+
+// manualInput sets pump mode "manual" on an input pipe (one whose source
+// is not a dataset source) of a push datatype.
+func manualInput(p map[string]any) {
+	src, _ := p["source"].(map[string]any)
+	switch src["type"] {
+	case nil, "dataset", "merge_datasets", "union_datasets", "merge":
+		return
+	}
+	pump, _ := p["pump"].(map[string]any)
+	if pump == nil {
+		pump = map[string]any{}
+		p["pump"] = pump
+	}
+	pump["mode"] = "manual"
 }
 
 func hasDatatype(m *manifest.Manifest, name string) bool {
@@ -166,14 +238,23 @@ type Expansion struct {
 	Instance   Instance
 	Components []any // decoded components (map[string]any, json.Number)
 	Env        engine.Env
+	// Shims are the _ids of the datatypes' "-transform" shim pipes.
+	Shims map[string]bool
 }
 
 // AddTo adds the components to cfg, resolving $ENV with Env, each under
-// the pseudo file name FileName(instance, component _id). Call cfg.Check
-// afterwards for the duplicate-id check.
+// the pseudo file name FileName(instance, component _id). A shim pipe
+// ("<system>-<datatype>-transform", which sesam-py adds to carry the
+// collected entities on unchanged) is left out when cfg already has a pipe
+// with its _id: the config's own mapping from the global datasets to the
+// system's desired state replaces it. Call cfg.Check afterwards for the
+// duplicate-id check.
 func (e *Expansion) AddTo(cfg *engine.Config) {
 	for _, c := range e.Components {
 		id, _ := c.(map[string]any)["_id"].(string)
+		if e.Shims[id] && cfg.Pipe(id) != nil {
+			continue
+		}
 		cfg.AddComponents(FileName(e.Instance.ID, id), []any{c}, e.Env)
 	}
 }
@@ -187,15 +268,22 @@ func FileName(instance, component string) string {
 
 // Expansion expands the instance and decodes its components.
 func (in *Instance) Expansion(base engine.Env) (*Expansion, error) {
-	_, comps, err := in.Expand()
+	m, comps, err := in.Expand()
 	if err != nil {
 		return nil, err
 	}
-	out := &Expansion{Instance: *in, Env: in.Env(base)}
+	out := &Expansion{Instance: *in, Env: in.Env(base), Shims: map[string]bool{}}
 	for i := range comps {
-		v, err := comps[i].Decode()
+		c := &comps[i]
+		v, err := c.Decode()
 		if err != nil {
-			return nil, fmt.Errorf("connector instance %q: component %q from %s: %w", in.ID, comps[i].ID, comps[i].Template, err)
+			return nil, fmt.Errorf("connector instance %q: component %q from %s: %w", in.ID, c.ID, c.Template, err)
+		}
+		switch {
+		case c.Template == "shim.json":
+			out.Shims[c.ID] = true
+		case c.Kind == "pipe" && c.Datatype != "" && !IsSharePipe(in.ID, c) && in.Direction(m, c.Datatype) == DirectionPush:
+			manualInput(v)
 		}
 		out.Components = append(out.Components, v)
 	}

@@ -139,3 +139,62 @@ func TestPurgePrefix(t *testing.T) {
 		}
 	}
 }
+
+// TestDirections: per datatype pull (no share pipe), push (share pipe,
+// input pipes manual) or both; the manifest's bidirectional flag makes
+// both the default; a config pipe replaces a shim of the same _id.
+func TestDirections(t *testing.T) {
+	files := map[string]string{}
+	for k, v := range shop {
+		files[k] = v
+	}
+	files["manifest.json"] = `{"additional_parameters": {"account_id": {}, "region": {}, "shop_webhook_dataset": {}}, "system-template": "templates/system.json",
+		"datatypes": {"person": {"template": "templates/dt.json", "bidirectional": true}, "order": {"template": "templates/dt.json"}, "item": {"template": "templates/dt.json"}}}`
+	dir := writeConnector(t, files)
+	in := &connectors.Instance{ID: "acme", Connector: "shop", Dir: dir, Params: map[string]string{"region": "eu", "account_id": "1", "shop_webhook_dataset": "h"},
+		Directions: map[string]string{"order": "push"}}
+	if err := in.Check(); err != nil {
+		t.Fatal(err)
+	}
+	exp, err := in.Expansion(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]map[string]any{}
+	for _, c := range exp.Components {
+		m := c.(map[string]any)
+		got[m["_id"].(string)] = m
+	}
+	if got["acme-person-share"] == nil || got["acme-order-share"] == nil || got["acme-item-share"] != nil {
+		t.Errorf("share pipes: person %v (bidirectional: both), order %v (push), item %v (pull: none)",
+			got["acme-person-share"] != nil, got["acme-order-share"] != nil, got["acme-item-share"] != nil)
+	}
+	if pump, _ := got["acme-order-collect"]["pump"].(map[string]any); pump["mode"] != "manual" {
+		t.Errorf("push datatype's collect pump = %v, want manual", got["acme-order-collect"]["pump"])
+	}
+	if got["acme-person-collect"]["pump"] != nil && got["acme-person-collect"]["pump"].(map[string]any)["mode"] == "manual" {
+		t.Error("a both datatype's collect is manual")
+	}
+	for dt, want := range map[string]string{"person": "both", "order": "push", "item": "pull"} {
+		m, _, _ := in.Expand()
+		if d := in.Direction(m, dt); d != want {
+			t.Errorf("Direction(%s) = %s, want %s", dt, d, want)
+		}
+	}
+	// A config pipe with a shim's _id replaces the shim.
+	cfg := &engine.Config{}
+	cfg.AddComponents("mine.json", []any{map[string]any{"_id": "acme-order-transform", "type": "pipe",
+		"source": map[string]any{"type": "dataset", "dataset": "global-order"}}}, nil)
+	exp.AddTo(cfg)
+	if err := cfg.Check(); err != nil {
+		t.Fatalf("the config's transform pipe did not replace the shim: %v", err)
+	}
+	if p := cfg.Pipe("acme-order-transform"); p == nil || p.File != "mine.json" {
+		t.Errorf("acme-order-transform comes from %v", p)
+	}
+	bad := *in
+	bad.Directions = map[string]string{"order": "sideways"}
+	if err := bad.Check(); err == nil || !strings.Contains(err.Error(), `"sideways" is not pull, push or both`) {
+		t.Errorf("bad direction: %v", err)
+	}
+}
