@@ -3,7 +3,7 @@
 # the tracked deletion; `make test` is the test command CI runs.
 DATA ?= ferry-data
 
-.PHONY: demo test bench build clean
+.PHONY: demo test bench build clean fuzz install
 
 build:
 	go build -o ferry ./cmd/ferry
@@ -17,6 +17,15 @@ demo:
 
 test:
 	go test -race ./...
+
+# `make fuzz FUZZTIME=10m` runs every fuzz target for FUZZTIME, one after the
+# other (FUZZ=regexp selects "package/FuzzName"; FUZZPARALLEL workers each).
+FUZZTIME ?= 1m
+fuzz:
+	FUZZTIME=$(FUZZTIME) scripts/fuzz
+
+install:
+	go install ./cmd/ferry
 
 bench:
 	go run ./cmd/ferry bench

@@ -23,7 +23,8 @@ const (
 )
 
 // Diagnostic is one problem found in a config, located by file and JSON
-// pointer (and line:column for syntax errors).
+// pointer (and line:column for syntax errors), and by the _id of the pipe
+// or system it concerns and the part of the pipe (transform[0]).
 type Diagnostic struct {
 	Severity Severity `json:"severity"`
 	File     string   `json:"file,omitempty"`
@@ -31,10 +32,20 @@ type Diagnostic struct {
 	Line     int      `json:"line,omitempty"`
 	Column   int      `json:"column,omitempty"`
 	Message  string   `json:"message"`
+	// Pipe or System is the _id of the component the problem is in.
+	Pipe   string `json:"pipe,omitempty"`
+	System string `json:"system,omitempty"`
+	// Path is the part of the pipe the problem is in: "source",
+	// "transform[i]" (i counts the pipe's transforms in order, chained ones
+	// flattened, as run errors do), "sink" or "pump"; "" for the pipe's own
+	// keys and for systems.
+	Path string `json:"path,omitempty"`
 }
 
 // String renders the diagnostic lint-style:
-// "severity: file:line:col: pointer: message".
+// `severity: file:line:col: pointer: message (pipe "id", transform[0])`.
+// The component comes last so that "pointer: message" stays one piece for
+// tools (and tests) that match it.
 func (d Diagnostic) String() string {
 	var b strings.Builder
 	b.WriteString(string(d.Severity))
@@ -51,7 +62,47 @@ func (d Diagnostic) String() string {
 		b.WriteString(": ")
 	}
 	b.WriteString(d.Message)
+	switch {
+	case d.Pipe != "":
+		fmt.Fprintf(&b, " (pipe %q", d.Pipe)
+		if d.Path != "" {
+			b.WriteString(", " + d.Path)
+		}
+		b.WriteByte(')')
+	case d.System != "":
+		fmt.Fprintf(&b, " (system %q)", d.System)
+	}
 	return b.String()
+}
+
+// partOf names the part of a pipe a pointer inside it is in: "source",
+// "sink", "pump", "transform" (the caller knows the index), or "" for the
+// pipe's own keys.
+func partOf(rel string) string {
+	seg, _, _ := strings.Cut(strings.TrimPrefix(rel, "/"), "/")
+	switch seg {
+	case "source", "sink", "pump", "transform":
+		return seg
+	}
+	return ""
+}
+
+// setComponent records which component a diagnostic concerns and, for a
+// pipe, the part of it (source, transform[i], sink, pump) that rel, the
+// pointer inside the component, is in; part overrides it when set.
+func (d *Diagnostic) setComponent(comp *Component, rel, part string) {
+	if comp == nil {
+		return
+	}
+	if !comp.IsPipe() {
+		d.System = comp.ID
+		return
+	}
+	d.Pipe = comp.ID
+	if part == "" {
+		part = partOf(rel)
+	}
+	d.Path = part
 }
 
 // Diagnostics is a list of problems; as an error it reports the errors.
@@ -202,11 +253,15 @@ func LineCol(data []byte, off int) (int, int) {
 }
 
 // ConfigFiles lists the *.json files of the given paths: a file as is, a
-// directory recursively, in lexical order.
+// directory recursively, in lexical order. A missing path and a directory
+// without *.json files are errors.
 func ConfigFiles(paths []string) ([]string, error) {
 	var files []string
 	for _, p := range paths {
 		fi, err := os.Stat(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("config %s: no such file or directory", p)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("config: %w", err)
 		}
@@ -230,6 +285,9 @@ func ConfigFiles(paths []string) ([]string, error) {
 		if err != nil {
 			return nil, fmt.Errorf("config: %w", err)
 		}
+		if len(found) == 0 {
+			return nil, fmt.Errorf("config %s: the directory holds no *.json files", p)
+		}
 		sort.Strings(found)
 		files = append(files, found...)
 	}
@@ -238,7 +296,8 @@ func ConfigFiles(paths []string) ([]string, error) {
 
 // LoadConfig reads systems and pipes from files and directories, resolving
 // $ENV references. Problems are collected, not returned one at a time: the
-// error is a *ConfigError listing all of them.
+// error is a *ConfigError listing all of them. A config without any system
+// or pipe is an error (a wrong directory, an empty export).
 func LoadConfig(paths []string, env Env) (*Config, error) {
 	files, err := ConfigFiles(paths)
 	if err != nil {
@@ -254,6 +313,9 @@ func LoadConfig(paths []string, env Env) (*Config, error) {
 		cfg.addFile(f, data, env)
 	}
 	cfg.checkIDs()
+	if len(cfg.Systems)+len(cfg.Pipes) == 0 && len(cfg.Diagnostics.Errors()) == 0 {
+		cfg.errorf(strings.Join(paths, ", "), "", "the config holds no systems or pipes")
+	}
 	if len(cfg.Diagnostics.Errors()) > 0 {
 		return cfg, &ConfigError{Diagnostics: cfg.Diagnostics}
 	}
@@ -313,8 +375,14 @@ func (c *Config) addComponent(file, ptr string, v any, env Env) {
 		return
 	}
 	resolved, errs := ResolveEnv(m, env, ptr)
+	rawID, _ := m["_id"].(string)
+	rawType, _ := m["type"].(string)
 	for _, e := range errs {
-		c.errorf(file, e.Pointer, "%s", e.Message)
+		d := Diagnostic{Severity: SevError, File: file, Pointer: e.Pointer, Message: e.Message}
+		if rawID != "" {
+			d.setComponent(&Component{ID: rawID, Type: rawType}, strings.TrimPrefix(e.Pointer, ptr), "")
+		}
+		c.Diagnostics = append(c.Diagnostics, d)
 	}
 	m = resolved.(map[string]any)
 	id, _ := m["_id"].(string)

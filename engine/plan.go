@@ -132,6 +132,9 @@ type compiler struct {
 	systems map[string]any
 	// unsupported collects "kind:type" -> pipe ids for one report each.
 	unsupported map[string][]string
+	// transformPtr and transformPart name the transform being compiled
+	// ("/transform/0", "transform[0]") for diagnostics.
+	transformPtr, transformPart string
 }
 
 // Compile validates every component of cfg against its schema and builds
@@ -171,11 +174,24 @@ func Compile(cfg *Config, reg *Registry, logger *slog.Logger) (*Plan, error) {
 }
 
 func (c *compiler) errorf(comp *Component, ptr, format string, args ...any) {
-	c.diags = append(c.diags, Diagnostic{Severity: SevError, File: comp.File, Pointer: comp.Pointer + ptr, Message: fmt.Sprintf(format, args...)})
+	d := Diagnostic{Severity: SevError, File: comp.File, Pointer: comp.Pointer + ptr, Message: fmt.Sprintf(format, args...)}
+	d.setComponent(comp, ptr, c.partFor(ptr))
+	c.diags = append(c.diags, d)
+}
+
+// partFor is the transform index for pointers inside the transform being
+// compiled ("" otherwise: the part is derived from the pointer).
+func (c *compiler) partFor(ptr string) string {
+	if c.transformPtr != "" && (ptr == c.transformPtr || strings.HasPrefix(ptr, c.transformPtr+"/")) {
+		return c.transformPart
+	}
+	return ""
 }
 
 func (c *compiler) warnf(comp *Component, ptr, format string, args ...any) {
-	c.diags = append(c.diags, Diagnostic{Severity: SevWarning, File: comp.File, Pointer: comp.Pointer + ptr, Message: fmt.Sprintf(format, args...)})
+	d := Diagnostic{Severity: SevWarning, File: comp.File, Pointer: comp.Pointer + ptr, Message: fmt.Sprintf(format, args...)}
+	d.setComponent(comp, ptr, c.partFor(ptr))
+	c.diags = append(c.diags, d)
 }
 
 // check validates cfg (at ptr within comp) against a schema.
@@ -295,9 +311,12 @@ func (c *compiler) pipe(comp *Component) *Pipe {
 		}
 	}
 	// Transforms.
-	for _, tc := range transformList(comp.Raw["transform"], "/transform") {
+	for i, tc := range transformList(comp.Raw["transform"], "/transform") {
 		ptr := tc.ptr
-		if t, good := c.component(comp, KindTransform, ptr, tc.cfg); good {
+		c.transformPtr, c.transformPart = ptr, fmt.Sprintf("transform[%d]", i)
+		t, good := c.component(comp, KindTransform, ptr, tc.cfg)
+		c.transformPtr, c.transformPart = "", ""
+		if good {
 			p.Transforms = append(p.Transforms, t.(Transform))
 			if h, isHop := t.(HoppedDatasets); isHop {
 				for _, ds := range h.HoppedDatasets() {
@@ -540,7 +559,11 @@ func (c *compiler) pump(comp *Component) (Pump, bool) {
 	return p, true
 }
 
-// graph checks dataset wiring: one writer per dataset, and inputs and
+// graph checks dataset wiring: one writer per dataset, no cycle of pipes
+// reading each other's datasets through their sources (an error: such
+// pipes run until they stop changing anything, which most cycles never do;
+// hops do not count, see Order; a pipe of the cycle with "allow_cycle":
+// true accepts it), and inputs and
 // hopped datasets that nobody writes (warnings: the writer may live in
 // another config). A hop into the pipe's own share dataset is not warned
 // about, since a config may leave the share pipe out: the pipe's own
@@ -578,6 +601,26 @@ func (c *compiler) graph(plan *Plan) {
 			}
 			c.warnf(p.Comp, "/transform", "dataset %q is hopped into but no pipe in this config writes it", h)
 		}
+	}
+	_, cycles := plan.Order()
+	for _, cyc := range cycles {
+		allowed := false
+		for _, id := range cyc {
+			if b, _ := plan.Pipe(id).Comp.Raw["allow_cycle"].(bool); b {
+				allowed = true
+			}
+		}
+		if allowed {
+			continue
+		}
+		var steps []string
+		for i, id := range cyc {
+			next := plan.Pipe(cyc[(i+1)%len(cyc)])
+			steps = append(steps, fmt.Sprintf("%q reads %q (written by %q)", id, next.Output, next.ID))
+		}
+		first := plan.Pipe(cyc[0])
+		c.errorf(first.Comp, "/source", "dataset cycle: %s; pipes whose sources form a cycle never settle, so none of them runs (hop into one of the datasets instead of reading it as a source, or set \"allow_cycle\": true on a pipe of the cycle when it settles by design)",
+			strings.Join(steps, ", "))
 	}
 }
 

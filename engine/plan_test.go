@@ -149,7 +149,7 @@ func TestCompilePipeSettings(t *testing.T) {
 }
 
 func TestPlanOrder(t *testing.T) {
-	plan := compile(t, all.Registry(), `[
+	_, plan, _ := compileErr(t, `[
  {"_id":"c","type":"pipe","source":{"type":"dataset","dataset":"b"}},
  {"_id":"b","type":"pipe","source":{"type":"dataset","dataset":"a"}},
  {"_id":"a","type":"pipe","source":{"type":"embedded","entities":[]}},
@@ -167,40 +167,10 @@ func TestPlanOrder(t *testing.T) {
 	if len(cycles) != 1 || strings.Join(cycles[0], ",") != "x,y" {
 		t.Errorf("cycles = %v, want [[x y]]", cycles)
 	}
-}
-
-func TestRegistry(t *testing.T) {
-	r := engine.NewRegistry()
-	r.RegisterSource("s", engine.Spec{Summary: "x", Schema: anySchema}, nil)
-	for _, bad := range []string{"S", "1a", "a b", "a/b", ""} {
-		func() {
-			defer func() {
-				if recover() == nil {
-					t.Errorf("registering %q did not panic", bad)
-				}
-			}()
-			r.RegisterSink(bad, engine.Spec{}, nil)
-		}()
-	}
-	func() {
-		defer func() {
-			if recover() == nil {
-				t.Error("duplicate registration did not panic")
-			}
-		}()
-		r.RegisterSource("s", engine.Spec{}, nil)
-	}()
-	if spec, ok := r.SpecOf(engine.KindSource, "s"); !ok || spec.Summary != "x" {
-		t.Errorf("SpecOf = %+v %v", spec, ok)
-	}
-	if s, ok := r.JSONSchema(engine.KindSource, "s"); !ok || s != anySchema {
-		t.Errorf("JSONSchema = %q %v", s, ok)
-	}
-	if _, ok := r.JSONSchema(engine.KindSink, "s"); ok {
-		t.Error("JSONSchema of an unknown type")
-	}
-	std := all.Registry()
-	if got := strings.Join(std.Names(engine.KindSink), ","); !strings.Contains(got, "dataset") || !strings.Contains(got, "null") {
-		t.Errorf("sinks = %s", got)
+	// Compile refuses the cycle, naming it.
+	errs := plan.Diagnostics.Errors()
+	if len(errs) != 1 || errs[0].Pipe != "x" || errs[0].Pointer != "/3/source" ||
+		!strings.Contains(errs[0].Message, `dataset cycle: "x" reads "y" (written by "y"), "y" reads "x" (written by "x")`) {
+		t.Errorf("diagnostics = %v", plan.Diagnostics)
 	}
 }

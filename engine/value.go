@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -32,8 +31,10 @@ const maxDepth = 10000
 
 // DecodeValue parses one JSON document into Ferry's value model. Numbers
 // become json.Number holding the exact text of the input. Trailing non-space
-// bytes are an error. Invalid UTF-8 in strings is replaced by U+FFFD, as
-// encoding/json does.
+// bytes are an error, and so is invalid UTF-8 in a string (JSON text must be
+// UTF-8; encoding/json would silently replace the bytes with U+FFFD). A
+// \u escape of a lone surrogate, which is valid JSON text, decodes to U+FFFD
+// as in encoding/json.
 //
 // It is a small hand-written recursive-descent parser: entity decoding is on
 // every pipe's hot path, and this avoids both reflection and the per-call
@@ -382,7 +383,7 @@ func (d *decoder) string() (string, error) {
 			s := d.data[start:d.pos]
 			d.pos++
 			if !ascii && !utf8.Valid(s) {
-				return replaceInvalidUTF8(s), nil
+				return "", d.invalidUTF8(start, s)
 			}
 			return string(s), nil
 		case c == '\\':
@@ -406,10 +407,12 @@ func (d *decoder) slowString(start int) (string, error) {
 		c := d.data[d.pos]
 		switch {
 		case c == '"':
-			d.pos++
 			if !utf8.Valid(buf) {
-				return replaceInvalidUTF8(buf), nil
+				// Escapes decode to valid UTF-8, so the raw text has the
+				// invalid bytes.
+				return "", d.invalidUTF8(start, d.data[start:d.pos])
 			}
+			d.pos++
 			return string(buf), nil
 		case c < 0x20:
 			return "", d.errorf("control character in string")
@@ -469,22 +472,22 @@ func (d *decoder) slowString(start int) (string, error) {
 	return "", d.errorf("unterminated string")
 }
 
-// replaceInvalidUTF8 replaces every byte of an invalid UTF-8 sequence with
-// U+FFFD, as encoding/json does (strings.ToValidUTF8 would replace a whole
-// run of invalid bytes with a single U+FFFD).
-func replaceInvalidUTF8(b []byte) string {
-	var sb strings.Builder
-	sb.Grow(len(b) + 8)
-	for len(b) > 0 {
-		r, size := utf8.DecodeRune(b)
-		if r == utf8.RuneError && size == 1 {
-			sb.WriteString("\uFFFD")
-		} else {
-			sb.Write(b[:size])
+// invalidUTF8 reports the first invalid UTF-8 sequence of raw, the string
+// text starting at byte start of the input. JSON text must be UTF-8 (RFC
+// 8259); replacing the bytes with U+FFFD, as encoding/json does, would
+// change data silently.
+func (d *decoder) invalidUTF8(start int, raw []byte) error {
+	i := 0
+	for i < len(raw) {
+		r, size := utf8.DecodeRune(raw[i:])
+		if r == utf8.RuneError && size <= 1 {
+			break
 		}
-		b = b[size:]
+		i += size
 	}
-	return sb.String()
+	d.pos = start + i
+	end := min(i+4, len(raw))
+	return d.errorf("invalid UTF-8 in string (bytes % x); JSON text must be UTF-8", raw[i:end])
 }
 
 func (d *decoder) hex4() (rune, bool) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func canon(t testing.TB, v any) string {
@@ -32,12 +33,9 @@ func TestDecodeValue(t *testing.T) {
 		{`""`, `""`},
 		{`"a\"b\\c\/d\b\f\n\r\t"`, `"a\"b\\c/d\u0008\u000c\n\r\t"`},
 		{`"\u00e9\u20ac\ud83d\ude00"`, `"é€😀"`},
-		{`"\ud800x"`, `"` + "\uFFFD" + `x"`},       // lone high surrogate
-		{`"\ud800\u0041"`, `"` + "\uFFFD" + `A"`},  // high surrogate + non-low
-		{`"\udc00"`, `"` + "\uFFFD" + `"`},         // lone low surrogate
-		{"\"a\xffb\"", "\"a\uFFFDb\""},             // invalid UTF-8
-		{"\"\xff\xfe\\n\"", "\"\uFFFD\uFFFD\\n\""}, // one U+FFFD per byte, slow path
-		{"\"\xe2\x82\"", "\"\uFFFD\uFFFD\""},       // truncated sequence
+		{`"\ud800x"`, `"` + "\uFFFD" + `x"`},      // lone high surrogate
+		{`"\ud800\u0041"`, `"` + "\uFFFD" + `A"`}, // high surrogate + non-low
+		{`"\udc00"`, `"` + "\uFFFD" + `"`},        // lone low surrogate
 		{`[]`, `[]`},
 		{`[ 1 , [2,[ ]] ,{} ]`, `[1,[2,[]],{}]`},
 		{`{"b":1,"a":{"d":[true,null],"c":"x"}}`, `{"a":{"c":"x","d":[true,null]},"b":1}`},
@@ -52,6 +50,32 @@ func TestDecodeValue(t *testing.T) {
 		if got := canon(t, v); got != c.want {
 			t.Errorf("DecodeValue(%q) = %s, want %s", c.in, got, c.want)
 		}
+	}
+}
+
+// Invalid UTF-8 is an error naming the byte offset, on the fast and the
+// slow (escapes) string paths and in keys; encoding/json would replace it
+// with U+FFFD silently.
+func TestDecodeValueRejectsInvalidUTF8(t *testing.T) {
+	for _, c := range []struct {
+		in  string
+		off int
+	}{
+		{"\"a\xffb\"", 2},
+		{"\"\xff\xfe\\n\"", 1},
+		{"\"x\\n\xe2\x82\"", 4},
+		{"{\"k\xc3\": 1}", 3},
+		{"[\"ok\", \"\xed\xa0\x80\"]", 8}, // an encoded surrogate is not UTF-8
+	} {
+		_, err := DecodeValue([]byte(c.in))
+		var se *SyntaxError
+		if !errors.As(err, &se) || se.Offset != c.off || !strings.Contains(se.Msg, "invalid UTF-8") {
+			t.Errorf("DecodeValue(%q) = %v, want invalid UTF-8 at byte %d", c.in, err, c.off)
+		}
+	}
+	nd := NewDecoder()
+	if _, err := nd.DecodeEntity([]byte("{\"_id\": \"a\", \"n\xe9e\": 1}")); err == nil || !strings.Contains(err.Error(), "invalid UTF-8") {
+		t.Errorf("Decoder.DecodeEntity with an invalid key: %v", err)
 	}
 }
 
@@ -210,7 +234,9 @@ func FuzzDecodeValue(f *testing.F) {
 		got, err := DecodeValue(data)
 		var want any
 		jerr := errors.New("invalid")
-		if json.Valid(data) {
+		// JSON text must be UTF-8: Ferry refuses what encoding/json would
+		// repair with U+FFFD.
+		if json.Valid(data) && utf8.Valid(data) {
 			dec := json.NewDecoder(bytes.NewReader(data))
 			dec.UseNumber()
 			jerr = dec.Decode(&want)

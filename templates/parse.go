@@ -140,8 +140,31 @@ func (p *parser) expectEnd() error {
 	return nil
 }
 
+// statementWords are Jinja statement keywords. Jinja2 parses "{{ for }}"
+// as a variable named "for", which is undefined and renders as nothing;
+// in an expansion tag that is always a mistyped statement, so Ferry
+// refuses it (sesam-py would silently expand to nothing).
+var statementWords = map[string]string{
+	"for": "{{% for x in list %}}...{{% endfor %}}", "endfor": "{{% endfor %}}",
+	"if": "{{% if cond %}}...{{% endif %}}", "elif": "{{% elif cond %}}", "else": "{{% else %}}", "endif": "{{% endif %}}",
+	"set": "{{% set name = value %}}", "raw": "{{% raw %}}...{{% endraw %}}", "endraw": "{{% endraw %}}",
+	"macro": "", "endmacro": "", "block": "", "endblock": "", "extends": "", "include": "", "import": "",
+	"call": "", "endcall": "", "filter": "", "endfilter": "", "with": "", "endwith": "",
+}
+
 // parseOutput parses the body of {{@ ... @}}.
 func parseOutput(toks []token) (expr, error) {
+	if len(toks) >= 1 && toks[0].kind == tkName {
+		if w := toks[0].val; (w == "in" || w == "is") && (len(toks) == 1 || toks[1].kind == tkEOF) {
+			return nil, errAt(toks[0].off, "'%s' is an operator, not a value", w)
+		}
+		if form, ok := statementWords[toks[0].val]; ok && (len(toks) == 1 || toks[1].kind == tkEOF || toks[1].kind == tkName) {
+			if form == "" {
+				return nil, errAt(toks[0].off, "'%s' is a Jinja statement, which expansion tags do not support", toks[0].val)
+			}
+			return nil, errAt(toks[0].off, "'%s' is a statement, not a value: write it as %s", toks[0].val, form)
+		}
+	}
 	p := &parser{toks: toks}
 	e, err := p.parseTuple(true, false, nil)
 	if err != nil {

@@ -80,6 +80,13 @@ func TestErrors(t *testing.T) {
 		{"huge repeat", `{{@ "ab" * 100000000000 @}}`, nil, 1, 10, []string{"too large"}},
 		{"runaway loops", `{{% for a in range(100000) %}}{{% for b in range(100000) %}}{{% endfor %}}{{% endfor %}}`, nil, 1, 31, []string{"too expensive"}},
 		{"huge power", `{{@ 2 ** 100000000000 @}}`, nil, 1, 7, []string{"overflow"}},
+		// Statement keywords in an output tag: Jinja2 reads them as undefined
+		// variables and expands them to nothing; Ferry refuses them.
+		{"for as a value", "[\n {{@ for @}}]", nil, 2, 6, []string{"'for' is a statement", "{{% for x in list %}}"}},
+		{"for loop in an output tag", `{{@ for x in list @}}`, nil, 1, 5, []string{"'for' is a statement"}},
+		{"endif as a value", `{{@ endif @}}`, nil, 1, 5, []string{"'endif' is a statement", "{{% endif %}}"}},
+		{"macro as a value", `{{@ macro @}}`, nil, 1, 5, []string{"'macro' is a Jinja statement"}},
+		{"in as a value", `<<@ in @>>`, nil, 1, 5, []string{"'in' is an operator"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -19,6 +19,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/spf13/cobra"
+
 	"github.com/ferrydata/ferry/engine"
 	"github.com/ferrydata/ferry/engine/boltstore"
 	"github.com/ferrydata/ferry/pipes/all"
@@ -50,27 +52,53 @@ type benchResult struct {
 	CPUSeconds float64 `json:"cpu_seconds,omitempty"`
 }
 
-// cmdBench measures the store and runner on generated entities. Each
+// benchCmd measures the store and runner on generated entities. Each
 // scenario runs in its own child process so its peak RSS (getrusage
 // maxrss of the child) is its own.
-func (c *cli) cmdBench(ctx context.Context, args []string) int {
-	f := c.newFlags("bench")
-	n := f.fs.Int("n", 1_000_000, "number of entities")
-	dir := f.fs.String("dir", "", "work directory (default: a temporary directory, removed afterwards)")
-	scenario := f.fs.String("scenario", "", "run one scenario in this process (used by the parent; needs --dir)")
-	f.noSync = f.fs.Bool("no-sync", false, "skip fsync (not what the targets are measured with)")
-	cpuprof := f.fs.String("cpuprofile", "", "with --scenario: write a CPU profile to this file")
-	ckpt := f.fs.Int("checkpoint-interval", engine.DefaultCheckpointInterval, "batches (of 100) per transaction, for the pipes and the floor")
-	if _, err := f.parse(args); err != nil {
+func (c *cli) benchCmd() *cobra.Command {
+	var (
+		n, ckpt                int
+		dir, scenario, cpuprof string
+		noSync                 bool
+	)
+	cmd := &cobra.Command{
+		Use:     "bench",
+		GroupID: groupTools,
+		Short:   "Measure the throughput of the store and the runner",
+		Long: `Bench generates N entities (~310 bytes of nested JSON, ids in random order) as
+NDJSON and measures, each scenario in its own process, with fsync on: an
+initial load, the same file again (unchanged), 10% changed, a jq pipe, and the
+floor (bare bbolt). It then checks the store and fails if anything is off.`,
+		Example: `  ferry bench
+  ferry bench -n 100000 --json`,
+		Args: usageArgs(0, 0, "takes no arguments"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if code := c.bench(cmd.Context(), n, ckpt, dir, scenario, cpuprof, noSync); code != exitOK {
+				return reported(code)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.IntVarP(&n, "entities", "n", 1_000_000, "number of entities")
+	f.StringVar(&dir, "dir", "", "work directory (default: a temporary directory, removed afterwards)")
+	f.StringVar(&scenario, "scenario", "", "run one scenario in this process (used by the parent; needs --dir)")
+	f.BoolVar(&noSync, "no-sync", false, "skip fsync (not what the targets are measured with)")
+	f.StringVar(&cpuprof, "cpuprofile", "", "with --scenario: write a CPU profile to this file")
+	f.IntVar(&ckpt, "checkpoint-interval", engine.DefaultCheckpointInterval, "batches (of 100) per transaction, for the pipes and the floor")
+	f.MarkHidden("scenario")
+	return jsonOK(cmd)
+}
+
+func (c *cli) bench(ctx context.Context, n, ckpt int, dir, scenario, cpuprof string, noSync bool) int {
+	mapped := c.g.maxRSSMiB
+	if n <= 0 {
+		c.errorf("bench: --entities (-n) must be positive")
 		return exitUsage
 	}
-	if *n <= 0 {
-		c.errorf("bench: -n must be positive")
-		return exitUsage
-	}
-	if *scenario != "" {
-		if *cpuprof != "" {
-			pf, err := os.Create(*cpuprof)
+	if scenario != "" {
+		if cpuprof != "" {
+			pf, err := os.Create(cpuprof)
 			if err != nil {
 				c.errorf("bench: %v", err)
 				return exitFailed
@@ -79,9 +107,9 @@ func (c *cli) cmdBench(ctx context.Context, args []string) int {
 			defer pprof.StopCPUProfile()
 		}
 		stopSampler := sampleAnon()
-		res, err := runScenario(ctx, *scenario, *dir, *n, *f.noSync, *ckpt, int64(*f.mapped)<<20)
+		res, err := runScenario(ctx, scenario, dir, n, noSync, ckpt, int64(mapped)<<20)
 		if err != nil {
-			c.errorf("bench %s: %v", *scenario, err)
+			c.errorf("bench %s: %v", scenario, err)
 			return exitFailed
 		}
 		if err == nil {
@@ -90,7 +118,7 @@ func (c *cli) cmdBench(ctx context.Context, args []string) int {
 		json.NewEncoder(c.stdout).Encode(res)
 		return exitOK
 	}
-	work := *dir
+	work := dir
 	if work == "" {
 		tmp, err := os.MkdirTemp("", "ferry-bench-")
 		if err != nil {
@@ -105,7 +133,7 @@ func (c *cli) cmdBench(ctx context.Context, args []string) int {
 		return exitFailed
 	}
 	os.RemoveAll(filepath.Join(work, "store"))
-	if err := genBenchFiles(work, *n); err != nil {
+	if err := genBenchFiles(work, n); err != nil {
 		c.errorf("bench: generating entities: %v", err)
 		return exitFailed
 	}
@@ -116,11 +144,11 @@ func (c *cli) cmdBench(ctx context.Context, args []string) int {
 	}
 	results := map[string]*benchResult{}
 	for _, sc := range benchScenarios {
-		if !*f.json {
+		if !c.g.json {
 			fmt.Fprintf(c.stderr, "bench: %s...\n", sc)
 		}
-		cargs := []string{"bench", "--scenario", sc, "--dir", work, "-n", strconv.Itoa(*n), "--checkpoint-interval", strconv.Itoa(*ckpt), "--max-rss-mib", strconv.Itoa(*f.mapped)}
-		if *f.noSync {
+		cargs := []string{"bench", "--scenario", sc, "--dir", work, "-n", strconv.Itoa(n), "--checkpoint-interval", strconv.Itoa(ckpt), "--max-rss-mib", strconv.Itoa(mapped)}
+		if noSync {
 			cargs = append(cargs, "--no-sync")
 		}
 		cmd := exec.CommandContext(ctx, self, cargs...)
@@ -166,7 +194,7 @@ func (c *cli) cmdBench(ctx context.Context, args []string) int {
 			r.RatioToFloor = r.EntitiesPerS / floor
 		}
 	}
-	if *f.json {
+	if c.g.json {
 		c.printJSON(results)
 		return exitOK
 	}
@@ -181,7 +209,7 @@ func (c *cli) cmdBench(ctx context.Context, args []string) int {
 		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%.0f MiB\t%.0f MiB\t%d\t%d\t%d\t%.2f\n", sc, r.EntitiesPerS, ratio, float64(r.PeakRSSBytes)/(1<<20), float64(r.PeakAnonBytes)/(1<<20), r.Written, r.Unchanged, r.Deleted, r.Seconds)
 	}
 	tw.Flush()
-	fmt.Fprintf(c.stdout, "\n%d entities (share: %d updates, each with its lookup, to a fake API in the same process), fsync %v. floor = decode + bare bbolt log bucket + _id->offset bucket in the same transactions.\n", *n, benchShareEntities, !*f.noSync)
+	fmt.Fprintf(c.stdout, "\n%d entities (share: %d updates, each with its lookup, to a fake API in the same process), fsync %v. floor = decode + bare bbolt log bucket + _id->offset bucket in the same transactions.\n", n, benchShareEntities, !noSync)
 	return exitOK
 }
 

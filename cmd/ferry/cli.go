@@ -4,152 +4,256 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"sort"
 	"strings"
-	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/ferrydata/ferry/engine"
 	"github.com/ferrydata/ferry/engine/boltstore"
 	"github.com/ferrydata/ferry/pipes/all"
 )
 
-// Exit codes.
+// Exit codes, the same for every command.
 const (
 	exitOK     = 0
-	exitFailed = 1 // a run failed
-	exitUsage  = 2 // bad usage or config
+	exitFailed = 1 // a run (or another operation) failed
+	exitUsage  = 2 // bad usage or config: unknown command, flag, pipe, dataset or path; invalid config
 )
+
+// dataEnv names the environment variable that sets the default of --data.
+const dataEnv = "FERRY_DATA"
+
+// globals are the persistent flags every command takes, anywhere on the
+// command line.
+type globals struct {
+	data      string
+	json      bool
+	logFormat string
+	maxRSSMiB int
+}
 
 // cli holds the streams and environment a command runs with, so tests run
 // commands in-process.
 type cli struct {
 	stdout, stderr io.Writer
-	stdin          io.Reader // for ferry secret set --stdin
+	stdin          io.Reader // ferry secret set reads the value from it
 	// stderrTTY enables the live progress line.
 	stderrTTY bool
 	getenv    func(string) (string, bool)
+	// stdinTerminal returns stdin's file descriptor when stdin is a
+	// terminal (ferry secret set then prompts without echo).
+	stdinTerminal func() (int, bool)
+
+	g globals
 }
 
 func newCLI(stdout, stderr io.Writer) *cli {
 	c := &cli{stdout: stdout, stderr: stderr, stdin: os.Stdin, getenv: os.LookupEnv}
-	if f, ok := stderr.(*os.File); ok {
-		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
-			c.stderrTTY = true
+	if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		c.stderrTTY = true
+	}
+	c.stdinTerminal = func() (int, bool) {
+		if f, ok := c.stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+			return int(f.Fd()), true
 		}
+		return 0, false
 	}
 	return c
 }
 
-type command struct {
-	name    string
-	args    string
-	summary string
-	run     func(c *cli, ctx context.Context, args []string) int
+// exitError carries a command's exit code. err is printed as
+// "ferry: <err>" unless it is nil (the command reported already, e.g.
+// config diagnostics).
+type exitError struct {
+	code int
+	err  error
 }
 
-func commands() []command {
-	return []command{
-		{"validate", "CONFIG...", "check a config (schemas, references, jq) without running anything", (*cli).cmdValidate},
-		{"run", "[CONFIG] [PIPE...]", "run pipes once, in dependency order, until nothing changes", (*cli).cmdRun},
-		{"serve", "[CONFIG]", "run the scheduler and the HTTP API until SIGINT/SIGTERM", (*cli).cmdServe},
-		{"datasets", "", "list datasets", (*cli).cmdDatasets},
-		{"dataset", "show NAME", "show a dataset's entities", (*cli).cmdDataset},
-		{"pipes", "[CONFIG]", "list pipes and their state", (*cli).cmdPipes},
-		{"pipe", "log NAME", "show a pipe's run log", (*cli).cmdPipe},
-		{"expand", "CONNECTOR_DIR [--system ID] [--out DIR]", "expand a connector's manifest and templates into systems and pipes", (*cli).cmdExpand},
-		{"connect", "CONNECTOR_DIR --system ID", "record a connector instance; run/serve then load its pipes", (*cli).cmdConnect},
-		{"connectors", "", "list connector instances", (*cli).cmdConnectors},
-		{"disconnect", "ID [--purge]", "remove a connector instance", (*cli).cmdDisconnect},
-		{"secret", "set|list|rm", "manage encrypted secrets for $SECRET(name)", (*cli).cmdSecret},
-		{"compat", "DIR [--json]", "report which components of the connectors under DIR Ferry supports", (*cli).cmdCompat},
-		{"fake-api", "[--addr ADDR]", "serve a fake REST API for demos and tests", (*cli).cmdFakeAPI},
-		{"bench", "", "measure throughput of the store and runner", (*cli).cmdBench},
-		{"version", "", "print the version", (*cli).cmdVersion},
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit %d", e.code)
+	}
+	return e.err.Error()
+}
+
+func (e *exitError) Unwrap() error { return e.err }
+
+// usagef is a usage or config error (exit 2).
+func usagef(format string, args ...any) error {
+	return &exitError{code: exitUsage, err: fmt.Errorf(format, args...)}
+}
+
+// failf is a failure of the operation (exit 1).
+func failf(format string, args ...any) error {
+	return &exitError{code: exitFailed, err: fmt.Errorf(format, args...)}
+}
+
+// reported exits with code after the command printed its own report.
+func reported(code int) error { return &exitError{code: code} }
+
+// Annotations of commands.
+const (
+	// annJSON marks a command that honours --json; the others reject it.
+	annJSON = "ferry/json"
+)
+
+// jsonOK marks cmd as honouring --json and returns it.
+func jsonOK(cmd *cobra.Command) *cobra.Command {
+	if cmd.Annotations == nil {
+		cmd.Annotations = map[string]string{}
+	}
+	cmd.Annotations[annJSON] = "true"
+	return cmd
+}
+
+// Command groups of the help output.
+const (
+	groupPipelines  = "pipelines"
+	groupInspect    = "inspect"
+	groupConnectors = "connectors"
+	groupTools      = "tools"
+)
+
+// commands returns the top-level commands in help order. To add a command:
+// write a file with a constructor `func (c *cli) fooCmd() *cobra.Command`
+// (set GroupID, Args, ValidArgsFunction, an Example, and wrap it in jsonOK
+// if it honours --json) and list it here.
+func (c *cli) commands() []*cobra.Command {
+	return []*cobra.Command{
+		c.validateCmd(), c.runCmd(), c.serveCmd(),
+		c.datasetsCmd(), c.datasetCmd(), c.pipesCmd(), c.pipeCmd(),
+		c.expandCmd(), c.connectCmd(), c.connectorsCmd(), c.disconnectCmd(), c.secretCmd(), c.compatCmd(),
+		c.fakeAPICmd(), c.benchCmd(), c.versionCmd(),
 	}
 }
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
-
-func (c *cli) usage() {
-	fmt.Fprintln(c.stderr, "ferry: declarative dataset pipelines\n\nUsage: ferry COMMAND [ARGS] [FLAGS]\n\nCommands:")
-	tw := tabwriter.NewWriter(c.stderr, 2, 4, 2, ' ', 0)
-	for _, cmd := range commands() {
-		fmt.Fprintf(tw, "  %s %s\t%s\n", cmd.name, cmd.args, cmd.summary)
+// rootCmd builds the command tree. It is built anew for every invocation
+// so that flag values never leak from one run to the next (tests run many
+// in one process).
+func (c *cli) rootCmd() *cobra.Command {
+	defData := "ferry-data"
+	if v, ok := c.getenv(dataEnv); ok && v != "" {
+		defData = v
 	}
-	tw.Flush()
-	fmt.Fprintln(c.stderr, "\nEvery command takes --data DIR (default ./ferry-data). Run 'ferry COMMAND -h' for its flags.")
+	root := &cobra.Command{
+		Use:   "ferry",
+		Short: "Declarative dataset pipelines: a small, fast, open Sesam-style datahub",
+		Long: `Ferry runs Sesam-style pipes (source -> transforms -> sink) declared in JSON, or
+expanded from connector manifests, and keeps every dataset as an append-only,
+versioned log in one embedded bbolt file (--data DIR).
+
+Exit codes: 0 ok, 1 a run failed, 2 bad usage or config.`,
+		Example: `  ferry validate examples/demo/config --env examples/demo/env/day1.json
+  ferry run examples/demo/config --env examples/demo/env/day1.json
+  ferry datasets
+  ferry --data /var/lib/ferry serve config/`,
+		Version:           versionString(readBuildInfo()),
+		SilenceErrors:     true,
+		SilenceUsage:      true,
+		CompletionOptions: cobra.CompletionOptions{HiddenDefaultCmd: false},
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			if c.g.json && cmd.Annotations[annJSON] == "" {
+				return usagef("%s does not print JSON: --json is not supported here", cmd.CommandPath())
+			}
+			switch c.g.logFormat {
+			case "text", "json":
+			default:
+				return usagef("--log-format %q: want text or json", c.g.logFormat)
+			}
+			return nil
+		},
+	}
+	root.SetOut(c.stdout)
+	root.SetErr(c.stderr)
+	root.SetIn(c.stdin)
+	root.SetVersionTemplate("ferry {{.Version}}\n")
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		return usagef("%s: %v (see '%s --help')", cmd.CommandPath(), err, cmd.CommandPath())
+	})
+	pf := root.PersistentFlags()
+	pf.StringVar(&c.g.data, "data", defData, "data directory holding the store (env "+dataEnv+")")
+	pf.BoolVar(&c.g.json, "json", false, "print JSON for scripts (commands that print no JSON reject it)")
+	pf.StringVar(&c.g.logFormat, "log-format", "text", "log format on stderr: text or json")
+	pf.IntVar(&c.g.maxRSSMiB, "max-rss-mib", 0, "resident memory (MiB) above which the store releases its memory-mapped pages (0: 240; -1: no bound)")
+	root.RegisterFlagCompletionFunc("log-format", cobra.FixedCompletions([]string{"text", "json"}, cobra.ShellCompDirectiveNoFileComp))
+	root.MarkPersistentFlagDirname("data")
+
+	root.AddGroup(
+		&cobra.Group{ID: groupPipelines, Title: "Pipelines:"},
+		&cobra.Group{ID: groupInspect, Title: "Inspect the store:"},
+		&cobra.Group{ID: groupConnectors, Title: "Connectors:"},
+		&cobra.Group{ID: groupTools, Title: "Tools:"},
+	)
+	root.SetHelpCommandGroupID(groupTools)
+	root.SetCompletionCommandGroupID(groupTools)
+	for _, cmd := range c.commands() {
+		root.AddCommand(cmd)
+	}
+	return root
 }
 
+// run executes one command line and returns its exit code.
 func (c *cli) run(ctx context.Context, args []string) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		c.usage()
-		if len(args) == 0 {
-			return exitUsage
-		}
+	root := c.rootCmd()
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
 		return exitOK
 	}
-	for _, cmd := range commands() {
-		if cmd.name == args[0] {
-			return cmd.run(c, ctx, args[1:])
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.err != nil {
+			c.errorf("%v", ee.err)
 		}
+		return ee.code
 	}
-	fmt.Fprintf(c.stderr, "ferry: unknown command %q\n\n", args[0])
-	c.usage()
+	// Cobra's own errors: unknown command (with suggestions), bad
+	// arguments. They are usage errors.
+	msg := strings.TrimRight(err.Error(), "\n")
+	c.errorf("%s", msg)
+	if strings.HasPrefix(msg, "unknown command") {
+		fmt.Fprintln(c.stderr, "Run 'ferry --help' for the list of commands.")
+	}
 	return exitUsage
 }
 
-func (c *cli) cmdVersion(ctx context.Context, args []string) int {
-	fmt.Fprintln(c.stdout, "ferry", version)
-	return exitOK
-}
-
-// flags is the common flag set of a command.
-type flags struct {
-	fs     *flag.FlagSet
-	data   *string
-	env    *string
-	json   *bool
-	noSync *bool
-	mapped *int
-}
-
-func (c *cli) newFlags(name string) *flags {
-	fs := flag.NewFlagSet("ferry "+name, flag.ContinueOnError)
-	fs.SetOutput(c.stderr)
-	f := &flags{fs: fs}
-	f.data = fs.String("data", "ferry-data", "data directory holding the store")
-	f.mapped = fs.Int("max-rss-mib", 0, "resident memory (MiB) above which the memory-mapped store file's pages are released to the page cache (0: 240; -1: no bound)")
-	f.json = fs.Bool("json", false, "print JSON for scripts")
-	return f
-}
-
-func (f *flags) withEnv() *flags {
-	f.env = f.fs.String("env", "", "JSON file of $ENV(...) values (the process environment is used too)")
-	return f
-}
-
-// parse accepts flags before, between and after positional arguments.
-func (f *flags) parse(args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := f.fs.Parse(args); err != nil {
-			return nil, err
-		}
-		args = f.fs.Args()
+// groupCmd is a command whose work is done by its subcommands: without one
+// it prints its help; an unknown one is a usage error with suggestions.
+func groupCmd(cmd *cobra.Command) *cobra.Command {
+	cmd.Args = func(cmd *cobra.Command, args []string) error {
 		if len(args) == 0 {
-			return pos, nil
+			return nil
 		}
-		if args[0] == "--" {
-			return append(pos, args[1:]...), nil
+		msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+		if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+			msg += fmt.Sprintf(" (did you mean %q?)", s[0])
 		}
-		pos = append(pos, args[0])
-		args = args[1:]
+		var names []string
+		for _, sub := range cmd.Commands() {
+			if sub.IsAvailableCommand() {
+				names = append(names, sub.Name())
+			}
+		}
+		return usagef("%s; subcommands: %s", msg, strings.Join(names, ", "))
+	}
+	cmd.RunE = func(cmd *cobra.Command, args []string) error { return cmd.Help() }
+	return cmd
+}
+
+// usageArgs returns an Args validator that accepts between min and max
+// positional arguments (max < 0: any number) and otherwise fails with msg.
+func usageArgs(min, max int, msg string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) < min || (max >= 0 && len(args) > max) {
+			return usagef("%s: %s (see '%s --help')", cmd.CommandPath(), msg, cmd.CommandPath())
+		}
+		return nil
 	}
 }
 
@@ -157,31 +261,29 @@ func (c *cli) errorf(format string, args ...any) {
 	fmt.Fprintf(c.stderr, "ferry: "+format+"\n", args...)
 }
 
-func (c *cli) logger() *slog.Logger {
-	return slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+// logger logs to stderr at level in the --log-format.
+func (c *cli) loggerAt(level slog.Level) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if c.g.logFormat == "json" {
+		return slog.New(slog.NewJSONHandler(c.stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(c.stderr, opts))
 }
+
+// logger is the logger of the one-shot commands: warnings and errors.
+func (c *cli) logger() *slog.Logger { return c.loggerAt(slog.LevelWarn) }
 
 // loadPlan loads and compiles config paths together with the connector
 // instances recorded in the store (paths may then be empty), resolving
-// $SECRET in system configs, printing diagnostics. ok is false when the
-// config has errors (already reported).
-func (c *cli) loadPlan(ctx context.Context, f *flags, paths []string, quiet bool) (*engine.Plan, bool) {
-	fileEnv := map[string]string{}
-	if f.env != nil && *f.env != "" {
-		m, err := engine.LoadEnvFile(*f.env)
-		if err != nil {
-			c.errorf("%v", err)
-			return nil, false
-		}
-		fileEnv = m
+// $SECRET in system configs and printing diagnostics (warnings unless
+// quiet). plan is nil when loading failed; err is an *exitError (exit 2)
+// when the config has errors (already printed) or cannot be read.
+func (c *cli) loadPlan(ctx context.Context, envFile string, paths []string, quiet bool) (*engine.Plan, engine.Diagnostics, error) {
+	env, err := c.baseEnv(envFile)
+	if err != nil {
+		return nil, nil, err
 	}
-	env := func(name string) (string, bool) {
-		if v, ok := fileEnv[name]; ok {
-			return v, true
-		}
-		return c.getenv(name)
-	}
-	cfg, err := &engine.Config{}, error(nil)
+	cfg := &engine.Config{}
 	if len(paths) > 0 {
 		cfg, err = engine.LoadConfig(paths, env)
 	}
@@ -190,7 +292,7 @@ func (c *cli) loadPlan(ctx context.Context, f *flags, paths []string, quiet bool
 	// others from being compiled: every problem is reported in one go.
 	loaded := err == nil || (errors.As(err, &ce) && cfg != nil)
 	if loaded {
-		if cerr := c.addConnectors(ctx, f, cfg, env, len(paths) == 0); cerr != nil && !errors.As(cerr, &ce) { // connect.go
+		if cerr := c.addConnectors(ctx, cfg, env, len(paths) == 0); cerr != nil && !errors.As(cerr, &ce) { // connect.go
 			err = cerr
 			loaded = false
 		}
@@ -207,8 +309,7 @@ func (c *cli) loadPlan(ctx context.Context, f *flags, paths []string, quiet bool
 		}
 	}
 	if err != nil && !errors.As(err, &ce) {
-		c.errorf("%v", err)
-		return nil, false
+		return nil, diags, &exitError{code: exitUsage, err: err}
 	}
 	for _, d := range diags {
 		if d.Severity == engine.SevWarning && quiet {
@@ -217,28 +318,51 @@ func (c *cli) loadPlan(ctx context.Context, f *flags, paths []string, quiet bool
 		fmt.Fprintln(c.stderr, d.String())
 	}
 	if err != nil {
-		return plan, false
+		n := len(diags.Errors())
+		return plan, diags, usagef("the config has %s", plural(n, "error"))
 	}
-	return plan, true
+	return plan, diags, nil
 }
 
-func (c *cli) openStore(f *flags, readOnly bool) (*boltstore.Store, bool) {
-	opts := boltstore.Options{ReadOnly: readOnly, MaxResident: int64(*f.mapped) << 20}
-	if f.noSync != nil {
-		opts.NoSync = *f.noSync
-	}
-	if readOnly {
-		if _, err := os.Stat(*f.data + "/" + boltstore.FileName); err != nil {
-			c.errorf("no store in %s (run a config first, or pass --data DIR)", *f.data)
-			return nil, false
+// baseEnv is the --env file, then the process environment.
+func (c *cli) baseEnv(envFile string) (engine.Env, error) {
+	fileEnv := map[string]string{}
+	if envFile != "" {
+		m, err := engine.LoadEnvFile(envFile)
+		if err != nil {
+			return nil, &exitError{code: exitUsage, err: err}
 		}
+		fileEnv = m
 	}
-	s, err := boltstore.Open(*f.data, opts)
+	return func(name string) (string, bool) {
+		if v, ok := fileEnv[name]; ok {
+			return v, true
+		}
+		return c.getenv(name)
+	}, nil
+}
+
+// storePath is the store file in the data directory.
+func (c *cli) storePath() string { return c.g.data + "/" + boltstore.FileName }
+
+// storeExists reports whether the data directory holds a store.
+func (c *cli) storeExists() bool {
+	_, err := os.Stat(c.storePath())
+	return err == nil
+}
+
+// openStore opens the store in --data. A read-only open of a missing store
+// is a usage error (nothing to inspect).
+func (c *cli) openStore(readOnly, noSync bool) (*boltstore.Store, error) {
+	opts := boltstore.Options{ReadOnly: readOnly, MaxResident: int64(c.g.maxRSSMiB) << 20, NoSync: noSync}
+	if readOnly && !c.storeExists() {
+		return nil, usagef("no store in %s (run a config first, or pass --data DIR)", c.g.data)
+	}
+	s, err := boltstore.Open(c.g.data, opts)
 	if err != nil {
-		c.errorf("%v", err)
-		return nil, false
+		return nil, usagef("%v", err)
 	}
-	return s, true
+	return s, nil
 }
 
 func (c *cli) printJSON(v any) {
@@ -247,34 +371,12 @@ func (c *cli) printJSON(v any) {
 	enc.Encode(v)
 }
 
-func (c *cli) cmdValidate(ctx context.Context, args []string) int {
-	f := c.newFlags("validate").withEnv()
-	pos, err := f.parse(args)
-	if err != nil {
-		return exitUsage
+// plural renders "1 pipe", "2 pipes".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
 	}
-	if len(pos) == 0 {
-		c.errorf("validate: give a config file or directory")
-		return exitUsage
-	}
-	plan, ok := c.loadPlan(ctx, f, pos, false)
-	if *f.json {
-		var diags engine.Diagnostics
-		if plan != nil {
-			diags = plan.Diagnostics
-		}
-		if diags == nil {
-			diags = engine.Diagnostics{}
-		}
-		c.printJSON(map[string]any{"valid": ok, "diagnostics": diags})
-	}
-	if !ok {
-		return exitUsage
-	}
-	if !*f.json {
-		fmt.Fprintf(c.stdout, "ok: %d pipes valid\n", len(plan.Pipes))
-	}
-	return exitOK
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -4,10 +4,17 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/spf13/cobra"
 )
 
 func runCLI(t *testing.T, args ...string) (int, string, string) {
@@ -22,29 +29,149 @@ func runCLI(t *testing.T, args ...string) (int, string, string) {
 const demo = "../../examples/demo"
 
 func TestUsageAndUnknownCommand(t *testing.T) {
-	if code, _, errOut := runCLI(t); code != exitUsage || !strings.Contains(errOut, "Commands:") {
-		t.Errorf("no args = %d %s", code, errOut)
+	// Help goes to stdout with exit 0: bare, -h, --help, help, and per
+	// command (with a description, the arguments and an example).
+	for _, args := range [][]string{{}, {"-h"}, {"--help"}, {"help"}} {
+		if code, out, errOut := runCLI(t, args...); code != exitOK || !strings.Contains(out, "Pipelines:") || !strings.Contains(out, "validate") || errOut != "" {
+			t.Errorf("%v = %d %q %q", args, code, out, errOut)
+		}
 	}
-	if code, _, _ := runCLI(t, "help"); code != exitOK {
-		t.Errorf("help = %d", code)
+	for _, args := range [][]string{{"run", "--help"}, {"secret", "--help"}, {"help", "dataset", "show"}, {"dataset", "show", "-h"}, {"secret", "set", "--help"}} {
+		code, out, errOut := runCLI(t, args...)
+		if code != exitOK || errOut != "" || !strings.Contains(out, "Usage:") || !strings.Contains(out, "Examples:") || !strings.Contains(out, "--data") {
+			t.Errorf("%v = %d %q %q", args, code, out, errOut)
+		}
 	}
 	if code, _, errOut := runCLI(t, "frobnicate"); code != exitUsage || !strings.Contains(errOut, `unknown command "frobnicate"`) {
 		t.Errorf("unknown command = %d %s", code, errOut)
 	}
-	if code, out, _ := runCLI(t, "version"); code != exitOK || !strings.HasPrefix(out, "ferry ") {
-		t.Errorf("version = %d %s", code, out)
+	if code, _, errOut := runCLI(t, "valdate"); code != exitUsage || !strings.Contains(errOut, "validate") {
+		t.Errorf("misspelt command = %d %s, want a suggestion", code, errOut)
 	}
-	if code, _, _ := runCLI(t, "validate", "--no-such-flag", "x"); code != exitUsage {
-		t.Errorf("bad flag = %d", code)
+	if code, _, errOut := runCLI(t, "validate", "--no-such-flag", "x"); code != exitUsage || !strings.Contains(errOut, "unknown flag: --no-such-flag") {
+		t.Errorf("bad flag = %d %s", code, errOut)
 	}
-	if code, _, _ := runCLI(t, "validate"); code != exitUsage {
-		t.Errorf("validate without config = %d", code)
+	if code, _, errOut := runCLI(t, "validate"); code != exitUsage || !strings.Contains(errOut, "give one or more config files") {
+		t.Errorf("validate without config = %d %s", code, errOut)
+	}
+	if code, _, errOut := runCLI(t, "validate", "/nonexistent/config"); code != exitUsage || !strings.Contains(errOut, "/nonexistent/config") {
+		t.Errorf("validate of a missing path = %d %s", code, errOut)
+	}
+	if code, _, errOut := runCLI(t, "run", "/nonexistent/config", "--data", t.TempDir()); code != exitUsage || !strings.Contains(errOut, "config /nonexistent/config: no such file or directory") {
+		t.Errorf("run of a missing path = %d %s", code, errOut)
+	}
+	if code, _, errOut := runCLI(t, "--log-format", "xml", "version"); code != exitUsage || !strings.Contains(errOut, "want text or json") {
+		t.Errorf("bad --log-format = %d %s", code, errOut)
+	}
+	// --json is honoured or rejected, never ignored.
+	if code, _, errOut := runCLI(t, "serve", "--json"); code != exitUsage || !strings.Contains(errOut, "ferry serve does not print JSON") {
+		t.Errorf("serve --json = %d %s", code, errOut)
+	}
+	if code, _, errOut := runCLI(t, "completion", "bash", "--json"); code != exitUsage || !strings.Contains(errOut, "does not print JSON") {
+		t.Errorf("completion --json = %d %s", code, errOut)
+	}
+}
+
+// Every command honours --json or rejects it: walk the whole tree.
+func TestEveryCommandHonoursOrRejectsJSON(t *testing.T) {
+	c := newCLI(io.Discard, io.Discard)
+	c.getenv = func(string) (string, bool) { return "", false }
+	root := c.rootCmd()
+	var walk func(cmd *cobra.Command)
+	honours := map[string]bool{}
+	walk = func(cmd *cobra.Command) {
+		if cmd.Runnable() && cmd.HasParent() {
+			honours[cmd.CommandPath()] = cmd.Annotations[annJSON] != ""
+		}
+		for _, sub := range cmd.Commands() {
+			walk(sub)
+		}
+	}
+	walk(root)
+	for _, path := range []string{"ferry validate", "ferry run", "ferry datasets", "ferry dataset show", "ferry pipes", "ferry pipe log",
+		"ferry expand", "ferry connect", "ferry connectors", "ferry disconnect", "ferry secret set", "ferry secret list", "ferry secret rm",
+		"ferry compat", "ferry fake-api", "ferry bench", "ferry version"} {
+		if !honours[path] {
+			t.Errorf("%s does not honour --json", path)
+		}
+	}
+	for path, ok := range honours {
+		if ok {
+			continue
+		}
+		args := append(strings.Fields(path)[1:], "--json")
+		if code, _, errOut := runCLI(t, args...); code != exitUsage || !strings.Contains(errOut, "does not print JSON") {
+			t.Errorf("%s --json = %d %s, want it rejected", path, code, errOut)
+		}
+	}
+}
+
+// Global flags go anywhere on the line, before or after the command.
+func TestGlobalFlagsAnywhere(t *testing.T) {
+	data := t.TempDir()
+	if code, out, errOut := runCLI(t, "--data", data, "run", demo+"/config", "--env", demo+"/env/day1.json"); code != exitOK {
+		t.Fatalf("run = %d %s %s", code, out, errOut)
+	}
+	for _, args := range [][]string{
+		{"--data", data, "datasets", "--json"},
+		{"--json", "--data=" + data, "datasets"},
+		{"datasets", "--data", data, "--json"},
+		{"--max-rss-mib", "64", "datasets", "--json", "--data", data},
+	} {
+		code, out, errOut := runCLI(t, args...)
+		if code != exitOK || !strings.HasPrefix(out, "[") || !strings.Contains(out, "crm-person-collect") {
+			t.Errorf("%v = %d %s %s", args, code, out, errOut)
+		}
+	}
+	// FERRY_DATA sets the default of --data.
+	code, out, errOut := runCLIWith(t, runOpts{env: map[string]string{"FERRY_DATA": data}}, "datasets")
+	if code != exitOK || !strings.Contains(out, "person-golden") {
+		t.Errorf("FERRY_DATA = %d %s %s", code, out, errOut)
+	}
+	// --log-format json makes the log lines JSON objects.
+	bad := writeFiles(t, map[string]string{"p.json": `{"_id":"p","type":"pipe","source":{"type":"embedded","entities":[{"_id":"a"}]},"transform":{"type":"jq","expression":"error(\"no\")"}}`})
+	_, _, errOut = runCLI(t, "--log-format", "json", "run", bad, "--data", t.TempDir())
+	var sawJSON bool
+	for _, line := range strings.Split(errOut, "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) == nil && m["level"] == "ERROR" && m["pipe"] == "p" {
+			sawJSON = true
+		}
+	}
+	if !sawJSON {
+		t.Errorf("--log-format json: no JSON log line for the failed run in\n%s", errOut)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	code, out, _ := runCLI(t, "version")
+	if code != exitOK || !strings.HasPrefix(out, "ferry ") || !strings.Contains(out, runtime.Version()) {
+		t.Errorf("version = %d %q", code, out)
+	}
+	code, out2, _ := runCLI(t, "--version")
+	if code != exitOK || out2 != out {
+		t.Errorf("--version = %d %q, want %q", code, out2, out)
+	}
+	code, out, _ = runCLI(t, "version", "--json")
+	var info buildInfo
+	if err := json.Unmarshal([]byte(out), &info); err != nil || code != exitOK || info.Go != runtime.Version() || info.Version == "" {
+		t.Errorf("version --json = %d %s", code, out)
+	}
+	// The VCS stamp, as `go build` in a git checkout writes it.
+	bi := &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Path: "github.com/ferrydata/ferry", Version: "v0.3.0"},
+		Settings: []debug.BuildSetting{{Key: "vcs.revision", Value: "0123456789abcdef0123"}, {Key: "vcs.modified", Value: "true"}, {Key: "vcs.time", Value: "2026-11-01T10:00:00Z"}}}
+	info = buildInfoFrom(bi)
+	if got := versionString(info); got != "v0.3.0 (commit 0123456789ab, modified, go1.26.8)" {
+		t.Errorf("versionString = %q", got)
+	}
+	if !info.Modified || info.Commit != "0123456789abcdef0123" || info.CommitTime != "2026-11-01T10:00:00Z" {
+		t.Errorf("buildInfoFrom = %+v", info)
 	}
 }
 
 func TestValidateExample(t *testing.T) {
 	code, out, errOut := runCLI(t, "validate", demo+"/config", "--env", demo+"/env/day1.json")
-	if code != exitOK || !strings.Contains(out, "ok: 4 pipes valid") {
+	if code != exitOK || !strings.Contains(out, "ok: 4 pipes and 0 systems valid") {
 		t.Errorf("validate = %d %q %q", code, out, errOut)
 	}
 	code, out, _ = runCLI(t, "validate", "--json", "--env", demo+"/env/day1.json", demo+"/config")
@@ -151,7 +278,7 @@ func TestRunExampleTwice(t *testing.T) {
 	if code, _, errOut := runCLI(t, "dataset", "show", "person-golden", "--id", "zz", "--data", data); code != exitFailed || !strings.Contains(errOut, `no entity "zz"`) {
 		t.Errorf("unknown id = %d %s", code, errOut)
 	}
-	if code, _, errOut := runCLI(t, "pipe", "log", "nope", "--data", data); code != exitFailed || !strings.Contains(errOut, "has no runs") {
+	if code, _, errOut := runCLI(t, "pipe", "log", "crm-person-colect", "--data", data); code != exitUsage || !strings.Contains(errOut, `has no runs`) || !strings.Contains(errOut, `did you mean "crm-person-collect"?`) {
 		t.Errorf("pipe log unknown = %d %s", code, errOut)
 	}
 }
@@ -163,8 +290,8 @@ func TestRunFailureExitsOne(t *testing.T) {
 	if code != exitFailed || !strings.Contains(errOut, `entity "a"`) {
 		t.Errorf("failed run = %d %s", code, errOut)
 	}
-	if code, _, _ := runCLI(t, "run", dir, "zz", "--data", filepath.Join(dir, "data")); code != exitFailed {
-		t.Errorf("unknown pipe id = %d", code)
+	if code, _, errOut := runCLI(t, "run", dir, "q", "--data", filepath.Join(dir, "data")); code != exitUsage || !strings.Contains(errOut, `unknown pipe "q" (did you mean "p"?)`) {
+		t.Errorf("unknown pipe id = %d %s", code, errOut)
 	}
 }
 
@@ -177,5 +304,84 @@ func TestStoreErrors(t *testing.T) {
 	code, _, errOut := runCLI(t, "datasets", "--data", empty)
 	if code != exitUsage || !strings.Contains(errOut, "ferry.db") {
 		t.Errorf("corrupt store = %d %s", code, errOut)
+	}
+}
+
+// The datasets table shows the counts --json prints, under the same names.
+func TestDatasetsTableMatchesJSON(t *testing.T) {
+	data := t.TempDir()
+	for _, day := range []string{"day1", "day2"} {
+		if code, out, errOut := runCLI(t, "run", demo+"/config", "--env", demo+"/env/"+day+".json", "--data", data); code != exitOK {
+			t.Fatalf("run %s = %d %s %s", day, code, out, errOut)
+		}
+	}
+	_, out, _ := runCLI(t, "datasets", "--json", "--data", data)
+	var rows []struct {
+		Name                              string
+		Entities, Live, Deleted, Versions uint64
+	}
+	if err := json.Unmarshal([]byte(out), &rows); err != nil || len(rows) == 0 {
+		t.Fatalf("datasets --json: %v %s", err, out)
+	}
+	_, table, _ := runCLI(t, "datasets", "--data", data)
+	lines := strings.Split(strings.TrimSpace(table), "\n")
+	if h := strings.Fields(lines[0]); h[1] != "ENTITIES" || h[2] != "LIVE" || h[3] != "DELETED" || h[4] != "VERSIONS" {
+		t.Fatalf("header %q", lines[0])
+	}
+	for i, r := range rows {
+		f := strings.Fields(lines[i+1])
+		want := []string{r.Name, fmt.Sprint(r.Entities), fmt.Sprint(r.Live), fmt.Sprint(r.Deleted), fmt.Sprint(r.Versions)}
+		if !slices.Equal(f[:5], want) {
+			t.Errorf("table row %q, json %v", lines[i+1], want)
+		}
+		if r.Live+r.Deleted != r.Entities {
+			t.Errorf("%s: live %d + deleted %d != entities %d", r.Name, r.Live, r.Deleted, r.Entities)
+		}
+	}
+	if rows[0].Name != "crm-person-collect" || rows[0].Entities != 4 || rows[0].Live != 3 || rows[0].Deleted != 1 {
+		t.Errorf("crm-person-collect: %+v", rows[0])
+	}
+	if code, _, errOut := runCLI(t, "dataset", "show", "person-goldn", "--data", data); code != exitUsage || !strings.Contains(errOut, `no dataset "person-goldn" (did you mean "person-golden"?)`) {
+		t.Errorf("unknown dataset = %d %s", code, errOut)
+	}
+}
+
+// Shell completion completes pipe and dataset names from the store, and
+// completes nothing (exit 0) when there is no store.
+func TestCompletion(t *testing.T) {
+	data := t.TempDir()
+	if code, out, errOut := runCLI(t, "run", demo+"/config", "--env", demo+"/env/day1.json", "--data", data); code != exitOK {
+		t.Fatalf("run = %d %s %s", code, out, errOut)
+	}
+	complete := func(args ...string) []string {
+		t.Helper()
+		code, out, errOut := runCLI(t, append([]string{cobra.ShellCompRequestCmd}, args...)...)
+		if code != exitOK {
+			t.Fatalf("%v = %d %s", args, code, errOut)
+		}
+		var names []string
+		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+			if !strings.HasPrefix(l, ":") && l != "" {
+				names = append(names, strings.SplitN(l, "\t", 2)[0])
+			}
+		}
+		return names
+	}
+	if got := complete("dataset", "show", "--data", data, "crm-"); !slices.Equal(got, []string{"crm-person-collect"}) {
+		t.Errorf("dataset show crm- = %v", got)
+	}
+	if got := complete("--data", data, "pipe", "log", "erp"); !slices.Equal(got, []string{"erp-customer-collect", "erp-customer-transform"}) {
+		t.Errorf("pipe log erp = %v", got)
+	}
+	if got := complete("run", demo+"/config", "person-golden", "--data", data, ""); slices.Contains(got, "person-golden") || !slices.Contains(got, "crm-person-collect") {
+		t.Errorf("run CONFIG person-golden '' = %v", got)
+	}
+	if got := complete("dataset", "show", "--data", t.TempDir(), ""); len(got) != 0 {
+		t.Errorf("without a store = %v", got)
+	}
+	for _, shell := range []string{"bash", "zsh", "fish"} {
+		if code, out, _ := runCLI(t, "completion", shell); code != exitOK || !strings.Contains(out, "ferry") {
+			t.Errorf("completion %s = %d", shell, code)
+		}
 	}
 }

@@ -179,7 +179,7 @@ func TestConnectPowerOfficeGoCollect(t *testing.T) {
 	}
 	out := s.run("connect", conn, "--system", "pog", "--param", "base_url="+srv.URL+"/api",
 		"--param", "application_key="+pogApplicationKey, "--secret", "api_key="+pogAPIKey, "--datatypes", "customer,product")
-	if !strings.Contains(out, "connected pog: "+conn+" (4 pipes, 1 systems), datatypes customer,product, share none") {
+	if !strings.Contains(out, "connected pog: "+conn+" (4 pipes, 1 system), datatypes customer,product, share none") {
 		t.Fatalf("connect: %s", out)
 	}
 	if api.Stats().Requests != 0 {

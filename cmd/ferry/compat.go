@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/spf13/cobra"
+
 	"github.com/ferrydata/ferry/engine"
 	"github.com/ferrydata/ferry/engine/secrets"
 	"github.com/ferrydata/ferry/manifest"
@@ -54,7 +56,7 @@ var compatNotes = map[string]string{
 		"operations to the system template (SuperOffice's Agents/Quote endpoints for quote alternatives).",
 }
 
-// cmdCompat reports, per connector under DIR, what Ferry supports.
+// compatCmd reports, per connector under DIR, what Ferry supports.
 //
 // Each connector (a subdirectory with a manifest.json; _edgecases and
 // hidden directories are skipped) is expanded as `ferry connect` loads it:
@@ -76,21 +78,36 @@ var compatNotes = map[string]string{
 // does not list. A component error saying "not supported yet: <what>"
 // (a feature of an implemented type, e.g. "dataset source subset") counts
 // as "feature:<what>". Counts are uses.
-func (c *cli) cmdCompat(ctx context.Context, args []string) int {
-	f := c.newFlags("compat")
-	md := f.fs.Bool("markdown", false, "print the Markdown report docs/compatibility.md is generated from")
-	pos, err := f.parse(args)
-	if err != nil {
-		return exitUsage
+func (c *cli) compatCmd() *cobra.Command {
+	var md bool
+	cmd := &cobra.Command{
+		Use:     "compat DIR",
+		GroupID: groupConnectors,
+		Short:   "Report which components of the connectors under DIR Ferry supports",
+		Long: `Compat expands every connector under DIR (each subdirectory with a
+manifest.json) as 'ferry connect' would, compiles it, and reports per
+connector how many components validate and which source, transform, sink,
+system, template and DTL function types are not supported yet. Exit 1 when a
+connector does not even expand. docs/compatibility.md is its --markdown
+output.`,
+		Example: `  ferry compat ../shared/connectors
+  ` + compatCommand,
+		Args: usageArgs(1, 1, "give one directory of connectors"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if md && c.g.json {
+				return usagef("compat: --markdown and --json exclude each other")
+			}
+			return c.compat(cmd.Context(), args[0], md)
+		},
 	}
-	if len(pos) != 1 {
-		c.errorf("compat: give one directory of connectors")
-		return exitUsage
-	}
-	entries, err := os.ReadDir(pos[0])
+	cmd.Flags().BoolVar(&md, "markdown", false, "print the Markdown report docs/compatibility.md is generated from")
+	return jsonOK(cmd)
+}
+
+func (c *cli) compat(ctx context.Context, root string, md bool) error {
+	entries, err := os.ReadDir(root)
 	if err != nil {
-		c.errorf("compat: %v", err)
-		return exitUsage
+		return usagef("compat: %v", err)
 	}
 	reg := all.Registry()
 	results := map[string]*compatResult{}
@@ -100,13 +117,12 @@ func (c *cli) cmdCompat(ctx context.Context, args []string) int {
 		if !e.IsDir() || e.Name() == "_edgecases" || strings.HasPrefix(e.Name(), ".") {
 			continue
 		}
-		dir := filepath.Join(pos[0], e.Name())
+		dir := filepath.Join(root, e.Name())
 		if _, err := os.Stat(filepath.Join(dir, manifest.FileName)); err != nil {
 			continue
 		}
 		if err := ctx.Err(); err != nil {
-			c.errorf("compat: %v", err)
-			return exitFailed
+			return failf("compat: %v", err)
 		}
 		r := compatConnector(ctx, dir, reg)
 		if r.Error != "" {
@@ -116,17 +132,17 @@ func (c *cli) cmdCompat(ctx context.Context, args []string) int {
 		names = append(names, e.Name())
 	}
 	switch {
-	case *md:
+	case md:
 		writeCompatMarkdown(c.stdout, names, results)
-	case *f.json:
+	case c.g.json:
 		c.printJSON(results)
 	default:
 		writeCompatText(c.stdout, names, results)
 	}
 	if failed {
-		return exitFailed
+		return reported(exitFailed)
 	}
-	return exitOK
+	return nil
 }
 
 // compatEnv is the $ENV lookup of a connector under test.

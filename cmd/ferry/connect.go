@@ -10,6 +10,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/ferrydata/ferry/engine"
 	"github.com/ferrydata/ferry/engine/boltstore"
 	"github.com/ferrydata/ferry/engine/connectors"
@@ -33,6 +35,9 @@ func (k *kvFlag) String() string {
 	}
 	return strings.Join(sortedKeys(k.m), ",")
 }
+
+// Type names the value in help output.
+func (k *kvFlag) Type() string { return "NAME=VALUE" }
 
 // Set parses one k=v.
 func (k *kvFlag) Set(s string) error {
@@ -61,21 +66,26 @@ func listFlag(s string) []string {
 
 // configArgs splits `ferry run` arguments: the first is the CONFIG when it
 // exists on disk; otherwise every argument is a pipe id (of the connector
-// instances).
-func configArgs(pos []string) (paths, pipes []string) {
+// instances). A first argument that looks like a path (it has a path
+// separator or ends in .json) but does not exist is a usage error.
+func configArgs(pos []string) (paths, pipes []string, err error) {
 	if len(pos) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
 	if _, err := os.Stat(pos[0]); err == nil {
-		return pos[:1], pos[1:]
+		return pos[:1], pos[1:], nil
 	}
-	return nil, pos
+	if looksLikePath(pos[0]) {
+		return nil, nil, usagef("config %s: no such file or directory", pos[0])
+	}
+	return nil, pos, nil
 }
 
-// storeExists reports whether the data directory holds a store.
-func storeExists(f *flags) bool {
-	_, err := os.Stat(filepath.Join(*f.data, boltstore.FileName))
-	return err == nil
+// looksLikePath reports whether arg is meant as a file or directory rather
+// than a pipe id (pipe ids have no '/').
+func looksLikePath(arg string) bool {
+	return strings.ContainsRune(arg, '/') || strings.ContainsRune(arg, filepath.Separator) ||
+		strings.HasSuffix(arg, ".json") || arg == "." || arg == ".."
 }
 
 // addConnectors adds the expanded components of every connector instance
@@ -84,10 +94,10 @@ func storeExists(f *flags) bool {
 // store through a short read-only handle (run and serve open it for
 // writing afterwards). needInstances: there is no CONFIG, so no instances
 // is a usage error.
-func (c *cli) addConnectors(ctx context.Context, f *flags, cfg *engine.Config, env engine.Env, needInstances bool) error {
+func (c *cli) addConnectors(ctx context.Context, cfg *engine.Config, env engine.Env, needInstances bool) error {
 	var store engine.Store
-	if storeExists(f) {
-		s, err := boltstore.Open(*f.data, boltstore.Options{ReadOnly: true})
+	if c.storeExists() {
+		s, err := boltstore.Open(c.g.data, boltstore.Options{ReadOnly: true})
 		if err != nil {
 			return err
 		}
@@ -102,14 +112,14 @@ func (c *cli) addConnectors(ctx context.Context, f *flags, cfg *engine.Config, e
 		}
 	}
 	if needInstances && len(exps) == 0 {
-		return fmt.Errorf("give a config file or directory, or connect a connector first (ferry connect DIR --system ID); no connector instances in %s", *f.data)
+		return fmt.Errorf("give a config file or directory, or connect a connector first (ferry connect DIR --system ID); no connector instances in %s", c.g.data)
 	}
 	for _, e := range exps {
 		e.AddTo(cfg)
 	}
 	lookup := func(ctx context.Context, system, name string) (string, bool, error) { return "", false, nil }
 	if store != nil {
-		lookup = secrets.Open(store, *f.data, c.getenv).Get
+		lookup = secrets.Open(store, c.g.data, c.getenv).Get
 	}
 	c.redact(secrets.Resolve(ctx, cfg, lookup))
 	return cfg.Check()
@@ -123,41 +133,74 @@ func (c *cli) redact(red *secrets.Redactor) {
 
 const unsupportedPrefix = "not supported yet: "
 
-func (c *cli) cmdConnect(ctx context.Context, args []string) int {
-	f := c.newFlags("connect").withEnv()
-	system := f.fs.String("system", "", "system id of the instance (required); every pipe and dataset id starts with it")
-	params := &kvFlag{name: "--param"}
-	f.fs.Var(params, "param", "NAME=VALUE: an additional parameter ($ENV(NAME) for this instance, injected variables); repeatable")
-	secretVals := &kvFlag{name: "--secret"}
-	f.fs.Var(secretVals, "secret", "NAME=VALUE: a secret of this instance's system ($SECRET(NAME)); repeatable")
-	datatypes := f.fs.String("datatypes", "", "comma-separated datatypes to enable (default: all)")
-	share := f.fs.String("share", "", "comma-separated datatypes whose share (write-back) pipes run (default: none)")
-	pos, err := f.parse(args)
-	if err != nil {
-		return exitUsage
+func (c *cli) connectCmd() *cobra.Command {
+	var (
+		envFile, system, datatypes, share string
+		params                            = &kvFlag{name: "--param"}
+		secretVals                        = &kvFlag{name: "--secret"}
+	)
+	cmd := &cobra.Command{
+		Use:     "connect CONNECTOR_DIR --system ID",
+		GroupID: groupConnectors,
+		Short:   "Record a connector instance; run and serve then load its pipes",
+		Long: `Connect expands a Sesam connector (manifest.json + templates) in deploy mode as
+system ID, validates the expansion, and records the instance in the store:
+connector directory, parameters, enabled datatypes and the datatypes whose
+share (write-back) pipes run. 'ferry run' and 'ferry serve' then load its
+systems and pipes with the plain config. Unsupported component types are
+warnings here (the run fails until they are implemented); other errors
+record nothing (exit 2).`,
+		Example: `  ferry connect cmd/ferry/testdata/powerofficego-connector --system pog --datatypes customer,product \
+    --param base_url=http://127.0.0.1:8089/api --param application_key=ferry-client
+  ferry connect ../shared/connectors/zendesk-connector --system acme --param subdomain=acme --share ticket`,
+		Args: usageArgs(1, 1, "give one connector directory"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return c.connect(cmd.Context(), args[0], envFile, system, datatypes, share, params, secretVals)
+		},
 	}
-	if len(pos) != 1 || *system == "" {
-		c.errorf("connect: give one connector directory and --system ID")
-		return exitUsage
-	}
+	f := cmd.Flags()
+	f.StringVar(&envFile, "env", "", "JSON file of $ENV(...) values (the process environment is used too)")
+	f.StringVar(&system, "system", "", "system id of the instance (required); every pipe and dataset id starts with it")
+	f.Var(params, "param", "NAME=VALUE: an additional parameter ($ENV(NAME) for this instance, injected variables); repeatable")
+	f.Var(secretVals, "secret", "NAME=VALUE: a secret of this instance's system ($SECRET(NAME)); repeatable (the value stays in shell history: prefer 'ferry secret set')")
+	f.StringVar(&datatypes, "datatypes", "", "comma-separated datatypes to enable (default: all)")
+	f.StringVar(&share, "share", "", "comma-separated datatypes whose share (write-back) pipes run (default: none)")
+	cmd.MarkFlagRequired("system")
+	cmd.MarkFlagFilename("env", "json")
+	return jsonOK(cmd)
+}
+
+// connectResult is what `ferry connect --json` prints.
+type connectResult struct {
+	ID          string   `json:"id"`
+	Dir         string   `json:"dir"`
+	Pipes       int      `json:"pipes"`
+	Systems     int      `json:"systems"`
+	Datatypes   []string `json:"datatypes"`
+	Share       []string `json:"share"`
+	Unsupported []string `json:"unsupported"`
+}
+
+func (c *cli) connect(ctx context.Context, dirArg, envFile, system, datatypes, share string, params, secretVals *kvFlag) error {
 	for _, k := range []*kvFlag{params, secretVals} {
 		if k.bad > 0 {
-			c.errorf("connect: %s takes NAME=VALUE (%d malformed)", k.name, k.bad)
-			return exitUsage
+			return usagef("connect: %s takes NAME=VALUE (%d malformed)", k.name, k.bad)
 		}
 	}
-	dir, err := filepath.Abs(pos[0])
+	dir, err := filepath.Abs(dirArg)
 	if err != nil {
-		c.errorf("connect: %v", err)
-		return exitUsage
+		return usagef("connect: %v", err)
 	}
-	env, ok := c.baseEnv(f)
-	if !ok {
-		return exitUsage
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		return usagef("connect: connector directory %s: no such directory", dirArg)
+	}
+	env, err := c.baseEnv(envFile)
+	if err != nil {
+		return err
 	}
 	inst := &connectors.Instance{
-		ID: *system, Connector: connectors.Name(dir), Dir: dir, Params: params.m,
-		Datatypes: listFlag(*datatypes), Share: listFlag(*share), Connected: time.Now().UTC().Truncate(time.Second),
+		ID: system, Connector: connectors.Name(dir), Dir: dir, Params: params.m,
+		Datatypes: listFlag(datatypes), Share: listFlag(share), Connected: time.Now().UTC().Truncate(time.Second),
 	}
 	red := &secrets.Redactor{}
 	for _, v := range secretVals.m {
@@ -166,32 +209,27 @@ func (c *cli) cmdConnect(ctx context.Context, args []string) int {
 	c.redact(red)
 	for name := range secretVals.m {
 		if !secrets.ValidName(name) {
-			c.errorf("connect: invalid secret name %q", name)
-			return exitUsage
+			return usagef("connect: invalid secret name %q", name)
 		}
 	}
 	if err := inst.Check(); err != nil {
-		c.errorf("connect: %v", err)
-		return exitUsage
+		return usagef("connect: %v", err)
 	}
 	exp, err := inst.Expansion(env)
 	if err != nil {
-		c.errorf("connect: %v", err)
-		return exitUsage
+		return usagef("connect: %v", err)
 	}
-	store, ok := c.openStore(f, false)
-	if !ok {
-		return exitUsage
+	store, err := c.openStore(false, false)
+	if err != nil {
+		return err
 	}
 	defer store.Close()
 	if prev, found, err := connectors.Get(ctx, store, inst.ID); err != nil {
-		c.errorf("connect: %v", err)
-		return exitFailed
+		return failf("connect: %v", err)
 	} else if found && prev.Dir != inst.Dir {
-		c.errorf("connect: %s is already connected to %s; disconnect it first or choose another --system", inst.ID, prev.Dir)
-		return exitUsage
+		return usagef("connect: %s is already connected to %s; disconnect it first or choose another --system", inst.ID, prev.Dir)
 	}
-	sec := secrets.Open(store, *f.data, c.getenv)
+	sec := secrets.Open(store, c.g.data, c.getenv)
 
 	// Validate: the expansion must load and compile; unsupported types
 	// are warnings here (they fail at run until implemented).
@@ -231,19 +269,16 @@ func (c *cli) cmdConnect(ctx context.Context, args []string) int {
 		for _, e := range errs {
 			fmt.Fprintln(c.stderr, e)
 		}
-		c.errorf("connect: %s from %s does not validate (%d errors); nothing recorded", inst.ID, dir, len(errs))
-		return exitUsage
+		return usagef("connect: %s from %s does not validate (%s); nothing recorded", inst.ID, dir, plural(len(errs), "error"))
 	}
 
 	for _, name := range sortedKeys(secretVals.m) {
 		if err := sec.Set(ctx, inst.ID, name, secretVals.m[name]); err != nil {
-			c.errorf("connect: %v", err)
-			return exitFailed
+			return failf("connect: %v", err)
 		}
 	}
 	if err := connectors.Put(ctx, store, inst); err != nil {
-		c.errorf("connect: %v", err)
-		return exitFailed
+		return failf("connect: %v", err)
 	}
 	pipes, systems := 0, 0
 	for _, comp := range exp.Components {
@@ -255,12 +290,26 @@ func (c *cli) cmdConnect(ctx context.Context, args []string) int {
 			}
 		}
 	}
-	fmt.Fprintf(c.stdout, "connected %s: %s (%d pipes, %d systems), datatypes %s, share %s\n",
-		inst.ID, dir, pipes, systems, orAll(inst.Datatypes, "all"), orAll(inst.Share, "none"))
+	if c.g.json {
+		res := connectResult{ID: inst.ID, Dir: dir, Pipes: pipes, Systems: systems, Datatypes: inst.Datatypes, Share: inst.Share, Unsupported: unsupported}
+		if res.Datatypes == nil {
+			res.Datatypes = []string{}
+		}
+		if res.Share == nil {
+			res.Share = []string{}
+		}
+		if res.Unsupported == nil {
+			res.Unsupported = []string{}
+		}
+		c.printJSON(res)
+		return nil
+	}
+	fmt.Fprintf(c.stdout, "connected %s: %s (%s, %s), datatypes %s, share %s\n",
+		inst.ID, dir, plural(pipes, "pipe"), plural(systems, "system"), orAll(inst.Datatypes, "all"), orAll(inst.Share, "none"))
 	if len(unsupported) > 0 {
 		fmt.Fprintf(c.stdout, "%d unsupported component types or features (see the warnings): 'ferry run' fails until they are implemented\n", len(unsupported))
 	}
-	return exitOK
+	return nil
 }
 
 func orAll(list []string, empty string) string {
@@ -270,134 +319,134 @@ func orAll(list []string, empty string) string {
 	return strings.Join(list, ",")
 }
 
-// baseEnv is the --env file, then the process environment.
-func (c *cli) baseEnv(f *flags) (engine.Env, bool) {
-	fileEnv := map[string]string{}
-	if f.env != nil && *f.env != "" {
-		m, err := engine.LoadEnvFile(*f.env)
-		if err != nil {
-			c.errorf("%v", err)
-			return nil, false
-		}
-		fileEnv = m
+func (c *cli) connectorsCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "connectors",
+		GroupID: groupConnectors,
+		Short:   "List connector instances",
+		Example: `  ferry connectors
+  ferry connectors --json`,
+		Args: usageArgs(0, 0, "takes no arguments"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			var list []*connectors.Instance
+			if c.storeExists() {
+				store, err := c.openStore(true, false)
+				if err != nil {
+					return err
+				}
+				defer store.Close()
+				if list, err = connectors.List(ctx, store); err != nil {
+					return failf("connectors: %v", err)
+				}
+			}
+			if c.g.json {
+				if list == nil {
+					list = []*connectors.Instance{}
+				}
+				c.printJSON(list)
+				return nil
+			}
+			if len(list) == 0 {
+				fmt.Fprintln(c.stdout, "no connector instances (ferry connect DIR --system ID)")
+				return nil
+			}
+			tw := tabwriter.NewWriter(c.stdout, 2, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tCONNECTOR\tDATATYPES\tSHARE\tPARAMS\tCONNECTED\tDIR")
+			for _, in := range list {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", in.ID, in.Connector, orAll(in.Datatypes, "all"), orAll(in.Share, "none"),
+					orAll(sortedKeys(in.Params), "-"), in.Connected.Format(time.RFC3339), in.Dir)
+			}
+			tw.Flush()
+			return nil
+		},
 	}
-	return func(name string) (string, bool) {
-		if v, ok := fileEnv[name]; ok {
-			return v, true
-		}
-		return c.getenv(name)
-	}, true
+	return jsonOK(cmd)
 }
 
-func (c *cli) cmdConnectors(ctx context.Context, args []string) int {
-	f := c.newFlags("connectors")
-	if _, err := f.parse(args); err != nil {
-		return exitUsage
-	}
-	var list []*connectors.Instance
-	if storeExists(f) {
-		store, ok := c.openStore(f, true)
-		if !ok {
-			return exitUsage
-		}
-		defer store.Close()
-		var err error
-		if list, err = connectors.List(ctx, store); err != nil {
-			c.errorf("connectors: %v", err)
-			return exitFailed
-		}
-	}
-	if *f.json {
-		if list == nil {
-			list = []*connectors.Instance{}
-		}
-		c.printJSON(list)
-		return exitOK
-	}
-	if len(list) == 0 {
-		fmt.Fprintln(c.stdout, "no connector instances (ferry connect DIR --system ID)")
-		return exitOK
-	}
-	tw := tabwriter.NewWriter(c.stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tCONNECTOR\tDATATYPES\tSHARE\tPARAMS\tCONNECTED\tDIR")
-	for _, in := range list {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", in.ID, in.Connector, orAll(in.Datatypes, "all"), orAll(in.Share, "none"),
-			orAll(sortedKeys(in.Params), "-"), in.Connected.Format(time.RFC3339), in.Dir)
-	}
-	tw.Flush()
-	return exitOK
+// disconnectResult is what `ferry disconnect --json` prints.
+type disconnectResult struct {
+	ID             string   `json:"id"`
+	SecretsRemoved int      `json:"secrets_removed"`
+	Purged         []string `json:"purged"`
 }
 
-func (c *cli) cmdDisconnect(ctx context.Context, args []string) int {
-	f := c.newFlags("disconnect")
-	purge := f.fs.Bool("purge", false, `also delete the instance's datasets (names starting with "ID-")`)
-	pos, err := f.parse(args)
-	if err != nil {
-		return exitUsage
+func (c *cli) disconnectCmd() *cobra.Command {
+	var purge bool
+	cmd := &cobra.Command{
+		Use:     "disconnect ID",
+		GroupID: groupConnectors,
+		Short:   "Remove a connector instance (and its system secrets)",
+		Long: `Disconnect removes a connector instance and its system's secrets. Its datasets
+stay unless --purge is given, which deletes every dataset whose name starts
+with "ID-" (and does not belong to another instance with a longer id).`,
+		Example: `  ferry disconnect acme
+  ferry disconnect acme --purge`,
+		Args:              usageArgs(1, 1, "give one instance id (see 'ferry connectors')"),
+		ValidArgsFunction: c.completeInstances,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			id := args[0]
+			if !c.storeExists() {
+				return usagef("disconnect: no connector instance %q (no store in %s)", id, c.g.data)
+			}
+			store, err := c.openStore(false, false)
+			if err != nil {
+				return err
+			}
+			defer store.Close()
+			list, err := connectors.List(ctx, store)
+			if err != nil {
+				return failf("disconnect: %v", err)
+			}
+			var others []string
+			for _, in := range list {
+				others = append(others, in.ID)
+			}
+			removed, err := connectors.Remove(ctx, store, id)
+			if err != nil {
+				return failf("disconnect: %v", err)
+			}
+			if !removed {
+				return usagef("disconnect: no connector instance %q%s (see 'ferry connectors')", id, didYouMean(id, others))
+			}
+			nsec, err := secrets.Open(store, c.g.data, c.getenv).DeleteSystem(ctx, id)
+			if err != nil {
+				return failf("disconnect: %v", err)
+			}
+			res := disconnectResult{ID: id, SecretsRemoved: nsec, Purged: []string{}}
+			if purge {
+				_, match := connectors.PurgePrefix(id, others)
+				infos, err := store.Datasets(ctx)
+				if err != nil {
+					return failf("disconnect: %v", err)
+				}
+				for _, info := range infos {
+					if !match(info.Name) {
+						continue
+					}
+					if err := store.DeleteDataset(ctx, info.Name); err != nil {
+						return failf("disconnect: %v", err)
+					}
+					res.Purged = append(res.Purged, info.Name)
+				}
+				sort.Strings(res.Purged)
+			}
+			if c.g.json {
+				c.printJSON(res)
+				return nil
+			}
+			fmt.Fprintf(c.stdout, "disconnected %s (%s removed)\n", id, plural(nsec, "secret"))
+			if purge {
+				fmt.Fprintf(c.stdout, "purged %s", plural(len(res.Purged), "dataset"))
+				if len(res.Purged) > 0 {
+					fmt.Fprintf(c.stdout, ": %s", strings.Join(res.Purged, ", "))
+				}
+				fmt.Fprintln(c.stdout)
+			}
+			return nil
+		},
 	}
-	if len(pos) != 1 {
-		c.errorf("disconnect: give one instance id (see ferry connectors)")
-		return exitUsage
-	}
-	id := pos[0]
-	if !storeExists(f) {
-		c.errorf("disconnect: no connector instance %q (no store in %s)", id, *f.data)
-		return exitUsage
-	}
-	store, ok := c.openStore(f, false)
-	if !ok {
-		return exitUsage
-	}
-	defer store.Close()
-	list, err := connectors.List(ctx, store)
-	if err != nil {
-		c.errorf("disconnect: %v", err)
-		return exitFailed
-	}
-	var others []string
-	for _, in := range list {
-		others = append(others, in.ID)
-	}
-	removed, err := connectors.Remove(ctx, store, id)
-	if err != nil {
-		c.errorf("disconnect: %v", err)
-		return exitFailed
-	}
-	if !removed {
-		c.errorf("disconnect: no connector instance %q (see ferry connectors)", id)
-		return exitUsage
-	}
-	nsec, err := secrets.Open(store, *f.data, c.getenv).DeleteSystem(ctx, id)
-	if err != nil {
-		c.errorf("disconnect: %v", err)
-		return exitFailed
-	}
-	fmt.Fprintf(c.stdout, "disconnected %s (%d secrets removed)\n", id, nsec)
-	if !*purge {
-		return exitOK
-	}
-	_, match := connectors.PurgePrefix(id, others)
-	infos, err := store.Datasets(ctx)
-	if err != nil {
-		c.errorf("disconnect: %v", err)
-		return exitFailed
-	}
-	var deleted []string
-	for _, info := range infos {
-		if !match(info.Name) {
-			continue
-		}
-		if err := store.DeleteDataset(ctx, info.Name); err != nil {
-			c.errorf("disconnect: %v", err)
-			return exitFailed
-		}
-		deleted = append(deleted, info.Name)
-	}
-	sort.Strings(deleted)
-	fmt.Fprintf(c.stdout, "purged %d datasets", len(deleted))
-	if len(deleted) > 0 {
-		fmt.Fprintf(c.stdout, ": %s", strings.Join(deleted, ", "))
-	}
-	fmt.Fprintln(c.stdout)
-	return exitOK
+	cmd.Flags().BoolVar(&purge, "purge", false, `also delete the instance's datasets (names starting with "ID-")`)
+	return jsonOK(cmd)
 }

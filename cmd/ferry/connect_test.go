@@ -94,7 +94,7 @@ func TestConnectListDisconnect(t *testing.T) {
 	os.WriteFile(envFile, []byte(`{"region": "no"}`), 0o644)
 	code, out, errOut := runCLI(t, "connect", conn, "--system", "acme", "--param", "base_url=http://127.0.0.1:1/",
 		"--secret", "api_token=sekret-9f3c1e", "--share", "person", "--env", envFile, d)
-	if code != exitOK || !strings.Contains(out, "connected acme: "+conn+" (5 pipes, 1 systems), datatypes all, share person") {
+	if code != exitOK || !strings.Contains(out, "connected acme: "+conn+" (5 pipes, 1 system), datatypes all, share person") {
 		t.Fatalf("connect acme: %d %s %s", code, out, errOut)
 	}
 	code, out, errOut = runCLIWith(t, runOpts{env: map[string]string{"region": "se"}}, "connect", conn, "--system", "acme-eu",
@@ -103,12 +103,12 @@ func TestConnectListDisconnect(t *testing.T) {
 	if code != exitUsage || !strings.Contains(errOut, `system "acme-eu": unknown secret "api_token"`) {
 		t.Fatalf("connect acme-eu without the secret: %d %s %s", code, out, errOut)
 	}
-	if code, _, errOut := runCLI(t, "secret", "set", "api_token", "global-token", d); code != exitOK {
+	if code, _, errOut := runCLIWith(t, runOpts{stdin: "global-token\n"}, "secret", "set", "api_token", d); code != exitOK {
 		t.Fatalf("secret set: %s", errOut)
 	}
 	code, out, errOut = runCLIWith(t, runOpts{env: map[string]string{"region": "se"}}, "connect", conn, "--system", "acme-eu",
 		"--param", "base_url=http://127.0.0.1:2/", "--datatypes", "order", d)
-	if code != exitOK || !strings.Contains(out, "(2 pipes, 1 systems), datatypes order, share none") {
+	if code != exitOK || !strings.Contains(out, "(2 pipes, 1 system), datatypes order, share none") {
 		t.Fatalf("connect acme-eu: %d %s %s", code, out, errOut)
 	}
 	// The same id for another connector directory is refused.
@@ -148,11 +148,11 @@ func TestConnectListDisconnect(t *testing.T) {
 
 	// Disconnect: records and system secrets go; datasets only with --purge,
 	// and never another instance's.
-	if code, _, _ := runCLI(t, "disconnect", "nobody", d); code != exitUsage {
-		t.Errorf("disconnect unknown: %d", code)
+	if code, _, errOut := runCLI(t, "disconnect", "acm", d); code != exitUsage || !strings.Contains(errOut, `no connector instance "acm" (did you mean "acme"?)`) {
+		t.Errorf("disconnect unknown: %d %s", code, errOut)
 	}
 	code, out, errOut = runCLI(t, "disconnect", "acme", "--purge", d)
-	if code != exitOK || !strings.Contains(out, "disconnected acme (1 secrets removed)") || !strings.Contains(out, "purged 1 datasets: acme-old") {
+	if code != exitOK || !strings.Contains(out, "disconnected acme (1 secret removed)") || !strings.Contains(out, "purged 1 dataset: acme-old") {
 		t.Errorf("disconnect --purge: %d %s %s", code, out, errOut)
 	}
 	_, out, _ = runCLI(t, "datasets", "--json", d)

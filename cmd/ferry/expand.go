@@ -2,66 +2,78 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
+
+	"github.com/spf13/cobra"
 
 	"github.com/ferrydata/ferry/manifest"
 )
 
-// cmdExpand prints a connector's expansion as a JSON array (2-space
+// expandCmd prints a connector's expansion as a JSON array (2-space
 // indent, keys in template order), or with --out writes it like sesam-py's
 // expand_connector (pipes/*.conf.json, systems/*.conf.json,
 // node-metadata.conf.json, test-env.json; webhook permissions on "-event"
 // http_endpoint pipes with use_webhook_secret). $ENV and $SECRET
 // references are printed as they are: expand never resolves secrets.
-func (c *cli) cmdExpand(ctx context.Context, args []string) int {
-	f := c.newFlags("expand")
-	system := f.fs.String("system", manifest.Placeholder, "system id to expand with")
-	out := f.fs.String("out", "", "write pipes/ and systems/ config files into this directory instead of printing")
-	pos, err := f.parse(args)
-	if err != nil {
-		return exitUsage
-	}
-	if len(pos) != 1 {
-		c.errorf("expand: give one connector directory")
-		return exitUsage
-	}
-	m, err := manifest.Load(pos[0])
-	if err != nil {
-		c.errorf("expand: %v", err)
-		return exitUsage
-	}
-	comps, err := m.Expand(manifest.Options{System: *system})
-	if err != nil {
-		// Template errors name the file relative to the connector.
-		c.errorf("expand: %s: %v", m.Dir, err)
-		return exitUsage
-	}
-	if *out != "" {
-		if err := manifest.WriteExpanded(*out, m, comps); err != nil {
-			c.errorf("expand: %v", err)
-			return exitFailed
-		}
-		pipes, systems := 0, 0
-		for _, comp := range comps {
-			switch comp.Kind {
-			case "pipe":
-				pipes++
-			case "system":
-				systems++
+func (c *cli) expandCmd() *cobra.Command {
+	var system, out string
+	cmd := &cobra.Command{
+		Use:     "expand CONNECTOR_DIR",
+		GroupID: groupConnectors,
+		Short:   "Expand a connector's manifest and templates into systems and pipes",
+		Long: `Expand renders a Sesam connector (manifest.json + templates/) as sesam-py does
+and prints the systems and pipes as one JSON array, or with --out writes them
+as pipes/*.conf.json, systems/*.conf.json, node-metadata.conf.json and
+test-env.json, a directory 'ferry validate DIR --env DIR/test-env.json'
+accepts. $ENV and $SECRET references are kept as they are. With --json and
+--out it prints what it wrote as JSON.`,
+		Example: `  ferry expand cmd/ferry/testdata/powerofficego-connector --system pog
+  ferry expand ../shared/connectors/hubspot-connector --out /tmp/hubspot`,
+		Args: usageArgs(1, 1, "give one connector directory"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			m, err := manifest.Load(args[0])
+			if err != nil {
+				return usagef("expand: %v", err)
 			}
-		}
-		fmt.Fprintf(c.stdout, "wrote %d pipes and %d systems of %s to %s\n", pipes, systems, m.Path, *out)
-		return exitOK
+			comps, err := m.Expand(manifest.Options{System: system})
+			if err != nil {
+				// Template errors name the file relative to the connector.
+				return usagef("expand: %s: %v", m.Dir, err)
+			}
+			if out != "" {
+				if err := manifest.WriteExpanded(out, m, comps); err != nil {
+					return failf("expand: %v", err)
+				}
+				pipes, systems := 0, 0
+				for _, comp := range comps {
+					switch comp.Kind {
+					case "pipe":
+						pipes++
+					case "system":
+						systems++
+					}
+				}
+				if c.g.json {
+					c.printJSON(map[string]any{"connector": m.Path, "out": out, "pipes": pipes, "systems": systems})
+					return nil
+				}
+				fmt.Fprintf(c.stdout, "wrote %s and %s of %s to %s\n", plural(pipes, "pipe"), plural(systems, "system"), m.Path, out)
+				return nil
+			}
+			data, err := expandedJSON(comps)
+			if err != nil {
+				return failf("expand: %s: %v", m.Path, err)
+			}
+			c.stdout.Write(data)
+			return nil
+		},
 	}
-	data, err := expandedJSON(comps)
-	if err != nil {
-		c.errorf("expand: %s: %v", m.Path, err)
-		return exitFailed
-	}
-	c.stdout.Write(data)
-	return exitOK
+	f := cmd.Flags()
+	f.StringVar(&system, "system", manifest.Placeholder, "system id to expand with")
+	f.StringVar(&out, "out", "", "write pipes/ and systems/ config files into this directory instead of printing")
+	cmd.MarkFlagDirname("out")
+	return jsonOK(cmd)
 }
 
 // expandedJSON renders components as a JSON array with 2-space indent,

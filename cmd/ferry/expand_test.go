@@ -150,7 +150,7 @@ func TestExpandOut(t *testing.T) {
 	})
 	out := filepath.Join(t.TempDir(), "out")
 	code, stdout, errOut := runCLI(t, "expand", dir, "--system", "s", "--out", out)
-	if code != exitOK || !strings.Contains(stdout, "wrote 3 pipes and 1 systems") {
+	if code != exitOK || !strings.Contains(stdout, "wrote 3 pipes and 1 system") {
 		t.Fatalf("exit %d: %s %s", code, stdout, errOut)
 	}
 	for _, f := range []string{"pipes/s-a-event.conf.json", "pipes/s-a-collect.conf.json", "pipes/s-a-transform.conf.json", "systems/s.conf.json"} {

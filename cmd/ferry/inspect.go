@@ -7,206 +7,283 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/ferrydata/ferry/engine"
 )
 
-func (c *cli) cmdDatasets(ctx context.Context, args []string) int {
-	f := c.newFlags("datasets")
-	if _, err := f.parse(args); err != nil {
-		return exitUsage
-	}
-	store, ok := c.openStore(f, true)
-	if !ok {
-		return exitUsage
-	}
-	defer store.Close()
-	list, err := store.Datasets(ctx)
-	if err != nil {
-		c.errorf("%v", err)
-		return exitFailed
-	}
-	if *f.json {
-		if list == nil {
-			list = []engine.DatasetInfo{}
-		}
-		c.printJSON(list)
-		return exitOK
-	}
-	tw := tabwriter.NewWriter(c.stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "DATASET\tENTITIES\tDELETED\tVERSIONS\tLAST OFFSET\tPOPULATED\tUPDATED")
-	for _, d := range list {
-		last := "-"
-		if d.Versions > 0 {
-			last = strconv.FormatUint(d.LastOffset, 10)
-		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%v\t%s\n", d.Name, d.Entities-d.Deleted, d.Deleted, d.Versions, last, d.Populated, d.Updated.Local().Format(time.DateTime))
-	}
-	tw.Flush()
-	return exitOK
+// datasetRow is one dataset of `ferry datasets`: the store's counts plus
+// the live entities, so the table and --json show the same numbers.
+type datasetRow struct {
+	engine.DatasetInfo
+	// Live counts the _ids whose latest version is not deleted
+	// (entities - deleted).
+	Live uint64 `json:"live"`
 }
 
-func (c *cli) cmdDataset(ctx context.Context, args []string) int {
-	if len(args) == 0 || args[0] != "show" {
-		c.errorf("usage: ferry dataset show NAME [--since N] [--id ID] [--history] [--limit N] [--json]")
-		return exitUsage
-	}
-	f := c.newFlags("dataset show")
-	since := f.fs.Uint64("since", 0, "first offset to show")
-	id := f.fs.String("id", "", "show only this _id (its latest version, or all with --history)")
-	history := f.fs.Bool("history", false, "with --id: every version, oldest first")
-	limit := f.fs.Int("limit", 100, "at most this many entities (0: all)")
-	all := f.fs.Bool("all-versions", false, "show every version in log order, not only the latest per _id")
-	pos, err := f.parse(args[1:])
-	if err != nil {
-		return exitUsage
-	}
-	if len(pos) != 1 {
-		c.errorf("dataset show: give one dataset name")
-		return exitUsage
-	}
-	name := pos[0]
-	store, ok := c.openStore(f, true)
-	if !ok {
-		return exitUsage
-	}
-	defer store.Close()
-	if _, found, err := store.Dataset(ctx, name); err != nil || !found {
-		if err == nil {
-			err = fmt.Errorf("no dataset %q (see 'ferry datasets')", name)
-		}
-		c.errorf("%v", err)
-		return exitUsage
-	}
-	var recs []engine.Record
-	switch {
-	case *id != "" && *history:
-		recs, err = store.History(ctx, name, *id)
-	case *id != "":
-		var r engine.Record
-		var found bool
-		r, found, err = store.Get(ctx, name, *id)
-		if found {
-			recs = []engine.Record{r}
-		}
-	default:
-		_, err = store.Scan(ctx, name, engine.ScanOptions{From: *since, Limit: *limit, LatestOnly: !*all}, func(r engine.Record) error {
-			recs = append(recs, r)
+func (c *cli) datasetsCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "datasets",
+		GroupID: groupInspect,
+		Short:   "List datasets with their counts",
+		Long: `Datasets lists every dataset in the store. ENTITIES counts distinct _ids,
+LIVE those whose latest version is not deleted, DELETED those whose latest
+version is deleted (ENTITIES = LIVE + DELETED), VERSIONS every version in the
+log. --json prints the same counts under the same names.`,
+		Example: `  ferry datasets
+  ferry datasets --json | jq '.[] | {name, live}'`,
+		Args: usageArgs(0, 0, "takes no arguments (ferry dataset show NAME shows one)"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			store, err := c.openStore(true, false)
+			if err != nil {
+				return err
+			}
+			defer store.Close()
+			list, err := store.Datasets(cmd.Context())
+			if err != nil {
+				return failf("%v", err)
+			}
+			rows := make([]datasetRow, 0, len(list))
+			for _, d := range list {
+				rows = append(rows, datasetRow{DatasetInfo: d, Live: d.Entities - d.Deleted})
+			}
+			if c.g.json {
+				c.printJSON(rows)
+				return nil
+			}
+			tw := tabwriter.NewWriter(c.stdout, 2, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "DATASET\tENTITIES\tLIVE\tDELETED\tVERSIONS\tLAST OFFSET\tPOPULATED\tUPDATED")
+			for _, d := range rows {
+				last := "-"
+				if d.Versions > 0 {
+					last = strconv.FormatUint(d.LastOffset, 10)
+				}
+				fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\t%v\t%s\n", d.Name, d.Entities, d.Live, d.Deleted, d.Versions, last, d.Populated, d.Updated.Local().Format(time.DateTime))
+			}
+			tw.Flush()
 			return nil
-		})
+		},
 	}
-	if err != nil {
-		c.errorf("%v", err)
-		return exitFailed
-	}
-	if *id != "" && len(recs) == 0 {
-		c.errorf("dataset %q has no entity %q", name, *id)
-		return exitFailed
-	}
-	if *f.json {
-		buf := []byte("[")
-		for i := range recs {
-			if i > 0 {
-				buf = append(buf, ',', '\n')
-			}
-			buf = recs[i].AppendJSON(buf)
-		}
-		buf = append(buf, "]\n"...)
-		c.stdout.Write(buf)
-		return exitOK
-	}
-	tw := tabwriter.NewWriter(c.stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "OFFSET\t_ID\tDELETED\tPREVIOUS\tENTITY")
-	for _, r := range recs {
-		prev := "-"
-		if r.HasPrev {
-			prev = strconv.FormatUint(r.Previous, 10)
-		}
-		fmt.Fprintf(tw, "%d\t%s\t%v\t%s\t%s\n", r.Offset, r.ID, r.Deleted, prev, trunc(string(r.Body), 100))
-	}
-	tw.Flush()
-	return exitOK
+	return jsonOK(cmd)
 }
 
-func (c *cli) cmdPipes(ctx context.Context, args []string) int {
-	f := c.newFlags("pipes").withEnv()
-	pos, err := f.parse(args)
-	if err != nil {
-		return exitUsage
-	}
-	store, ok := c.openStore(f, true)
-	if !ok {
-		return exitUsage
-	}
-	defer store.Close()
-	type row struct {
-		Pipe    string            `json:"pipe"`
-		Source  string            `json:"source,omitempty"`
-		Sink    string            `json:"sink,omitempty"`
-		State   engine.PipeState  `json:"state"`
-		LastRun *engine.RunRecord `json:"last_run,omitempty"`
-	}
-	var rows []row
-	ids := map[string]row{}
-	if len(pos) > 0 {
-		plan, ok := c.loadPlan(ctx, f, pos, true)
-		if !ok {
-			return exitUsage
-		}
-		for _, p := range plan.Pipes {
-			src, _ := p.Comp.Raw["source"].(map[string]any)
-			r := row{Pipe: p.ID, Sink: p.Output}
-			r.Source, _ = src["type"].(string)
-			if ds, ok := src["dataset"].(string); ok {
-				r.Source += " " + ds
+func (c *cli) datasetCmd() *cobra.Command {
+	cmd := groupCmd(&cobra.Command{
+		Use:     "dataset",
+		GroupID: groupInspect,
+		Short:   "Show a dataset's entities",
+		Example: `  ferry dataset show crm-person-collect --id p2 --history`,
+	})
+	cmd.AddCommand(c.datasetShowCmd())
+	return cmd
+}
+
+func (c *cli) datasetShowCmd() *cobra.Command {
+	var (
+		since           uint64
+		id              string
+		history, allVer bool
+		limit           int
+	)
+	cmd := &cobra.Command{
+		Use:   "show NAME",
+		Short: "Show a dataset's entities (latest version per _id, in log order)",
+		Long: `Show prints a dataset's entities in log order: the latest version of each _id
+(every version with --all-versions), from offset --since, at most --limit.
+With --id it prints that entity's latest version, or its whole history with
+--history (oldest first). --json prints a JSON array of the entities with
+their reserved keys (_updated, _ts, _previous, _hash, _deleted).`,
+		Example: `  ferry dataset show crm-person-collect
+  ferry dataset show crm-person-collect --id p2 --history --json
+  ferry dataset show person-golden --since 100 --limit 0`,
+		Args:              usageArgs(1, 1, "give one dataset name (see 'ferry datasets')"),
+		ValidArgsFunction: c.completeDatasets,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			name := args[0]
+			if history && id == "" {
+				return usagef("dataset show: --history needs --id ID")
 			}
-			ids[p.ID] = r
-		}
-	}
-	runs, err := store.Runs(ctx, "", 0)
-	if err != nil {
-		c.errorf("%v", err)
-		return exitFailed
-	}
-	for _, r := range runs {
-		if _, ok := ids[r.Pipe]; !ok {
-			ids[r.Pipe] = row{Pipe: r.Pipe}
-		}
-	}
-	for _, id := range sortedKeys(ids) {
-		r := ids[id]
-		st, err := store.PipeState(ctx, id)
-		if err != nil {
-			c.errorf("%v", err)
-			return exitFailed
-		}
-		r.State = st
-		if last, err := store.Runs(ctx, id, 1); err == nil && len(last) == 1 {
-			r.LastRun = &last[0]
-		}
-		rows = append(rows, r)
-	}
-	if *f.json {
-		if rows == nil {
-			rows = []row{}
-		}
-		c.printJSON(rows)
-		return exitOK
-	}
-	tw := tabwriter.NewWriter(c.stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PIPE\tSOURCE\tSINK\tOFFSET\tLAST RUN\tREAD\tWRITTEN\tSTATUS")
-	for _, r := range rows {
-		last, read, written, status := "never", "-", "-", "ok"
-		if r.LastRun != nil {
-			last = r.LastRun.End.Local().Format(time.DateTime)
-			read, written = strconv.FormatInt(r.LastRun.Read, 10), strconv.FormatInt(r.LastRun.Written, 10)
-			if r.LastRun.Error != "" {
-				status = "failed: " + trunc(r.LastRun.Error, 50)
+			store, err := c.openStore(true, false)
+			if err != nil {
+				return err
 			}
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Pipe, r.Source, r.Sink, orDash(r.State.Since), last, read, written, status)
+			defer store.Close()
+			if err := checkDataset(ctx, store, name); err != nil {
+				return err
+			}
+			var recs []engine.Record
+			switch {
+			case id != "" && history:
+				recs, err = store.History(ctx, name, id)
+			case id != "":
+				var r engine.Record
+				var found bool
+				r, found, err = store.Get(ctx, name, id)
+				if found {
+					recs = []engine.Record{r}
+				}
+			default:
+				_, err = store.Scan(ctx, name, engine.ScanOptions{From: since, Limit: limit, LatestOnly: !allVer}, func(r engine.Record) error {
+					recs = append(recs, r)
+					return nil
+				})
+			}
+			if err != nil {
+				return failf("%v", err)
+			}
+			if id != "" && len(recs) == 0 {
+				return failf("dataset %q has no entity %q", name, id)
+			}
+			if c.g.json {
+				buf := []byte("[")
+				for i := range recs {
+					if i > 0 {
+						buf = append(buf, ',', '\n')
+					}
+					buf = recs[i].AppendJSON(buf)
+				}
+				buf = append(buf, "]\n"...)
+				c.stdout.Write(buf)
+				return nil
+			}
+			tw := tabwriter.NewWriter(c.stdout, 2, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "OFFSET\t_ID\tDELETED\tPREVIOUS\tENTITY")
+			for _, r := range recs {
+				prev := "-"
+				if r.HasPrev {
+					prev = strconv.FormatUint(r.Previous, 10)
+				}
+				fmt.Fprintf(tw, "%d\t%s\t%v\t%s\t%s\n", r.Offset, r.ID, r.Deleted, prev, trunc(string(r.Body), 100))
+			}
+			tw.Flush()
+			return nil
+		},
 	}
-	tw.Flush()
-	return exitOK
+	f := cmd.Flags()
+	f.Uint64Var(&since, "since", 0, "first offset to show")
+	f.StringVar(&id, "id", "", "show only this _id (its latest version, or all with --history)")
+	f.BoolVar(&history, "history", false, "with --id: every version, oldest first")
+	f.IntVar(&limit, "limit", 100, "at most this many entities (0: all)")
+	f.BoolVar(&allVer, "all-versions", false, "show every version in log order, not only the latest per _id")
+	return jsonOK(cmd)
+}
+
+// checkDataset fails with exit 2 when the store has no dataset name,
+// suggesting a close one.
+func checkDataset(ctx context.Context, store engine.Store, name string) error {
+	if _, found, err := store.Dataset(ctx, name); err != nil {
+		return failf("%v", err)
+	} else if found {
+		return nil
+	}
+	infos, err := store.Datasets(ctx)
+	if err != nil {
+		return failf("%v", err)
+	}
+	var names []string
+	for _, d := range infos {
+		names = append(names, d.Name)
+	}
+	return usagef("no dataset %q%s (see 'ferry datasets')", name, didYouMean(name, names))
+}
+
+// pipeRow is one pipe of `ferry pipes`.
+type pipeRow struct {
+	Pipe    string            `json:"pipe"`
+	Source  string            `json:"source,omitempty"`
+	Sink    string            `json:"sink,omitempty"`
+	State   engine.PipeState  `json:"state"`
+	LastRun *engine.RunRecord `json:"last_run,omitempty"`
+}
+
+func (c *cli) pipesCmd() *cobra.Command {
+	var envFile string
+	cmd := &cobra.Command{
+		Use:     "pipes [CONFIG]",
+		GroupID: groupInspect,
+		Short:   "List pipes with their offset and last run",
+		Long: `Pipes lists the pipes the store has run, with their continuation token
+(OFFSET) and last run. With CONFIG it lists the config's pipes too, with their
+source and sink, including those that never ran.`,
+		Example: `  ferry pipes
+  ferry pipes examples/demo/config --env examples/demo/env/day1.json --json`,
+		Args: usageArgs(0, 1, "give at most one config file or directory"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			ids := map[string]pipeRow{}
+			if len(args) > 0 {
+				plan, _, err := c.loadPlan(ctx, envFile, args, true)
+				if err != nil {
+					return err
+				}
+				for _, p := range plan.Pipes {
+					src, _ := p.Comp.Raw["source"].(map[string]any)
+					r := pipeRow{Pipe: p.ID, Sink: p.Output}
+					r.Source, _ = src["type"].(string)
+					if ds, ok := src["dataset"].(string); ok {
+						r.Source += " " + ds
+					}
+					ids[p.ID] = r
+				}
+			}
+			rows := []pipeRow{}
+			if len(args) > 0 && !c.storeExists() {
+				// A config whose pipes never ran.
+				for _, id := range sortedKeys(ids) {
+					rows = append(rows, ids[id])
+				}
+			} else {
+				store, err := c.openStore(true, false)
+				if err != nil {
+					return err
+				}
+				defer store.Close()
+				runs, err := store.Runs(ctx, "", 0)
+				if err != nil {
+					return failf("%v", err)
+				}
+				for _, r := range runs {
+					if _, ok := ids[r.Pipe]; !ok {
+						ids[r.Pipe] = pipeRow{Pipe: r.Pipe}
+					}
+				}
+				for _, id := range sortedKeys(ids) {
+					r := ids[id]
+					st, err := store.PipeState(ctx, id)
+					if err != nil {
+						return failf("%v", err)
+					}
+					r.State = st
+					if last, err := store.Runs(ctx, id, 1); err == nil && len(last) == 1 {
+						r.LastRun = &last[0]
+					}
+					rows = append(rows, r)
+				}
+			}
+			if c.g.json {
+				c.printJSON(rows)
+				return nil
+			}
+			tw := tabwriter.NewWriter(c.stdout, 2, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "PIPE\tSOURCE\tSINK\tOFFSET\tLAST RUN\tREAD\tWRITTEN\tSTATUS")
+			for _, r := range rows {
+				last, read, written, status := "never", "-", "-", "ok"
+				if r.LastRun != nil {
+					last = r.LastRun.End.Local().Format(time.DateTime)
+					read, written = strconv.FormatInt(r.LastRun.Read, 10), strconv.FormatInt(r.LastRun.Written, 10)
+					if r.LastRun.Error != "" {
+						status = "failed: " + trunc(r.LastRun.Error, 50)
+					}
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Pipe, r.Source, r.Sink, orDash(r.State.Since), last, read, written, status)
+			}
+			tw.Flush()
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&envFile, "env", "", "JSON file of $ENV(...) values for CONFIG")
+	return jsonOK(cmd)
 }
 
 func orDash(s string) string {
@@ -216,48 +293,73 @@ func orDash(s string) string {
 	return s
 }
 
-func (c *cli) cmdPipe(ctx context.Context, args []string) int {
-	if len(args) == 0 || args[0] != "log" {
-		c.errorf("usage: ferry pipe log NAME [--limit N] [--json]")
-		return exitUsage
+func (c *cli) pipeCmd() *cobra.Command {
+	cmd := groupCmd(&cobra.Command{
+		Use:     "pipe",
+		GroupID: groupInspect,
+		Short:   "Show a pipe's run log",
+		Example: `  ferry pipe log crm-person-collect`,
+	})
+	cmd.AddCommand(c.pipeLogCmd())
+	return cmd
+}
+
+func (c *cli) pipeLogCmd() *cobra.Command {
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "log NAME",
+		Short: "Show a pipe's run log, newest first",
+		Long: `Log prints the newest runs of a pipe: start, duration, sync type, counts and
+error. --json prints the run records.`,
+		Example: `  ferry pipe log crm-person-collect
+  ferry pipe log crm-person-collect --limit 1 --json`,
+		Args:              usageArgs(1, 1, "give one pipe id (see 'ferry pipes')"),
+		ValidArgsFunction: c.completePipes,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			store, err := c.openStore(true, false)
+			if err != nil {
+				return err
+			}
+			defer store.Close()
+			runs, err := store.Runs(ctx, args[0], limit)
+			if err != nil {
+				return failf("%v", err)
+			}
+			if len(runs) == 0 {
+				known, err := storePipes(ctx, store)
+				if err != nil {
+					return failf("%v", err)
+				}
+				return usagef("pipe %q has no runs in %s%s (see 'ferry pipes')", args[0], c.g.data, didYouMean(args[0], known))
+			}
+			if c.g.json {
+				c.printJSON(runs)
+				return nil
+			}
+			tw := tabwriter.NewWriter(c.stdout, 2, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "START\tDURATION\tSYNC\tREAD\tWRITTEN\tUNCHANGED\tDELETED\tERROR")
+			for _, r := range runs {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n", r.Start.Local().Format(time.DateTime), r.End.Sub(r.Start).Round(time.Millisecond),
+					r.SyncType, r.Read, r.Written, r.Unchanged, r.Deleted, trunc(r.Error, 80))
+			}
+			tw.Flush()
+			return nil
+		},
 	}
-	f := c.newFlags("pipe log")
-	limit := f.fs.Int("limit", 20, "at most this many runs")
-	pos, err := f.parse(args[1:])
+	cmd.Flags().IntVar(&limit, "limit", 20, "at most this many runs (0: all)")
+	return jsonOK(cmd)
+}
+
+// storePipes lists the ids of the pipes that have runs in the store.
+func storePipes(ctx context.Context, store engine.Store) ([]string, error) {
+	runs, err := store.Runs(ctx, "", 0)
 	if err != nil {
-		return exitUsage
+		return nil, err
 	}
-	if len(pos) != 1 {
-		c.errorf("pipe log: give one pipe id")
-		return exitUsage
-	}
-	store, ok := c.openStore(f, true)
-	if !ok {
-		return exitUsage
-	}
-	defer store.Close()
-	runs, err := store.Runs(ctx, pos[0], *limit)
-	if err != nil {
-		c.errorf("%v", err)
-		return exitFailed
-	}
-	if *f.json {
-		if runs == nil {
-			runs = []engine.RunRecord{}
-		}
-		c.printJSON(runs)
-		return exitOK
-	}
-	if len(runs) == 0 {
-		c.errorf("pipe %q has no runs", pos[0])
-		return exitFailed
-	}
-	tw := tabwriter.NewWriter(c.stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "START\tDURATION\tSYNC\tREAD\tWRITTEN\tUNCHANGED\tDELETED\tERROR")
+	seen := map[string]bool{}
 	for _, r := range runs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n", r.Start.Local().Format(time.DateTime), r.End.Sub(r.Start).Round(time.Millisecond),
-			r.SyncType, r.Read, r.Written, r.Unchanged, r.Deleted, trunc(r.Error, 80))
+		seen[r.Pipe] = true
 	}
-	tw.Flush()
-	return exitOK
+	return sortedKeys(seen), nil
 }

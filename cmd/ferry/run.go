@@ -1,58 +1,101 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"sync"
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/ferrydata/ferry/engine"
 )
 
-func (c *cli) cmdRun(ctx context.Context, args []string) int {
-	f := c.newFlags("run").withEnv()
-	reset := f.fs.Bool("reset", false, "clear the pipes' offsets first: full runs from the beginning")
-	rescan := f.fs.Bool("rescan", false, "make the first run of each pipe a full run, keeping offsets until it completes")
-	f.noSync = f.fs.Bool("no-sync", false, "skip fsync on commit (bulk loads only: a power loss can lose or corrupt recent commits)")
-	pos, err := f.parse(args)
-	if err != nil {
-		return exitUsage
+func (c *cli) runCmd() *cobra.Command {
+	var (
+		envFile               string
+		reset, rescan, noSync bool
+	)
+	cmd := &cobra.Command{
+		Use:     "run [CONFIG] [PIPE...]",
+		GroupID: groupPipelines,
+		Short:   "Run pipes once, in dependency order, until nothing changes",
+		Long: `Run validates the config (and the connector instances recorded in the store;
+CONFIG may then be left out), runs the named pipes (default: all) in
+dependency order, writers before readers, and repeats while a pipe still has
+unread input. It prints one line per run and exits 1 when a run failed.`,
+		Example: `  ferry run examples/demo/config --env examples/demo/env/day1.json
+  ferry run config/ crm-person-collect --reset
+  ferry run                      # every connected connector instance`,
+		Args:              cobra.ArbitraryArgs,
+		ValidArgsFunction: c.completeRunArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			paths, pipeIDs, err := configArgs(args) // CONFIG is optional with connector instances (connect.go)
+			if err != nil {
+				return err
+			}
+			plan, _, err := c.loadPlan(ctx, envFile, paths, true)
+			if err != nil {
+				return err
+			}
+			if err := checkPipes(plan, pipeIDs); err != nil {
+				return err
+			}
+			store, err := c.openStore(false, noSync)
+			if err != nil {
+				return err
+			}
+			defer store.Close()
+			eng := engine.New(store, plan, c.logger())
+			prog := c.progress()
+			eng.Progress = prog.update
+			recs, err := eng.RunUntilStable(ctx, pipeIDs, engine.RunOptions{Reset: reset, Rescan: rescan}, 10)
+			prog.done()
+			if c.g.json {
+				if recs == nil {
+					recs = []engine.RunRecord{}
+				}
+				c.printJSON(recs)
+			} else {
+				tw := tabwriter.NewWriter(c.stdout, 2, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "PIPE\tSYNC\tREAD\tWRITTEN\tUNCHANGED\tDELETED\tTIME\tERROR")
+				for _, r := range recs {
+					fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", r.Pipe, r.SyncType, r.Read, r.Written, r.Unchanged, r.Deleted,
+						r.End.Sub(r.Start).Round(time.Millisecond), trunc(r.Error, 60))
+				}
+				tw.Flush()
+			}
+			if err != nil {
+				return failf("%v", err)
+			}
+			return nil
+		},
 	}
-	paths, pipeIDs := configArgs(pos) // CONFIG is optional with connector instances (connect.go)
-	plan, ok := c.loadPlan(ctx, f, paths, true)
-	if !ok {
-		return exitUsage
+	f := cmd.Flags()
+	f.StringVar(&envFile, "env", "", "JSON file of $ENV(...) values (the process environment is used too)")
+	f.BoolVar(&reset, "reset", false, "clear the pipes' offsets first: full runs from the beginning")
+	f.BoolVar(&rescan, "rescan", false, "make the first run of each pipe a full run, keeping offsets until it completes")
+	f.BoolVar(&noSync, "no-sync", false, "skip fsync on commit (bulk loads only: a power loss can lose or corrupt recent commits)")
+	return jsonOK(cmd)
+}
+
+// checkPipes reports pipe ids the plan does not have (exit 2), with a
+// suggestion when one is close.
+func checkPipes(plan *engine.Plan, ids []string) error {
+	var known []string
+	for _, p := range plan.Pipes {
+		known = append(known, p.ID)
 	}
-	store, ok := c.openStore(f, false)
-	if !ok {
-		return exitUsage
-	}
-	defer store.Close()
-	eng := engine.New(store, plan, c.logger())
-	prog := c.progress()
-	eng.Progress = prog.update
-	recs, err := eng.RunUntilStable(ctx, pipeIDs, engine.RunOptions{Reset: *reset, Rescan: *rescan}, 10)
-	prog.done()
-	if *f.json {
-		if recs == nil {
-			recs = []engine.RunRecord{}
+	for _, id := range ids {
+		if plan.Pipe(id) == nil {
+			if len(known) == 0 {
+				return usagef("unknown pipe %q: the config has no pipes", id)
+			}
+			return usagef("unknown pipe %q%s (the config has %s; see 'ferry pipes CONFIG')", id, didYouMean(id, known), plural(len(known), "pipe"))
 		}
-		c.printJSON(recs)
-	} else {
-		tw := tabwriter.NewWriter(c.stdout, 2, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "PIPE\tSYNC\tREAD\tWRITTEN\tUNCHANGED\tDELETED\tTIME\tERROR")
-		for _, r := range recs {
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", r.Pipe, r.SyncType, r.Read, r.Written, r.Unchanged, r.Deleted,
-				r.End.Sub(r.Start).Round(time.Millisecond), trunc(r.Error, 60))
-		}
-		tw.Flush()
 	}
-	if err != nil {
-		c.errorf("%v", err)
-		return exitFailed
-	}
-	return exitOK
+	return nil
 }
 
 // progress prints a live line on stderr for runs longer than a second,

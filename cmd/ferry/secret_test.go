@@ -57,15 +57,27 @@ func TestSecretCommands(t *testing.T) {
 	if code, out, _ := runCLI(t, "secret", "list", d); code != exitOK || !strings.Contains(out, "no secrets") {
 		t.Errorf("list on no store: %d %s", code, out)
 	}
-	for _, args := range [][]string{{"secret"}, {"secret", "set", "x"}, {"secret", "set", "x", "v", "--stdin"}, {"secret", "set", "a/b", "v"}, {"secret", "frob"}, {"secret", "rm"}} {
+	// Usage errors: a value on the command line (shell history), an empty
+	// value, a bad name, an unknown subcommand, a missing NAME.
+	for _, args := range [][]string{{"secret", "set", "x"}, {"secret", "set", "x", "v"}, {"secret", "set", "x", "v", "--stdin"}, {"secret", "set", "a/b"}, {"secret", "frob"}, {"secret", "rm"}} {
 		if code, _, _ := runCLI(t, append(args, d)...); code != exitUsage {
 			t.Errorf("%v: exit %d, want 2", args, code)
 		}
 	}
+	if code, _, errOut := runCLIWith(t, runOpts{stdin: "v"}, "secret", "set", "x", "v", d); code != exitUsage || !strings.Contains(errOut, "a value on the command line is refused") {
+		t.Errorf("value on the command line: %d %s", code, errOut)
+	}
+	if code, _, errOut := runCLI(t, "secret", "frb", d); code != exitUsage || !strings.Contains(errOut, `unknown command "frb" for "ferry secret"`) {
+		t.Errorf("unknown subcommand: %d %s", code, errOut)
+	}
+	// Without a subcommand: its help, on stdout.
+	if code, out, _ := runCLI(t, "secret", d); code != exitOK || !strings.Contains(out, "ferry secret [command]") {
+		t.Errorf("secret alone: %d %s", code, out)
+	}
 	if code, out, errOut := runCLIWith(t, runOpts{stdin: "from-stdin\r\n"}, "secret", "set", "tok", "--stdin", "--system", "crm", d); code != exitOK || out != "set secret crm/tok\n" {
 		t.Fatalf("set --stdin: %d %s %s", code, out, errOut)
 	}
-	if code, _, errOut := runCLI(t, "secret", "set", "tok", "global", d); code != exitOK {
+	if code, _, errOut := runCLIWith(t, runOpts{stdin: "global"}, "secret", "set", "tok", d); code != exitOK {
 		t.Fatalf("set: %s", errOut)
 	}
 	fi, err := os.Stat(filepath.Join(data, secrets.KeyFile))
@@ -144,7 +156,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 		t.Fatalf("secret set: %s", seen.String())
 	}
 	// crm-bad uses the global secret of the same name.
-	if code := run(runOpts{}, "secret", "set", "tok", planted, d); code != exitOK {
+	if code := run(runOpts{stdin: planted}, "secret", "set", "tok", d); code != exitOK {
 		t.Fatalf("secret set: %s", seen.String())
 	}
 	cfg := writeFiles(t, map[string]string{"c.json": `[
@@ -175,18 +187,15 @@ func TestSecretsNeverLeak(t *testing.T) {
 	var apiLog bytes.Buffer
 	c := newCLI(&apiLog, &apiLog)
 	c.getenv = func(string) (string, bool) { return "", false }
-	f := c.newFlags("serve").withEnv()
-	if _, err := f.parse([]string{d}); err != nil {
-		t.Fatal(err)
-	}
+	c.g.data, c.g.logFormat = data, "text"
 	ctx := context.Background()
-	plan, ok := c.loadPlan(ctx, f, []string{cfg}, false)
-	if !ok {
-		t.Fatalf("loadPlan: %s", apiLog.String())
+	plan, _, err := c.loadPlan(ctx, "", []string{cfg}, false)
+	if err != nil {
+		t.Fatalf("loadPlan: %v %s", err, apiLog.String())
 	}
-	store, ok := c.openStore(f, false)
-	if !ok {
-		t.Fatal(apiLog.String())
+	store, err := c.openStore(false, false)
+	if err != nil {
+		t.Fatal(err, apiLog.String())
 	}
 	eng := engine.New(store, plan, c.logger())
 	api := httptest.NewServer(httpapi.New(eng))
