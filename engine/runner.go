@@ -114,10 +114,7 @@ func (e *Engine) Run(ctx context.Context, pipeID string, opts RunOptions) (RunRe
 func (e *Engine) finishRun(ctx context.Context, p *Pipe, rec *RunRecord, stats *RunStats, err error, what string) (RunRecord, error) {
 	rec.End = time.Now().UTC()
 	rec.Read, rec.Written, rec.Unchanged, rec.Deleted = stats.Read, stats.Written, stats.Unchanged, stats.Deleted
-	if p.Sharer != nil {
-		sc := stats.Share
-		rec.Share = &sc
-	}
+	rec.Share = stats.Share
 	if err != nil {
 		rec.Error = err.Error()
 		err = fmt.Errorf("pipe %q: %w", p.ID, err)

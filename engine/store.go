@@ -117,9 +117,9 @@ type RunRecord struct {
 	Unchanged int64     `json:"unchanged"`
 	Deleted   int64     `json:"deleted"`
 	Error     string    `json:"error,omitempty"`
-	// Share is what a share (write-back) run did per entity; nil for
+	// Share is what a share (write-back) run did per entity; omitted for
 	// other pipes.
-	Share *ShareCounts `json:"share,omitempty"`
+	Share ShareCounts `json:"share,omitzero"`
 }
 
 // ScanOptions select versions of a dataset log.

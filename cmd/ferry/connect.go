@@ -138,6 +138,7 @@ func (c *cli) connectCmd() *cobra.Command {
 		envFile, system, datatypes, share string
 		params                            = &kvFlag{name: "--param"}
 		secretVals                        = &kvFlag{name: "--secret"}
+		directions                        = &kvFlag{name: "--direction"}
 	)
 	cmd := &cobra.Command{
 		Use:     "connect CONNECTOR_DIR --system ID",
@@ -145,17 +146,20 @@ func (c *cli) connectCmd() *cobra.Command {
 		Short:   "Record a connector instance; run and serve then load its pipes",
 		Long: `Connect expands a Sesam connector (manifest.json + templates) in deploy mode as
 system ID, validates the expansion, and records the instance in the store:
-connector directory, parameters, enabled datatypes and the datatypes whose
-share (write-back) pipes run. 'ferry run' and 'ferry serve' then load its
+connector directory, parameters, enabled datatypes and each datatype's
+direction: pull (collect only; the default), both (collect and write back:
+--share, or "bidirectional": true in the manifest) or push (write back; the
+input pipes run only on request). 'ferry run' and 'ferry serve' then load its
 systems and pipes with the plain config. Unsupported component types are
 warnings here (the run fails until they are implemented); other errors
 record nothing (exit 2).`,
 		Example: `  ferry connect cmd/ferry/testdata/powerofficego-connector --system pog --datatypes customer,product \
     --param base_url=http://127.0.0.1:8089/api --param application_key=ferry-client
-  ferry connect ../shared/connectors/zendesk-connector --system acme --param subdomain=acme --share ticket`,
+  ferry connect ../shared/connectors/zendesk-connector --system acme --param subdomain=acme --share ticket
+  ferry connect examples/connectors/erp --system erp --direction customer=both`,
 		Args: usageArgs(1, 1, "give one connector directory"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return c.connect(cmd.Context(), args[0], envFile, system, datatypes, share, params, secretVals)
+			return c.connect(cmd.Context(), args[0], envFile, system, datatypes, share, params, secretVals, directions)
 		},
 	}
 	f := cmd.Flags()
@@ -164,7 +168,8 @@ record nothing (exit 2).`,
 	f.Var(params, "param", "NAME=VALUE: an additional parameter ($ENV(NAME) for this instance, injected variables); repeatable")
 	f.Var(secretVals, "secret", "NAME=VALUE: a secret of this instance's system ($SECRET(NAME)); repeatable (the value stays in shell history: prefer 'ferry secret set')")
 	f.StringVar(&datatypes, "datatypes", "", "comma-separated datatypes to enable (default: all)")
-	f.StringVar(&share, "share", "", "comma-separated datatypes whose share (write-back) pipes run (default: none)")
+	f.StringVar(&share, "share", "", "comma-separated datatypes whose share (write-back) pipes run: direction both (default: none)")
+	f.Var(directions, "direction", "DATATYPE=pull|push|both: a datatype's direction (default pull, or both when the manifest marks it bidirectional); repeatable")
 	cmd.MarkFlagRequired("system")
 	cmd.MarkFlagFilename("env", "json")
 	return jsonOK(cmd)
@@ -181,8 +186,8 @@ type connectResult struct {
 	Unsupported []string `json:"unsupported"`
 }
 
-func (c *cli) connect(ctx context.Context, dirArg, envFile, system, datatypes, share string, params, secretVals *kvFlag) error {
-	for _, k := range []*kvFlag{params, secretVals} {
+func (c *cli) connect(ctx context.Context, dirArg, envFile, system, datatypes, share string, params, secretVals, directions *kvFlag) error {
+	for _, k := range []*kvFlag{params, secretVals, directions} {
 		if k.bad > 0 {
 			return usagef("connect: %s takes NAME=VALUE (%d malformed)", k.name, k.bad)
 		}
@@ -200,7 +205,7 @@ func (c *cli) connect(ctx context.Context, dirArg, envFile, system, datatypes, s
 	}
 	inst := &connectors.Instance{
 		ID: system, Connector: connectors.Name(dir), Dir: dir, Params: params.m,
-		Datatypes: listFlag(datatypes), Share: listFlag(share), Connected: time.Now().UTC().Truncate(time.Second),
+		Datatypes: listFlag(datatypes), Share: listFlag(share), Directions: directions.m, Connected: time.Now().UTC().Truncate(time.Second),
 	}
 	red := &secrets.Redactor{}
 	for _, v := range secretVals.m {
@@ -304,8 +309,8 @@ func (c *cli) connect(ctx context.Context, dirArg, envFile, system, datatypes, s
 		c.printJSON(res)
 		return nil
 	}
-	fmt.Fprintf(c.stdout, "connected %s: %s (%s, %s), datatypes %s, share %s\n",
-		inst.ID, dir, plural(pipes, "pipe"), plural(systems, "system"), orAll(inst.Datatypes, "all"), orAll(inst.Share, "none"))
+	fmt.Fprintf(c.stdout, "connected %s: %s (%s, %s), datatypes %s, share %s%s\n",
+		inst.ID, dir, plural(pipes, "pipe"), plural(systems, "system"), orAll(inst.Datatypes, "all"), orAll(inst.Share, "none"), directionsText(inst.Directions))
 	if len(unsupported) > 0 {
 		fmt.Fprintf(c.stdout, "%d unsupported component types or features (see the warnings): 'ferry run' fails until they are implemented\n", len(unsupported))
 	}
@@ -449,4 +454,16 @@ with "ID-" (and does not belong to another instance with a longer id).`,
 	}
 	cmd.Flags().BoolVar(&purge, "purge", false, `also delete the instance's datasets (names starting with "ID-")`)
 	return jsonOK(cmd)
+}
+
+// directionsText renders explicit directions: ", directions a=push, b=both".
+func directionsText(d map[string]string) string {
+	if len(d) == 0 {
+		return ""
+	}
+	var parts []string
+	for _, k := range sortedKeys(d) {
+		parts = append(parts, k+"="+d[k])
+	}
+	return ", directions " + strings.Join(parts, ", ")
 }

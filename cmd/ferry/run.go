@@ -13,8 +13,8 @@ import (
 
 func (c *cli) runCmd() *cobra.Command {
 	var (
-		envFile               string
-		reset, rescan, noSync bool
+		envFile                              string
+		reset, rescan, noSync, acceptDeletes bool
 	)
 	cmd := &cobra.Command{
 		Use:     "run [CONFIG] [PIPE...]",
@@ -50,7 +50,7 @@ unread input. It prints one line per run and exits 1 when a run failed.`,
 			eng := engine.New(store, plan, c.logger())
 			prog := c.progress()
 			eng.Progress = prog.update
-			recs, err := eng.RunUntilStable(ctx, pipeIDs, engine.RunOptions{Reset: reset, Rescan: rescan}, 10)
+			recs, err := eng.RunUntilStable(ctx, pipeIDs, engine.RunOptions{Reset: reset, Rescan: rescan, AcceptDeletes: acceptDeletes}, 10)
 			prog.done()
 			if c.g.json {
 				if recs == nil {
@@ -59,10 +59,10 @@ unread input. It prints one line per run and exits 1 when a run failed.`,
 				c.printJSON(recs)
 			} else {
 				tw := tabwriter.NewWriter(c.stdout, 2, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "PIPE\tSYNC\tREAD\tWRITTEN\tUNCHANGED\tDELETED\tTIME\tERROR")
+				fmt.Fprintln(tw, "PIPE\tSYNC\tREAD\tWRITTEN\tUNCHANGED\tDELETED\tTIME\tERROR\tSHARE")
 				for _, r := range recs {
-					fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", r.Pipe, r.SyncType, r.Read, r.Written, r.Unchanged, r.Deleted,
-						r.End.Sub(r.Start).Round(time.Millisecond), trunc(r.Error, 60))
+					fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\t%s\n", r.Pipe, r.SyncType, r.Read, r.Written, r.Unchanged, r.Deleted,
+						r.End.Sub(r.Start).Round(time.Millisecond), trunc(r.Error, 60), shareSummary(r.Share))
 				}
 				tw.Flush()
 			}
@@ -77,6 +77,7 @@ unread input. It prints one line per run and exits 1 when a run failed.`,
 	f.BoolVar(&reset, "reset", false, "clear the pipes' offsets first: full runs from the beginning")
 	f.BoolVar(&rescan, "rescan", false, "make the first run of each pipe a full run, keeping offsets until it completes")
 	f.BoolVar(&noSync, "no-sync", false, "skip fsync on commit (bulk loads only: a power loss can lose or corrupt recent commits)")
+	f.BoolVar(&acceptDeletes, "accept-deletes", false, "let runs delete more than their circuit breakers allow (a share pipe's delete breaker)")
 	return jsonOK(cmd)
 }
 

@@ -139,7 +139,7 @@ func Run(ctx context.Context, dir string, n int, sync bool) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	if rec.Share == nil || rec.Share.Updated != int64(n) {
+	if rec.Share.Updated != int64(n) {
 		return Result{}, fmt.Errorf("the share run updated %v of %d customers", rec.Share, n)
 	}
 	return Result{Entities: int64(n), Updated: rec.Share.Updated, Requests: rec.Share.Requests, Seconds: el, Workers: workers, CPUSeconds: cpu}, nil
