@@ -261,6 +261,21 @@ func (c ShareCounts) Each(fn func(name string, n int64)) {
 	fn("requests", c.Requests)
 }
 
+// Add adds o's counts to c.
+func (c *ShareCounts) Add(o ShareCounts) {
+	c.Inserted += o.Inserted
+	c.Updated += o.Updated
+	c.Deleted += o.Deleted
+	c.SkippedUnchanged += o.SkippedUnchanged
+	c.SkippedModified += o.SkippedModified
+	c.SkippedReplaced += o.SkippedReplaced
+	c.SkippedOther += o.SkippedOther
+	c.Failed += o.Failed
+	c.DeadLettered += o.DeadLettered
+	c.Recovered += o.Recovered
+	c.Requests += o.Requests
+}
+
 // count adds one settled action.
 func (c *ShareCounts) count(a *ShareAction) {
 	c.Requests += int64(a.Requests)

@@ -126,7 +126,7 @@ const (
 // if it honours --json) and list it here.
 func (c *cli) commands() []*cobra.Command {
 	return []*cobra.Command{
-		c.validateCmd(), c.runCmd(), c.serveCmd(), c.shareCmd(), c.retryCmd(),
+		c.demoCmd(), c.validateCmd(), c.runCmd(), c.serveCmd(), c.shareCmd(), c.retryCmd(),
 		c.datasetsCmd(), c.datasetCmd(), c.pipesCmd(), c.pipeCmd(),
 		c.expandCmd(), c.connectCmd(), c.connectorsCmd(), c.disconnectCmd(), c.secretCmd(), c.compatCmd(),
 		c.fakeAPICmd(), c.benchCmd(), c.versionCmd(),
