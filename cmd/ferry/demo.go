@@ -388,7 +388,8 @@ func (d *demoRun) initial() error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(d.out, "    merged  %d live organisations from 4 CRM companies and 3 ERP customers (2 matched in both)\n", info.Entities-info.Deleted)
+	fmt.Fprintf(d.out, "    merged  %d live organisations from 4 CRM companies and 3 ERP customers (2 matched in both;\n"+
+		"            a matched organisation takes the values of the system that changed it last)\n", info.Entities-info.Deleted)
 	d.report(counts)
 	if err := d.checkNoDuplicates(); err != nil {
 		return err
