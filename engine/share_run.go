@@ -35,6 +35,9 @@ type shareRun struct {
 	// `ferry retry`): nothing is planned for them.
 	held map[string]bool
 	mu   sync.Mutex // guards held
+	// statsMu guards stats.Read and the copies Progress gets: the source
+	// loop counts reads while the previous group commits.
+	statsMu sync.Mutex
 }
 
 // storeRecords reads share records from the committed store.
@@ -205,7 +208,9 @@ func (s *shareRun) source(ctx context.Context, req ReadRequest) error {
 			}
 			return errors.Join(it.err, wait())
 		}
+		s.statsMu.Lock()
 		s.stats.Read += int64(it.read)
+		s.statsMu.Unlock()
 		group = append(group, it.entities...)
 		if it.since != "" {
 			since = it.since
@@ -500,7 +505,10 @@ func (s *shareRun) commit(ctx context.Context, actions []*ShareAction, extra fun
 		return err
 	}
 	if s.e.Progress != nil {
-		s.e.Progress(s.p.ID, *s.stats)
+		s.statsMu.Lock()
+		st := *s.stats
+		s.statsMu.Unlock()
+		s.e.Progress(s.p.ID, st)
 	}
 	return nil
 }
@@ -649,6 +657,22 @@ func (s *shareRun) settle(ctx context.Context) error {
 		}
 		return nil
 	}
+	// Settle in chunks, each committed, so that repeated crashes still
+	// make progress.
+	chunk := max(4*s.workers, 32)
+	for start := 0; start < len(actions); start += chunk {
+		if err := s.settleChunk(ctx, actions[start:min(start+chunk, len(actions))]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// settleChunk resolves journaled actions and commits what it found:
+// applied or superseded writes are recorded, in-doubt inserts are
+// dead-lettered and held, writes that did not happen go back to the retry
+// queue (their intents removed).
+func (s *shareRun) settleChunk(ctx context.Context, actions []*ShareAction) error {
 	results := make([]Resolution, len(actions))
 	if err := s.parallel(ctx, len(actions), func(i int) error {
 		r, err := s.sh.Resolve(ctx, actions[i])
@@ -660,8 +684,7 @@ func (s *shareRun) settle(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	var settled []*ShareAction
-	requeue := map[string]*ShareAction{}
+	var settled, requeue []*ShareAction
 	for i, a := range actions {
 		switch results[i] {
 		case Applied:
@@ -678,17 +701,17 @@ func (s *shareRun) settle(ctx context.Context) error {
 			a.Fail(FailInDoubt, fmt.Errorf("the %s may have been sent before the run ended and the system offers no way to find out (configure an idempotency key header or operation_lookup_insert); not sent again: check the system, then `ferry retry %s`", a.Op, s.p.ID))
 			settled = append(settled, a)
 		default:
-			requeue[a.ID] = a
+			requeue = append(requeue, a)
 		}
 	}
 	return s.commit(ctx, settled, func(tx WriteTx) error {
 		intents, retries := ShareIntentNamespace(s.p.ID), ShareRetryNamespace(s.p.ID)
-		for id, a := range requeue {
-			if err := tx.DeleteKV(intents, id); err != nil {
+		for _, a := range requeue {
+			if err := tx.DeleteKV(intents, a.ID); err != nil {
 				return err
 			}
 			var ent retryEntry
-			if v, ok, err := tx.GetKV(retries, id); err != nil {
+			if v, ok, err := tx.GetKV(retries, a.ID); err != nil {
 				return err
 			} else if ok {
 				ent = decodeRetry(v)
@@ -696,19 +719,23 @@ func (s *shareRun) settle(ctx context.Context) error {
 			if _, bySource := s.p.Source.(EntitySource); !bySource {
 				ent.Entity = a.Entity
 			}
-			ent.Attempts = max(ent.Attempts, a.Attempt-1)
+			// The attempt counts when its failure was recorded (an
+			// in-doubt answer), not when a crash cut it short.
+			done := a.Attempt - 1
+			if prev, err := latestEntity(tx, s.p.Output, a.ID); err != nil {
+				return err
+			} else if prev["$success"] == false && fmt.Sprint(prev["$attempt"]) == fmt.Sprint(a.Attempt) {
+				done = a.Attempt
+			}
+			ent.Attempts = max(ent.Attempts, done)
 			b, err := json.Marshal(ent)
 			if err != nil {
 				return err
 			}
-			if err := tx.PutKV(retries, id, b); err != nil {
+			if err := tx.PutKV(retries, a.ID, b); err != nil {
 				return err
 			}
 		}
-		// An in-doubt insert that could not be settled must not be sent
-		// again by the source read that follows: its share record
-		// (written above, with the error) does not stop an insert, so
-		// the intent stays only for resolvable ones.
 		return nil
 	})
 }
