@@ -38,7 +38,7 @@ const defaultMaxMerged = 50000
 
 // defaultMergeChunk is how many changed input entities a merge reader
 // gathers before it re-merges them together (see docs/merge.md).
-const defaultMergeChunk = 50000
+const defaultMergeChunk = 20000
 
 // Merge is Sesam's merge source (version 2 semantics): it reads several
 // datasets, finds which entities are the same through equality rules and

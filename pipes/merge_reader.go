@@ -52,8 +52,8 @@ type mergeReader struct {
 	nonce  string
 	seq    int
 
-	pending []engine.Batch
-	done    bool
+	chunk *mergeChunk // output being handed over
+	done  bool
 
 	// count is the number of member records (committed plus this run's);
 	// countKnown is false when the store had none and was not empty.
@@ -101,9 +101,11 @@ func (r *mergeReader) Close() error { return nil }
 
 func (r *mergeReader) Next(ctx context.Context) (engine.Batch, error) {
 	for {
-		if len(r.pending) > 0 {
-			b := r.pending[0]
-			r.pending = r.pending[1:]
+		if r.chunk != nil {
+			b, err := r.nextBatch(ctx)
+			if err != nil {
+				return engine.Batch{}, fmt.Errorf("merge source: %w", err)
+			}
 			return b, nil
 		}
 		if r.done {
@@ -237,7 +239,7 @@ func (r *mergeReader) merge(ctx context.Context, changes []mergeChange, vanished
 	}
 	m := r.m
 	st := newMergeState(ctx, r.kv)
-	ents := map[h128]*memberEntity{}
+	bodies := map[h128]*mergeChange{}
 	seeds := h128Set{}
 	oldClusters := h128Set{}
 	emit := h128Set{}
@@ -271,14 +273,15 @@ func (r *mergeReader) merge(ctx context.Context, changes []mergeChange, vanished
 		return nil
 	}
 
-	for _, c := range changes {
-		me, err := r.decodeEntity(c.ds, c.id, c.body)
-		if err != nil {
-			return err
-		}
-		ents[c.mk] = me
+	for i := range changes {
+		c := &changes[i]
+		bodies[c.mk] = c
 		var keys []h128
 		if !c.deleted {
+			me, err := r.decodeEntity(c.ds, c.id, c.body)
+			if err != nil {
+				return err
+			}
 			if keys, err = m.keysOf(ctx, me); err != nil {
 				return err
 			}
@@ -404,7 +407,7 @@ func (r *mergeReader) merge(ctx context.Context, changes []mergeChange, vanished
 		}
 	}
 
-	outputs := map[string]engine.Entity{}
+	var items []chunkItem
 	// Output _ids that no longer apply.
 	for _, c := range oldClusters.sorted() {
 		if _, kept := newHashes[c]; kept {
@@ -417,12 +420,16 @@ func (r *mergeReader) merge(ctx context.Context, changes []mergeChange, vanished
 		if cl == nil {
 			continue
 		}
-		if !cl.deleted {
+		live, err := r.anyLive(st, cl)
+		if err != nil {
+			return err
+		}
+		if !cl.deleted && live {
 			t, err := r.tombstone(st, cl)
 			if err != nil {
 				return err
 			}
-			outputs[cl.id] = t
+			items = append(items, chunkItem{id: cl.id, tomb: t})
 		}
 		cl.removed = true
 	}
@@ -450,13 +457,9 @@ func (r *mergeReader) merge(ctx context.Context, changes []mergeChange, vanished
 		if cl == nil {
 			continue
 		}
-		e, err := r.build(ctx, st, cl, ents)
-		if err != nil {
-			return err
-		}
-		outputs[cl.id] = e
+		items = append(items, chunkItem{id: cl.id, cluster: c})
 	}
-	r.finish(st, outputs)
+	r.finish(st, bodies, items)
 	return nil
 }
 
@@ -541,7 +544,11 @@ func (r *mergeReader) collision(st *mergeState, id string, a, b []h128) error {
 	if r.m.Identity == "first" {
 		hint = `use "identity": "composite", or add an equality rule on _id (e.g. ["eq", "a._id", "b._id"]) if equal ids mean the same entity`
 	}
-	return fmt.Errorf("two clusters would get the same _id %q: [%s] and [%s]; %s", id, name(a), name(b), hint)
+	na, nb := name(a), name(b)
+	if na > nb {
+		na, nb = nb, na
+	}
+	return fmt.Errorf("two clusters would get the same _id %q: [%s] and [%s]; %s", id, na, nb, hint)
 }
 
 // memberRef is a member in output order.
@@ -565,9 +572,15 @@ func (r *mergeReader) ordered(st *mergeState, hs []h128) ([]memberRef, error) {
 		}
 		out = append(out, memberRef{h: h, ds: slices.Index(r.m.Datasets, mx.ds), rec: mx})
 	}
+	rank := func(ds int) int {
+		if ds < 0 {
+			return len(r.m.Datasets)
+		}
+		return ds
+	}
 	slices.SortFunc(out, func(a, b memberRef) int {
 		if a.ds != b.ds {
-			return a.ds - b.ds
+			return rank(a.ds) - rank(b.ds)
 		}
 		return strings.Compare(a.rec.id, b.rec.id)
 	})
@@ -597,6 +610,19 @@ func (m *Merge) identity(members []memberRef) (string, bool) {
 	return b.String(), n > 0
 }
 
+// anyLive reports whether a member of the cluster is still there. When
+// none is (their dataset was removed from the config), the cluster's _id
+// is not replaced but gone: a full run's deletion tracking deletes it.
+func (r *mergeReader) anyLive(st *mergeState, cl *mergeCluster) (bool, error) {
+	for _, x := range cl.members {
+		mx, err := st.member(x)
+		if err != nil || mx != nil {
+			return mx != nil, err
+		}
+	}
+	return false, nil
+}
+
 // tombstone is the output for an _id that no longer applies.
 func (r *mergeReader) tombstone(st *mergeState, cl *mergeCluster) (engine.Entity, error) {
 	members, err := r.ordered(st, cl.members)
@@ -613,8 +639,8 @@ func (r *mergeReader) tombstone(st *mergeState, cl *mergeCluster) (engine.Entity
 func niOf(ds, id string) string { return "~:" + ds + ":" + id }
 
 // build computes a cluster's merged entity. Members read in this chunk
-// come from ents; the others are read from their datasets.
-func (r *mergeReader) build(ctx context.Context, st *mergeState, cl *mergeCluster, ents map[h128]*memberEntity) (engine.Entity, error) {
+// come from bodies; the others are read from their datasets.
+func (r *mergeReader) build(ctx context.Context, st *mergeState, cl *mergeCluster, bodies map[h128]*mergeChange) (engine.Entity, error) {
 	members, err := r.ordered(st, cl.members)
 	if err != nil {
 		return nil, err
@@ -624,19 +650,22 @@ func (r *mergeReader) build(ctx context.Context, st *mergeState, cl *mergeCluste
 		if x.ds < 0 {
 			continue
 		}
-		me := ents[x.h]
-		if me == nil {
+		var body []byte
+		if c := bodies[x.h]; c != nil {
+			body = c.body
+		} else {
 			rec, ok, err := r.store.Get(ctx, x.rec.ds, x.rec.id)
 			if err != nil {
 				return nil, fmt.Errorf("dataset %q: %w", x.rec.ds, err)
 			}
-			body := []byte(`{}`)
+			body = []byte(`{}`)
 			if ok {
 				body = rec.Body
 			}
-			if me, err = r.decodeEntity(x.ds, x.rec.id, body); err != nil {
-				return nil, err
-			}
+		}
+		me, err := r.decodeEntity(x.ds, x.rec.id, body)
+		if err != nil {
+			return nil, err
 		}
 		list = append(list, me)
 	}
@@ -672,10 +701,28 @@ func (r *mergeReader) decodeEntity(ds int, id string, body []byte) (*memberEntit
 	return me, nil
 }
 
-// finish turns a chunk's outputs into batches: the last one carries the
-// token after the chunk and a hook that writes the chunk's index changes
-// in the transaction that commits it.
-func (r *mergeReader) finish(st *mergeState, outputs map[string]engine.Entity) {
+// chunkItem is one output of a chunk: a tombstone, or a cluster whose
+// merged entity is built when its batch is handed over.
+type chunkItem struct {
+	id      string
+	tomb    engine.Entity
+	cluster h128
+}
+
+// mergeChunk is a merged chunk whose output is being handed over.
+type mergeChunk struct {
+	st     *mergeState
+	bodies map[h128]*mergeChange
+	items  []chunkItem // sorted by _id
+	since  string
+	hook   func(engine.WriteTx) error
+}
+
+// finish queues a chunk's output. Merged entities are built a batch at a
+// time (so a chunk holds records and stored bodies, not decoded output);
+// the last batch carries the token after the chunk and a hook that
+// writes the chunk's index changes in the transaction that commits it.
+func (r *mergeReader) finish(st *mergeState, bodies map[h128]*mergeChange, items []chunkItem) {
 	delta := st.delta()
 	delta["count"] = []byte(strconv.FormatInt(r.count, 10))
 	r.seq++
@@ -700,23 +747,37 @@ func (r *mergeReader) finish(st *mergeState, outputs map[string]engine.Entity) {
 		}
 		return tx.PutKV(ns, "progress", progress)
 	}
+	slices.SortFunc(items, func(a, b chunkItem) int { return strings.Compare(a.id, b.id) })
+	r.chunk = &mergeChunk{st: st, bodies: bodies, items: items, since: formatMultiToken(r.m.Datasets, r.next), hook: hook}
+}
 
-	ids := make([]string, 0, len(outputs))
-	for id := range outputs {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	for len(ids) > r.size {
-		b := engine.Batch{Entities: make([]engine.Entity, 0, r.size)}
-		for _, id := range ids[:r.size] {
-			b.Entities = append(b.Entities, outputs[id])
+// nextBatch hands over the next batch of the current chunk.
+func (r *mergeReader) nextBatch(ctx context.Context) (engine.Batch, error) {
+	c := r.chunk
+	n := min(r.size, len(c.items))
+	b := engine.Batch{Entities: make([]engine.Entity, 0, n)}
+	for _, it := range c.items[:n] {
+		if it.tomb != nil {
+			b.Entities = append(b.Entities, it.tomb)
+			continue
 		}
-		r.pending = append(r.pending, b)
-		ids = ids[r.size:]
+		cl, err := c.st.cluster(it.cluster)
+		if err != nil {
+			return engine.Batch{}, err
+		}
+		if cl == nil {
+			return engine.Batch{}, fmt.Errorf("cluster of %q vanished (internal error)", it.id)
+		}
+		e, err := r.build(ctx, c.st, cl, c.bodies)
+		if err != nil {
+			return engine.Batch{}, err
+		}
+		b.Entities = append(b.Entities, e)
 	}
-	last := engine.Batch{Since: formatMultiToken(r.m.Datasets, r.next), Commit: hook}
-	for _, id := range ids {
-		last.Entities = append(last.Entities, outputs[id])
+	c.items = c.items[n:]
+	if len(c.items) == 0 {
+		b.Since, b.Commit = c.since, c.hook
+		r.chunk = nil
 	}
-	r.pending = append(r.pending, last)
+	return b, nil
 }
