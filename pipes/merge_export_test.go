@@ -105,3 +105,10 @@ func CheckMergeIndex(ctx context.Context, s engine.Store, src engine.Source) err
 }
 
 func hexDecode(s string, dst []byte) { hex.Decode(dst, []byte(s)) }
+
+// MergeMemberKey and MergeClusterKey name a member's and a cluster's
+// records in a merge pipe's namespace.
+func MergeMemberKey(ds, id string) string { return memberKey(memberHash(ds, id)) }
+
+// MergeClusterKey: see MergeMemberKey.
+func MergeClusterKey(id string) string { return clusterKey(hashString(id)) }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ferrydata/ferry/engine"
+	"github.com/ferrydata/ferry/engine/bloom"
 )
 
 // mergeChange is the latest version of one input entity read by a run.
@@ -93,6 +94,9 @@ func (m *Merge) Open(ctx context.Context, req engine.ReadRequest) (engine.Reader
 			return nil, fmt.Errorf("merge source: %w", err)
 		}
 		r.countKnown = len(keys) == 0
+	}
+	if r.countKnown && r.count == 0 {
+		r.kv.written = bloom.New(1 << 23) // 1 MiB: ~1% false positives at 800,000 keys
 	}
 	return r, nil
 }
@@ -238,7 +242,7 @@ func (r *mergeReader) merge(ctx context.Context, changes []mergeChange, vanished
 		return err
 	}
 	m := r.m
-	st := newMergeState(ctx, r.kv)
+	st := newMergeState(ctx, r.kv, r.full)
 	bodies := map[h128]*mergeChange{}
 	seeds := h128Set{}
 	oldClusters := h128Set{}
@@ -295,11 +299,19 @@ func (r *mergeReader) merge(ctx context.Context, changes []mergeChange, vanished
 			if err != nil {
 				return err
 			}
-			if cl != nil && slices.Contains(cl.members, c.mk) {
+			ok := cl != nil && slices.Contains(cl.members, c.mk)
+			if ok && r.full {
+				// A full run also checks the member's index entries, so
+				// that it repairs whatever the indexes lost.
+				if ok, err = indexed(st, c.mk, keys); err != nil {
+					return err
+				}
+			}
+			if ok {
 				emit.add(old.cluster) // same cluster, new content
 				continue
 			}
-			// The index lost track of the member's cluster: merge it anew.
+			// The indexes lost track of the member: merge it anew.
 		}
 		if old == nil {
 			old = st.newMember(c.mk, m.Datasets[c.ds], c.id)
@@ -400,11 +412,20 @@ func (r *mergeReader) merge(ctx context.Context, changes []mergeChange, vanished
 	// An output _id may be taken over from a cluster this chunk dissolves,
 	// never from one it leaves alone.
 	for _, c := range comps {
-		if cl, err := st.cluster(c.hash); err != nil {
+		cl, err := st.cluster(c.hash)
+		if err != nil {
 			return err
-		} else if cl != nil && !oldClusters.has(c.hash) {
-			return r.collision(st, c.id, cl.members, c.members)
 		}
+		if cl == nil || oldClusters.has(c.hash) {
+			continue
+		}
+		if owned, err := owns(st, c.hash, cl); err != nil {
+			return err
+		} else if !owned {
+			cl.removed = true // no member points at it: a leftover
+			continue
+		}
+		return r.collision(st, c.id, cl.members, c.members)
 	}
 
 	var items []chunkItem
@@ -516,6 +537,34 @@ func (r *mergeReader) component(st *mergeState, start h128, visited, oldClusters
 		}
 	}
 	return queue, nil
+}
+
+// indexed reports whether every key's index entry lists the member.
+func indexed(st *mergeState, mk h128, keys []h128) (bool, error) {
+	for _, k := range keys {
+		e, err := st.indexEntry(k)
+		if err != nil {
+			return false, err
+		}
+		if _, found := slices.BinarySearchFunc(e.members, mk, cmpH128); !found {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// owns reports whether a member of cluster cl (hash h) points at it.
+func owns(st *mergeState, h h128, cl *mergeCluster) (bool, error) {
+	for _, x := range cl.members {
+		mx, err := st.member(x)
+		if err != nil {
+			return false, err
+		}
+		if mx != nil && mx.cluster == h {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 func (r *mergeReader) tooMany(st *mergeState, queue []h128) error {
@@ -732,6 +781,7 @@ func (r *mergeReader) finish(st *mergeState, bodies map[h128]*mergeChange, items
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
+	r.kv.addWritten(keys)
 	ns, progress := r.kv.ns, []byte(r.nonce+"/"+strconv.Itoa(r.seq))
 	hook := func(tx engine.WriteTx) error {
 		for _, k := range keys {

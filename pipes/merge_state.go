@@ -10,6 +10,7 @@ import (
 	"slices"
 
 	"github.com/ferrydata/ferry/engine"
+	"github.com/ferrydata/ferry/engine/bloom"
 	"github.com/zeebo/xxh3"
 )
 
@@ -262,10 +263,27 @@ func (d *binDecoder) str() string {
 // that no layer holds has the value it had when the run started, or a
 // value a committed layer wrote; a layer is dropped once the store's
 // "progress" key shows it committed.
+//
+// On a run that starts from an empty namespace (a pipe's first run) every
+// key the store holds was written by this run, so written, a Bloom filter
+// of the keys of every layer, answers most reads of absent keys (new
+// members, values and clusters) without asking the store.
 type kvView struct {
-	store  engine.Store
-	ns     string
-	layers []kvLayer
+	store   engine.Store
+	ns      string
+	layers  []kvLayer
+	written *bloom.Filter // nil unless the run started empty
+}
+
+// addWritten records a layer's keys in written.
+func (v *kvView) addWritten(keys []string) {
+	if v.written == nil {
+		return
+	}
+	for _, k := range keys {
+		h := xxh3.HashString128(k)
+		v.written.Add(h.Lo, h.Hi)
+	}
 }
 
 type kvLayer struct {
@@ -279,21 +297,30 @@ func (v *kvView) get(ctx context.Context, key string) ([]byte, bool, error) {
 			return val, val != nil, nil
 		}
 	}
+	if v.written != nil {
+		if h := xxh3.HashString128(key); !v.written.MayHave(h.Lo, h.Hi) {
+			return nil, false, nil
+		}
+	}
 	return v.store.GetKV(ctx, v.ns, key)
 }
 
 // mergeState is one chunk's working copy of the records it touches,
 // decoded on first use; delta encodes what changed.
 type mergeState struct {
-	ctx      context.Context
-	kv       *kvView
+	ctx context.Context
+	kv  *kvView
+	// repair: a record that does not decode reads as absent and is
+	// rewritten or deleted (full runs); otherwise it fails the run.
+	repair  bool
+	corrupt map[string]bool
 	members  map[h128]*mergeMember // nil: absent
 	clusters map[h128]*mergeCluster
 	index    map[h128]*mergeIndexEntry
 }
 
-func newMergeState(ctx context.Context, kv *kvView) *mergeState {
-	return &mergeState{ctx: ctx, kv: kv, members: map[h128]*mergeMember{}, clusters: map[h128]*mergeCluster{}, index: map[h128]*mergeIndexEntry{}}
+func newMergeState(ctx context.Context, kv *kvView, repair bool) *mergeState {
+	return &mergeState{ctx: ctx, kv: kv, repair: repair, corrupt: map[string]bool{}, members: map[h128]*mergeMember{}, clusters: map[h128]*mergeCluster{}, index: map[h128]*mergeIndexEntry{}}
 }
 
 // memberRec returns the member record of h, removed or not; nil if there
@@ -309,7 +336,9 @@ func (s *mergeState) memberRec(h h128) (*mergeMember, error) {
 	var m *mergeMember
 	if ok {
 		if m, err = decodeMember(b); err != nil {
-			return nil, fmt.Errorf("member %s: %w", memberKey(h), err)
+			if err = s.bad(memberKey(h), err); err != nil {
+				return nil, err
+			}
 		}
 	}
 	s.members[h] = m
@@ -341,7 +370,9 @@ func (s *mergeState) cluster(h h128) (*mergeCluster, error) {
 		}
 		if found {
 			if c, err = decodeCluster(b); err != nil {
-				return nil, fmt.Errorf("cluster %s: %w", clusterKey(h), err)
+				if err = s.bad(clusterKey(h), err); err != nil {
+					return nil, err
+				}
 			}
 		}
 		s.clusters[h] = c
@@ -379,11 +410,24 @@ func (s *mergeState) indexEntry(h h128) (*mergeIndexEntry, error) {
 	e := &mergeIndexEntry{}
 	if ok {
 		if e, err = decodeIndexEntry(b); err != nil {
-			return nil, fmt.Errorf("index %s: %w", eqKey(h), err)
+			if err = s.bad(eqKey(h), err); err != nil {
+				return nil, err
+			}
+			e = &mergeIndexEntry{}
 		}
 	}
 	s.index[h] = e
 	return e, nil
+}
+
+// bad handles a record that does not decode: an error, or (repair) a
+// record to drop.
+func (s *mergeState) bad(key string, err error) error {
+	if !s.repair {
+		return fmt.Errorf("%s: %w", key, err)
+	}
+	s.corrupt[key] = true
+	return nil
 }
 
 // delta encodes every record that differs from what was loaded: the
@@ -414,6 +458,11 @@ func (s *mergeState) delta() map[string][]byte {
 			if b := c.encode(); !bytes.Equal(b, c.raw) {
 				out[clusterKey(h)] = b
 			}
+		}
+	}
+	for k := range s.corrupt {
+		if _, ok := out[k]; !ok {
+			out[k] = nil
 		}
 	}
 	for h, e := range s.index {

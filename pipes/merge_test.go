@@ -537,3 +537,67 @@ func TestMergeInAPipeline(t *testing.T) {
 	  {"_id":"2","$replaced":null,"erp_id":null},
 	  {"_id":"A-8","$replaced":null,"erp_id":"A-8"}]`)
 }
+
+func TestMergeVersion(t *testing.T) {
+	for _, v := range []string{"1", "2"} {
+		e := setup(t, `[{"_id":"g","type":"pipe","source":{"type":"merge","version":`+v+`,"datasets":["a"]}}]`, nil)
+		putJSON(t, e.store, "a", 0, `[{"_id":"x"}]`)
+		e.mustRun("g")
+		wantLatest(t, e.store, "g", `[{"_id":"0|x","$ids":["~:a:x"]}]`)
+	}
+	if msg := compileErr(t, `{"_id":"p","type":"pipe","source":{"type":"merge","version":3,"datasets":["a"]}}`); !strings.Contains(msg, "/source/version") {
+		t.Errorf("version 3: %s", msg)
+	}
+}
+
+// TestMergeFullRunRepairsIndexes: an incremental run refuses corrupt
+// index records; a full run rebuilds what it meets: undecodable records,
+// a lost index entry and a leftover cluster that would block an _id.
+func TestMergeFullRunRepairsIndexes(t *testing.T) {
+	ctx := context.Background()
+	e := setup(t, mergePipe(""), nil)
+	crm, erp := pairs(1, 5, "")
+	putJSON(t, e.store, "crm", 0, crm)
+	putJSON(t, e.store, "erp", 0, erp)
+	e.mustRun("g")
+	want := latest(t, e.store, "g")
+	src := e.eng.Plan.Pipe("g").Source
+	ns := src.(interface{ Namespace() string }).Namespace()
+	keys, _ := e.store.ListKV(ctx, ns)
+	var indexKey string
+	for _, k := range keys {
+		if strings.HasPrefix(k, "k/") {
+			indexKey = k
+		}
+	}
+	e.store.PutKV(ctx, ns, pipes.MergeMemberKey("crm", "p1"), []byte{9, 9})
+	e.store.DeleteKV(ctx, ns, indexKey)
+	e.store.PutKV(ctx, ns, pipes.MergeClusterKey("0|p6|1|c6"), []byte{1, 0, 1, 'x', 0})
+	putJSON(t, e.store, "crm", 0, `[{"_id":"p1","email":"e1","n":1}]`)
+	if _, err := e.run("g"); err == nil || !strings.Contains(err.Error(), "corrupt merge index (run the pipe with --reset to rebuild it)") {
+		t.Fatalf("run = %v; want the corruption reported", err)
+	}
+	if err := pipes.CheckMergeIndex(ctx, e.store, src); err == nil {
+		t.Fatal("the damage went unnoticed by CheckMergeIndex")
+	}
+	putJSON(t, e.store, "crm", 0, `[{"_id":"p6","email":"e6"}]`)
+	putJSON(t, e.store, "erp", 0, `[{"_id":"c6","mail":"e6"}]`)
+	if _, err := e.eng.Run(ctx, "g", engine.RunOptions{Reset: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := pipes.CheckMergeIndex(ctx, e.store, src); err != nil {
+		t.Fatal(err)
+	}
+	got := latest(t, e.store, "g")
+	want["0|p1|1|c1"] = canon(t, `{"_id":"0|p1|1|c1","$ids":["~:crm:p1","~:erp:c1"],"email":"e1","mail":"e1","n":1}`)
+	want["0|p6|1|c6"] = canon(t, `{"_id":"0|p6|1|c6","$ids":["~:crm:p6","~:erp:c6"],"email":"e6","mail":"e6"}`)
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("after the repair:\n got  %v\n want %v", got, want)
+	}
+	// Incremental runs work on the repaired indexes.
+	putJSON(t, e.store, "erp", 0, `[{"_id":"c2","mail":"e1"}]`)
+	e.mustRun("g")
+	if got := latest(t, e.store, "g"); got["0|p1|1|c1|1|c2"] == "" || got["0|p2"] == "" {
+		t.Errorf("after an incremental run: %v", got)
+	}
+}
