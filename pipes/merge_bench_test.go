@@ -95,4 +95,3 @@ func BenchmarkMergeIncremental(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/changes, "ns/change")
 }
-

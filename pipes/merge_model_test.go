@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"sort"
 	"strconv"
@@ -34,7 +35,7 @@ var modelDatasets = []struct {
 }
 
 const modelConfig = `[{"_id":"g","type":"pipe","batch_size":%d,"checkpoint_interval":%d,
-  "source":{"type":"merge","version":2,"datasets":["A a","B b","C c"],
+  "source":{"type":"merge","version":2,"identity":%q,"datasets":["A a","B b","C c"],
     "equality":[["eq","a.k","b.k"],["eq","b.k","c.j"]],
     "equality_sets":[["a.m","c.m"]]}}]`
 
@@ -117,7 +118,7 @@ func modelKeys(me *modelEnt) []string {
 
 // modelOutput computes the expected output entities (by _id, canonical
 // JSON) of the current inputs.
-func modelOutput(t *testing.T, inputs map[string]*modelEnt) map[string]string {
+func modelOutput(t *testing.T, inputs map[string]*modelEnt, identity string) map[string]string {
 	var all []*modelEnt
 	for _, me := range inputs {
 		all = append(all, me)
@@ -174,6 +175,9 @@ func modelOutput(t *testing.T, inputs map[string]*modelEnt) map[string]string {
 			}
 		}
 		ent := map[string]any{"_id": strings.Join(idParts, "|"), "$ids": ids}
+		if identity == "first" {
+			ent["_id"] = g[0].id
+		}
 		for k, vals := range props {
 			if len(vals) == 1 {
 				ent[k] = vals[0]
@@ -235,25 +239,31 @@ func TestMergeRandomizedAgainstModel(t *testing.T) {
 		seeds        int
 		batch, check int
 		chunk        int
+		identity     string
 	}{
-		{"one chunk per run", 40, 100, 100, 0},
-		{"small batches", 15, 2, 1, 0},
-		{"many chunks", 25, 3, 2, 3},
+		{"one chunk per run", 24, 100, 100, 0, "composite"},
+		{"identity first", 10, 100, 100, 0, "first"},
+		{"small batches", 10, 2, 1, 0, "composite"},
+		{"many chunks", 16, 3, 2, 3, "composite"},
 	} {
 		t.Run(v.name, func(t *testing.T) {
-			for seed := range v.seeds {
+			seeds := v.seeds
+			if n, err := strconv.Atoi(os.Getenv("FERRY_MERGE_SEEDS")); err == nil {
+				seeds = n // e.g. FERRY_MERGE_SEEDS=1000 for a longer search
+			}
+			for seed := range seeds {
 				t.Run(strconv.Itoa(seed), func(t *testing.T) {
-					runModel(t, uint64(seed), v.batch, v.check, v.chunk)
+					runModel(t, uint64(seed), v.batch, v.check, v.chunk, v.identity)
 				})
 			}
 		})
 	}
 }
 
-func runModel(t *testing.T, seed uint64, batch, check, chunk int) {
+func runModel(t *testing.T, seed uint64, batch, check, chunk int, identity string) {
 	ctx := context.Background()
 	r := rand.New(rand.NewPCG(seed, 0x6d65726765))
-	e := setup(t, fmt.Sprintf(modelConfig, batch, check), nil)
+	e := setup(t, fmt.Sprintf(modelConfig, batch, check, identity), nil)
 	src := e.eng.Plan.Pipe("g").Source
 	if chunk > 0 {
 		pipes.SetMergeChunk(src, chunk)
@@ -295,7 +305,7 @@ func runModel(t *testing.T, seed uint64, batch, check, chunk int) {
 		if _, err := e.eng.Run(ctx, "g", engine.RunOptions{Reset: full}); err != nil {
 			t.Fatalf("round %d: %v", round, err)
 		}
-		cur := modelOutput(t, inputs)
+		cur := modelOutput(t, inputs, identity)
 		expected = nextOutput(t, expected, cur)
 		got := latest(t, e.store, "g")
 		if err := pipes.CheckMergeIndex(ctx, e.store, src); err != nil {

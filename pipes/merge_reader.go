@@ -665,8 +665,11 @@ func (m *Merge) identity(members []memberRef) (string, bool) {
 func (r *mergeReader) anyLive(st *mergeState, cl *mergeCluster) (bool, error) {
 	for _, x := range cl.members {
 		mx, err := st.member(x)
-		if err != nil || mx != nil {
-			return mx != nil, err
+		if err != nil {
+			return false, err
+		}
+		if mx != nil && slices.Contains(r.m.Datasets, mx.ds) {
+			return true, nil
 		}
 	}
 	return false, nil

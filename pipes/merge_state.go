@@ -312,8 +312,8 @@ type mergeState struct {
 	kv  *kvView
 	// repair: a record that does not decode reads as absent and is
 	// rewritten or deleted (full runs); otherwise it fails the run.
-	repair  bool
-	corrupt map[string]bool
+	repair   bool
+	corrupt  map[string]bool
 	members  map[h128]*mergeMember // nil: absent
 	clusters map[h128]*mergeCluster
 	index    map[h128]*mergeIndexEntry

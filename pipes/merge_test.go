@@ -601,3 +601,29 @@ func TestMergeFullRunRepairsIndexes(t *testing.T) {
 		t.Errorf("after an incremental run: %v", got)
 	}
 }
+
+// TestMergeDatasetRemovedSingletons: removing a dataset whose entities
+// merged with nothing leaves nothing to replace; the full run's last
+// (empty) batch still commits the dropped members, and deletion tracking
+// deletes their entities.
+func TestMergeDatasetRemovedSingletons(t *testing.T) {
+	ctx := context.Background()
+	e := setup(t, `[{"_id":"g","type":"pipe","source":{"type":"merge","datasets":["A a","C c"],"equality_sets":[["a.k","c.k"]]}}]`, nil)
+	putJSON(t, e.store, "A", 0, `[{"_id":"a1","k":1}]`)
+	putJSON(t, e.store, "C", 0, `[{"_id":"c1","k":2},{"_id":"c2","k":3}]`)
+	e.mustRun("g")
+	e.reconfigure(`[{"_id":"g","type":"pipe","source":{"type":"merge","datasets":["A a"],"equality_sets":[["a.k"]]}}]`)
+	rec, err := e.eng.Run(ctx, "g", engine.RunOptions{Reset: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Deleted != 2 || rec.Unchanged != 1 {
+		t.Errorf("run = %+v; want 1|c1 and 1|c2 deleted, 0|a1 unchanged", rec)
+	}
+	if err := pipes.CheckMergeIndex(ctx, e.store, e.eng.Plan.Pipe("g").Source); err != nil {
+		t.Fatal(err)
+	}
+	if keys, _ := e.store.ListKV(ctx, "merge:g"); len(keys) != 5 { // a1: member, key, cluster; count, progress
+		t.Errorf("namespace holds %d keys: %v", len(keys), keys)
+	}
+}
