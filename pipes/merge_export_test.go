@@ -52,6 +52,9 @@ func CheckMergeIndex(ctx context.Context, s engine.Store, src engine.Source) err
 			count = string(v)
 		}
 	}
+	if pending, err := s.ListKV(ctx, m.pendingNamespace()); err != nil || len(pending) > 0 {
+		return fmt.Errorf("journal not cleared: %v %v", pending, err)
+	}
 	if want := strconv.Itoa(len(members)); count != want {
 		return fmt.Errorf("count %q, %s members", count, want)
 	}

@@ -35,6 +35,7 @@ var modelDatasets = []struct {
 }
 
 const modelConfig = `[{"_id":"g","type":"pipe","batch_size":%d,"checkpoint_interval":%d,
+  "transform":{"type":"jq","expression":"if .boom == true then error(\"boom\") else . end"},
   "source":{"type":"merge","version":2,"identity":%q,"datasets":["A a","B b","C c"],
     "equality":[["eq","a.k","b.k"],["eq","b.k","c.j"]],
     "equality_sets":[["a.m","c.m"]]}}]`
@@ -240,11 +241,13 @@ func TestMergeRandomizedAgainstModel(t *testing.T) {
 		batch, check int
 		chunk        int
 		identity     string
+		failures     bool
 	}{
-		{"one chunk per run", 24, 100, 100, 0, "composite"},
-		{"identity first", 10, 100, 100, 0, "first"},
-		{"small batches", 10, 2, 1, 0, "composite"},
-		{"many chunks", 16, 3, 2, 3, "composite"},
+		{"one chunk per run", 24, 100, 100, 0, "composite", false},
+		{"identity first", 10, 100, 100, 0, "first", false},
+		{"small batches", 10, 2, 1, 0, "composite", false},
+		{"failed runs", 16, 2, 1, 0, "composite", true},
+		{"many chunks", 16, 3, 2, 3, "composite", false},
 	} {
 		t.Run(v.name, func(t *testing.T) {
 			seeds := v.seeds
@@ -253,14 +256,19 @@ func TestMergeRandomizedAgainstModel(t *testing.T) {
 			}
 			for seed := range seeds {
 				t.Run(strconv.Itoa(seed), func(t *testing.T) {
-					runModel(t, uint64(seed), v.batch, v.check, v.chunk, v.identity)
+					runModel(t, uint64(seed), v.batch, v.check, v.chunk, v.identity, v.failures)
 				})
 			}
 		})
 	}
 }
 
-func runModel(t *testing.T, seed uint64, batch, check, chunk int, identity string) {
+// runModel runs one seed. With failures, a round may plant "boom" in an
+// entity, which fails the run in a transform after some of its batches
+// were committed; the next round removes it, and the output must then
+// be the model's, taking what the failed run committed as the output
+// before.
+func runModel(t *testing.T, seed uint64, batch, check, chunk int, identity string, failures bool) {
 	ctx := context.Background()
 	r := rand.New(rand.NewPCG(seed, 0x6d65726765))
 	e := setup(t, fmt.Sprintf(modelConfig, batch, check, identity), nil)
@@ -272,7 +280,9 @@ func runModel(t *testing.T, seed uint64, batch, check, chunk int, identity strin
 	ids := [3][]string{}
 	expected := map[string]string{}
 	exact := chunk == 0
-	for round := range 8 {
+	var boom *modelEnt
+	failed := 0
+	for round := range 10 {
 		// Edit: new entities, changed or deleted ones.
 		edits := 1 + r.IntN(6)
 		if round == 0 {
@@ -296,6 +306,24 @@ func runModel(t *testing.T, seed uint64, batch, check, chunk int, identity strin
 			inputs[fmt.Sprint(ds, "/", id)] = &modelEnt{ds: ds, id: id, text: text, ent: v.(map[string]any)}
 			pending[ds] = append(pending[ds], text)
 		}
+		if boom != nil {
+			// Take the boom out again (a new version of that entity).
+			text := strings.Replace(boom.text, `,"boom":true`, "", 1)
+			v, _ := engine.DecodeValue([]byte(text))
+			inputs[fmt.Sprint(boom.ds, "/", boom.id)] = &modelEnt{ds: boom.ds, id: boom.id, text: text, ent: v.(map[string]any)}
+			pending[boom.ds] = append(pending[boom.ds], text)
+			boom = nil
+		} else if failures && round > 0 && r.IntN(2) == 0 {
+			ds := r.IntN(3)
+			if len(ids[ds]) > 0 {
+				id := ids[ds][r.IntN(len(ids[ds]))]
+				text := strings.TrimSuffix(randEntity(r, ds, id), "}") + `,"boom":true}`
+				v, _ := engine.DecodeValue([]byte(text))
+				boom = &modelEnt{ds: ds, id: id, text: text, ent: v.(map[string]any)}
+				inputs[fmt.Sprint(ds, "/", id)] = boom
+				pending[ds] = append(pending[ds], text)
+			}
+		}
 		for ds, texts := range pending {
 			if len(texts) > 0 {
 				putJSON(t, e.store, modelDatasets[ds].name, int64(round+1), "["+strings.Join(texts, ",")+"]")
@@ -303,7 +331,17 @@ func runModel(t *testing.T, seed uint64, batch, check, chunk int, identity strin
 		}
 		full := round > 0 && r.IntN(4) == 0
 		if _, err := e.eng.Run(ctx, "g", engine.RunOptions{Reset: full}); err != nil {
-			t.Fatalf("round %d: %v", round, err)
+			if boom == nil || !strings.Contains(err.Error(), "boom") {
+				t.Fatalf("round %d: %v", round, err)
+			}
+			// What the failed run committed is the output the next run
+			// starts from.
+			failed++
+			expected = latest(t, e.store, "g")
+			continue
+		}
+		if boom != nil {
+			t.Fatalf("round %d: the run did not fail on %s", round, boom.text)
 		}
 		cur := modelOutput(t, inputs, identity)
 		expected = nextOutput(t, expected, cur)

@@ -63,6 +63,17 @@ type mergeReader struct {
 	// seen holds every member a full run read, for the final check that
 	// no member vanished (e.g. a dataset removed from the config).
 	seen []h128
+	// pending are the outputs an earlier run committed from a chunk it
+	// did not finish (see journal); the first chunk resolves them.
+	pending []pendingOut
+}
+
+// pendingOut is an output _id journaled by a chunk's earlier batches.
+type pendingOut struct {
+	key     string
+	id      string
+	ids     any
+	deleted bool
 }
 
 // Open starts a run: nothing is loaded up front; index records are read
@@ -98,8 +109,41 @@ func (m *Merge) Open(ctx context.Context, req engine.ReadRequest) (engine.Reader
 	if r.countKnown && r.count == 0 {
 		r.kv.written = bloom.New(1 << 23) // 1 MiB: ~1% false positives at 800,000 keys
 	}
+	if r.pending, err = m.loadPending(ctx, req.Store); err != nil {
+		return nil, fmt.Errorf("merge source: %w", err)
+	}
 	return r, nil
 }
+
+// pendingNamespace journals the outputs of a chunk's batches before the
+// one that commits the chunk (see mergeChunk).
+func (m *Merge) pendingNamespace() string { return "merge-pending:" + m.pipe }
+
+func (m *Merge) loadPending(ctx context.Context, store engine.Store) ([]pendingOut, error) {
+	ns := m.pendingNamespace()
+	keys, err := store.ListKV(ctx, ns)
+	if err != nil || len(keys) == 0 {
+		return nil, err
+	}
+	var out []pendingOut
+	for _, k := range keys {
+		v, ok, err := store.GetKV(ctx, ns, k)
+		if err != nil || !ok {
+			return nil, err
+		}
+		d, err := engine.DecodeValue(v)
+		rec, isMap := d.(map[string]any)
+		id, isStr := rec["id"].(string)
+		if err != nil || !isMap || !isStr {
+			return nil, fmt.Errorf("journal %s: %w", k, errCorrupt)
+		}
+		del, _ := rec["deleted"].(bool)
+		out = append(out, pendingOut{key: k, id: id, ids: rec["ids"], deleted: del})
+	}
+	return out, nil
+}
+
+func pendingKey(id string) string { h := hashString(id); return "p/" + hex.EncodeToString(h[:]) }
 
 func (r *mergeReader) Close() error { return nil }
 
@@ -121,10 +165,15 @@ func (r *mergeReader) Next(ctx context.Context) (engine.Batch, error) {
 		}
 		if len(changes) == 0 {
 			r.done = true
-			if r.full {
-				if err := r.vanish(ctx); err != nil {
-					return engine.Batch{}, fmt.Errorf("merge source: %w", err)
-				}
+			var err error
+			switch {
+			case r.full:
+				err = r.vanish(ctx)
+			case len(r.pending) > 0:
+				err = r.merge(ctx, nil, nil)
+			}
+			if err != nil {
+				return engine.Batch{}, fmt.Errorf("merge source: %w", err)
 			}
 			continue
 		}
@@ -179,6 +228,9 @@ func (r *mergeReader) vanish(ctx context.Context) error {
 	slices.SortFunc(r.seen, cmpH128)
 	r.seen = slices.Compact(r.seen)
 	if r.countKnown && r.count == int64(len(r.seen)) {
+		if len(r.pending) > 0 {
+			return r.merge(ctx, nil, nil)
+		}
 		return nil
 	}
 	keys, err := r.store.ListKV(ctx, r.kv.ns)
@@ -480,8 +532,52 @@ func (r *mergeReader) merge(ctx context.Context, changes []mergeChange, vanished
 		}
 		items = append(items, chunkItem{id: cl.id, cluster: c})
 	}
-	r.finish(st, bodies, items)
+	resolved, err := r.resolvePending(st, &items)
+	if err != nil {
+		return err
+	}
+	r.finish(st, bodies, items, resolved)
 	return nil
+}
+
+// resolvePending settles the outputs a failed run committed from a chunk
+// it did not finish: those outputs were computed from indexes that were
+// not committed, and from inputs that may have changed since. An _id the
+// indexes hold as a cluster is emitted again as they say; any other that
+// was emitted live is replaced. It returns the journal keys to clear.
+func (r *mergeReader) resolvePending(st *mergeState, items *[]chunkItem) ([]string, error) {
+	if len(r.pending) == 0 {
+		return nil, nil
+	}
+	have := map[string]bool{}
+	for _, it := range *items {
+		have[it.id] = true
+	}
+	var keys []string
+	for _, p := range r.pending {
+		keys = append(keys, p.key)
+		if have[p.id] {
+			continue
+		}
+		have[p.id] = true
+		h := hashString(p.id)
+		cl, err := st.cluster(h)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case cl != nil && cl.id == p.id:
+			*items = append(*items, chunkItem{id: p.id, cluster: h})
+		case !p.deleted:
+			ids := p.ids
+			if ids == nil {
+				ids = []any{}
+			}
+			*items = append(*items, chunkItem{id: p.id, tomb: engine.Entity{"_id": p.id, "_deleted": true, "$replaced": true, "$ids": ids}})
+		}
+	}
+	r.pending = nil
+	return keys, nil
 }
 
 // component returns the members connected to start through shared
@@ -761,20 +857,26 @@ type chunkItem struct {
 	cluster h128
 }
 
-// mergeChunk is a merged chunk whose output is being handed over.
+// mergeChunk is a merged chunk whose output is being handed over. Only
+// its last batch commits its index changes and token; each batch before
+// it journals its output _ids (namespace merge-pending:<pipe>), so that
+// if the run stops in between, the next run can settle outputs that its
+// own computation (on possibly changed inputs) does not produce again.
+// The last batch clears the journal.
 type mergeChunk struct {
-	st     *mergeState
-	bodies map[h128]*mergeChange
-	items  []chunkItem // sorted by _id
-	since  string
-	hook   func(engine.WriteTx) error
+	st       *mergeState
+	bodies   map[h128]*mergeChange
+	items    []chunkItem // sorted by _id
+	since    string
+	hook     func(engine.WriteTx) error
+	clear    []string // journal keys the last batch removes
 }
 
 // finish queues a chunk's output. Merged entities are built a batch at a
 // time (so a chunk holds records and stored bodies, not decoded output);
 // the last batch carries the token after the chunk and a hook that
 // writes the chunk's index changes in the transaction that commits it.
-func (r *mergeReader) finish(st *mergeState, bodies map[h128]*mergeChange, items []chunkItem) {
+func (r *mergeReader) finish(st *mergeState, bodies map[h128]*mergeChange, items []chunkItem, resolved []string) {
 	delta := st.delta()
 	delta["count"] = []byte(strconv.FormatInt(r.count, 10))
 	r.seq++
@@ -801,7 +903,7 @@ func (r *mergeReader) finish(st *mergeState, bodies map[h128]*mergeChange, items
 		return tx.PutKV(ns, "progress", progress)
 	}
 	slices.SortFunc(items, func(a, b chunkItem) int { return strings.Compare(a.id, b.id) })
-	r.chunk = &mergeChunk{st: st, bodies: bodies, items: items, since: formatMultiToken(r.m.Datasets, r.next), hook: hook}
+	r.chunk = &mergeChunk{st: st, bodies: bodies, items: items, since: formatMultiToken(r.m.Datasets, r.next), hook: hook, clear: resolved}
 }
 
 // nextBatch hands over the next batch of the current chunk.
@@ -828,9 +930,43 @@ func (r *mergeReader) nextBatch(ctx context.Context) (engine.Batch, error) {
 		b.Entities = append(b.Entities, e)
 	}
 	c.items = c.items[n:]
-	if len(c.items) == 0 {
-		b.Since, b.Commit = c.since, c.hook
-		r.chunk = nil
+	ns := r.m.pendingNamespace()
+	if len(c.items) > 0 {
+		journal := make(map[string][]byte, len(b.Entities))
+		for _, e := range b.Entities {
+			id := e["_id"].(string)
+			del, _ := e["_deleted"].(bool)
+			v, err := engine.AppendCanonical(nil, map[string]any{"id": id, "ids": e["$ids"], "deleted": del})
+			if err != nil {
+				return engine.Batch{}, err
+			}
+			k := pendingKey(id)
+			journal[k] = v
+			c.clear = append(c.clear, k)
+		}
+		b.Commit = func(tx engine.WriteTx) error {
+			for k, v := range journal {
+				if err := tx.PutKV(ns, k, v); err != nil {
+					return fmt.Errorf("merge journal: %w", err)
+				}
+			}
+			return nil
+		}
+		return b, nil
 	}
+	b.Since = c.since
+	hook, clear := c.hook, slices.Clone(c.clear)
+	b.Commit = func(tx engine.WriteTx) error {
+		if err := hook(tx); err != nil {
+			return err
+		}
+		for _, k := range clear {
+			if err := tx.DeleteKV(ns, k); err != nil {
+				return fmt.Errorf("merge journal: %w", err)
+			}
+		}
+		return nil
+	}
+	r.chunk = nil
 	return b, nil
 }
