@@ -349,6 +349,9 @@ func runModel(t *testing.T, seed uint64, batch, check, chunk int, identity strin
 		if err := pipes.CheckMergeIndex(ctx, e.store, src); err != nil {
 			t.Fatalf("round %d (full %v): index: %v", round, full, err)
 		}
+		if j, err := pipes.MergeJournal(ctx, e.store, src); err != nil || len(j) > 0 {
+			t.Fatalf("round %d: journal not cleared: %v %v", round, j, err)
+		}
 		if exact {
 			compareOutputs(t, round, full, inputs, got, expected)
 			continue

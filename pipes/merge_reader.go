@@ -864,12 +864,12 @@ type chunkItem struct {
 // own computation (on possibly changed inputs) does not produce again.
 // The last batch clears the journal.
 type mergeChunk struct {
-	st       *mergeState
-	bodies   map[h128]*mergeChange
-	items    []chunkItem // sorted by _id
-	since    string
-	hook     func(engine.WriteTx) error
-	clear    []string // journal keys the last batch removes
+	st     *mergeState
+	bodies map[h128]*mergeChange
+	items  []chunkItem // sorted by _id
+	since  string
+	hook   func(engine.WriteTx) error
+	clear  []string // journal keys the last batch removes
 }
 
 // finish queues a chunk's output. Merged entities are built a batch at a

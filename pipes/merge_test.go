@@ -447,6 +447,10 @@ func TestMergeFailedRunResumes(t *testing.T) {
 	if err := pipes.CheckMergeIndex(context.Background(), e.store, src); err != nil {
 		t.Fatal(err)
 	}
+	// The committed batches journaled their _ids.
+	if j, _ := pipes.MergeJournal(context.Background(), e.store, src); len(j) != 4 {
+		t.Errorf("journal = %v; want the 4 _ids committed before the failing batch", j)
+	}
 	putJSON(t, e.store, "crm", 0, `[{"_id":"p4","email":"e4","boom":false}]`)
 	e.mustRun("g")
 	wantLatest(t, e.store, "g", `[
@@ -458,6 +462,9 @@ func TestMergeFailedRunResumes(t *testing.T) {
 	  {"_id":"0|p4|1|c4","$ids":["~:crm:p4","~:erp:c4"],"email":"e4","mail":"e4","boom":false}]`)
 	if err := pipes.CheckMergeIndex(context.Background(), e.store, src); err != nil {
 		t.Fatal(err)
+	}
+	if j, _ := pipes.MergeJournal(context.Background(), e.store, src); len(j) != 0 {
+		t.Errorf("journal = %v after a complete run", j)
 	}
 }
 
