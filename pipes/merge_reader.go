@@ -132,18 +132,22 @@ func (m *Merge) loadPending(ctx context.Context, store engine.Store) ([]pendingO
 			return nil, err
 		}
 		d, err := engine.DecodeValue(v)
-		rec, isMap := d.(map[string]any)
-		id, isStr := rec["id"].(string)
-		if err != nil || !isMap || !isStr {
+		list, isList := d.([]any)
+		if err != nil || !isList {
 			return nil, fmt.Errorf("journal %s: %w", k, errCorrupt)
 		}
-		del, _ := rec["deleted"].(bool)
-		out = append(out, pendingOut{key: k, id: id, ids: rec["ids"], deleted: del})
+		for _, e := range list {
+			rec, _ := e.(map[string]any)
+			id, isStr := rec["id"].(string)
+			if !isStr {
+				return nil, fmt.Errorf("journal %s: %w", k, errCorrupt)
+			}
+			del, _ := rec["deleted"].(bool)
+			out = append(out, pendingOut{key: k, id: id, ids: rec["ids"], deleted: del})
+		}
 	}
 	return out, nil
 }
-
-func pendingKey(id string) string { h := hashString(id); return "p/" + hex.EncodeToString(h[:]) }
 
 func (r *mergeReader) Close() error { return nil }
 
@@ -555,7 +559,9 @@ func (r *mergeReader) resolvePending(st *mergeState, items *[]chunkItem) ([]stri
 	}
 	var keys []string
 	for _, p := range r.pending {
-		keys = append(keys, p.key)
+		if len(keys) == 0 || keys[len(keys)-1] != p.key {
+			keys = append(keys, p.key)
+		}
 		if have[p.id] {
 			continue
 		}
@@ -932,23 +938,21 @@ func (r *mergeReader) nextBatch(ctx context.Context) (engine.Batch, error) {
 	c.items = c.items[n:]
 	ns := r.m.pendingNamespace()
 	if len(c.items) > 0 {
-		journal := make(map[string][]byte, len(b.Entities))
+		// One journal record per batch: [{"id", "ids", "deleted"}, ...].
+		list := make([]any, 0, len(b.Entities))
 		for _, e := range b.Entities {
-			id := e["_id"].(string)
 			del, _ := e["_deleted"].(bool)
-			v, err := engine.AppendCanonical(nil, map[string]any{"id": id, "ids": e["$ids"], "deleted": del})
-			if err != nil {
-				return engine.Batch{}, err
-			}
-			k := pendingKey(id)
-			journal[k] = v
-			c.clear = append(c.clear, k)
+			list = append(list, map[string]any{"id": e["_id"], "ids": e["$ids"], "deleted": del})
 		}
+		v, err := engine.AppendCanonical(nil, list)
+		if err != nil {
+			return engine.Batch{}, err
+		}
+		k := fmt.Sprintf("%s-%d-%d", r.nonce, r.seq, len(c.clear))
+		c.clear = append(c.clear, k)
 		b.Commit = func(tx engine.WriteTx) error {
-			for k, v := range journal {
-				if err := tx.PutKV(ns, k, v); err != nil {
-					return fmt.Errorf("merge journal: %w", err)
-				}
+			if err := tx.PutKV(ns, k, v); err != nil {
+				return fmt.Errorf("merge journal: %w", err)
 			}
 			return nil
 		}
