@@ -270,39 +270,57 @@ func (r *mergeReader) merge(ctx context.Context, changes []mergeChange, vanished
 // resolvePending settles the outputs a failed run committed from a chunk
 // it did not finish: those outputs were computed from indexes that were
 // not committed, and from inputs that may have changed since. An _id the
-// indexes hold as a cluster is emitted again as they say; any other that
-// was emitted live is replaced. It returns the journal keys to clear.
+// indexes hold as a cluster is emitted again as they say; one whose
+// latest output is live and that is not produced again is replaced; and
+// a replacement this chunk computed for an _id whose latest output is
+// already deleted is dropped. It returns the journal keys to clear.
 func (r *mergeReader) resolvePending(st *mergeState, items *[]chunkItem) ([]string, error) {
 	if len(r.pending) == 0 {
 		return nil, nil
 	}
-	have := map[string]bool{}
-	for _, it := range *items {
-		have[it.id] = true
-	}
-	var keys []string
+	// The journal is in key order, which is run order; the last entry of
+	// an _id is what the output holds.
+	latest := map[string]pendingOut{}
+	var keys, order []string
 	for _, p := range r.pending {
 		if len(keys) == 0 || keys[len(keys)-1] != p.key {
 			keys = append(keys, p.key)
 		}
-		if have[p.id] {
+		if _, ok := latest[p.id]; !ok {
+			order = append(order, p.id)
+		}
+		latest[p.id] = p
+	}
+	have := map[string]bool{}
+	kept := (*items)[:0]
+	for _, it := range *items {
+		if p, ok := latest[it.id]; ok && p.deleted && it.tomb != nil {
+			have[it.id] = true
+			continue // already deleted in the output
+		}
+		have[it.id] = true
+		kept = append(kept, it)
+	}
+	*items = kept
+	for _, id := range order {
+		if have[id] {
 			continue
 		}
-		have[p.id] = true
-		h := hashString(p.id)
+		p := latest[id]
+		h := hashString(id)
 		cl, err := st.cluster(h)
 		if err != nil {
 			return nil, err
 		}
 		switch {
-		case cl != nil && cl.id == p.id:
-			*items = append(*items, chunkItem{id: p.id, cluster: h})
+		case cl != nil && cl.id == id:
+			*items = append(*items, chunkItem{id: id, cluster: h})
 		case !p.deleted:
 			ids := p.ids
 			if ids == nil {
 				ids = []any{}
 			}
-			*items = append(*items, chunkItem{id: p.id, tomb: engine.Entity{"_id": p.id, "_deleted": true, "$replaced": true, "$ids": ids}})
+			*items = append(*items, chunkItem{id: id, tomb: engine.Entity{"_id": id, "_deleted": true, "$replaced": true, "$ids": ids}})
 		}
 	}
 	r.pending = nil

@@ -90,8 +90,9 @@ func (m *Merge) Open(ctx context.Context, req engine.ReadRequest) (engine.Reader
 	r := &mergeReader{
 		m: m, store: req.Store, full: req.Full, size: max(req.BatchSize, 1), next: next,
 		caches: map[string]*engine.ScanCache{}, dec: engine.NewDecoder(),
-		kv:    &kvView{store: req.Store, ns: m.Namespace()},
-		nonce: strconv.FormatInt(time.Now().UnixNano(), 36),
+		kv: &kvView{store: req.Store, ns: m.Namespace()},
+		// Zero-padded so that journal keys sort in run order.
+		nonce: fmt.Sprintf("%013s", strconv.FormatInt(time.Now().UnixNano(), 36)),
 	}
 	v, ok, err := req.Store.GetKV(ctx, r.kv.ns, "count")
 	if err != nil {
