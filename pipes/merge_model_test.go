@@ -247,7 +247,8 @@ func TestMergeRandomizedAgainstModel(t *testing.T) {
 		{"identity first", 10, 100, 100, 0, "first", false},
 		{"small batches", 10, 2, 1, 0, "composite", false},
 		{"failed runs", 16, 2, 1, 0, "composite", true},
-		{"many chunks", 16, 3, 2, 3, "composite", false},
+		{"many chunks", 12, 3, 2, 3, "composite", false},
+		{"many chunks, failed runs", 12, 3, 2, 3, "composite", true},
 	} {
 		t.Run(v.name, func(t *testing.T) {
 			seeds := v.seeds
