@@ -10,7 +10,7 @@ func Register(r *engine.Registry) {
 	r.RegisterSource("json", engine.Spec{Summary: "Reads a JSON array or NDJSON from a file or an HTTP(S) URL.", Schema: jsonSourceSchema, Status: "stable"}, newJSONSource)
 	r.RegisterTransform("jq", engine.Spec{Summary: "Runs a jq program (gojq) on each entity; 0..n outputs.", Schema: jqSchema, Status: "stable"}, newJQ)
 	r.RegisterSystem("url", engine.Spec{Summary: "An HTTP(S) base URL with headers and credentials.", Schema: urlSystemSchema, Status: "stable"}, newURLSystem)
-	for _, name := range []string{"csv", "sql", "merge", "conditional", "ldap", "sdshare", "elasticsearch", "mongodb", "rest", "merge_datasets", "union_datasets", "diff_datasets", "http_endpoint"} {
+	for _, name := range []string{"csv", "sql", "conditional", "ldap", "sdshare", "elasticsearch", "mongodb", "rest", "merge_datasets", "union_datasets", "diff_datasets", "http_endpoint"} {
 		r.RegisterUnsupported(engine.KindSource, name, "recognised Sesam source type, not implemented yet")
 	}
 	for _, name := range []string{"http", "json_schema", "conditional", "template", "emit_children", "rest", "dtl"} {

@@ -4,7 +4,7 @@ import "github.com/ferrydata/ferry/engine"
 
 // RegisterCollect adds the components the connector collect side needs
 // besides REST: the dtl, emit_children and template
-// (transform-collect-rest) transforms and the merge_datasets,
+// (transform-collect-rest) transforms and the merge, merge_datasets,
 // union_datasets and http_endpoint sources. The dtl and template
 // transforms of one registry share one [Lookups] index set, so pipes that
 // hop into the same dataset and path share an index.
@@ -17,6 +17,7 @@ func RegisterCollect(r *engine.Registry) {
 		func(b *engine.Build, props map[string]any) (engine.Transform, error) {
 			return newCollectRest(b, props, lookups)
 		})
+	r.RegisterSource("merge", engine.Spec{Summary: "Merges the entities of several datasets that equality rules say are the same into one entity each, incrementally (Sesam's merge source, version 2).", Schema: mergeSchema, Status: "beta"}, newMerge)
 	r.RegisterSource("merge_datasets", engine.Spec{Summary: "Several datasets as one stream, ids untouched; strategy latest (newest _ts wins) or all.", Schema: mergeDatasetsSchema, Status: "stable"}, newMergeDatasets)
 	r.RegisterSource("union_datasets", engine.Spec{Summary: "Several datasets read in turn, ids prefixed with the dataset name by default.", Schema: unionDatasetsSchema, Status: "stable"}, newUnionDatasets)
 	r.RegisterSource("http_endpoint", engine.Spec{Summary: "Entities POSTed to /api/receivers/{pipe}/entities of ferry serve; no pump.", Schema: endpointSchema, Status: "beta"}, newEndpointSource)
