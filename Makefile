@@ -1,14 +1,18 @@
-# Ferry developer shortcuts. `make demo` runs the example twice (day 1, then
-# day 2 with a person removed from the CRM export) and shows the datasets and
-# the tracked deletion; `make test` is the test command CI runs.
+# Ferry developer shortcuts. `make demo` runs the two-way sync demo (a CRM
+# and an ERP on 127.0.0.1); `make demo-oneway` runs examples/demo twice (day 1,
+# then day 2 with a person removed from the CRM export) and shows the tracked
+# deletion; `make test` is the test command CI runs.
 DATA ?= ferry-data
 
-.PHONY: demo test bench build clean fuzz install
+.PHONY: demo demo-oneway test bench build clean fuzz install
 
 build:
 	go build -o ferry ./cmd/ferry
 
 demo:
+	go run ./cmd/ferry demo --data $(DATA)
+
+demo-oneway:
 	rm -rf $(DATA)
 	go run ./cmd/ferry run examples/demo/config --env examples/demo/env/day1.json --data $(DATA)
 	go run ./cmd/ferry run examples/demo/config --env examples/demo/env/day2.json --data $(DATA)
