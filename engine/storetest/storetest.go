@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -47,6 +48,7 @@ func Run(t *testing.T, open func(t *testing.T) engine.Store) {
 		{"LatestOnlyScansWithCache", testScanCache},
 		{"KV", testKV},
 		{"KVInTransaction", testKVTx},
+		{"KVAnyNames", testKVNames},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -949,5 +951,62 @@ func testKVTx(t *testing.T, s engine.Store) {
 	}
 	if _, ok, _ := s.Get(ctx, "ds", "a"); !ok {
 		t.Error("dataset write committed with a KV write is missing")
+	}
+}
+
+// testKVNames: namespaces and keys are arbitrary strings (share intents
+// are keyed by entity _id, merge indexes live in "merge:<pipe>"): slashes,
+// colons, dots, spaces, wildcards, non-ASCII text and long keys must round
+// trip, sort in byte order and stay apart.
+func testKVNames(t *testing.T, s engine.Store) {
+	ctx := context.Background()
+	namespaces := []string{"share-intents/crm:customer share", "merge:global.org", "ns*>"}
+	keys := []string{"a", "erp:5 øé/x", "~:crm-company:101", "k.with.dots", "*>", strings.Repeat("x", 300), "a b\tc"}
+	tx := begin(t, s)
+	for i, ns := range namespaces {
+		for j, k := range keys {
+			if err := tx.PutKV(ns, k, []byte(fmt.Sprintf("%d/%d", i, j))); err != nil {
+				t.Fatalf("PutKV(%q, %q): %v", ns, k, err)
+			}
+		}
+	}
+	commit(t, tx)
+	for i, ns := range namespaces {
+		got, err := s.ListKV(ctx, ns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := append([]string(nil), keys...)
+		slices.Sort(want)
+		if strings.Join(got, "|") != strings.Join(want, "|") {
+			t.Errorf("ListKV(%q) = %q, want %q", ns, got, want)
+		}
+		for j, k := range keys {
+			v, ok, err := s.GetKV(ctx, ns, k)
+			if err != nil || !ok || string(v) != fmt.Sprintf("%d/%d", i, j) {
+				t.Errorf("GetKV(%q, %q) = %q, %v, %v", ns, k, v, ok, err)
+			}
+		}
+	}
+	tx = begin(t, s)
+	var seen []string
+	if err := tx.ScanKV(namespaces[0], "erp:", func(k string, _ []byte) error {
+		seen = append(seen, k)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != 1 || seen[0] != "erp:5 øé/x" {
+		t.Errorf("ScanKV prefix erp: = %q", seen)
+	}
+	if err := tx.DeleteKV(namespaces[1], "~:crm-company:101"); err != nil {
+		t.Fatal(err)
+	}
+	commit(t, tx)
+	if _, ok, _ := s.GetKV(ctx, namespaces[1], "~:crm-company:101"); ok {
+		t.Error("deleted key still there")
+	}
+	if _, ok, _ := s.GetKV(ctx, namespaces[0], "~:crm-company:101"); !ok {
+		t.Error("a delete in one namespace removed the key from another")
 	}
 }
