@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/ferrydata/ferry/engine"
@@ -15,13 +16,22 @@ import (
 
 func (c *cli) cmdServe(ctx context.Context, args []string) int {
 	f := c.newFlags("serve").withEnv()
-	addr := f.fs.String("addr", "127.0.0.1:9070", "HTTP API listen address (loopback by default; the API has no authentication)")
+	addr := f.fs.String("addr", "127.0.0.1:9070", "HTTP listen address (loopback by default; other addresses need the API token)")
+	allowHosts := f.fs.String("allow-host", "", "comma-separated host names the server answers to besides localhost and IP addresses (\".example.com\": subdomains too)")
+	noAuth := f.fs.Bool("no-auth", false, "serve without the API token (loopback addresses only; for development)")
+	noUI := f.fs.Bool("no-ui", false, "do not serve the web browser at /")
+	budget := f.fs.Int("body-budget-mib", httpapi.DefaultBodyBudget>>20, "MiB of request bodies (webhooks) held at once by all requests; more get 429")
 	pos, err := f.parse(args)
 	if err != nil {
 		return exitUsage
 	}
 	if len(pos) > 1 {
 		c.errorf("serve: give one config file or directory (or none, to serve the connector instances only)")
+		return exitUsage
+	}
+	access, err := httpapi.Secure(*addr, *f.data, *noAuth, c.getenv)
+	if err != nil {
+		c.errorf("serve: %v", err)
 		return exitUsage
 	}
 	plan, ok := c.loadPlan(ctx, f, pos, false)
@@ -38,8 +48,22 @@ func (c *cli) cmdServe(ctx context.Context, args []string) int {
 	logger := slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	eng := engine.New(store, plan, logger)
 	sched := engine.NewScheduler(eng)
-	api := httpapi.New(eng)
-	c.mountReceivers(api, eng, sched, store, *f.data, logger)
+	var schedRunning atomic.Bool
+	api, err := httpapi.New(eng, httpapi.Options{
+		Token: access.Token, NoAuth: access.NoAuth, AllowedHosts: listFlag(*allowHosts),
+		BodyBudget: int64(*budget) << 20, UI: !*noUI, Logger: logger,
+		Ready: map[string]func() error{"scheduler": func() error {
+			if !schedRunning.Load() {
+				return errors.New("not running")
+			}
+			return nil
+		}},
+	})
+	if err != nil {
+		c.errorf("serve: %v", err)
+		return exitFailed
+	}
+	c.mountReceivers(api, eng, sched, store, *f.data, access.Token, logger)
 
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
@@ -50,8 +74,12 @@ func (c *cli) cmdServe(ctx context.Context, args []string) int {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	fmt.Fprintf(c.stderr, "ferry: serving %d pipes, API on http://%s/api/pipes (Ctrl-C to stop)\n", len(plan.Pipes), ln.Addr())
+	fmt.Fprint(c.stderr, access.Notice("http://"+ln.Addr().String()))
+	plan.Redactor.Add(access.Token) // shown once above, never again
 	schedDone := make(chan struct{})
 	go func() {
+		schedRunning.Store(true)
+		defer schedRunning.Store(false)
 		sched.Run(ctx)
 		close(schedDone)
 	}()
