@@ -32,9 +32,10 @@ const minBase64Form = 8
 //
 // Besides each value as it is, it redacts the forms a value takes on its
 // way out: JSON-escaped, URL query- and path-escaped, and base64 (standard
-// and URL alphabets) at any of the three byte alignments, so the value is
-// caught inside a base64 blob such as the Basic authorization of
-// "user:secret" an upstream API echoed back. A base64 form is redacted
+// and URL alphabets, of the value and of its query-escaped form) at any of
+// the three byte alignments, so the value is caught inside a base64 blob
+// such as the Basic authorization of "user:secret" an upstream API echoed
+// back. A base64 form is redacted
 // only where it is at least 8 characters long (secrets of 6 bytes or
 // more).
 //
@@ -107,17 +108,25 @@ func secretForms(v string) []string {
 	// three bytes that lie wholly inside v encode to the same characters.
 	// v starts a group (skip 0), or one or two bytes of the group are
 	// someone else's (skip 2 or 1).
-	for skip := range 3 {
-		if skip >= len(v) {
-			break
+	// OAuth2 clients query-escape a client secret before they encode
+	// "id:secret" in base64, so the escaped text gets base64 forms too.
+	texts := []string{v}
+	if q := url.QueryEscape(v); q != v {
+		texts = append(texts, q)
+	}
+	for _, text := range texts {
+		for skip := range 3 {
+			if skip >= len(text) {
+				break
+			}
+			rest := text[skip:]
+			whole := len(rest) / 3 * 3
+			if whole/3*4 < minBase64Form {
+				continue
+			}
+			add(base64.StdEncoding.EncodeToString([]byte(rest[:whole])))
+			add(base64.URLEncoding.EncodeToString([]byte(rest[:whole])))
 		}
-		rest := v[skip:]
-		whole := len(rest) / 3 * 3
-		if whole/3*4 < minBase64Form {
-			continue
-		}
-		add(base64.StdEncoding.EncodeToString([]byte(rest[:whole])))
-		add(base64.URLEncoding.EncodeToString([]byte(rest[:whole])))
 	}
 	return forms
 }
