@@ -45,6 +45,8 @@ type benchResult struct {
 	ReleasesKeeping int64   `json:"releases_keeping_index"`
 	ReleasesFull    int64   `json:"releases_full"`
 	ReleaseSeconds  float64 `json:"release_seconds"`
+	// Scrape: the load scenario's /metrics scrapes (bench_scrape.go).
+	Scrape *scrapeResult `json:"scrape,omitempty"`
 }
 
 // cmdBench measures the store and runner on generated entities. Each
@@ -58,6 +60,8 @@ func (c *cli) cmdBench(ctx context.Context, args []string) int {
 	f.noSync = f.fs.Bool("no-sync", false, "skip fsync (not what the targets are measured with)")
 	cpuprof := f.fs.String("cpuprofile", "", "with --scenario: write a CPU profile to this file")
 	ckpt := f.fs.Int("checkpoint-interval", engine.DefaultCheckpointInterval, "batches (of 100) per transaction, for the pipes and the floor")
+	scrape := f.fs.Duration("scrape", 0, "also measure what scraping /metrics at this interval (e.g. 100ms) costs an initial load: fresh loads with and without scraping, alternated")
+	scrapeRounds := f.fs.Int("scrape-rounds", 3, "with --scrape: pairs of loads to compare (the median ratio is reported)")
 	if _, err := f.parse(args); err != nil {
 		return exitUsage
 	}
@@ -76,7 +80,13 @@ func (c *cli) cmdBench(ctx context.Context, args []string) int {
 			defer pprof.StopCPUProfile()
 		}
 		stopSampler := sampleAnon()
-		res, err := runScenario(ctx, *scenario, *dir, *n, *f.noSync, *ckpt, int64(*f.mapped)<<20)
+		var res *benchResult
+		var err error
+		if *scenario == "load" {
+			res, err = benchLoad(ctx, *dir, *n, *f.noSync, *ckpt, int64(*f.mapped)<<20, *scrape)
+		} else {
+			res, err = runScenario(ctx, *scenario, *dir, *n, *f.noSync, *ckpt, int64(*f.mapped)<<20)
+		}
 		if err != nil {
 			c.errorf("bench %s: %v", *scenario, err)
 			return exitFailed
@@ -157,6 +167,13 @@ func (c *cli) cmdBench(ctx context.Context, args []string) int {
 			return exitFailed
 		}
 	}
+	var scrapeCost map[string]any
+	if *scrape > 0 {
+		if scrapeCost, err = c.benchScrapeCost(ctx, self, work, *n, *ckpt, *f.mapped, *f.noSync, *scrape, max(1, *scrapeRounds)); err != nil {
+			c.errorf("bench: %v", err)
+			return exitFailed
+		}
+	}
 	floor := results["floor"].EntitiesPerS
 	for _, r := range results {
 		if floor > 0 {
@@ -164,6 +181,10 @@ func (c *cli) cmdBench(ctx context.Context, args []string) int {
 		}
 	}
 	if *f.json {
+		if scrapeCost != nil {
+			c.printJSON(map[string]any{"scenarios": results, "metrics_scrape": scrapeCost})
+			return exitOK
+		}
 		c.printJSON(results)
 		return exitOK
 	}
@@ -175,6 +196,12 @@ func (c *cli) cmdBench(ctx context.Context, args []string) int {
 	}
 	tw.Flush()
 	fmt.Fprintf(c.stdout, "\n%d entities, fsync %v. floor = decode + bare bbolt log bucket + _id->offset bucket in the same transactions.\n", *n, !*f.noSync)
+	if scrapeCost != nil {
+		last := scrapeCost["last_round"].(scrapeResult)
+		fmt.Fprintf(c.stdout, "/metrics scraped every %s during a fresh initial load (median of %d pairs): throughput ratio %.3f (cost %.1f%%), CPU time ratio %.3f (cost %.1f%%); %d scrapes, %.2f ms mean, %.2f ms max\n",
+			scrapeCost["interval"], scrapeCost["rounds"], scrapeCost["median_ratio"], scrapeCost["cost_percent"], scrapeCost["median_cpu_ratio"], scrapeCost["cpu_cost_percent"],
+			last.Scrapes, last.MeanMillis, last.MaxMillis)
+	}
 	return exitOK
 }
 

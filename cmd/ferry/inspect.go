@@ -39,7 +39,7 @@ func (c *cli) cmdDatasets(ctx context.Context, args []string) int {
 		if d.Versions > 0 {
 			last = strconv.FormatUint(d.LastOffset, 10)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%v\t%s\n", d.Name, d.Entities-d.Deleted, d.Deleted, d.Versions, last, d.Populated, d.Updated.Local().Format(time.DateTime))
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%v\t%s\n", d.Name, d.Entities-d.Deleted, d.Deleted, d.Versions, last, d.Populated, localTime(d.Updated))
 	}
 	tw.Flush()
 	return exitOK
@@ -260,4 +260,12 @@ func (c *cli) cmdPipe(ctx context.Context, args []string) int {
 	}
 	tw.Flush()
 	return exitOK
+}
+
+// localTime formats t for tables, "-" when unknown (zero).
+func localTime(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.Local().Format(time.DateTime)
 }
