@@ -505,6 +505,13 @@ func (u *ui) connectorPage(w http.ResponseWriter, r *http.Request) {
 	}{u.base(r, id, "connectors"), in, rows})
 }
 
+// overTLS reports whether the browser reached the server over HTTPS:
+// directly, or through a proxy that says so in X-Forwarded-Proto. Trusting
+// the header can only make the cookie stricter (Secure), never weaker.
+func overTLS(r *http.Request) bool {
+	return r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")
+}
+
 // safeNext keeps a login redirect on this server: a path, not "//host".
 func safeNext(next string) string {
 	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") {
@@ -548,12 +555,12 @@ func (u *ui) login(w http.ResponseWriter, r *http.Request) {
 	}
 	value, exp := newSession(u.a.opts.Token, u.a.now())
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: value, Path: "/", Expires: exp, MaxAge: int(sessionTTL / time.Second),
-		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
+		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: overTLS(r)})
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 
 func (u *ui) logout(w http.ResponseWriter, r *http.Request) {
-	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: overTLS(r)})
 	http.Redirect(w, r, "/login", http.StatusSeeOther)
 }
 
