@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -34,6 +35,14 @@ func (c *cli) cmdServe(ctx context.Context, args []string) int {
 		c.errorf("serve: %v", err)
 		return exitUsage
 	}
+	shown := false
+	defer func() {
+		// A token generated for a start that failed before showing it
+		// would never be shown: drop it so the next start makes another.
+		if access.Created && !shown {
+			os.Remove(access.Source)
+		}
+	}()
 	plan, ok := c.loadPlan(ctx, f, pos, false)
 	if !ok {
 		return exitUsage
@@ -75,6 +84,7 @@ func (c *cli) cmdServe(ctx context.Context, args []string) int {
 	go func() { errc <- srv.Serve(ln) }()
 	fmt.Fprintf(c.stderr, "ferry: serving %d pipes, API on http://%s/api/pipes (Ctrl-C to stop)\n", len(plan.Pipes), ln.Addr())
 	fmt.Fprint(c.stderr, access.Notice("http://"+ln.Addr().String()))
+	shown = true
 	plan.Redactor.Add(access.Token) // shown once above, never again
 	schedDone := make(chan struct{})
 	go func() {

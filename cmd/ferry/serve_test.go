@@ -191,3 +191,17 @@ func TestServeRefusesOffLoopbackWithoutToken(t *testing.T) {
 		}
 	}
 }
+
+// TestServeKeepsNoUnshownToken: a start that fails before it prints the
+// generated token (here: a bad config) leaves no token file behind, so
+// the next start generates one and shows it.
+func TestServeKeepsNoUnshownToken(t *testing.T) {
+	data := t.TempDir()
+	cfg := writeFiles(t, map[string]string{"bad.json": `[{"_id": "p", "type": "pipe", "source": {"type": "nope"}}]`})
+	if code, _, errOut := runCLI(t, "serve", cfg, "--data", data, "--addr", "127.0.0.1:0"); code != exitUsage {
+		t.Fatalf("serve of a bad config: exit %d %s", code, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(data, "api.token")); !os.IsNotExist(err) {
+		t.Errorf("a token nobody saw was kept: %v", err)
+	}
+}
