@@ -79,7 +79,9 @@ func (c *cli) cmdServe(ctx context.Context, args []string) int {
 		c.errorf("serve: %v", err)
 		return exitUsage
 	}
-	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
+	// ReadTimeout bounds how long a slow sender can hold its share of the
+	// body budget; runs started by a request may take longer (no WriteTimeout).
+	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 2 * time.Minute, IdleTimeout: 2 * time.Minute}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	fmt.Fprintf(c.stderr, "ferry: serving %d pipes, API on http://%s/api/pipes (Ctrl-C to stop)\n", len(plan.Pipes), ln.Addr())
