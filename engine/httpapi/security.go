@@ -235,6 +235,16 @@ func Secure(addr, dataDir string, noAuth bool, getenv func(string) (string, bool
 // ("http://127.0.0.1:9070"): a generated token in full (this is the only
 // time it is shown) with how to use it, else where the token comes from.
 func (a Access) Notice(baseURL string) string {
+	var warn string
+	if hostport := strings.TrimPrefix(strings.TrimPrefix(baseURL, "http://"), "https://"); !IsLoopback(hostport) {
+		warn = fmt.Sprintf("ferry: listening beyond this machine (%s): every request needs the token, and over plain HTTP the token and\n"+
+			"  the browser's session cookie cross the network in clear; put a TLS-terminating proxy in front (and pass its\n"+
+			"  host name with --allow-host)\n", hostport)
+	}
+	return a.notice(baseURL) + warn
+}
+
+func (a Access) notice(baseURL string) string {
 	switch {
 	case a.NoAuth:
 		return "ferry: WARNING: --no-auth: the API and the browser need no token; anyone on this machine can run and reset pipes\n"

@@ -494,8 +494,11 @@ func TestResolveToken(t *testing.T) {
 	if n := strings.Count(acc.Notice("http://127.0.0.1:9070"), tok); n != 1 {
 		t.Errorf("a generated token is shown %d times", n)
 	}
-	if strings.Contains(httpapi.Access{Token: tok, Source: path}.Notice("http://x"), tok) {
+	if strings.Contains(httpapi.Access{Token: tok, Source: path}.Notice("http://127.0.0.1:9070"), tok) {
 		t.Error("a token from the file is shown again")
+	}
+	if n := (httpapi.Access{Token: tok, Source: path}).Notice("http://0.0.0.0:9070"); !strings.Contains(n, "TLS") {
+		t.Errorf("no warning for a non-loopback address: %s", n)
 	}
 }
 
