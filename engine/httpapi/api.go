@@ -115,6 +115,8 @@ func New(eng *engine.Engine, opts Options) (*API, error) {
 	a.handle("POST /api/pipes/{id}/run", route{}, a.runPipe)
 	a.handle("POST /api/pipes/{id}/reset", route{}, a.resetPipe)
 	a.handle("POST /api/pipes/{id}/rescan", route{}, a.rescanPipe)
+	a.handle("GET /api/pipes/{id}/share-plan", route{}, a.sharePlan)
+	a.handle("POST /api/pipes/{id}/retry", route{}, a.retryShare)
 	a.handle("GET /api/datasets", route{}, a.datasets)
 	a.handle("GET /api/datasets/{name}", route{}, a.dataset)
 	a.handle("GET /api/datasets/{name}/entities", route{data: true}, a.entities)
@@ -512,13 +514,62 @@ func (a *API) runPipe(w http.ResponseWriter, r *http.Request) {
 	if p == nil {
 		return
 	}
-	opts := engine.RunOptions{Reset: r.URL.Query().Get("reset") == "true", Rescan: r.URL.Query().Get("rescan") == "true"}
+	q := r.URL.Query()
+	opts := engine.RunOptions{Reset: q.Get("reset") == "true", Rescan: q.Get("rescan") == "true", AcceptDeletes: q.Get("accept_deletes") == "true"}
 	rec, err := a.eng.Run(r.Context(), p.ID, opts)
 	status := http.StatusOK
 	if err != nil {
 		status = http.StatusInternalServerError
 	}
 	writeJSON(w, status, rec)
+}
+
+// sharePlan answers what the next run of a share pipe would do per entity
+// (engine.Engine.PlanShare: lookups only, nothing written).
+func (a *API) sharePlan(w http.ResponseWriter, r *http.Request) {
+	p := a.pipeOr404(w, r)
+	if p == nil {
+		return
+	}
+	if p.Sharer == nil {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("pipe %q is not a share pipe", p.ID))
+		return
+	}
+	type row struct {
+		ID     string `json:"_id"`
+		Op     string `json:"decision"`
+		Reason string `json:"reason,omitempty"`
+		Error  string `json:"error,omitempty"`
+	}
+	rows := []row{}
+	q := r.URL.Query()
+	plan, err := a.eng.PlanShare(r.Context(), p.ID, engine.RunOptions{Reset: q.Get("reset") == "true", Rescan: q.Get("rescan") == "true"}, func(act *engine.ShareAction) {
+		rows = append(rows, row{ID: act.ID, Op: string(act.Op), Reason: act.Reason, Error: a.eng.Plan.Redactor.Redact(act.Error)})
+	})
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"pipe": p.ID, "entities": rows, "counts": plan.Counts, "breaker_error": plan.BreakerError})
+}
+
+// retryShare puts a share pipe's dead letters (all, or the ids given as
+// repeated "id" query parameters) back into its retry queue.
+func (a *API) retryShare(w http.ResponseWriter, r *http.Request) {
+	p := a.pipeOr404(w, r)
+	if p == nil {
+		return
+	}
+	if p.Sharer == nil {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("pipe %q is not a share pipe", p.ID))
+		return
+	}
+	n, err := a.eng.Requeue(r.Context(), p.ID, r.URL.Query()["id"])
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"pipe": p.ID, "requeued": n})
 }
 
 func (a *API) resetPipe(w http.ResponseWriter, r *http.Request) {
