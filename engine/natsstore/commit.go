@@ -1,0 +1,489 @@
+package natsstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+
+	"github.com/ferrydata/ferry/engine"
+)
+
+// Commit makes the transaction visible in two steps:
+//
+//  1. Each dataset's new versions are appended to its stream after the
+//     committed watermark (dsMeta.LastSeq), every message expecting its
+//     predecessor's sequence, so nothing interleaves. Readers never look
+//     past the watermark, so these versions are invisible for now.
+//  2. One atomic batch on the meta stream moves every watermark and writes
+//     the datasets' counts, the pipe states, the key-value changes and the
+//     run records. Its first message checks the transaction's lease (if
+//     any) and each dataset's metadata is written only if it is still the
+//     one the transaction read (expected last subject sequence): a fenced
+//     worker or a concurrent writer to the same dataset fails here as a
+//     whole.
+//
+// A crash between the steps leaves an uncommitted tail in a dataset stream.
+// The next writer of that dataset finds it (its append expects the
+// watermark), checks that the tail's session is dead (its worker record
+// expired) and repairs: it records the range as a hole in the dataset's
+// metadata (with the same expected-sequence check, so the dead writer can
+// never commit it afterwards) and deletes the messages. Offsets skip holes.
+func (w *writeTx) Commit() error {
+	if w.done {
+		return errors.New("transaction already finished")
+	}
+	w.done = true
+	defer func() { <-w.s.writer }()
+	var dirty []*txDataset
+	for _, st := range w.sets {
+		if st.dirty {
+			dirty = append(dirty, st)
+		}
+	}
+	if !w.changed && len(dirty) == 0 {
+		return nil
+	}
+	sort.Slice(dirty, func(i, j int) bool { return dirty[i].name < dirty[j].name })
+	if n := 1 + len(dirty) + len(w.pipes) + len(w.kv) + len(w.runs); n > w.s.opts.MaxBatch {
+		return fmt.Errorf("the transaction changes %d metadata records (%d key-value writes, %d pipe states, %d runs, %d datasets), more than one atomic batch holds (max_batch %d); raise jetstream max_batch_size on the server and max_batch in the store URL, or lower the pipe's checkpoint_interval",
+			n, len(w.kv), len(w.pipes), len(w.runs), len(dirty), w.s.opts.MaxBatch)
+	}
+	if w.fence != nil && w.fence.lost() {
+		return fmt.Errorf("pipe %q: %w", w.fence.pipe, ErrLeaseLost)
+	}
+	if w.sess.lost.Load() {
+		return errors.New("this worker's session expired during the transaction; nothing of it was committed")
+	}
+	// Appends run under the run's context (cancelling abandons them: an
+	// uncommitted tail is repaired later); the metadata batch must not be
+	// cut off half-way through waiting for its answer.
+	ctx := w.ctx
+	for _, st := range dirty {
+		if len(st.pending) > 0 {
+			if err := w.append(ctx, st); err != nil {
+				return err
+			}
+		}
+	}
+	mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.s.opts.Timeout)
+	defer cancel()
+	return w.commitMeta(mctx, dirty)
+}
+
+// append writes a dataset's pending versions after its watermark,
+// repairing an abandoned tail first if there is one.
+func (w *writeTx) append(ctx context.Context, st *txDataset) error {
+	for attempt := 0; ; attempt++ {
+		if err := w.s.ensureDatasetStream(ctx, st.name); err != nil {
+			return err
+		}
+		ok, err := w.publishVersions(ctx, st)
+		if err != nil {
+			return fmt.Errorf("dataset %q: appending versions: %w", st.name, w.s.connErr(err))
+		}
+		if ok {
+			st.meta.LastSeq = st.base.LastSeq + uint64(len(st.pending))
+			st.meta.Holes = st.base.Holes
+			return nil
+		}
+		if attempt == 3 {
+			return fmt.Errorf("dataset %q: %w", st.name, ErrConflict)
+		}
+		if err := w.resolveTail(ctx, st); err != nil {
+			return err
+		}
+	}
+}
+
+// publishVersions appends the pending versions expecting the stream to end
+// at the watermark. ok is false when it does not (a tail or another
+// writer's commit is in the way).
+func (w *writeTx) publishVersions(ctx context.Context, st *txDataset) (ok bool, err error) {
+	base := st.base.LastSeq
+	size := 0
+	for i := range st.pending {
+		size += versionHeader + 10 + len(st.pending[i].v.id) + len(st.pending[i].v.body)
+	}
+	buf := make([]byte, 0, size)
+	msg := func(i int) *nats.Msg {
+		pv := &st.pending[i]
+		v := pv.v
+		if pv.prevIdx >= 0 {
+			v.prevSeq = base + 1 + uint64(pv.prevIdx)
+		}
+		start := len(buf)
+		buf = appendVersion(buf, &v)
+		m := &nats.Msg{Subject: w.s.n.entity(st.name, v.id), Data: buf[start:len(buf):len(buf)],
+			Header: nats.Header{jetstream.ExpectedLastSeqHeader: {strconv.FormatUint(base+uint64(i), 10)}}}
+		if i == 0 {
+			m.Header[hdrSession] = []string{w.sess.id}
+			m.Header[hdrTx] = []string{w.id}
+		}
+		if v.deleted() {
+			m.Header[hdrDeleted] = []string{"1"}
+		}
+		return m
+	}
+	// The first message alone: when the stream does not end where the
+	// transaction expects, nothing else is sent.
+	rctx, cancel := w.s.reqCtx(ctx)
+	_, err = w.s.js.PublishMsg(rctx, msg(0))
+	cancel()
+	if isWrongLast(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	futures := make([]jetstream.PubAckFuture, 0, len(st.pending)-1)
+	var perr error
+	for i := 1; i < len(st.pending); i++ {
+		f, err := w.s.js.PublishMsgAsync(msg(i), jetstream.WithStallWait(w.s.opts.Timeout))
+		if err != nil {
+			perr = err
+			break
+		}
+		futures = append(futures, f)
+	}
+	wrong := false
+	for _, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			if isWrongLast(err) {
+				wrong = true
+			} else if perr == nil {
+				perr = err
+			}
+		case <-ctx.Done():
+			return false, ctx.Err()
+		}
+	}
+	if perr != nil {
+		return false, perr
+	}
+	if wrong {
+		// Someone appended in between (only a writer that ignores the
+		// protocol could); what this transaction wrote is its own tail.
+		return false, nil
+	}
+	return true, nil
+}
+
+// resolveTail handles a dataset stream that does not end at the
+// watermark: another worker's append is in progress (wait for it), it was
+// committed meanwhile (conflict) or it was abandoned (repair).
+func (w *writeTx) resolveTail(ctx context.Context, st *txDataset) error {
+	deadline := time.Now().Add(w.s.opts.TailWait)
+	pause := 10 * time.Millisecond
+	for {
+		_, rev, _, err := w.s.readMeta(ctx, st.name)
+		if err != nil {
+			return fmt.Errorf("dataset %q: %w", st.name, err)
+		}
+		if rev != st.rev {
+			return fmt.Errorf("dataset %q: %w", st.name, ErrConflict)
+		}
+		last, err := w.s.streamLastSeq(ctx, st.name)
+		if err != nil {
+			return fmt.Errorf("dataset %q: %w", st.name, err)
+		}
+		if last <= st.base.LastSeq {
+			return nil // the stream ends at the watermark again: retry
+		}
+		owner := ""
+		var first rmsg
+		err = w.s.direct(ctx, w.s.n.dsStream(st.name), &directReq{Seq: st.base.LastSeq + 1, Batch: 1}, func(m *rmsg) error {
+			first = *m
+			return nil
+		})
+		if err != nil && !errors.Is(err, errNoStream) {
+			return fmt.Errorf("dataset %q: %w", st.name, err)
+		}
+		if first.seq > 0 {
+			owner = first.hdr.Get(hdrSession)
+		}
+		alive := false
+		if owner != "" && owner != w.sess.id {
+			if alive, err = w.s.sessionAlive(ctx, owner); err != nil {
+				return err
+			}
+		}
+		if !alive {
+			return w.repair(ctx, st, last)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("dataset %q: another worker (session %s) has been appending for more than %s without committing; try again later", st.name, owner, w.s.opts.TailWait)
+		}
+		select {
+		case <-time.After(pause):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		pause = min(2*pause, 250*time.Millisecond)
+	}
+}
+
+// repair turns an abandoned tail (watermark+1 .. last) into a hole: first
+// the dataset's metadata records it, expecting the revision the
+// transaction read, so that the writer that left the tail can never commit
+// it; then its messages are deleted.
+func (w *writeTx) repair(ctx context.Context, st *txDataset, last uint64) error {
+	s := w.s
+	nb := st.base
+	wipe := nb.LastSeq == 0 && len(nb.Holes) == 0
+	if !wipe {
+		nb.Holes = append(append([]hole(nil), nb.Holes...), hole{From: nb.LastSeq + 1, To: last})
+		nb.LastSeq = last
+	}
+	nb.Updated = time.Now().UTC()
+	nb.Stream = s.n.dsStream(st.name)
+	rev, err := s.putMeta(ctx, st.name, &nb, st.rev)
+	if isWrongLast(err) {
+		return fmt.Errorf("dataset %q: %w", st.name, ErrConflict)
+	}
+	if err != nil {
+		return fmt.Errorf("dataset %q: recording an abandoned append: %w", st.name, err)
+	}
+	s.opts.Logger.Warn("nats store: removed an append a dead worker left uncommitted", "dataset", st.name, "from", st.base.LastSeq+1, "to", last)
+	st.rev = rev
+	st.exists = true
+	if wipe {
+		// Nothing committed lives in the stream: drop it whole.
+		if err := s.js.DeleteStream(ctx, s.n.dsStream(st.name)); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return fmt.Errorf("dataset %q: %w", st.name, err)
+		}
+		s.forgetStream(st.name)
+	} else {
+		s.deleteRange(ctx, s.n.dsStream(st.name), st.base.LastSeq+1, last)
+	}
+	st.base.LastSeq, st.base.Holes = nb.LastSeq, nb.Holes
+	st.meta.LastSeq, st.meta.Holes = nb.LastSeq, nb.Holes
+	return nil
+}
+
+// deleteRange deletes messages from..to, best effort (they are in a hole,
+// so readers skip them anyway).
+func (s *Store) deleteRange(ctx context.Context, stream string, from, to uint64) {
+	st, err := s.js.Stream(ctx, stream)
+	if err != nil {
+		return
+	}
+	seqs := make(chan uint64)
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for seq := range seqs {
+				st.DeleteMsg(ctx, seq)
+			}
+		}()
+	}
+	for seq := from; seq <= to && ctx.Err() == nil; seq++ {
+		seqs <- seq
+	}
+	close(seqs)
+	wg.Wait()
+}
+
+// streamLastSeq returns a dataset stream's last sequence (0 when it does
+// not exist).
+func (s *Store) streamLastSeq(ctx context.Context, ds string) (uint64, error) {
+	ctx, cancel := s.reqCtx(ctx)
+	defer cancel()
+	st, err := s.js.Stream(ctx, s.n.dsStream(ds))
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, s.connErr(err)
+	}
+	return st.CachedInfo().State.LastSeq, nil
+}
+
+// putMeta writes a dataset's metadata expecting revision rev, outside a
+// transaction (repairs).
+func (s *Store) putMeta(ctx context.Context, ds string, m *dsMeta, rev uint64) (uint64, error) {
+	data, err := json.Marshal(m)
+	if err != nil {
+		return 0, err
+	}
+	msg := nats.NewMsg(s.n.dsMeta(ds))
+	msg.Data = data
+	msg.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
+	msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(rev, 10))
+	ctx, cancel := s.reqCtx(ctx)
+	defer cancel()
+	ack, err := s.js.PublishMsg(ctx, msg)
+	if err != nil {
+		return 0, err
+	}
+	return ack.Sequence, nil
+}
+
+// batchAck is the answer to an atomic batch's commit.
+type batchAck struct {
+	Stream string              `json:"stream"`
+	Seq    uint64              `json:"seq"`
+	Batch  string              `json:"batch"`
+	Count  int                 `json:"count"`
+	Error  *jetstream.APIError `json:"error"`
+}
+
+// commitMeta publishes the transaction's metadata as one atomic batch.
+func (w *writeTx) commitMeta(ctx context.Context, dirty []*txDataset) error {
+	s := w.s
+	var msgs []*nats.Msg
+	marker := nats.NewMsg(s.n.txMarker(w.sess.id))
+	marker.Data = []byte(w.id)
+	marker.Header.Set(hdrTx, w.id)
+	marker.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
+	msgs = append(msgs, marker)
+	now := time.Now().UTC()
+	for _, st := range dirty {
+		m := st.meta
+		m.Updated = now
+		m.Stream = s.n.dsStream(st.name)
+		data, err := json.Marshal(&m)
+		if err != nil {
+			return err
+		}
+		msg := nats.NewMsg(s.n.dsMeta(st.name))
+		msg.Data = data
+		msg.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
+		msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(st.rev, 10))
+		msgs = append(msgs, msg)
+	}
+	for _, pipe := range sortedKeys(w.pipes) {
+		data, err := json.Marshal(w.pipes[pipe])
+		if err != nil {
+			return err
+		}
+		msg := nats.NewMsg(s.n.pipeState(pipe))
+		msg.Data = data
+		msg.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
+		msgs = append(msgs, msg)
+	}
+	keys := make([]kvKey, 0, len(w.kv))
+	for k := range w.kv {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if keys[i].ns != keys[j].ns {
+			return keys[i].ns < keys[j].ns
+		}
+		return keys[i].key < keys[j].key
+	})
+	for _, k := range keys {
+		v := w.kv[k]
+		if v.deleted {
+			msgs = append(msgs, tombstone(s.n.kv(k.ns, k.key), 0))
+			continue
+		}
+		msg := nats.NewMsg(s.n.kv(k.ns, k.key))
+		msg.Data = v.value
+		msg.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
+		msgs = append(msgs, msg)
+	}
+	trim := map[string]bool{}
+	for _, r := range w.runs {
+		r.Seq = 0
+		data, err := json.Marshal(r)
+		if err != nil {
+			return err
+		}
+		msg := nats.NewMsg(s.n.runs(r.Pipe))
+		msg.Data = data
+		msgs = append(msgs, msg)
+		trim[r.Pipe] = true
+	}
+	if w.fence != nil {
+		// Hold the lease still while the batch checks it.
+		w.fence.mu.Lock()
+		defer w.fence.mu.Unlock()
+		if w.fence.isLost {
+			return fmt.Errorf("pipe %q: %w", w.fence.pipe, ErrLeaseLost)
+		}
+		marker.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(w.fence.rev, 10))
+		marker.Header.Set(jetstream.ExpectedLastSubjSeqSubjHeader, w.fence.subj)
+	}
+	_, err := s.publishBatch(ctx, msgs)
+	if err != nil {
+		var api *jetstream.APIError
+		if errors.As(err, &api) {
+			if isWrongLast(err) {
+				if w.fence != nil && s.leaseMoved(ctx, w.fence) {
+					w.fence.markLost()
+					return fmt.Errorf("pipe %q: %w", w.fence.pipe, ErrLeaseLost)
+				}
+				return ErrConflict
+			}
+			return fmt.Errorf("committing: %w", err)
+		}
+		// No answer: find out from the marker whether the batch landed.
+		if m, ok, rerr := s.getLast(ctx, s.n.metaStream(), marker.Subject); rerr != nil || !ok || m.hdr.Get(hdrTx) != w.id {
+			return fmt.Errorf("committing: %w (the outcome is unknown; the next run continues from whatever was committed)", s.connErr(err))
+		}
+	}
+	if len(trim) > 0 {
+		if st, err := s.js.Stream(ctx, s.n.metaStream()); err == nil {
+			for pipe := range trim {
+				st.Purge(ctx, jetstream.WithPurgeSubject(s.n.runs(pipe)), jetstream.WithPurgeKeep(maxRunsPerPipe))
+			}
+		}
+	}
+	return nil
+}
+
+// maxRunsPerPipe bounds each pipe's run log, as in the bbolt store.
+const maxRunsPerPipe = 1000
+
+// publishBatch sends msgs as one atomic batch on the meta stream.
+func (s *Store) publishBatch(ctx context.Context, msgs []*nats.Msg) (*batchAck, error) {
+	id := nuid.Next()
+	for i, m := range msgs {
+		m.Header.Set("Nats-Batch-Id", id)
+		m.Header.Set("Nats-Batch-Sequence", strconv.Itoa(i+1))
+		if i < len(msgs)-1 {
+			if err := s.nc.PublishMsg(m); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		m.Header.Set("Nats-Batch-Commit", "1")
+		resp, err := s.nc.RequestMsgWithContext(ctx, m)
+		if err != nil {
+			return nil, err
+		}
+		var ack batchAck
+		if err := json.Unmarshal(resp.Data, &ack); err != nil {
+			return nil, fmt.Errorf("bad answer to a batch commit: %w", err)
+		}
+		if ack.Error != nil {
+			return nil, ack.Error
+		}
+		return &ack, nil
+	}
+	return nil, errors.New("empty batch")
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+var _ engine.Prefetcher = (*writeTx)(nil)

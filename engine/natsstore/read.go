@@ -1,0 +1,547 @@
+package natsstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ferrydata/ferry/engine"
+)
+
+// readMeta reads a dataset's committed metadata and its revision (the
+// sequence of its message; 0 when none was ever written). ok is false for
+// an unknown or deleted dataset.
+func (s *Store) readMeta(ctx context.Context, ds string) (m dsMeta, rev uint64, ok bool, err error) {
+	msg, found, err := s.getLast(ctx, s.n.metaStream(), s.n.dsMeta(ds))
+	if err != nil || !found {
+		return m, 0, false, err
+	}
+	if isTombstone(msg.hdr) {
+		return m, msg.seq, false, nil
+	}
+	if err := json.Unmarshal(msg.data, &m); err != nil {
+		return m, 0, false, fmt.Errorf("dataset %q: corrupt metadata: %w", ds, err)
+	}
+	return m, msg.seq, true, nil
+}
+
+// resolve returns the committed version that message m stands for: m
+// itself, or, when m lies past the watermark or in a hole (an uncommitted
+// version), the newest committed version before it, found through the
+// versions' previous-sequence links. found is false when there is none.
+func (s *Store) resolve(ctx context.Context, ds string, meta *dsMeta, m *rmsg) (committed, error) {
+	seq, data := m.seq, m.data
+	for {
+		v, err := decodeVersion(data)
+		if err != nil {
+			return committed{}, fmt.Errorf("sequence %d: %w", seq, err)
+		}
+		if seq <= meta.LastSeq && !meta.inHole(seq) {
+			return committed{found: true, seq: seq, v: v}, nil
+		}
+		if !v.hasPrev() || v.prevSeq == 0 {
+			return committed{}, nil
+		}
+		prev, ok, err := s.getSeq(ctx, s.n.dsStream(ds), v.prevSeq)
+		if err != nil {
+			return committed{}, err
+		}
+		if !ok {
+			return committed{}, nil // removed by keep_versions
+		}
+		seq, data = prev.seq, prev.data
+	}
+}
+
+// latestOf looks up the latest committed versions of ids (bodies copied).
+func (s *Store) latestOf(ctx context.Context, ds string, meta *dsMeta, ids []string) (map[string]*committed, error) {
+	out := make(map[string]*committed, len(ids))
+	stream := s.n.dsStream(ds)
+	for len(ids) > 0 {
+		chunk := ids[:min(len(ids), maxMultiLast)]
+		ids = ids[len(chunk):]
+		subjects := make([]string, len(chunk))
+		for i, id := range chunk {
+			subjects[i] = s.n.entity(ds, id)
+		}
+		var msgs []rmsg
+		err := s.direct(ctx, stream, &directReq{MultiLastFor: subjects}, func(m *rmsg) error {
+			msgs = append(msgs, *m)
+			return nil
+		})
+		if errors.Is(err, errNoStream) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		for i := range msgs {
+			c, err := s.resolve(ctx, ds, meta, &msgs[i])
+			if err != nil {
+				return nil, err
+			}
+			if c.found {
+				c.v.body = append([]byte(nil), c.v.body...)
+				out[c.v.id] = &c
+			}
+		}
+	}
+	return out, nil
+}
+
+// liveIDs calls fn with the _id of every entity whose latest committed
+// version is not deleted, in no particular order. It reads the stream's
+// last message per subject, headers only, through an ordered consumer.
+func (s *Store) liveIDs(ctx context.Context, ds string, meta *dsMeta, fn func(id string)) error {
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cons, err := s.js.OrderedConsumer(cctx, s.n.dsStream(ds), jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{s.n.dsSubjects(ds)},
+		DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
+		HeadersOnly:    true,
+	})
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil
+	}
+	if err != nil {
+		return s.connErr(err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(8192))
+	if err != nil {
+		return s.connErr(err)
+	}
+	defer it.Stop()
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		m, err := it.Next(jetstream.NextMaxWait(s.opts.Timeout))
+		if err != nil {
+			return fmt.Errorf("reading the live ids: %w", s.connErr(err))
+		}
+		md, err := m.Metadata()
+		if err != nil {
+			return err
+		}
+		seq := md.Sequence.Stream
+		id, err := idFromToken(lastToken(m.Subject()))
+		if err != nil {
+			return err
+		}
+		if seq <= meta.LastSeq && !meta.inHole(seq) {
+			if m.Headers().Get(hdrDeleted) == "" {
+				fn(id)
+			}
+		} else {
+			// An uncommitted version is the stream's last of this _id:
+			// find the committed one.
+			full, ok, err := s.getSeq(ctx, s.n.dsStream(ds), seq)
+			if err != nil {
+				return err
+			}
+			if ok {
+				c, err := s.resolve(ctx, ds, meta, &full)
+				if err != nil {
+					return err
+				}
+				if c.found && !c.v.deleted() {
+					fn(id)
+				}
+			}
+		}
+		if md.NumPending == 0 {
+			return nil
+		}
+	}
+}
+
+// Datasets lists every dataset, sorted by name.
+func (s *Store) Datasets(ctx context.Context) ([]engine.DatasetInfo, error) {
+	latest := map[string]rmsg{}
+	err := s.scanSubject(ctx, s.n.metaStream(), s.n.dsMetaAll(), 1, 0, func(m *rmsg) error {
+		latest[m.subj] = *m
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []engine.DatasetInfo
+	for subj, m := range latest {
+		if isTombstone(m.hdr) {
+			continue
+		}
+		name, err := untoken(lastToken(subj))
+		if err != nil {
+			return nil, err
+		}
+		var meta dsMeta
+		if err := json.Unmarshal(m.data, &meta); err != nil {
+			return nil, fmt.Errorf("dataset %q: corrupt metadata: %w", name, err)
+		}
+		out = append(out, meta.info(name))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// Dataset returns one dataset's metadata.
+func (s *Store) Dataset(ctx context.Context, name string) (engine.DatasetInfo, bool, error) {
+	m, _, ok, err := s.readMeta(ctx, name)
+	if err != nil || !ok {
+		return engine.DatasetInfo{}, false, err
+	}
+	return m.info(name), true, nil
+}
+
+// scanChunk is how many versions one read request asks for.
+const scanChunk = 1000
+
+// Scan reads the log as opts say, as of the committed state when it
+// starts (versions committed during the scan are not seen).
+func (s *Store) Scan(ctx context.Context, dataset string, opts engine.ScanOptions, fn func(engine.Record) error) (uint64, error) {
+	next := opts.From
+	if err := ctx.Err(); err != nil {
+		return next, err
+	}
+	meta, _, ok, err := s.readMeta(ctx, dataset)
+	if err != nil || !ok || meta.Versions == 0 || opts.From > meta.LastOffset {
+		return next, err
+	}
+	stream := s.n.dsStream(dataset)
+	seq := meta.seqOf(opts.From)
+	seen := 0
+	for seq <= meta.LastSeq {
+		if err := ctx.Err(); err != nil {
+			return next, err
+		}
+		n := int(min(uint64(scanChunk), meta.LastSeq-seq+1))
+		if opts.Limit > 0 {
+			// Read little more than asked: a latest-only scan skips
+			// some versions, so it asks for a margin.
+			want := opts.Limit - seen
+			if opts.LatestOnly {
+				want = 2*want + 16
+			}
+			n = min(n, max(want, 1))
+		}
+		var msgs []rmsg
+		err := s.direct(ctx, stream, &directReq{Seq: seq, Batch: n}, func(m *rmsg) error {
+			if m.seq <= meta.LastSeq {
+				msgs = append(msgs, *m)
+			}
+			return nil
+		})
+		if errors.Is(err, errNoStream) {
+			return next, nil
+		}
+		if err != nil {
+			return next, fmt.Errorf("dataset %q: %w", dataset, err)
+		}
+		if len(msgs) == 0 {
+			break
+		}
+		seq = msgs[len(msgs)-1].seq + 1
+		var latest map[string]uint64
+		if opts.LatestOnly {
+			if latest, err = s.latestSeqs(ctx, dataset, &meta, msgs); err != nil {
+				return next, fmt.Errorf("dataset %q: %w", dataset, err)
+			}
+		}
+		for i := range msgs {
+			m := &msgs[i]
+			if meta.inHole(m.seq) {
+				continue
+			}
+			v, err := decodeVersion(m.data)
+			if err != nil {
+				return next, fmt.Errorf("dataset %q: sequence %d: %w", dataset, m.seq, err)
+			}
+			next = v.offset + 1
+			if opts.LatestOnly && latest[v.id] != m.seq {
+				continue
+			}
+			if err := fn(v.record()); err != nil {
+				return next, err
+			}
+			seen++
+			if opts.Limit > 0 && seen >= opts.Limit {
+				return next, nil
+			}
+		}
+	}
+	return next, nil
+}
+
+// latestSeqs returns, for the _ids of msgs, the sequence of their latest
+// committed version.
+func (s *Store) latestSeqs(ctx context.Context, ds string, meta *dsMeta, msgs []rmsg) (map[string]uint64, error) {
+	seen := map[string]bool{}
+	var subjects []string
+	for i := range msgs {
+		if !seen[msgs[i].subj] {
+			seen[msgs[i].subj] = true
+			subjects = append(subjects, msgs[i].subj)
+		}
+	}
+	out := make(map[string]uint64, len(subjects))
+	for len(subjects) > 0 {
+		chunk := subjects[:min(len(subjects), maxMultiLast)]
+		subjects = subjects[len(chunk):]
+		var last []rmsg
+		err := s.direct(ctx, s.n.dsStream(ds), &directReq{MultiLastFor: chunk}, func(m *rmsg) error {
+			last = append(last, *m)
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		for i := range last {
+			m := &last[i]
+			if m.seq <= meta.LastSeq && !meta.inHole(m.seq) {
+				id, err := idFromToken(lastToken(m.subj))
+				if err != nil {
+					return nil, err
+				}
+				out[id] = m.seq
+				continue
+			}
+			c, err := s.resolve(ctx, ds, meta, m)
+			if err != nil {
+				return nil, err
+			}
+			if c.found {
+				out[c.v.id] = c.seq
+			}
+		}
+	}
+	return out, nil
+}
+
+// Get returns the latest committed version of id.
+func (s *Store) Get(ctx context.Context, dataset, id string) (engine.Record, bool, error) {
+	meta, _, ok, err := s.readMeta(ctx, dataset)
+	if err != nil || !ok || meta.LastSeq == 0 || len(id) > maxIDLen || id == "" {
+		return engine.Record{}, false, err
+	}
+	found, err := s.latestOf(ctx, dataset, &meta, []string{id})
+	if err != nil {
+		return engine.Record{}, false, fmt.Errorf("dataset %q: %w", dataset, err)
+	}
+	c := found[id]
+	if c == nil {
+		return engine.Record{}, false, nil
+	}
+	return c.v.record(), true, nil
+}
+
+// History returns every committed version of id, oldest first.
+func (s *Store) History(ctx context.Context, dataset, id string) ([]engine.Record, error) {
+	meta, _, ok, err := s.readMeta(ctx, dataset)
+	if err != nil || !ok || meta.LastSeq == 0 || len(id) > maxIDLen || id == "" {
+		return nil, err
+	}
+	var out []engine.Record
+	err = s.scanSubject(ctx, s.n.dsStream(dataset), s.n.entity(dataset, id), 1, meta.LastSeq, func(m *rmsg) error {
+		if meta.inHole(m.seq) {
+			return nil
+		}
+		v, err := decodeVersion(m.data)
+		if err != nil {
+			return fmt.Errorf("sequence %d: %w", m.seq, err)
+		}
+		out = append(out, v.record())
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("dataset %q: %w", dataset, err)
+	}
+	return out, nil
+}
+
+// PipeState returns a pipe's committed state.
+func (s *Store) PipeState(ctx context.Context, pipe string) (engine.PipeState, error) {
+	var ps engine.PipeState
+	m, ok, err := s.getLast(ctx, s.n.metaStream(), s.n.pipeState(pipe))
+	if err != nil || !ok || isTombstone(m.hdr) {
+		return ps, err
+	}
+	if err := json.Unmarshal(m.data, &ps); err != nil {
+		return ps, fmt.Errorf("pipe %q: corrupt state: %w", pipe, err)
+	}
+	return ps, nil
+}
+
+// Runs returns the newest runs of a pipe ("" = all pipes), newest first.
+func (s *Store) Runs(ctx context.Context, pipe string, limit int) ([]engine.RunRecord, error) {
+	subj := s.n.runsAll()
+	if pipe != "" {
+		subj = s.n.runs(pipe)
+	}
+	var out []engine.RunRecord
+	err := s.scanSubject(ctx, s.n.metaStream(), subj, 1, 0, func(m *rmsg) error {
+		var r engine.RunRecord
+		if err := json.Unmarshal(m.data, &r); err != nil {
+			return fmt.Errorf("corrupt run record: %w", err)
+		}
+		r.Seq = m.seq
+		out = append(out, r)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	slices.Reverse(out)
+	if pipe == "" {
+		sort.SliceStable(out, func(i, j int) bool { return out[i].Start.After(out[j].Start) })
+	}
+	if limit > 0 && len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
+}
+
+// DeleteDataset removes a dataset: its metadata first (readers then see
+// no dataset), then its stream.
+func (s *Store) DeleteDataset(ctx context.Context, name string) error {
+	select {
+	case s.writer <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-s.writer }()
+	_, rev, ok, err := s.readMeta(ctx, name)
+	if err != nil {
+		return err
+	}
+	if ok {
+		rctx, cancel := s.reqCtx(ctx)
+		_, err := s.js.PublishMsg(rctx, tombstone(s.n.dsMeta(name), rev))
+		cancel()
+		if isWrongLast(err) {
+			return fmt.Errorf("dataset %q: %w", name, ErrConflict)
+		}
+		if err != nil {
+			return fmt.Errorf("deleting dataset %q: %w", name, s.connErr(err))
+		}
+	}
+	rctx, cancel := s.reqCtx(ctx)
+	defer cancel()
+	if err := s.js.DeleteStream(rctx, s.n.dsStream(name)); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Errorf("deleting dataset %q: %w", name, s.connErr(err))
+	}
+	s.forgetStream(name)
+	return nil
+}
+
+// GetKV reads a key of a namespace.
+func (s *Store) GetKV(ctx context.Context, ns, key string) ([]byte, bool, error) {
+	if ns == "" {
+		return nil, false, errors.New("empty key-value namespace")
+	}
+	if key == "" {
+		return nil, false, nil
+	}
+	m, ok, err := s.getLast(ctx, s.n.metaStream(), s.n.kv(ns, key))
+	if err != nil || !ok || isTombstone(m.hdr) {
+		return nil, false, err
+	}
+	return m.data, true, nil
+}
+
+// scanKV calls fn with every live key of ns and its value.
+func (s *Store) scanKV(ctx context.Context, ns string, fn func(key string, value []byte)) error {
+	latest := map[string]rmsg{}
+	err := s.scanSubject(ctx, s.n.metaStream(), s.n.kvAll(ns), 1, 0, func(m *rmsg) error {
+		latest[m.subj] = *m
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for subj, m := range latest {
+		if isTombstone(m.hdr) {
+			continue
+		}
+		key, err := untoken(lastToken(subj))
+		if err != nil {
+			return err
+		}
+		fn(key, m.data)
+	}
+	return nil
+}
+
+// ListKV returns the keys of a namespace, sorted.
+func (s *Store) ListKV(ctx context.Context, ns string) ([]string, error) {
+	if ns == "" {
+		return nil, errors.New("empty key-value namespace")
+	}
+	var keys []string
+	if err := s.scanKV(ctx, ns, func(k string, _ []byte) { keys = append(keys, k) }); err != nil {
+		return nil, err
+	}
+	sort.Strings(keys)
+	return keys, nil
+}
+
+// update runs fn in a transaction of its own.
+func (s *Store) update(ctx context.Context, fn func(tx engine.WriteTx) error) error {
+	tx, err := s.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// PutKV writes a key of a namespace.
+func (s *Store) PutKV(ctx context.Context, ns, key string, value []byte) error {
+	return s.update(ctx, func(tx engine.WriteTx) error { return tx.PutKV(ns, key, value) })
+}
+
+// DeleteKV removes a key; a missing key is not an error.
+func (s *Store) DeleteKV(ctx context.Context, ns, key string) error {
+	return s.update(ctx, func(tx engine.WriteTx) error { return tx.DeleteKV(ns, key) })
+}
+
+// Check verifies that every dataset's log agrees with its metadata: the
+// committed versions counted, the latest ones counted, offsets in order.
+// It reads every dataset whole.
+func (s *Store) Check(ctx context.Context) error {
+	infos, err := s.Datasets(ctx)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, info := range infos {
+		var versions, latest uint64
+		want := uint64(0)
+		_, err := s.Scan(ctx, info.Name, engine.ScanOptions{}, func(r engine.Record) error {
+			if r.Offset != want && s.opts.KeepVersions == 0 {
+				return fmt.Errorf("offset %d where %d was expected", r.Offset, want)
+			}
+			want = r.Offset + 1
+			versions++
+			return nil
+		})
+		if err == nil {
+			_, err = s.Scan(ctx, info.Name, engine.ScanOptions{LatestOnly: true}, func(engine.Record) error { latest++; return nil })
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("dataset %q: %w", info.Name, err))
+			continue
+		}
+		if (s.opts.KeepVersions == 0 && versions != info.Versions) || latest != info.Entities {
+			errs = append(errs, fmt.Errorf("dataset %q: %d versions and %d latest in the log, metadata says %d and %d", info.Name, versions, latest, info.Versions, info.Entities))
+		}
+	}
+	return errors.Join(errs...)
+}
