@@ -3,6 +3,8 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
+	"time"
 )
 
 // Cluster lets several workers (processes, possibly on several machines)
@@ -39,6 +41,11 @@ type Lease interface {
 // the lease.
 var ErrLeaseHeld = errors.New("held by another worker")
 
+// ErrLeaseLost is wrapped by runs and commits that stopped because the
+// pipe's lease was lost: another worker may run the pipe now, and nothing
+// of the open transaction was committed.
+var ErrLeaseLost = errors.New("the lease on the pipe was lost (another worker may run it now); nothing of the open transaction was committed")
+
 type leaseKey struct{}
 
 // WithLease returns a context whose store transactions are fenced by l:
@@ -61,4 +68,58 @@ func LeaseFrom(ctx context.Context) Lease {
 // ids of a batch before writing them; a store without it needs nothing.
 type Prefetcher interface {
 	Prefetch(dataset string, ids []string) error
+}
+
+// leaseFor returns ctx fenced by pipe's lease and cancelled (with cause
+// ErrLeaseLost) when the lease is lost: the lease the scheduler holds for
+// the pipe, or one taken for this run only and released by done. Without
+// a Cluster it returns ctx unchanged.
+func (e *Engine) leaseFor(ctx context.Context, pipe string) (_ context.Context, done func(), err error) {
+	if e.Cluster == nil {
+		return ctx, func() {}, nil
+	}
+	e.mu.Lock()
+	l := e.leases[pipe]
+	e.mu.Unlock()
+	temp := l == nil
+	if temp {
+		if l, err = e.Cluster.Acquire(ctx, pipe); err != nil {
+			return ctx, nil, err
+		}
+	}
+	runCtx, cancel := context.WithCancelCause(ctx)
+	stop := make(chan struct{})
+	go func() {
+		select {
+		case <-l.Done():
+			cancel(fmt.Errorf("pipe %q: %w", pipe, ErrLeaseLost))
+		case <-stop:
+		}
+	}()
+	return WithLease(runCtx, l), func() {
+		close(stop)
+		cancel(nil)
+		if temp {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			if err := l.Release(rctx); err != nil {
+				e.Logger.Warn("releasing a lease", "pipe", pipe, "error", err)
+			}
+		}
+	}, nil
+}
+
+// setLease records the lease the scheduler holds for pipe (nil: none), so
+// that runs started any other way use it.
+func (e *Engine) setLease(pipe string, l Lease) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.leases == nil {
+		e.leases = map[string]Lease{}
+	}
+	if l == nil {
+		delete(e.leases, pipe)
+	} else {
+		e.leases[pipe] = l
+	}
 }

@@ -26,9 +26,14 @@ type Engine struct {
 	// wrote to its output dataset (the scheduler uses it for signalling, so
 	// runs started through the API or webhooks signal too).
 	Changed func(p *Pipe, rec RunRecord)
+	// Cluster, if set, shares the store with other workers: a run takes
+	// the pipe's lease first (or uses the one the scheduler holds) and its
+	// transactions are fenced by it. Nil for a single worker (bbolt).
+	Cluster Cluster
 
-	mu    sync.Mutex
-	locks map[string]*sync.Mutex
+	mu     sync.Mutex
+	locks  map[string]*sync.Mutex
+	leases map[string]Lease // held by the scheduler, per pipe
 }
 
 // New returns an engine for plan on store.
@@ -97,10 +102,18 @@ func (e *Engine) Run(ctx context.Context, pipeID string, opts RunOptions) (RunRe
 	l := e.lock(pipeID)
 	l.Lock()
 	defer l.Unlock()
+	ctx, release, err := e.leaseFor(ctx, p.ID)
+	if err != nil {
+		return RunRecord{Pipe: p.ID}, fmt.Errorf("pipe %q: %w", p.ID, err)
+	}
+	defer release()
 
 	rec := RunRecord{Pipe: p.ID, Start: time.Now().UTC()}
 	stats := &RunStats{}
-	err := e.run(WithStore(ctx, e.Store), p, opts, &rec, stats)
+	err = e.run(WithStore(ctx, e.Store), p, opts, &rec, stats)
+	if cause := context.Cause(ctx); err != nil && errors.Is(cause, ErrLeaseLost) {
+		err = cause
+	}
 	return e.finishRun(ctx, p, &rec, stats, err, "run")
 }
 

@@ -58,8 +58,12 @@ func (c *cli) cmdBench(ctx context.Context, args []string) int {
 	f.noSync = f.fs.Bool("no-sync", false, "skip fsync (not what the targets are measured with)")
 	cpuprof := f.fs.String("cpuprofile", "", "with --scenario: write a CPU profile to this file")
 	ckpt := f.fs.Int("checkpoint-interval", engine.DefaultCheckpointInterval, "batches (of 100) per transaction, for the pipes and the floor")
+	workers := f.fs.String("workers", "", "with a nats:// --store: measure throughput with these numbers of worker processes on independent pipes instead (e.g. 1,2,4; bench_nats.go)")
 	if _, err := f.parse(args); err != nil {
 		return exitUsage
+	}
+	if *workers != "" || *scenario == "worker" {
+		return c.benchWorkers(ctx, f, *n, *dir, *workers, *scenario, *ckpt)
 	}
 	if *n <= 0 {
 		c.errorf("bench: -n must be positive")
@@ -76,7 +80,7 @@ func (c *cli) cmdBench(ctx context.Context, args []string) int {
 			defer pprof.StopCPUProfile()
 		}
 		stopSampler := sampleAnon()
-		res, err := runScenario(ctx, *scenario, *dir, *n, *f.noSync, *ckpt, int64(*f.mapped)<<20)
+		res, err := runScenario(ctx, *scenario, *dir, *n, *f.noSync, *ckpt, int64(*f.mapped)<<20, *f.store)
 		if err != nil {
 			c.errorf("bench %s: %v", *scenario, err)
 			return exitFailed
@@ -102,6 +106,12 @@ func (c *cli) cmdBench(ctx context.Context, args []string) int {
 		return exitFailed
 	}
 	os.RemoveAll(filepath.Join(work, "store"))
+	storeURL, cleanup, err := benchStoreURL(ctx, f) // bench_nats.go
+	if err != nil {
+		c.errorf("bench: %v", err)
+		return exitFailed
+	}
+	defer cleanup()
 	if err := genBenchFiles(work, *n); err != nil {
 		c.errorf("bench: generating entities: %v", err)
 		return exitFailed
@@ -120,6 +130,9 @@ func (c *cli) cmdBench(ctx context.Context, args []string) int {
 		if *f.noSync {
 			cargs = append(cargs, "--no-sync")
 		}
+		if storeURL != "" {
+			cargs = append(cargs, "--store", storeURL)
+		}
 		cmd := exec.CommandContext(ctx, self, cargs...)
 		cmd.Stderr = c.stderr
 		out, err := cmd.Output()
@@ -136,7 +149,7 @@ func (c *cli) cmdBench(ctx context.Context, args []string) int {
 			res.PeakRSSBytes = ru.Maxrss * 1024 // Linux reports KiB
 		}
 		results[sc] = &res
-		if os.Getenv("FERRY_BENCH_CHECK_EACH") != "" && sc != "floor" {
+		if os.Getenv("FERRY_BENCH_CHECK_EACH") != "" && sc != "floor" && storeURL == "" {
 			st, err := boltstore.Open(filepath.Join(work, "store"), boltstore.Options{ReadOnly: true})
 			if err == nil {
 				err = st.Check(ctx)
@@ -146,7 +159,12 @@ func (c *cli) cmdBench(ctx context.Context, args []string) int {
 		}
 	}
 	// Verify what the scenarios left: a benchmark that corrupts is no result.
-	if st, err := boltstore.Open(filepath.Join(work, "store"), boltstore.Options{ReadOnly: true}); err != nil {
+	if storeURL != "" {
+		if err := checkNATSBench(ctx, storeURL); err != nil {
+			c.errorf("bench: store check failed: %v", err)
+			return exitFailed
+		}
+	} else if st, err := boltstore.Open(filepath.Join(work, "store"), boltstore.Options{ReadOnly: true}); err != nil {
 		c.errorf("bench: verifying store: %v", err)
 		return exitFailed
 	} else {
@@ -175,6 +193,9 @@ func (c *cli) cmdBench(ctx context.Context, args []string) int {
 	}
 	tw.Flush()
 	fmt.Fprintf(c.stdout, "\n%d entities, fsync %v. floor = decode + bare bbolt log bucket + _id->offset bucket in the same transactions.\n", *n, !*f.noSync)
+	if storeURL != "" {
+		fmt.Fprintf(c.stdout, "store: NATS JetStream at %s (the floor stays bbolt); fsync is the server's (sync_interval).\n", redactURL(storeURL))
+	}
 	return exitOK
 }
 
@@ -227,7 +248,7 @@ func benchConfig(dir string, ckpt int) string {
 ]`, filepath.Join(dir, "entities.ndjson"), filepath.Join(dir, "entities-changed10.ndjson"), ckpt)
 }
 
-func runScenario(ctx context.Context, sc, dir string, n int, noSync bool, ckpt int, mapped int64) (*benchResult, error) {
+func runScenario(ctx context.Context, sc, dir string, n int, noSync bool, ckpt int, mapped int64, storeURL string) (*benchResult, error) {
 	if dir == "" {
 		return nil, fmt.Errorf("--scenario needs --dir")
 	}
@@ -246,7 +267,7 @@ func runScenario(ctx context.Context, sc, dir string, n int, noSync bool, ckpt i
 	if err != nil {
 		return nil, err
 	}
-	store, err := boltstore.Open(filepath.Join(dir, "store"), boltstore.Options{NoSync: noSync, MaxResident: mapped})
+	store, releases, err := openBenchStore(ctx, filepath.Join(dir, "store"), storeURL, noSync, mapped) // bench_nats.go
 	if err != nil {
 		return nil, err
 	}
@@ -285,7 +306,7 @@ func runScenario(ctx context.Context, sc, dir string, n int, noSync bool, ckpt i
 		return nil, err
 	}
 	el := time.Since(start).Seconds()
-	kept, full, spent := store.ReleaseStats()
+	kept, full, spent := releases()
 	return &benchResult{Entities: n, Seconds: el, EntitiesPerS: float64(n) / el, Written: rec.Written, Unchanged: rec.Unchanged,
 		Deleted: rec.Deleted, TxEntities: engine.DefaultBatchSize * ckpt, FsyncOnCommit: !noSync,
 		ReleasesKeeping: kept, ReleasesFull: full, ReleaseSeconds: spent.Seconds()}, nil

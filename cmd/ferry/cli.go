@@ -14,7 +14,6 @@ import (
 	"text/tabwriter"
 
 	"github.com/ferrydata/ferry/engine"
-	"github.com/ferrydata/ferry/engine/boltstore"
 	"github.com/ferrydata/ferry/pipes/all"
 )
 
@@ -117,6 +116,7 @@ type flags struct {
 	json   *bool
 	noSync *bool
 	mapped *int
+	store  *string
 }
 
 func (c *cli) newFlags(name string) *flags {
@@ -126,6 +126,7 @@ func (c *cli) newFlags(name string) *flags {
 	f.data = fs.String("data", "ferry-data", "data directory holding the store")
 	f.mapped = fs.Int("max-rss-mib", 0, "resident memory (MiB) above which the memory-mapped store file's pages are released to the page cache (0: 240; -1: no bound)")
 	f.json = fs.Bool("json", false, "print JSON for scripts")
+	f.store = fs.String("store", "", storeFlagHelp) // store.go
 	return f
 }
 
@@ -220,25 +221,6 @@ func (c *cli) loadPlan(ctx context.Context, f *flags, paths []string, quiet bool
 		return plan, false
 	}
 	return plan, true
-}
-
-func (c *cli) openStore(f *flags, readOnly bool) (*boltstore.Store, bool) {
-	opts := boltstore.Options{ReadOnly: readOnly, MaxResident: int64(*f.mapped) << 20}
-	if f.noSync != nil {
-		opts.NoSync = *f.noSync
-	}
-	if readOnly {
-		if _, err := os.Stat(*f.data + "/" + boltstore.FileName); err != nil {
-			c.errorf("no store in %s (run a config first, or pass --data DIR)", *f.data)
-			return nil, false
-		}
-	}
-	s, err := boltstore.Open(*f.data, opts)
-	if err != nil {
-		c.errorf("%v", err)
-		return nil, false
-	}
-	return s, true
 }
 
 func (c *cli) printJSON(v any) {

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/ferrydata/ferry/engine"
-	"github.com/ferrydata/ferry/engine/boltstore"
 	"github.com/ferrydata/ferry/engine/connectors"
 	"github.com/ferrydata/ferry/engine/secrets"
 	"github.com/ferrydata/ferry/pipes/all"
@@ -72,12 +71,6 @@ func configArgs(pos []string) (paths, pipes []string) {
 	return nil, pos
 }
 
-// storeExists reports whether the data directory holds a store.
-func storeExists(f *flags) bool {
-	_, err := os.Stat(filepath.Join(*f.data, boltstore.FileName))
-	return err == nil
-}
-
 // addConnectors adds the expanded components of every connector instance
 // recorded in the store to cfg and resolves $SECRET in system configs,
 // then redacts every secret value from the command's output. It reads the
@@ -87,7 +80,7 @@ func storeExists(f *flags) bool {
 func (c *cli) addConnectors(ctx context.Context, f *flags, cfg *engine.Config, env engine.Env, needInstances bool) error {
 	var store engine.Store
 	if storeExists(f) {
-		s, err := boltstore.Open(*f.data, boltstore.Options{ReadOnly: true})
+		s, err := c.storeOpen(f, true)
 		if err != nil {
 			return err
 		}

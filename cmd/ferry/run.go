@@ -30,6 +30,10 @@ func (c *cli) cmdRun(ctx context.Context, args []string) int {
 	}
 	defer store.Close()
 	eng := engine.New(store, plan, c.logger())
+	if eng.Cluster, err = clusterOf(store); err != nil {
+		c.errorf("%v", err)
+		return exitFailed
+	}
 	prog := c.progress()
 	eng.Progress = prog.update
 	recs, err := eng.RunUntilStable(ctx, pipeIDs, engine.RunOptions{Reset: *reset, Rescan: *rescan}, 10)

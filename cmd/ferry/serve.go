@@ -37,6 +37,10 @@ func (c *cli) cmdServe(ctx context.Context, args []string) int {
 	defer cancel()
 	logger := slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	eng := engine.New(store, plan, logger)
+	if eng.Cluster, err = clusterOf(store); err != nil {
+		c.errorf("serve: %v", err)
+		return exitFailed
+	}
 	sched := engine.NewScheduler(eng)
 	api := httpapi.New(eng)
 	c.mountReceivers(api, eng, sched, store, *f.data, logger)

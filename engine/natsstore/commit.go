@@ -1,6 +1,7 @@
 package natsstore
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -122,59 +123,89 @@ func (w *writeTx) publishVersions(ctx context.Context, st *txDataset) (ok bool, 
 		}
 		start := len(buf)
 		buf = appendVersion(buf, &v)
-		m := &nats.Msg{Subject: w.s.n.entity(st.name, v.id), Data: buf[start:len(buf):len(buf)],
-			Header: nats.Header{jetstream.ExpectedLastSeqHeader: {strconv.FormatUint(base+uint64(i), 10)}}}
+		// Headers only where needed: the server keeps them with the
+		// message and every read of a message with headers costs more.
+		m := &nats.Msg{Subject: w.s.n.entity(st.name, v.id), Data: buf[start:len(buf):len(buf)]}
 		if i == 0 {
-			m.Header[hdrSession] = []string{w.sess.id}
-			m.Header[hdrTx] = []string{w.id}
+			m.Header = nats.Header{jetstream.ExpectedLastSeqHeader: {strconv.FormatUint(base, 10)},
+				hdrSession: {w.sess.id}, hdrTx: {w.id}}
 		}
 		if v.deleted() {
+			if m.Header == nil {
+				m.Header = nats.Header{}
+			}
 			m.Header[hdrDeleted] = []string{"1"}
 		}
 		return m
 	}
-	// The first message alone: when the stream does not end where the
-	// transaction expects, nothing else is sent.
-	rctx, cancel := w.s.reqCtx(ctx)
-	_, err = w.s.js.PublishMsg(rctx, msg(0))
-	cancel()
-	if isWrongLast(err) {
-		return false, nil
-	}
+	return w.s.pipeline(ctx, len(st.pending), base, msg)
+}
+
+// pipeline publishes n messages (msg(i) builds the i-th) in order, with
+// up to a window of them awaiting their acknowledgement, all answered on
+// one inbox. The first, which expects the stream to end at base, goes
+// alone: when the stream does not end there, nothing else is sent. Only
+// the first carries the expectation; every acknowledgement must then
+// name the sequence base+1+i, so a message of another writer landing in
+// between (one that stalled mid-append past its session and woke up) is
+// detected. ok is false when the expectation or a sequence did not hold:
+// what was written is an uncommitted tail.
+func (s *Store) pipeline(ctx context.Context, n int, base uint64, msg func(i int) *nats.Msg) (ok bool, err error) {
+	const window = 4096
+	inbox := s.nc.NewInbox()
+	acks := make(chan *nats.Msg, window)
+	sub, err := s.nc.ChanSubscribe(inbox, acks)
 	if err != nil {
 		return false, err
 	}
-	futures := make([]jetstream.PubAckFuture, 0, len(st.pending)-1)
-	var perr error
-	for i := 1; i < len(st.pending); i++ {
-		f, err := w.s.js.PublishMsgAsync(msg(i), jetstream.WithStallWait(w.s.opts.Timeout))
-		if err != nil {
-			perr = err
-			break
+	defer sub.Unsubscribe()
+	sub.SetPendingLimits(-1, -1)
+	sent, acked := 0, 0
+	timer := time.NewTimer(s.opts.Timeout)
+	defer timer.Stop()
+	for acked < n {
+		limit := window
+		if acked == 0 {
+			limit = 1
 		}
-		futures = append(futures, f)
-	}
-	wrong := false
-	for _, f := range futures {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			if isWrongLast(err) {
-				wrong = true
-			} else if perr == nil {
-				perr = err
+		for sent < n && sent-acked < limit {
+			m := msg(sent)
+			m.Reply = inbox
+			if err := s.nc.PublishMsg(m); err != nil {
+				return false, err
 			}
+			sent++
+		}
+		select {
+		case r := <-acks:
+			acked++
+			if bytes.Contains(r.Data, []byte(`"error"`)) || r.Header.Get("Status") != "" {
+				var resp struct {
+					Error *jetstream.APIError `json:"error"`
+				}
+				if r.Header.Get("Status") == "503" {
+					return false, errNoStream
+				}
+				if err := json.Unmarshal(r.Data, &resp); err != nil || resp.Error == nil {
+					return false, fmt.Errorf("bad acknowledgement %q", r.Data)
+				}
+				if isWrongLast(resp.Error) {
+					return false, nil
+				}
+				return false, resp.Error
+			}
+			if seq, found := ackSeq(r.Data); !found || seq != base+uint64(acked) {
+				return false, nil
+			}
+			if !timer.Stop() {
+				<-timer.C
+			}
+			timer.Reset(s.opts.Timeout)
+		case <-timer.C:
+			return false, fmt.Errorf("no acknowledgement from the server within %s (%d of %d messages acknowledged)", s.opts.Timeout, acked, n)
 		case <-ctx.Done():
 			return false, ctx.Err()
 		}
-	}
-	if perr != nil {
-		return false, perr
-	}
-	if wrong {
-		// Someone appended in between (only a writer that ignores the
-		// protocol could); what this transaction wrote is its own tail.
-		return false, nil
 	}
 	return true, nil
 }
@@ -487,3 +518,22 @@ func sortedKeys[V any](m map[string]V) []string {
 }
 
 var _ engine.Prefetcher = (*writeTx)(nil)
+
+// ackSeq reads "seq" from a publish acknowledgement without a JSON
+// decoder: {"stream":"NAME","seq":123} (field order as the server writes
+// it, but any position is found).
+func ackSeq(b []byte) (uint64, bool) {
+	i := bytes.Index(b, []byte(`"seq":`))
+	if i < 0 {
+		return 0, false
+	}
+	var n uint64
+	j := i + 6
+	for ; j < len(b) && b[j] == ' '; j++ {
+	}
+	start := j
+	for ; j < len(b) && b[j] >= '0' && b[j] <= '9'; j++ {
+		n = n*10 + uint64(b[j]-'0')
+	}
+	return n, j > start
+}

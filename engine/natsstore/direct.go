@@ -27,6 +27,9 @@ type directReq struct {
 	MaxBytes     int      `json:"max_bytes,omitempty"`
 	MultiLastFor []string `json:"multi_last,omitempty"`
 	UpToSeq      uint64   `json:"up_to_seq,omitempty"`
+	// NoHeaders leaves out the stored and the server's headers: the
+	// answer's messages then have no sequence or subject.
+	NoHeaders bool `json:"no_hdr,omitempty"`
 }
 
 // rmsg is one message read back.
@@ -94,9 +97,11 @@ func (s *Store) direct(ctx context.Context, stream string, req *directReq, fn fu
 			}
 		}
 		r := rmsg{subj: m.Header.Get("Nats-Subject"), hdr: m.Header, data: m.Data}
-		r.seq, err = strconv.ParseUint(m.Header.Get("Nats-Sequence"), 10, 64)
-		if err != nil {
-			return fmt.Errorf("reading stream %s: answer without a sequence", stream)
+		if !req.NoHeaders {
+			r.seq, err = strconv.ParseUint(m.Header.Get("Nats-Sequence"), 10, 64)
+			if err != nil {
+				return fmt.Errorf("reading stream %s: answer without a sequence", stream)
+			}
 		}
 		if ts := m.Header.Get("Nats-Time-Stamp"); ts != "" {
 			r.ts, _ = time.Parse(time.RFC3339Nano, ts)

@@ -201,80 +201,169 @@ func (s *Store) Dataset(ctx context.Context, name string) (engine.DatasetInfo, b
 // scanChunk is how many versions one read request asks for.
 const scanChunk = 1000
 
-// Scan reads the log as opts say, as of the committed state when it
-// starts (versions committed during the scan are not seen).
+// scanAhead is a scan's read-ahead, kept in a ScanCache between the
+// small scans of one reader: versions read (and, for latest-only scans,
+// judged) but not yet handed out. A reader that pages through a dataset
+// then costs two requests per thousand versions, not per page.
+type scanAhead struct {
+	dataset    string
+	latestOnly bool
+	meta       dsMeta
+	from       uint64 // the offset the next scan must start at to use this
+	seq        uint64 // the next stream sequence to read
+	items      []aheadItem
+}
+
+type aheadItem struct {
+	rec  engine.Record // set when emit
+	off  uint64
+	emit bool
+}
+
+// Scan reads the log as opts say. It sees the committed state as of its
+// start; a reader with a ScanCache sees newer commits as it reaches them
+// (a version judged latest when read is handed out even if it was
+// superseded meanwhile; its successor follows later).
 func (s *Store) Scan(ctx context.Context, dataset string, opts engine.ScanOptions, fn func(engine.Record) error) (uint64, error) {
 	next := opts.From
 	if err := ctx.Err(); err != nil {
 		return next, err
 	}
-	meta, _, ok, err := s.readMeta(ctx, dataset)
-	if err != nil || !ok || meta.Versions == 0 || opts.From > meta.LastOffset {
-		return next, err
+	var a *scanAhead
+	if opts.Cache != nil {
+		if c, ok := opts.Cache.Load().(*scanAhead); ok && c.dataset == dataset && c.latestOnly == opts.LatestOnly && c.from == opts.From {
+			a = c
+		}
 	}
-	stream := s.n.dsStream(dataset)
-	seq := meta.seqOf(opts.From)
-	seen := 0
-	for seq <= meta.LastSeq {
-		if err := ctx.Err(); err != nil {
+	if a == nil {
+		meta, _, ok, err := s.readMeta(ctx, dataset)
+		if err != nil || !ok || meta.Versions == 0 || opts.From > meta.LastOffset {
 			return next, err
 		}
-		n := int(min(uint64(scanChunk), meta.LastSeq-seq+1))
-		if opts.Limit > 0 {
-			// Read little more than asked: a latest-only scan skips
-			// some versions, so it asks for a margin.
-			want := opts.Limit - seen
-			if opts.LatestOnly {
-				want = 2*want + 16
-			}
-			n = min(n, max(want, 1))
-		}
-		var msgs []rmsg
-		err := s.direct(ctx, stream, &directReq{Seq: seq, Batch: n}, func(m *rmsg) error {
-			if m.seq <= meta.LastSeq {
-				msgs = append(msgs, *m)
-			}
-			return nil
-		})
-		if errors.Is(err, errNoStream) {
-			return next, nil
-		}
-		if err != nil {
-			return next, fmt.Errorf("dataset %q: %w", dataset, err)
-		}
-		if len(msgs) == 0 {
-			break
-		}
-		seq = msgs[len(msgs)-1].seq + 1
-		var latest map[string]uint64
-		if opts.LatestOnly {
-			if latest, err = s.latestSeqs(ctx, dataset, &meta, msgs); err != nil {
-				return next, fmt.Errorf("dataset %q: %w", dataset, err)
-			}
-		}
-		for i := range msgs {
-			m := &msgs[i]
-			if meta.inHole(m.seq) {
-				continue
-			}
-			v, err := decodeVersion(m.data)
-			if err != nil {
-				return next, fmt.Errorf("dataset %q: sequence %d: %w", dataset, m.seq, err)
-			}
-			next = v.offset + 1
-			if opts.LatestOnly && latest[v.id] != m.seq {
-				continue
-			}
-			if err := fn(v.record()); err != nil {
+		a = &scanAhead{dataset: dataset, latestOnly: opts.LatestOnly, meta: meta, from: opts.From, seq: meta.seqOf(opts.From)}
+	}
+	if opts.Cache != nil {
+		opts.Cache.Keep(a)
+	}
+	seen := 0
+	for {
+		if len(a.items) == 0 {
+			if err := ctx.Err(); err != nil {
 				return next, err
 			}
-			seen++
-			if opts.Limit > 0 && seen >= opts.Limit {
+			if a.seq > a.meta.LastSeq {
+				if opts.Cache == nil {
+					return next, nil
+				}
+				// Caught up with what was committed when last looked:
+				// look again.
+				meta, _, ok, err := s.readMeta(ctx, dataset)
+				if err != nil || !ok {
+					return next, err
+				}
+				if !meta.Created.Equal(a.meta.Created) {
+					a.seq = meta.seqOf(a.from) // recreated meanwhile
+				}
+				a.meta = meta
+				if a.seq > a.meta.LastSeq {
+					return next, nil
+				}
+			}
+			want := scanChunk
+			if opts.Cache == nil && opts.Limit > 0 {
+				// Read little more than asked: a latest-only scan skips
+				// some versions, so it asks for a margin.
+				want = opts.Limit - seen
+				if opts.LatestOnly {
+					want = 2*want + 16
+				}
+			}
+			more, err := s.readAhead(ctx, a, min(want, scanChunk))
+			if err != nil {
+				return next, fmt.Errorf("dataset %q: %w", dataset, err)
+			}
+			if !more {
 				return next, nil
 			}
+			continue
+		}
+		it := a.items[0]
+		a.items = a.items[1:]
+		next = it.off + 1
+		a.from = next
+		if !it.emit {
+			continue
+		}
+		if err := fn(it.rec); err != nil {
+			return next, err
+		}
+		seen++
+		if opts.Limit > 0 && seen >= opts.Limit {
+			return next, nil
 		}
 	}
-	return next, nil
+}
+
+// readAhead reads up to n versions from a.seq into a.items. more is false
+// when there was nothing left to read.
+func (s *Store) readAhead(ctx context.Context, a *scanAhead, n int) (bool, error) {
+	n = int(min(uint64(max(n, 1)), a.meta.LastSeq-a.seq+1))
+	// Without holes a version's sequence is its offset + 1, so the
+	// answer can leave out every header (cheaper on both sides).
+	noHdr := len(a.meta.Holes) == 0
+	var msgs []rmsg
+	err := s.direct(ctx, s.n.dsStream(a.dataset), &directReq{Seq: a.seq, Batch: n, NoHeaders: noHdr}, func(m *rmsg) error {
+		msgs = append(msgs, *m)
+		return nil
+	})
+	if errors.Is(err, errNoStream) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	vs := make([]version, 0, len(msgs))
+	kept := msgs[:0]
+	for i := range msgs {
+		m := &msgs[i]
+		v, err := decodeVersion(m.data)
+		if err != nil {
+			return false, fmt.Errorf("sequence %d: %w", m.seq, err)
+		}
+		if noHdr {
+			m.seq = v.offset + 1
+			m.subj = s.n.entity(a.dataset, v.id)
+		}
+		if m.seq > a.meta.LastSeq {
+			break
+		}
+		vs = append(vs, v)
+		kept = append(kept, *m)
+	}
+	msgs = kept
+	if len(msgs) == 0 {
+		a.seq = a.meta.LastSeq + 1
+		return false, nil
+	}
+	a.seq = msgs[len(msgs)-1].seq + 1
+	var latest map[string]uint64
+	if a.latestOnly {
+		if latest, err = s.latestSeqs(ctx, a.dataset, &a.meta, msgs); err != nil {
+			return false, err
+		}
+	}
+	for i := range msgs {
+		m, v := &msgs[i], &vs[i]
+		if a.meta.inHole(m.seq) {
+			continue
+		}
+		it := aheadItem{off: v.offset, emit: !a.latestOnly || latest[v.id] == m.seq}
+		if it.emit {
+			it.rec = v.record()
+		}
+		a.items = append(a.items, it)
+	}
+	return true, nil
 }
 
 // latestSeqs returns, for the _ids of msgs, the sequence of their latest

@@ -570,3 +570,31 @@ func (s *Store) sessionAlive(ctx context.Context, id string) (bool, error) {
 	}
 	return ok && !isTombstone(m.hdr), nil
 }
+
+// Destroy deletes every stream of the store's prefix: all datasets and the
+// metadata. For tests and benchmarks; the store is unusable afterwards.
+func (s *Store) Destroy(ctx context.Context) error {
+	ctx, cancel := s.reqCtx(ctx)
+	defer cancel()
+	var names []string
+	lister := s.js.StreamNames(ctx, jetstream.WithStreamListSubject(s.n.prefix+".>"))
+	for name := range lister.Name() {
+		names = append(names, name)
+	}
+	if err := lister.Err(); err != nil {
+		return s.connErr(err)
+	}
+	var errs []error
+	for _, name := range names {
+		if !strings.HasPrefix(name, s.n.stream+"_") {
+			continue
+		}
+		if err := s.js.DeleteStream(ctx, name); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			errs = append(errs, err)
+		}
+	}
+	s.streamsMu.Lock()
+	clear(s.streams)
+	s.streamsMu.Unlock()
+	return errors.Join(errs...)
+}

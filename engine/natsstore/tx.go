@@ -99,7 +99,7 @@ func (s *Store) Begin(ctx context.Context) (engine.WriteTx, error) {
 
 // ErrLeaseLost is returned by Commit (and Begin) when the transaction's
 // lease was lost: another worker may have taken the pipe over.
-var ErrLeaseLost = errors.New("the lease on the pipe was lost (another worker may run it now); nothing of this transaction was committed")
+var ErrLeaseLost = engine.ErrLeaseLost
 
 // ErrConflict is returned by Commit when another worker committed to a
 // dataset this transaction wrote, after it was read.
