@@ -75,6 +75,11 @@ func (w *writeTx) Commit() error {
 			}
 		}
 	}
+	if w.s.afterAppend != nil {
+		if err := w.s.afterAppend(); err != nil {
+			return err
+		}
+	}
 	mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.s.opts.Timeout)
 	defer cancel()
 	return w.commitMeta(mctx, dirty)
@@ -454,7 +459,7 @@ func (w *writeTx) commitMeta(ctx context.Context, dirty []*txDataset) error {
 		if errors.As(err, &api) {
 			if isWrongLast(err) {
 				if w.fence != nil && s.leaseMoved(ctx, w.fence) {
-					w.fence.markLost()
+					w.fence.markLostLocked()
 					return fmt.Errorf("pipe %q: %w", w.fence.pipe, ErrLeaseLost)
 				}
 				return ErrConflict

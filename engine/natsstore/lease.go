@@ -65,8 +65,13 @@ func (l *lease) lost() bool {
 
 func (l *lease) markLost() {
 	l.mu.Lock()
-	l.isLost = true
+	l.markLostLocked()
 	l.mu.Unlock()
+}
+
+// markLostLocked is markLost with l.mu held.
+func (l *lease) markLostLocked() {
+	l.isLost = true
 	l.closeOnce.Do(func() { close(l.done) })
 }
 
@@ -181,6 +186,14 @@ func (s *Store) acquire(ctx context.Context, pipe string) (*lease, error) {
 	sess, err := s.session()
 	if err != nil {
 		return nil, err
+	}
+	// A lease taken under a dead session would be free for others at
+	// once: make sure this worker's record still exists.
+	if m, ok, err := s.getLast(ctx, s.n.metaStream(), s.n.worker(sess.id)); err != nil {
+		return nil, err
+	} else if !ok || isTombstone(m.hdr) {
+		go s.renewSession() // notices the loss and starts a new session
+		return nil, errors.New("this worker's session expired (it stalled or lost the server); it takes no leases until it has a new one")
 	}
 	subj := s.n.lease(pipe)
 	cur, ok, err := s.getLast(ctx, s.n.metaStream(), subj)

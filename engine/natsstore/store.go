@@ -148,6 +148,10 @@ type Store struct {
 	closing chan struct{}
 	wg      sync.WaitGroup
 	closed  atomic.Bool
+
+	// afterAppend, set by tests, runs between a commit's appends and its
+	// metadata batch; an error ends the commit there (a crash).
+	afterAppend func() error
 }
 
 var _ engine.Store = (*Store)(nil)
