@@ -104,7 +104,10 @@ func (e *Engine) Run(ctx context.Context, pipeID string, opts RunOptions) (RunRe
 	defer l.Unlock()
 	ctx, release, err := e.leaseFor(ctx, p.ID)
 	if err != nil {
-		return RunRecord{Pipe: p.ID}, fmt.Errorf("pipe %q: %w", p.ID, err)
+		// Not run (another worker holds the pipe, or no lease could be
+		// taken): nothing is recorded.
+		err = fmt.Errorf("pipe %q: %w", p.ID, err)
+		return RunRecord{Pipe: p.ID, Error: err.Error()}, err
 	}
 	defer release()
 

@@ -182,7 +182,9 @@ func (a *API) runPipe(w http.ResponseWriter, r *http.Request) {
 	opts := engine.RunOptions{Reset: r.URL.Query().Get("reset") == "true", Rescan: r.URL.Query().Get("rescan") == "true"}
 	rec, err := a.eng.Run(r.Context(), p.ID, opts)
 	status := http.StatusOK
-	if err != nil {
+	if errors.Is(err, engine.ErrLeaseHeld) {
+		status = http.StatusConflict // running on another worker
+	} else if err != nil {
 		status = http.StatusInternalServerError
 	}
 	writeJSON(w, status, rec)

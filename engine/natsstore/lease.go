@@ -264,6 +264,11 @@ func (s *Store) Cluster() (*Cluster, error) {
 		return nil, s.connErr(err)
 	}
 	c.sub = sub
+	// The server knows the subscription once a flush returns.
+	if err := s.nc.FlushTimeout(s.opts.Timeout); err != nil {
+		sub.Unsubscribe()
+		return nil, s.connErr(err)
+	}
 	return c, nil
 }
 
