@@ -95,69 +95,69 @@ func (s *Store) latestOf(ctx context.Context, ds string, meta *dsMeta, ids []str
 }
 
 // liveIDs calls fn with the _id of every entity whose latest committed
-// version is not deleted, in no particular order. It reads the stream's
-// last message per subject, headers only, through an ordered consumer.
+// version is not deleted, in no particular order. It reads the log up to
+// the watermark once, in large batches without headers where it can, and
+// keeps the live versions' ids and the sequences later versions replace
+// (every version names its predecessor): a version is the latest of its
+// _id unless another names it. That costs 8 bytes per version plus the
+// live ids, and reads the log sequentially, which measured faster than a
+// last-per-subject consumer (35k against 50k ids/s at 300k ids) and needs
+// no consumer state on the server.
 func (s *Store) liveIDs(ctx context.Context, ds string, meta *dsMeta, fn func(id string)) error {
-	cctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	cons, err := s.js.OrderedConsumer(cctx, s.n.dsStream(ds), jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{s.n.dsSubjects(ds)},
-		DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
-		HeadersOnly:    true,
-	})
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		return nil
+	type cand struct {
+		seq uint64
+		id  string
 	}
-	if err != nil {
-		return s.connErr(err)
-	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(8192))
-	if err != nil {
-		return s.connErr(err)
-	}
-	defer it.Stop()
-	for {
+	var cands []cand
+	var sup []uint64
+	noHdr := len(meta.Holes) == 0
+	stream := s.n.dsStream(ds)
+	for seq := uint64(1); seq <= meta.LastSeq; {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		m, err := it.Next(jetstream.NextMaxWait(s.opts.Timeout))
-		if err != nil {
-			return fmt.Errorf("reading the live ids: %w", s.connErr(err))
-		}
-		md, err := m.Metadata()
-		if err != nil {
-			return err
-		}
-		seq := md.Sequence.Stream
-		id, err := idFromToken(lastToken(m.Subject()))
-		if err != nil {
-			return err
-		}
-		if seq <= meta.LastSeq && !meta.inHole(seq) {
-			if m.Headers().Get(hdrDeleted) == "" {
-				fn(id)
-			}
-		} else {
-			// An uncommitted version is the stream's last of this _id:
-			// find the committed one.
-			full, ok, err := s.getSeq(ctx, s.n.dsStream(ds), seq)
+		n := int(min(4000, meta.LastSeq-seq+1))
+		got, last := 0, uint64(0)
+		err := s.direct(ctx, stream, &directReq{Seq: seq, Batch: n, NoHeaders: noHdr}, func(m *rmsg) error {
+			got++
+			v, err := decodeVersion(m.data)
 			if err != nil {
 				return err
 			}
-			if ok {
-				c, err := s.resolve(ctx, ds, meta, &full)
-				if err != nil {
-					return err
-				}
-				if c.found && !c.v.deleted() {
-					fn(id)
-				}
+			at := m.seq
+			if noHdr {
+				at = v.offset + 1
 			}
-		}
-		if md.NumPending == 0 {
+			last = at
+			if at > meta.LastSeq || meta.inHole(at) {
+				return nil
+			}
+			if v.hasPrev() {
+				sup = append(sup, v.prevSeq)
+			}
+			if !v.deleted() {
+				cands = append(cands, cand{at, v.id})
+			}
+			return nil
+		})
+		if errors.Is(err, errNoStream) {
 			return nil
 		}
+		if err != nil {
+			return err
+		}
+		if got == 0 {
+			break
+		}
+		seq = last + 1
 	}
+	slices.Sort(sup)
+	for _, c := range cands {
+		if _, found := slices.BinarySearch(sup, c.seq); !found {
+			fn(c.id)
+		}
+	}
+	return nil
 }
 
 // Datasets lists every dataset, sorted by name.
