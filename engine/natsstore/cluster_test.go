@@ -67,8 +67,16 @@ func TestClusteredR3(t *testing.T) {
 			continue
 		}
 		committed++
-		if st, _ := s.PipeState(ctx, "p"); st.Since != fmt.Sprint(round) {
-			t.Fatalf("pipe state %q after committing round %d", st.Since, round)
+		// Reads may be answered by a follower a moment behind.
+		for wait := 0; ; wait++ {
+			st, _ := s.PipeState(ctx, "p")
+			if st.Since == fmt.Sprint(round) {
+				break
+			}
+			if wait == 100 {
+				t.Fatalf("pipe state %q 2 s after committing round %d", st.Since, round)
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
 	}
 	t.Logf("%d commits failed while the cluster recovered", failures)

@@ -89,6 +89,9 @@ type dsMeta struct {
 	// LastSeq is the last stream sequence that belongs to a committed
 	// transaction: readers never look past it.
 	LastSeq uint64 `json:"last_seq"`
+	// LastID is the _id of the version at LastSeq, which lookups ask for
+	// too, to tell an answer from a lagging replica.
+	LastID string `json:"last_id,omitempty"`
 	// Holes are stream sequence ranges written by transactions that never
 	// committed (a crashed or fenced worker); their messages are deleted
 	// and offsets skip them.

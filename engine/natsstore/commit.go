@@ -98,6 +98,7 @@ func (w *writeTx) append(ctx context.Context, st *txDataset) error {
 		}
 		if ok {
 			st.meta.LastSeq = st.base.LastSeq + uint64(len(st.pending))
+			st.meta.LastID = st.pending[len(st.pending)-1].v.id
 			st.meta.Holes = st.base.Holes
 			return nil
 		}

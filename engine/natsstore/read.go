@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -61,22 +62,14 @@ func (s *Store) resolve(ctx context.Context, ds string, meta *dsMeta, m *rmsg) (
 // latestOf looks up the latest committed versions of ids (bodies copied).
 func (s *Store) latestOf(ctx context.Context, ds string, meta *dsMeta, ids []string) (map[string]*committed, error) {
 	out := make(map[string]*committed, len(ids))
-	stream := s.n.dsStream(ds)
 	for len(ids) > 0 {
-		chunk := ids[:min(len(ids), maxMultiLast)]
+		chunk := ids[:min(len(ids), maxMultiLast-1)]
 		ids = ids[len(chunk):]
 		subjects := make([]string, len(chunk))
 		for i, id := range chunk {
 			subjects[i] = s.n.entity(ds, id)
 		}
-		var msgs []rmsg
-		err := s.direct(ctx, stream, &directReq{MultiLastFor: subjects}, func(m *rmsg) error {
-			msgs = append(msgs, *m)
-			return nil
-		})
-		if errors.Is(err, errNoStream) {
-			continue
-		}
+		msgs, err := s.multiLast(ctx, ds, meta, subjects)
 		if err != nil {
 			return nil, err
 		}
@@ -92,6 +85,45 @@ func (s *Store) latestOf(ctx context.Context, ds string, meta *dsMeta, ids []str
 		}
 	}
 	return out, nil
+}
+
+// multiLast returns the last message of each subject (at most
+// maxMultiLast-1 of them). With replicas a direct get may be answered by a
+// follower that lags the leader; so the request also asks for the
+// subject of the dataset's newest committed version (dsMeta.LastID), and
+// an answer without it at the watermark comes from a replica that is
+// behind and is asked again.
+func (s *Store) multiLast(ctx context.Context, ds string, meta *dsMeta, subjects []string) ([]rmsg, error) {
+	probe := ""
+	if meta.LastID != "" && meta.LastSeq > 0 && !meta.inHole(meta.LastSeq) {
+		probe = s.n.entity(ds, meta.LastID)
+		subjects = append(subjects[:len(subjects):len(subjects)], probe)
+	}
+	for attempt := 0; ; attempt++ {
+		var msgs []rmsg
+		fresh := probe == ""
+		err := s.direct(ctx, s.n.dsStream(ds), &directReq{MultiLastFor: subjects}, func(m *rmsg) error {
+			if m.subj == probe && m.seq >= meta.LastSeq {
+				fresh = true
+			}
+			msgs = append(msgs, *m)
+			return nil
+		})
+		if errors.Is(err, errNoStream) {
+			return nil, nil
+		}
+		if err != nil || fresh {
+			return msgs, err
+		}
+		if attempt == 100 {
+			return nil, fmt.Errorf("dataset %q: the stream's replicas stay behind its committed state (sequence %d)", ds, meta.LastSeq)
+		}
+		select {
+		case <-time.After(20 * time.Millisecond):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 }
 
 // liveIDs calls fn with the _id of every entity whose latest committed
@@ -342,7 +374,9 @@ func (s *Store) readAhead(ctx context.Context, a *scanAhead, n int) (bool, error
 	}
 	msgs = kept
 	if len(msgs) == 0 {
-		a.seq = a.meta.LastSeq + 1
+		// Nothing (more) up to the watermark on the replica that
+		// answered: stop here and let the next scan look again rather
+		// than skip what a lagging replica does not have yet.
 		return false, nil
 	}
 	a.seq = msgs[len(msgs)-1].seq + 1
@@ -379,13 +413,9 @@ func (s *Store) latestSeqs(ctx context.Context, ds string, meta *dsMeta, msgs []
 	}
 	out := make(map[string]uint64, len(subjects))
 	for len(subjects) > 0 {
-		chunk := subjects[:min(len(subjects), maxMultiLast)]
+		chunk := subjects[:min(len(subjects), maxMultiLast-1)]
 		subjects = subjects[len(chunk):]
-		var last []rmsg
-		err := s.direct(ctx, s.n.dsStream(ds), &directReq{MultiLastFor: chunk}, func(m *rmsg) error {
-			last = append(last, *m)
-			return nil
-		})
+		last, err := s.multiLast(ctx, ds, meta, chunk)
 		if err != nil {
 			return nil, err
 		}

@@ -58,13 +58,14 @@ func run(opts *server.Options) (*server.Server, error) {
 }
 
 // Store opens a store on srv with a prefix of its own (so tests may share
-// a server) and closes it when the test ends. The lease TTL is short (2 s)
-// so that takeovers in tests are quick.
+// a server) and closes it when the test ends. The lease TTL is 5 s unless
+// opts says otherwise: short enough for takeover tests, long enough for a
+// loaded machine running -race.
 func Store(t testing.TB, url string, opts natsstore.Options) *natsstore.Store {
 	t.Helper()
 	opts.URL = url
 	if opts.LeaseTTL == 0 {
-		opts.LeaseTTL = 2 * time.Second
+		opts.LeaseTTL = 5 * time.Second
 	}
 	if opts.TailWait == 0 {
 		opts.TailWait = 5 * time.Second
