@@ -40,6 +40,12 @@ func TestChaosWorkers(t *testing.T) {
 		t.Skip("starts worker processes and a NATS server; kills workers for ~20 s")
 	}
 	size := chaosSize{sources: 12, entities: 1000, chaos: 6 * time.Second}
+	if raceEnabled && os.Getenv("FERRY_CHAOS_LONG") == "" {
+		// Under the race detector the four processes' scheduled runs
+		// alone fill two cores and catching up takes minutes; .ci/run
+		// runs this test once more without -race.
+		t.Skip("skipped under -race (run: go test -run TestChaosWorkers ./cmd/ferry/)")
+	}
 	if os.Getenv("FERRY_CHAOS_LONG") != "" {
 		size = chaosSize{sources: 30, entities: 6000, chaos: 60 * time.Second}
 	}
@@ -61,7 +67,7 @@ func TestChaosWorkers(t *testing.T) {
 	os.WriteFile(cfgPath, []byte("["+strings.Join(cfg, ",\n")+"]"), 0o644)
 
 	srv := natstest.Start(t, filepath.Join(dir, "nats"))
-	storeURL := srv.ClientURL() + "?prefix=chaos&lease_ttl=2s&tail_wait=10s"
+	storeURL := srv.ClientURL() + "?prefix=chaos&lease_ttl=3s&tail_wait=10s"
 	check := natstest.Store(t, srv.ClientURL(), natsstore.Options{Prefix: "chaos"})
 
 	workers := make([]*chaosWorker, 3)
