@@ -150,6 +150,8 @@ func (s *Scheduler) assign(ctx context.Context, rounds map[string]int) {
 		s.cmu.Lock()
 		s.owned[p.ID] = &ownership{lease: l, release: make(chan struct{}), members: key}
 		s.cmu.Unlock()
+		// Runs started meanwhile (the HTTP API) use it at once.
+		s.eng.setLease(p.ID, l)
 		s.grant[p.ID] <- l
 	}
 }

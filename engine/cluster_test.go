@@ -81,7 +81,7 @@ func TestWorkersShareThePipes(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
-	waitFor("every pipe ran twice", 30*time.Second, func() bool {
+	waitFor("every pipe ran twice", 90*time.Second, func() bool {
 		for i := range pipes {
 			if len(runsOf(a.store, fmt.Sprintf("p%d", i))) < 2 {
 				return false
@@ -119,7 +119,7 @@ func TestWorkersShareThePipes(t *testing.T) {
 	a.cancel()
 	a.store.Conn().Close()
 	<-a.done
-	waitFor("b runs every pipe after a died", 20*time.Second, func() bool {
+	waitFor("b runs every pipe after a died", 60*time.Second, func() bool {
 		for p, n := range before {
 			if len(runsOf(b.store, p)) < n+2 {
 				return false
