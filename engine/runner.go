@@ -29,9 +29,14 @@ type Engine struct {
 	// Observer, if set, is told when runs and receives start and finish
 	// (metrics). Its methods must return quickly.
 	Observer RunObserver
+	// Cluster, if set, shares the store with other workers: a run takes
+	// the pipe's lease first (or uses the one the scheduler holds) and its
+	// transactions are fenced by it. Nil for a single worker (bbolt).
+	Cluster Cluster
 
-	mu    sync.Mutex
-	locks map[string]*sync.Mutex
+	mu     sync.Mutex
+	locks  map[string]*sync.Mutex
+	leases map[string]Lease // held by the scheduler, per pipe
 }
 
 // New returns an engine for plan on store.
@@ -103,13 +108,24 @@ func (e *Engine) Run(ctx context.Context, pipeID string, opts RunOptions) (RunRe
 	l := e.lock(pipeID)
 	l.Lock()
 	defer l.Unlock()
+	ctx, release, err := e.leaseFor(ctx, p.ID)
+	if err != nil {
+		// Not run (another worker holds the pipe, or no lease could be
+		// taken): nothing is recorded.
+		err = fmt.Errorf("pipe %q: %w", p.ID, err)
+		return RunRecord{Pipe: p.ID, Error: err.Error()}, err
+	}
+	defer release()
 
 	rec := RunRecord{Pipe: p.ID, Start: time.Now().UTC()}
 	if e.Observer != nil {
 		e.Observer.RunStarted(p)
 	}
 	stats := &RunStats{}
-	err := e.run(WithStore(ctx, e.Store), p, opts, &rec, stats)
+	err = e.run(WithStore(ctx, e.Store), p, opts, &rec, stats)
+	if cause := context.Cause(ctx); err != nil && errors.Is(cause, ErrLeaseLost) {
+		err = cause
+	}
 	return e.finishRun(ctx, p, &rec, stats, err, "run")
 }
 

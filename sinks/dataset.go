@@ -170,6 +170,18 @@ func (r *datasetRun) Write(ctx context.Context, tx engine.WriteTx, batch []engin
 		}
 		r.initialDone = true
 	}
+	if pf, ok := tx.(engine.Prefetcher); ok && r.fresh == nil && len(batch) > 1 {
+		// A networked store looks the batch's ids up in one round trip
+		// instead of one per Put (on a fresh dataset the Bloom filter
+		// already spares the lookups).
+		ids := make([]string, len(batch))
+		for i := range batch {
+			ids[i] = batch[i].ID
+		}
+		if err := pf.Prefetch(r.d.Name, ids); err != nil {
+			return err
+		}
+	}
 	for i := range batch {
 		p := &batch[i]
 		if p.Lazy {

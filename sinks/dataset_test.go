@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/ferrydata/ferry/engine"
-	"github.com/ferrydata/ferry/engine/boltstore"
 	"github.com/ferrydata/ferry/engine/enginetest"
 	"github.com/ferrydata/ferry/pipes/all"
 )
@@ -21,13 +20,13 @@ type harness struct {
 	t     *testing.T
 	dir   string
 	eng   *engine.Engine
-	store *boltstore.Store
+	store engine.Store
 }
 
 func newHarness(t *testing.T, pipe string) *harness {
 	t.Helper()
 	dir := t.TempDir()
-	eng, s := enginetest.Engine(t, all.Registry(), dir, pipe)
+	eng, s := enginetest.NewEngine(t, all.Registry(), dir, pipe)
 	return &harness{t: t, dir: dir, eng: eng, store: s}
 }
 

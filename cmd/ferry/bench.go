@@ -59,8 +59,8 @@ type benchResult struct {
 // maxrss of the child) is its own.
 func (c *cli) benchCmd() *cobra.Command {
 	var (
-		n, ckpt, scrapeRounds  int
-		dir, scenario, cpuprof string
+		n, ckpt, scrapeRounds           int
+		dir, scenario, cpuprof, workers string
 		noSync                 bool
 		scrape                 time.Duration
 	)
@@ -76,7 +76,13 @@ floor (bare bbolt). It then checks the store and fails if anything is off.`,
   ferry bench -n 100000 --json`,
 		Args: usageArgs(0, 0, "takes no arguments"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if code := c.bench(cmd.Context(), n, ckpt, dir, scenario, cpuprof, noSync, scrape, scrapeRounds); code != exitOK {
+			code := exitOK
+			if workers != "" || scenario == "worker" {
+				code = c.benchWorkers(cmd.Context(), n, dir, workers, scenario, ckpt) // bench_nats.go
+			} else {
+				code = c.bench(cmd.Context(), n, ckpt, dir, scenario, cpuprof, noSync, scrape, scrapeRounds)
+			}
+			if code != exitOK {
 				return reported(code)
 			}
 			return nil
@@ -89,6 +95,7 @@ floor (bare bbolt). It then checks the store and fails if anything is off.`,
 	f.BoolVar(&noSync, "no-sync", false, "skip fsync (not what the targets are measured with)")
 	f.StringVar(&cpuprof, "cpuprofile", "", "with --scenario: write a CPU profile to this file")
 	f.IntVar(&ckpt, "checkpoint-interval", engine.DefaultCheckpointInterval, "batches (of 100) per transaction, for the pipes and the floor")
+	f.StringVar(&workers, "workers", "", "with a nats:// --store: measure throughput with these numbers of worker processes on independent pipes instead (e.g. 1,2,4)")
 	f.DurationVar(&scrape, "scrape", 0, "also measure what scraping /metrics at this interval (e.g. 100ms) costs an initial load: fresh loads with and without scraping, alternated")
 	f.IntVar(&scrapeRounds, "scrape-rounds", 3, "with --scrape: pairs of loads to compare (the median ratio is reported)")
 	f.MarkHidden("scenario")
@@ -117,7 +124,7 @@ func (c *cli) bench(ctx context.Context, n, ckpt int, dir, scenario, cpuprof str
 		if scenario == "load" {
 			res, err = benchLoad(ctx, dir, n, noSync, ckpt, int64(mapped)<<20, scrape)
 		} else {
-			res, err = runScenario(ctx, scenario, dir, n, noSync, ckpt, int64(mapped)<<20)
+			res, err = runScenario(ctx, scenario, dir, n, noSync, ckpt, int64(mapped)<<20, c.g.store)
 		}
 		if err != nil {
 			c.errorf("bench %s: %v", scenario, err)
@@ -144,6 +151,12 @@ func (c *cli) bench(ctx context.Context, n, ckpt int, dir, scenario, cpuprof str
 		return exitFailed
 	}
 	os.RemoveAll(filepath.Join(work, "store"))
+	storeURL, cleanup, err := c.benchStoreURL(ctx) // bench_nats.go
+	if err != nil {
+		c.errorf("bench: %v", err)
+		return exitFailed
+	}
+	defer cleanup()
 	if err := genBenchFiles(work, n); err != nil {
 		c.errorf("bench: generating entities: %v", err)
 		return exitFailed
@@ -162,6 +175,9 @@ func (c *cli) bench(ctx context.Context, n, ckpt int, dir, scenario, cpuprof str
 		if noSync {
 			cargs = append(cargs, "--no-sync")
 		}
+		if storeURL != "" {
+			cargs = append(cargs, "--store", storeURL)
+		}
 		cmd := exec.CommandContext(ctx, self, cargs...)
 		cmd.Stderr = c.stderr
 		out, err := cmd.Output()
@@ -178,7 +194,7 @@ func (c *cli) bench(ctx context.Context, n, ckpt int, dir, scenario, cpuprof str
 			res.PeakRSSBytes = ru.Maxrss * 1024 // Linux reports KiB
 		}
 		results[sc] = &res
-		if os.Getenv("FERRY_BENCH_CHECK_EACH") != "" && sc != "floor" {
+		if os.Getenv("FERRY_BENCH_CHECK_EACH") != "" && sc != "floor" && storeURL == "" {
 			st, err := boltstore.Open(filepath.Join(work, "store"), boltstore.Options{ReadOnly: true})
 			if err == nil {
 				err = st.Check(ctx)
@@ -188,7 +204,12 @@ func (c *cli) bench(ctx context.Context, n, ckpt int, dir, scenario, cpuprof str
 		}
 	}
 	// Verify what the scenarios left: a benchmark that corrupts is no result.
-	if st, err := boltstore.Open(filepath.Join(work, "store"), boltstore.Options{ReadOnly: true}); err != nil {
+	if storeURL != "" {
+		if err := checkNATSBench(ctx, storeURL); err != nil {
+			c.errorf("bench: store check failed: %v", err)
+			return exitFailed
+		}
+	} else if st, err := boltstore.Open(filepath.Join(work, "store"), boltstore.Options{ReadOnly: true}); err != nil {
 		c.errorf("bench: verifying store: %v", err)
 		return exitFailed
 	} else {
@@ -233,6 +254,9 @@ func (c *cli) bench(ctx context.Context, n, ckpt int, dir, scenario, cpuprof str
 	}
 	tw.Flush()
 	fmt.Fprintf(c.stdout, "\n%d entities (share: %d updates, each with its lookup, to a fake API in the same process), fsync %v. floor = decode + bare bbolt log bucket + _id->offset bucket in the same transactions.\n", n, benchShareEntities, !noSync)
+	if storeURL != "" {
+		fmt.Fprintf(c.stdout, "store: NATS JetStream at %s (the floor stays bbolt); fsync is the server's (sync_interval).\n", redactURL(storeURL))
+	}
 	if scrapeCost != nil {
 		last := scrapeCost["last_round"].(scrapeResult)
 		fmt.Fprintf(c.stdout, "/metrics scraped every %s during a fresh initial load (median of %d pairs): throughput ratio %.3f (cost %.1f%%), CPU time ratio %.3f (cost %.1f%%); %d scrapes, %.2f ms mean, %.2f ms max\n",
@@ -291,7 +315,7 @@ func benchConfig(dir string, ckpt int) string {
 ]`, filepath.Join(dir, "entities.ndjson"), filepath.Join(dir, "entities-changed10.ndjson"), ckpt)
 }
 
-func runScenario(ctx context.Context, sc, dir string, n int, noSync bool, ckpt int, mapped int64) (*benchResult, error) {
+func runScenario(ctx context.Context, sc, dir string, n int, noSync bool, ckpt int, mapped int64, storeURL string) (*benchResult, error) {
 	if dir == "" {
 		return nil, fmt.Errorf("--scenario needs --dir")
 	}
@@ -313,7 +337,7 @@ func runScenario(ctx context.Context, sc, dir string, n int, noSync bool, ckpt i
 	if err != nil {
 		return nil, err
 	}
-	store, err := boltstore.Open(filepath.Join(dir, "store"), boltstore.Options{NoSync: noSync, MaxResident: mapped})
+	store, releases, err := openBenchStore(ctx, filepath.Join(dir, "store"), storeURL, noSync, mapped) // bench_nats.go
 	if err != nil {
 		return nil, err
 	}
@@ -352,7 +376,7 @@ func runScenario(ctx context.Context, sc, dir string, n int, noSync bool, ckpt i
 		return nil, err
 	}
 	el := time.Since(start).Seconds()
-	kept, full, spent := store.ReleaseStats()
+	kept, full, spent := releases()
 	return &benchResult{Entities: n, Seconds: el, EntitiesPerS: float64(n) / el, Written: rec.Written, Unchanged: rec.Unchanged,
 		Deleted: rec.Deleted, TxEntities: engine.DefaultBatchSize * ckpt, FsyncOnCommit: !noSync,
 		ReleasesKeeping: kept, ReleasesFull: full, ReleaseSeconds: spent.Seconds()}, nil

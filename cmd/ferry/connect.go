@@ -13,7 +13,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ferrydata/ferry/engine"
-	"github.com/ferrydata/ferry/engine/boltstore"
 	"github.com/ferrydata/ferry/engine/connectors"
 	"github.com/ferrydata/ferry/engine/secrets"
 	"github.com/ferrydata/ferry/pipes/all"
@@ -97,7 +96,7 @@ func looksLikePath(arg string) bool {
 func (c *cli) addConnectors(ctx context.Context, cfg *engine.Config, env engine.Env, needInstances bool) error {
 	var store engine.Store
 	if c.storeExists() {
-		s, err := boltstore.Open(c.g.data, boltstore.Options{ReadOnly: true})
+		s, err := c.openStore(true, false)
 		if err != nil {
 			return err
 		}

@@ -48,6 +48,9 @@ unread input. It prints one line per run and exits 1 when a run failed.`,
 			}
 			defer store.Close()
 			eng := engine.New(store, plan, c.logger())
+			if eng.Cluster, err = clusterOf(store); err != nil {
+				return failf("%v", err)
+			}
 			prog := c.progress()
 			eng.Progress = prog.update
 			recs, err := eng.RunUntilStable(ctx, pipeIDs, engine.RunOptions{Reset: reset, Rescan: rescan, AcceptDeletes: acceptDeletes}, 10)

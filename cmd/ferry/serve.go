@@ -89,6 +89,9 @@ func (c *cli) serve(ctx context.Context, paths []string, o serveOptions) error {
 	defer cancel()
 	logger := c.loggerAt(slog.LevelInfo)
 	eng := engine.New(store, plan, logger)
+	if eng.Cluster, err = clusterOf(store); err != nil {
+		return failf("serve: %v", err)
+	}
 	sched := engine.NewScheduler(eng)
 	var schedRunning atomic.Bool
 	api, err := httpapi.New(eng, httpapi.Options{

@@ -518,7 +518,9 @@ func (a *API) runPipe(w http.ResponseWriter, r *http.Request) {
 	opts := engine.RunOptions{Reset: q.Get("reset") == "true", Rescan: q.Get("rescan") == "true", AcceptDeletes: q.Get("accept_deletes") == "true"}
 	rec, err := a.eng.Run(r.Context(), p.ID, opts)
 	status := http.StatusOK
-	if err != nil {
+	if errors.Is(err, engine.ErrLeaseHeld) {
+		status = http.StatusConflict // running on another worker
+	} else if err != nil {
 		status = http.StatusInternalServerError
 	}
 	writeJSON(w, status, rec)
