@@ -61,8 +61,8 @@ func (c *cli) benchCmd() *cobra.Command {
 	var (
 		n, ckpt, scrapeRounds           int
 		dir, scenario, cpuprof, workers string
-		noSync                 bool
-		scrape                 time.Duration
+		noSync                          bool
+		scrape                          time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:     "bench",
