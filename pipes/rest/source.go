@@ -163,6 +163,13 @@ func number(v any) (float64, bool) {
 // compare numerically, other values as strings. It is handed to the engine
 // only after the last page, unless is_chronological says items arrive in
 // _updated order, so a failed run never skips items it did not deliver.
+//
+// A run without a stored token starts from initial_since_value when it is
+// set (and not empty): it fetches only what changed since then, so the
+// engine does not deletion-track it (see engine.PartialReader). This is
+// how a connector instance connected with `--history since-connected` or
+// a date skips older records: its collect template sets
+// initial_since_value from the injected history_since variable.
 type Source struct {
 	call          *call
 	supportsSince bool
@@ -192,11 +199,12 @@ func (s *Source) SupportsSince() bool { return s.supportsSince }
 
 // Open starts a run: no request is sent before the first Next.
 func (s *Source) Open(ctx context.Context, req engine.ReadRequest) (engine.Reader, error) {
-	since := ""
+	since, partial := "", false
 	if s.supportsSince {
 		since = req.Since
 		if since == "" {
 			since = s.initialSince
+			partial = since != ""
 		}
 	}
 	base := jinja.Context{"properties": s.call.properties, "since": nil}
@@ -205,7 +213,7 @@ func (s *Source) Open(ctx context.Context, req engine.ReadRequest) (engine.Reade
 	}
 	p := newPager(s.call, base, since)
 	fctx, cancel := context.WithCancel(ctx)
-	r := &sourceReader{src: s, since: since, pages: make(chan fetched, 1), cancel: cancel}
+	r := &sourceReader{src: s, since: since, partial: partial, pages: make(chan fetched, 1), cancel: cancel}
 	go r.fetch(fctx, p)
 	return r, nil
 }
@@ -224,6 +232,9 @@ type sourceReader struct {
 	pages  chan fetched
 	cancel context.CancelFunc
 	since  string
+	// partial: a run without a stored token that starts from
+	// initial_since_value reads only what changed since then.
+	partial bool
 	// maxUpdated is the largest _updated seen.
 	maxUpdated since.Max
 	ended      bool // paging is over
@@ -303,6 +314,11 @@ func (r *sourceReader) fetch(ctx context.Context, p *pager) {
 		}
 	}
 }
+
+// Partial reports whether the run started from initial_since_value
+// rather than reading everything (engine.PartialReader): its first run
+// then is not deletion-tracked.
+func (r *sourceReader) Partial() bool { return r.partial }
 
 // Close ends the run and stops the fetching goroutine.
 func (r *sourceReader) Close() error {
