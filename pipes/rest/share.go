@@ -114,6 +114,26 @@ type Share struct {
 	// Compiled rule programs by rule name ("" when absent).
 	rewrites map[string]*dtl.Program
 	workers  int
+	// offline answers lookups instead of the system (SetLookup).
+	offline LookupFunc
+}
+
+// LookupFunc answers a share transform's lookups in place of its system:
+// the record the system holds for entity e, whose primary key is key, or
+// found false (a 404).
+type LookupFunc func(ctx context.Context, e engine.Entity, key any) (record map[string]any, found bool, err error)
+
+// SetLookup makes Plan answer lookups with fn instead of sending requests:
+// `ferry test` plans share pipes without reaching their systems. Set it
+// before the pipe runs. lookup_rewrite rules still apply to the record;
+// Apply and Resolve are unaffected.
+func (s *Share) SetLookup(fn LookupFunc) { s.offline = fn }
+
+// Key returns the primary key of an entity or a record as the transform
+// computes it (a list for a composite key); ok is false when a part is
+// missing or null.
+func (s *Share) Key(ctx context.Context, e map[string]any) (key any, ok bool, err error) {
+	return keyOf(ctx, s.key, e)
 }
 
 var (
@@ -714,34 +734,23 @@ func (s *Share) lookupOne(ctx context.Context, a *engine.ShareAction) (map[strin
 	} else if m, isMap := out.(map[string]any); ok && isMap {
 		ent = m
 	}
-	ex := s.send(ctx, s.lookup, ent, nil, false, "", false)
-	a.Requests++
-	if ex.failure != "" {
-		a.Op = engine.ShareFailed
-		a.Fail(engine.FailRetry, fmt.Errorf("lookup: %w", ex.err))
-		if ex.failure == engine.FailInvalid {
-			a.Failure = engine.FailInvalid
+	var items []any
+	if s.offline != nil {
+		rec, found, err := s.offline(ctx, a.Entity, a.Key)
+		if err != nil {
+			a.Op = engine.ShareFailed
+			a.Fail(engine.FailInvalid, fmt.Errorf("lookup: %w", err))
+			return nil, false, nil
 		}
-		return nil, false, nil
-	}
-	if ex.status == 404 {
-		return nil, false, nil
-	}
-	if !s.ok[kindLookup].Contains(ex.status) {
-		a.Op = engine.ShareFailed
-		a.Status = ex.status
-		kind := engine.FailRetry
-		if ex.status/100 == 4 && ex.status != 408 && ex.status != 429 && ex.status != 401 && ex.status != 403 {
-			kind = engine.FailInvalid
+		if !found {
+			return nil, false, nil
 		}
-		a.Fail(kind, fmt.Errorf("error-lookup: %w", ex.statusErr()))
-		return nil, false, nil
-	}
-	items, err := s.items(ex, s.lookup)
-	if err != nil {
-		a.Op = engine.ShareFailed
-		a.Fail(engine.FailInvalid, fmt.Errorf("lookup: %w", err))
-		return nil, false, nil
+		items = []any{rec}
+	} else {
+		var ok bool
+		if items, ok = s.fetchLookup(ctx, a, ent); !ok {
+			return nil, false, nil
+		}
 	}
 	if s.rewrites[ruleLookup] != nil {
 		out, ok, err := s.rewrite(ctx, ruleLookup, withItems(a.Entity, items))
@@ -777,6 +786,42 @@ func (s *Share) lookupOne(ctx context.Context, a *engine.ShareAction) (map[strin
 	a.Op = engine.ShareFailed
 	a.Fail(engine.FailInvalid, fmt.Errorf("lookup returned %d records for key %s; it must identify one (narrow the operation, or add a lookup_rewrite rule)", len(items), describe(a.Key)))
 	return nil, false, nil
+}
+
+// fetchLookup sends the lookup request of a (for ent) and returns the
+// records of the response; ok is false on a 404 (found nothing) or a
+// failure, which it records in a.
+func (s *Share) fetchLookup(ctx context.Context, a *engine.ShareAction, ent engine.Entity) ([]any, bool) {
+	ex := s.send(ctx, s.lookup, ent, nil, false, "", false)
+	a.Requests++
+	if ex.failure != "" {
+		a.Op = engine.ShareFailed
+		a.Fail(engine.FailRetry, fmt.Errorf("lookup: %w", ex.err))
+		if ex.failure == engine.FailInvalid {
+			a.Failure = engine.FailInvalid
+		}
+		return nil, false
+	}
+	if ex.status == 404 {
+		return nil, false
+	}
+	if !s.ok[kindLookup].Contains(ex.status) {
+		a.Op = engine.ShareFailed
+		a.Status = ex.status
+		kind := engine.FailRetry
+		if ex.status/100 == 4 && ex.status != 408 && ex.status != 429 && ex.status != 401 && ex.status != 403 {
+			kind = engine.FailInvalid
+		}
+		a.Fail(kind, fmt.Errorf("error-lookup: %w", ex.statusErr()))
+		return nil, false
+	}
+	items, err := s.items(ex, s.lookup)
+	if err != nil {
+		a.Op = engine.ShareFailed
+		a.Fail(engine.FailInvalid, fmt.Errorf("lookup: %w", err))
+		return nil, false
+	}
+	return items, true
 }
 
 // items returns the records of a response: the operation's
