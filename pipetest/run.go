@@ -389,9 +389,9 @@ func (t *tester) patch(plan *engine.Plan) error {
 			if w, taken := writers[p.ID]; taken {
 				return setupf("pipe %q: its %v sink is captured in dataset %q for the test, which pipe %q writes", p.ID, sinkType(raw), p.ID, w)
 			}
+			t.note("%s: its %v sink is captured: the expected output is what it would be sent", p.ID, sinkType(raw))
 			raw["sink"] = map[string]any{"type": "dataset", "dataset": p.ID, "deletion_tracking": false}
 			t.captured[p.ID] = true
-			t.note("%s: its %v sink is captured: the expected output is what it would be sent", p.ID, sinkType(raw))
 		}
 	}
 	return nil
