@@ -16,19 +16,19 @@ import (
 
 // commonSchemaProps are the keys the REST source and transform share.
 const commonSchemaProps = `
-    "comment": {},
-    "system": {"type": "string", "minLength": 1},
-    "operation": {"type": "string", "minLength": 1},
-    "operations": {"type": "object", "additionalProperties": ` + operationSchema + `},
-    "properties": {"type": "object"},
-    "payload": {},
-    "payload_property": {"type": "string"},
-    "id_expression": {"type": "string"},
-    "updated_expression": {"type": "string"},
-    "rate_limiting_retries": {"type": "integer", "minimum": 0},
-    "rate_limiting_delay": {"type": "number", "minimum": 0},
-    "max_pages": {"type": "integer", "minimum": 1},
-    "trace": {"type": "boolean"}`
+    "comment": {"description": "Free text, ignored."},
+    "system": {"description": "The system:rest to call.", "type": "string", "minLength": 1},
+    "operation": {"description": "The operation to use (the pipe's operations first, then the system's; default list).", "type": "string", "minLength": 1},
+    "operations": {"description": "Operations of this pipe, with the keys of system:rest operations.", "type": "object", "additionalProperties": ` + operationSchema + `},
+    "properties": {"description": "Values for the templates as properties.* (merged over the operation's).", "type": "object"},
+    "payload": {"description": "Overrides the operation's payload."},
+    "payload_property": {"description": "Overrides the operation's payload_property.", "type": "string"},
+    "id_expression": {"description": "Overrides the operation's id_expression.", "type": "string"},
+    "updated_expression": {"description": "Overrides the operation's updated_expression.", "type": "string"},
+    "rate_limiting_retries": {"description": "Overrides the system's rate_limiting_retries for this pipe.", "type": "integer", "minimum": 0},
+    "rate_limiting_delay": {"description": "Overrides the system's rate_limiting_delay for this pipe.", "type": "number", "minimum": 0},
+    "max_pages": {"description": "Overrides the operation's max_pages.", "type": "integer", "minimum": 1},
+    "trace": {"description": "Log every request (method, redacted URL, status, size) at info level.", "type": "boolean"}`
 
 const sourceSchema = `{
   "$schema": "http://json-schema.org/draft-07/schema#",
@@ -37,13 +37,13 @@ const sourceSchema = `{
   "required": ["system"],
   "properties": {
     "type": {"const": "rest"},` + commonSchemaProps + `,
-    "since_property_name": {"type": "string", "minLength": 1},
-    "since_property_location": {"enum": ["query", "header", "manual"]},
-    "initial_since_value": {"type": ["string", "number"]},
-    "supports_since": {"type": "boolean"},
-    "is_since_comparable": {"type": "boolean"},
-    "is_chronological": {"type": "boolean"},
-    "if_source_empty": {"enum": ["accept", "fail"]}
+    "since_property_name": {"description": "Overrides the operation's since_property_name.", "type": "string", "minLength": 1},
+    "since_property_location": {"description": "Overrides the operation's since_property_location.", "enum": ["query", "header", "manual"]},
+    "initial_since_value": {"description": "The since value of a run without a stored token; such a run reads only what changed since then and is not deletion-tracked (connector templates set it from history_since).", "type": ["string", "number"]},
+    "supports_since": {"description": "Continue from the stored token (the largest _updated of the last run); without it every run is a full run.", "type": "boolean"},
+    "is_since_comparable": {"description": "Sesam key, accepted; tokens are always compared (numbers as numbers).", "type": "boolean"},
+    "is_chronological": {"description": "Records arrive in _updated order: the token is committed after every page.", "type": "boolean"},
+    "if_source_empty": {"description": "With \"fail\", a full run that reads nothing fails instead of deletion-tracking every entity away.", "enum": ["accept", "fail"]}
   }
 }`
 
