@@ -8,7 +8,7 @@ import (
 // maxEdits bounds the Myers search: texts that differ in more lines than
 // this (after their common start and end) are shown as one replaced
 // block, which is what such a diff would read like anyway.
-const maxEdits = 4000
+const maxEdits = 1000
 
 // op is one line of an edit script: ' ' kept, '-' only in a, '+' only in b.
 type op struct {
@@ -126,7 +126,7 @@ func script(a, b []string) []op {
 // edits squared, not with the lengths).
 func myers(a, b []string) []op {
 	n, m := len(a), len(b)
-	if n == 0 || m == 0 {
+	if n == 0 || m == 0 || disjoint(a, b) {
 		return replace(a, b)
 	}
 	limit := min(n+m, maxEdits)
@@ -190,6 +190,21 @@ func myers(a, b []string) []op {
 		out[len(rev)-1-i] = o
 	}
 	return out
+}
+
+// disjoint reports whether a and b share no line (then nothing can be
+// kept, and the search would be all cost).
+func disjoint(a, b []string) bool {
+	in := make(map[string]bool, len(a))
+	for _, l := range a {
+		in[l] = true
+	}
+	for _, l := range b {
+		if in[l] {
+			return false
+		}
+	}
+	return true
 }
 
 // replace is the script that deletes all of a and inserts all of b.

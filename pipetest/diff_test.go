@@ -1,6 +1,7 @@
 package pipetest
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -86,14 +87,20 @@ func lcs(a, b []string) int {
 // TestScriptLargeFallback: beyond maxEdits the middle is replaced as a
 // block, still a correct script.
 func TestScriptLargeFallback(t *testing.T) {
+	// Every other line shared, every other one changed: more edits than
+	// the search may make.
 	var a, b []string
 	for i := range maxEdits + 10 {
-		a = append(a, "a"+string(rune('0'+i%10))+"\n")
-		b = append(b, "b"+string(rune('0'+i%10))+"\n")
+		a = append(a, "same\n", fmt.Sprintf("a%d\n", i))
+		b = append(b, "same\n", fmt.Sprintf("b%d\n", i))
 	}
 	ops := script(a, b)
-	if len(ops) != len(a)+len(b) || ops[0].kind != '-' || ops[len(ops)-1].kind != '+' {
-		t.Errorf("fallback script of %d ops", len(ops))
+	if len(ops) != len(a)+len(b)-1 || ops[0].kind != ' ' || ops[1].kind != '-' || ops[len(ops)-1].kind != '+' {
+		t.Errorf("fallback script of %d ops: %v ...", len(ops), ops[:3])
+	}
+	// Texts without a line in common are one replaced block at once.
+	if ops := script([]string{"a\n", "b\n"}, []string{"c\n"}); len(ops) != 3 || ops[2].kind != '+' {
+		t.Errorf("disjoint: %v", ops)
 	}
 }
 

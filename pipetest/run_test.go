@@ -94,7 +94,9 @@ func crmConfig(url string) string {
   "transform": {"type": "template", "template": "transform-share-rest", "properties": {"rest_system": "crm", "primary_key": "id", "share_dataset": "crm-person-share"}},
   "sink": {"deletion_tracking": false, "set_initial_offset": "onload"}},
  {"_id": "crm-notify", "type": "pipe", "source": {"type": "dataset", "dataset": "person"},
-  "sink": {"type": "rest", "system": "crm", "operation": "notify"}}
+  "sink": {"type": "rest", "system": "crm", "operation": "notify"}},
+ {"_id": "crm-event", "type": "pipe", "source": {"type": "http_endpoint", "allow_anonymous": true},
+  "transform": {"type": "jq", "expression": ". + {received: true}"}}
 ]`
 }
 
@@ -112,13 +114,14 @@ func TestUpdateThenCompare(t *testing.T) {
 		"config/pipes.json":                     crmConfig(sys.srv.URL),
 		"test/test.json":                        `{"env": {"zip": 1234}, "ignore": ["seen"], "pipes": {"crm-notify": {"ignore": ["address.*"]}}}`,
 		"test/testdata/crm-person-collect.json": crmPeople,
+		"test/testdata/crm-event.json":          `[{"_id": "e1", "kind": "created"}]`,
 	})
 	res := run(t, dir, true)
 	if !res.Passed() || res.RunError != "" {
 		t.Fatalf("update: %+v", res)
 	}
 	want := map[string]pipetest.Status{"crm-person-collect": pipetest.Updated, "person": pipetest.Updated, "crm-person-transform": pipetest.Updated,
-		"crm-person-share": pipetest.Updated, "crm-notify": pipetest.Updated}
+		"crm-person-share": pipetest.Updated, "crm-notify": pipetest.Updated, "crm-event": pipetest.Updated}
 	if got := statuses(res); len(got) != len(want) {
 		t.Errorf("statuses %v, want %v", got, want)
 	} else {
@@ -149,6 +152,10 @@ func TestUpdateThenCompare(t *testing.T) {
 		if !strings.Contains(string(share), s) {
 			t.Errorf("expected/crm-person-share.json lacks %s:\n%s", s, share)
 		}
+	}
+	// A webhook pipe reads its test data as if it had been posted.
+	if ev, _ := os.ReadFile(filepath.Join(dir, "test/expected/crm-event.json")); !strings.Contains(string(ev), `"received": true`) {
+		t.Errorf("expected/crm-event.json:\n%s", ev)
 	}
 	notes := strings.Join(res.Notes, "\n")
 	if !strings.Contains(notes, "crm-notify: its rest sink is captured") {

@@ -5,6 +5,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/ferrydata/ferry/pipetest"
 )
 
 // TestReferenceDoc checks that docs/reference.md is what `ferry reference`
@@ -21,20 +23,7 @@ func TestReferenceDoc(t *testing.T) {
 	}
 	if out != string(want) {
 		t.Errorf("docs/reference.md is stale; regenerate it with\n  %s\n(from the repository root)", referenceCommand)
-		gl, wl := strings.Split(out, "\n"), strings.Split(string(want), "\n")
-		for i := 0; i < len(gl) || i < len(wl); i++ {
-			var g, w string
-			if i < len(gl) {
-				g = gl[i]
-			}
-			if i < len(wl) {
-				w = wl[i]
-			}
-			if g != w {
-				t.Logf("first difference at line %d:\n got %s\nwant %s", i+1, g, w)
-				break
-			}
-		}
+		t.Log(pipetest.Unified("docs/reference.md", "ferry reference", string(want), out, 2))
 	}
 	// Every runnable component is documented, every option described.
 	for _, s := range []string{"### system:rest", "### rest source", "### merge source", "### transform-share-rest", "### dataset sink", "`pump.schedule_interval`"} {
