@@ -4,6 +4,8 @@ import (
 	"context"
 	encjson "encoding/json"
 	"fmt"
+	"sort"
+	"sync"
 	"testing"
 
 	"github.com/ferrydata/ferry/engine"
@@ -41,11 +43,16 @@ func TestShareOfflineLookup(t *testing.T) {
 		"2": {"id": jnum(2), "name": "B", "version": jnum(7)},
 		"3": {"id": jnum(3), "name": "C in the system"},
 	}
-	var asked []string
+	var (
+		mu    sync.Mutex
+		asked []string
+	)
 	sh := e.eng.Plan.Pipe("crm-customer-share").Sharer.(*rest.Share)
 	sh.SetLookup(func(ctx context.Context, ent engine.Entity, key any) (map[string]any, bool, error) {
 		k := fmt.Sprint(key)
+		mu.Lock() // entities are planned concurrently
 		asked = append(asked, k)
+		mu.Unlock()
 		if ek, ok, err := sh.Key(ctx, ent); err != nil || !ok || fmt.Sprint(ek) != k {
 			t.Errorf("Key(%v) = %v %v %v, want the lookup's key %s", ent["_id"], ek, ok, err, k)
 		}
@@ -65,6 +72,7 @@ func TestShareOfflineLookup(t *testing.T) {
 			t.Errorf("%s: %s, want %s", id, got[id], op)
 		}
 	}
+	sort.Strings(asked)
 	if fmt.Sprint(asked) != "[2 3 4]" {
 		t.Errorf("lookups for %v, want [2 3 4]", asked)
 	}
