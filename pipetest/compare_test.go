@@ -2,6 +2,7 @@ package pipetest
 
 import (
 	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 
@@ -97,5 +98,20 @@ func TestIgnorerMatch(t *testing.T) {
 	}
 	if _, err := newIgnorer([]string{""}); err == nil {
 		t.Error("empty pattern accepted")
+	}
+}
+
+func TestDefaultDir(t *testing.T) {
+	wd, _ := os.Getwd()
+	for path, want := range map[string]string{
+		"config":              "test",
+		"examples/x/config":   "examples/x/test",
+		"examples/x/cfg.json": "examples/x/test",
+		".":                   "../test",
+		"/abs/config":         "/abs/test",
+	} {
+		if got := DefaultDir(path); got != want {
+			t.Errorf("DefaultDir(%q) = %q, want %q (in %s)", path, got, want, wd)
+		}
 	}
 }

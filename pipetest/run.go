@@ -133,7 +133,10 @@ type SetupError struct {
 	Diagnostics engine.Diagnostics
 }
 
+// Error returns the problem (the diagnostics are separate).
 func (e *SetupError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the underlying error.
 func (e *SetupError) Unwrap() error { return e.Err }
 
 func setupf(format string, args ...any) error {
@@ -146,7 +149,19 @@ func DefaultDir(path string) string {
 	if isConnector(path) {
 		return filepath.Join(path, DirName)
 	}
-	return filepath.Join(filepath.Dir(filepath.Clean(path)), DirName)
+	abs, err := filepath.Abs(path) // "." names the directory it is in, not its parent's
+	if err != nil {
+		return filepath.Join(filepath.Dir(filepath.Clean(path)), DirName)
+	}
+	dir := filepath.Join(filepath.Dir(abs), DirName)
+	if !filepath.IsAbs(path) {
+		if wd, err := os.Getwd(); err == nil {
+			if rel, err := filepath.Rel(wd, dir); err == nil {
+				return rel
+			}
+		}
+	}
+	return dir
 }
 
 func isConnector(path string) bool {

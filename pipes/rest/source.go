@@ -20,7 +20,7 @@ const commonSchemaProps = `
     "system": {"description": "The system:rest to call.", "type": "string", "minLength": 1},
     "operation": {"description": "The operation to use (the pipe's operations first, then the system's; default list).", "type": "string", "minLength": 1},
     "operations": {"description": "Operations of this pipe, with the keys of system:rest operations.", "type": "object", "additionalProperties": ` + operationSchema + `},
-    "properties": {"description": "Values for the templates as properties.* (merged over the operation's).", "type": "object"},
+    "properties": {"description": "Values the operation's templates read as properties.*; a transform's are merged under the entity's own properties.", "type": "object"},
     "payload": {"description": "Overrides the operation's payload."},
     "payload_property": {"description": "Overrides the operation's payload_property.", "type": "string"},
     "id_expression": {"description": "Overrides the operation's id_expression.", "type": "string"},
