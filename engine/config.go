@@ -165,6 +165,9 @@ type Config struct {
 	Systems     []*Component
 	Pipes       []*Component
 	Diagnostics Diagnostics
+	// Redactor knows the secret values resolved into the config (package
+	// secrets sets it); Compile hands it to the plan. nil: none.
+	Redactor *Redactor
 }
 
 // Pipe returns the pipe component with the given id.

@@ -55,6 +55,9 @@ func (e *Engine) Receive(ctx context.Context, pipeID string, ents []Entity) (Run
 	defer l.Unlock()
 
 	rec := RunRecord{Pipe: p.ID, Start: time.Now().UTC(), SyncType: "incremental"}
+	if e.Observer != nil {
+		e.Observer.RunStarted(p)
+	}
 	stats := &RunStats{}
 	err := e.receive(WithStore(ctx, e.Store), p, ents, stats)
 	return e.finishRun(ctx, p, &rec, stats, err, "receive")

@@ -26,6 +26,9 @@ type Engine struct {
 	// wrote to its output dataset (the scheduler uses it for signalling, so
 	// runs started through the API or webhooks signal too).
 	Changed func(p *Pipe, rec RunRecord)
+	// Observer, if set, is told when runs and receives start and finish
+	// (metrics). Its methods must return quickly.
+	Observer RunObserver
 
 	mu    sync.Mutex
 	locks map[string]*sync.Mutex
@@ -102,6 +105,9 @@ func (e *Engine) Run(ctx context.Context, pipeID string, opts RunOptions) (RunRe
 	defer l.Unlock()
 
 	rec := RunRecord{Pipe: p.ID, Start: time.Now().UTC()}
+	if e.Observer != nil {
+		e.Observer.RunStarted(p)
+	}
 	stats := &RunStats{}
 	err := e.run(WithStore(ctx, e.Store), p, opts, &rec, stats)
 	return e.finishRun(ctx, p, &rec, stats, err, "run")
@@ -110,14 +116,18 @@ func (e *Engine) Run(ctx context.Context, pipeID string, opts RunOptions) (RunRe
 // finishRun completes a run record from the stats and the error, stores it
 // and logs it. The record goes in its own transaction: it must be kept even
 // when the run's own writes were rolled back. On cancellation a fresh
-// context is used so the record still lands.
+// context is used so the record still lands. The error is redacted with
+// the plan's Redactor before it is stored (RunRecord.Error and
+// PipeState.LastError), logged or returned: an upstream API may echo a
+// credential in an error body, and a secret in an operation URL ends up in
+// the request errors.
 func (e *Engine) finishRun(ctx context.Context, p *Pipe, rec *RunRecord, stats *RunStats, err error, what string) (RunRecord, error) {
 	rec.End = time.Now().UTC()
 	rec.Read, rec.Written, rec.Unchanged, rec.Deleted = stats.Read, stats.Written, stats.Unchanged, stats.Deleted
 	rec.Share = stats.Share
 	if err != nil {
-		rec.Error = err.Error()
-		err = fmt.Errorf("pipe %q: %w", p.ID, err)
+		rec.Error = e.Plan.Redactor.Redact(err.Error())
+		err = e.Plan.Redactor.Error(fmt.Errorf("pipe %q: %w", p.ID, err))
 	}
 	logCtx := ctx
 	if ctx.Err() != nil {
@@ -137,6 +147,9 @@ func (e *Engine) finishRun(ctx context.Context, p *Pipe, rec *RunRecord, stats *
 	e.Logger.Log(ctx, level, what+" finished", "pipe", p.ID, "sync", rec.SyncType, "read", rec.Read,
 		"written", rec.Written, "unchanged", rec.Unchanged, "deleted", rec.Deleted,
 		"duration", rec.End.Sub(rec.Start).Round(time.Millisecond), "error", rec.Error)
+	if e.Observer != nil {
+		e.Observer.RunFinished(p, *rec)
+	}
 	return *rec, err
 }
 

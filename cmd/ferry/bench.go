@@ -47,6 +47,8 @@ type benchResult struct {
 	ReleasesKeeping int64   `json:"releases_keeping_index"`
 	ReleasesFull    int64   `json:"releases_full"`
 	ReleaseSeconds  float64 `json:"release_seconds"`
+	// Scrape: the load scenario's /metrics scrapes (bench_scrape.go).
+	Scrape *scrapeResult `json:"scrape,omitempty"`
 	// Share scenario: HTTP requests sent and the process's CPU time.
 	Requests   int64   `json:"requests,omitempty"`
 	CPUSeconds float64 `json:"cpu_seconds,omitempty"`
@@ -57,9 +59,10 @@ type benchResult struct {
 // maxrss of the child) is its own.
 func (c *cli) benchCmd() *cobra.Command {
 	var (
-		n, ckpt                int
+		n, ckpt, scrapeRounds  int
 		dir, scenario, cpuprof string
 		noSync                 bool
+		scrape                 time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:     "bench",
@@ -73,7 +76,7 @@ floor (bare bbolt). It then checks the store and fails if anything is off.`,
   ferry bench -n 100000 --json`,
 		Args: usageArgs(0, 0, "takes no arguments"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if code := c.bench(cmd.Context(), n, ckpt, dir, scenario, cpuprof, noSync); code != exitOK {
+			if code := c.bench(cmd.Context(), n, ckpt, dir, scenario, cpuprof, noSync, scrape, scrapeRounds); code != exitOK {
 				return reported(code)
 			}
 			return nil
@@ -86,11 +89,13 @@ floor (bare bbolt). It then checks the store and fails if anything is off.`,
 	f.BoolVar(&noSync, "no-sync", false, "skip fsync (not what the targets are measured with)")
 	f.StringVar(&cpuprof, "cpuprofile", "", "with --scenario: write a CPU profile to this file")
 	f.IntVar(&ckpt, "checkpoint-interval", engine.DefaultCheckpointInterval, "batches (of 100) per transaction, for the pipes and the floor")
+	f.DurationVar(&scrape, "scrape", 0, "also measure what scraping /metrics at this interval (e.g. 100ms) costs an initial load: fresh loads with and without scraping, alternated")
+	f.IntVar(&scrapeRounds, "scrape-rounds", 3, "with --scrape: pairs of loads to compare (the median ratio is reported)")
 	f.MarkHidden("scenario")
 	return jsonOK(cmd)
 }
 
-func (c *cli) bench(ctx context.Context, n, ckpt int, dir, scenario, cpuprof string, noSync bool) int {
+func (c *cli) bench(ctx context.Context, n, ckpt int, dir, scenario, cpuprof string, noSync bool, scrape time.Duration, scrapeRounds int) int {
 	mapped := c.g.maxRSSMiB
 	if n <= 0 {
 		c.errorf("bench: --entities (-n) must be positive")
@@ -107,7 +112,13 @@ func (c *cli) bench(ctx context.Context, n, ckpt int, dir, scenario, cpuprof str
 			defer pprof.StopCPUProfile()
 		}
 		stopSampler := sampleAnon()
-		res, err := runScenario(ctx, scenario, dir, n, noSync, ckpt, int64(mapped)<<20)
+		var res *benchResult
+		var err error
+		if scenario == "load" {
+			res, err = benchLoad(ctx, dir, n, noSync, ckpt, int64(mapped)<<20, scrape)
+		} else {
+			res, err = runScenario(ctx, scenario, dir, n, noSync, ckpt, int64(mapped)<<20)
+		}
 		if err != nil {
 			c.errorf("bench %s: %v", scenario, err)
 			return exitFailed
@@ -188,6 +199,14 @@ func (c *cli) bench(ctx context.Context, n, ckpt int, dir, scenario, cpuprof str
 			return exitFailed
 		}
 	}
+	var scrapeCost map[string]any
+	if scrape > 0 {
+		var err error
+		if scrapeCost, err = c.benchScrapeCost(ctx, self, work, n, ckpt, mapped, noSync, scrape, max(1, scrapeRounds)); err != nil {
+			c.errorf("bench: %v", err)
+			return exitFailed
+		}
+	}
 	floor := results["floor"].EntitiesPerS
 	for sc, r := range results {
 		if floor > 0 && sc != "share" { // share counts updates to an API, not dataset writes
@@ -195,6 +214,10 @@ func (c *cli) bench(ctx context.Context, n, ckpt int, dir, scenario, cpuprof str
 		}
 	}
 	if c.g.json {
+		if scrapeCost != nil {
+			c.printJSON(map[string]any{"scenarios": results, "metrics_scrape": scrapeCost})
+			return exitOK
+		}
 		c.printJSON(results)
 		return exitOK
 	}
@@ -210,6 +233,12 @@ func (c *cli) bench(ctx context.Context, n, ckpt int, dir, scenario, cpuprof str
 	}
 	tw.Flush()
 	fmt.Fprintf(c.stdout, "\n%d entities (share: %d updates, each with its lookup, to a fake API in the same process), fsync %v. floor = decode + bare bbolt log bucket + _id->offset bucket in the same transactions.\n", n, benchShareEntities, !noSync)
+	if scrapeCost != nil {
+		last := scrapeCost["last_round"].(scrapeResult)
+		fmt.Fprintf(c.stdout, "/metrics scraped every %s during a fresh initial load (median of %d pairs): throughput ratio %.3f (cost %.1f%%), CPU time ratio %.3f (cost %.1f%%); %d scrapes, %.2f ms mean, %.2f ms max\n",
+			scrapeCost["interval"], scrapeCost["rounds"], scrapeCost["median_ratio"], scrapeCost["cost_percent"], scrapeCost["median_cpu_ratio"], scrapeCost["cpu_cost_percent"],
+			last.Scrapes, last.MeanMillis, last.MaxMillis)
+	}
 	return exitOK
 }
 

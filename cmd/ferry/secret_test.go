@@ -198,7 +198,12 @@ func TestSecretsNeverLeak(t *testing.T) {
 		t.Fatal(err, apiLog.String())
 	}
 	eng := engine.New(store, plan, c.logger())
-	api := httptest.NewServer(httpapi.New(eng))
+	const apiToken = "api-token-of-the-test"
+	h, err := httpapi.New(eng, httpapi.Options{Token: apiToken, UI: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := httptest.NewServer(h)
 	for _, req := range []struct{ method, path string }{
 		{"GET", "/api/pipes"}, {"GET", "/api/pipes/crm-person"}, {"GET", "/api/pipes/crm-denied"},
 		{"POST", "/api/pipes/crm-person/run?reset=true"}, {"POST", "/api/pipes/crm-denied/run"},
@@ -209,6 +214,8 @@ func TestSecretsNeverLeak(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		r.Header.Set("Authorization", "Bearer "+apiToken)
+		r.Header.Set("Content-Type", "application/json")
 		resp, err := http.DefaultClient.Do(r)
 		if err != nil {
 			t.Fatal(err)

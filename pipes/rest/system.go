@@ -170,6 +170,14 @@ const systemSchema = `{
 // newSystemFunc returns the system:rest constructor using opts.
 func newSystemFunc(opts Options) engine.SystemFunc {
 	return func(b *engine.Build, cfg map[string]any) (any, error) {
+		if b.Config != nil && b.Config.Redactor != nil {
+			// The config's secrets, wherever the system uses them, are
+			// scrubbed from what its client reports (operation URLs,
+			// payloads, echoed error bodies).
+			o := opts
+			o.HTTPOptions = append(slices.Clone(opts.HTTPOptions), httpclient.WithRedact(b.Config.Redactor.Redact))
+			return NewSystem(b.Logger, cfg, o)
+		}
 		return NewSystem(b.Logger, cfg, opts)
 	}
 }
