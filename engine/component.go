@@ -71,6 +71,18 @@ type RawReader interface {
 	NextRaw(ctx context.Context) (RawBatch, error)
 }
 
+// PartialReader is implemented by readers that can read only part of the
+// source on a full run: a REST source whose first run starts from its
+// initial_since_value (a connector instance connected with --history
+// since-connected or a date) fetches only what changed since then. When
+// Partial reports true after Open, the engine treats the run as
+// incremental: entities the run did not read were not seen, which says
+// nothing about whether they still exist, so there is no deletion
+// tracking (and if_source_empty does not apply).
+type PartialReader interface {
+	Partial() bool
+}
+
 // InputDatasets is implemented by sources that read datasets; the engine
 // uses it for the pipe graph, signalling and populated checks.
 type InputDatasets interface {

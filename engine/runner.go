@@ -272,6 +272,12 @@ func (e *Engine) run(ctx context.Context, p *Pipe, opts RunOptions, rec *RunReco
 		return fmt.Errorf("source: %w", err)
 	}
 	defer reader.Close()
+	if pr, ok := reader.(PartialReader); ok && full && pr.Partial() {
+		// A since-limited first run (see PartialReader): not a full read,
+		// so no deletion tracking.
+		full = false
+		rec.SyncType = "incremental"
+	}
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()

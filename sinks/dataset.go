@@ -19,17 +19,17 @@ const datasetSchema = `{
   "properties": {
     "type": {"const": "dataset"},
     "comment": {},
-    "dataset": {"type": "string", "minLength": 1, "pattern": "^[^/]+$", "not": {"pattern": "^system:"}},
-    "deletion_tracking": {"type": "boolean"},
-    "mark_deletion_tracked": {"type": "boolean"},
-    "set_initial_offset": {"enum": ["if-source-populated", "never", "always", "initially", "onload"]},
-    "circuit_breaker_threshold_count": {"type": "integer", "minimum": 0},
-    "circuit_breaker_threshold_factor": {"type": "number", "minimum": 0},
-    "prevent_multiple_versions": {},
-    "indexes": {},
-    "track_children": {"type": "boolean"},
-    "suppress_filtered": {"type": "boolean"},
-    "enable_optimistic_locking": {"type": "boolean"}
+    "dataset": {"description": "The dataset written (default: the pipe's _id); names starting with \"system:\" are reserved.", "type": "string", "minLength": 1, "pattern": "^[^/]+$", "not": {"pattern": "^system:"}},
+    "deletion_tracking": {"description": "A full run deletes the live entities it did not produce (default true).", "type": "boolean"},
+    "mark_deletion_tracked": {"description": "Deleted versions written by deletion tracking get \"$deletion_tracked\": true.", "type": "boolean"},
+    "set_initial_offset": {"description": "When the dataset counts as populated. Default if-source-populated (after a complete run whose inputs are populated).", "enum": ["if-source-populated", "never", "always", "initially", "onload"]},
+    "circuit_breaker_threshold_count": {"description": "A run on a populated dataset may change at most max(count, factor \u00d7 entities) entities; more fails the run and writes nothing.", "type": "integer", "minimum": 0},
+    "circuit_breaker_threshold_factor": {"description": "See circuit_breaker_threshold_count.", "type": "number", "minimum": 0},
+    "prevent_multiple_versions": {"description": "Sesam key, accepted; no effect in Ferry."},
+    "indexes": {"description": "Sesam key, accepted; Ferry keeps its own indexes."},
+    "track_children": {"description": "Sesam key, accepted; no effect in Ferry.", "type": "boolean"},
+    "suppress_filtered": {"description": "Sesam key, accepted; no effect in Ferry.", "type": "boolean"},
+    "enable_optimistic_locking": {"description": "Sesam key, accepted; use a share pipe for optimistic locking.", "type": "boolean"}
   }
 }`
 

@@ -130,6 +130,7 @@ func (c *cli) commands() []*cobra.Command {
 	return []*cobra.Command{
 		c.demoCmd(), c.validateCmd(), c.runCmd(), c.serveCmd(), c.shareCmd(), c.retryCmd(),
 		c.datasetsCmd(), c.datasetCmd(), c.pipesCmd(), c.pipeCmd(),
+		c.testCmd(), c.referenceCmd(),
 		c.expandCmd(), c.connectCmd(), c.connectorsCmd(), c.disconnectCmd(), c.secretCmd(), c.compatCmd(),
 		c.fakeAPICmd(), c.benchCmd(), c.versionCmd(),
 	}

@@ -135,6 +135,7 @@ const unsupportedPrefix = "not supported yet: "
 func (c *cli) connectCmd() *cobra.Command {
 	var (
 		envFile, system, datatypes, share string
+		history                           string
 		params                            = &kvFlag{name: "--param"}
 		secretVals                        = &kvFlag{name: "--secret"}
 		directions                        = &kvFlag{name: "--direction"}
@@ -151,14 +152,22 @@ direction: pull (collect only; the default), both (collect and write back:
 input pipes run only on request). 'ferry run' and 'ferry serve' then load its
 systems and pipes with the plain config. Unsupported component types are
 warnings here (the run fails until they are implemented); other errors
-record nothing (exit 2).`,
+record nothing (exit 2).
+
+--history decides what a datatype's first collect fetches: all (every
+record; the default), since-connected (only what changed since the connect
+time) or a date (only what changed since then). The connector's collect
+templates honour it through their since value (history_since); a connector
+that does not is refused with a since-limited --history. A since-limited
+first run is not deletion-tracked (see docs/connectors.md).`,
 		Example: `  ferry connect cmd/ferry/testdata/powerofficego-connector --system pog --datatypes customer,product \
     --param base_url=http://127.0.0.1:8089/api --param application_key=ferry-client
   ferry connect ../shared/connectors/zendesk-connector --system acme --param subdomain=acme --share ticket
-  ferry connect examples/connectors/erp --system erp --direction customer=both`,
+  ferry connect examples/connectors/erp --system erp --direction customer=both
+  ferry connect examples/connectors/crm --system crm --history since-connected`,
 		Args: usageArgs(1, 1, "give one connector directory"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return c.connect(cmd.Context(), args[0], envFile, system, datatypes, share, params, secretVals, directions)
+			return c.connectHistory(cmd.Context(), args[0], envFile, system, datatypes, share, params, secretVals, directions, history)
 		},
 	}
 	f := cmd.Flags()
@@ -168,6 +177,7 @@ record nothing (exit 2).`,
 	f.Var(secretVals, "secret", "NAME=VALUE: a secret of this instance's system ($SECRET(NAME)); repeatable (the value stays in shell history: prefer 'ferry secret set')")
 	f.StringVar(&datatypes, "datatypes", "", "comma-separated datatypes to enable (default: all)")
 	f.StringVar(&share, "share", "", "comma-separated datatypes whose share (write-back) pipes run: direction both (default: none)")
+	f.StringVar(&history, "history", "", "what the first collect fetches: all (default), since-connected, or a date (2024-05-31) or RFC 3339 time")
 	f.Var(directions, "direction", "DATATYPE=pull|push|both: a datatype's direction (default pull, or both when the manifest marks it bidirectional); repeatable")
 	cmd.MarkFlagRequired("system")
 	cmd.MarkFlagFilename("env", "json")
@@ -186,6 +196,12 @@ type connectResult struct {
 }
 
 func (c *cli) connect(ctx context.Context, dirArg, envFile, system, datatypes, share string, params, secretVals, directions *kvFlag) error {
+	return c.connectHistory(ctx, dirArg, envFile, system, datatypes, share, params, secretVals, directions, "")
+}
+
+// connectHistory is connect with a historical-data setting (--history;
+// "" is all history).
+func (c *cli) connectHistory(ctx context.Context, dirArg, envFile, system, datatypes, share string, params, secretVals, directions *kvFlag, history string) error {
 	for _, k := range []*kvFlag{params, secretVals, directions} {
 		if k.bad > 0 {
 			return usagef("connect: %s takes NAME=VALUE (%d malformed)", k.name, k.bad)
@@ -205,6 +221,7 @@ func (c *cli) connect(ctx context.Context, dirArg, envFile, system, datatypes, s
 	inst := &connectors.Instance{
 		ID: system, Connector: connectors.Name(dir), Dir: dir, Params: params.m,
 		Datatypes: listFlag(datatypes), Share: listFlag(share), Directions: directions.m, Connected: time.Now().UTC().Truncate(time.Second),
+		History: history,
 	}
 	red := &secrets.Redactor{}
 	for _, v := range secretVals.m {
@@ -222,6 +239,13 @@ func (c *cli) connect(ctx context.Context, dirArg, envFile, system, datatypes, s
 	exp, err := inst.Expansion(env)
 	if err != nil {
 		return usagef("connect: %v", err)
+	}
+	if _, limited, _ := inst.HistorySince(); limited {
+		if ok, err := inst.HonoursHistory(); err != nil {
+			return usagef("connect: %v", err)
+		} else if !ok {
+			return usagef("connect: --history %s: connector %s does not take a historical-data setting (no template uses history_since or is_fullsync), so its first collect would fetch everything; connect without --history, or set \"initial_since_value\": \"<<@ history_since @>>\" on its collect sources", history, inst.Connector)
+		}
 	}
 	store, err := c.openStore(false, false)
 	if err != nil {
@@ -308,8 +332,8 @@ func (c *cli) connect(ctx context.Context, dirArg, envFile, system, datatypes, s
 		c.printJSON(res)
 		return nil
 	}
-	fmt.Fprintf(c.stdout, "connected %s: %s (%s, %s), datatypes %s, share %s%s\n",
-		inst.ID, dir, plural(pipes, "pipe"), plural(systems, "system"), orAll(inst.Datatypes, "all"), orAll(inst.Share, "none"), directionsText(inst.Directions))
+	fmt.Fprintf(c.stdout, "connected %s: %s (%s, %s), datatypes %s, share %s%s%s\n",
+		inst.ID, dir, plural(pipes, "pipe"), plural(systems, "system"), orAll(inst.Datatypes, "all"), orAll(inst.Share, "none"), directionsText(inst.Directions), historyText(inst))
 	if len(unsupported) > 0 {
 		fmt.Fprintf(c.stdout, "%d unsupported component types or features (see the warnings): 'ferry run' fails until they are implemented\n", len(unsupported))
 	}
@@ -465,4 +489,13 @@ func directionsText(d map[string]string) string {
 		parts = append(parts, k+"="+d[k])
 	}
 	return ", directions " + strings.Join(parts, ", ")
+}
+
+// historyText renders a since-limited history: ", history since 2024-05-31T00:00:00Z".
+func historyText(in *connectors.Instance) string {
+	since, limited, err := in.HistorySince()
+	if err != nil || !limited {
+		return ""
+	}
+	return ", history since " + since.Format(time.RFC3339)
 }
