@@ -122,6 +122,16 @@ func (c *cli) addConnectors(ctx context.Context, cfg *engine.Config, env engine.
 		lookup = secrets.Open(store, c.g.data, c.getenv).Get
 	}
 	c.redact(secrets.Resolve(ctx, cfg, lookup))
+	if c.missingSecretsWarn {
+		// validate checks the config, not the deployment: a secret that is
+		// not set yet is reported, but does not make the config invalid.
+		for i, d := range cfg.Diagnostics {
+			if d.Severity == engine.SevError && strings.Contains(d.Message, "unknown secret") {
+				cfg.Diagnostics[i].Severity = engine.SevWarning
+				cfg.Diagnostics[i].Message += "; run and serve need it"
+			}
+		}
+	}
 	return cfg.Check()
 }
 
