@@ -68,7 +68,6 @@ const (
 	DefaultDeletionThresholdCount  = 0
 )
 
-
 var (
 	_ engine.TxSink      = (*Dataset)(nil)
 	_ engine.LazySinkRun = (*datasetRun)(nil)

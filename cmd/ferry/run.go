@@ -14,7 +14,7 @@ import (
 
 func (c *cli) runCmd() *cobra.Command {
 	var (
-		envFile               string
+		envFile                              string
 		reset, rescan, noSync, acceptDeletes bool
 	)
 	cmd := &cobra.Command{
