@@ -349,6 +349,21 @@ func LoadConfig(paths []string, env Env) (*Config, error) {
 	return cfg, nil
 }
 
+// ParseConfig is LoadConfig for one document already in memory (name is
+// used as its file name in diagnostics).
+func ParseConfig(name string, data []byte, env Env) (*Config, error) {
+	cfg := &Config{}
+	cfg.addFile(name, data, env)
+	cfg.checkIDs()
+	if len(cfg.Systems)+len(cfg.Pipes) == 0 && len(cfg.Diagnostics.Errors()) == 0 {
+		cfg.errorf(name, "", "the config holds no systems or pipes")
+	}
+	if len(cfg.Diagnostics.Errors()) > 0 {
+		return cfg, &ConfigError{Diagnostics: cfg.Diagnostics}
+	}
+	return cfg, nil
+}
+
 // AddComponents adds already-parsed components (e.g. an expanded
 // connector) under a pseudo file name.
 func (c *Config) AddComponents(file string, comps []any, env Env) {
