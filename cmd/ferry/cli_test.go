@@ -97,6 +97,19 @@ func TestEveryCommandHonoursOrRejectsJSON(t *testing.T) {
 			t.Errorf("%s does not honour --json", path)
 		}
 	}
+	// Every command of ours explains itself: a summary and an example.
+	var check func(cmd *cobra.Command)
+	check = func(cmd *cobra.Command) {
+		for _, sub := range cmd.Commands() {
+			if sub.Name() != "help" && sub.Name() != "completion" && !sub.Hidden {
+				if sub.Short == "" || sub.Example == "" {
+					t.Errorf("%s lacks a summary or an example", sub.CommandPath())
+				}
+				check(sub)
+			}
+		}
+	}
+	check(root)
 	for path, ok := range honours {
 		if ok {
 			continue
