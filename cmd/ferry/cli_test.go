@@ -62,6 +62,9 @@ func TestUsageAndUnknownCommand(t *testing.T) {
 	if code, _, errOut := runCLI(t, "run", "/nonexistent/config", "--data", t.TempDir()); code != exitUsage || !strings.Contains(errOut, "config /nonexistent/config: no such file or directory") {
 		t.Errorf("run of a missing path = %d %s", code, errOut)
 	}
+	if code, _, errOut := runCLI(t, "run", "nosuchpipe", "--data", t.TempDir()); code != exitUsage || !strings.Contains(errOut, `"nosuchpipe" is neither a config file or directory nor a pipe of a connector instance`) {
+		t.Errorf("run of an unknown name = %d %s", code, errOut)
+	}
 	if code, _, errOut := runCLI(t, "--log-format", "xml", "version"); code != exitUsage || !strings.Contains(errOut, "want text or json") {
 		t.Errorf("bad --log-format = %d %s", code, errOut)
 	}

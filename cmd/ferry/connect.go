@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -88,6 +89,10 @@ func looksLikePath(arg string) bool {
 		strings.HasSuffix(arg, ".json") || arg == "." || arg == ".."
 }
 
+// errNoInstances: no CONFIG was given and the store has no connector
+// instances.
+var errNoInstances = errors.New("nothing to run")
+
 // addConnectors adds the expanded components of every connector instance
 // recorded in the store to cfg and resolves $SECRET in system configs,
 // then redacts every secret value from the command's output. It reads the
@@ -112,7 +117,7 @@ func (c *cli) addConnectors(ctx context.Context, cfg *engine.Config, env engine.
 		}
 	}
 	if needInstances && len(exps) == 0 {
-		return fmt.Errorf("give a config file or directory, or connect a connector first (ferry connect DIR --system ID); no connector instances in %s", c.g.data)
+		return fmt.Errorf("%w: give a config file or directory, or connect a connector first (ferry connect DIR --system ID); no connector instances in %s", errNoInstances, c.g.data)
 	}
 	for _, e := range exps {
 		e.AddTo(cfg)

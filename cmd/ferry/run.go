@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -48,6 +49,9 @@ docs/deletions.md.`,
 				return usagef("run: --accept-deletes applies to the pipes you name: ferry run [CONFIG] --accept-deletes PIPE...")
 			}
 			plan, _, err := c.loadPlan(ctx, envFile, paths, true)
+			if errors.Is(err, errNoInstances) && len(pipeIDs) > 0 {
+				return usagef("%q is neither a config file or directory nor a pipe of a connector instance (there are none in %s; ferry connect DIR --system ID)", pipeIDs[0], c.g.data)
+			}
 			if err != nil {
 				return err
 			}
