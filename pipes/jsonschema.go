@@ -2,6 +2,7 @@ package pipes
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -142,13 +143,19 @@ func (t *JSONSchema) Transform(ctx context.Context, in []engine.Entity) ([]engin
 	out := make([]engine.Entity, 0, len(in))
 	var buf []byte
 	for _, e := range in {
-		var err error
-		if buf, err = engine.AppendCanonical(buf[:0], map[string]any(e)); err != nil {
-			return nil, &engine.EntityError{ID: engine.ID(e), Err: fmt.Errorf("json_schema: %w", err)}
+		// Entities in Ferry's value model (json.Number numbers) are
+		// validated as they are; others (numbers a transform made) through
+		// their canonical JSON. Either way numbers are json.Number, so
+		// bounds and "integer" see the exact value.
+		loader := gojsonschema.NewRawLoader(map[string]any(e))
+		if !rawOK(map[string]any(e), 0) {
+			var err error
+			if buf, err = engine.AppendCanonical(buf[:0], map[string]any(e)); err != nil {
+				return nil, &engine.EntityError{ID: engine.ID(e), Err: fmt.Errorf("json_schema: %w", err)}
+			}
+			loader = gojsonschema.NewBytesLoader(buf)
 		}
-		// The loader decodes numbers as json.Number: bounds and "integer"
-		// see the exact value.
-		res, err := sch.Validate(gojsonschema.NewBytesLoader(buf))
+		res, err := sch.Validate(loader)
 		if err != nil {
 			return nil, &engine.EntityError{ID: engine.ID(e), Err: fmt.Errorf("json_schema: %w", err)}
 		}
@@ -163,6 +170,34 @@ func (t *JSONSchema) Transform(ctx context.Context, in []engine.Entity) ([]engin
 		out = append(out, n)
 	}
 	return out, nil
+}
+
+// rawOK reports whether v holds only the types gojsonschema's decoder
+// produces (maps, slices, strings, booleans, nil and json.Number), so it
+// can be validated without encoding it first.
+func rawOK(v any, depth int) bool {
+	if depth > 1000 {
+		return false
+	}
+	switch x := v.(type) {
+	case nil, bool, string, json.Number:
+		return true
+	case map[string]any:
+		for _, e := range x {
+			if !rawOK(e, depth+1) {
+				return false
+			}
+		}
+		return true
+	case []any:
+		for _, e := range x {
+			if !rawOK(e, depth+1) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
 }
 
 // schemaErrors renders validation errors as "<field>: <problem>", sorted.

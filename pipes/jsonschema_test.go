@@ -3,6 +3,7 @@ package pipes_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -10,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/ferrydata/ferry/engine"
+	"github.com/ferrydata/ferry/engine/enginetest"
+	"github.com/ferrydata/ferry/pipes/all"
 )
 
 // The json_schema transform writes valid/errors as Sesam's docs show,
@@ -23,6 +26,9 @@ func TestJSONSchemaTransform(t *testing.T) {
   "transform": {"type": "json_schema", "schema": {"type": "object",
     "properties": {"name": {"type": "string"}, "born": {"type": "string"}, "n": {"type": "integer", "maximum": 12345678901234567890}},
     "required": ["name", "born"]}}},
+ {"_id": "computed", "type": "pipe", "source": {"type": "embedded", "entities": [{"_id": "1"}]},
+  "transform": [{"type": "jq", "expression": ".n = 1 + 1 | .f = 0.5 * 3"},
+    {"type": "json_schema", "schema": {"properties": {"n": {"type": "integer", "maximum": 2}, "f": {"type": "number", "minimum": 1.5}}}}]},
  {"_id": "custom", "type": "pipe", "source": {"type": "dataset", "dataset": "men"},
   "transform": [{"type": "jq", "expression": "del(.valid, .errors)"},
     {"type": "json_schema", "key_valid": "ok", "key_errors": "why", "schema": {"required": ["born"]}}]}]`, nil)
@@ -37,6 +43,11 @@ func TestJSONSchemaTransform(t *testing.T) {
 	// 12345678901234567891 > 12345678901234567890: float64 would see them equal.
 	if v := got["7"]; v["valid"] != false || !strings.Contains(asJSON(v["errors"]), "n: Must be less than or equal to") {
 		t.Errorf("exact numbers: %v", v)
+	}
+	// Numbers a transform computed (not json.Number) are validated too.
+	e.mustRun("computed")
+	if v := e.latest("computed")["1"]; v["valid"] != true {
+		t.Errorf("computed numbers: %v", v)
 	}
 	e.mustRun("custom")
 	got = e.latest("custom")
@@ -129,4 +140,28 @@ func (e *env) latest(ds string) map[string]map[string]any {
 		e.t.Fatal(err)
 	}
 	return out
+}
+
+// BenchmarkJSONSchema validates entities of ~10 fields against a schema
+// with types, a pattern and bounds (the transform's per-entity cost).
+func BenchmarkJSONSchema(b *testing.B) {
+	plan := enginetest.Plan(b, all.Registry(), b.TempDir(), `{"_id": "p", "type": "pipe", "source": {"type": "embedded", "entities": []},
+	  "transform": {"type": "json_schema", "schema": {"type": "object", "required": ["_id", "name", "email", "age"],
+	    "properties": {"name": {"type": "string", "minLength": 1}, "email": {"type": "string", "pattern": "^[^@]+@[^@]+$"},
+	      "age": {"type": "integer", "minimum": 0, "maximum": 150}, "tags": {"type": "array", "items": {"type": "string"}}}}}}`)
+	tr := plan.Pipe("p").Transforms[0]
+	batch := make([]engine.Entity, 100)
+	for i := range batch {
+		batch[i] = engine.Entity{"_id": fmt.Sprint(i), "name": "Ada Lovelace", "email": "ada@example.com", "age": json.Number("36"),
+			"tags": []any{"a", "b"}, "city": "London", "zip": "N1", "phone": "+44 20", "score": json.Number("12.5"), "active": true}
+	}
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := tr.Transform(ctx, batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(batch)), "ns/entity")
 }
