@@ -472,7 +472,7 @@ func TestPyFloatRepr(t *testing.T) {
 // testdata/fuzz): Compile refuses those, and everything near them still
 // compiles, or fails, promptly.
 func TestLexerHazard(t *testing.T) {
-	for _, src := range []string{"{{ 0.é }}", "{% if 1.5.ü %}{% endif %}", "{%\x140.汏", "{{ [1, 22.€] }}"} {
+	for _, src := range []string{"{{ 0.é }}", "{% if 1.5.ü %}{% endif %}", "{%\x140.汏", "{{ [1, 22.€] }}", "{% $\xe70.汏", "{{ x1.é }}"} {
 		done := make(chan error, 1)
 		go func() { _, err := Compile(src); done <- err }()
 		select {
@@ -484,7 +484,7 @@ func TestLexerHazard(t *testing.T) {
 			t.Fatalf("%q: Compile hangs", src)
 		}
 	}
-	for _, src := range []string{"{{ '0.é' }}", `{{ "1.5.ü" ~ x }}`, "{{ x1 }}.é", "0.é {{ x }}", "{{ 0. }}é", "{{ 1.5 }}", "{{ x.é }}"} {
+	for _, src := range []string{"{{ '0.é' }}", `{{ "1.5.ü" ~ x }}`, "{{ x1 }}.é", "0.é {{ x }}", "{{ 0. }}é", "{{ 1.5 }}", "{{ x.é }}", "{{ 'a\\'0.é' }}"} {
 		done := make(chan error, 1)
 		go func() { _, err := Compile(src); done <- err }()
 		select {
