@@ -56,7 +56,7 @@ func readmeBlocks(t *testing.T) []readmeBlock {
 // README.md, so the list cannot go stale.
 var readmeSkipped = map[string]string{
 	"make demo              # runs the built-in example (no outside service), then shows the datasets": "runs the whole test suite (this test included); make demo runs the go run block below",
-	"ferry secret set api_key --system acme < key.txt":                                                   "needs a Zendesk account and the shared connector corpus",
+	"ferry secret set api_key --system acme < key.txt":                                                 "needs a Zendesk account and the shared connector corpus",
 }
 
 // TestREADMECommands runs every sh block of README.md with bash, from the
