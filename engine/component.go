@@ -148,6 +148,9 @@ type RunContext struct {
 	// populated (or the source reads none).
 	InputsPopulated bool
 	Stats           *RunStats
+	// AcceptDeletes lifts the sink's safety limits for this run: the
+	// deletion guard and circuit breakers (RunOptions.AcceptDeletes).
+	AcceptDeletes bool
 }
 
 // RunStats counts what a run did.
@@ -155,6 +158,14 @@ type RunStats struct {
 	Read, Written, Unchanged, Deleted int64
 	// Share counts a share pipe's write-back per entity.
 	Share ShareCounts
+	// Refused counts deletions a sink planned but refused to make (the
+	// deletion guard), for RunRecord.WouldDelete.
+	Refused int64
+
+	// wouldWrite and wouldDelete are the written and deleted counts
+	// including rolled-back transactions, set by the runner (settled).
+	wouldWrite, wouldDelete int64
+	settled                 bool
 }
 
 // Kind is a component category.

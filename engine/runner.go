@@ -54,14 +54,20 @@ type RunOptions struct {
 	Reset bool
 	// Rescan makes this run a full run without clearing the token first.
 	Rescan bool
-	// AcceptDeletes lets a share run delete more records than its delete
-	// circuit breaker allows.
+	// AcceptDeletes applies the run's deletions even beyond the sink's
+	// deletion guard and circuit breakers, and lets a share run delete more
+	// records than its delete circuit breaker allows (ferry run
+	// --accept-deletes).
 	AcceptDeletes bool
 }
 
 // ErrCircuitBreaker is returned when a run would change more entities than
 // its sink's circuit breaker allows; the dataset is left untouched.
 var ErrCircuitBreaker = errors.New("circuit breaker tripped")
+
+// ErrDeletesRefused is returned when a full run's deletion tracking would
+// delete more than its sink's deletion guard allows; nothing was deleted.
+var ErrDeletesRefused = errors.New("deletion guard")
 
 // EntityError is a failure on one entity.
 type EntityError struct {
@@ -141,6 +147,12 @@ func (e *Engine) finishRun(ctx context.Context, p *Pipe, rec *RunRecord, stats *
 	rec.End = time.Now().UTC()
 	rec.Read, rec.Written, rec.Unchanged, rec.Deleted = stats.Read, stats.Written, stats.Unchanged, stats.Deleted
 	rec.Share = stats.Share
+	if stats.settled && stats.wouldWrite != stats.Written {
+		rec.WouldWrite = stats.wouldWrite
+	}
+	if stats.settled && stats.wouldDelete+stats.Refused != stats.Deleted {
+		rec.WouldDelete = stats.wouldDelete + stats.Refused
+	}
 	if err != nil {
 		rec.Error = e.Plan.Redactor.Redact(err.Error())
 		err = e.Plan.Redactor.Error(fmt.Errorf("pipe %q: %w", p.ID, err))
@@ -151,7 +163,11 @@ func (e *Engine) finishRun(ctx context.Context, p *Pipe, rec *RunRecord, stats *
 		logCtx, cancel = context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 	}
-	if lerr := e.recordRun(logCtx, p.ID, *rec); lerr != nil && err == nil {
+	// A full run refused by a safety limit is retried as a full run: its
+	// deletions are only tracked by one, and the --reset that started it
+	// was never committed.
+	refused := rec.SyncType == "full" && (errors.Is(err, ErrCircuitBreaker) || errors.Is(err, ErrDeletesRefused))
+	if lerr := e.recordRun(logCtx, p.ID, *rec, refused); lerr != nil && err == nil {
 		err = fmt.Errorf("pipe %q: recording %s: %w", p.ID, what, lerr)
 	}
 	level := slog.LevelInfo
@@ -169,7 +185,7 @@ func (e *Engine) finishRun(ctx context.Context, p *Pipe, rec *RunRecord, stats *
 	return *rec, err
 }
 
-func (e *Engine) recordRun(ctx context.Context, pipe string, rec RunRecord) error {
+func (e *Engine) recordRun(ctx context.Context, pipe string, rec RunRecord, rescan bool) error {
 	tx, err := e.Store.Begin(ctx)
 	if err != nil {
 		return err
@@ -181,6 +197,9 @@ func (e *Engine) recordRun(ctx context.Context, pipe string, rec RunRecord) erro
 	}
 	st.LastRun = rec.End
 	st.LastError = rec.Error
+	if rescan {
+		st.RescanRequested = true
+	}
 	if err := tx.SetPipeState(pipe, st); err != nil {
 		tx.Rollback()
 		return err
@@ -304,7 +323,7 @@ func (e *Engine) run(ctx context.Context, p *Pipe, opts RunOptions, rec *RunReco
 	}
 	state.RescanRequested = false
 	if isTx {
-		rc := &RunContext{Pipe: p.ID, Full: full, Store: e.Store, InputsPopulated: populated, Stats: stats}
+		rc := &RunContext{Pipe: p.ID, Full: full, Store: e.Store, InputsPopulated: populated, Stats: stats, AcceptDeletes: opts.AcceptDeletes}
 		sr, err := txSink.StartRun(ctx, rc)
 		if err != nil {
 			return fmt.Errorf("sink: %w", err)
@@ -472,8 +491,18 @@ func (e *Engine) groupLimits() (int, time.Duration) {
 
 // commitTx writes batches into the store in grouped transactions, each
 // carrying the pipe's new token.
-func (e *Engine) commitTx(ctx context.Context, p *Pipe, sr SinkRun, items <-chan item, lazy *atomic.Bool, stored, state PipeState, stats *RunStats, full, failIfEmpty bool) error {
+func (e *Engine) commitTx(ctx context.Context, p *Pipe, sr SinkRun, items <-chan item, lazy *atomic.Bool, stored, state PipeState, stats *RunStats, full, failIfEmpty bool) (err error) {
 	maxBytes, maxDur := e.groupLimits()
+	// done holds the counts of what is committed; when the run fails, what
+	// the rolled-back transaction wrote is moved to the "would" counts.
+	done := *stats
+	defer func() {
+		stats.settled = true
+		stats.wouldWrite, stats.wouldDelete = stats.Written, stats.Deleted
+		if err != nil {
+			stats.Written, stats.Unchanged, stats.Deleted = done.Written, done.Unchanged, done.Deleted
+		}
+	}()
 	single := sr.SingleTransaction()
 	acceptsLazy := false
 	if ls, ok := sr.(LazySinkRun); ok {
@@ -499,6 +528,9 @@ func (e *Engine) commitTx(ctx context.Context, p *Pipe, sr SinkRun, items <-chan
 			// Nothing to make durable: skip the commit and its fsyncs.
 			err := tx.Rollback()
 			tx = nil
+			if err == nil {
+				done = *stats
+			}
 			return err
 		}
 		if err := tx.SetPipeState(p.ID, state); err != nil {
@@ -507,8 +539,11 @@ func (e *Engine) commitTx(ctx context.Context, p *Pipe, sr SinkRun, items <-chan
 		committed = state
 		err := tx.Commit()
 		tx = nil
-		if err == nil && e.Progress != nil {
-			e.Progress(p.ID, *stats)
+		if err == nil {
+			done = *stats
+			if e.Progress != nil {
+				e.Progress(p.ID, *stats)
+			}
 		}
 		return err
 	}

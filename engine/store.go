@@ -121,6 +121,14 @@ type RunRecord struct {
 	// Share is what a share (write-back) run did per entity; omitted for
 	// other pipes.
 	Share ShareCounts `json:"share,omitzero"`
+	// WouldWrite and WouldDelete are what the run would have written and
+	// deleted when that differs from what it did (Written, Deleted count
+	// committed versions only): a circuit breaker rolled the run back, the
+	// deletion guard refused its deletion tracking (WouldDelete counts the
+	// refused deletions), or an error rolled back its last transaction.
+	// Absent when the run committed everything it produced.
+	WouldWrite  int64 `json:"would_write,omitempty"`
+	WouldDelete int64 `json:"would_delete,omitempty"`
 }
 
 // ScanOptions select versions of a dataset log.

@@ -50,7 +50,7 @@ const urlSystemSchema = `{
     "headers": {"description": "Headers sent with every request.", "type": "object", "additionalProperties": {"type": "string"}},
     "verify_ssl": {"description": "false skips TLS certificate checks (unsafe).", "type": "boolean"},
     "timeout": {"description": "Request timeout in seconds (default 30).", "type": "number", "exclusiveMinimum": 0},
-    "authentication": {"description": "basic (username, password) or bearer (token).", "enum": ["basic", "bearer"]},
+    "authentication": {"description": "basic (username, password) or bearer (token); other kinds are refused as not supported.", "type": "string"},
     "username": {"description": "Basic authentication user.", "type": "string"},
     "password": {"description": "Basic authentication password; use $SECRET(name).", "type": "string"},
     "token": {"description": "Bearer token; use $SECRET(name).", "type": "string"},
@@ -93,12 +93,17 @@ func newURLSystem(b *engine.Build, cfg map[string]any) (any, error) {
 		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // the config asked for it
 	}
 	s.Client = &http.Client{Timeout: timeout, Transport: tr}
-	switch cfg["authentication"] {
+	switch a, _ := cfg["authentication"].(string); strings.ToLower(a) {
 	case "basic":
 		s.User, _ = cfg["username"].(string)
 		s.Pass, _ = cfg["password"].(string)
 	case "bearer":
 		s.Token, _ = cfg["token"].(string)
+	case "":
+	default:
+		// Sesam's URL system also knows digest and ntlm; sending no
+		// credentials instead would fail later with a confusing 401.
+		return nil, engine.Fieldf("/authentication", "not supported: authentication %q (system:url supports basic with username/password and bearer with token; or set an Authorization header in headers)", a)
 	}
 	return s, nil
 }

@@ -51,6 +51,9 @@ type cli struct {
 	// stdinTerminal returns stdin's file descriptor when stdin is a
 	// terminal (ferry secret set then prompts without echo).
 	stdinTerminal func() (int, bool)
+	// missingSecretsWarn turns unknown $SECRET references into warnings
+	// (ferry validate).
+	missingSecretsWarn bool
 
 	g globals
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -87,6 +88,10 @@ func looksLikePath(arg string) bool {
 		strings.HasSuffix(arg, ".json") || arg == "." || arg == ".."
 }
 
+// errNoInstances: no CONFIG was given and the store has no connector
+// instances.
+var errNoInstances = errors.New("nothing to run")
+
 // addConnectors adds the expanded components of every connector instance
 // recorded in the store to cfg and resolves $SECRET in system configs,
 // then redacts every secret value from the command's output. It reads the
@@ -111,7 +116,7 @@ func (c *cli) addConnectors(ctx context.Context, cfg *engine.Config, env engine.
 		}
 	}
 	if needInstances && len(exps) == 0 {
-		return fmt.Errorf("give a config file or directory, or connect a connector first (ferry connect DIR --system ID); no connector instances in %s", c.g.data)
+		return fmt.Errorf("%w: give a config file or directory, or connect a connector first (ferry connect DIR --system ID); no connector instances in %s", errNoInstances, c.g.data)
 	}
 	for _, e := range exps {
 		e.AddTo(cfg)
@@ -121,6 +126,16 @@ func (c *cli) addConnectors(ctx context.Context, cfg *engine.Config, env engine.
 		lookup = secrets.Open(store, c.g.data, c.getenv).Get
 	}
 	c.redact(secrets.Resolve(ctx, cfg, lookup))
+	if c.missingSecretsWarn {
+		// validate checks the config, not the deployment: a secret that is
+		// not set yet is reported, but does not make the config invalid.
+		for i, d := range cfg.Diagnostics {
+			if d.Severity == engine.SevError && strings.Contains(d.Message, "unknown secret") {
+				cfg.Diagnostics[i].Severity = engine.SevWarning
+				cfg.Diagnostics[i].Message += "; run and serve need it"
+			}
+		}
+	}
 	return cfg.Check()
 }
 
@@ -173,8 +188,8 @@ first run is not deletion-tracked (see docs/connectors.md).`,
 	f := cmd.Flags()
 	f.StringVar(&envFile, "env", "", "JSON file of $ENV(...) values (the process environment is used too)")
 	f.StringVar(&system, "system", "", "system id of the instance (required); every pipe and dataset id starts with it")
-	f.Var(params, "param", "NAME=VALUE: an additional parameter ($ENV(NAME) for this instance, injected variables); repeatable")
-	f.Var(secretVals, "secret", "NAME=VALUE: a secret of this instance's system ($SECRET(NAME)); repeatable (the value stays in shell history: prefer 'ferry secret set')")
+	f.Var(params, "param", "an additional parameter ($ENV(NAME) for this instance, injected variables); repeatable")
+	f.Var(secretVals, "secret", "a secret of this instance's system ($SECRET(NAME)); repeatable (the value stays in shell history: prefer 'ferry secret set')")
 	f.StringVar(&datatypes, "datatypes", "", "comma-separated datatypes to enable (default: all)")
 	f.StringVar(&share, "share", "", "comma-separated datatypes whose share (write-back) pipes run: direction both (default: none)")
 	f.StringVar(&history, "history", "", "what the first collect fetches: all (default), since-connected, or a date (2024-05-31) or RFC 3339 time")

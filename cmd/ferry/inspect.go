@@ -340,8 +340,8 @@ error. --json prints the run records.`,
 			tw := tabwriter.NewWriter(c.stdout, 2, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "START\tDURATION\tSYNC\tREAD\tWRITTEN\tUNCHANGED\tDELETED\tERROR\tSHARE")
 			for _, r := range runs {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", r.Start.Local().Format(time.DateTime), r.End.Sub(r.Start).Round(time.Millisecond),
-					r.SyncType, r.Read, r.Written, r.Unchanged, r.Deleted, trunc(r.Error, 80), shareSummary(r.Share))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%d\t%s\t%s\t%s\n", r.Start.Local().Format(time.DateTime), r.End.Sub(r.Start).Round(time.Millisecond),
+					r.SyncType, r.Read, would(r.Written, r.WouldWrite), r.Unchanged, would(r.Deleted, r.WouldDelete), trunc(r.Error, 80), shareSummary(r.Share))
 			}
 			tw.Flush()
 			return nil

@@ -133,6 +133,18 @@ func TestSecretErrors(t *testing.T) {
 			t.Errorf("stderr:\n%s\nwant %q", errOut, want)
 		}
 	}
+	// A secret that is not set yet only warns in validate; run needs it.
+	only := writeFiles(t, map[string]string{"c.json": `[
+		{"_id": "crm", "type": "system:url", "base_url": "http://x/", "authentication": "bearer", "token": "$SECRET(nope)"},
+		{"_id": "p", "type": "pipe", "source": {"type": "json", "system": "crm", "url": "x"}}]`})
+	code, _, errOut = runCLI(t, "validate", only, "--data="+t.TempDir())
+	if code != exitOK || !strings.Contains(errOut, `warning: `) || !strings.Contains(errOut, `unknown secret "nope"`) {
+		t.Errorf("validate with a missing secret = %d %s", code, errOut)
+	}
+	code, _, errOut = runCLI(t, "run", only, "--data="+t.TempDir())
+	if code != exitUsage || !strings.Contains(errOut, `error: `) || !strings.Contains(errOut, `unknown secret "nope"`) {
+		t.Errorf("run with a missing secret = %d %s", code, errOut)
+	}
 }
 
 // TestSecretsNeverLeak plants secret values, uses them for real (a bearer

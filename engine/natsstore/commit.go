@@ -223,7 +223,7 @@ func (w *writeTx) resolveTail(ctx context.Context, st *txDataset) error {
 	deadline := time.Now().Add(w.s.opts.TailWait)
 	pause := 10 * time.Millisecond
 	for {
-		_, rev, _, err := w.s.readMeta(ctx, st.name)
+		_, rev, _, err := w.s.readMetaLeader(ctx, st.name)
 		if err != nil {
 			return fmt.Errorf("dataset %q: %w", st.name, err)
 		}

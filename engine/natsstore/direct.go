@@ -126,6 +126,62 @@ func (s *Store) getLast(ctx context.Context, stream, subj string) (rmsg, bool, e
 	return out, err == nil, err
 }
 
+// getLastLeader is getLast answered by the stream's leader (the
+// STREAM.MSG.GET API) instead of any replica: a follower a moment behind
+// would give a writer a stale revision, and its compare-and-set would fail
+// as a conflict for nothing. Writers read what they will compare against
+// with it; readers keep the direct gets.
+func (s *Store) getLastLeader(ctx context.Context, stream, subj string) (rmsg, bool, error) {
+	if s.opts.Replicas <= 1 {
+		return s.getLast(ctx, stream, subj)
+	}
+	ctx, cancel := s.reqCtx(ctx)
+	defer cancel()
+	body, err := json.Marshal(map[string]string{"last_by_subj": subj})
+	if err != nil {
+		return rmsg{}, false, err
+	}
+	m, err := s.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+stream, body)
+	if errors.Is(err, nats.ErrNoResponders) {
+		return rmsg{}, false, nil
+	}
+	if err != nil {
+		return rmsg{}, false, fmt.Errorf("reading stream %s: %w", stream, s.connErr(err))
+	}
+	var resp struct {
+		Error *struct {
+			Code        int    `json:"code"`
+			ErrCode     int    `json:"err_code"`
+			Description string `json:"description"`
+		} `json:"error"`
+		Message *struct {
+			Subject string    `json:"subject"`
+			Seq     uint64    `json:"seq"`
+			Hdrs    []byte    `json:"hdrs"`
+			Data    []byte    `json:"data"`
+			Time    time.Time `json:"time"`
+		} `json:"message"`
+	}
+	if err := json.Unmarshal(m.Data, &resp); err != nil {
+		return rmsg{}, false, fmt.Errorf("reading stream %s: %w", stream, err)
+	}
+	switch {
+	case resp.Error != nil && (resp.Error.ErrCode == 10037 || resp.Error.ErrCode == 10059): // no message, no stream
+		return rmsg{}, false, nil
+	case resp.Error != nil:
+		return rmsg{}, false, fmt.Errorf("reading stream %s: %d %s", stream, resp.Error.Code, resp.Error.Description)
+	case resp.Message == nil:
+		return rmsg{}, false, fmt.Errorf("reading stream %s: an answer without a message", stream)
+	}
+	r := rmsg{subj: resp.Message.Subject, seq: resp.Message.Seq, data: resp.Message.Data, ts: resp.Message.Time}
+	if len(resp.Message.Hdrs) > 0 {
+		if r.hdr, err = nats.DecodeHeadersMsg(resp.Message.Hdrs); err != nil {
+			return rmsg{}, false, fmt.Errorf("reading stream %s: %w", stream, err)
+		}
+	}
+	return r, true, nil
+}
+
 // getSeq returns the message at seq.
 func (s *Store) getSeq(ctx context.Context, stream string, seq uint64) (rmsg, bool, error) {
 	var out rmsg

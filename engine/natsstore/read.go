@@ -18,7 +18,17 @@ import (
 // sequence of its message; 0 when none was ever written). ok is false for
 // an unknown or deleted dataset.
 func (s *Store) readMeta(ctx context.Context, ds string) (m dsMeta, rev uint64, ok bool, err error) {
-	msg, found, err := s.getLast(ctx, s.n.metaStream(), s.n.dsMeta(ds))
+	return s.readMetaFrom(ctx, ds, s.getLast)
+}
+
+// readMetaLeader is readMeta from the meta stream's leader, for writers
+// (getLastLeader).
+func (s *Store) readMetaLeader(ctx context.Context, ds string) (m dsMeta, rev uint64, ok bool, err error) {
+	return s.readMetaFrom(ctx, ds, s.getLastLeader)
+}
+
+func (s *Store) readMetaFrom(ctx context.Context, ds string, get func(context.Context, string, string) (rmsg, bool, error)) (m dsMeta, rev uint64, ok bool, err error) {
+	msg, found, err := get(ctx, s.n.metaStream(), s.n.dsMeta(ds))
 	if err != nil || !found {
 		return m, 0, false, err
 	}
@@ -533,7 +543,7 @@ func (s *Store) DeleteDataset(ctx context.Context, name string) error {
 		return ctx.Err()
 	}
 	defer func() { <-s.writer }()
-	_, rev, ok, err := s.readMeta(ctx, name)
+	_, rev, ok, err := s.readMetaLeader(ctx, name)
 	if err != nil {
 		return err
 	}

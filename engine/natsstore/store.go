@@ -370,7 +370,7 @@ func (s *Store) ensureStream(ctx context.Context, want jetstream.StreamConfig, k
 		if err != nil {
 			return s.streamErr(want.Name, "creating", err)
 		}
-		return nil
+		return s.awaitLeader(ctx, want)
 	case err != nil:
 		return s.streamErr(want.Name, "looking up", err)
 	}
@@ -390,6 +390,30 @@ func (s *Store) ensureStream(ctx context.Context, want jetstream.StreamConfig, k
 		}
 	}
 	return nil
+}
+
+// awaitLeader waits until a stream just created with replicas has elected
+// a leader: until then a publish to it gets no response, and the first
+// commit (or the worker registration) would fail for nothing.
+func (s *Store) awaitLeader(ctx context.Context, want jetstream.StreamConfig) error {
+	if want.Replicas <= 1 {
+		return nil
+	}
+	ctx, cancel := s.reqCtx(ctx)
+	defer cancel()
+	for {
+		st, err := s.js.Stream(ctx, want.Name)
+		if err == nil {
+			if c := st.CachedInfo().Cluster; c != nil && c.Leader != "" {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("stream %s has elected no leader within %s: is a quorum of its %d replicas up? %w", want.Name, s.opts.Timeout, want.Replicas, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 func (s *Store) streamErr(name, what string, err error) error {

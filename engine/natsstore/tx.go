@@ -133,7 +133,7 @@ func (w *writeTx) dataset(name string, create bool) (*txDataset, error) {
 	if name == "" {
 		return nil, errors.New("empty dataset name")
 	}
-	m, rev, ok, err := w.s.readMeta(w.ctx, name)
+	m, rev, ok, err := w.s.readMetaLeader(w.ctx, name)
 	if err != nil {
 		return nil, fmt.Errorf("dataset %q: %w", name, err)
 	}
