@@ -84,7 +84,13 @@ func (e *Engine) leaseFor(ctx context.Context, pipe string) (_ context.Context, 
 	temp := l == nil
 	if temp {
 		if l, err = e.Cluster.Acquire(ctx, pipe); err != nil {
-			return ctx, nil, err
+			// This engine's scheduler may be taking the lease at this
+			// moment (it holds it in the store before setLease): wait a
+			// little for it to show up rather than fail on ourselves.
+			if l = e.awaitSchedulerLease(ctx, pipe, err); l == nil {
+				return ctx, nil, err
+			}
+			temp = false
 		}
 	}
 	runCtx, cancel := context.WithCancelCause(ctx)
@@ -107,6 +113,23 @@ func (e *Engine) leaseFor(ctx context.Context, pipe string) (_ context.Context, 
 			}
 		}
 	}, nil
+}
+
+// awaitSchedulerLease waits up to a second for the scheduler's lease on
+// pipe after Acquire failed with ErrLeaseHeld; nil when none shows up.
+func (e *Engine) awaitSchedulerLease(ctx context.Context, pipe string, err error) Lease {
+	if !errors.Is(err, ErrLeaseHeld) {
+		return nil
+	}
+	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline) && ctx.Err() == nil; time.Sleep(10 * time.Millisecond) {
+		e.mu.Lock()
+		l := e.leases[pipe]
+		e.mu.Unlock()
+		if l != nil {
+			return l
+		}
+	}
+	return nil
 }
 
 // setLease records the lease the scheduler holds for pipe (nil: none), so

@@ -22,11 +22,11 @@ const jsonSchemaTransformSchema = `{
   "properties": {
     "type": {"const": "json_schema"},
     "comment": {},
-    "schema": {"type": ["object", "boolean"]},
-    "schema_url": {"type": "string", "minLength": 1},
-    "system": {"type": "string", "minLength": 1},
-    "key_valid": {"type": "string", "minLength": 1},
-    "key_errors": {"type": "string", "minLength": 1}
+    "schema": {"description": "The JSON Schema (draft 4, 6 or 7) each entity is validated against, compiled with the config.", "type": ["object", "boolean"]},
+    "schema_url": {"description": "Where to fetch the schema instead (relative to the system's URL), on the first run, compiled once.", "type": "string", "minLength": 1},
+    "system": {"description": "The system:url that serves schema_url (its credentials are used).", "type": "string", "minLength": 1},
+    "key_valid": {"description": "The property set to true or false (default valid).", "type": "string", "minLength": 1},
+    "key_errors": {"description": "The property set to the sorted error messages of an invalid entity (default errors).", "type": "string", "minLength": 1}
   }
 }`
 
