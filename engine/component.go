@@ -71,6 +71,18 @@ type RawReader interface {
 	NextRaw(ctx context.Context) (RawBatch, error)
 }
 
+// PartialReader is implemented by readers that can read only part of the
+// source on a full run: a REST source whose first run starts from its
+// initial_since_value (a connector instance connected with --history
+// since-connected or a date) fetches only what changed since then. When
+// Partial reports true after Open, the engine treats the run as
+// incremental: entities the run did not read were not seen, which says
+// nothing about whether they still exist, so there is no deletion
+// tracking (and if_source_empty does not apply).
+type PartialReader interface {
+	Partial() bool
+}
+
 // InputDatasets is implemented by sources that read datasets; the engine
 // uses it for the pipe graph, signalling and populated checks.
 type InputDatasets interface {
@@ -136,6 +148,9 @@ type RunContext struct {
 	// populated (or the source reads none).
 	InputsPopulated bool
 	Stats           *RunStats
+	// AcceptDeletes lifts the sink's safety limits for this run: the
+	// deletion guard and circuit breakers (RunOptions.AcceptDeletes).
+	AcceptDeletes bool
 }
 
 // RunStats counts what a run did.
@@ -143,6 +158,14 @@ type RunStats struct {
 	Read, Written, Unchanged, Deleted int64
 	// Share counts a share pipe's write-back per entity.
 	Share ShareCounts
+	// Refused counts deletions a sink planned but refused to make (the
+	// deletion guard), for RunRecord.WouldDelete.
+	Refused int64
+
+	// wouldWrite and wouldDelete are the written and deleted counts
+	// including rolled-back transactions, set by the runner (settled).
+	wouldWrite, wouldDelete int64
+	settled                 bool
 }
 
 // Kind is a component category.

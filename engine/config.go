@@ -165,6 +165,9 @@ type Config struct {
 	Systems     []*Component
 	Pipes       []*Component
 	Diagnostics Diagnostics
+	// Redactor knows the secret values resolved into the config (package
+	// secrets sets it); Compile hands it to the plan. nil: none.
+	Redactor *Redactor
 }
 
 // Pipe returns the pipe component with the given id.
@@ -253,8 +256,10 @@ func LineCol(data []byte, off int) (int, int) {
 }
 
 // ConfigFiles lists the *.json files of the given paths: a file as is, a
-// directory recursively, in lexical order. A missing path and a directory
-// without *.json files are errors.
+// directory recursively, in lexical order (hidden directories skipped). A
+// directory laid out as a Sesam node config (see isNodeLayout) contributes
+// node-metadata.conf.json and pipes/ and systems/ only. A missing path and a
+// directory without *.json files are errors.
 func ConfigFiles(paths []string) ([]string, error) {
 	var files []string
 	for _, p := range paths {
@@ -270,6 +275,7 @@ func ConfigFiles(paths []string) ([]string, error) {
 			continue
 		}
 		var found []string
+		node := isNodeLayout(p)
 		err = filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
 			if err != nil {
 				return err
@@ -277,9 +283,16 @@ func ConfigFiles(paths []string) ([]string, error) {
 			if d.IsDir() && path != p && strings.HasPrefix(d.Name(), ".") {
 				return filepath.SkipDir
 			}
-			if !d.IsDir() && strings.HasSuffix(d.Name(), ".json") {
-				found = append(found, path)
+			if node && d.IsDir() && filepath.Dir(path) == filepath.Clean(p) && d.Name() != "pipes" && d.Name() != "systems" {
+				return filepath.SkipDir // expected/, testdata/, variables/ of a node layout
 			}
+			if d.IsDir() || !strings.HasSuffix(d.Name(), ".json") {
+				return nil
+			}
+			if node && filepath.Dir(path) == filepath.Clean(p) && d.Name() != nodeMetadataFile {
+				return nil // test-env.json and other top-level files of a node layout
+			}
+			found = append(found, path)
 			return nil
 		})
 		if err != nil {
@@ -292,6 +305,23 @@ func ConfigFiles(paths []string) ([]string, error) {
 		files = append(files, found...)
 	}
 	return files, nil
+}
+
+// nodeMetadataFile is the node metadata of a Sesam node layout.
+const nodeMetadataFile = "node-metadata.conf.json"
+
+// isNodeLayout reports whether dir is laid out as a Sesam node config (what
+// sesam-py and `ferry expand --out` write): pipes/ or systems/
+// sub-directories, or a node-metadata.conf.json. Only those are config
+// there; test-env.json, expected/ and the like are not.
+func isNodeLayout(dir string) bool {
+	for _, name := range []string{"pipes", "systems"} {
+		if fi, err := os.Stat(filepath.Join(dir, name)); err == nil && fi.IsDir() {
+			return true
+		}
+	}
+	_, err := os.Stat(filepath.Join(dir, nodeMetadataFile))
+	return err == nil
 }
 
 // LoadConfig reads systems and pipes from files and directories, resolving
@@ -315,6 +345,21 @@ func LoadConfig(paths []string, env Env) (*Config, error) {
 	cfg.checkIDs()
 	if len(cfg.Systems)+len(cfg.Pipes) == 0 && len(cfg.Diagnostics.Errors()) == 0 {
 		cfg.errorf(strings.Join(paths, ", "), "", "the config holds no systems or pipes")
+	}
+	if len(cfg.Diagnostics.Errors()) > 0 {
+		return cfg, &ConfigError{Diagnostics: cfg.Diagnostics}
+	}
+	return cfg, nil
+}
+
+// ParseConfig is LoadConfig for one document already in memory (name is
+// used as its file name in diagnostics).
+func ParseConfig(name string, data []byte, env Env) (*Config, error) {
+	cfg := &Config{}
+	cfg.addFile(name, data, env)
+	cfg.checkIDs()
+	if len(cfg.Systems)+len(cfg.Pipes) == 0 && len(cfg.Diagnostics.Errors()) == 0 {
+		cfg.errorf(name, "", "the config holds no systems or pipes")
 	}
 	if len(cfg.Diagnostics.Errors()) > 0 {
 		return cfg, &ConfigError{Diagnostics: cfg.Diagnostics}

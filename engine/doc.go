@@ -14,6 +14,11 @@
 //     are committed in the same store transaction, so a crash can neither
 //     lose a batch nor write it twice.
 //
+// With several workers on one store (Engine.Cluster, see cluster.go and
+// cluster_sched.go) a pipe runs only on the worker holding its lease, and
+// its transactions carry the lease (WithLease) so the store can refuse a
+// commit from a worker that lost it.
+//
 // Entities are plain JSON values (map[string]any) whose numbers are
 // json.Number, so integers of any size and decimals keep their exact text.
 package engine

@@ -98,7 +98,12 @@ type Plan struct {
 	Pipes       []*Pipe
 	Systems     map[string]any
 	Diagnostics Diagnostics
-	byID        map[string]*Pipe
+	// Redactor scrubs the config's secret values from run errors and
+	// records (the engine) and from what the HTTP API answers; never nil
+	// in a compiled plan. Values resolved later (webhook secrets) may be
+	// added to it.
+	Redactor *Redactor
+	byID     map[string]*Pipe
 }
 
 // Pipe returns a compiled pipe by id.
@@ -146,7 +151,10 @@ func Compile(cfg *Config, reg *Registry, logger *slog.Logger) (*Plan, error) {
 	}
 	c := &compiler{reg: reg, cfg: cfg, log: logger, systems: map[string]any{}, unsupported: map[string][]string{}}
 	c.diags = append(c.diags, cfg.Diagnostics...)
-	plan := &Plan{Systems: c.systems, byID: map[string]*Pipe{}}
+	plan := &Plan{Systems: c.systems, Redactor: cfg.Redactor, byID: map[string]*Pipe{}}
+	if plan.Redactor == nil {
+		plan.Redactor = &Redactor{}
+	}
 	for _, s := range cfg.Systems {
 		c.system(s)
 	}

@@ -53,10 +53,35 @@ func (e *Engine) Receive(ctx context.Context, pipeID string, ents []Entity) (Run
 	l := e.lock(pipeID)
 	l.Lock()
 	defer l.Unlock()
+	// With several workers a receive takes the pipe's lease like a run;
+	// one held elsewhere (a receive on another worker) is waited for.
+	var release func()
+	var err error
+	deadline := time.Now().Add(10 * time.Second)
+	for wait := 10 * time.Millisecond; ; wait = min(2*wait, 500*time.Millisecond) {
+		var lctx context.Context
+		lctx, release, err = e.leaseFor(ctx, p.ID)
+		if err == nil {
+			ctx = lctx
+			break
+		}
+		if !errors.Is(err, ErrLeaseHeld) || time.Now().After(deadline) {
+			return RunRecord{Pipe: p.ID}, fmt.Errorf("pipe %q: %w", p.ID, err)
+		}
+		select {
+		case <-ctx.Done():
+			return RunRecord{Pipe: p.ID}, fmt.Errorf("pipe %q: %w", p.ID, err)
+		case <-time.After(wait):
+		}
+	}
+	defer release()
 
 	rec := RunRecord{Pipe: p.ID, Start: time.Now().UTC(), SyncType: "incremental"}
+	if e.Observer != nil {
+		e.Observer.RunStarted(p)
+	}
 	stats := &RunStats{}
-	err := e.receive(WithStore(ctx, e.Store), p, ents, stats)
+	err = e.receive(WithStore(ctx, e.Store), p, ents, stats)
 	return e.finishRun(ctx, p, &rec, stats, err, "receive")
 }
 

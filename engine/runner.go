@@ -26,9 +26,17 @@ type Engine struct {
 	// wrote to its output dataset (the scheduler uses it for signalling, so
 	// runs started through the API or webhooks signal too).
 	Changed func(p *Pipe, rec RunRecord)
+	// Observer, if set, is told when runs and receives start and finish
+	// (metrics). Its methods must return quickly.
+	Observer RunObserver
+	// Cluster, if set, shares the store with other workers: a run takes
+	// the pipe's lease first (or uses the one the scheduler holds) and its
+	// transactions are fenced by it. Nil for a single worker (bbolt).
+	Cluster Cluster
 
-	mu    sync.Mutex
-	locks map[string]*sync.Mutex
+	mu     sync.Mutex
+	locks  map[string]*sync.Mutex
+	leases map[string]Lease // held by the scheduler, per pipe
 }
 
 // New returns an engine for plan on store.
@@ -46,14 +54,20 @@ type RunOptions struct {
 	Reset bool
 	// Rescan makes this run a full run without clearing the token first.
 	Rescan bool
-	// AcceptDeletes lets a share run delete more records than its delete
-	// circuit breaker allows.
+	// AcceptDeletes applies the run's deletions even beyond the sink's
+	// deletion guard and circuit breakers, and lets a share run delete more
+	// records than its delete circuit breaker allows (ferry run
+	// --accept-deletes).
 	AcceptDeletes bool
 }
 
 // ErrCircuitBreaker is returned when a run would change more entities than
 // its sink's circuit breaker allows; the dataset is left untouched.
 var ErrCircuitBreaker = errors.New("circuit breaker tripped")
+
+// ErrDeletesRefused is returned when a full run's deletion tracking would
+// delete more than its sink's deletion guard allows; nothing was deleted.
+var ErrDeletesRefused = errors.New("deletion guard")
 
 // EntityError is a failure on one entity.
 type EntityError struct {
@@ -100,24 +114,48 @@ func (e *Engine) Run(ctx context.Context, pipeID string, opts RunOptions) (RunRe
 	l := e.lock(pipeID)
 	l.Lock()
 	defer l.Unlock()
+	ctx, release, err := e.leaseFor(ctx, p.ID)
+	if err != nil {
+		// Not run (another worker holds the pipe, or no lease could be
+		// taken): nothing is recorded.
+		err = fmt.Errorf("pipe %q: %w", p.ID, err)
+		return RunRecord{Pipe: p.ID, Error: err.Error()}, err
+	}
+	defer release()
 
 	rec := RunRecord{Pipe: p.ID, Start: time.Now().UTC()}
+	if e.Observer != nil {
+		e.Observer.RunStarted(p)
+	}
 	stats := &RunStats{}
-	err := e.run(WithStore(ctx, e.Store), p, opts, &rec, stats)
+	err = e.run(WithStore(ctx, e.Store), p, opts, &rec, stats)
+	if cause := context.Cause(ctx); err != nil && errors.Is(cause, ErrLeaseLost) {
+		err = cause
+	}
 	return e.finishRun(ctx, p, &rec, stats, err, "run")
 }
 
 // finishRun completes a run record from the stats and the error, stores it
 // and logs it. The record goes in its own transaction: it must be kept even
 // when the run's own writes were rolled back. On cancellation a fresh
-// context is used so the record still lands.
+// context is used so the record still lands. The error is redacted with
+// the plan's Redactor before it is stored (RunRecord.Error and
+// PipeState.LastError), logged or returned: an upstream API may echo a
+// credential in an error body, and a secret in an operation URL ends up in
+// the request errors.
 func (e *Engine) finishRun(ctx context.Context, p *Pipe, rec *RunRecord, stats *RunStats, err error, what string) (RunRecord, error) {
 	rec.End = time.Now().UTC()
 	rec.Read, rec.Written, rec.Unchanged, rec.Deleted = stats.Read, stats.Written, stats.Unchanged, stats.Deleted
 	rec.Share = stats.Share
+	if stats.settled && stats.wouldWrite != stats.Written {
+		rec.WouldWrite = stats.wouldWrite
+	}
+	if stats.settled && stats.wouldDelete+stats.Refused != stats.Deleted {
+		rec.WouldDelete = stats.wouldDelete + stats.Refused
+	}
 	if err != nil {
-		rec.Error = err.Error()
-		err = fmt.Errorf("pipe %q: %w", p.ID, err)
+		rec.Error = e.Plan.Redactor.Redact(err.Error())
+		err = e.Plan.Redactor.Error(fmt.Errorf("pipe %q: %w", p.ID, err))
 	}
 	logCtx := ctx
 	if ctx.Err() != nil {
@@ -125,7 +163,11 @@ func (e *Engine) finishRun(ctx context.Context, p *Pipe, rec *RunRecord, stats *
 		logCtx, cancel = context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 	}
-	if lerr := e.recordRun(logCtx, p.ID, *rec); lerr != nil && err == nil {
+	// A full run refused by a safety limit is retried as a full run: its
+	// deletions are only tracked by one, and the --reset that started it
+	// was never committed.
+	refused := rec.SyncType == "full" && (errors.Is(err, ErrCircuitBreaker) || errors.Is(err, ErrDeletesRefused))
+	if lerr := e.recordRun(logCtx, p.ID, *rec, refused); lerr != nil && err == nil {
 		err = fmt.Errorf("pipe %q: recording %s: %w", p.ID, what, lerr)
 	}
 	level := slog.LevelInfo
@@ -137,10 +179,13 @@ func (e *Engine) finishRun(ctx context.Context, p *Pipe, rec *RunRecord, stats *
 	e.Logger.Log(ctx, level, what+" finished", "pipe", p.ID, "sync", rec.SyncType, "read", rec.Read,
 		"written", rec.Written, "unchanged", rec.Unchanged, "deleted", rec.Deleted,
 		"duration", rec.End.Sub(rec.Start).Round(time.Millisecond), "error", rec.Error)
+	if e.Observer != nil {
+		e.Observer.RunFinished(p, *rec)
+	}
 	return *rec, err
 }
 
-func (e *Engine) recordRun(ctx context.Context, pipe string, rec RunRecord) error {
+func (e *Engine) recordRun(ctx context.Context, pipe string, rec RunRecord, rescan bool) error {
 	tx, err := e.Store.Begin(ctx)
 	if err != nil {
 		return err
@@ -152,6 +197,9 @@ func (e *Engine) recordRun(ctx context.Context, pipe string, rec RunRecord) erro
 	}
 	st.LastRun = rec.End
 	st.LastError = rec.Error
+	if rescan {
+		st.RescanRequested = true
+	}
 	if err := tx.SetPipeState(pipe, st); err != nil {
 		tx.Rollback()
 		return err
@@ -243,6 +291,12 @@ func (e *Engine) run(ctx context.Context, p *Pipe, opts RunOptions, rec *RunReco
 		return fmt.Errorf("source: %w", err)
 	}
 	defer reader.Close()
+	if pr, ok := reader.(PartialReader); ok && full && pr.Partial() {
+		// A since-limited first run (see PartialReader): not a full read,
+		// so no deletion tracking.
+		full = false
+		rec.SyncType = "incremental"
+	}
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -269,7 +323,7 @@ func (e *Engine) run(ctx context.Context, p *Pipe, opts RunOptions, rec *RunReco
 	}
 	state.RescanRequested = false
 	if isTx {
-		rc := &RunContext{Pipe: p.ID, Full: full, Store: e.Store, InputsPopulated: populated, Stats: stats}
+		rc := &RunContext{Pipe: p.ID, Full: full, Store: e.Store, InputsPopulated: populated, Stats: stats, AcceptDeletes: opts.AcceptDeletes}
 		sr, err := txSink.StartRun(ctx, rc)
 		if err != nil {
 			return fmt.Errorf("sink: %w", err)
@@ -437,8 +491,18 @@ func (e *Engine) groupLimits() (int, time.Duration) {
 
 // commitTx writes batches into the store in grouped transactions, each
 // carrying the pipe's new token.
-func (e *Engine) commitTx(ctx context.Context, p *Pipe, sr SinkRun, items <-chan item, lazy *atomic.Bool, stored, state PipeState, stats *RunStats, full, failIfEmpty bool) error {
+func (e *Engine) commitTx(ctx context.Context, p *Pipe, sr SinkRun, items <-chan item, lazy *atomic.Bool, stored, state PipeState, stats *RunStats, full, failIfEmpty bool) (err error) {
 	maxBytes, maxDur := e.groupLimits()
+	// done holds the counts of what is committed; when the run fails, what
+	// the rolled-back transaction wrote is moved to the "would" counts.
+	done := *stats
+	defer func() {
+		stats.settled = true
+		stats.wouldWrite, stats.wouldDelete = stats.Written, stats.Deleted
+		if err != nil {
+			stats.Written, stats.Unchanged, stats.Deleted = done.Written, done.Unchanged, done.Deleted
+		}
+	}()
 	single := sr.SingleTransaction()
 	acceptsLazy := false
 	if ls, ok := sr.(LazySinkRun); ok {
@@ -464,6 +528,9 @@ func (e *Engine) commitTx(ctx context.Context, p *Pipe, sr SinkRun, items <-chan
 			// Nothing to make durable: skip the commit and its fsyncs.
 			err := tx.Rollback()
 			tx = nil
+			if err == nil {
+				done = *stats
+			}
 			return err
 		}
 		if err := tx.SetPipeState(p.ID, state); err != nil {
@@ -472,8 +539,11 @@ func (e *Engine) commitTx(ctx context.Context, p *Pipe, sr SinkRun, items <-chan
 		committed = state
 		err := tx.Commit()
 		tx = nil
-		if err == nil && e.Progress != nil {
-			e.Progress(p.ID, *stats)
+		if err == nil {
+			done = *stats
+			if e.Progress != nil {
+				e.Progress(p.ID, *stats)
+			}
 		}
 		return err
 	}

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/ferrydata/ferry/engine"
-	"github.com/ferrydata/ferry/engine/boltstore"
 	"github.com/ferrydata/ferry/engine/enginetest"
 	"github.com/ferrydata/ferry/pipes/all"
 )
@@ -126,14 +125,14 @@ func compile(t *testing.T, reg *engine.Registry, text string) *engine.Plan {
 	return enginetest.Plan(t, reg, t.TempDir(), text)
 }
 
-func openStore(t *testing.T) *boltstore.Store {
+func openStore(t *testing.T) engine.Store {
 	t.Helper()
-	return enginetest.Store(t, t.TempDir())
+	return enginetest.OpenStore(t, t.TempDir())
 }
 
-func newEngine(t *testing.T, reg *engine.Registry, text string) (*engine.Engine, *boltstore.Store) {
+func newEngine(t *testing.T, reg *engine.Registry, text string) (*engine.Engine, engine.Store) {
 	t.Helper()
-	return enginetest.Engine(t, reg, t.TempDir(), text)
+	return enginetest.NewEngine(t, reg, t.TempDir(), text)
 }
 
 func dsInfo(t *testing.T, s engine.Store, name string) engine.DatasetInfo {

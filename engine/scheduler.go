@@ -24,23 +24,37 @@ type Scheduler struct {
 	triggers map[string]chan struct{}
 	wg       sync.WaitGroup
 	now      func() time.Time
+	// Rebalance is how often a scheduler with a Cluster checks which pipes
+	// this worker should hold (default 1 s).
+	Rebalance time.Duration
+	// cluster mode (cluster.go)
+	cmu   sync.Mutex
+	owned map[string]*ownership
+	grant map[string]chan Lease
 }
 
 // NewScheduler returns a scheduler for the engine's plan.
 func NewScheduler(e *Engine) *Scheduler {
-	s := &Scheduler{eng: e, triggers: map[string]chan struct{}{}, now: time.Now}
+	s := &Scheduler{eng: e, triggers: map[string]chan struct{}{}, now: time.Now,
+		owned: map[string]*ownership{}, grant: map[string]chan Lease{}}
 	for _, p := range e.Plan.Pipes {
 		s.triggers[p.ID] = make(chan struct{}, 1)
+		s.grant[p.ID] = make(chan Lease, 1)
 	}
 	e.Changed = s.signal
 	return s
 }
 
 // signal triggers the pipes that read (or hop into) the dataset a run
-// changed, unless their pump says otherwise.
+// changed, unless their pump says otherwise. With a Cluster, pipes held by
+// other workers are notified through it.
 func (s *Scheduler) signal(p *Pipe, _ RunRecord) {
 	for _, r := range s.eng.Plan.Readers(p.Output) {
 		if r.Pump.Signalled && r.Pump.Mode != "off" {
+			if s.eng.Cluster != nil && !s.holds(r.ID) {
+				s.eng.Cluster.Notify(context.Background(), r.ID)
+				continue
+			}
 			s.Trigger(r.ID)
 		}
 	}
@@ -65,6 +79,9 @@ func (s *Scheduler) Trigger(pipe string) error {
 // running pipe cleanly (nothing half-written; the next run continues after
 // the last commit).
 func (s *Scheduler) Run(ctx context.Context) error {
+	if s.eng.Cluster != nil {
+		return s.runCluster(ctx)
+	}
 	for _, p := range s.eng.Plan.Pipes {
 		if p.Pump.Mode == "off" {
 			continue

@@ -141,3 +141,10 @@ func (r *Registry) JSONSchema(kind Kind, name string) (string, bool) {
 	}
 	return e.spec.Schema, true
 }
+
+// PipeSchema returns the JSON Schema text that pipe objects are validated
+// with (engine/schemas/pipe.json).
+func PipeSchema() string {
+	text, _ := engineSchemas.ReadFile("schemas/pipe.json")
+	return string(text)
+}

@@ -88,9 +88,10 @@ type DatasetInfo struct {
 	Deleted  uint64 `json:"deleted"`
 	// LastOffset is the offset of the newest version; meaningful when
 	// Versions > 0.
-	LastOffset uint64    `json:"last_offset"`
-	Created    time.Time `json:"created"`
-	Updated    time.Time `json:"updated"`
+	LastOffset uint64 `json:"last_offset"`
+	// Created and Updated are omitted from JSON while unknown (zero).
+	Created time.Time `json:"created,omitzero"`
+	Updated time.Time `json:"updated,omitzero"`
 }
 
 // PipeState is what the store keeps per pipe between runs.
@@ -98,7 +99,7 @@ type PipeState struct {
 	// Since is the source's continuation token after the last committed
 	// batch ("" = none: the next run is a full run).
 	Since     string    `json:"since"`
-	LastRun   time.Time `json:"last_run"`
+	LastRun   time.Time `json:"last_run,omitzero"` // omitted before the first run
 	LastError string    `json:"last_error,omitempty"`
 	// RescanRequested asks the next run to be a full run without clearing
 	// Since (rescan), see SPEC c.
@@ -109,8 +110,8 @@ type PipeState struct {
 type RunRecord struct {
 	Seq       uint64    `json:"seq,omitempty"` // assigned by the store
 	Pipe      string    `json:"pipe"`
-	Start     time.Time `json:"start"`
-	End       time.Time `json:"end"`
+	Start     time.Time `json:"start,omitzero"`
+	End       time.Time `json:"end,omitzero"`
 	SyncType  string    `json:"sync_type"` // full | incremental
 	Read      int64     `json:"read"`
 	Written   int64     `json:"written"`
@@ -120,6 +121,14 @@ type RunRecord struct {
 	// Share is what a share (write-back) run did per entity; omitted for
 	// other pipes.
 	Share ShareCounts `json:"share,omitzero"`
+	// WouldWrite and WouldDelete are what the run would have written and
+	// deleted when that differs from what it did (Written, Deleted count
+	// committed versions only): a circuit breaker rolled the run back, the
+	// deletion guard refused its deletion tracking (WouldDelete counts the
+	// refused deletions), or an error rolled back its last transaction.
+	// Absent when the run committed everything it produced.
+	WouldWrite  int64 `json:"would_write,omitempty"`
+	WouldDelete int64 `json:"would_delete,omitempty"`
 }
 
 // ScanOptions select versions of a dataset log.
@@ -228,4 +237,24 @@ type Store interface {
 	// ListKV returns the keys of a namespace, sorted.
 	ListKV(ctx context.Context, ns string) ([]string, error)
 	Close() error
+}
+
+// ListOptions select entities for EntityLister.ListEntities.
+type ListOptions struct {
+	// Prefix keeps only _ids that start with it.
+	Prefix string
+	// After starts the listing after this _id ("": from the first).
+	After string
+	// Limit is the most entities passed to fn; <= 0: no limit.
+	Limit int
+}
+
+// EntityLister is implemented by stores that can list the latest version
+// of each entity of a dataset in _id order straight from their _id index,
+// so that a page of n entities costs O(n) reads whatever the dataset's
+// size (the web browser's entity list and _id prefix search). Deleted
+// entities are listed too (Record.Deleted). Stores without it are browsed
+// in log order.
+type EntityLister interface {
+	ListEntities(ctx context.Context, dataset string, opts ListOptions, fn func(Record) error) error
 }

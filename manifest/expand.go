@@ -134,7 +134,7 @@ func (m *Manifest) Expand(opts Options) ([]Component, error) {
 	for i := range m.Datatypes {
 		d := &m.Datatypes[i]
 		for _, p := range d.Parameters {
-			subst[p.Key] = p.Value
+			subst[p.Key] = templateValue(p.Value)
 		}
 		if want != nil && !want[d.Name] {
 			continue
@@ -279,6 +279,28 @@ func render(tpl *templates.Template, vars map[string]any, datatype string) ([]Ob
 		objs[i] = o
 	}
 	return objs, nil
+}
+
+// templateValue converts a manifest value for the templates: parameters of
+// any JSON type reach them unchanged, as in sesam-py, with objects as
+// map[string]any (the template language's dicts, whose keys iterate and
+// print sorted, where Python keeps the manifest's order).
+func templateValue(v any) any {
+	switch x := v.(type) {
+	case Object:
+		m := make(map[string]any, len(x))
+		for _, mem := range x {
+			m[mem.Key] = templateValue(mem.Value)
+		}
+		return m
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = templateValue(e)
+		}
+		return out
+	}
+	return v
 }
 
 // replaceBooleans turns JSON strings that are exactly "{{@ name @}}" for a

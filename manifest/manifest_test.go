@@ -375,3 +375,31 @@ func TestWriteExpanded(t *testing.T) {
 		t.Error("WriteExpanded accepted _id ../x")
 	}
 }
+
+// Datatype parameters may be of any JSON type; lists and objects reach the
+// templates unchanged (sesam-py passes them to Jinja as they are).
+func TestParametersOfAnyType(t *testing.T) {
+	dir := writeConnector(t, map[string]string{
+		"manifest.json": `{"datatypes": {"a": {"template": "templates/a.json",
+			"parameters": {"fields": ["id", "name"], "cfg": {"mode": "full", "limits": {"page": 50}}, "none": null, "n": 1.5}}}}`,
+		"templates/a.json": `[{"_id": "{{@ system @}}-{{@ datatype @}}-collect", "type": "pipe", "source": {"type": "rest"},
+			"fields": {{@ fields | tojson @}}, "select": "{{@ fields | join(',') @}}",
+			"each": [{{% for f in fields %}}"{{@ f @}}"{{% if not loop.last %}}, {{% endif %}}{{% endfor %}}],
+			"mode": "{{@ cfg.mode @}}", "page": {{@ cfg.limits.page @}}, "cfg": {{@ cfg | tojson @}},
+			"repr": "{{@ fields @}}", "none": "{{@ none @}}", "n": {{@ n @}}}]`,
+	})
+	m, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	comps, err := m.Expand(Options{System: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"_id":"s-a-collect","type":"pipe","source":{"type":"rest"},"fields":["id","name"],"select":"id,name",` +
+		`"each":["id","name"],"mode":"full","page":50,"cfg":{"limits":{"page":50},"mode":"full"},` +
+		`"repr":"['id', 'name']","none":"None","n":1.5}`
+	if got := string(comps[0].JSON); got != want {
+		t.Errorf("expansion\n got %s\nwant %s", got, want)
+	}
+}

@@ -18,15 +18,15 @@ const datasetSourceSchema = `{
   "properties": {
     "type": {"const": "dataset"},
     "comment": {},
-    "dataset": {"type": "string", "minLength": 1},
-    "include_previous_versions": {"type": "boolean"},
-    "include_replaced": {"type": "boolean"},
-    "supports_signalling": {"type": "boolean"},
-    "if_source_empty": {"enum": ["accept", "fail"]},
-    "subset": {},
-    "completeness": {},
-    "initial_completeness": {},
-    "require_populated_input": {"type": "boolean"}
+    "dataset": {"description": "The dataset to read, incrementally from the pipe's offset.", "type": "string", "minLength": 1},
+    "include_previous_versions": {"description": "Emit every version since the offset, not only the latest per _id.", "type": "boolean"},
+    "include_replaced": {"description": "Sesam key, accepted; no effect in Ferry.", "type": "boolean"},
+    "supports_signalling": {"description": "Whether changes in the input datasets trigger a run (default: true unless the pump sets a cron or an interval under one hour).", "type": "boolean"},
+    "if_source_empty": {"description": "With \"fail\", a full run that reads nothing fails instead of deletion-tracking every entity away.", "enum": ["accept", "fail"]},
+    "subset": {"description": "A DTL equality [\"eq\", EXPR, VALUE] over _S: only entities for which it holds are emitted (the offset still advances over the others)."},
+    "completeness": {"description": "Sesam key, accepted; no effect in Ferry."},
+    "initial_completeness": {"description": "Sesam key, accepted; no effect in Ferry."},
+    "require_populated_input": {"description": "Sesam key, accepted; no effect in Ferry.", "type": "boolean"}
   }
 }`
 

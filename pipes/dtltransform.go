@@ -17,9 +17,9 @@ const dtlSchema = `{
   "properties": {
     "type": {"const": "dtl"},
     "comment": {},
-    "name": {"type": "string"},
-    "rules": {"type": "object", "required": ["default"]},
-    "id_required": {"type": "boolean"}
+    "name": {"description": "A name for the transform (diagnostics).", "type": "string"},
+    "rules": {"description": "The DTL rules: \"default\" and named rules, each a list of DTL functions (see pipes/dtl/README.md).", "type": "object", "required": ["default"]},
+    "id_required": {"description": "Fail the run when an output entity has no _id (default true).", "type": "boolean"}
   }
 }`
 

@@ -17,12 +17,12 @@ const embeddedSchema = `{
   "properties": {
     "type": {"const": "embedded"},
     "comment": {},
-    "entities": {"type": "array", "items": {"type": "object", "required": ["_id"], "properties": {"_id": {"type": "string", "minLength": 1}}}},
-    "system": {"type": "string"},
-    "supports_since": {"type": "boolean"},
-    "is_since_comparable": {"type": "boolean"},
-    "is_chronological": {"type": "boolean"},
-    "if_source_empty": {"enum": ["accept", "fail"]}
+    "entities": {"description": "The entities, each with a string _id.", "type": "array", "items": {"type": "object", "required": ["_id"], "properties": {"_id": {"type": "string", "minLength": 1}}}},
+    "system": {"description": "Sesam key, accepted; no effect.", "type": "string"},
+    "supports_since": {"description": "Entities carry _updated; a run reads only those above the stored token.", "type": "boolean"},
+    "is_since_comparable": {"description": "Sesam key, accepted; tokens are always compared.", "type": "boolean"},
+    "is_chronological": {"description": "Sesam key, accepted; no effect.", "type": "boolean"},
+    "if_source_empty": {"description": "With \"fail\", a full run that reads nothing fails instead of deletion-tracking every entity away.", "enum": ["accept", "fail"]}
   }
 }`
 

@@ -26,13 +26,13 @@ const endpointSchema = `{
   "properties": {
     "type": {"const": "http_endpoint"},
     "comment": {},
-    "validation_expression": {"type": "string"},
-    "webhook_secret": {"type": "string", "minLength": 1},
-    "signature_header": {"type": "string", "minLength": 1},
-    "allow_anonymous": {"type": "boolean"},
-    "auto_populate_dataset": {"type": "boolean"},
-    "supports_signalling": {"type": "boolean"},
-    "if_source_empty": {"enum": ["accept", "fail"]}
+    "validation_expression": {"description": "Runtime Jinja checked after authentication; output that is not empty after trimming refuses the request (400) with it as the message.", "type": "string"},
+    "webhook_secret": {"description": "HMAC-SHA256 secret: requests must carry the body's signature in X-Hub-Signature-256 (or signature_header); \"$SECRET(name)\" reads the secret store per request.", "type": "string", "minLength": 1},
+    "signature_header": {"description": "The header holding the signature \"sha256=<hex>\" (default X-Hub-Signature-256).", "type": "string", "minLength": 1},
+    "allow_anonymous": {"description": "Accept unauthenticated writes (pair it with a validation_expression).", "type": "boolean"},
+    "auto_populate_dataset": {"description": "Sesam key, accepted; no effect in Ferry.", "type": "boolean"},
+    "supports_signalling": {"description": "Whether changes in the input datasets trigger a run (default: true unless the pump sets a cron or an interval under one hour).", "type": "boolean"},
+    "if_source_empty": {"description": "Accepted; a push source has no full runs.", "enum": ["accept", "fail"]}
   }
 }`
 

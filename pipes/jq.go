@@ -21,7 +21,7 @@ const jqSchema = `{
   "properties": {
     "type": {"const": "jq"},
     "comment": {},
-    "expression": {"type": "string", "minLength": 1}
+    "expression": {"description": "A jq program (gojq), compiled once; each input entity yields 0..n objects with a string _id; $pipe is the pipe id.", "type": "string", "minLength": 1}
   }
 }`
 

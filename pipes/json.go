@@ -24,14 +24,14 @@ const jsonSourceSchema = `{
   "properties": {
     "type": {"const": "json"},
     "comment": {},
-    "system": {"type": "string"},
-    "url": {"type": "string", "minLength": 1},
-    "headers": {"type": "object", "additionalProperties": {"type": "string"}},
-    "supports_since": {"type": "boolean"},
-    "is_since_comparable": {"type": "boolean"},
-    "is_chronological": {"type": "boolean"},
-    "page_size": {"type": "integer"},
-    "if_source_empty": {"enum": ["accept", "fail"]}
+    "system": {"description": "A system:url the url is resolved against; without one, url is a local file (relative to the config file) or a file:// or http(s) URL.", "type": "string"},
+    "url": {"description": "Where to read a JSON array, NDJSON or concatenated objects.", "type": "string", "minLength": 1},
+    "headers": {"description": "Extra request headers.", "type": "object", "additionalProperties": {"type": "string"}},
+    "supports_since": {"description": "Send the stored token as ?since= and keep the largest _updated as the next token.", "type": "boolean"},
+    "is_since_comparable": {"description": "Sesam key, accepted; tokens are always compared (numbers as numbers).", "type": "boolean"},
+    "is_chronological": {"description": "Entities arrive in _updated order: the token may be committed after every batch.", "type": "boolean"},
+    "page_size": {"description": "Sesam key, accepted; no effect in Ferry.", "type": "integer"},
+    "if_source_empty": {"description": "With \"fail\", a full run that reads nothing fails instead of deletion-tracking every entity away.", "enum": ["accept", "fail"]}
   }
 }`
 
@@ -45,15 +45,15 @@ const urlSystemSchema = `{
     "comment": {},
     "name": {"type": "string"},
     "description": {"type": "string"},
-    "url_pattern": {"type": "string"},
-    "base_url": {"type": "string"},
-    "headers": {"type": "object", "additionalProperties": {"type": "string"}},
-    "verify_ssl": {"type": "boolean"},
-    "timeout": {"type": "number", "exclusiveMinimum": 0},
-    "authentication": {"enum": ["basic", "bearer"]},
-    "username": {"type": "string"},
-    "password": {"type": "string"},
-    "token": {"type": "string"},
+    "url_pattern": {"description": "The URL with %s where a source's url goes.", "type": "string"},
+    "base_url": {"description": "The URL a source's url is appended to (when there is no url_pattern).", "type": "string"},
+    "headers": {"description": "Headers sent with every request.", "type": "object", "additionalProperties": {"type": "string"}},
+    "verify_ssl": {"description": "false skips TLS certificate checks (unsafe).", "type": "boolean"},
+    "timeout": {"description": "Request timeout in seconds (default 30).", "type": "number", "exclusiveMinimum": 0},
+    "authentication": {"description": "basic (username, password) or bearer (token); other kinds are refused as not supported.", "type": "string"},
+    "username": {"description": "Basic authentication user.", "type": "string"},
+    "password": {"description": "Basic authentication password; use $SECRET(name).", "type": "string"},
+    "token": {"description": "Bearer token; use $SECRET(name).", "type": "string"},
     "metadata": {"type": "object"}
   }
 }`
@@ -93,12 +93,17 @@ func newURLSystem(b *engine.Build, cfg map[string]any) (any, error) {
 		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // the config asked for it
 	}
 	s.Client = &http.Client{Timeout: timeout, Transport: tr}
-	switch cfg["authentication"] {
+	switch a, _ := cfg["authentication"].(string); strings.ToLower(a) {
 	case "basic":
 		s.User, _ = cfg["username"].(string)
 		s.Pass, _ = cfg["password"].(string)
 	case "bearer":
 		s.Token, _ = cfg["token"].(string)
+	case "":
+	default:
+		// Sesam's URL system also knows digest and ntlm; sending no
+		// credentials instead would fail later with a confusing 401.
+		return nil, engine.Fieldf("/authentication", "not supported: authentication %q (system:url supports basic with username/password and bearer with token; or set an Authorization header in headers)", a)
 	}
 	return s, nil
 }

@@ -21,15 +21,15 @@ const mergeSchema = `{
   "properties": {
     "type": {"const": "merge"},
     "comment": {},
-    "version": {"enum": [1, 2]},
-    "datasets": {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}},
-    "equality": {"type": "array", "items": {"type": "array", "minItems": 1}},
-    "equality_sets": {"type": "array", "items": {"type": "array", "minItems": 1}},
-    "identity": {"enum": ["composite", "first"]},
-    "strategy": {"enum": ["default", "compact", "list"]},
-    "max_merged": {"type": "integer", "minimum": 1},
-    "supports_signalling": {"type": "boolean"},
-    "if_source_empty": {"enum": ["accept", "fail"]}
+    "version": {"description": "Sesam's merge version; both run version 2 semantics (default 1).", "enum": [1, 2]},
+    "datasets": {"description": "\"dataset alias\" (or \"dataset\") per input; aliases name the datasets in equality rules.", "type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}},
+    "equality": {"description": "Rules: [\"eq\", A, B], [\"or\", RULE, ...], [\"and\", ...]; A and B are DTL expressions over one alias each (\"crm.orgNumber\").", "type": "array", "items": {"type": "array", "minItems": 1}},
+    "equality_sets": {"description": "Lists of expressions that are all equal: [[\"a.x\", \"b.x\", \"c.y\"]].", "type": "array", "items": {"type": "array", "minItems": 1}},
+    "identity": {"description": "The merged _id: composite (every member's) or first (the first member's). Default composite.", "enum": ["composite", "first"]},
+    "strategy": {"description": "How members' properties combine: default, compact or list (each member under $merged). Default default.", "enum": ["default", "compact", "list"]},
+    "max_merged": {"description": "A run that would merge more entities into one fails (default 50000).", "type": "integer", "minimum": 1},
+    "supports_signalling": {"description": "Whether changes in the input datasets trigger a run (default: true unless the pump sets a cron or an interval under one hour).", "type": "boolean"},
+    "if_source_empty": {"description": "With \"fail\", a full run that reads nothing fails instead of deletion-tracking every entity away.", "enum": ["accept", "fail"]}
   }
 }`
 

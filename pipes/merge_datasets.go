@@ -18,10 +18,10 @@ const mergeDatasetsSchema = `{
   "properties": {
     "type": {"const": "merge_datasets"},
     "comment": {},
-    "datasets": {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}},
-    "strategy": {"enum": ["latest", "all"]},
-    "supports_signalling": {"type": "boolean"},
-    "if_source_empty": {"enum": ["accept", "fail"]}
+    "datasets": {"description": "The datasets, each read incrementally; _ids are kept as they are.", "type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}},
+    "strategy": {"description": "latest: an _id in several datasets resolves to its newest version (by _ts); all: every version as read. Default latest.", "enum": ["latest", "all"]},
+    "supports_signalling": {"description": "Whether changes in the input datasets trigger a run (default: true unless the pump sets a cron or an interval under one hour).", "type": "boolean"},
+    "if_source_empty": {"description": "With \"fail\", a full run that reads nothing fails instead of deletion-tracking every entity away.", "enum": ["accept", "fail"]}
   }
 }`
 

@@ -620,7 +620,12 @@ func TestMergeDatasetRemovedSingletons(t *testing.T) {
 	putJSON(t, e.store, "C", 0, `[{"_id":"c1","k":2},{"_id":"c2","k":3}]`)
 	e.mustRun("g")
 	e.reconfigure(`[{"_id":"g","type":"pipe","source":{"type":"merge","datasets":["A a"],"equality_sets":[["a.k"]]}}]`)
-	rec, err := e.eng.Run(ctx, "g", engine.RunOptions{Reset: true})
+	// Two of three entities go: the deletion guard refuses until the
+	// deletions are accepted.
+	if rec, err := e.eng.Run(ctx, "g", engine.RunOptions{Reset: true}); err == nil || rec.Deleted != 0 || rec.WouldDelete != 2 {
+		t.Fatalf("without --accept-deletes: run = %+v, %v; want the deletion guard to refuse 2 deletions", rec, err)
+	}
+	rec, err := e.eng.Run(ctx, "g", engine.RunOptions{Reset: true, AcceptDeletes: true})
 	if err != nil {
 		t.Fatal(err)
 	}

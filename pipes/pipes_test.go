@@ -12,7 +12,6 @@ import (
 	"testing"
 
 	"github.com/ferrydata/ferry/engine"
-	"github.com/ferrydata/ferry/engine/boltstore"
 	"github.com/ferrydata/ferry/engine/enginetest"
 	"github.com/ferrydata/ferry/pipes/all"
 )
@@ -21,7 +20,7 @@ type env struct {
 	t     *testing.T
 	dir   string
 	eng   *engine.Engine
-	store *boltstore.Store
+	store engine.Store
 }
 
 // setup writes files (config in pipes.json) into a temp dir, compiles the
@@ -34,7 +33,7 @@ func setup(t *testing.T, config string, files map[string]string) *env {
 			t.Fatal(err)
 		}
 	}
-	eng, s := enginetest.Engine(t, all.Registry(), dir, config)
+	eng, s := enginetest.NewEngine(t, all.Registry(), dir, config)
 	return &env{t: t, dir: dir, eng: eng, store: s}
 }
 

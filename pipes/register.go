@@ -9,11 +9,12 @@ func Register(r *engine.Registry) {
 	r.RegisterSource("dataset", engine.Spec{Summary: "Reads a dataset incrementally from the pipe's offset.", Schema: datasetSourceSchema, Status: "stable"}, newDatasetSource)
 	r.RegisterSource("json", engine.Spec{Summary: "Reads a JSON array or NDJSON from a file or an HTTP(S) URL.", Schema: jsonSourceSchema, Status: "stable"}, newJSONSource)
 	r.RegisterTransform("jq", engine.Spec{Summary: "Runs a jq program (gojq) on each entity; 0..n outputs.", Schema: jqSchema, Status: "stable"}, newJQ)
+	r.RegisterTransform("json_schema", engine.Spec{Summary: "Validates each entity against a JSON Schema and records valid/errors in it.", Schema: jsonSchemaTransformSchema, Status: "stable"}, newJSONSchemaTransform)
 	r.RegisterSystem("url", engine.Spec{Summary: "An HTTP(S) base URL with headers and credentials.", Schema: urlSystemSchema, Status: "stable"}, newURLSystem)
 	for _, name := range []string{"csv", "sql", "conditional", "ldap", "sdshare", "elasticsearch", "mongodb", "rest", "merge_datasets", "union_datasets", "diff_datasets", "http_endpoint"} {
 		r.RegisterUnsupported(engine.KindSource, name, "recognised Sesam source type, not implemented yet")
 	}
-	for _, name := range []string{"http", "json_schema", "conditional", "template", "emit_children", "rest", "dtl"} {
+	for _, name := range []string{"http", "conditional", "template", "emit_children", "rest", "dtl"} {
 		r.RegisterUnsupported(engine.KindTransform, name, "recognised Sesam transform type, not implemented yet")
 	}
 	for _, name := range []string{"rest", "sql", "ldap", "microsoft_sql_server", "postgresql", "mysql", "oracle", "smtp", "elasticsearch", "solr", "twilio", "mongodb", "kafka", "microservice"} {

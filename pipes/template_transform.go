@@ -12,8 +12,8 @@ const templateTransformSchema = `{
   "properties": {
     "type": {"const": "template"},
     "comment": {},
-    "template": {"type": ["string", "object"]},
-    "properties": {"type": "object"}
+    "template": {"description": "The built-in template's name (see Built-in templates).", "type": ["string", "object"]},
+    "properties": {"description": "The template's options.", "type": "object"}
   }
 }`
 
@@ -31,14 +31,14 @@ const collectRestSchema = `{
   "type": "object",
   "required": ["primary_key", "share_dataset"],
   "properties": {
-    "primary_key": {"type": ["string", "array"], "items": {"type": "string"}},
-    "share_dataset": {"type": "string", "minLength": 1},
-    "rest_system": {"type": "string", "minLength": 1},
-    "operation_lookup": {"type": "string", "minLength": 1},
-    "operation_lookup_properties": {"type": "object"},
-    "operation_lookup_delete": {"type": "string", "minLength": 1},
-    "operation_lookup_delete_properties": {"type": "object"},
-    "original_property": {"type": "string", "minLength": 1}
+    "primary_key": {"description": "The record's key in the system: a property name, a \"_S.\" DTL path, or a list for a composite key.", "type": ["string", "array"], "items": {"type": "string"}},
+    "share_dataset": {"description": "The share pipe's dataset: a record whose key equals a share record's $generated_id gets that record's $origin.", "type": "string", "minLength": 1},
+    "rest_system": {"description": "The system for operation_lookup and operation_lookup_delete.", "type": "string", "minLength": 1},
+    "operation_lookup": {"description": "An operation that fetches each collected record.", "type": "string", "minLength": 1},
+    "operation_lookup_properties": {"description": "Properties for operation_lookup.", "type": "object"},
+    "operation_lookup_delete": {"description": "An operation that checks a deleted record: found (200) un-deletes it.", "type": "string", "minLength": 1},
+    "operation_lookup_delete_properties": {"description": "Properties for operation_lookup_delete.", "type": "object"},
+    "original_property": {"description": "Keep the record as collected under this property.", "type": "string", "minLength": 1}
   }
 }`
 

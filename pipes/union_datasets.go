@@ -15,10 +15,10 @@ const unionDatasetsSchema = `{
   "properties": {
     "type": {"const": "union_datasets"},
     "comment": {},
-    "datasets": {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}},
-    "prefix_ids": {"type": "boolean"},
-    "supports_signalling": {"type": "boolean"},
-    "if_source_empty": {"enum": ["accept", "fail"]}
+    "datasets": {"description": "The datasets, read in turn, each incrementally.", "type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}},
+    "prefix_ids": {"description": "Make _id \"<dataset>:<_id>\" (default true).", "type": "boolean"},
+    "supports_signalling": {"description": "Whether changes in the input datasets trigger a run (default: true unless the pump sets a cron or an interval under one hour).", "type": "boolean"},
+    "if_source_empty": {"description": "With \"fail\", a full run that reads nothing fails instead of deletion-tracking every entity away.", "enum": ["accept", "fail"]}
   }
 }`
 

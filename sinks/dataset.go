@@ -19,17 +19,19 @@ const datasetSchema = `{
   "properties": {
     "type": {"const": "dataset"},
     "comment": {},
-    "dataset": {"type": "string", "minLength": 1, "pattern": "^[^/]+$", "not": {"pattern": "^system:"}},
-    "deletion_tracking": {"type": "boolean"},
-    "mark_deletion_tracked": {"type": "boolean"},
-    "set_initial_offset": {"enum": ["if-source-populated", "never", "always", "initially", "onload"]},
-    "circuit_breaker_threshold_count": {"type": "integer", "minimum": 0},
-    "circuit_breaker_threshold_factor": {"type": "number", "minimum": 0},
-    "prevent_multiple_versions": {},
-    "indexes": {},
-    "track_children": {"type": "boolean"},
-    "suppress_filtered": {"type": "boolean"},
-    "enable_optimistic_locking": {"type": "boolean"}
+    "dataset": {"description": "The dataset written (default: the pipe's _id); names starting with \"system:\" are reserved.", "type": "string", "minLength": 1, "pattern": "^[^/]+$", "not": {"pattern": "^system:"}},
+    "deletion_tracking": {"description": "A full run deletes the live entities it did not produce (default true).", "type": "boolean"},
+    "mark_deletion_tracked": {"description": "Deleted versions written by deletion tracking get \"$deletion_tracked\": true.", "type": "boolean"},
+    "set_initial_offset": {"description": "When the dataset counts as populated. Default if-source-populated (after a complete run whose inputs are populated).", "enum": ["if-source-populated", "never", "always", "initially", "onload"]},
+    "circuit_breaker_threshold_count": {"description": "A run on a populated dataset may change at most max(count, factor \u00d7 entities) entities; more fails the run and writes nothing.", "type": "integer", "minimum": 0},
+    "circuit_breaker_threshold_factor": {"description": "See circuit_breaker_threshold_count.", "type": "number", "minimum": 0},
+    "deletion_threshold_count": {"description": "The deletion guard: a run may delete at most max(count, factor \u00d7 live entities) by deletion tracking unless run with --accept-deletes (default 0).", "type": "integer", "minimum": 0},
+    "deletion_threshold_factor": {"description": "See deletion_threshold_count (default 0.5).", "type": "number", "minimum": 0},
+    "prevent_multiple_versions": {"description": "Sesam key, accepted; no effect in Ferry."},
+    "indexes": {"description": "Sesam key, accepted; Ferry keeps its own indexes."},
+    "track_children": {"description": "Sesam key, accepted; no effect in Ferry.", "type": "boolean"},
+    "suppress_filtered": {"description": "Sesam key, accepted; no effect in Ferry.", "type": "boolean"},
+    "enable_optimistic_locking": {"description": "Sesam key, accepted; use a share pipe for optimistic locking.", "type": "boolean"}
   }
 }`
 
@@ -49,7 +51,22 @@ type Dataset struct {
 	// max(BreakerCount, BreakerFactor * entities) entities.
 	BreakerCount  int64
 	BreakerFactor float64
+	// DeleteCount and DeleteFactor are the deletion guard: deletion
+	// tracking may delete at most max(DeleteCount, DeleteFactor * live
+	// entities) in one run; a run that would delete more deletes nothing
+	// and fails (see docs/deletions.md). Defaults 0 and 0.5; a factor of 1
+	// or more turns the guard off, and so does a configured circuit
+	// breaker unless a deletion_threshold_* key is set too.
+	DeleteCount  int64
+	DeleteFactor float64
 }
+
+// Deletion guard defaults: a full run may delete at most half of the live
+// entities through deletion tracking unless accepted.
+const (
+	DefaultDeletionThresholdFactor = 0.5
+	DefaultDeletionThresholdCount  = 0
+)
 
 var (
 	_ engine.TxSink      = (*Dataset)(nil)
@@ -57,7 +74,8 @@ var (
 )
 
 func newDataset(b *engine.Build, cfg map[string]any) (engine.Sink, error) {
-	d := &Dataset{Name: b.Pipe, DeletionTracking: true, SetInitialOffset: "if-source-populated"}
+	d := &Dataset{Name: b.Pipe, DeletionTracking: true, SetInitialOffset: "if-source-populated",
+		DeleteCount: DefaultDeletionThresholdCount, DeleteFactor: DefaultDeletionThresholdFactor}
 	if s, ok := cfg["dataset"].(string); ok {
 		d.Name = s
 	}
@@ -76,6 +94,19 @@ func newDataset(b *engine.Build, cfg map[string]any) (engine.Sink, error) {
 	if f, ok := engine.AsFloat(cfg["circuit_breaker_threshold_factor"]); ok {
 		d.BreakerFactor = f
 	}
+	_, hasCount := cfg["deletion_threshold_count"]
+	_, hasFactor := cfg["deletion_threshold_factor"]
+	if (d.BreakerCount > 0 || d.BreakerFactor > 0) && !hasCount && !hasFactor {
+		// A configured circuit breaker is the dataset's limit (Sesam
+		// configs carry one); the default guard stays out of its way.
+		d.DeleteFactor = 1
+	}
+	if n, ok := engine.AsFloat(cfg["deletion_threshold_count"]); ok {
+		d.DeleteCount = int64(n)
+	}
+	if f, ok := engine.AsFloat(cfg["deletion_threshold_factor"]); ok {
+		d.DeleteFactor = f
+	}
 	if strings.HasPrefix(d.Name, "system:") || strings.Contains(d.Name, "/") {
 		return nil, engine.Fieldf("/dataset", "invalid dataset name %q", d.Name)
 	}
@@ -91,9 +122,13 @@ func (d *Dataset) StartRun(ctx context.Context, rc *engine.RunContext) (engine.S
 	if err != nil {
 		return nil, err
 	}
-	r := &datasetRun{d: d, rc: rc, limit: -1}
-	if (d.BreakerCount > 0 || d.BreakerFactor > 0) && info.Populated {
+	r := &datasetRun{d: d, rc: rc, limit: -1, deleteLimit: -1}
+	if (d.BreakerCount > 0 || d.BreakerFactor > 0) && info.Populated && !rc.AcceptDeletes {
 		r.limit = max(d.BreakerCount, int64(math.Floor(d.BreakerFactor*float64(info.Entities))))
+	}
+	if !rc.AcceptDeletes && d.DeleteFactor < 1 {
+		r.live = int64(info.Entities - info.Deleted)
+		r.deleteLimit = max(d.DeleteCount, int64(math.Floor(d.DeleteFactor*float64(r.live))))
 	}
 	r.track = rc.Full && d.DeletionTracking
 	if info.Versions == 0 {
@@ -130,6 +165,9 @@ type datasetRun struct {
 	d     *Dataset
 	rc    *engine.RunContext
 	limit int64 // -1: breaker not armed
+	// deleteLimit bounds deletion tracking (-1: no guard); live is the
+	// dataset's live entities when the run started.
+	deleteLimit, live int64
 	// changed counts appended versions, for the circuit breaker.
 	changed int64
 	track   bool
@@ -166,8 +204,9 @@ func (r *datasetRun) count(res engine.PutResult) error {
 	}
 	r.changed++
 	if r.limit >= 0 && r.changed > r.limit {
-		return fmt.Errorf("%w: the run would change more than %d entities of dataset %q (circuit_breaker_threshold_count %d, _factor %g); nothing was written",
-			engine.ErrCircuitBreaker, r.limit, r.d.Name, r.d.BreakerCount, r.d.BreakerFactor)
+		return fmt.Errorf("%w: the run would change more than %d entities of dataset %q (circuit_breaker_threshold_count %d, _factor %g); nothing was written. "+
+			"If the changes are right, apply them with: ferry run --accept-deletes %s",
+			engine.ErrCircuitBreaker, r.limit, r.d.Name, r.d.BreakerCount, r.d.BreakerFactor, r.rc.Pipe)
 	}
 	return nil
 }
@@ -178,6 +217,18 @@ func (r *datasetRun) Write(ctx context.Context, tx engine.WriteTx, batch []engin
 			return err
 		}
 		r.initialDone = true
+	}
+	if pf, ok := tx.(engine.Prefetcher); ok && r.fresh == nil && len(batch) > 1 {
+		// A networked store looks the batch's ids up in one round trip
+		// instead of one per Put (on a fresh dataset the Bloom filter
+		// already spares the lookups).
+		ids := make([]string, len(batch))
+		for i := range batch {
+			ids[i] = batch[i].ID
+		}
+		if err := pf.Prefetch(r.d.Name, ids); err != nil {
+			return err
+		}
 	}
 	for i := range batch {
 		p := &batch[i]
@@ -286,6 +337,13 @@ func (r *datasetRun) Finish(ctx context.Context, tx engine.WriteTx, ts int64) er
 		})
 		if err != nil {
 			return fmt.Errorf("deletion tracking: %w", err)
+		}
+		if r.deleteLimit >= 0 && int64(len(gone)) > r.deleteLimit {
+			r.rc.Stats.Refused = int64(len(gone))
+			return fmt.Errorf("%w: deletion tracking would delete %d of the %d live entities of dataset %q, more than the limit of %d "+
+				"(deletion_threshold_factor %g, deletion_threshold_count %d); nothing was deleted. If the source really lost them, "+
+				"accept the deletions with: ferry run --accept-deletes %s",
+				engine.ErrDeletesRefused, len(gone), r.live, r.d.Name, r.deleteLimit, r.d.DeleteFactor, r.d.DeleteCount, r.rc.Pipe)
 		}
 		for _, id := range gone {
 			if err := ctx.Err(); err != nil {

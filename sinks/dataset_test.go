@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/ferrydata/ferry/engine"
-	"github.com/ferrydata/ferry/engine/boltstore"
 	"github.com/ferrydata/ferry/engine/enginetest"
 	"github.com/ferrydata/ferry/pipes/all"
 )
@@ -21,13 +20,13 @@ type harness struct {
 	t     *testing.T
 	dir   string
 	eng   *engine.Engine
-	store *boltstore.Store
+	store engine.Store
 }
 
 func newHarness(t *testing.T, pipe string) *harness {
 	t.Helper()
 	dir := t.TempDir()
-	eng, s := enginetest.Engine(t, all.Registry(), dir, pipe)
+	eng, s := enginetest.NewEngine(t, all.Registry(), dir, pipe)
 	return &harness{t: t, dir: dir, eng: eng, store: s}
 }
 
@@ -63,8 +62,9 @@ func (h *harness) latest(ds, id string) engine.Record {
 }
 
 func TestDeletionTrackingOnFullRunsOnly(t *testing.T) {
-	// supports_since makes later runs incremental.
-	h := newHarness(t, `{"_id":"p","type":"pipe","source":{"type":"json","url":"in.json","supports_since":true}}`)
+	// supports_since makes later runs incremental; the deletion guard is
+	// off (TestDeletionGuard covers it).
+	h := newHarness(t, `{"_id":"p","type":"pipe","source":{"type":"json","url":"in.json","supports_since":true},"sink":{"deletion_threshold_factor":1}}`)
 	h.mustRun(`[{"_id":"a","_updated":1,"x":1},{"_id":"b","_updated":2},{"_id":"c","_updated":3}]`, engine.RunOptions{})
 	// Incremental: a missing entity is not deleted.
 	rec := h.mustRun(`[{"_id":"d","_updated":4}]`, engine.RunOptions{})
@@ -99,7 +99,7 @@ func TestDeletionTrackingOnFullRunsOnly(t *testing.T) {
 }
 
 func TestDeletionTrackingOptions(t *testing.T) {
-	h := newHarness(t, `{"_id":"p","type":"pipe","source":{"type":"json","url":"in.json"},"sink":{"mark_deletion_tracked":true}}`)
+	h := newHarness(t, `{"_id":"p","type":"pipe","source":{"type":"json","url":"in.json"},"sink":{"mark_deletion_tracked":true,"deletion_threshold_count":1}}`)
 	h.mustRun(`[{"_id":"a"},{"_id":"b"}]`, engine.RunOptions{})
 	h.mustRun(`[{"_id":"b"}]`, engine.RunOptions{})
 	if a := h.latest("p", "a"); !a.Deleted || string(a.Body) != `{"$deletion_tracked":true,"_deleted":true,"_id":"a"}` {
@@ -110,7 +110,8 @@ func TestDeletionTrackingOptions(t *testing.T) {
 	if rec := off.mustRun(`[{"_id":"b"}]`, engine.RunOptions{}); rec.Deleted != 0 || off.latest("p", "a").Deleted {
 		t.Errorf("deletion_tracking false still deleted: %+v", rec)
 	}
-	// An empty source deletes everything (no if_source_empty).
+	// An empty source deletes everything it may (no if_source_empty; the
+	// guard allows one deletion here).
 	if rec := h.mustRun(`[]`, engine.RunOptions{}); rec.Deleted != 1 || h.info("p").Deleted != 2 {
 		t.Errorf("empty full run = %+v", rec)
 	}
@@ -138,6 +139,12 @@ func TestCircuitBreaker(t *testing.T) {
 			t.Errorf("%s: dataset changed: %+v -> %+v", c.name, before, after)
 		}
 	}
+	// The run record says what the tripped run would have done, and that
+	// it did nothing.
+	rec, _ := h.run(`[{"_id":"a"}]`, engine.RunOptions{})
+	if rec.Written != 0 || rec.Deleted != 0 || rec.WouldDelete != 3 || rec.WouldWrite != 0 || !strings.Contains(rec.Error, "ferry run --accept-deletes p") {
+		t.Errorf("tripped run record = %+v", rec)
+	}
 	// Within the limit the run goes through.
 	if rec := h.mustRun(`[{"_id":"a","v":2},{"_id":"b","v":2},{"_id":"c"},{"_id":"d"}]`, engine.RunOptions{}); rec.Written != 2 {
 		t.Errorf("run within the limit = %+v", rec)
@@ -150,6 +157,78 @@ func TestCircuitBreaker(t *testing.T) {
 	}
 	if _, err := f.run(`[{"_id":"a"},{"_id":"b"}]`, engine.RunOptions{}); err != nil {
 		t.Errorf("2 deletions of 4 with factor 0.5: %v", err)
+	}
+}
+
+// TestDeletionGuard: by default a full run may delete at most half of the
+// live entities through deletion tracking. A run that would delete more
+// (an empty or truncated source) deletes nothing, keeps its other writes
+// and fails with what it would have done; RunOptions.AcceptDeletes lets it
+// through.
+func TestDeletionGuard(t *testing.T) {
+	var all []string
+	for i := range 501 {
+		all = append(all, fmt.Sprintf(`{"_id":"%d"}`, i))
+	}
+	full := "[" + strings.Join(all, ",") + "]"
+	h := newHarness(t, `{"_id":"p","type":"pipe","source":{"type":"json","url":"in.json"}}`)
+	h.mustRun(full, engine.RunOptions{})
+	// The source comes back empty: nothing is deleted, the run fails.
+	rec, err := h.run(`[]`, engine.RunOptions{})
+	if !errors.Is(err, engine.ErrDeletesRefused) || !strings.Contains(err.Error(), "would delete 501 of the 501 live entities") {
+		t.Fatalf("empty source: %v", err)
+	}
+	if rec.Deleted != 0 || rec.WouldDelete != 501 || rec.Written != 0 {
+		t.Errorf("record = %+v", rec)
+	}
+	if info := h.info("p"); info.Deleted != 0 || info.Versions != 501 {
+		t.Errorf("dataset changed: %+v", info)
+	}
+	// A truncated source with a new entity: the final transaction, which
+	// holds the deletion tracking, is rolled back with the new entity.
+	rec, err = h.run(`[{"_id":"0"},{"_id":"new"}]`, engine.RunOptions{})
+	if !errors.Is(err, engine.ErrDeletesRefused) || rec.Deleted != 0 || rec.WouldDelete != 500 || rec.Written != 0 || rec.WouldWrite != 1 {
+		t.Errorf("truncated source: %+v %v", rec, err)
+	}
+	// Up to half goes through: 250 of 501 (floor(0.5 * 501)).
+	rec = h.mustRun("["+strings.Join(all[:251], ",")+"]", engine.RunOptions{})
+	if rec.Deleted != 250 || rec.WouldDelete != 0 {
+		t.Errorf("250 deletions = %+v", rec)
+	}
+	// A refused run of a source that continues from a token (here after
+	// --reset) makes the next run full, so accepting sees the deletions.
+	inc := newHarness(t, `{"_id":"p","type":"pipe","source":{"type":"json","url":"in.json","supports_since":true}}`)
+	inc.mustRun(`[{"_id":"a","_updated":1},{"_id":"b","_updated":2},{"_id":"c","_updated":3}]`, engine.RunOptions{})
+	if _, err := inc.run(`[{"_id":"c","_updated":3}]`, engine.RunOptions{Reset: true}); !errors.Is(err, engine.ErrDeletesRefused) {
+		t.Fatalf("reset run: %v", err)
+	}
+	if rec := inc.mustRun(`[{"_id":"c","_updated":3}]`, engine.RunOptions{AcceptDeletes: true}); rec.SyncType != "full" || rec.Deleted != 2 {
+		t.Errorf("accepting run after a refused full run = %+v", rec)
+	}
+	// Accepted: everything goes.
+	rec = h.mustRun(`[]`, engine.RunOptions{AcceptDeletes: true})
+	if rec.Deleted != 251 || h.info("p").Deleted != 501 {
+		t.Errorf("accepted = %+v", rec)
+	}
+	// The thresholds are configurable; a factor of 1 turns the guard off,
+	// and so does a configured circuit breaker.
+	for _, c := range []struct {
+		sink  string
+		allow bool
+	}{
+		{`{"deletion_threshold_factor": 1}`, true},
+		{`{"deletion_threshold_count": 3}`, true},
+		{`{"deletion_threshold_count": 2}`, false},
+		{`{"circuit_breaker_threshold_count": 3}`, true},
+		{`{"circuit_breaker_threshold_count": 3, "deletion_threshold_factor": 0.1}`, false},
+		{`{"deletion_tracking": false}`, true},
+	} {
+		h := newHarness(t, `{"_id":"p","type":"pipe","source":{"type":"json","url":"in.json"},"sink":`+c.sink+`}`)
+		h.mustRun(`[{"_id":"a"},{"_id":"b"},{"_id":"c"}]`, engine.RunOptions{})
+		_, err := h.run(`[]`, engine.RunOptions{})
+		if (err == nil) != c.allow {
+			t.Errorf("sink %s: deleting 3 of 3: %v", c.sink, err)
+		}
 	}
 }
 

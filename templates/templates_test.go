@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ferrydata/ferry/internal/corpus"
 )
 
 // TestLiteralText checks that everything but expansion tags reaches the
@@ -263,6 +265,15 @@ func FuzzCompileRender(f *testing.F) {
 		`{{@`, `{#`, `<<%`, `{{% if %}}`, `{% verbatim %}{% endverbatim`,
 	} {
 		f.Add(seed)
+	}
+	// Every template of the connector corpus and of the expansion edge
+	// cases.
+	files := corpus.Glob("*/templates/*.json")
+	more, _ := filepath.Glob("../manifest/testdata/_edgecases/*/input/templates/*.json")
+	for _, file := range append(files, more...) {
+		if data, err := os.ReadFile(file); err == nil && len(data) <= 4096 {
+			f.Add(string(data))
+		}
 	}
 	vars := map[string]any{"system": "s", "datatype": "d", "x": []any{"1", int64(2)}, "m": map[string]any{"k": "v"}}
 	f.Fuzz(func(t *testing.T, src string) {

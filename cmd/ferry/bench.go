@@ -55,6 +55,8 @@ type benchResult struct {
 	ReleasesKeeping int64   `json:"releases_keeping_index"`
 	ReleasesFull    int64   `json:"releases_full"`
 	ReleaseSeconds  float64 `json:"release_seconds"`
+	// Scrape: the load scenario's /metrics scrapes (bench_scrape.go).
+	Scrape *scrapeResult `json:"scrape,omitempty"`
 	// Share scenario: HTTP requests sent.
 	Requests int64 `json:"requests,omitempty"`
 	// CPUSeconds is the scenario's CPU time (user + system, the process's
@@ -80,10 +82,11 @@ func (r *benchResult) cpuMicrosPerEntity() float64 {
 // maxrss of the child) is its own.
 func (c *cli) benchCmd() *cobra.Command {
 	var (
-		n, ckpt                int
-		dir, scenario, cpuprof string
-		noSync                 bool
-		bo                     benchOptions
+		n, ckpt, scrapeRounds           int
+		dir, scenario, cpuprof, workers string
+		noSync                          bool
+		scrape                          time.Duration
+		bo                              benchOptions
 	)
 	cmd := &cobra.Command{
 		Use:     "bench",
@@ -106,7 +109,13 @@ percent: a regression guard. docs/performance.md has the current figures.`,
   ferry bench --scenarios initial,unchanged --metric cpu --compare baseline.json`,
 		Args: usageArgs(0, 0, "takes no arguments"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if code := c.bench(cmd.Context(), n, ckpt, dir, scenario, cpuprof, noSync, bo); code != exitOK {
+			code := exitOK
+			if workers != "" || scenario == "worker" {
+				code = c.benchWorkers(cmd.Context(), n, dir, workers, scenario, ckpt) // bench_nats.go
+			} else {
+				code = c.bench(cmd.Context(), n, ckpt, dir, scenario, cpuprof, noSync, scrape, scrapeRounds, bo)
+			}
+			if code != exitOK {
 				return reported(code)
 			}
 			return nil
@@ -123,6 +132,9 @@ percent: a regression guard. docs/performance.md has the current figures.`,
 	f.StringVar(&bo.compare, "compare", "", "a saved 'ferry bench --json' run: print each scenario's ratio to it and exit 1 on a regression")
 	f.Float64Var(&bo.tolerance, "tolerance", 10, "with --compare: the largest drop (percent) that is not a regression")
 	f.StringVar(&bo.metric, "metric", "throughput", "with --compare: throughput (entities/s, wall clock) or cpu (CPU time per entity, steadier on a shared machine)")
+	f.StringVar(&workers, "workers", "", "with a nats:// --store: measure throughput with these numbers of worker processes on independent pipes instead (e.g. 1,2,4)")
+	f.DurationVar(&scrape, "scrape", 0, "also measure what scraping /metrics at this interval (e.g. 100ms) costs an initial load: fresh loads with and without scraping, alternated")
+	f.IntVar(&scrapeRounds, "scrape-rounds", 3, "with --scrape: pairs of loads to compare (the median ratio is reported)")
 	f.MarkHidden("scenario")
 	return jsonOK(cmd)
 }
@@ -135,7 +147,7 @@ type benchOptions struct {
 	metric    string  // throughput | cpu
 }
 
-func (c *cli) bench(ctx context.Context, n, ckpt int, dir, scenario, cpuprof string, noSync bool, bo benchOptions) int {
+func (c *cli) bench(ctx context.Context, n, ckpt int, dir, scenario, cpuprof string, noSync bool, scrape time.Duration, scrapeRounds int, bo benchOptions) int {
 	mapped := c.g.maxRSSMiB
 	if n <= 0 {
 		c.errorf("bench: --entities (-n) must be positive")
@@ -172,7 +184,13 @@ func (c *cli) bench(ctx context.Context, n, ckpt int, dir, scenario, cpuprof str
 			defer pprof.StopCPUProfile()
 		}
 		stopSampler := sampleAnon()
-		res, err := runScenario(ctx, scenario, dir, n, noSync, ckpt, int64(mapped)<<20)
+		var res *benchResult
+		var err error
+		if scenario == "load" {
+			res, err = benchLoad(ctx, dir, n, noSync, ckpt, int64(mapped)<<20, scrape)
+		} else {
+			res, err = runScenario(ctx, scenario, dir, n, noSync, ckpt, int64(mapped)<<20, c.g.store)
+		}
 		if err != nil {
 			c.errorf("bench %s: %v", scenario, err)
 			return exitFailed
@@ -196,6 +214,12 @@ func (c *cli) bench(ctx context.Context, n, ckpt int, dir, scenario, cpuprof str
 		return exitFailed
 	}
 	os.RemoveAll(filepath.Join(work, "store"))
+	storeURL, cleanup, err := c.benchStoreURL(ctx) // bench_nats.go
+	if err != nil {
+		c.errorf("bench: %v", err)
+		return exitFailed
+	}
+	defer cleanup()
 	if err := genBenchFiles(work, n); err != nil {
 		c.errorf("bench: generating entities: %v", err)
 		return exitFailed
@@ -214,6 +238,9 @@ func (c *cli) bench(ctx context.Context, n, ckpt int, dir, scenario, cpuprof str
 		if noSync {
 			cargs = append(cargs, "--no-sync")
 		}
+		if storeURL != "" {
+			cargs = append(cargs, "--store", storeURL)
+		}
 		cmd := exec.CommandContext(ctx, self, cargs...)
 		cmd.Stderr = c.stderr
 		out, err := cmd.Output()
@@ -230,7 +257,7 @@ func (c *cli) bench(ctx context.Context, n, ckpt int, dir, scenario, cpuprof str
 			res.PeakRSSBytes = ru.Maxrss * 1024 // Linux reports KiB
 		}
 		results[sc] = &res
-		if os.Getenv("FERRY_BENCH_CHECK_EACH") != "" && sc != "floor" {
+		if os.Getenv("FERRY_BENCH_CHECK_EACH") != "" && sc != "floor" && storeURL == "" {
 			st, err := boltstore.Open(filepath.Join(work, "store"), boltstore.Options{ReadOnly: true})
 			if err == nil {
 				err = st.Check(ctx)
@@ -240,7 +267,12 @@ func (c *cli) bench(ctx context.Context, n, ckpt int, dir, scenario, cpuprof str
 		}
 	}
 	// Verify what the scenarios left: a benchmark that corrupts is no result.
-	if st, err := boltstore.Open(filepath.Join(work, "store"), boltstore.Options{ReadOnly: true}); err != nil {
+	if storeURL != "" {
+		if err := checkNATSBench(ctx, storeURL); err != nil {
+			c.errorf("bench: store check failed: %v", err)
+			return exitFailed
+		}
+	} else if st, err := boltstore.Open(filepath.Join(work, "store"), boltstore.Options{ReadOnly: true}); err != nil {
 		c.errorf("bench: verifying store: %v", err)
 		return exitFailed
 	} else {
@@ -248,6 +280,14 @@ func (c *cli) bench(ctx context.Context, n, ckpt int, dir, scenario, cpuprof str
 		st.Close()
 		if err != nil {
 			c.errorf("bench: store check failed: %v", err)
+			return exitFailed
+		}
+	}
+	var scrapeCost map[string]any
+	if scrape > 0 {
+		var err error
+		if scrapeCost, err = c.benchScrapeCost(ctx, self, work, n, ckpt, mapped, noSync, scrape, max(1, scrapeRounds)); err != nil {
+			c.errorf("bench: %v", err)
 			return exitFailed
 		}
 	}
@@ -261,7 +301,7 @@ func (c *cli) bench(ctx context.Context, n, ckpt int, dir, scenario, cpuprof str
 	code := exitOK
 	if baseline != nil {
 		if !c.g.json {
-			c.printBenchTable(run, results, n, noSync)
+			c.printBenchTable(run, results, n, noSync, storeURL, scrapeCost)
 			fmt.Fprintln(c.stdout)
 		}
 		cmp := compareBench(run, baseline, results, bo.metric, bo.tolerance)
@@ -278,10 +318,14 @@ func (c *cli) bench(ctx context.Context, n, ckpt int, dir, scenario, cpuprof str
 		return code
 	}
 	if c.g.json {
+		if scrapeCost != nil {
+			c.printJSON(map[string]any{"scenarios": results, "metrics_scrape": scrapeCost})
+			return exitOK
+		}
 		c.printJSON(results)
 		return exitOK
 	}
-	c.printBenchTable(run, results, n, noSync)
+	c.printBenchTable(run, results, n, noSync, storeURL, scrapeCost)
 	return exitOK
 }
 
@@ -308,7 +352,7 @@ func selectScenarios(list string) ([]string, error) {
 	return out, nil
 }
 
-func (c *cli) printBenchTable(run []string, results map[string]*benchResult, n int, noSync bool) {
+func (c *cli) printBenchTable(run []string, results map[string]*benchResult, n int, noSync bool, storeURL string, scrapeCost map[string]any) {
 	tw := tabwriter.NewWriter(c.stdout, 2, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "SCENARIO\tENTITIES/S\tCPU µs/ENTITY\tRATIO TO FLOOR\tPEAK RSS\tPEAK ANON\tWRITTEN\tUNCHANGED\tDELETED\tSECONDS\n")
 	for _, sc := range run {
@@ -331,6 +375,15 @@ func (c *cli) printBenchTable(run []string, results map[string]*benchResult, n i
 	}
 	if results["share"] != nil {
 		fmt.Fprintf(c.stdout, "share: %d updates, each with its lookup, to a fake API in the same process.\n", benchShareEntities)
+	}
+	if storeURL != "" {
+		fmt.Fprintf(c.stdout, "store: NATS JetStream at %s (the floor stays bbolt); fsync is the server's (sync_interval).\n", redactURL(storeURL))
+	}
+	if scrapeCost != nil {
+		last := scrapeCost["last_round"].(scrapeResult)
+		fmt.Fprintf(c.stdout, "/metrics scraped every %s during a fresh initial load (median of %d pairs): throughput ratio %.3f (cost %.1f%%), CPU time ratio %.3f (cost %.1f%%); %d scrapes, %.2f ms mean, %.2f ms max\n",
+			scrapeCost["interval"], scrapeCost["rounds"], scrapeCost["median_ratio"], scrapeCost["cost_percent"], scrapeCost["median_cpu_ratio"], scrapeCost["cpu_cost_percent"],
+			last.Scrapes, last.MeanMillis, last.MaxMillis)
 	}
 }
 
@@ -402,7 +455,7 @@ const benchDTLRules = `{"default": [
 const benchDTLJQ = `. + {name_upper: (.name | ascii_upcase), email_parts: (.email | split("@")), city: (.address.city | ascii_downcase), ` +
 	`label: (.name + " (" + .address.country + ")"), tag_count: (.tags | length), status: (if .active == true then "active" else "inactive" end)} | del(.a)`
 
-func runScenario(ctx context.Context, sc, dir string, n int, noSync bool, ckpt int, mapped int64) (*benchResult, error) {
+func runScenario(ctx context.Context, sc, dir string, n int, noSync bool, ckpt int, mapped int64, storeURL string) (*benchResult, error) {
 	if dir == "" {
 		return nil, fmt.Errorf("--scenario needs --dir")
 	}
@@ -426,7 +479,7 @@ func runScenario(ctx context.Context, sc, dir string, n int, noSync bool, ckpt i
 	if err != nil {
 		return nil, err
 	}
-	store, err := boltstore.Open(filepath.Join(dir, "store"), boltstore.Options{NoSync: noSync, MaxResident: mapped})
+	store, releases, err := openBenchStore(ctx, filepath.Join(dir, "store"), storeURL, noSync, mapped) // bench_nats.go
 	if err != nil {
 		return nil, err
 	}
@@ -465,7 +518,7 @@ func runScenario(ctx context.Context, sc, dir string, n int, noSync bool, ckpt i
 		return nil, err
 	}
 	el, cpu := time.Since(start).Seconds(), (cputime.Now() - cpu0).Seconds()
-	kept, full, spent := store.ReleaseStats()
+	kept, full, spent := releases()
 	return &benchResult{Entities: n, Seconds: el, EntitiesPerS: float64(n) / el, CPUSeconds: cpu, Written: rec.Written, Unchanged: rec.Unchanged,
 		Deleted: rec.Deleted, TxEntities: engine.DefaultBatchSize * ckpt, FsyncOnCommit: !noSync,
 		ReleasesKeeping: kept, ReleasesFull: full, ReleaseSeconds: spent.Seconds()}, nil

@@ -36,10 +36,13 @@ func readBenchBaseline(path string) (map[string]*benchResult, error) {
 		return nil, err
 	}
 	var wrapped struct {
-		Results map[string]*benchResult `json:"results"`
+		Results   map[string]*benchResult `json:"results"`   // a --compare run
+		Scenarios map[string]*benchResult `json:"scenarios"` // a --scrape run
 	}
 	if err := json.Unmarshal(b, &wrapped); err == nil && len(wrapped.Results) > 0 {
 		return wrapped.Results, nil
+	} else if err == nil && len(wrapped.Scenarios) > 0 {
+		return wrapped.Scenarios, nil
 	}
 	var out map[string]*benchResult
 	if err := json.Unmarshal(b, &out); err != nil {

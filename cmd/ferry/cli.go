@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -36,6 +37,7 @@ type globals struct {
 	json      bool
 	logFormat string
 	maxRSSMiB int
+	store     string
 }
 
 // cli holds the streams and environment a command runs with, so tests run
@@ -49,6 +51,9 @@ type cli struct {
 	// stdinTerminal returns stdin's file descriptor when stdin is a
 	// terminal (ferry secret set then prompts without echo).
 	stdinTerminal func() (int, bool)
+	// missingSecretsWarn turns unknown $SECRET references into warnings
+	// (ferry validate).
+	missingSecretsWarn bool
 
 	g globals
 }
@@ -128,6 +133,7 @@ func (c *cli) commands() []*cobra.Command {
 	return []*cobra.Command{
 		c.demoCmd(), c.validateCmd(), c.runCmd(), c.serveCmd(), c.shareCmd(), c.retryCmd(),
 		c.datasetsCmd(), c.datasetCmd(), c.pipesCmd(), c.pipeCmd(),
+		c.testCmd(), c.referenceCmd(),
 		c.expandCmd(), c.connectCmd(), c.connectorsCmd(), c.disconnectCmd(), c.secretCmd(), c.compatCmd(),
 		c.fakeAPICmd(), c.benchCmd(), c.versionCmd(),
 	}
@@ -181,6 +187,7 @@ Exit codes: 0 ok, 1 a run failed, 2 bad usage or config.`,
 	pf.BoolVar(&c.g.json, "json", false, "print JSON for scripts (commands that print no JSON reject it)")
 	pf.StringVar(&c.g.logFormat, "log-format", "text", "log format on stderr: text or json")
 	pf.IntVar(&c.g.maxRSSMiB, "max-rss-mib", 0, "resident memory (MiB) above which the store releases its memory-mapped pages (0: 240; -1: no bound)")
+	pf.StringVar(&c.g.store, "store", "", storeFlagHelp) // store.go
 	root.RegisterFlagCompletionFunc("log-format", cobra.FixedCompletions([]string{"text", "json"}, cobra.ShellCompDirectiveNoFileComp))
 	root.MarkPersistentFlagDirname("data")
 
@@ -343,27 +350,7 @@ func (c *cli) baseEnv(envFile string) (engine.Env, error) {
 }
 
 // storePath is the store file in the data directory.
-func (c *cli) storePath() string { return c.g.data + "/" + boltstore.FileName }
-
-// storeExists reports whether the data directory holds a store.
-func (c *cli) storeExists() bool {
-	_, err := os.Stat(c.storePath())
-	return err == nil
-}
-
-// openStore opens the store in --data. A read-only open of a missing store
-// is a usage error (nothing to inspect).
-func (c *cli) openStore(readOnly, noSync bool) (*boltstore.Store, error) {
-	opts := boltstore.Options{ReadOnly: readOnly, MaxResident: int64(c.g.maxRSSMiB) << 20, NoSync: noSync}
-	if readOnly && !c.storeExists() {
-		return nil, usagef("no store in %s (run a config first, or pass --data DIR)", c.g.data)
-	}
-	s, err := boltstore.Open(c.g.data, opts)
-	if err != nil {
-		return nil, usagef("%v", err)
-	}
-	return s, nil
-}
+func (c *cli) storePath() string { return filepath.Join(c.dataDir(), boltstore.FileName) }
 
 func (c *cli) printJSON(v any) {
 	enc := json.NewEncoder(c.stdout)

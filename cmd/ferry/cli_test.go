@@ -15,6 +15,8 @@ import (
 	"testing"
 
 	"github.com/spf13/cobra"
+
+	"github.com/ferrydata/ferry/engine"
 )
 
 func runCLI(t *testing.T, args ...string) (int, string, string) {
@@ -60,6 +62,9 @@ func TestUsageAndUnknownCommand(t *testing.T) {
 	if code, _, errOut := runCLI(t, "run", "/nonexistent/config", "--data", t.TempDir()); code != exitUsage || !strings.Contains(errOut, "config /nonexistent/config: no such file or directory") {
 		t.Errorf("run of a missing path = %d %s", code, errOut)
 	}
+	if code, _, errOut := runCLI(t, "run", "nosuchpipe", "--data", t.TempDir()); code != exitUsage || !strings.Contains(errOut, `"nosuchpipe" is neither a config file or directory nor a pipe of a connector instance`) {
+		t.Errorf("run of an unknown name = %d %s", code, errOut)
+	}
 	if code, _, errOut := runCLI(t, "--log-format", "xml", "version"); code != exitUsage || !strings.Contains(errOut, "want text or json") {
 		t.Errorf("bad --log-format = %d %s", code, errOut)
 	}
@@ -95,6 +100,19 @@ func TestEveryCommandHonoursOrRejectsJSON(t *testing.T) {
 			t.Errorf("%s does not honour --json", path)
 		}
 	}
+	// Every command of ours explains itself: a summary and an example.
+	var check func(cmd *cobra.Command)
+	check = func(cmd *cobra.Command) {
+		for _, sub := range cmd.Commands() {
+			if sub.Name() != "help" && sub.Name() != "completion" && !sub.Hidden {
+				if sub.Short == "" || sub.Example == "" {
+					t.Errorf("%s lacks a summary or an example", sub.CommandPath())
+				}
+				check(sub)
+			}
+		}
+	}
+	check(root)
 	for path, ok := range honours {
 		if ok {
 			continue
@@ -383,5 +401,51 @@ func TestCompletion(t *testing.T) {
 		if code, out, _ := runCLI(t, "completion", shell); code != exitOK || !strings.Contains(out, "ferry") {
 			t.Errorf("completion %s = %d", shell, code)
 		}
+	}
+}
+
+// A full run over an empty source does not wipe a dataset: it fails (exit
+// 1) naming what it would have deleted, the run log records it as
+// would_delete, and --accept-deletes PIPE is the way through.
+func TestRunDeletionGuard(t *testing.T) {
+	var people []string
+	for i := range 501 {
+		people = append(people, fmt.Sprintf(`{"_id": "p%d"}`, i))
+	}
+	dir := writeFiles(t, map[string]string{
+		"p.json": `[{"_id": "people", "type": "pipe", "source": {"type": "json", "url": "people.json"}},
+			{"_id": "names", "type": "pipe", "source": {"type": "dataset", "dataset": "people"}}]`,
+		"people.json": "[" + strings.Join(people, ",") + "]",
+	})
+	cfg, data := filepath.Join(dir, "p.json"), t.TempDir()
+	if code, out, errOut := runCLI(t, "run", cfg, "--data", data); code != exitOK {
+		t.Fatalf("first run = %d %s %s", code, out, errOut)
+	}
+	os.WriteFile(filepath.Join(dir, "people.json"), []byte("[]"), 0o644)
+	code, out, errOut := runCLI(t, "run", cfg, "--data", data)
+	if code != exitFailed || !strings.Contains(errOut, `deletion tracking would delete 501 of the 501 live entities of dataset "people"`) ||
+		!strings.Contains(errOut, "ferry run --accept-deletes people") || !strings.Contains(out, "0 (would 501)") {
+		t.Fatalf("empty source = %d\n%s\n%s", code, out, errOut)
+	}
+	_, out, _ = runCLI(t, "pipe", "log", "people", "--limit", "1", "--json", "--data", data)
+	var runs []struct {
+		Deleted     int64 `json:"deleted"`
+		WouldDelete int64 `json:"would_delete"`
+	}
+	if err := json.Unmarshal([]byte(out), &runs); err != nil || len(runs) != 1 || runs[0].Deleted != 0 || runs[0].WouldDelete != 501 {
+		t.Errorf("run log = %s", out)
+	}
+	if code, _, errOut := runCLI(t, "run", cfg, "--accept-deletes", "--data", data); code != exitUsage || !strings.Contains(errOut, "--accept-deletes applies to the pipes you name") {
+		t.Errorf("--accept-deletes without pipes = %d %s", code, errOut)
+	}
+	code, out, errOut = runCLI(t, "run", cfg, "--accept-deletes", "people", "--data", data, "--json")
+	var recs []engine.RunRecord
+	if err := json.Unmarshal([]byte(out), &recs); code != exitOK || err != nil || len(recs) != 1 || recs[0].Deleted != 501 {
+		t.Fatalf("--accept-deletes = %d %s %s", code, out, errOut)
+	}
+	// The deletions flowed on as versions, which the reader takes without
+	// a guard (they are data, not absence).
+	if code, out, errOut := runCLI(t, "run", cfg, "names", "--data", data, "--json"); code != exitOK || !strings.Contains(out, `"written": 501`) {
+		t.Errorf("reader = %d %s %s", code, out, errOut)
 	}
 }

@@ -375,7 +375,7 @@ func writeCompatText(w io.Writer, names []string, results map[string]*compatResu
 			fmt.Fprintf(w, "%s: does not expand: %s\n", n, r.Error)
 			continue
 		}
-		fmt.Fprintf(w, "%s: %d components, %d valid\n", n, r.Components, r.Valid)
+		fmt.Fprintf(w, "%s: %s, %d valid\n", n, plural(r.Components, "component"), r.Valid)
 		for _, k := range sortedUses(r.Unsupported) {
 			fmt.Fprintf(w, "  %-50s %d\n", k, r.Unsupported[k])
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,7 +14,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ferrydata/ferry/engine"
-	"github.com/ferrydata/ferry/engine/boltstore"
 	"github.com/ferrydata/ferry/engine/connectors"
 	"github.com/ferrydata/ferry/engine/secrets"
 	"github.com/ferrydata/ferry/pipes/all"
@@ -88,6 +88,10 @@ func looksLikePath(arg string) bool {
 		strings.HasSuffix(arg, ".json") || arg == "." || arg == ".."
 }
 
+// errNoInstances: no CONFIG was given and the store has no connector
+// instances.
+var errNoInstances = errors.New("nothing to run")
+
 // addConnectors adds the expanded components of every connector instance
 // recorded in the store to cfg and resolves $SECRET in system configs,
 // then redacts every secret value from the command's output. It reads the
@@ -97,7 +101,7 @@ func looksLikePath(arg string) bool {
 func (c *cli) addConnectors(ctx context.Context, cfg *engine.Config, env engine.Env, needInstances bool) error {
 	var store engine.Store
 	if c.storeExists() {
-		s, err := boltstore.Open(c.g.data, boltstore.Options{ReadOnly: true})
+		s, err := c.openStore(true, false)
 		if err != nil {
 			return err
 		}
@@ -112,7 +116,7 @@ func (c *cli) addConnectors(ctx context.Context, cfg *engine.Config, env engine.
 		}
 	}
 	if needInstances && len(exps) == 0 {
-		return fmt.Errorf("give a config file or directory, or connect a connector first (ferry connect DIR --system ID); no connector instances in %s", c.g.data)
+		return fmt.Errorf("%w: give a config file or directory, or connect a connector first (ferry connect DIR --system ID); no connector instances in %s", errNoInstances, c.g.data)
 	}
 	for _, e := range exps {
 		e.AddTo(cfg)
@@ -122,6 +126,16 @@ func (c *cli) addConnectors(ctx context.Context, cfg *engine.Config, env engine.
 		lookup = secrets.Open(store, c.g.data, c.getenv).Get
 	}
 	c.redact(secrets.Resolve(ctx, cfg, lookup))
+	if c.missingSecretsWarn {
+		// validate checks the config, not the deployment: a secret that is
+		// not set yet is reported, but does not make the config invalid.
+		for i, d := range cfg.Diagnostics {
+			if d.Severity == engine.SevError && strings.Contains(d.Message, "unknown secret") {
+				cfg.Diagnostics[i].Severity = engine.SevWarning
+				cfg.Diagnostics[i].Message += "; run and serve need it"
+			}
+		}
+	}
 	return cfg.Check()
 }
 
@@ -136,6 +150,7 @@ const unsupportedPrefix = "not supported yet: "
 func (c *cli) connectCmd() *cobra.Command {
 	var (
 		envFile, system, datatypes, share string
+		history                           string
 		params                            = &kvFlag{name: "--param"}
 		secretVals                        = &kvFlag{name: "--secret"}
 		directions                        = &kvFlag{name: "--direction"}
@@ -152,23 +167,32 @@ direction: pull (collect only; the default), both (collect and write back:
 input pipes run only on request). 'ferry run' and 'ferry serve' then load its
 systems and pipes with the plain config. Unsupported component types are
 warnings here (the run fails until they are implemented); other errors
-record nothing (exit 2).`,
+record nothing (exit 2).
+
+--history decides what a datatype's first collect fetches: all (every
+record; the default), since-connected (only what changed since the connect
+time) or a date (only what changed since then). The connector's collect
+templates honour it through their since value (history_since); a connector
+that does not is refused with a since-limited --history. A since-limited
+first run is not deletion-tracked (see docs/connectors.md).`,
 		Example: `  ferry connect cmd/ferry/testdata/powerofficego-connector --system pog --datatypes customer,product \
     --param base_url=http://127.0.0.1:8089/api --param application_key=ferry-client
   ferry connect ../shared/connectors/zendesk-connector --system acme --param subdomain=acme --share ticket
-  ferry connect examples/connectors/erp --system erp --direction customer=both`,
+  ferry connect examples/connectors/erp --system erp --direction customer=both
+  ferry connect examples/connectors/crm --system crm --history since-connected`,
 		Args: usageArgs(1, 1, "give one connector directory"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return c.connect(cmd.Context(), args[0], envFile, system, datatypes, share, params, secretVals, directions)
+			return c.connectHistory(cmd.Context(), args[0], envFile, system, datatypes, share, params, secretVals, directions, history)
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&envFile, "env", "", "JSON file of $ENV(...) values (the process environment is used too)")
 	f.StringVar(&system, "system", "", "system id of the instance (required); every pipe and dataset id starts with it")
-	f.Var(params, "param", "NAME=VALUE: an additional parameter ($ENV(NAME) for this instance, injected variables); repeatable")
-	f.Var(secretVals, "secret", "NAME=VALUE: a secret of this instance's system ($SECRET(NAME)); repeatable (the value stays in shell history: prefer 'ferry secret set')")
+	f.Var(params, "param", "an additional parameter ($ENV(NAME) for this instance, injected variables); repeatable")
+	f.Var(secretVals, "secret", "a secret of this instance's system ($SECRET(NAME)); repeatable (the value stays in shell history: prefer 'ferry secret set')")
 	f.StringVar(&datatypes, "datatypes", "", "comma-separated datatypes to enable (default: all)")
 	f.StringVar(&share, "share", "", "comma-separated datatypes whose share (write-back) pipes run: direction both (default: none)")
+	f.StringVar(&history, "history", "", "what the first collect fetches: all (default), since-connected, or a date (2024-05-31) or RFC 3339 time")
 	f.Var(directions, "direction", "DATATYPE=pull|push|both: a datatype's direction (default pull, or both when the manifest marks it bidirectional); repeatable")
 	cmd.MarkFlagRequired("system")
 	cmd.MarkFlagFilename("env", "json")
@@ -187,6 +211,12 @@ type connectResult struct {
 }
 
 func (c *cli) connect(ctx context.Context, dirArg, envFile, system, datatypes, share string, params, secretVals, directions *kvFlag) error {
+	return c.connectHistory(ctx, dirArg, envFile, system, datatypes, share, params, secretVals, directions, "")
+}
+
+// connectHistory is connect with a historical-data setting (--history;
+// "" is all history).
+func (c *cli) connectHistory(ctx context.Context, dirArg, envFile, system, datatypes, share string, params, secretVals, directions *kvFlag, history string) error {
 	for _, k := range []*kvFlag{params, secretVals, directions} {
 		if k.bad > 0 {
 			return usagef("connect: %s takes NAME=VALUE (%d malformed)", k.name, k.bad)
@@ -206,6 +236,7 @@ func (c *cli) connect(ctx context.Context, dirArg, envFile, system, datatypes, s
 	inst := &connectors.Instance{
 		ID: system, Connector: connectors.Name(dir), Dir: dir, Params: params.m,
 		Datatypes: listFlag(datatypes), Share: listFlag(share), Directions: directions.m, Connected: time.Now().UTC().Truncate(time.Second),
+		History: history,
 	}
 	red := &secrets.Redactor{}
 	for _, v := range secretVals.m {
@@ -223,6 +254,13 @@ func (c *cli) connect(ctx context.Context, dirArg, envFile, system, datatypes, s
 	exp, err := inst.Expansion(env)
 	if err != nil {
 		return usagef("connect: %v", err)
+	}
+	if _, limited, _ := inst.HistorySince(); limited {
+		if ok, err := inst.HonoursHistory(); err != nil {
+			return usagef("connect: %v", err)
+		} else if !ok {
+			return usagef("connect: --history %s: connector %s does not take a historical-data setting (no template uses history_since or is_fullsync), so its first collect would fetch everything; connect without --history, or set \"initial_since_value\": \"<<@ history_since @>>\" on its collect sources", history, inst.Connector)
+		}
 	}
 	store, err := c.openStore(false, false)
 	if err != nil {
@@ -309,8 +347,8 @@ func (c *cli) connect(ctx context.Context, dirArg, envFile, system, datatypes, s
 		c.printJSON(res)
 		return nil
 	}
-	fmt.Fprintf(c.stdout, "connected %s: %s (%s, %s), datatypes %s, share %s%s\n",
-		inst.ID, dir, plural(pipes, "pipe"), plural(systems, "system"), orAll(inst.Datatypes, "all"), orAll(inst.Share, "none"), directionsText(inst.Directions))
+	fmt.Fprintf(c.stdout, "connected %s: %s (%s, %s), datatypes %s, share %s%s%s\n",
+		inst.ID, dir, plural(pipes, "pipe"), plural(systems, "system"), orAll(inst.Datatypes, "all"), orAll(inst.Share, "none"), directionsText(inst.Directions), historyText(inst))
 	if len(unsupported) > 0 {
 		fmt.Fprintf(c.stdout, "%d unsupported component types or features (see the warnings): 'ferry run' fails until they are implemented\n", len(unsupported))
 	}
@@ -466,4 +504,13 @@ func directionsText(d map[string]string) string {
 		parts = append(parts, k+"="+d[k])
 	}
 	return ", directions " + strings.Join(parts, ", ")
+}
+
+// historyText renders a since-limited history: ", history since 2024-05-31T00:00:00Z".
+func historyText(in *connectors.Instance) string {
+	since, limited, err := in.HistorySince()
+	if err != nil || !limited {
+		return ""
+	}
+	return ", history since " + since.Format(time.RFC3339)
 }

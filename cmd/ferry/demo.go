@@ -38,7 +38,9 @@ one global dataset, and shows step by step, with counts: the initial sync
 (matched and merged, nothing duplicated), an edit in the CRM reaching the ERP,
 a concurrent edit in the ERP that optimistic locking refuses to overwrite
 (and that wins on the next round), a record created in the ERP inserted into
-the CRM with $origin established, and a delete.
+the CRM with $origin established, a delete, and a second instance of the CRM
+connector, connected with --history since-connected, that collects only what
+changes after it was connected.
 
 It writes the connectors and the config (examples/two-way) next to the store
 in --data and leaves everything there for 'ferry dataset show', 'ferry pipe
@@ -98,7 +100,7 @@ type demoRun struct {
 	step     int
 }
 
-const demoSteps = 6
+const demoSteps = 7
 
 func (c *cli) demo(ctx context.Context) error {
 	start := time.Now()
@@ -153,7 +155,7 @@ func (c *cli) demo(ctx context.Context) error {
 	fmt.Fprintf(d.out, "  CRM  %s  4 companies, 6 contacts  (ids 101..; name, orgNumber, city; page paging)\n", d.crm.url)
 	fmt.Fprintf(d.out, "  ERP  %s  3 customers             (ids 5001..; customerName, orgNo, town; $skip/$top paging, OData envelope)\n", d.erp.url)
 	fmt.Fprintf(d.out, "  data %s  (connectors/, config/, ferry.db)\n", dir)
-	for _, step := range []func() error{d.initial, d.crmEdit, d.concurrentEdit, d.erpInsert, d.crmDelete} {
+	for _, step := range []func() error{d.initial, d.crmEdit, d.concurrentEdit, d.erpInsert, d.crmDelete, d.history} {
 		if err := step(); err != nil {
 			return failf("demo step %d: %v", d.step, err)
 		}
@@ -212,8 +214,9 @@ func (d *demoRun) seed() error {
 		return err
 	}
 	contact := func(id, company int, first, last string) map[string]any {
+		// Contacts from before the demo (for the historical-data step).
 		return map[string]any{"id": num(id), "companyId": num(company), "firstName": first, "lastName": last,
-			"email": strings.ToLower(first+"."+last) + "@example.no"}
+			"email": strings.ToLower(first+"."+last) + "@example.no", "lastChanged": fmt.Sprintf("2025-06-%02dT10:00:00.000Z", id)}
 	}
 	if err := d.crm.put("contacts", contact(1, 101, "Kari", "Nordmann"), contact(2, 101, "Ola", "Hansen"), contact(3, 102, "Ingrid", "Berg"),
 		contact(4, 103, "Per", "Lie"), contact(5, 104, "Siri", "Dahl"), contact(6, 104, "Jonas", "Moe")); err != nil {
@@ -228,19 +231,32 @@ func (d *demoRun) seed() error {
 // connect records the connector instances (companies and customers both
 // ways, contacts pulled) and compiles the config with them.
 func (d *demoRun) connect() error {
+	for _, s := range []*demoSystem{d.crm, d.erp} {
+		dt := map[string]string{"crm": "company", "erp": "customer"}[s.name]
+		if err := d.connectInstance(s, s.name, "", map[string]string{dt: "both"}, ""); err != nil {
+			return err
+		}
+	}
+	return d.open()
+}
+
+// connectInstance records an instance of a demo system's connector, as
+// `ferry connect` does, quietly.
+func (d *demoRun) connectInstance(s *demoSystem, id, datatypes string, directions map[string]string, history string) error {
 	c := d.c
 	saved := c.stdout
 	c.stdout = io.Discard
 	defer func() { c.stdout = saved }()
-	for _, s := range []*demoSystem{d.crm, d.erp} {
-		dt := map[string]string{"crm": "company", "erp": "customer"}[s.name]
-		params := &kvFlag{name: "--param", m: map[string]string{"base_url": s.url}}
-		secret := &kvFlag{name: "--secret", m: map[string]string{"api_key": s.key}}
-		dirs := &kvFlag{name: "--direction", m: map[string]string{dt: "both"}}
-		if err := c.connect(d.ctx, filepath.Join(d.dir, "connectors", s.name), "", s.name, "", "", params, secret, dirs); err != nil {
-			return err
-		}
-	}
+	params := &kvFlag{name: "--param", m: map[string]string{"base_url": s.url}}
+	secret := &kvFlag{name: "--secret", m: map[string]string{"api_key": s.key}}
+	dirs := &kvFlag{name: "--direction", m: directions}
+	return c.connectHistory(d.ctx, filepath.Join(d.dir, "connectors", s.name), "", id, datatypes, "", params, secret, dirs, history)
+}
+
+// open marks the store as the demo's and compiles the config with the
+// connected instances.
+func (d *demoRun) open() error {
+	c := d.c
 	store, err := c.openStore(false, false)
 	if err != nil {
 		return err
@@ -491,5 +507,36 @@ func (d *demoRun) crmDelete() error {
 	}
 	fmt.Fprintf(d.out, "    now     ERP customer %v is gone too; CRM %d companies, ERP %d customers\n", e["id"],
 		len(d.crm.api.Records("companies")), len(d.erp.api.Records("customers")))
+	return nil
+}
+
+// history connects a second instance of the CRM connector that takes no
+// historical data: its first collect starts at the connection time.
+func (d *demoRun) history() error {
+	d.heading("Historical data: a new instance collects only what changes after it is connected")
+	d.close()
+	d.close = nil
+	if err := d.connectInstance(d.crm, "crmlive", "contact", nil, "since-connected"); err != nil {
+		return err
+	}
+	if err := d.open(); err != nil {
+		return err
+	}
+	fmt.Fprintf(d.out, "    connect ferry connect connectors/crm --system crmlive --datatypes contact --history since-connected\n")
+	// A contact changed after the connection (lastChanged is now).
+	time.Sleep(1100 * time.Millisecond) // connected_ts has whole seconds
+	if _, err := d.crm.api.Put("contacts", map[string]any{"id": num(7), "companyId": num(102), "firstName": "Nora", "lastName": "Aas", "email": "nora.aas@example.no"}); err != nil {
+		return err
+	}
+	fmt.Fprintf(d.out, "    CRM     a new contact, Nora Aas, is added\n")
+	if _, err := d.sync("crm-contact-collect", "crmlive-contact-collect"); err != nil {
+		return err
+	}
+	count := func(ds string) uint64 {
+		info, _, _ := d.eng.Store.Dataset(d.ctx, ds)
+		return info.Entities - info.Deleted
+	}
+	fmt.Fprintf(d.out, "    now     crmlive-contact-collect holds %d contact (the new one); crm-contact-collect (--history all, the default) %d\n",
+		count("crmlive-contact-collect"), count("crm-contact-collect"))
 	return nil
 }

@@ -19,7 +19,7 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("demo: exit %d\n%s%s", code, out, errOut)
 	}
 	for _, want := range []string{
-		"[1/6] Initial sync",
+		"[1/7] Initial sync",
 		"merged  5 live organisations",
 		"now     CRM 5 companies, ERP 5 customers, each organisation once in each",
 		`is "Fjordkraft Energi"`,
@@ -28,7 +28,8 @@ func TestDemo(t *testing.T) {
 		`now     CRM "Nordlys Marine AS", ERP "Nordlys Marine AS"`,
 		"collected with $origin ~:erp-customer-collect:5006: linked, not inserted back into the ERP",
 		"ERP  1 deleted",
-		"[6/6] Done in",
+		"crmlive-contact-collect holds 1 contact (the new one); crm-contact-collect (--history all, the default) 7",
+		"[7/7] Done in",
 		"nothing was duplicated",
 	} {
 		if !strings.Contains(out, want) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -59,6 +60,8 @@ accepts. $ENV and $SECRET references are kept as they are. With --json and
 					return nil
 				}
 				fmt.Fprintf(c.stdout, "wrote %s and %s of %s to %s\n", plural(pipes, "pipe"), plural(systems, "system"), m.Path, out)
+				fmt.Fprintf(c.stdout, "fill in %s, then check it with: ferry validate %s --env %s\n",
+					filepath.Join(out, manifest.Profile+"-env.json"), out, filepath.Join(out, manifest.Profile+"-env.json"))
 				return nil
 			}
 			data, err := expandedJSON(comps)

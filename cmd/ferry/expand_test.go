@@ -230,3 +230,27 @@ func writeFiles(t *testing.T, files map[string]string) string {
 	}
 	return dir
 }
+
+// What `ferry expand --out` writes validates as it is (with its
+// test-env.json as --env): validate reads a Sesam node layout's pipes/,
+// systems/ and node-metadata.conf.json, not test-env.json or expected/.
+func TestValidateAcceptsExpandOut(t *testing.T) {
+	conn := writeFiles(t, map[string]string{
+		"manifest.json": `{"additional_parameters": {"base_url": {}}, "system-template": "templates/system.json",
+			"datatypes": {"a": {"template": "templates/a.json"}}}`,
+		"templates/system.json": `{"_id": "{{@ system @}}", "type": "system:url", "base_url": "$ENV(base_url)"}`,
+		"templates/a.json": `[{"_id": "{{@ system @}}-{{@ datatype @}}-collect", "type": "pipe",
+			"source": {"type": "json", "system": "{{@ system @}}", "url": "a.json"}}]`,
+	})
+	out := filepath.Join(t.TempDir(), "out")
+	if code, stdout, errOut := runCLI(t, "expand", conn, "--system", "s", "--out", out); code != exitOK {
+		t.Fatalf("expand: %d %s %s", code, stdout, errOut)
+	}
+	os.MkdirAll(filepath.Join(out, "expected"), 0o755)
+	os.WriteFile(filepath.Join(out, "expected", "s-a-collect.json"), []byte(`[{"_id": "1"}]`), 0o644)
+	os.WriteFile(filepath.Join(out, "test-env.json"), []byte(`{"node-env": "test", "base_url": "https://x.example/"}`), 0o644)
+	code, stdout, errOut := runCLI(t, "validate", out, "--env", filepath.Join(out, "test-env.json"))
+	if code != exitOK || !strings.Contains(stdout, "ok: 2 pipes and 1 system valid") {
+		t.Errorf("validate = %d %q %s", code, stdout, errOut)
+	}
+}

@@ -58,7 +58,7 @@ log. --json prints the same counts under the same names.`,
 				if d.Versions > 0 {
 					last = strconv.FormatUint(d.LastOffset, 10)
 				}
-				fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\t%v\t%s\n", d.Name, d.Entities, d.Live, d.Deleted, d.Versions, last, d.Populated, d.Updated.Local().Format(time.DateTime))
+				fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\t%v\t%s\n", d.Name, d.Entities, d.Live, d.Deleted, d.Versions, last, d.Populated, localTime(d.Updated))
 			}
 			tw.Flush()
 			return nil
@@ -340,8 +340,8 @@ error. --json prints the run records.`,
 			tw := tabwriter.NewWriter(c.stdout, 2, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "START\tDURATION\tSYNC\tREAD\tWRITTEN\tUNCHANGED\tDELETED\tERROR\tSHARE")
 			for _, r := range runs {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", r.Start.Local().Format(time.DateTime), r.End.Sub(r.Start).Round(time.Millisecond),
-					r.SyncType, r.Read, r.Written, r.Unchanged, r.Deleted, trunc(r.Error, 80), shareSummary(r.Share))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%d\t%s\t%s\t%s\n", r.Start.Local().Format(time.DateTime), r.End.Sub(r.Start).Round(time.Millisecond),
+					r.SyncType, r.Read, would(r.Written, r.WouldWrite), r.Unchanged, would(r.Deleted, r.WouldDelete), trunc(r.Error, 80), shareSummary(r.Share))
 			}
 			tw.Flush()
 			return nil
@@ -362,4 +362,12 @@ func storePipes(ctx context.Context, store engine.Store) ([]string, error) {
 		seen[r.Pipe] = true
 	}
 	return sortedKeys(seen), nil
+}
+
+// localTime formats t for tables, "-" when unknown (zero).
+func localTime(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.Local().Format(time.DateTime)
 }

@@ -14,15 +14,14 @@ import (
 
 // mountReceivers mounts POST /api/receivers/{pipe}/entities for every
 // http_endpoint pipe of the engine's plan and returns how many it
-// mounted. Writes need the bearer token from FERRY_API_TOKEN unless the
+// mounted. Writes need the API bearer token (token) unless the
 // pipe allows anonymous writes or checks a webhook signature. Secrets
 // (secret() in validation expressions, a "$SECRET(name)" webhook_secret)
 // come from the secret store: the secret of the system whose id prefixes
 // the pipe id ("<system>-<datatype>-event", as connectors name their
 // webhook pipes), else the global one. A receive that changed the pipe's
 // dataset signals the pipes reading it through the engine, as a run does.
-func (c *cli) mountReceivers(api *httpapi.API, eng *engine.Engine, sched *engine.Scheduler, store secrets.KV, data string, logger *slog.Logger) int {
-	token, _ := c.getenv("FERRY_API_TOKEN")
+func (c *cli) mountReceivers(api *httpapi.API, eng *engine.Engine, sched *engine.Scheduler, store secrets.KV, data, token string, logger *slog.Logger) int {
 	sec := secrets.Open(store, data, c.getenv)
 	plan := eng.Plan
 	hs := pipes.Receivers(eng, pipes.ReceiverOptions{
@@ -36,11 +35,12 @@ func (c *cli) mountReceivers(api *httpapi.API, eng *engine.Engine, sched *engine
 			if !ok {
 				return "", fmt.Errorf("no secret %q (add it with 'ferry secret')", name)
 			}
+			plan.Redactor.Add(v) // resolved per request: redact it from now on
 			return v, nil
 		},
 	})
 	for pattern, h := range hs {
-		api.Handle(pattern, h)
+		api.HandlePublic(pattern, h) // receivers authenticate on their own
 	}
 	return len(hs)
 }

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"text/tabwriter"
 	"time"
@@ -23,9 +25,17 @@ func (c *cli) runCmd() *cobra.Command {
 		Long: `Run validates the config (and the connector instances recorded in the store;
 CONFIG may then be left out), runs the named pipes (default: all) in
 dependency order, writers before readers, and repeats while a pipe still has
-unread input. It prints one line per run and exits 1 when a run failed.`,
+unread input. It prints one line per run and exits 1 when a run failed.
+
+Deletions are guarded: a full run whose deletion tracking would delete more
+than half of a dataset's live entities (an empty or truncated source) deletes
+nothing and fails, and so does a run that trips a configured circuit breaker;
+the run log shows what it would have done (would_write, would_delete). When
+the changes are right, run the pipe again with --accept-deletes PIPE. See
+docs/deletions.md.`,
 		Example: `  ferry run examples/demo/config --env examples/demo/env/day1.json
   ferry run config/ crm-person-collect --reset
+  ferry run config/ --accept-deletes crm-person-collect
   ferry run                      # every connected connector instance`,
 		Args:              cobra.ArbitraryArgs,
 		ValidArgsFunction: c.completeRunArgs,
@@ -35,7 +45,13 @@ unread input. It prints one line per run and exits 1 when a run failed.`,
 			if err != nil {
 				return err
 			}
+			if acceptDeletes && len(pipeIDs) == 0 {
+				return usagef("run: --accept-deletes applies to the pipes you name: ferry run [CONFIG] --accept-deletes PIPE...")
+			}
 			plan, _, err := c.loadPlan(ctx, envFile, paths, true)
+			if errors.Is(err, errNoInstances) && len(pipeIDs) > 0 {
+				return usagef("%q is neither a config file or directory nor a pipe of a connector instance (there are none in %s; ferry connect DIR --system ID)", pipeIDs[0], c.g.data)
+			}
 			if err != nil {
 				return err
 			}
@@ -48,6 +64,9 @@ unread input. It prints one line per run and exits 1 when a run failed.`,
 			}
 			defer store.Close()
 			eng := engine.New(store, plan, c.logger())
+			if eng.Cluster, err = clusterOf(store); err != nil {
+				return failf("%v", err)
+			}
 			prog := c.progress()
 			eng.Progress = prog.update
 			recs, err := eng.RunUntilStable(ctx, pipeIDs, engine.RunOptions{Reset: reset, Rescan: rescan, AcceptDeletes: acceptDeletes}, 10)
@@ -61,8 +80,8 @@ unread input. It prints one line per run and exits 1 when a run failed.`,
 				tw := tabwriter.NewWriter(c.stdout, 2, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "PIPE\tSYNC\tREAD\tWRITTEN\tUNCHANGED\tDELETED\tTIME\tERROR\tSHARE")
 				for _, r := range recs {
-					fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\t%s\n", r.Pipe, r.SyncType, r.Read, r.Written, r.Unchanged, r.Deleted,
-						r.End.Sub(r.Start).Round(time.Millisecond), trunc(r.Error, 60), shareSummary(r.Share))
+					fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%s\t%s\t%s\t%s\n", r.Pipe, r.SyncType, r.Read, would(r.Written, r.WouldWrite), r.Unchanged,
+						would(r.Deleted, r.WouldDelete), r.End.Sub(r.Start).Round(time.Millisecond), trunc(r.Error, 60), shareSummary(r.Share))
 				}
 				tw.Flush()
 			}
@@ -77,8 +96,16 @@ unread input. It prints one line per run and exits 1 when a run failed.`,
 	f.BoolVar(&reset, "reset", false, "clear the pipes' offsets first: full runs from the beginning")
 	f.BoolVar(&rescan, "rescan", false, "make the first run of each pipe a full run, keeping offsets until it completes")
 	f.BoolVar(&noSync, "no-sync", false, "skip fsync on commit (bulk loads only: a power loss can lose or corrupt recent commits)")
-	f.BoolVar(&acceptDeletes, "accept-deletes", false, "let runs delete more than their circuit breakers allow (a share pipe's delete breaker)")
+	f.BoolVar(&acceptDeletes, "accept-deletes", false, "apply the named pipes' deletions (and changes) beyond the deletion guard and circuit breakers, a share pipe's delete breaker included, once")
 	return jsonOK(cmd)
+}
+
+// would renders a count with what the run would have done: "0 (would 501)".
+func would(did, would int64) string {
+	if would == 0 || would == did {
+		return strconv.FormatInt(did, 10)
+	}
+	return fmt.Sprintf("%d (would %d)", did, would)
 }
 
 // checkPipes reports pipe ids the plan does not have (exit 2), with a

@@ -133,6 +133,18 @@ func TestSecretErrors(t *testing.T) {
 			t.Errorf("stderr:\n%s\nwant %q", errOut, want)
 		}
 	}
+	// A secret that is not set yet only warns in validate; run needs it.
+	only := writeFiles(t, map[string]string{"c.json": `[
+		{"_id": "crm", "type": "system:url", "base_url": "http://x/", "authentication": "bearer", "token": "$SECRET(nope)"},
+		{"_id": "p", "type": "pipe", "source": {"type": "json", "system": "crm", "url": "x"}}]`})
+	code, _, errOut = runCLI(t, "validate", only, "--data="+t.TempDir())
+	if code != exitOK || !strings.Contains(errOut, `warning: `) || !strings.Contains(errOut, `unknown secret "nope"`) {
+		t.Errorf("validate with a missing secret = %d %s", code, errOut)
+	}
+	code, _, errOut = runCLI(t, "run", only, "--data="+t.TempDir())
+	if code != exitUsage || !strings.Contains(errOut, `error: `) || !strings.Contains(errOut, `unknown secret "nope"`) {
+		t.Errorf("run with a missing secret = %d %s", code, errOut)
+	}
 }
 
 // TestSecretsNeverLeak plants secret values, uses them for real (a bearer
@@ -198,7 +210,12 @@ func TestSecretsNeverLeak(t *testing.T) {
 		t.Fatal(err, apiLog.String())
 	}
 	eng := engine.New(store, plan, c.logger())
-	api := httptest.NewServer(httpapi.New(eng))
+	const apiToken = "api-token-of-the-test"
+	h, err := httpapi.New(eng, httpapi.Options{Token: apiToken, UI: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := httptest.NewServer(h)
 	for _, req := range []struct{ method, path string }{
 		{"GET", "/api/pipes"}, {"GET", "/api/pipes/crm-person"}, {"GET", "/api/pipes/crm-denied"},
 		{"POST", "/api/pipes/crm-person/run?reset=true"}, {"POST", "/api/pipes/crm-denied/run"},
@@ -209,6 +226,8 @@ func TestSecretsNeverLeak(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		r.Header.Set("Authorization", "Bearer "+apiToken)
+		r.Header.Set("Content-Type", "application/json")
 		resp, err := http.DefaultClient.Do(r)
 		if err != nil {
 			t.Fatal(err)

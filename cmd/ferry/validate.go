@@ -20,11 +20,18 @@ and checks every system, pipe, source, transform and sink against its JSON
 Schema; then it compiles them (jq programs, DTL rules, Jinja templates, JSON
 Schemas) and checks the dataset wiring (one writer per dataset, no cycles).
 Every problem is reported at once, each with the file, the JSON pointer, the
-component's _id and what is wrong. Exit 2 when there are errors.`,
+component's _id and what is wrong. Exit 2 when there are errors. A $SECRET
+that is not in the secret store yet is a warning here (run and serve need
+it).
+
+A directory laid out as a Sesam node config (pipes/, systems/,
+node-metadata.conf.json, as 'ferry expand --out' and sesam-py write it) is
+read from those only: test-env.json and expected/ are not config.`,
 		Example: `  ferry validate examples/demo/config --env examples/demo/env/day1.json
   ferry validate --json config/ | jq '.diagnostics[] | select(.severity == "error")'`,
 		Args: usageArgs(1, -1, "give one or more config files or directories"),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			c.missingSecretsWarn = true
 			plan, diags, err := c.loadPlan(cmd.Context(), envFile, args, false)
 			if c.g.json {
 				if diags == nil {

@@ -141,3 +141,39 @@ func TestRunRejectsInvalidUTF8(t *testing.T) {
 		t.Errorf("run of UTF-8 = %d %s %s", code, out, errOut)
 	}
 }
+
+// Authentication kinds Ferry does not implement are refused at validate
+// time, naming the kind and the system; the kinds the public connectors
+// use validate.
+func TestValidateAuthenticationKinds(t *testing.T) {
+	bad := writeFiles(t, map[string]string{"c.json": `[
+ {"_id": "r", "type": "system:rest", "url_pattern": "https://x/%s", "authentication": "digest", "username": "u", "password": "p"},
+ {"_id": "n", "type": "system:rest", "url_pattern": "https://x/%s", "authentication": "NTLM", "username": "u", "password": "p"},
+ {"_id": "u", "type": "system:url", "base_url": "https://x/", "authentication": "digest", "username": "u", "password": "p"},
+ {"_id": "t", "type": "system:rest", "url_pattern": "https://x/%s", "tripletex": {"consumer_token": "a"}}]`})
+	code, _, errOut := runCLI(t, "validate", bad)
+	for _, want := range []string{
+		`c.json: /0/authentication: not supported: authentication "digest"`, `(system "r")`,
+		`c.json: /1/authentication: not supported: authentication "ntlm"`,
+		`c.json: /2/authentication: not supported: authentication "digest" (system:url supports basic`, `(system "u")`,
+		`c.json: /3/tripletex: not supported: authentication "tripletex"`,
+	} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errOut)
+		}
+	}
+	if code != exitUsage {
+		t.Errorf("exit %d", code)
+	}
+	good := writeFiles(t, map[string]string{"c.json": `[
+ {"_id": "basic", "type": "system:rest", "url_pattern": "https://x/%s", "authentication": "basic", "username": "me/token", "password": "p"},
+ {"_id": "jwt", "type": "system:rest", "url_pattern": "https://x/%s", "jwt_token": "t"},
+ {"_id": "cc", "type": "system:rest", "url_pattern": "https://x/%s", "oauth2": {"client_id": "a", "client_secret": "b", "token_url": "https://x/token"}},
+ {"_id": "rt", "type": "system:rest", "url_pattern": "https://x/%s", "oauth2": {"client_id": "a", "client_secret": "b", "token_url": "https://x/token", "access_token": "c", "refresh_token": "d"}},
+ {"_id": "hdr", "type": "system:rest", "url_pattern": "https://x/%s", "headers": {"Authorization": "Bearer t"}},
+ {"_id": "ub", "type": "system:url", "base_url": "https://x/", "authentication": "bearer", "token": "t"},
+ {"_id": "p", "type": "pipe", "source": {"type": "json", "system": "ub", "url": "a.json"}}]`})
+	if code, out, errOut := runCLI(t, "validate", good); code != exitOK || !strings.Contains(out, "ok: 1 pipe and 6 systems valid") {
+		t.Errorf("supported kinds = %d %s %s", code, out, errOut)
+	}
+}

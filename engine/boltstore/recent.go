@@ -82,14 +82,24 @@ func (x idIndex) get(id []byte) []byte {
 // forEach calls fn for every _id in key order with its current index
 // value: the two levels merged, "recent" winning. fn must not change
 // either bucket.
-func (x idIndex) forEach(fn func(k, v []byte) error) error {
+func (x idIndex) forEach(fn func(k, v []byte) error) error { return x.forEachFrom(nil, fn) }
+
+// forEachFrom is forEach starting at the first _id >= start (nil: the
+// first _id). fn may end the walk early by returning errStop.
+func (x idIndex) forEachFrom(start []byte, fn func(k, v []byte) error) error {
+	first := func(c *bolt.Cursor) ([]byte, []byte) {
+		if start == nil {
+			return c.First()
+		}
+		return c.Seek(start)
+	}
 	mc := x.main.Cursor()
-	mk, mv := mc.First()
+	mk, mv := first(mc)
 	var rk, rv []byte
 	var rc *bolt.Cursor
 	if x.recent != nil {
 		rc = x.recent.Cursor()
-		rk, rv = rc.First()
+		rk, rv = first(rc)
 	}
 	for mk != nil || rk != nil {
 		switch c := cmpKeys(mk, rk); {

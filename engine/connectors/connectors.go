@@ -48,6 +48,49 @@ type Instance struct {
 	// Connected is when the instance was recorded (the connected_ts
 	// variable).
 	Connected time.Time `json:"connected"`
+	// History says what the first collect of a datatype fetches: "all"
+	// (everything; "" means the same), "since-connected" (only what
+	// changed since Connected) or a date or time (YYYY-MM-DD or RFC 3339:
+	// only what changed since then). See HistorySince.
+	History string `json:"history,omitempty"`
+}
+
+// History settings of an instance.
+const (
+	// HistoryAll fetches every record on the first collect (the default).
+	HistoryAll = "all"
+	// HistorySinceConnected fetches only what changed since the instance
+	// was connected.
+	HistorySinceConnected = "since-connected"
+)
+
+// HistorySince returns the point from which the instance's first collects
+// fetch records: ok false for all history. History is "all" or "",
+// "since-connected" (Connected) or a date (midnight UTC) or an RFC 3339
+// time. The legacy is_fullsync parameter, "false", means since-connected
+// when History is not set.
+func (in *Instance) HistorySince() (since time.Time, ok bool, err error) {
+	h := in.History
+	if h == "" {
+		if v, set := in.Params["is_fullsync"]; set {
+			if b, perr := strconv.ParseBool(v); perr == nil && !b {
+				h = HistorySinceConnected
+			}
+		}
+	}
+	switch h {
+	case "", HistoryAll:
+		return time.Time{}, false, nil
+	case HistorySinceConnected:
+		return in.Connected.UTC(), true, nil
+	}
+	if t, perr := time.Parse(time.DateOnly, h); perr == nil {
+		return t, true, nil
+	}
+	if t, perr := time.Parse(time.RFC3339, h); perr == nil {
+		return t.UTC(), true, nil
+	}
+	return time.Time{}, false, fmt.Errorf("connector instance %q: history %q: want all, since-connected, a date (2024-05-31) or an RFC 3339 time (2024-05-31T12:00:00Z)", in.ID, h)
 }
 
 // Name returns a connector's name from its directory: the base name
@@ -67,17 +110,31 @@ func Injected(connector string) []string {
 
 // Options returns the expansion options of the instance: Deploy mode, its
 // datatypes, and as Vars the injected variables given as parameters,
-// connected_ts (the connect time, RFC 3339 UTC) and is_fullsync (the
-// parameter's value when it is "true" or "false", else false).
+// connected_ts (the connect time, RFC 3339 UTC) and the historical-data
+// setting (see HistorySince): is_fullsync (true when the first collect
+// fetches all history), history ("all", "since-connected" or the date as
+// given), history_since (the point the first collect starts from, RFC
+// 3339 UTC, "" for all history) and history_since_unix (the same in Unix
+// seconds, "" for all history). A collect template honours the setting
+// by starting its since-capable source there:
+// "initial_since_value": "<<@ history_since @>>". An invalid History
+// counts as all history here; Check reports it.
 func (in *Instance) Options() manifest.Options {
 	vars := map[string]any{
-		"connected_ts": in.Connected.UTC().Format(time.RFC3339),
-		"is_fullsync":  false,
+		"connected_ts":       in.Connected.UTC().Format(time.RFC3339),
+		"is_fullsync":        true,
+		"history":            HistoryAll,
+		"history_since":      "",
+		"history_since_unix": "",
 	}
-	if v, ok := in.Params["is_fullsync"]; ok {
-		if b, err := strconv.ParseBool(v); err == nil {
-			vars["is_fullsync"] = b
+	if since, ok, err := in.HistorySince(); err == nil && ok {
+		vars["is_fullsync"] = false
+		vars["history"] = in.History
+		if in.History == "" {
+			vars["history"] = HistorySinceConnected
 		}
+		vars["history_since"] = since.Format(time.RFC3339)
+		vars["history_since_unix"] = since.Unix()
 	}
 	for _, name := range Injected(in.Connector) {
 		if v, ok := in.Params[name]; ok {
@@ -128,7 +185,7 @@ func IsSharePipe(system string, c *manifest.Component) bool {
 
 // Check validates the instance's fields (not its connector): a usable
 // system id, an absolute directory, share datatypes among the enabled
-// ones.
+// ones, a valid History.
 func (in *Instance) Check() error {
 	switch {
 	case in.ID == "":
@@ -149,6 +206,9 @@ func (in *Instance) Check() error {
 				return fmt.Errorf("connector instance %q: --direction %s=%s: datatype %q is not among the enabled datatypes %v", in.ID, dt, in.Directions[dt], dt, in.Datatypes)
 			}
 		}
+	}
+	if _, _, err := in.HistorySince(); err != nil {
+		return err
 	}
 	for _, dt := range slices.Sorted(maps.Keys(in.Directions)) {
 		switch d := in.Directions[dt]; d {
@@ -192,6 +252,32 @@ func (in *Instance) Expand() (*manifest.Manifest, []manifest.Component, error) {
 		kept = append(kept, *c)
 	}
 	return m, kept, nil
+}
+
+// HonoursHistory reports whether the connector's expansion depends on the
+// instance's historical-data setting: false when its templates use none
+// of the history variables (its first collects then fetch everything
+// whatever History says). It expands the connector twice.
+func (in *Instance) HonoursHistory() (bool, error) {
+	_, limited, err := in.Expand()
+	if err != nil {
+		return false, err
+	}
+	all := *in
+	all.History = HistoryAll
+	_, full, err := all.Expand()
+	if err != nil {
+		return false, err
+	}
+	if len(limited) != len(full) {
+		return true, nil
+	}
+	for i := range limited {
+		if string(limited[i].JSON) != string(full[i].JSON) {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // manualInput sets pump mode "manual" on an input pipe (one whose source

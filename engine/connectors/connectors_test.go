@@ -198,3 +198,70 @@ func TestDirections(t *testing.T) {
 		t.Errorf("bad direction: %v", err)
 	}
 }
+
+// history is a connector whose collect starts from the instance's
+// historical-data setting.
+var history = map[string]string{
+	"manifest.json": `{"datatypes": {"person": {"template": "templates/dt.json"}}}`,
+	"templates/dt.json": `[{"_id": "<<@ system @>>-<<@ datatype @>>-collect", "type": "pipe",
+		"source": {"type": "json", "url": "x", "initial_since_value": "<<@ history_since @>>",
+		  "unix": "<<@ history_since_unix @>>", "full": "<<@ is_fullsync @>>", "mode": "<<@ history @>>"}}]`,
+}
+
+func TestInstanceHistory(t *testing.T) {
+	dir := writeConnector(t, history)
+	connected := time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC)
+	src := func(in *connectors.Instance) map[string]any {
+		t.Helper()
+		exp, err := in.Expansion(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return exp.Components[0].(map[string]any)["source"].(map[string]any)
+	}
+	for _, tc := range []struct {
+		history string
+		params  map[string]string
+		since   string
+		unix    string
+		full    bool
+		mode    string
+	}{
+		{"", nil, "", "", true, "all"},
+		{"all", nil, "", "", true, "all"},
+		{"since-connected", nil, "2024-05-06T07:08:09Z", "1714979289", false, "since-connected"},
+		{"2024-01-31", nil, "2024-01-31T00:00:00Z", "1706659200", false, "2024-01-31"},
+		{"2024-01-31T12:00:00+01:00", nil, "2024-01-31T11:00:00Z", "1706698800", false, "2024-01-31T12:00:00+01:00"},
+		// The legacy parameter: is_fullsync=false means since-connected.
+		{"", map[string]string{"is_fullsync": "false"}, "2024-05-06T07:08:09Z", "1714979289", false, "since-connected"},
+		{"all", map[string]string{"is_fullsync": "false"}, "", "", true, "all"},
+	} {
+		in := &connectors.Instance{ID: "acme", Connector: "shop", Dir: dir, Connected: connected, History: tc.history, Params: tc.params}
+		if err := in.Check(); err != nil {
+			t.Fatalf("%q: %v", tc.history, err)
+		}
+		s := src(in)
+		if s["initial_since_value"] != tc.since || s["unix"] != tc.unix || s["full"] != tc.full || s["mode"] != tc.mode {
+			t.Errorf("history %q %v: source %v", tc.history, tc.params, s)
+		}
+		honours, err := in.HonoursHistory()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := tc.since != ""; honours != want {
+			t.Errorf("history %q: HonoursHistory = %v, want %v", tc.history, honours, want)
+		}
+	}
+	bad := &connectors.Instance{ID: "acme", Dir: dir, History: "yesterday"}
+	if err := bad.Check(); err == nil || !strings.Contains(err.Error(), "since-connected") {
+		t.Errorf("Check of history yesterday = %v", err)
+	}
+	// A connector that uses no history variable does not honour it.
+	plain := &connectors.Instance{ID: "acme", Connector: "shop", History: "since-connected", Connected: connected, Dir: writeConnector(t, map[string]string{
+		"manifest.json":     `{"datatypes": {"person": {"template": "templates/dt.json"}}}`,
+		"templates/dt.json": `[{"_id": "<<@ system @>>-<<@ datatype @>>-collect", "type": "pipe", "source": {"type": "json", "url": "x"}}]`,
+	})}
+	if honours, err := plain.HonoursHistory(); err != nil || honours {
+		t.Errorf("HonoursHistory of a connector without history variables = %v, %v", honours, err)
+	}
+}

@@ -20,15 +20,32 @@ func server(t *testing.T) (*httptest.Server, *engine.Engine) {
 	eng, _ := enginetest.Engine(t, all.Registry(), t.TempDir(), `[
  {"_id":"a","type":"pipe","source":{"type":"embedded","entities":[{"_id":"1","n":12345678901234567890.10},{"_id":"2"},{"_id":"x/y"}]},"pump":{"schedule_interval":60}},
  {"_id":"b","type":"pipe","source":{"type":"dataset","dataset":"a"},"pump":{"mode":"manual"}}]`)
-	srv := httptest.NewServer(httpapi.New(eng))
+	api, err := httpapi.New(eng, httpapi.Options{Token: testToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(api)
 	t.Cleanup(srv.Close)
 	return srv, eng
 }
 
+const testToken = "the-token-of-the-tests"
+
+// do sends a request with the API token (and a JSON content type on
+// POSTs); hdr are extra header name/value pairs ("Authorization", "" drops
+// the token).
 func do(t *testing.T, method, url string, hdr ...string) (int, string, http.Header) {
 	t.Helper()
 	req, _ := http.NewRequest(method, url, nil)
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	if method == "POST" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	for i := 0; i+1 < len(hdr); i += 2 {
+		if hdr[i+1] == "" {
+			req.Header.Del(hdr[i])
+			continue
+		}
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
 	resp, err := http.DefaultClient.Do(req)

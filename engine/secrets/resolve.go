@@ -1,14 +1,10 @@
 package secrets
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"regexp"
-	"sort"
 	"strings"
-	"sync"
 
 	"github.com/ferrydata/ferry/engine"
 )
@@ -35,10 +31,16 @@ type Lookup func(ctx context.Context, system, name string) (string, bool, error)
 //   - a secret that cannot be read (wrong key, no key).
 //
 // No message contains a value. The returned Redactor knows every value
-// used, so callers can scrub output. Call cfg.Check afterwards to turn the
+// used, so callers can scrub output; it is also cfg.Redactor (created when
+// nil, else added to), which Compile hands to the plan so that the engine
+// redacts run errors and records. Call cfg.Check afterwards to turn the
 // diagnostics into a *engine.ConfigError.
 func Resolve(ctx context.Context, cfg *engine.Config, lookup Lookup) *Redactor {
-	red := &Redactor{}
+	red := cfg.Redactor
+	if red == nil {
+		red = &Redactor{}
+		cfg.Redactor = red
+	}
 	for _, p := range cfg.Pipes {
 		exempt := ""
 		if src, _ := p.Raw["source"].(map[string]any); src != nil && src["type"] == "http_endpoint" {
@@ -124,76 +126,10 @@ func escape(s string) string {
 }
 
 // Redacted replaces secret values in redacted text.
-const Redacted = "***"
+const Redacted = engine.Redacted
 
-// Redactor scrubs known secret values from text. The zero value is ready
-// and redacts nothing; it is safe for concurrent use.
-type Redactor struct {
-	mu     sync.RWMutex
-	values []string // longest first
-}
+// MinRedactLen is the shortest value a Redactor redacts.
+const MinRedactLen = engine.MinRedactLen
 
-// MinRedactLen is the shortest value a Redactor redacts: replacing every
-// occurrence of a one- to three-character value would garble all output
-// without protecting anything worth the name.
-const MinRedactLen = 4
-
-// Add records a value to redact. Values shorter than MinRedactLen are
-// ignored.
-func (r *Redactor) Add(v string) {
-	if r == nil || len(v) < MinRedactLen {
-		return
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, have := range r.values {
-		if have == v {
-			return
-		}
-	}
-	r.values = append(r.values, v)
-	sort.Slice(r.values, func(i, j int) bool { return len(r.values[i]) > len(r.values[j]) })
-}
-
-// Redact returns s with every known value replaced by "***".
-func (r *Redactor) Redact(s string) string {
-	if r == nil {
-		return s
-	}
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	for _, v := range r.values {
-		s = strings.ReplaceAll(s, v, Redacted)
-	}
-	return s
-}
-
-// Writer returns a writer that redacts each Write before passing it on.
-// A value split across two Writes is not caught; slog handlers, fmt and
-// json.Encoder write a record, line or value at a time.
-func (r *Redactor) Writer(w io.Writer) io.Writer { return &redactWriter{r: r, w: w} }
-
-type redactWriter struct {
-	r *Redactor
-	w io.Writer
-}
-
-// Write redacts p and writes it; it reports len(p) on success.
-func (rw *redactWriter) Write(p []byte) (int, error) {
-	rw.r.mu.RLock()
-	hit := false
-	for _, v := range rw.r.values {
-		if bytes.Contains(p, []byte(v)) {
-			hit = true
-			break
-		}
-	}
-	rw.r.mu.RUnlock()
-	if !hit {
-		return rw.w.Write(p)
-	}
-	if _, err := io.WriteString(rw.w, rw.r.Redact(string(p))); err != nil {
-		return 0, err
-	}
-	return len(p), nil
-}
+// Redactor scrubs known secret values from text; see engine.Redactor.
+type Redactor = engine.Redactor

@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -47,6 +48,8 @@ func Run(t *testing.T, open func(t *testing.T) engine.Store) {
 		{"LatestOnlyScansWithCache", testScanCache},
 		{"KV", testKV},
 		{"KVInTransaction", testKVTx},
+		{"KVAnyNames", testKVNames},
+		{"ListEntities", TestListEntities},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -949,5 +952,122 @@ func testKVTx(t *testing.T, s engine.Store) {
 	}
 	if _, ok, _ := s.Get(ctx, "ds", "a"); !ok {
 		t.Error("dataset write committed with a KV write is missing")
+	}
+}
+
+// TestListEntities checks engine.EntityLister on a store that implements
+// it (and skips otherwise): _id order, the latest version of each _id,
+// deleted entities included, Prefix, After and Limit, an unknown dataset.
+// Stores with layered indexes run it again after forcing their layers to
+// be used (boltstore with a small "recent" level).
+func TestListEntities(t *testing.T, s engine.Store) {
+	l, ok := s.(engine.EntityLister)
+	if !ok {
+		t.Skip("the store does not implement engine.EntityLister")
+	}
+	ctx := context.Background()
+	write(t, s, "ds", `{"_id":"b2","v":1}`, `{"_id":"a","v":1}`, `{"_id":"b1","v":1}`, `{"_id":"c","v":1}`)
+	write(t, s, "ds", `{"_id":"b1","v":2}`, `{"_id":"c","_deleted":true}`, `{"_id":"b10","v":1}`)
+	list := func(opts engine.ListOptions) string {
+		t.Helper()
+		var b strings.Builder
+		err := l.ListEntities(ctx, "ds", opts, func(r engine.Record) error {
+			if b.Len() > 0 {
+				b.WriteByte(' ')
+			}
+			fmt.Fprintf(&b, "%s@%d", r.ID, r.Offset)
+			if r.Deleted {
+				b.WriteString("(deleted)")
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("ListEntities(%+v): %v", opts, err)
+		}
+		return b.String()
+	}
+	for _, c := range []struct {
+		opts engine.ListOptions
+		want string
+	}{
+		{engine.ListOptions{}, "a@1 b1@4 b10@6 b2@0 c@5(deleted)"},
+		{engine.ListOptions{Limit: 2}, "a@1 b1@4"},
+		{engine.ListOptions{After: "b1", Limit: 2}, "b10@6 b2@0"},
+		{engine.ListOptions{Prefix: "b"}, "b1@4 b10@6 b2@0"},
+		{engine.ListOptions{Prefix: "b1"}, "b1@4 b10@6"},
+		{engine.ListOptions{Prefix: "b", After: "b10"}, "b2@0"},
+		{engine.ListOptions{Prefix: "b", After: "a"}, "b1@4 b10@6 b2@0"},
+		{engine.ListOptions{Prefix: "b", After: "c"}, ""},
+		{engine.ListOptions{Prefix: "x"}, ""},
+		{engine.ListOptions{After: "c"}, ""},
+	} {
+		if got := list(c.opts); got != c.want {
+			t.Errorf("ListEntities(%+v) = %q, want %q", c.opts, got, c.want)
+		}
+	}
+	var n int
+	if err := l.ListEntities(ctx, "nope", engine.ListOptions{}, func(engine.Record) error { n++; return nil }); err != nil || n != 0 {
+		t.Errorf("unknown dataset: %d records, %v", n, err)
+	}
+	stop := errors.New("stop")
+	if err := l.ListEntities(ctx, "ds", engine.ListOptions{}, func(engine.Record) error { return stop }); !errors.Is(err, stop) {
+		t.Errorf("fn's error: got %v", err)
+	}
+}
+
+// testKVNames: namespaces and keys are arbitrary strings (share intents
+// are keyed by entity _id, merge indexes live in "merge:<pipe>"): slashes,
+// colons, dots, spaces, wildcards, non-ASCII text and long keys must round
+// trip, sort in byte order and stay apart.
+func testKVNames(t *testing.T, s engine.Store) {
+	ctx := context.Background()
+	namespaces := []string{"share-intents/crm:customer share", "merge:global.org", "ns*>"}
+	keys := []string{"a", "erp:5 øé/x", "~:crm-company:101", "k.with.dots", "*>", strings.Repeat("x", 300), "a b\tc"}
+	tx := begin(t, s)
+	for i, ns := range namespaces {
+		for j, k := range keys {
+			if err := tx.PutKV(ns, k, []byte(fmt.Sprintf("%d/%d", i, j))); err != nil {
+				t.Fatalf("PutKV(%q, %q): %v", ns, k, err)
+			}
+		}
+	}
+	commit(t, tx)
+	for i, ns := range namespaces {
+		got, err := s.ListKV(ctx, ns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := append([]string(nil), keys...)
+		slices.Sort(want)
+		if strings.Join(got, "|") != strings.Join(want, "|") {
+			t.Errorf("ListKV(%q) = %q, want %q", ns, got, want)
+		}
+		for j, k := range keys {
+			v, ok, err := s.GetKV(ctx, ns, k)
+			if err != nil || !ok || string(v) != fmt.Sprintf("%d/%d", i, j) {
+				t.Errorf("GetKV(%q, %q) = %q, %v, %v", ns, k, v, ok, err)
+			}
+		}
+	}
+	tx = begin(t, s)
+	var seen []string
+	if err := tx.ScanKV(namespaces[0], "erp:", func(k string, _ []byte) error {
+		seen = append(seen, k)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != 1 || seen[0] != "erp:5 øé/x" {
+		t.Errorf("ScanKV prefix erp: = %q", seen)
+	}
+	if err := tx.DeleteKV(namespaces[1], "~:crm-company:101"); err != nil {
+		t.Fatal(err)
+	}
+	commit(t, tx)
+	if _, ok, _ := s.GetKV(ctx, namespaces[1], "~:crm-company:101"); ok {
+		t.Error("deleted key still there")
+	}
+	if _, ok, _ := s.GetKV(ctx, namespaces[0], "~:crm-company:101"); !ok {
+		t.Error("a delete in one namespace removed the key from another")
 	}
 }

@@ -1,11 +1,14 @@
 package dtl
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"math/big"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -109,12 +112,12 @@ func buildExprTable() map[string]exprSpec {
 		"matches":   {2, 2, compileMatches},
 
 		"string":  {1, 1, perValue(toStringAny)},
-		"integer": {1, 1, perValue(toIntegerValue)},
-		"decimal": {1, 1, perValue(toDecimalValue)},
-		"float":   {1, 1, perValue(toFloatValue)},
+		"integer": {1, 2, withDefault(toIntegerValue)},
+		"decimal": {1, 2, withDefault(toDecimalValue)},
+		"float":   {1, 2, withDefault(toFloatValue)},
 		"boolean": {1, 1, perValue(toBooleanValue)},
 
-		"datetime":        {1, 1, perValue(toDatetimeValue)},
+		"datetime":        {1, 2, withDefault(toDatetimeValue)},
 		"datetime-parse":  {2, 2, compileDatetimeParse},
 		"datetime-format": {2, 2, compileDatetimeFormat},
 		"datetime-plus":   {3, 3, compileDatetimePlus},
@@ -127,7 +130,7 @@ func buildExprTable() map[string]exprSpec {
 			return ns, ok && ns != ""
 		})},
 		"uuid":         {0, 1, compileUUID},
-		"hash128":      {1, 1, perValue(hash128Value)},
+		"hash128":      {1, 3, compileHash128},
 		"json":         {1, 1, unary(func(m []any) []any { return one(canonicalJSON(untransit(store(m)))) })},
 		"json-transit": {1, 1, unary(func(m []any) []any { return one(canonicalJSON(store(m))) })},
 		"json-parse":   {1, 1, perValue(jsonParse)},
@@ -1394,13 +1397,119 @@ func compileUUID(c *compiler, path string, args []any) (evalFn, error) {
 	})(c, path, args)
 }
 
-// hash128Value hashes strings as UTF-8 and other values as canonical JSON.
-func hash128Value(v any) (any, bool) {
-	s, ok := v.(string)
-	if !ok {
-		s = canonicalJSON(v)
+// compileHash128 is Sesam's ["hash128", "murmur3", [SEED,] VALUES]: the
+// MurmurHash3 x64 128-bit hash (mmh3.hash128, unsigned) of every string
+// (as UTF-8) and bytes value ("~b" base64) of VALUES; other values are
+// ignored. SEED is an integer expression (0 to 2^32-1, default 0); the
+// algorithm must be the literal "murmur3". ["hash128", VALUES] is a Ferry
+// shorthand for ["hash128", "murmur3", VALUES].
+func compileHash128(c *compiler, path string, args []any) (evalFn, error) {
+	first := 1
+	if len(args) >= 2 {
+		if algo, ok := args[0].(string); !ok || algo != "murmur3" {
+			return nil, cerr(argPath(path, 1), "hash128: unsupported algorithm %s (only \"murmur3\")", describeArg(args[0]))
+		}
+		args, first = args[1:], 2
 	}
-	return json.Number(hash128String(s)), true
+	fns, err := c.exprs(args, path, first)
+	if err != nil {
+		return nil, err
+	}
+	return func(e *env) ([]any, error) {
+		var seed uint32
+		if len(fns) == 2 {
+			sm, err := fns[0](e)
+			if err != nil {
+				return nil, err
+			}
+			if len(sm) > 0 && sm[0] != nil {
+				n, ok := int64Of(sm[0])
+				if !ok || n < 0 || n > math.MaxUint32 {
+					return nil, fmt.Errorf("hash128: seed must be an integer from 0 to %d, got %s", uint32(math.MaxUint32), describeArg(sm[0]))
+				}
+				seed = uint32(n)
+			}
+		}
+		m, err := fns[len(fns)-1](e)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]any, 0, len(m))
+		for _, v := range m {
+			s, ok := v.(string)
+			if !ok {
+				continue
+			}
+			if strings.HasPrefix(s, prefixBytes) {
+				b, err := base64.StdEncoding.DecodeString(s[len(prefixBytes):])
+				if err != nil {
+					continue
+				}
+				s = string(b)
+			} else if isTransit(s) {
+				continue // datetimes, NIs, decimals, URIs are not strings
+			}
+			out = append(out, json.Number(hash128String(s, seed)))
+		}
+		return out, nil
+	}, nil
+}
+
+// describeArg renders a DTL argument for error messages.
+func describeArg(v any) string {
+	if s, ok := v.(string); ok {
+		return strconv.Quote(s)
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return typeName(v)
+	}
+	return string(b)
+}
+
+// withDefault compiles Sesam's type casts, ["integer", [DEFAULT,] VALUES]:
+// every non-null value of VALUES that conv accepts is converted; without
+// DEFAULT the others are dropped, with it each is replaced by the value of
+// the DEFAULT expression (evaluated once per call).
+func withDefault(conv func(any) (any, bool)) func(*compiler, string, []any) (evalFn, error) {
+	plain := perValue(conv)
+	return func(c *compiler, path string, args []any) (evalFn, error) {
+		if len(args) == 1 {
+			return plain(c, path, args)
+		}
+		fns, err := c.exprs(args, path, 1)
+		if err != nil {
+			return nil, err
+		}
+		return func(e *env) ([]any, error) {
+			m, err := fns[1](e)
+			if err != nil {
+				return nil, err
+			}
+			out := make([]any, 0, len(m))
+			var def []any
+			haveDef := false
+			for _, v := range m {
+				if v == nil {
+					continue
+				}
+				if r, ok := conv(v); ok {
+					out = append(out, r)
+					continue
+				}
+				if !haveDef {
+					if def, err = fns[0](e); err != nil {
+						return nil, err
+					}
+					haveDef = true
+				}
+				if len(def) > 0 {
+					out = append(out, store(def))
+				}
+			}
+			return out, nil
+		}, nil
+	}
 }
 
 // untransit strips the "~t"/"~f" transit prefixes for plain JSON output.

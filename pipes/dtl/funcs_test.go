@@ -239,6 +239,21 @@ func TestExpressionFunctions(t *testing.T) {
 		{"uuid normalise", `["uuid", "{3F2504E0-4F89-11D3-9A0C-0305E82C3301}"]`, `"3f2504e0-4f89-11d3-9a0c-0305e82c3301"`},
 		{"hash128 empty", `["hash128", ""]`, `0`},
 		{"hash128 hello", `["hash128", "hello"]`, `121118445609844952839898260755277781762`},
+		// Sesam's signature: ["hash128", "murmur3", [SEED,] VALUES]; the
+		// values for "abc" and "def" are docs.sesam.io's.
+		{"hash128 murmur3", `["hash128", "murmur3", "abc"]`, `79267961763742113019008347020647561319`},
+		{"hash128 murmur3 list ignores non-strings", `["hash128", "murmur3", ["list", "abc", 123, "def"]]`, `[79267961763742113019008347020647561319,114697464648834432121201791580882983835]`},
+		{"hash128 seed 0 is the default", `["hash128", "murmur3", 0, "abc"]`, `79267961763742113019008347020647561319`},
+		// Seeded values from an independent Python transcription of
+		// MurmurHash3_x64_128 (it reproduces the docs' values above).
+		{"hash128 seed", `["hash128", "murmur3", 42, "hello"]`, `46796720576937137733623800116632579848`},
+		{"hash128 seed long", `["hash128", "murmur3", ["integer", "7"], "The quick brown fox jumps over the lazy dog"]`, `195012876215891841133088060326725324932`},
+		{"hash128 bytes", `["hash128", "murmur3", "~bYWJj"]`, `79267961763742113019008347020647561319`},
+		{"hash128 skips typed values", `["hash128", "murmur3", ["list", ["ni", "a"], ["now"]]]`, `null`},
+		{"integer with default", `["integer", -1, ["list", "12", "x", null, 3.0]]`, `[12,-1,3]`},
+		{"integer without default drops", `["integer", ["list", "12", "x"]]`, `12`},
+		{"decimal with default", `["decimal", "0", "abc"]`, `"0"`},
+		{"datetime with default", `["datetime", "~t2000-01-01T00:00:00Z", "not a date"]`, `"~t2000-01-01T00:00:00Z"`},
 		{"json", `["json", {"b": 1, "a": [1.50, "x", "~t2023-01-30T12:00:01Z"]}]`, `"{\"a\":[1.50,\"x\",\"2023-01-30T12:00:01Z\"],\"b\":1}"`},
 		{"json-transit", `["json-transit", ["list", "~t2023-01-30T12:00:01Z", "~:a"]]`, `"[\"~t2023-01-30T12:00:01Z\",\"~:a\"]"`},
 		{"json-parse", `["json-parse", "{\"a\": 12345678901234567891}"]`, `{"a":12345678901234567891}`},

@@ -91,10 +91,11 @@ func matchClass(p []rune, c rune) (matched bool, n int, valid bool) {
 	return false, 0, false
 }
 
-// murmur3x64_128 is MurmurHash3_x64_128 (seed 0), the hash behind Python's
-// mmh3.hash128 that Sesam's hash128 uses.
-func murmur3x64_128(data []byte) (h1, h2 uint64) {
+// murmur3x64_128 is MurmurHash3_x64_128, the hash behind Python's
+// mmh3.hash128 that Sesam's hash128 uses; seed is mmh3's 32-bit seed.
+func murmur3x64_128(data []byte, seed uint32) (h1, h2 uint64) {
 	const c1, c2 = 0x87c37b91114253d5, 0x4cf5ad432745937f
+	h1, h2 = uint64(seed), uint64(seed)
 	n := len(data)
 	nblocks := n / 16
 	for i := 0; i < nblocks; i++ {
@@ -157,8 +158,8 @@ func fmix64(k uint64) uint64 {
 
 // hash128String returns mmh3.hash128(s) as Python prints it: the unsigned
 // 128-bit integer h1 + h2<<64, in decimal.
-func hash128String(s string) string {
-	h1, h2 := murmur3x64_128([]byte(s))
+func hash128String(s string, seed uint32) string {
+	h1, h2 := murmur3x64_128([]byte(s), seed)
 	n := new(big.Int).SetUint64(h2)
 	n.Lsh(n, 64)
 	n.Or(n, new(big.Int).SetUint64(h1))

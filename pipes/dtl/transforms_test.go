@@ -115,6 +115,8 @@ func TestCompileErrors(t *testing.T) {
 		{"hops two datasets", `{"default": [["add", "a", ["hops", {"datasets": ["a x", "b y"], "where": ["eq", "_S.a", "x.a"]}]]]}`, `rules.default[0][2][1].datasets: hops: unsupported datasets`},
 		{"hops no join", `{"default": [["add", "a", ["hops", {"datasets": ["a x"], "where": [["gt", "_S.a", "x.a"]]}]]]}`, `rules.default[0][2][1].where: hops: unsupported where shape`},
 		{"hops recurse", `{"default": [["add", "a", ["hops", {"datasets": ["a x"], "where": ["eq", "_S.a", "x.a"], "recurse": true}]]]}`, `rules.default[0][2][1].recurse: hops: unsupported key "recurse"`},
+		{"hash128 algorithm", `{"default": [["add", "a", ["hash128", "sha1", "x"]]]}`, `rules.default[0][2][1]: hash128: unsupported algorithm "sha1" (only "murmur3")`},
+		{"hash128 arity", `{"default": [["add", "a", ["hash128", "murmur3", 1, "x", "y"]]]}`, `rules.default[0][2]: "hash128" takes 1 to 3 arguments, got 4`},
 		{"hops alias scoped", `{"default": [["add", "a", ["hops", {"datasets": ["a x"], "where": ["eq", "_S.a", "x.a"], "return": ["foo", "x.b"]}]]]}`, `rules.default[0][2][1].return: unknown function "foo"`},
 	}
 	for _, tc := range cases {

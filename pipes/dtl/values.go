@@ -66,6 +66,19 @@ const (
 	prefixDecimal  = "~f"
 )
 
+// isTransit reports whether s encodes a typed value (NI, datetime, UUID,
+// URI, bytes, decimal) rather than a plain string.
+func isTransit(s string) bool {
+	if len(s) < 2 || s[0] != '~' {
+		return false
+	}
+	switch s[:2] {
+	case prefixNI, prefixDatetime, prefixUUID, prefixURI, prefixBytes, prefixDecimal:
+		return true
+	}
+	return false
+}
+
 func isNI(v any) bool {
 	s, ok := v.(string)
 	return ok && strings.HasPrefix(s, prefixNI)

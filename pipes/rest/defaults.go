@@ -16,10 +16,10 @@ const defaultsSchema = `{
   "type": "object",
   "required": ["rest_system", "operation"],
   "properties": {
-    "rest_system": {"type": "string", "minLength": 1},
-    "operation": {"type": "string", "minLength": 1},
-    "operation_properties": {"type": "object"},
-    "primary_key": {"type": ["string", "array"], "minLength": 1, "minItems": 1, "items": {"type": "string", "minLength": 1}}
+    "rest_system": {"description": "The system:rest asked for defaults.", "type": "string", "minLength": 1},
+    "operation": {"description": "The operation that returns a new record's defaults.", "type": "string", "minLength": 1},
+    "operation_properties": {"description": "Properties for the operation.", "type": "object"},
+    "primary_key": {"description": "The record's key; entities with one are not inserted and get no defaults.", "type": ["string", "array"], "minLength": 1, "minItems": 1, "items": {"type": "string", "minLength": 1}}
   }
 }`
 

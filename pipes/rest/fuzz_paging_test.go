@@ -3,6 +3,7 @@ package rest_test
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -50,48 +51,67 @@ func FuzzPaging(f *testing.F) {
 			f.Add(uint8(i), s.body, s.link, s.next, s.ctype)
 		}
 	}
+	// One server and one compiled plan per style for the whole run: the
+	// handler answers with the input under test.
+	type answer struct{ body, link, next, ctype string }
+	var cur atomic.Pointer[answer]
+	var hits atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		a := cur.Load()
+		// Header values must be valid for net/http to send them.
+		if a.link != "" && validHeader(a.link) {
+			w.Header().Set("Link", a.link)
+		}
+		if a.next != "" && validHeader(a.next) {
+			w.Header().Set("X-Next", a.next)
+		}
+		if validHeader(a.ctype) {
+			w.Header().Set("Content-Type", a.ctype)
+		}
+		w.Write([]byte(a.body))
+	}))
+	f.Cleanup(srv.Close)
+	noSleep := func(ctx context.Context, d time.Duration) error { return ctx.Err() }
+	// Every connection goes to the test server, whatever host a next link
+	// names: the fuzzer must not reach (or wait for) the network.
+	local := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "tcp", srv.Listener.Addr().String())
+		},
+	}}
+	var plans []*engine.Plan
+	for _, style := range pagingConfigs {
+		cfg := `[{"_id": "api", "type": "system:rest", "url_pattern": "` + srv.URL + `/%s",
+			"operations": {"list": {"url": "items", ` + style + `}}},
+			{"_id": "p", "type": "pipe", "source": {"type": "rest", "system": "api", "operation": "list", "max_pages": 5}, "sink": {"type": "null"}}]`
+		dir := f.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "c.json"), []byte(cfg), 0o644); err != nil {
+			f.Fatal(err)
+		}
+		conf, err := engine.LoadConfig([]string{dir}, engine.EnvFrom(nil))
+		if err != nil {
+			f.Fatal(err)
+		}
+		reg := engine.NewRegistry()
+		sinks.Register(reg)
+		rest.RegisterWith(reg, rest.Options{HTTPOptions: []httpclient.Option{httpclient.WithSleep(noSleep), httpclient.WithHTTPClient(local)}})
+		plan, err := engine.Compile(conf, reg, nil)
+		if err != nil {
+			f.Fatalf("compile: %v", err)
+		}
+		plans = append(plans, plan)
+	}
 	f.Fuzz(func(t *testing.T, style uint8, body, link, next, ctype string) {
 		if len(body) > 8192 || len(link) > 512 || len(next) > 512 {
 			t.Skip()
 		}
-		var hits atomic.Int64
-		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			hits.Add(1)
-			// Header values must be valid for net/http to send them.
-			if link != "" && validHeader(link) {
-				w.Header().Set("Link", link)
-			}
-			if next != "" && validHeader(next) {
-				w.Header().Set("X-Next", next)
-			}
-			if validHeader(ctype) {
-				w.Header().Set("Content-Type", ctype)
-			}
-			w.Write([]byte(body))
-		}))
-		defer srv.Close()
-		cfg := `[{"_id": "api", "type": "system:rest", "url_pattern": "` + srv.URL + `/%s",
-			"operations": {"list": {"url": "items", ` + pagingConfigs[int(style)%len(pagingConfigs)] + `}}},
-			{"_id": "p", "type": "pipe", "source": {"type": "rest", "system": "api", "operation": "list", "max_pages": 5}, "sink": {"type": "null"}}]`
-		dir := t.TempDir()
-		if err := os.WriteFile(filepath.Join(dir, "c.json"), []byte(cfg), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		conf, err := engine.LoadConfig([]string{dir}, engine.EnvFrom(nil))
-		if err != nil {
-			t.Fatal(err)
-		}
-		reg := engine.NewRegistry()
-		sinks.Register(reg)
-		noSleep := func(ctx context.Context, d time.Duration) error { return ctx.Err() }
-		rest.RegisterWith(reg, rest.Options{HTTPOptions: []httpclient.Option{httpclient.WithSleep(noSleep)}})
-		plan, err := engine.Compile(conf, reg, nil)
-		if err != nil {
-			t.Fatalf("compile: %v", err)
-		}
+		cur.Store(&answer{body, link, next, ctype})
+		hits.Store(0)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		r, err := plan.Pipe("p").Source.Open(ctx, engine.ReadRequest{Full: true, BatchSize: 100})
+		r, err := plans[int(style)%len(plans)].Pipe("p").Source.Open(ctx, engine.ReadRequest{Full: true, BatchSize: 100})
 		if err != nil {
 			return
 		}

@@ -435,7 +435,7 @@ func (p *pager) next(ctx context.Context) (*page, error) {
 		return nil, fmt.Errorf("%s page %d: %w", c.where, p.n, err)
 	}
 	if c.trace {
-		c.log.InfoContext(ctx, "rest request", "method", resp.Method, "url", httpclient.RedactURL(resp.URL),
+		c.log.InfoContext(ctx, "rest request", "method", resp.Method, "url", c.sys.Client.RedactURL(resp.URL),
 			"status", resp.Status, "bytes", len(resp.Body), "attempts", resp.Attempts, "page", p.n)
 	}
 	pg := &page{index: p.n, req: req, resp: resp, headers: responseHeaders(resp.Header)}

@@ -28,36 +28,36 @@ const shareSchema = `{
   "type": "object",
   "required": ["rest_system", "primary_key"],
   "properties": {
-    "rest_system": {"type": "string", "minLength": 1},
-    "primary_key": {"type": ["string", "array"], "minLength": 1, "minItems": 1, "items": {"type": "string", "minLength": 1}},
-    "primary_key_insert": {"type": ["string", "array"], "minLength": 1, "minItems": 1, "items": {"type": "string", "minLength": 1}},
-    "is_natural_key": {"type": "boolean"},
-    "share_dataset": {"type": "string", "minLength": 1},
-    "payload_property": {"type": "string", "minLength": 1},
-    "operation_lookup": {"type": "string", "minLength": 1},
-    "operation_insert": {"type": "string", "minLength": 1},
-    "operation_update": {"type": "string", "minLength": 1},
-    "operation_delete": {"type": "string", "minLength": 1},
-    "operation_lookup_insert": {"type": "string", "minLength": 1},
-    "operation_lookup_properties": {"type": "object"},
-    "operation_insert_properties": {"type": "object"},
-    "operation_update_properties": {"type": "object"},
-    "operation_delete_properties": {"type": "object"},
-    "operation_lookup_insert_properties": {"type": "object"},
-    "lookup_allowed_status_codes": {"type": "string"},
-    "insert_allowed_status_codes": {"type": "string"},
-    "update_allowed_status_codes": {"type": "string"},
-    "delete_allowed_status_codes": {"type": "string"},
-    "operation_lookup_allowed_status_codes": {"type": "string"},
-    "operation_insert_allowed_status_codes": {"type": "string"},
-    "operation_update_allowed_status_codes": {"type": "string"},
-    "operation_delete_allowed_status_codes": {"type": "string"},
-    "rules": {"type": "object"},
-    "rewrite_rules_payload": {"type": "object"},
-    "rewrite_rules_lookup": {"type": "object"},
-    "rewrite_rules_mutation": {"type": "object"},
-    "client_side_patching": {"type": "boolean"},
-    "idempotency_key_header": {"type": "string", "minLength": 1}
+    "rest_system": {"description": "The system:rest written to.", "type": "string", "minLength": 1},
+    "primary_key": {"description": "The record's key: a property name, a \"_S.\" path, or a list for a composite key. An entity without one is inserted.", "type": ["string", "array"], "minLength": 1, "minItems": 1, "items": {"type": "string", "minLength": 1}},
+    "primary_key_insert": {"description": "Where an insert's response holds the new key (default primary_key); it becomes $generated_id.", "type": ["string", "array"], "minLength": 1, "minItems": 1, "items": {"type": "string", "minLength": 1}},
+    "is_natural_key": {"description": "The key is chosen by the client: a lookup 404 means insert.", "type": "boolean"},
+    "share_dataset": {"description": "The share pipe's own dataset, where earlier inserts are looked up (default the sink dataset).", "type": "string", "minLength": 1},
+    "payload_property": {"description": "The property the payload is handed to the operation under (default payload, sent as the body).", "type": "string", "minLength": 1},
+    "operation_lookup": {"description": "The operation that reads one record (default lookup).", "type": "string", "minLength": 1},
+    "operation_insert": {"description": "The operation that creates a record (default insert).", "type": "string", "minLength": 1},
+    "operation_update": {"description": "The operation that updates a record (default update).", "type": "string", "minLength": 1},
+    "operation_delete": {"description": "The operation that deletes a record (default delete).", "type": "string", "minLength": 1},
+    "operation_lookup_insert": {"description": "An operation that finds a record an unanswered insert may have created (settling after a crash).", "type": "string", "minLength": 1},
+    "operation_lookup_properties": {"description": "Properties for the lookup.", "type": "object"},
+    "operation_insert_properties": {"description": "Properties for the insert.", "type": "object"},
+    "operation_update_properties": {"description": "Properties for the update.", "type": "object"},
+    "operation_delete_properties": {"description": "Properties for the delete.", "type": "object"},
+    "operation_lookup_insert_properties": {"description": "Properties for operation_lookup_insert.", "type": "object"},
+    "lookup_allowed_status_codes": {"description": "Statuses a lookup accepts (default 200; 404 is not found).", "type": "string"},
+    "insert_allowed_status_codes": {"description": "Statuses an insert accepts (default 200, 201).", "type": "string"},
+    "update_allowed_status_codes": {"description": "Statuses an update accepts (default 200, 201, 204).", "type": "string"},
+    "delete_allowed_status_codes": {"description": "Statuses a delete accepts (default 200, 204; 404 is already gone).", "type": "string"},
+    "operation_lookup_allowed_status_codes": {"description": "Same as lookup_allowed_status_codes.", "type": "string"},
+    "operation_insert_allowed_status_codes": {"description": "Same as insert_allowed_status_codes.", "type": "string"},
+    "operation_update_allowed_status_codes": {"description": "Same as update_allowed_status_codes.", "type": "string"},
+    "operation_delete_allowed_status_codes": {"description": "Same as delete_allowed_status_codes.", "type": "string"},
+    "rules": {"description": "DTL rule sets by name for the rewrite steps (lookup_rewrite_based_on, lookup_rewrite_update, ...).", "type": "object"},
+    "rewrite_rules_payload": {"description": "DTL rules that rewrite insert and update payloads.", "type": "object"},
+    "rewrite_rules_lookup": {"description": "DTL rules that rewrite the entity before a lookup.", "type": "object"},
+    "rewrite_rules_mutation": {"description": "DTL rules that rewrite the entity before an insert, update or delete.", "type": "object"},
+    "client_side_patching": {"description": "Send the looked-up record with the payload merged in (APIs that only take whole records).", "type": "boolean"},
+    "idempotency_key_header": {"description": "Send each write's idempotency key in this header, so an insert replayed after a crash is not duplicated.", "type": "string", "minLength": 1}
   }
 }`
 
@@ -114,6 +114,26 @@ type Share struct {
 	// Compiled rule programs by rule name ("" when absent).
 	rewrites map[string]*dtl.Program
 	workers  int
+	// offline answers lookups instead of the system (SetLookup).
+	offline LookupFunc
+}
+
+// LookupFunc answers a share transform's lookups in place of its system:
+// the record the system holds for entity e, whose primary key is key, or
+// found false (a 404).
+type LookupFunc func(ctx context.Context, e engine.Entity, key any) (record map[string]any, found bool, err error)
+
+// SetLookup makes Plan answer lookups with fn instead of sending requests:
+// `ferry test` plans share pipes without reaching their systems. Set it
+// before the pipe runs. lookup_rewrite rules still apply to the record;
+// Apply and Resolve are unaffected.
+func (s *Share) SetLookup(fn LookupFunc) { s.offline = fn }
+
+// Key returns the primary key of an entity or a record as the transform
+// computes it (a list for a composite key); ok is false when a part is
+// missing or null.
+func (s *Share) Key(ctx context.Context, e map[string]any) (key any, ok bool, err error) {
+	return keyOf(ctx, s.key, e)
 }
 
 var (
@@ -714,34 +734,23 @@ func (s *Share) lookupOne(ctx context.Context, a *engine.ShareAction) (map[strin
 	} else if m, isMap := out.(map[string]any); ok && isMap {
 		ent = m
 	}
-	ex := s.send(ctx, s.lookup, ent, nil, false, "", false)
-	a.Requests++
-	if ex.failure != "" {
-		a.Op = engine.ShareFailed
-		a.Fail(engine.FailRetry, fmt.Errorf("lookup: %w", ex.err))
-		if ex.failure == engine.FailInvalid {
-			a.Failure = engine.FailInvalid
+	var items []any
+	if s.offline != nil {
+		rec, found, err := s.offline(ctx, a.Entity, a.Key)
+		if err != nil {
+			a.Op = engine.ShareFailed
+			a.Fail(engine.FailInvalid, fmt.Errorf("lookup: %w", err))
+			return nil, false, nil
 		}
-		return nil, false, nil
-	}
-	if ex.status == 404 {
-		return nil, false, nil
-	}
-	if !s.ok[kindLookup].Contains(ex.status) {
-		a.Op = engine.ShareFailed
-		a.Status = ex.status
-		kind := engine.FailRetry
-		if ex.status/100 == 4 && ex.status != 408 && ex.status != 429 && ex.status != 401 && ex.status != 403 {
-			kind = engine.FailInvalid
+		if !found {
+			return nil, false, nil
 		}
-		a.Fail(kind, fmt.Errorf("error-lookup: %w", ex.statusErr()))
-		return nil, false, nil
-	}
-	items, err := s.items(ex, s.lookup)
-	if err != nil {
-		a.Op = engine.ShareFailed
-		a.Fail(engine.FailInvalid, fmt.Errorf("lookup: %w", err))
-		return nil, false, nil
+		items = []any{rec}
+	} else {
+		var ok bool
+		if items, ok = s.fetchLookup(ctx, a, ent); !ok {
+			return nil, false, nil
+		}
 	}
 	if s.rewrites[ruleLookup] != nil {
 		out, ok, err := s.rewrite(ctx, ruleLookup, withItems(a.Entity, items))
@@ -777,6 +786,42 @@ func (s *Share) lookupOne(ctx context.Context, a *engine.ShareAction) (map[strin
 	a.Op = engine.ShareFailed
 	a.Fail(engine.FailInvalid, fmt.Errorf("lookup returned %d records for key %s; it must identify one (narrow the operation, or add a lookup_rewrite rule)", len(items), describe(a.Key)))
 	return nil, false, nil
+}
+
+// fetchLookup sends the lookup request of a (for ent) and returns the
+// records of the response; ok is false on a 404 (found nothing) or a
+// failure, which it records in a.
+func (s *Share) fetchLookup(ctx context.Context, a *engine.ShareAction, ent engine.Entity) ([]any, bool) {
+	ex := s.send(ctx, s.lookup, ent, nil, false, "", false)
+	a.Requests++
+	if ex.failure != "" {
+		a.Op = engine.ShareFailed
+		a.Fail(engine.FailRetry, fmt.Errorf("lookup: %w", ex.err))
+		if ex.failure == engine.FailInvalid {
+			a.Failure = engine.FailInvalid
+		}
+		return nil, false
+	}
+	if ex.status == 404 {
+		return nil, false
+	}
+	if !s.ok[kindLookup].Contains(ex.status) {
+		a.Op = engine.ShareFailed
+		a.Status = ex.status
+		kind := engine.FailRetry
+		if ex.status/100 == 4 && ex.status != 408 && ex.status != 429 && ex.status != 401 && ex.status != 403 {
+			kind = engine.FailInvalid
+		}
+		a.Fail(kind, fmt.Errorf("error-lookup: %w", ex.statusErr()))
+		return nil, false
+	}
+	items, err := s.items(ex, s.lookup)
+	if err != nil {
+		a.Op = engine.ShareFailed
+		a.Fail(engine.FailInvalid, fmt.Errorf("lookup: %w", err))
+		return nil, false
+	}
+	return items, true
 }
 
 // items returns the records of a response: the operation's

@@ -18,8 +18,8 @@ const sinkSchema = `{
   "required": ["system"],
   "properties": {
     "type": {"const": "rest"},` + commonSchemaProps + `,
-    "allowed_status_codes": {"type": "string"},
-    "idempotency_key_header": {"type": "string", "minLength": 1}
+    "allowed_status_codes": {"description": "Statuses that succeed (default 200-299).", "type": "string"},
+    "idempotency_key_header": {"description": "Send a per-entity idempotency key in this header, so a replay after a crash is harmless on systems that honour it.", "type": "string", "minLength": 1}
   }
 }`
 

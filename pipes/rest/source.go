@@ -16,19 +16,19 @@ import (
 
 // commonSchemaProps are the keys the REST source and transform share.
 const commonSchemaProps = `
-    "comment": {},
-    "system": {"type": "string", "minLength": 1},
-    "operation": {"type": "string", "minLength": 1},
-    "operations": {"type": "object", "additionalProperties": ` + operationSchema + `},
-    "properties": {"type": "object"},
-    "payload": {},
-    "payload_property": {"type": "string"},
-    "id_expression": {"type": "string"},
-    "updated_expression": {"type": "string"},
-    "rate_limiting_retries": {"type": "integer", "minimum": 0},
-    "rate_limiting_delay": {"type": "number", "minimum": 0},
-    "max_pages": {"type": "integer", "minimum": 1},
-    "trace": {"type": "boolean"}`
+    "comment": {"description": "Free text, ignored."},
+    "system": {"description": "The system:rest to call.", "type": "string", "minLength": 1},
+    "operation": {"description": "The operation to use (the pipe's operations first, then the system's; default list).", "type": "string", "minLength": 1},
+    "operations": {"description": "Operations of this pipe, with the keys of system:rest operations.", "type": "object", "additionalProperties": ` + operationSchema + `},
+    "properties": {"description": "Values the operation's templates read as properties.*; a transform's are merged under the entity's own properties.", "type": "object"},
+    "payload": {"description": "Overrides the operation's payload."},
+    "payload_property": {"description": "Overrides the operation's payload_property.", "type": "string"},
+    "id_expression": {"description": "Overrides the operation's id_expression.", "type": "string"},
+    "updated_expression": {"description": "Overrides the operation's updated_expression.", "type": "string"},
+    "rate_limiting_retries": {"description": "Overrides the system's rate_limiting_retries for this pipe.", "type": "integer", "minimum": 0},
+    "rate_limiting_delay": {"description": "Overrides the system's rate_limiting_delay for this pipe.", "type": "number", "minimum": 0},
+    "max_pages": {"description": "Overrides the operation's max_pages.", "type": "integer", "minimum": 1},
+    "trace": {"description": "Log every request (method, redacted URL, status, size) at info level.", "type": "boolean"}`
 
 const sourceSchema = `{
   "$schema": "http://json-schema.org/draft-07/schema#",
@@ -37,13 +37,13 @@ const sourceSchema = `{
   "required": ["system"],
   "properties": {
     "type": {"const": "rest"},` + commonSchemaProps + `,
-    "since_property_name": {"type": "string", "minLength": 1},
-    "since_property_location": {"enum": ["query", "header", "manual"]},
-    "initial_since_value": {"type": ["string", "number"]},
-    "supports_since": {"type": "boolean"},
-    "is_since_comparable": {"type": "boolean"},
-    "is_chronological": {"type": "boolean"},
-    "if_source_empty": {"enum": ["accept", "fail"]}
+    "since_property_name": {"description": "Overrides the operation's since_property_name.", "type": "string", "minLength": 1},
+    "since_property_location": {"description": "Overrides the operation's since_property_location.", "enum": ["query", "header", "manual"]},
+    "initial_since_value": {"description": "The since value of a run without a stored token; such a run reads only what changed since then and is not deletion-tracked (connector templates set it from history_since).", "type": ["string", "number"]},
+    "supports_since": {"description": "Continue from the stored token (the largest _updated of the last run); without it every run is a full run.", "type": "boolean"},
+    "is_since_comparable": {"description": "Sesam key, accepted; tokens are always compared (numbers as numbers).", "type": "boolean"},
+    "is_chronological": {"description": "Records arrive in _updated order: the token is committed after every page.", "type": "boolean"},
+    "if_source_empty": {"description": "With \"fail\", a full run that reads nothing fails instead of deletion-tracking every entity away.", "enum": ["accept", "fail"]}
   }
 }`
 
@@ -163,6 +163,13 @@ func number(v any) (float64, bool) {
 // compare numerically, other values as strings. It is handed to the engine
 // only after the last page, unless is_chronological says items arrive in
 // _updated order, so a failed run never skips items it did not deliver.
+//
+// A run without a stored token starts from initial_since_value when it is
+// set (and not empty): it fetches only what changed since then, so the
+// engine does not deletion-track it (see engine.PartialReader). This is
+// how a connector instance connected with `--history since-connected` or
+// a date skips older records: its collect template sets
+// initial_since_value from the injected history_since variable.
 type Source struct {
 	call          *call
 	supportsSince bool
@@ -192,11 +199,12 @@ func (s *Source) SupportsSince() bool { return s.supportsSince }
 
 // Open starts a run: no request is sent before the first Next.
 func (s *Source) Open(ctx context.Context, req engine.ReadRequest) (engine.Reader, error) {
-	since := ""
+	since, partial := "", false
 	if s.supportsSince {
 		since = req.Since
 		if since == "" {
 			since = s.initialSince
+			partial = since != ""
 		}
 	}
 	base := jinja.Context{"properties": s.call.properties, "since": nil}
@@ -205,7 +213,7 @@ func (s *Source) Open(ctx context.Context, req engine.ReadRequest) (engine.Reade
 	}
 	p := newPager(s.call, base, since)
 	fctx, cancel := context.WithCancel(ctx)
-	r := &sourceReader{src: s, since: since, pages: make(chan fetched, 1), cancel: cancel}
+	r := &sourceReader{src: s, since: since, partial: partial, pages: make(chan fetched, 1), cancel: cancel}
 	go r.fetch(fctx, p)
 	return r, nil
 }
@@ -224,6 +232,9 @@ type sourceReader struct {
 	pages  chan fetched
 	cancel context.CancelFunc
 	since  string
+	// partial: a run without a stored token that starts from
+	// initial_since_value reads only what changed since then.
+	partial bool
 	// maxUpdated is the largest _updated seen.
 	maxUpdated since.Max
 	ended      bool // paging is over
@@ -303,6 +314,11 @@ func (r *sourceReader) fetch(ctx context.Context, p *pager) {
 		}
 	}
 }
+
+// Partial reports whether the run started from initial_since_value
+// rather than reading everything (engine.PartialReader): its first run
+// then is not deletion-tracked.
+func (r *sourceReader) Partial() bool { return r.partial }
 
 // Close ends the run and stops the fetching goroutine.
 func (r *sourceReader) Close() error {

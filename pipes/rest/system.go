@@ -98,27 +98,27 @@ type Operation struct {
 const operationSchema = `{
       "type": "object",
       "properties": {
-        "method": {"type": "string", "enum": ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "get", "post", "put", "patch", "delete", "head", "options"]},
-        "url": {"type": "string"},
-        "params": {"type": "object"},
-        "headers": {"type": "object"},
-        "payload": {},
-        "payload-type": {"enum": ["json", "form"]},
-        "payload_property": {"type": "string"},
-        "id_expression": {"type": "string"},
-        "updated_expression": {"type": "string"},
-        "error_expression": {"type": "string"},
-        "next_page_link": {"type": "string"},
-        "next_page_termination_strategy": {"oneOf": [
+        "method": {"description": "The HTTP method (default GET).", "type": "string", "enum": ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "get", "post", "put", "patch", "delete", "head", "options"]},
+        "url": {"description": "The URL template, relative to url_pattern or absolute (runtime Jinja).", "type": "string"},
+        "params": {"description": "Query parameters; values are templates. A value containing sesam:markskip drops the key; one ending in sesam:markjson is parsed as JSON.", "type": "object"},
+        "headers": {"description": "Request headers; values are templates.", "type": "object"},
+        "payload": {"description": "The request body; strings in it are templates."},
+        "payload-type": {"description": "How the payload is sent: json (default) or form.", "enum": ["json", "form"]},
+        "payload_property": {"description": "Where the records are in the response: an exact key, else a dot path; without it a list body is the records and an object body one record.", "type": "string"},
+        "id_expression": {"description": "Template for each record's _id (the record's fields are top-level names).", "type": "string"},
+        "updated_expression": {"description": "Template for each record's _updated (the since token).", "type": "string"},
+        "error_expression": {"description": "Template rendered on each response; a non-empty result fails the run (errors inside 200 responses).", "type": "string"},
+        "next_page_link": {"description": "Template for the next page's URL (absolute, or relative to url_pattern); empty ends paging.", "type": "string"},
+        "next_page_termination_strategy": {"description": "When paging stops: next-page-link-empty, same-next-page-link, same-next-page-request, same-response, empty-result, not-full-page (needs page_size). Default the first three.", "oneOf": [
           {"type": "string"},
           {"type": "array", "items": {"type": "string"}}
         ]},
-        "page_size": {"type": "integer", "minimum": 1},
-        "max_pages": {"type": "integer", "minimum": 1},
-        "since_property_name": {"type": "string", "minLength": 1},
-        "since_property_location": {"enum": ["query", "header", "manual"]},
-        "json_content_types": {"type": "array", "items": {"type": "string"}},
-        "description": {}
+        "page_size": {"description": "Records per page (the page_size template variable; needed by not-full-page).", "type": "integer", "minimum": 1},
+        "max_pages": {"description": "A run fails after this many pages (default 100000).", "type": "integer", "minimum": 1},
+        "since_property_name": {"description": "The name the since token is sent under (default since).", "type": "string", "minLength": 1},
+        "since_property_location": {"description": "Where the since token goes: query (default), header, or manual (the templates read since themselves).", "enum": ["query", "header", "manual"]},
+        "json_content_types": {"description": "More content types whose bodies are parsed as JSON.", "type": "array", "items": {"type": "string"}},
+        "description": {"description": "Free text, ignored."}
       }
     }`
 
@@ -133,43 +133,51 @@ const systemSchema = `{
     "description": {},
     "comment": {},
     "metadata": {"type": "object"},
-    "url_pattern": {"type": "string"},
-    "base_url": {"type": "string"},
-    "headers": {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean", "null"]}},
-    "verify_ssl": {"type": ["boolean", "string"]},
-    "custom_ca_pem_chain": {"type": "string"},
-    "authentication": {"type": "string"},
-    "username": {"type": "string"},
-    "password": {"type": "string"},
-    "jwt_token": {"type": "string"},
-    "oauth2": {
+    "url_pattern": {"description": "The base URL with %s where an operation's url goes.", "type": "string"},
+    "base_url": {"description": "Used as url_pattern when that is absent.", "type": "string"},
+    "headers": {"description": "Headers sent with every request.", "type": "object", "additionalProperties": {"type": ["string", "number", "boolean", "null"]}},
+    "verify_ssl": {"description": "false skips TLS certificate checks (unsafe).", "type": ["boolean", "string"]},
+    "custom_ca_pem_chain": {"description": "PEM certificates trusted besides the system's roots.", "type": "string"},
+    "authentication": {"description": "basic (with username and password); other schemes are refused.", "type": "string"},
+    "username": {"description": "Basic authentication user.", "type": "string"},
+    "password": {"description": "Basic authentication password; use $SECRET(name).", "type": "string"},
+    "jwt_token": {"description": "A static bearer token; use $SECRET(name).", "type": "string"},
+    "oauth2": {"description": "OAuth2: client credentials (client_id, client_secret, token_url), a refresh token, or a static access_token.", 
       "type": "object",
       "properties": {
-        "client_id": {"type": "string"},
-        "client_secret": {"type": "string"},
-        "token_url": {"type": "string"},
-        "access_token": {"type": "string"},
-        "refresh_token": {"type": "string"},
-        "refresh_window": {"type": ["number", "string"]},
-        "scope": {"type": ["string", "array"]},
-        "scopes": {"type": ["string", "array"]},
-        "extra": {"type": "object"}
+        "client_id": {"description": "OAuth2 client id.", "type": "string"},
+        "client_secret": {"description": "OAuth2 client secret; use $SECRET(name).", "type": "string"},
+        "token_url": {"description": "The token endpoint.", "type": "string"},
+        "access_token": {"description": "A token to use first (or only, without token_url).", "type": "string"},
+        "refresh_token": {"description": "Use the refresh-token flow with this token.", "type": "string"},
+        "refresh_window": {"description": "Seconds before expiry a token is refreshed (default 30).", "type": ["number", "string"]},
+        "scope": {"description": "Scopes requested (a space-separated string or a list).", "type": ["string", "array"]},
+        "scopes": {"description": "Same as scope.", "type": ["string", "array"]},
+        "extra": {"description": "Extra token request parameters.", "type": "object"}
       }
     },
-    "rate_limiting_retries": {"type": ["integer", "string"]},
-    "rate_limiting_delay": {"type": ["number", "string"]},
-    "retry_strategy": {"type": "object"},
-    "worker_threads": {"type": ["integer", "string"]},
-    "requests_per_second": {"type": ["number", "string"]},
-    "connect_timeout": {"type": ["number", "string"]},
-    "read_timeout": {"type": ["number", "string"]},
-    "operations": {"type": "object", "additionalProperties": ` + operationSchema + `}
+    "rate_limiting_retries": {"description": "Retries of a 429 response (default 3).", "type": ["integer", "string"]},
+    "rate_limiting_delay": {"description": "Seconds between 429 retries unless Retry-After says otherwise (default 1).", "type": ["number", "string"]},
+    "retry_strategy": {"description": "Retry rules by status set (\"500,502\", \"400-499\", \"default\"): {\"retries\": N, \"delay\": seconds}.", "type": "object"},
+    "worker_threads": {"description": "Requests in flight at once (default 4).", "type": ["integer", "string"]},
+    "requests_per_second": {"description": "Rate limit on request attempts (Ferry extension; default unlimited).", "type": ["number", "string"]},
+    "connect_timeout": {"description": "Seconds to connect.", "type": ["number", "string"]},
+    "read_timeout": {"description": "Seconds per request attempt.", "type": ["number", "string"]},
+    "operations": {"description": "Named operations that sources, transforms, sinks and share templates use.", "type": "object", "additionalProperties": ` + operationSchema + `}
   }
 }`
 
 // newSystemFunc returns the system:rest constructor using opts.
 func newSystemFunc(opts Options) engine.SystemFunc {
 	return func(b *engine.Build, cfg map[string]any) (any, error) {
+		if b.Config != nil && b.Config.Redactor != nil {
+			// The config's secrets, wherever the system uses them, are
+			// scrubbed from what its client reports (operation URLs,
+			// payloads, echoed error bodies).
+			o := opts
+			o.HTTPOptions = append(slices.Clone(opts.HTTPOptions), httpclient.WithRedact(b.Config.Redactor.Redact))
+			return NewSystem(b.Logger, cfg, o)
+		}
 		return NewSystem(b.Logger, cfg, opts)
 	}
 }

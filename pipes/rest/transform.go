@@ -21,16 +21,16 @@ const transformSchema = `{
   "required": ["system"],
   "properties": {
     "type": {"const": "rest"},` + commonSchemaProps + `,
-    "replace_entity": {"type": "boolean"},
-    "response_property": {"type": "string", "minLength": 1},
-    "response_status_property": {"type": "string", "minLength": 1},
-    "response_headers_property": {"type": "string", "minLength": 1},
-    "allowed_status_codes": {"type": "string"},
-    "ignored_status_codes": {"type": "string"},
-    "side_effects": {"type": "boolean"},
-    "trigger_on": {
+    "replace_entity": {"description": "true: emit the response records instead of the entity; false (default): keep the entity and store the response under response_property.", "type": "boolean"},
+    "response_property": {"description": "Where the response goes (default response).", "type": "string", "minLength": 1},
+    "response_status_property": {"description": "Store the response status under this property.", "type": "string", "minLength": 1},
+    "response_headers_property": {"description": "Store the response headers under this property.", "type": "string", "minLength": 1},
+    "allowed_status_codes": {"description": "Statuses that succeed (default 200-299); others fail the batch.", "type": "string"},
+    "ignored_status_codes": {"description": "Statuses that drop the entity.", "type": "string"},
+    "side_effects": {"description": "The requests change the system (ferry share plan refuses such pipes).", "type": "boolean"},
+    "trigger_on": {"description": "Only entities whose property key matches value (a glob) are sent; others pass unchanged.", 
       "type": "object",
-      "properties": {"key": {"type": "string", "minLength": 1}, "value": {"type": ["string", "number", "boolean"]}}
+      "properties": {"key": {"description": "The entity property tested.", "type": "string", "minLength": 1}, "value": {"description": "The value (a glob for strings) it must match.", "type": ["string", "number", "boolean"]}}
     }
   }
 }`

@@ -108,6 +108,9 @@ func CompileWith(src string, opts Options) (t *Template, err error) {
 		t.constant = true
 		return t, nil
 	}
+	if off, bad := lexerHazard(src); bad {
+		return nil, &Error{Template: src, Op: "compile", Msg: fmt.Sprintf("a number followed by '.' and a non-ASCII character at byte %d is not supported inside a tag (put a space after the number, or quote the text)", off)}
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			t, err = nil, &Error{Template: src, Op: "compile", Msg: fmt.Sprintf("engine panic: %v", r)}
@@ -449,4 +452,43 @@ func (s *Set) RenderTree(ctx Context, v any) (out any, skip bool, err error) {
 		return l, false, nil
 	}
 	return v, false, nil
+}
+
+// lexerHazard finds, inside a {{ }} or {% %} tag (or an unclosed one), a
+// digit directly followed by "." and a non-ASCII byte ("0.é", "1.5.é"):
+// gonja v2.9.1's lexer, when it reads such a number, backs up by the width
+// of the peeked multi-byte character instead of the dot's and then loops
+// forever (found by FuzzCompileRender). Quoted strings are skipped; an
+// identifier ending in a digit followed by a non-ASCII attribute name
+// (x1.é) is refused too, which keeps the check simple and safe.
+func lexerHazard(src string) (int, bool) {
+	for i := 0; i+1 < len(src); i++ {
+		if src[i] != '{' || (src[i+1] != '{' && src[i+1] != '%') {
+			continue
+		}
+		closer := "}}"
+		if src[i+1] == '%' {
+			closer = "%}"
+		}
+		end := strings.Index(src[i+2:], closer)
+		if end < 0 {
+			end = len(src)
+		} else {
+			end += i + 2
+		}
+		for j := i + 2; j < end; j++ {
+			switch c := src[j]; {
+			case c == '"' || c == '\'':
+				for j++; j < end && src[j] != c; j++ {
+					if src[j] == '\\' {
+						j++
+					}
+				}
+			case c >= '0' && c <= '9' && j+2 < len(src) && src[j+1] == '.' && src[j+2] >= 0x80:
+				return j + 1, true
+			}
+		}
+		i = end
+	}
+	return 0, false
 }

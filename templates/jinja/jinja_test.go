@@ -466,3 +466,34 @@ func TestPyFloatRepr(t *testing.T) {
 		}
 	}
 }
+
+// gonja's lexer loops forever on a number followed by "." and a non-ASCII
+// character inside a tag (found by FuzzCompileRender; its input is in
+// testdata/fuzz): Compile refuses those, and everything near them still
+// compiles, or fails, promptly.
+func TestLexerHazard(t *testing.T) {
+	for _, src := range []string{"{{ 0.é }}", "{% if 1.5.ü %}{% endif %}", "{%\x140.汏", "{{ [1, 22.€] }}", "{% $\xe70.汏", "{{ x1.é }}"} {
+		done := make(chan error, 1)
+		go func() { _, err := Compile(src); done <- err }()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), "a number followed by '.' and a non-ASCII character") {
+				t.Errorf("%q: %v", src, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%q: Compile hangs", src)
+		}
+	}
+	for _, src := range []string{"{{ '0.é' }}", `{{ "1.5.ü" ~ x }}`, "{{ x1 }}.é", "0.é {{ x }}", "{{ 0. }}é", "{{ 1.5 }}", "{{ x.é }}", "{{ 'a\\'0.é' }}"} {
+		done := make(chan error, 1)
+		go func() { _, err := Compile(src); done <- err }()
+		select {
+		case err := <-done:
+			if err != nil && strings.Contains(err.Error(), "a number followed by") {
+				t.Errorf("%q refused: %v", src, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%q: Compile hangs", src)
+		}
+	}
+}

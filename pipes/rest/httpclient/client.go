@@ -66,6 +66,19 @@ func WithClock(now func() time.Time) Option { return func(c *Client) { c.now = n
 // Warn, requests at Debug; URLs are redacted and headers never logged.
 func WithLogger(l *slog.Logger) Option { return func(c *Client) { c.log = l } }
 
+// WithRedact adds a redaction applied after the client's own scrubbing to
+// every URL, error message and response snippet the client reports: the
+// config's Redactor (engine.Redactor.Redact), which knows every secret
+// resolved into the config, so that a secret used where the client cannot
+// see it is one (an operation URL, a payload) is caught too.
+func WithRedact(redact func(string) string) Option {
+	return func(c *Client) { c.scrub.extra = redact }
+}
+
+// RedactURL returns u as the client reports URLs: RedactURL's structural
+// redaction, then the client's known secrets and WithRedact's redaction.
+func (c *Client) RedactURL(u string) string { return c.scrub.url(u) }
+
 // New validates cfg, fills its defaults and returns a Client. It does no
 // network I/O (tokens are fetched by the first request).
 func New(cfg Config, opts ...Option) (*Client, error) {

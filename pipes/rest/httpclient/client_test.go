@@ -587,6 +587,34 @@ func TestRedaction(t *testing.T) {
 	}
 }
 
+// TestRedactionOfSecretsTheClientCannotSee: a secret in an operation URL
+// (a query parameter of no telling name, or a path segment) is only known
+// to the config's redactor (WithRedact); the error, its URL and the echoed
+// body are redacted with it. A secret the snippet cut would split is
+// replaced whole, not half shown.
+func TestRedactionOfSecretsTheClientCannotSee(t *testing.T) {
+	const secret = "opaque-value-7d1c2b"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(500)
+		// The secret straddles the 300-byte snippet limit.
+		io.WriteString(w, strings.Repeat("x", httpclient.StatusErrorBodyLimit-14)+"echo "+r.URL.String())
+	}))
+	defer srv.Close()
+	red := func(s string) string { return strings.ReplaceAll(s, secret, "***") }
+	c := newClient(t, config(srv.URL+"/%s"), httpclient.WithRedact(red))
+	resp, err := c.Do(t.Context(), httpclient.Request{URL: secret + "/items?k=" + secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := resp.Err(nil).Error()
+	if strings.Contains(msg, secret[:6]) || strings.Contains(c.RedactURL(resp.URL), secret) {
+		t.Errorf("the error shows (part of) the secret: %s", msg)
+	}
+	if !strings.Contains(msg, "/***/items?k=***") {
+		t.Errorf("URL not redacted in %s", msg)
+	}
+}
+
 func TestConcurrencyLimit(t *testing.T) {
 	const limit, requests = 3, 12
 	var inflight, maxInflight atomic.Int32

@@ -547,7 +547,7 @@ func (p *parser) retryStrategy(cfg map[string]any) []RetryRule {
 
 func (p *parser) auth(cfg map[string]any) Auth {
 	if o := p.object(cfg, "tripletex"); o != nil {
-		p.fail("tripletex", errors.New("tripletex authentication is not supported"))
+		p.fail("tripletex", errors.New(`not supported: authentication "tripletex" (Ferry supports basic, oauth2 and jwt_token; or set the credentials in headers)`))
 	}
 	if o := p.object(cfg, "oauth2"); o != nil {
 		return p.oauth2(o)
@@ -569,7 +569,7 @@ func (p *parser) auth(cfg map[string]any) Auth {
 		}
 		return Auth{}
 	default:
-		p.fail("authentication", fmt.Errorf("%q is not supported (only basic)", kind))
+		p.fail("authentication", fmt.Errorf("not supported: authentication %q (Ferry supports basic with username/password, oauth2 and jwt_token; or set an Authorization header in headers)", kind))
 		return Auth{}
 	}
 }

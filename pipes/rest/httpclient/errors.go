@@ -108,13 +108,25 @@ func (r *Response) Err(allowed func(status int) bool) error {
 	if r.scrub != nil {
 		scrub, redactURL = r.scrub.scrub, r.scrub.url
 	}
+	// Scrub before cutting, over a window longer than the snippet: a
+	// secret the cut would split is then replaced whole, not half shown.
+	window := r.Body
+	if len(window) > statusErrorScrubWindow {
+		window = window[:statusErrorScrubWindow]
+	}
+	body := scrub(strings.ToValidUTF8(string(window), "\uFFFD"))
 	return &StatusError{
 		Method: r.Method,
 		URL:    redactURL(r.URL),
 		Status: r.Status,
-		Body:   scrub(snippet(r.Body, StatusErrorBodyLimit)),
+		Body:   snippet([]byte(body), StatusErrorBodyLimit),
 	}
 }
+
+// statusErrorScrubWindow is how much of an error body is scrubbed before
+// it is cut to StatusErrorBodyLimit: secrets up to 3.7 KB long that start
+// within the snippet are replaced whole.
+const statusErrorScrubWindow = 4 << 10
 
 // snippet returns at most n bytes of b as text, cut at a rune boundary,
 // with "..." when cut.

@@ -80,6 +80,9 @@ type scrubber struct {
 	mu      sync.RWMutex
 	secrets []string
 	r       *strings.Replacer
+	// extra is applied after the literal secrets (WithRedact); set
+	// before the client is used.
+	extra func(string) string
 }
 
 // minSecretLen keeps the scrubber from replacing short, common strings (a
@@ -152,10 +155,13 @@ func (s *scrubber) scrub(text string) string {
 	s.mu.RLock()
 	r := s.r
 	s.mu.RUnlock()
-	if r == nil {
-		return text
+	if r != nil {
+		text = r.Replace(text)
 	}
-	return r.Replace(text)
+	if s.extra != nil {
+		text = s.extra(text)
+	}
+	return text
 }
 
 // url redacts a URL structurally, then literally.
