@@ -15,6 +15,11 @@ import (
 // values (see RawReader); everything it accepts, DecodeEntity accepts, and
 // the result is byte-identical to Prepare(DecodeEntity(raw)) (FuzzPrepareRaw
 // checks this).
+//
+// It reads the text once: each value is validated and written in its
+// canonical form as it is read; an object's members are written in the
+// order they come and, when their keys are not already in order (or
+// repeat, or are reserved root keys), rewritten sorted from a copy.
 func PrepareRaw(arena []byte, raw []byte) (Prepared, []byte, error) {
 	var s PrepareScratch
 	return s.PrepareRaw(arena, raw)
@@ -24,18 +29,19 @@ func PrepareRaw(arena []byte, raw []byte) (Prepared, []byte, error) {
 // per goroutine.
 type PrepareScratch struct {
 	members [][]rawMember
+	tmp     []byte
 }
 
 // PrepareRaw is the package function PrepareRaw reusing s's memory.
 func (s *PrepareScratch) PrepareRaw(arena []byte, raw []byte) (Prepared, []byte, error) {
-	c := rawCanon{data: raw, scratch: s.members}
-	defer func() { s.members = c.scratch }()
+	c := rawCanon{data: raw, scratch: s.members, tmp: s.tmp}
+	defer func() { s.members, s.tmp = c.scratch, c.tmp }()
 	c.skipSpace()
 	if c.pos >= len(c.data) || c.data[c.pos] != '{' {
-		if _, err := DecodeValue(raw); err != nil {
+		v, err := DecodeValue(raw)
+		if err != nil {
 			return Prepared{}, arena, err
 		}
-		v, _ := DecodeValue(raw)
 		return Prepared{}, arena, fmt.Errorf("entity is %s, not a JSON object", TypeName(v))
 	}
 	start := len(arena)
@@ -65,10 +71,12 @@ type rawCanon struct {
 	// scratch holds a member list per nesting depth, reused across
 	// objects at the same depth.
 	scratch [][]rawMember
+	// tmp holds an object's members while they are rewritten sorted.
+	tmp []byte
 }
 
 // rawRoot collects what the root object tells about the entity.
-type rawRoot = struct {
+type rawRoot struct {
 	Prepared
 	hasID bool
 }
@@ -88,10 +96,12 @@ func (c *rawCanon) skipSpace() {
 	}
 }
 
+// rawMember is a member of an object being canonicalized: its decoded key
+// and where its canonical `"key":value` text was written in dst.
 type rawMember struct {
-	key        []byte // the decoded key; the raw bytes when they need no decoding
-	verbatim   bool   // key can be written as is, between quotes
-	start, end int    // value span in data
+	key        []byte // the raw key bytes when they need no decoding, else the decoded key
+	start, end int    // `"key":value` in dst
+	val        int    // where value starts in dst
 }
 
 // object canonicalizes the object at c.pos into c.dst. root, when not
@@ -106,83 +116,102 @@ func (c *rawCanon) object(depth int, root *rawRoot) error {
 	}
 	members := c.scratch[depth][:0]
 	defer func() { c.scratch[depth] = members[:0] }()
+	objStart := len(c.dst)
+	c.dst = append(c.dst, '{')
+	inOrder := true // keys strictly ascending so far: nothing to rewrite
 	c.skipSpace()
 	if c.pos < len(c.data) && c.data[c.pos] == '}' {
 		c.pos++
-	} else {
-		for {
-			c.skipSpace()
-			if c.pos >= len(c.data) || c.data[c.pos] != '"' {
-				return c.errorf("expected object key string")
-			}
-			kstart := c.pos
-			if err := c.skipValue(depth + 1); err != nil {
+		c.dst = append(c.dst, '}')
+		return nil
+	}
+	for {
+		c.skipSpace()
+		if c.pos >= len(c.data) || c.data[c.pos] != '"' {
+			return c.errorf("expected object key string")
+		}
+		if len(members) > 0 {
+			c.dst = append(c.dst, ',')
+		}
+		m := rawMember{start: len(c.dst)}
+		kstart := c.pos + 1
+		end, flags := scanString(c.data, kstart)
+		if flags&(strEscape|strControl|strOpen) == 0 && (flags&strNonASCII == 0 || utf8.Valid(c.data[kstart:end])) {
+			m.key = c.data[kstart:end]
+			c.dst = append(c.dst, c.data[kstart-1:end+1]...)
+			c.pos = end + 1
+		} else {
+			d := decoder{data: c.data, pos: c.pos}
+			k, err := d.string()
+			c.pos = d.pos
+			if err != nil {
 				return err
 			}
-			m := rawMember{key: c.data[kstart+1 : c.pos-1]}
-			if plainString(m.key) {
-				m.verbatim = true
-			} else {
-				sub := rawCanon{data: c.data, pos: kstart}
-				k, err := sub.readString()
-				if err != nil {
+			m.key = []byte(k)
+			c.dst = appendString(c.dst, k)
+		}
+		c.skipSpace()
+		if c.pos >= len(c.data) || c.data[c.pos] != ':' {
+			return c.errorf("expected ':' after object key")
+		}
+		c.pos++
+		c.dst = append(c.dst, ':')
+		c.skipSpace()
+		m.val = len(c.dst)
+		if err := c.value(depth + 1); err != nil {
+			return err
+		}
+		m.end = len(c.dst)
+		if inOrder && len(members) > 0 && bytes.Compare(members[len(members)-1].key, m.key) >= 0 {
+			inOrder = false
+		}
+		if root != nil && len(m.key) > 0 && m.key[0] == '_' && !(len(m.key) == 3 && string(m.key) == "_id") {
+			inOrder = false // reserved: decided below, after duplicates
+		}
+		members = append(members, m)
+		c.skipSpace()
+		if c.pos >= len(c.data) {
+			return c.errorf("unexpected end of input in object")
+		}
+		if c.data[c.pos] == ',' {
+			c.pos++
+			continue
+		}
+		if c.data[c.pos] == '}' {
+			c.pos++
+			break
+		}
+		return c.errorf("expected ',' or '}' in object")
+	}
+	if root != nil {
+		// The last of duplicate _id keys wins, as in a decoded map.
+		for i := len(members) - 1; i >= 0; i-- {
+			if string(members[i].key) == "_id" {
+				if err := root.setID(c.dst[members[i].val:members[i].end]); err != nil {
 					return err
 				}
-				m.key = []byte(k)
-			}
-			c.skipSpace()
-			if c.pos >= len(c.data) || c.data[c.pos] != ':' {
-				return c.errorf("expected ':' after object key")
-			}
-			c.pos++
-			c.skipSpace()
-			start := c.pos
-			if err := c.skipValue(depth + 1); err != nil {
-				return err
-			}
-			m.start, m.end = start, c.pos
-			members = append(members, m)
-			c.skipSpace()
-			if c.pos >= len(c.data) {
-				return c.errorf("unexpected end of input in object")
-			}
-			if c.data[c.pos] == ',' {
-				c.pos++
-				continue
-			}
-			if c.data[c.pos] == '}' {
-				c.pos++
 				break
 			}
-			return c.errorf("expected ',' or '}' in object")
 		}
 	}
-	// The last of duplicate keys wins, as in a decoded map.
-	slices.SortStableFunc(members, func(a, b rawMember) int { return bytes.Compare(a.key, b.key) })
-	end := c.pos
-	c.dst = append(c.dst, '{')
+	if inOrder {
+		c.dst = append(c.dst, '}')
+		return nil
+	}
+	// Rewrite the members sorted, from a copy; the last of duplicate keys
+	// wins, as in a decoded map.
+	c.tmp = append(c.tmp[:0], c.dst[objStart:]...)
+	sortMembers(members)
+	c.dst = append(c.dst[:objStart], '{')
 	first := true
 	for i, m := range members {
 		if i+1 < len(members) && bytes.Equal(members[i+1].key, m.key) {
 			continue
 		}
-		val := c.data[m.start:m.end]
+		val := c.tmp[m.val-objStart : m.end-objStart]
 		if root != nil && len(m.key) > 0 && m.key[0] == '_' {
 			switch string(m.key) {
 			case "_id":
-				if val[0] != '"' {
-					v, _ := DecodeValue(val)
-					return fmt.Errorf("entity _id is %s, not a non-empty string", TypeName(v))
-				}
-				sub := rawCanon{data: val}
-				id, err := sub.readString()
-				if err != nil {
-					return err
-				}
-				if id == "" {
-					return fmt.Errorf("entity _id is a string, not a non-empty string")
-				}
-				root.ID, root.hasID = id, true
 			case "_deleted":
 				if string(val) != "true" {
 					continue
@@ -199,105 +228,113 @@ func (c *rawCanon) object(depth int, root *rawRoot) error {
 			c.dst = append(c.dst, ',')
 		}
 		first = false
-		if m.verbatim {
-			c.dst = append(c.dst, '"')
-			c.dst = append(c.dst, m.key...)
-			c.dst = append(c.dst, '"', ':')
-		} else {
-			c.dst = appendString(c.dst, string(m.key))
-			c.dst = append(c.dst, ':')
-		}
-		if err := c.value(m.start, m.end, depth+1); err != nil {
-			return err
-		}
+		c.dst = append(c.dst, c.tmp[m.start-objStart:m.end-objStart]...)
 	}
 	c.dst = append(c.dst, '}')
-	c.pos = end
 	return nil
 }
 
-// value canonicalizes the validated value data[start:end] into c.dst.
-func (c *rawCanon) value(start, end, depth int) error {
-	switch b := c.data[start]; {
-	case b == '{':
-		save := c.pos
-		c.pos = start
-		err := c.object(depth, nil)
-		c.pos = save
+// sortMembers sorts members by key, keeping the order of equal keys:
+// insertion sort for the few members most objects have.
+func sortMembers(ms []rawMember) {
+	if len(ms) > 24 {
+		slices.SortStableFunc(ms, func(a, b rawMember) int { return bytes.Compare(a.key, b.key) })
+		return
+	}
+	for i := 1; i < len(ms); i++ {
+		m := ms[i]
+		j := i
+		for ; j > 0 && bytes.Compare(ms[j-1].key, m.key) > 0; j-- {
+			ms[j] = ms[j-1]
+		}
+		ms[j] = m
+	}
+}
+
+// setID takes the root's _id from its canonical value text.
+func (p *rawRoot) setID(val []byte) error {
+	if val[0] != '"' {
+		v, _ := DecodeValue(val)
+		return fmt.Errorf("entity _id is %s, not a non-empty string", TypeName(v))
+	}
+	d := decoder{data: val}
+	id, err := d.string()
+	if err != nil {
 		return err
+	}
+	if id == "" {
+		return fmt.Errorf("entity _id is a string, not a non-empty string")
+	}
+	p.ID, p.hasID = id, true
+	return nil
+}
+
+// value canonicalizes the value at c.pos into c.dst and moves past it.
+func (c *rawCanon) value(depth int) error {
+	if c.pos >= len(c.data) {
+		return c.errorf("unexpected end of input")
+	}
+	if depth > maxDepth {
+		return c.errorf("nesting deeper than %d", maxDepth)
+	}
+	switch b := c.data[c.pos]; {
+	case b == '{':
+		return c.object(depth, nil)
 	case b == '[':
+		c.pos++
 		c.dst = append(c.dst, '[')
-		d := decoder{data: c.data[:end], pos: start + 1}
-		d.skipSpace()
-		if d.data[d.pos] == ']' {
+		c.skipSpace()
+		if c.pos < len(c.data) && c.data[c.pos] == ']' {
+			c.pos++
 			c.dst = append(c.dst, ']')
 			return nil
 		}
-		for first := true; ; first = false {
-			d.skipSpace()
-			es := d.pos
-			if err := d.skip(depth + 1); err != nil {
+		for {
+			c.skipSpace()
+			if err := c.value(depth + 1); err != nil {
 				return err
 			}
-			if !first {
+			c.skipSpace()
+			if c.pos >= len(c.data) {
+				return c.errorf("unexpected end of input in array")
+			}
+			switch c.data[c.pos] {
+			case ',':
+				c.pos++
 				c.dst = append(c.dst, ',')
-			}
-			if err := c.value(es, d.pos, depth+1); err != nil {
-				return err
-			}
-			d.skipSpace()
-			if d.data[d.pos] == ']' {
+			case ']':
+				c.pos++
 				c.dst = append(c.dst, ']')
 				return nil
+			default:
+				return c.errorf("expected ',' or ']' in array")
 			}
-			d.pos++ // ,
 		}
 	case b == '"':
-		if plainString(c.data[start+1 : end-1]) {
-			c.dst = append(c.dst, c.data[start:end]...)
+		start := c.pos
+		end, flags := scanString(c.data, start+1)
+		if flags&(strEscape|strControl|strOpen) == 0 && (flags&strNonASCII == 0 || utf8.Valid(c.data[start+1:end])) {
+			c.dst = append(c.dst, c.data[start:end+1]...)
+			c.pos = end + 1
 			return nil
 		}
 		d := decoder{data: c.data, pos: start}
 		str, err := d.string()
+		c.pos = d.pos
 		if err != nil {
 			return err
 		}
 		c.dst = appendString(c.dst, str)
 		return nil
 	default: // number or literal: verbatim
-		c.dst = append(c.dst, c.data[start:end]...)
+		d := decoder{data: c.data, pos: c.pos}
+		start := c.pos
+		err := d.skip(depth)
+		c.pos = d.pos
+		if err != nil {
+			return err
+		}
+		c.dst = append(c.dst, c.data[start:c.pos]...)
 		return nil
 	}
-}
-
-// plainString reports whether a (validated) string's raw bytes are
-// already canonical: no escapes and valid UTF-8.
-func plainString(raw []byte) bool {
-	ascii := true
-	for _, b := range raw {
-		if b == '\\' {
-			return false
-		}
-		if b >= utf8.RuneSelf {
-			ascii = false
-		}
-	}
-	return ascii || utf8.Valid(raw)
-}
-
-// readString decodes the string at c.pos with the decoder's rules.
-func (c *rawCanon) readString() (string, error) {
-	d := decoder{data: c.data, pos: c.pos}
-	s, err := d.string()
-	c.pos = d.pos
-	return s, err
-}
-
-// skipValue validates the value at c.pos and moves past it, without
-// allocating.
-func (c *rawCanon) skipValue(depth int) error {
-	d := decoder{data: c.data, pos: c.pos}
-	err := d.skip(depth)
-	c.pos = d.pos
-	return err
 }

@@ -169,18 +169,10 @@ func (d *decoder) key() (string, error) {
 		return d.string()
 	}
 	start := d.pos + 1
-	for i := start; i < len(d.data); i++ {
-		c := d.data[i]
-		if c == '"' {
-			raw := d.data[start:i]
-			if k, ok := d.keys[string(raw)]; ok {
-				d.pos = i + 1
-				return k, nil
-			}
-			break
-		}
-		if c == '\\' || c < 0x20 || c >= 0x80 {
-			break
+	if end, flags := scanString(d.data, start); flags == 0 {
+		if k, ok := d.keys[string(d.data[start:end])]; ok {
+			d.pos = end + 1
+			return k, nil
 		}
 	}
 	k, err := d.string()
@@ -375,27 +367,36 @@ func (d *decoder) numberSpan() (int, error) {
 func (d *decoder) string() (string, error) {
 	d.pos++ // opening quote
 	start := d.pos
-	ascii := true
-	for d.pos < len(d.data) {
-		c := d.data[d.pos]
-		switch {
-		case c == '"':
-			s := d.data[start:d.pos]
-			d.pos++
-			if !ascii && !utf8.Valid(s) {
-				return "", d.invalidUTF8(start, s)
-			}
-			return string(s), nil
-		case c == '\\':
-			return d.slowString(start)
-		case c < 0x20:
-			return "", d.errorf("control character in string")
-		case c >= 0x80:
-			ascii = false
-		}
-		d.pos++
+	end, flags := scanString(d.data, start)
+	switch {
+	case flags&strEscape != 0:
+		// Decode from the first backslash (the bytes before it are plain
+		// or, if not ASCII, validated with the rest).
+		d.pos = start + indexBackslash(d.data[start:end])
+		return d.slowString(start)
+	case flags&strOpen != 0:
+		d.pos = end
+		return "", d.errorf("unterminated string")
+	case flags&strControl != 0:
+		d.pos = end
+		return "", d.errorf("control character in string")
 	}
-	return "", d.errorf("unterminated string")
+	s := d.data[start:end]
+	d.pos = end + 1
+	if flags&strNonASCII != 0 && !utf8.Valid(s) {
+		return "", d.invalidUTF8(start, s)
+	}
+	return string(s), nil
+}
+
+// indexBackslash returns the index of the first backslash in b, or len(b).
+func indexBackslash(b []byte) int {
+	for i, c := range b {
+		if c == '\\' {
+			return i
+		}
+	}
+	return len(b)
 }
 
 // slowString decodes a string containing escapes; d.pos is at the first
@@ -596,6 +597,18 @@ func (d *decoder) skip(depth int) error {
 // skipString validates a string without decoding it.
 func (d *decoder) skipString() error {
 	d.pos++ // opening quote
+	end, flags := scanString(d.data, d.pos)
+	if flags&(strEscape|strControl|strOpen) == 0 {
+		d.pos = end + 1
+		return nil
+	}
+	if flags&strEscape == 0 {
+		d.pos = end
+		if flags&strOpen != 0 {
+			return d.errorf("unterminated string")
+		}
+		return d.errorf("control character in string")
+	}
 	for d.pos < len(d.data) {
 		c := d.data[d.pos]
 		switch {

@@ -2,9 +2,11 @@ package pipes
 
 import (
 	"bufio"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"math/bits"
 )
 
 // valueStream splits a byte stream into top-level JSON values without
@@ -124,7 +126,8 @@ func (s *valueStream) readValue(c byte) error {
 	switch c {
 	case '{', '[':
 		// Scan the buffered bytes in a tight loop rather than byte by byte
-		// through the reader; state carries across buffer refills.
+		// through the reader; state carries across buffer refills. Inside
+		// strings, quoteOrBackslash skips eight bytes at a time.
 		depth, inStr, esc := 1, false, false
 		for depth > 0 {
 			if s.r.Buffered() == 0 {
@@ -134,20 +137,26 @@ func (s *valueStream) readValue(c byte) error {
 			}
 			chunk, _ := s.r.Peek(s.r.Buffered())
 			i := 0
-			for ; i < len(chunk) && depth > 0; i++ {
-				b := chunk[i]
+			for i < len(chunk) && depth > 0 {
 				if inStr {
-					switch {
-					case esc:
+					if esc {
 						esc = false
-					case b == '\\':
+						i++
+						continue
+					}
+					i += quoteOrBackslash(chunk[i:])
+					if i == len(chunk) {
+						break
+					}
+					if chunk[i] == '\\' {
 						esc = true
-					case b == '"':
+					} else {
 						inStr = false
 					}
+					i++
 					continue
 				}
-				switch b {
+				switch chunk[i] {
 				case '"':
 					inStr = true
 				case '{', '[':
@@ -155,6 +164,7 @@ func (s *valueStream) readValue(c byte) error {
 				case '}', ']':
 					depth--
 				}
+				i++
 			}
 			s.buf = append(s.buf, chunk[:i]...)
 			s.r.Discard(i)
@@ -193,4 +203,24 @@ func (s *valueStream) readValue(c byte) error {
 			s.readByte()
 		}
 	}
+}
+
+// quoteOrBackslash returns the index of the first '"' or '\\' in b, or
+// len(b), looking at eight bytes per step.
+func quoteOrBackslash(b []byte) int {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		w := binary.LittleEndian.Uint64(b[i:])
+		q, bs := w^(ones*'"'), w^(ones*'\\')
+		if m := ((q-ones)&^q | (bs-ones)&^bs) & highs; m != 0 {
+			return i + bits.TrailingZeros64(m)>>3
+		}
+	}
+	for ; i < len(b); i++ {
+		if b[i] == '"' || b[i] == '\\' {
+			return i
+		}
+	}
+	return i
 }

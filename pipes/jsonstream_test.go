@@ -4,13 +4,27 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
+	"testing/iotest"
 )
 
+// splitAll splits data, and checks that reading it one byte per Read
+// (values, strings and escapes cut at every buffer refill) splits it the
+// same way.
 func splitAll(data []byte) ([]string, error) {
-	s := newValueStream(bytes.NewReader(data))
+	out, err := splitFrom(bytes.NewReader(data))
+	slow, slowErr := splitFrom(iotest.OneByteReader(bytes.NewReader(data)))
+	if strings.Join(out, "\x00") != strings.Join(slow, "\x00") || (err == nil) != (slowErr == nil) {
+		return nil, fmt.Errorf("split %q = %q, %v; one byte at a time %q, %v", data, out, err, slow, slowErr)
+	}
+	return out, err
+}
+
+func splitFrom(r io.Reader) ([]string, error) {
+	s := newValueStream(r)
 	var out []string
 	for {
 		v, err := s.Next()
@@ -45,6 +59,8 @@ func TestValueStream(t *testing.T) {
 		{`"abc`, nil, "unexpected end of input in a string"},
 		{`"a\`, nil, "unexpected end of input in a string"},
 		{`{"a":[1,2}`, nil, "unexpected end of input in value 0"},
+		{`[{"k":"a long string with \"escaped\" quotes, backslashes \\ and ] } [ { inside it"},{"_id":"x"}]`,
+			[]string{`{"k":"a long string with \"escaped\" quotes, backslashes \\ and ] } [ { inside it"}`, `{"_id":"x"}`}, ""},
 		{`[`, nil, "unexpected end of input inside the top-level array"},
 	}
 	for _, c := range cases {

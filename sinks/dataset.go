@@ -172,9 +172,10 @@ type datasetRun struct {
 	changed int64
 	track   bool
 	// seen holds a 128-bit hash of every _id produced by a full run (16
-	// bytes per entity rather than the ids themselves), for deletion
-	// tracking at the end of the run.
-	seen        []idHash
+	// bytes per entity rather than the ids themselves, spilled to a
+	// temporary file beyond a million), for deletion tracking at the end
+	// of the run.
+	seen        *seenSet
 	initialDone bool
 	// fresh is set when the dataset was empty at the start of the run.
 	fresh *bloom.Filter
@@ -186,6 +187,14 @@ func (r *datasetRun) AcceptsLazy() bool { return true }
 
 // SingleTransaction: an armed breaker must be able to undo the whole run.
 func (r *datasetRun) SingleTransaction() bool { return r.limit >= 0 }
+
+// seenAdd remembers an _id the full run produced.
+func (r *datasetRun) seenAdd(h idHash) error {
+	if r.seen == nil {
+		r.seen = newSeenSet()
+	}
+	return r.seen.add(h)
+}
 
 func (r *datasetRun) count(res engine.PutResult) error {
 	st := r.rc.Stats
@@ -230,7 +239,9 @@ func (r *datasetRun) Write(ctx context.Context, tx engine.WriteTx, batch []engin
 			}
 			if same {
 				if r.track {
-					r.seen = append(r.seen, hashID(p.ID))
+					if err := r.seenAdd(hashID(p.ID)); err != nil {
+						return err
+					}
 				}
 				r.rc.Stats.Unchanged++
 				continue
@@ -242,7 +253,9 @@ func (r *datasetRun) Write(ctx context.Context, tx engine.WriteTx, batch []engin
 		if r.track || r.fresh != nil {
 			h := hashID(p.ID)
 			if r.track {
-				r.seen = append(r.seen, h)
+				if err := r.seenAdd(h); err != nil {
+					return err
+				}
 			}
 			if r.fresh != nil && !r.fresh.Add(h[0], h[1]) {
 				p.KnownNew = true
@@ -304,10 +317,20 @@ func (r *datasetRun) Finish(ctx context.Context, tx engine.WriteTx, ts int64) er
 		return err
 	}
 	if r.track {
-		sortIDHashes(r.seen)
+		if r.seen == nil {
+			r.seen = newSeenSet()
+		}
+		defer r.seen.close()
+		if err := r.seen.seal(); err != nil {
+			return err
+		}
 		var gone []string
 		err := tx.ForEachLive(r.d.Name, func(id string) error {
-			if !containsIDHash(r.seen, hashID(id)) {
+			seen, err := r.seen.has(hashID(id))
+			if err != nil {
+				return err
+			}
+			if !seen {
 				gone = append(gone, id)
 			}
 			return nil
@@ -330,7 +353,6 @@ func (r *datasetRun) Finish(ctx context.Context, tx engine.WriteTx, ts int64) er
 				return fmt.Errorf("deletion tracking: %w", err)
 			}
 		}
-		r.seen = nil
 	}
 	switch r.d.SetInitialOffset {
 	case "always", "initially", "onload":

@@ -87,3 +87,47 @@ func BenchmarkIDHashSetBaseline(b *testing.B) {
 		}
 	})
 }
+
+// TestSeenSetSpills checks the seen set against a map, in memory and
+// spilled to sorted runs on disk, with duplicates and with many hashes
+// sharing their high half (so that equal high halves straddle the blocks
+// the spilled lookups read).
+func TestSeenSetSpills(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, c := range []struct{ max, n int }{{1 << 20, 3000}, {300, 5000}, {1000, 1000}, {7, 0}} {
+		s := &seenSet{max: c.max}
+		model := map[idHash]bool{}
+		var added []idHash
+		for i := 0; i < c.n; i++ {
+			var h idHash
+			if i > 0 && rng.IntN(5) == 0 {
+				h = added[rng.IntN(len(added))] // a duplicate
+			} else {
+				h = idHash{uint64(rng.IntN(40)) << 58, rng.Uint64()}
+			}
+			if err := s.add(h); err != nil {
+				t.Fatal(err)
+			}
+			model[h] = true
+			added = append(added, h)
+		}
+		if err := s.seal(); err != nil {
+			t.Fatal(err)
+		}
+		if spilled := s.merged != nil; spilled != (c.n >= c.max) {
+			t.Errorf("max %d, n %d: spilled %v", c.max, c.n, spilled)
+		}
+		for h := range model {
+			if ok, err := s.has(h); !ok || err != nil {
+				t.Fatalf("max %d: added %x not found (%v)", c.max, h, err)
+			}
+		}
+		for range 2000 {
+			h := idHash{uint64(rng.IntN(41)) << 58, rng.Uint64()}
+			if ok, err := s.has(h); ok != model[h] || err != nil {
+				t.Fatalf("max %d: has(%x) = %v (%v), want %v", c.max, h, ok, err, model[h])
+			}
+		}
+		s.close()
+	}
+}

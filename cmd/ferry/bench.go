@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -23,12 +24,19 @@ import (
 
 	"github.com/ferrydata/ferry/engine"
 	"github.com/ferrydata/ferry/engine/boltstore"
+	"github.com/ferrydata/ferry/internal/cputime"
 	"github.com/ferrydata/ferry/pipes/all"
+	"github.com/ferrydata/ferry/pipes/rest/collectbench"
 )
 
 // benchScenarios run in this order; each later one uses the store the
-// earlier ones left.
-var benchScenarios = []string{"floor", "initial", "unchanged", "changed10", "jq", "share"}
+// earlier ones left (unchanged, changed10, jq, dtl and dtl-jq need
+// initial's).
+var benchScenarios = []string{"floor", "initial", "unchanged", "changed10", "jq", "dtl", "dtl-jq", "collect", "share"}
+
+// benchNoFloorRatio lists scenarios whose throughput is not dataset writes
+// of the generated entities, so a ratio to the floor means nothing.
+var benchNoFloorRatio = map[string]bool{"share": true, "collect": true}
 
 // benchResult is one scenario's figures.
 type benchResult struct {
@@ -49,9 +57,24 @@ type benchResult struct {
 	ReleaseSeconds  float64 `json:"release_seconds"`
 	// Scrape: the load scenario's /metrics scrapes (bench_scrape.go).
 	Scrape *scrapeResult `json:"scrape,omitempty"`
-	// Share scenario: HTTP requests sent and the process's CPU time.
-	Requests   int64   `json:"requests,omitempty"`
+	// Share scenario: HTTP requests sent.
+	Requests int64 `json:"requests,omitempty"`
+	// CPUSeconds is the scenario's CPU time (user + system, the process's
+	// own; with the fake API's for collect and share): unlike wall time it
+	// holds when other work shares the machine.
 	CPUSeconds float64 `json:"cpu_seconds,omitempty"`
+	// Collect scenario: the fake API's own cost, measured by a plain
+	// client fetching the same pages.
+	APIEntitiesPerS float64 `json:"api_entities_per_s,omitempty"`
+	APICPUSeconds   float64 `json:"api_cpu_seconds,omitempty"`
+}
+
+// cpuMicrosPerEntity is the scenario's CPU time per entity in µs.
+func (r *benchResult) cpuMicrosPerEntity() float64 {
+	if r.Entities == 0 {
+		return 0
+	}
+	return r.CPUSeconds / float64(r.Entities) * 1e6
 }
 
 // benchCmd measures the store and runner on generated entities. Each
@@ -63,6 +86,7 @@ func (c *cli) benchCmd() *cobra.Command {
 		dir, scenario, cpuprof, workers string
 		noSync                          bool
 		scrape                          time.Duration
+		bo                              benchOptions
 	)
 	cmd := &cobra.Command{
 		Use:     "bench",
@@ -70,17 +94,26 @@ func (c *cli) benchCmd() *cobra.Command {
 		Short:   "Measure the throughput of the store and the runner",
 		Long: `Bench generates N entities (~310 bytes of nested JSON, ids in random order) as
 NDJSON and measures, each scenario in its own process, with fsync on: an
-initial load, the same file again (unchanged), 10% changed, a jq pipe, and the
-floor (bare bbolt). It then checks the store and fails if anything is off.`,
+initial load, the same file again (unchanged), 10% changed, a jq pipe, a DTL
+pipe with 10 functions and the equivalent jq, a REST collect from a fake API,
+a share (write-back) run, and the floor (bare bbolt). It then checks the store
+and fails if anything is off. Besides wall-clock throughput it reports each
+scenario's CPU time per entity, which holds when the machine is shared.
+
+--compare BASELINE.json (a saved 'ferry bench --json') prints each scenario's
+ratio to the baseline and exits 1 when one fell by more than --tolerance
+percent: a regression guard. docs/performance.md has the current figures.`,
 		Example: `  ferry bench
-  ferry bench -n 100000 --json`,
+  ferry bench -n 100000 --json > baseline.json
+  ferry bench -n 100000 --compare baseline.json --tolerance 10
+  ferry bench --scenarios initial,unchanged --metric cpu --compare baseline.json`,
 		Args: usageArgs(0, 0, "takes no arguments"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			code := exitOK
 			if workers != "" || scenario == "worker" {
 				code = c.benchWorkers(cmd.Context(), n, dir, workers, scenario, ckpt) // bench_nats.go
 			} else {
-				code = c.bench(cmd.Context(), n, ckpt, dir, scenario, cpuprof, noSync, scrape, scrapeRounds)
+				code = c.bench(cmd.Context(), n, ckpt, dir, scenario, cpuprof, noSync, scrape, scrapeRounds, bo)
 			}
 			if code != exitOK {
 				return reported(code)
@@ -95,6 +128,10 @@ floor (bare bbolt). It then checks the store and fails if anything is off.`,
 	f.BoolVar(&noSync, "no-sync", false, "skip fsync (not what the targets are measured with)")
 	f.StringVar(&cpuprof, "cpuprofile", "", "with --scenario: write a CPU profile to this file")
 	f.IntVar(&ckpt, "checkpoint-interval", engine.DefaultCheckpointInterval, "batches (of 100) per transaction, for the pipes and the floor")
+	f.StringVar(&bo.scenarios, "scenarios", "", "comma-separated scenarios to run (default: all; "+strings.Join(benchScenarios, ",")+")")
+	f.StringVar(&bo.compare, "compare", "", "a saved 'ferry bench --json' run: print each scenario's ratio to it and exit 1 on a regression")
+	f.Float64Var(&bo.tolerance, "tolerance", 10, "with --compare: the largest drop (percent) that is not a regression")
+	f.StringVar(&bo.metric, "metric", "throughput", "with --compare: throughput (entities/s, wall clock) or cpu (CPU time per entity, steadier on a shared machine)")
 	f.StringVar(&workers, "workers", "", "with a nats:// --store: measure throughput with these numbers of worker processes on independent pipes instead (e.g. 1,2,4)")
 	f.DurationVar(&scrape, "scrape", 0, "also measure what scraping /metrics at this interval (e.g. 100ms) costs an initial load: fresh loads with and without scraping, alternated")
 	f.IntVar(&scrapeRounds, "scrape-rounds", 3, "with --scrape: pairs of loads to compare (the median ratio is reported)")
@@ -102,11 +139,39 @@ floor (bare bbolt). It then checks the store and fails if anything is off.`,
 	return jsonOK(cmd)
 }
 
-func (c *cli) bench(ctx context.Context, n, ckpt int, dir, scenario, cpuprof string, noSync bool, scrape time.Duration, scrapeRounds int) int {
+// benchOptions are the flags that choose and judge scenarios.
+type benchOptions struct {
+	scenarios string  // comma-separated; "" = all
+	compare   string  // baseline file
+	tolerance float64 // percent
+	metric    string  // throughput | cpu
+}
+
+func (c *cli) bench(ctx context.Context, n, ckpt int, dir, scenario, cpuprof string, noSync bool, scrape time.Duration, scrapeRounds int, bo benchOptions) int {
 	mapped := c.g.maxRSSMiB
 	if n <= 0 {
 		c.errorf("bench: --entities (-n) must be positive")
 		return exitUsage
+	}
+	run, err := selectScenarios(bo.scenarios)
+	if err != nil {
+		c.errorf("bench: --scenarios: %v", err)
+		return exitUsage
+	}
+	if bo.metric != "throughput" && bo.metric != "cpu" {
+		c.errorf("bench: --metric %q: want throughput or cpu", bo.metric)
+		return exitUsage
+	}
+	if bo.tolerance < 0 || bo.tolerance >= 100 {
+		c.errorf("bench: --tolerance %g: want a percentage from 0 to 100", bo.tolerance)
+		return exitUsage
+	}
+	var baseline map[string]*benchResult
+	if bo.compare != "" && scenario == "" {
+		if baseline, err = readBenchBaseline(bo.compare); err != nil {
+			c.errorf("bench: --compare: %v", err)
+			return exitUsage
+		}
 	}
 	if scenario != "" {
 		if cpuprof != "" {
@@ -130,9 +195,7 @@ func (c *cli) bench(ctx context.Context, n, ckpt int, dir, scenario, cpuprof str
 			c.errorf("bench %s: %v", scenario, err)
 			return exitFailed
 		}
-		if err == nil {
-			res.PeakAnonBytes = stopSampler()
-		}
+		res.PeakAnonBytes = stopSampler()
 		json.NewEncoder(c.stdout).Encode(res)
 		return exitOK
 	}
@@ -167,7 +230,7 @@ func (c *cli) bench(ctx context.Context, n, ckpt int, dir, scenario, cpuprof str
 		return exitFailed
 	}
 	results := map[string]*benchResult{}
-	for _, sc := range benchScenarios {
+	for _, sc := range run {
 		if !c.g.json {
 			fmt.Fprintf(c.stderr, "bench: %s...\n", sc)
 		}
@@ -228,11 +291,31 @@ func (c *cli) bench(ctx context.Context, n, ckpt int, dir, scenario, cpuprof str
 			return exitFailed
 		}
 	}
-	floor := results["floor"].EntitiesPerS
-	for sc, r := range results {
-		if floor > 0 && sc != "share" { // share counts updates to an API, not dataset writes
-			r.RatioToFloor = r.EntitiesPerS / floor
+	if floor := results["floor"]; floor != nil && floor.EntitiesPerS > 0 {
+		for sc, r := range results {
+			if !benchNoFloorRatio[sc] {
+				r.RatioToFloor = r.EntitiesPerS / floor.EntitiesPerS
+			}
 		}
+	}
+	code := exitOK
+	if baseline != nil {
+		if !c.g.json {
+			c.printBenchTable(run, results, n, noSync, storeURL, scrapeCost)
+			fmt.Fprintln(c.stdout)
+		}
+		cmp := compareBench(run, baseline, results, bo.metric, bo.tolerance)
+		if c.g.json {
+			c.printJSON(map[string]any{"results": results, "compare": cmp})
+		} else {
+			printBenchCompare(c.stdout, cmp, bo)
+		}
+		for _, r := range cmp {
+			if r.Regressed {
+				code = exitFailed
+			}
+		}
+		return code
 	}
 	if c.g.json {
 		if scrapeCost != nil {
@@ -242,18 +325,57 @@ func (c *cli) bench(ctx context.Context, n, ckpt int, dir, scenario, cpuprof str
 		c.printJSON(results)
 		return exitOK
 	}
-	tw := tabwriter.NewWriter(c.stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "SCENARIO\tENTITIES/S\tRATIO TO FLOOR\tPEAK RSS\tPEAK ANON\tWRITTEN\tUNCHANGED\tDELETED\tSECONDS\n")
-	for _, sc := range benchScenarios {
-		r := results[sc]
-		ratio := fmt.Sprintf("%.2f", r.RatioToFloor)
-		if sc == "share" {
-			ratio = "–"
+	c.printBenchTable(run, results, n, noSync, storeURL, scrapeCost)
+	return exitOK
+}
+
+// selectScenarios parses --scenarios: a comma-separated subset of
+// benchScenarios, run in benchScenarios' order.
+func selectScenarios(list string) ([]string, error) {
+	if strings.TrimSpace(list) == "" {
+		return benchScenarios, nil
+	}
+	want := map[string]bool{}
+	for _, s := range strings.Split(list, ",") {
+		s = strings.TrimSpace(s)
+		if !slices.Contains(benchScenarios, s) {
+			return nil, fmt.Errorf("unknown scenario %q (known: %s)", s, strings.Join(benchScenarios, ", "))
 		}
-		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%.0f MiB\t%.0f MiB\t%d\t%d\t%d\t%.2f\n", sc, r.EntitiesPerS, ratio, float64(r.PeakRSSBytes)/(1<<20), float64(r.PeakAnonBytes)/(1<<20), r.Written, r.Unchanged, r.Deleted, r.Seconds)
+		want[s] = true
+	}
+	var out []string
+	for _, s := range benchScenarios {
+		if want[s] {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+func (c *cli) printBenchTable(run []string, results map[string]*benchResult, n int, noSync bool, storeURL string, scrapeCost map[string]any) {
+	tw := tabwriter.NewWriter(c.stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "SCENARIO\tENTITIES/S\tCPU µs/ENTITY\tRATIO TO FLOOR\tPEAK RSS\tPEAK ANON\tWRITTEN\tUNCHANGED\tDELETED\tSECONDS\n")
+	for _, sc := range run {
+		r := results[sc]
+		ratio := "–"
+		if r.RatioToFloor > 0 {
+			ratio = fmt.Sprintf("%.2f", r.RatioToFloor)
+		}
+		fmt.Fprintf(tw, "%s\t%.0f\t%.2f\t%s\t%.0f MiB\t%.0f MiB\t%d\t%d\t%d\t%.2f\n", sc, r.EntitiesPerS, r.cpuMicrosPerEntity(), ratio,
+			float64(r.PeakRSSBytes)/(1<<20), float64(r.PeakAnonBytes)/(1<<20), r.Written, r.Unchanged, r.Deleted, r.Seconds)
 	}
 	tw.Flush()
-	fmt.Fprintf(c.stdout, "\n%d entities (share: %d updates, each with its lookup, to a fake API in the same process), fsync %v. floor = decode + bare bbolt log bucket + _id->offset bucket in the same transactions.\n", n, benchShareEntities, !noSync)
+	fmt.Fprintf(c.stdout, "\n%d entities, fsync %v. floor = decode + bare bbolt log bucket + _id->offset bucket in the same transactions.\n", n, !noSync)
+	if d, q := results["dtl"], results["dtl-jq"]; d != nil && q != nil && q.EntitiesPerS > 0 {
+		fmt.Fprintf(c.stdout, "dtl (10 functions) runs at %.2f of the equivalent jq (dtl-jq).\n", d.EntitiesPerS/q.EntitiesPerS)
+	}
+	if r := results["collect"]; r != nil {
+		fmt.Fprintf(c.stdout, "collect: %d customers from a fake API in the same process, pages of %d; the fake API alone (a plain client fetching the same pages) serves %.0f/s at %.2f CPU µs each, so Ferry's side costs %.2f CPU µs per entity.\n",
+			r.Entities, collectbench.PageSize, r.APIEntitiesPerS, r.APICPUSeconds/float64(r.Entities)*1e6, max(r.CPUSeconds-r.APICPUSeconds, 0)/float64(r.Entities)*1e6)
+	}
+	if results["share"] != nil {
+		fmt.Fprintf(c.stdout, "share: %d updates, each with its lookup, to a fake API in the same process.\n", benchShareEntities)
+	}
 	if storeURL != "" {
 		fmt.Fprintf(c.stdout, "store: NATS JetStream at %s (the floor stays bbolt); fsync is the server's (sync_interval).\n", redactURL(storeURL))
 	}
@@ -263,7 +385,6 @@ func (c *cli) bench(ctx context.Context, n, ckpt int, dir, scenario, cpuprof str
 			scrapeCost["interval"], scrapeCost["rounds"], scrapeCost["median_ratio"], scrapeCost["cost_percent"], scrapeCost["median_cpu_ratio"], scrapeCost["cpu_cost_percent"],
 			last.Scrapes, last.MeanMillis, last.MaxMillis)
 	}
-	return exitOK
 }
 
 // benchEntity writes the JSON of entity i (~300 bytes, nested). The _id is
@@ -311,9 +432,28 @@ func genBenchFiles(dir string, n int) error {
 func benchConfig(dir string, ckpt int) string {
 	return fmt.Sprintf(`[
  {"_id": "bench-load", "type": "pipe", "checkpoint_interval": %[3]d, "source": {"type": "json", "url": %[1]q}, "sink": {"type": "dataset", "dataset": "bench"}},
- {"_id": "bench-jq", "type": "pipe", "checkpoint_interval": %[3]d, "source": {"type": "dataset", "dataset": "bench"}, "transform": {"type": "jq", "expression": ". + {x: .a}"}}
-]`, filepath.Join(dir, "entities.ndjson"), filepath.Join(dir, "entities-changed10.ndjson"), ckpt)
+ {"_id": "bench-jq", "type": "pipe", "checkpoint_interval": %[3]d, "source": {"type": "dataset", "dataset": "bench"}, "transform": {"type": "jq", "expression": ". + {x: .a}"}},
+ {"_id": "bench-dtl", "type": "pipe", "checkpoint_interval": %[3]d, "source": {"type": "dataset", "dataset": "bench"}, "transform": {"type": "dtl", "rules": %[4]s}},
+ {"_id": "bench-dtl-jq", "type": "pipe", "checkpoint_interval": %[3]d, "source": {"type": "dataset", "dataset": "bench"}, "transform": {"type": "jq", "expression": %[5]q}}
+]`, filepath.Join(dir, "entities.ndjson"), filepath.Join(dir, "entities-changed10.ndjson"), ckpt, benchDTLRules, benchDTLJQ)
 }
+
+// benchDTLRules is the "dtl" scenario's transform: 10 DTL functions (copy,
+// add, remove, upper, lower, split, concat, count, if, eq) over the bench
+// entity. benchDTLJQ does the same in jq ("dtl-jq"); TestBenchDTLMatchesJQ
+// holds their output equal.
+const benchDTLRules = `{"default": [
+  ["copy", "*"],
+  ["add", "name_upper", ["upper", "_S.name"]],
+  ["add", "email_parts", ["split", "@", "_S.email"]],
+  ["add", "city", ["lower", "_S.address.city"]],
+  ["add", "label", ["concat", "_S.name", " (", "_S.address.country", ")"]],
+  ["add", "tag_count", ["count", "_S.tags"]],
+  ["add", "status", ["if", ["eq", "_S.active", true], "active", "inactive"]],
+  ["remove", "a"]]}`
+
+const benchDTLJQ = `. + {name_upper: (.name | ascii_upcase), email_parts: (.email | split("@")), city: (.address.city | ascii_downcase), ` +
+	`label: (.name + " (" + .address.country + ")"), tag_count: (.tags | length), status: (if .active == true then "active" else "inactive" end)} | del(.a)`
 
 func runScenario(ctx context.Context, sc, dir string, n int, noSync bool, ckpt int, mapped int64, storeURL string) (*benchResult, error) {
 	if dir == "" {
@@ -324,6 +464,8 @@ func runScenario(ctx context.Context, sc, dir string, n int, noSync bool, ckpt i
 		return benchFloor(dir, n, noSync, ckpt)
 	case "share":
 		return benchShare(ctx, dir, noSync)
+	case "collect":
+		return benchCollect(ctx, dir, min(n, benchCollectMax), noSync)
 	}
 	cfgPath := filepath.Join(dir, "bench.json")
 	if err := os.WriteFile(cfgPath, []byte(benchConfig(dir, ckpt)), 0o644); err != nil {
@@ -343,7 +485,7 @@ func runScenario(ctx context.Context, sc, dir string, n int, noSync bool, ckpt i
 	}
 	defer store.Close()
 	eng := engine.New(store, plan, nil)
-	pipe := map[string]string{"initial": "bench-load", "unchanged": "bench-load", "changed10": "bench-load", "jq": "bench-jq"}[sc]
+	pipe := map[string]string{"initial": "bench-load", "unchanged": "bench-load", "changed10": "bench-load", "jq": "bench-jq", "dtl": "bench-dtl", "dtl-jq": "bench-dtl-jq"}[sc]
 	if pipe == "" {
 		return nil, fmt.Errorf("unknown scenario %q", sc)
 	}
@@ -361,23 +503,23 @@ func runScenario(ctx context.Context, sc, dir string, n int, noSync bool, ckpt i
 		}
 		eng = engine.New(store, plan, nil)
 	}
-	if sc == "jq" {
+	if sc == "jq" || sc == "dtl" || sc == "dtl-jq" {
 		// Always measure a first run: drop what an earlier run wrote.
-		if err := store.DeleteDataset(ctx, "bench-jq"); err != nil {
+		if err := store.DeleteDataset(ctx, pipe); err != nil {
 			return nil, err
 		}
-		if err := eng.ResetPipe(ctx, "bench-jq"); err != nil {
+		if err := eng.ResetPipe(ctx, pipe); err != nil {
 			return nil, err
 		}
 	}
-	start := time.Now()
+	start, cpu0 := time.Now(), cputime.Now()
 	rec, err := eng.Run(ctx, pipe, engine.RunOptions{})
 	if err != nil {
 		return nil, err
 	}
-	el := time.Since(start).Seconds()
+	el, cpu := time.Since(start).Seconds(), (cputime.Now() - cpu0).Seconds()
 	kept, full, spent := releases()
-	return &benchResult{Entities: n, Seconds: el, EntitiesPerS: float64(n) / el, Written: rec.Written, Unchanged: rec.Unchanged,
+	return &benchResult{Entities: n, Seconds: el, EntitiesPerS: float64(n) / el, CPUSeconds: cpu, Written: rec.Written, Unchanged: rec.Unchanged,
 		Deleted: rec.Deleted, TxEntities: engine.DefaultBatchSize * ckpt, FsyncOnCommit: !noSync,
 		ReleasesKeeping: kept, ReleasesFull: full, ReleaseSeconds: spent.Seconds()}, nil
 }
@@ -402,7 +544,7 @@ func benchFloor(dir string, n int, noSync bool, ckpt int) (*benchResult, error) 
 	defer f.Close()
 	r := bufio.NewReaderSize(f, 256<<10)
 	txSize := engine.DefaultBatchSize * ckpt
-	start := time.Now()
+	start, cpu0 := time.Now(), cputime.Now()
 	var off uint64
 	done := false
 	for !done {
@@ -449,8 +591,8 @@ func benchFloor(dir string, n int, noSync bool, ckpt int) (*benchResult, error) 
 			return nil, err
 		}
 	}
-	el := time.Since(start).Seconds()
-	return &benchResult{Entities: n, Seconds: el, EntitiesPerS: float64(n) / el, Written: int64(off), TxEntities: txSize, FsyncOnCommit: !noSync}, nil
+	el, cpu := time.Since(start).Seconds(), (cputime.Now() - cpu0).Seconds()
+	return &benchResult{Entities: n, Seconds: el, EntitiesPerS: float64(n) / el, CPUSeconds: cpu, Written: int64(off), TxEntities: txSize, FsyncOnCommit: !noSync}, nil
 }
 
 // sampleAnon samples the process's anonymous resident memory (heap,

@@ -10,3 +10,9 @@ func PageWrites(s *Store) int64 {
 	st := s.db.Stats().TxStats
 	return st.GetWrite()
 }
+
+// SetRecentMode forces how commits apply index updates to "recent":
+// "inplace", "rebuild" or "" (decide by size).
+func SetRecentMode(s *Store, mode string) {
+	s.recentMode = map[string]int{"": recentModeAuto, "inplace": recentModeInPlace, "rebuild": recentModeRebuild}[mode]
+}

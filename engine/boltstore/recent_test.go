@@ -104,7 +104,16 @@ func checkModel(t *testing.T, s *Store, ds string, model map[string]*modelEntity
 // transactions back and reopens the store now and then. Every lookup path,
 // and every Put's changed/unchanged answer (which goes through the
 // in-memory filter of "recent"), must agree with a model.
+//
+// It runs with each way a commit applies index updates to "recent" (in
+// place, rebuilt, chosen by size), and checks the store at the end.
 func TestTwoLevelIndexAgainstModel(t *testing.T) {
+	for _, mode := range []int{recentModeAuto, recentModeInPlace, recentModeRebuild} {
+		t.Run(fmt.Sprint("mode=", mode), func(t *testing.T) { testTwoLevelIndexAgainstModel(t, mode) })
+	}
+}
+
+func testTwoLevelIndexAgainstModel(t *testing.T, mode int) {
 	dir := t.TempDir()
 	ctx := context.Background()
 	open := func() *Store {
@@ -113,6 +122,7 @@ func TestTwoLevelIndexAgainstModel(t *testing.T) {
 			t.Fatal(err)
 		}
 		s.recentMin = 16
+		s.recentMode = mode
 		return s
 	}
 	s := open()
@@ -182,6 +192,9 @@ func TestTwoLevelIndexAgainstModel(t *testing.T) {
 		}
 		return nil
 	})
+	if err := s.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // TestIndexWrittenBeforeTheSplit reads and updates a dataset whose whole

@@ -92,6 +92,9 @@ type Store struct {
 	// filters holds each dataset's recentFilter; only write transactions
 	// (under the writer lock) use it.
 	filters map[string]*recentFilter
+	// recentMode forces how flush applies index updates (tests and
+	// benchmarks; recentModeAuto decides by size).
+	recentMode int
 }
 
 // boundEvery is how many index or log operations pass between checks of

@@ -1,0 +1,142 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"text/tabwriter"
+
+	"github.com/ferrydata/ferry/pipes/rest/collectbench"
+)
+
+// benchCollectMax caps the collect scenario's size: the fake API holds
+// its collection in memory (-n smaller than this sizes it).
+const benchCollectMax = 100_000
+
+// benchCollect runs the "collect" scenario (package collectbench): n
+// customers from a fake API on 127.0.0.1 into a dataset, fsync on, plus a
+// plain client's pass over the same pages for the fake API's own cost.
+func benchCollect(ctx context.Context, dir string, n int, noSync bool) (*benchResult, error) {
+	r, err := collectbench.Run(ctx, dir, n, !noSync)
+	if err != nil {
+		return nil, err
+	}
+	return &benchResult{Entities: int(r.Entities), Seconds: r.Seconds, EntitiesPerS: r.EntitiesPerS(), Written: r.Entities,
+		TxEntities: 0, FsyncOnCommit: !noSync, Requests: int64(r.Pages), CPUSeconds: r.CPUSeconds,
+		APIEntitiesPerS: float64(r.Entities) / r.APISeconds, APICPUSeconds: r.APICPUSeconds}, nil
+}
+
+// readBenchBaseline reads a saved `ferry bench --json` run, or the
+// "results" of a saved `ferry bench --json --compare` run.
+func readBenchBaseline(path string) (map[string]*benchResult, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var wrapped struct {
+		Results   map[string]*benchResult `json:"results"`   // a --compare run
+		Scenarios map[string]*benchResult `json:"scenarios"` // a --scrape run
+	}
+	if err := json.Unmarshal(b, &wrapped); err == nil && len(wrapped.Results) > 0 {
+		return wrapped.Results, nil
+	} else if err == nil && len(wrapped.Scenarios) > 0 {
+		return wrapped.Scenarios, nil
+	}
+	var out map[string]*benchResult
+	if err := json.Unmarshal(b, &out); err != nil {
+		return nil, fmt.Errorf("%s: not a 'ferry bench --json' result: %v", path, err)
+	}
+	for sc, r := range out {
+		if r == nil || r.EntitiesPerS <= 0 {
+			return nil, fmt.Errorf("%s: scenario %q has no entities_per_s: not a 'ferry bench --json' result", path, sc)
+		}
+	}
+	return out, nil
+}
+
+// benchComparison is one scenario measured against its baseline.
+type benchComparison struct {
+	Scenario string  `json:"scenario"`
+	Metric   string  `json:"metric"`
+	Baseline float64 `json:"baseline"`
+	Now      float64 `json:"now"`
+	// Ratio is how fast the scenario is now relative to the baseline
+	// (> 1: faster): the throughputs' ratio, or the inverse ratio of CPU
+	// time per entity.
+	Ratio     float64 `json:"ratio"`
+	Regressed bool    `json:"regressed"`
+	// Missing: the baseline has no figure for this scenario.
+	Missing bool `json:"missing,omitempty"`
+}
+
+// compareBench compares the scenarios run with the baseline: a scenario
+// regressed when its ratio is below 1 - tolerance/100.
+func compareBench(run []string, baseline, now map[string]*benchResult, metric string, tolerance float64) []benchComparison {
+	var out []benchComparison
+	for _, sc := range run {
+		cur := now[sc]
+		if cur == nil {
+			continue
+		}
+		c := benchComparison{Scenario: sc, Metric: metric}
+		base := baseline[sc]
+		switch metric {
+		case "cpu":
+			c.Now = cur.cpuMicrosPerEntity()
+			if base != nil {
+				c.Baseline = base.cpuMicrosPerEntity()
+			}
+			if c.Baseline > 0 && c.Now > 0 {
+				c.Ratio = c.Baseline / c.Now
+			}
+		default:
+			c.Now = cur.EntitiesPerS
+			if base != nil {
+				c.Baseline = base.EntitiesPerS
+			}
+			if c.Baseline > 0 {
+				c.Ratio = c.Now / c.Baseline
+			}
+		}
+		if c.Ratio == 0 {
+			c.Missing = true
+		} else {
+			c.Regressed = c.Ratio < 1-tolerance/100
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+func printBenchCompare(w io.Writer, cmp []benchComparison, bo benchOptions) {
+	unit := "ENTITIES/S"
+	if bo.metric == "cpu" {
+		unit = "CPU µs/ENTITY"
+	}
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "SCENARIO\tBASELINE %s\tNOW\tRATIO\tSTATUS\n", unit)
+	failed := 0
+	for _, c := range cmp {
+		status := "ok"
+		switch {
+		case c.Missing:
+			status = "no baseline"
+		case c.Regressed:
+			status = fmt.Sprintf("REGRESSION (more than %g%% slower)", bo.tolerance)
+			failed++
+		}
+		if c.Missing {
+			fmt.Fprintf(tw, "%s\t–\t%.2f\t–\t%s\n", c.Scenario, c.Now, status)
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%.2f\t%.2f\t%.2f\t%s\n", c.Scenario, c.Baseline, c.Now, c.Ratio, status)
+	}
+	tw.Flush()
+	if failed > 0 {
+		fmt.Fprintf(w, "\n%d scenario(s) regressed against %s (tolerance %g%%, metric %s).\n", failed, bo.compare, bo.tolerance, bo.metric)
+	} else {
+		fmt.Fprintf(w, "\nNo scenario fell by more than %g%% against %s (metric %s).\n", bo.tolerance, bo.compare, bo.metric)
+	}
+}

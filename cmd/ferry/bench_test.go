@@ -1,0 +1,125 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ferrydata/ferry/engine"
+	"github.com/ferrydata/ferry/pipes/all"
+)
+
+// TestBenchDTLMatchesJQ: the "dtl" and "dtl-jq" scenarios compare like
+// with like only if the DTL rules and the jq program produce the same
+// entities.
+func TestBenchDTLMatchesJQ(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "bench.json")
+	if err := os.WriteFile(cfgPath, []byte(benchConfig(dir, 10)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := engine.LoadConfig([]string{cfgPath}, engine.EnvFrom(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := engine.Compile(cfg, all.Registry(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		out := map[string]string{}
+		for _, pipe := range []string{"bench-dtl", "bench-dtl-jq"} {
+			e, err := engine.DecodeEntity(benchEntity(nil, i, 0))
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := plan.Pipe(pipe).Transforms[0].Transform(context.Background(), []engine.Entity{e})
+			if err != nil || len(res) != 1 {
+				t.Fatalf("%s: %d entities, %v", pipe, len(res), err)
+			}
+			p, err := engine.Prepare(res[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[pipe] = string(p.Body)
+		}
+		if out["bench-dtl"] != out["bench-dtl-jq"] {
+			t.Fatalf("entity %d:\ndtl %s\njq  %s", i, out["bench-dtl"], out["bench-dtl-jq"])
+		}
+		if i == 0 && !strings.Contains(out["bench-dtl"], `"status":"inactive"`) {
+			t.Errorf("entity 0 should be inactive: %s", out["bench-dtl"])
+		}
+	}
+}
+
+// TestBenchCompare runs `ferry bench` on a few hundred entities, then
+// compares a run with a baseline far faster than this machine (a
+// regression: exit 1) and with one far slower (exit 0).
+func TestBenchCompare(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs ferry bench in subprocesses")
+	}
+	dir := t.TempDir()
+	bench := func(args ...string) (string, int) {
+		t.Helper()
+		cmd := exec.Command(os.Args[0], append([]string{"bench", "-n", "300", "--dir", filepath.Join(dir, "work"), "--scenarios", "initial,unchanged,dtl,dtl-jq"}, args...)...)
+		cmd.Env = append(os.Environ(), "FERRY_TEST_AS_CLI=1")
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return out.String() + errb.String(), code
+	}
+	out, code := bench("--json")
+	if code != 0 {
+		t.Fatalf("bench --json: exit %d\n%s", code, out)
+	}
+	var res map[string]*benchResult
+	if err := json.Unmarshal([]byte(out[:strings.LastIndex(out, "}")+1]), &res); err != nil {
+		t.Fatalf("bench --json output: %v\n%s", err, out)
+	}
+	for _, sc := range []string{"initial", "unchanged", "dtl", "dtl-jq"} {
+		if r := res[sc]; r == nil || r.EntitiesPerS <= 0 || r.CPUSeconds <= 0 {
+			t.Fatalf("%s: %+v", sc, r)
+		}
+	}
+	if res["initial"].Written != 300 || res["unchanged"].Unchanged != 300 || res["dtl"].Written != 300 {
+		t.Fatalf("results: initial %+v unchanged %+v dtl %+v", res["initial"], res["unchanged"], res["dtl"])
+	}
+	scaled := func(name string, f float64) string {
+		b := map[string]*benchResult{}
+		for sc, r := range res {
+			c := *r
+			c.EntitiesPerS *= f
+			c.CPUSeconds /= f
+			b[sc] = &c
+		}
+		data, _ := json.Marshal(b)
+		path := filepath.Join(dir, name)
+		os.WriteFile(path, data, 0o644)
+		return path
+	}
+	for _, metric := range []string{"throughput", "cpu"} {
+		out, code = bench("--compare", scaled("fast.json", 100), "--metric", metric)
+		if code != 1 || !strings.Contains(out, "REGRESSION") || !strings.Contains(out, "4 scenario(s) regressed") {
+			t.Errorf("%s against a far faster baseline: exit %d\n%s", metric, code, out)
+		}
+		out, code = bench("--compare", scaled("slow.json", 0.01), "--metric", metric, "--tolerance", "5")
+		if code != 0 || strings.Contains(out, "REGRESSION") || !strings.Contains(out, "No scenario fell by more than 5%") {
+			t.Errorf("%s against a far slower baseline: exit %d\n%s", metric, code, out)
+		}
+	}
+	if out, code = bench("--compare", filepath.Join(dir, "missing.json")); code != 2 {
+		t.Errorf("missing baseline: exit %d\n%s", code, out)
+	}
+}

@@ -1,0 +1,204 @@
+package sinks
+
+import (
+	"bufio"
+	"container/heap"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+)
+
+// seenSet remembers the _id hashes a full run produced, for deletion
+// tracking, with bounded memory: up to seenMemMax hashes (16 bytes each)
+// stay in memory; beyond that they go to a temporary file in sorted runs
+// of seenMemMax, which finish merges into one sorted file and looks ids
+// up in with one 4 KiB read each (a sparse index of every block's first
+// hash stays in memory: 8 bytes per 256 ids). A full run of 10 million
+// entities then holds 16 MiB of hashes and 312 KiB of index instead of
+// 160 MiB; runs up to seenMemMax ids never touch the disk.
+type seenSet struct {
+	mem   []idHash
+	max   int      // seenMemMax, smaller in tests
+	file  *os.File // sorted runs, then (after seal) the merged hashes
+	runs  []int64  // run boundaries in file (in hashes)
+	total int64
+	// After seal with spilled runs: the merged file and the first hash
+	// of each block of seenBlock hashes.
+	merged *os.File
+	firsts []uint64
+	n      int64
+	block  []byte
+}
+
+// seenMemMax is how many hashes a seenSet keeps in memory (16 MiB).
+const seenMemMax = 1 << 20
+
+// seenBlock is how many hashes one read of the merged file covers.
+const seenBlock = 256
+
+func newSeenSet() *seenSet { return &seenSet{max: seenMemMax} }
+
+func (s *seenSet) add(h idHash) error {
+	s.mem = append(s.mem, h)
+	if len(s.mem) >= s.max {
+		return s.spill()
+	}
+	return nil
+}
+
+// spill writes the in-memory hashes, sorted, as one run.
+func (s *seenSet) spill() error {
+	if s.file == nil {
+		f, err := os.CreateTemp("", "ferry-seen-*")
+		if err != nil {
+			return fmt.Errorf("deletion tracking: a full run of more than %d entities keeps their id hashes in a temporary file: %w", s.max, err)
+		}
+		os.Remove(f.Name()) // unlinked: gone when closed, even after a crash
+		s.file = f
+	}
+	sortIDHashes(s.mem)
+	w := bufio.NewWriterSize(io.NewOffsetWriter(s.file, s.total*16), 64<<10)
+	var buf [16]byte
+	for _, h := range s.mem {
+		binary.BigEndian.PutUint64(buf[:8], h[0])
+		binary.BigEndian.PutUint64(buf[8:], h[1])
+		w.Write(buf[:])
+	}
+	if err := w.Flush(); err != nil {
+		return fmt.Errorf("deletion tracking: writing id hashes: %w", err)
+	}
+	s.total += int64(len(s.mem))
+	s.runs = append(s.runs, s.total)
+	s.mem = s.mem[:0]
+	return nil
+}
+
+// seal prepares lookups: sorts the in-memory hashes or, when runs were
+// spilled, merges them into one sorted file.
+func (s *seenSet) seal() error {
+	if s.file == nil {
+		sortIDHashes(s.mem)
+		return nil
+	}
+	if len(s.mem) > 0 {
+		if err := s.spill(); err != nil {
+			return err
+		}
+	}
+	s.mem = nil
+	out, err := os.CreateTemp("", "ferry-seen-*")
+	if err != nil {
+		return fmt.Errorf("deletion tracking: %w", err)
+	}
+	os.Remove(out.Name())
+	s.merged = out
+	// k-way merge of the runs.
+	h := &runHeap{}
+	var start int64
+	for _, end := range s.runs {
+		r := &runReader{r: bufio.NewReaderSize(io.NewSectionReader(s.file, start*16, (end-start)*16), 32<<10)}
+		if r.next() {
+			heap.Push(h, r)
+		}
+		start = end
+	}
+	w := bufio.NewWriterSize(out, 64<<10)
+	var prev idHash
+	first := true
+	for h.Len() > 0 {
+		r := (*h)[0]
+		if first || r.cur != prev {
+			if s.n%seenBlock == 0 {
+				s.firsts = append(s.firsts, r.cur[0])
+			}
+			w.Write(r.buf[:])
+			s.n++
+			prev, first = r.cur, false
+		}
+		if r.next() {
+			heap.Fix(h, 0)
+			continue
+		}
+		if r.err != nil {
+			return fmt.Errorf("deletion tracking: reading id hashes: %w", r.err)
+		}
+		heap.Pop(h)
+	}
+	if err := w.Flush(); err != nil {
+		return fmt.Errorf("deletion tracking: writing id hashes: %w", err)
+	}
+	s.file.Close()
+	s.file = nil
+	s.block = make([]byte, seenBlock*16)
+	return nil
+}
+
+// has reports whether h was added; seal must have been called.
+func (s *seenSet) has(h idHash) (bool, error) {
+	if s.merged == nil {
+		return containsIDHash(s.mem, h), nil
+	}
+	// The last block whose first hash is <= h's high half; equal high
+	// halves may straddle a block boundary, so look at the one before too.
+	b := sort.Search(len(s.firsts), func(i int) bool { return s.firsts[i] > h[0] })
+	for b--; b >= 0; b-- {
+		n := min(int64(seenBlock), s.n-int64(b)*seenBlock)
+		buf := s.block[:n*16]
+		if _, err := s.merged.ReadAt(buf, int64(b)*seenBlock*16); err != nil {
+			return false, fmt.Errorf("deletion tracking: reading id hashes: %w", err)
+		}
+		for i := int64(0); i < n; i++ {
+			c := idHash{binary.BigEndian.Uint64(buf[i*16:]), binary.BigEndian.Uint64(buf[i*16+8:])}
+			if c == h {
+				return true, nil
+			}
+		}
+		if s.firsts[b] < h[0] {
+			break
+		}
+	}
+	return false, nil
+}
+
+// close removes the temporary files.
+func (s *seenSet) close() {
+	for _, f := range []*os.File{s.file, s.merged} {
+		if f != nil {
+			f.Close()
+		}
+	}
+	*s = seenSet{max: s.max}
+}
+
+type runReader struct {
+	r   *bufio.Reader
+	buf [16]byte
+	cur idHash
+	err error
+}
+
+func (r *runReader) next() bool {
+	if _, err := io.ReadFull(r.r, r.buf[:]); err != nil {
+		if err != io.EOF {
+			r.err = err
+		}
+		return false
+	}
+	r.cur = idHash{binary.BigEndian.Uint64(r.buf[:8]), binary.BigEndian.Uint64(r.buf[8:])}
+	return true
+}
+
+type runHeap []*runReader
+
+func (h runHeap) Len() int           { return len(h) }
+func (h runHeap) Less(i, j int) bool { return cmpIDHash(h[i].cur, h[j].cur) < 0 }
+func (h runHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *runHeap) Push(x any)        { *h = append(*h, x.(*runReader)) }
+func (h *runHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
