@@ -270,18 +270,8 @@ func (e *Engine) run(ctx context.Context, p *Pipe, opts RunOptions, rec *RunReco
 		return err
 	}
 	stored := state // what a commit must change, if the run changes nothing else
-	if opts.Reset {
-		state.Since = ""
-	}
-	full := !p.Source.SupportsSince() || state.Since == "" || opts.Rescan || state.RescanRequested
-	req := ReadRequest{Full: full, BatchSize: p.BatchSize, Store: e.Store}
-	if !full {
-		req.Since = state.Since
-	}
-	rec.SyncType = "incremental"
-	if full {
-		rec.SyncType = "full"
-	}
+	req := e.readRequest(p, &state, opts, rec)
+	full := req.Full
 	populated, err := e.inputsPopulated(ctx, p)
 	if err != nil {
 		return err
@@ -353,7 +343,6 @@ func (e *Engine) produce(ctx context.Context, p *Pipe, r Reader, prepare bool, l
 		e.produceRaw(ctx, rr, lazy, send)
 		return
 	}
-	var arena []byte
 	for {
 		b, err := r.Next(ctx)
 		if errors.Is(err, EOF) {
@@ -375,38 +364,66 @@ func (e *Engine) produce(ctx context.Context, p *Pipe, r Reader, prepare bool, l
 				return
 			}
 		}
-		it := item{since: b.Since, commit: b.Commit, read: read}
-		if prepare {
-			it.prepared = make([]Prepared, 0, len(ents))
-			arena = make([]byte, 0, 400*len(ents)+64)
-			for _, ent := range ents {
-				var pr Prepared
-				pr, arena, err = PrepareAppend(arena, ent)
-				if err != nil {
-					id, _ := ent["_id"].(string)
-					if id == "" {
-						send(item{err: fmt.Errorf("invalid entity (%v): %s", err, preview(ent))})
-					} else {
-						send(item{err: &EntityError{ID: id, Err: err}})
-					}
-					return
-				}
-				it.bytes += len(pr.Body)
-				it.prepared = append(it.prepared, pr)
+		// A batch larger than the pipe's batch size (a REST page of
+		// 1,000) goes on in chunks of that size: the channel and the
+		// commit groups count batches, so chunks keep a transaction at
+		// checkpoint_interval x batch_size entities and what is buffered
+		// to about one group. Only the last chunk carries the batch's
+		// token and commit hook: a crash in between re-reads the batch.
+		size := max(p.BatchSize, 1)
+		for start := 0; ; start += size {
+			end := min(start+size, len(ents))
+			chunk := ents[start:end]
+			last := end == len(ents)
+			it := item{}
+			if last {
+				it.since, it.commit, it.read = b.Since, b.Commit, read
 			}
-		} else {
-			for _, ent := range ents {
-				if _, err := AsEntity(ent); err != nil {
-					send(item{err: fmt.Errorf("invalid entity (%v): %s", err, preview(ent))})
-					return
-				}
+			if !e.prepareItem(&it, chunk, prepare, send) || !send(it) {
+				return
 			}
-			it.entities = ents
-		}
-		if !send(it) {
-			return
+			if last {
+				break
+			}
 		}
 	}
+}
+
+// prepareItem fills it with ents, prepared for a transactional sink or as
+// they are for an external one. On an invalid entity it sends the error
+// and returns false.
+func (e *Engine) prepareItem(it *item, ents []Entity, prepare bool, send func(item) bool) bool {
+	if prepare {
+		it.prepared = make([]Prepared, 0, len(ents))
+		arena := make([]byte, 0, 400*len(ents)+64)
+		for _, ent := range ents {
+			var (
+				pr  Prepared
+				err error
+			)
+			pr, arena, err = PrepareAppend(arena, ent)
+			if err != nil {
+				id, _ := ent["_id"].(string)
+				if id == "" {
+					send(item{err: fmt.Errorf("invalid entity (%v): %s", err, preview(ent))})
+				} else {
+					send(item{err: &EntityError{ID: id, Err: err}})
+				}
+				return false
+			}
+			it.bytes += len(pr.Body)
+			it.prepared = append(it.prepared, pr)
+		}
+	} else {
+		for _, ent := range ents {
+			if _, err := AsEntity(ent); err != nil {
+				send(item{err: fmt.Errorf("invalid entity (%v): %s", err, preview(ent))})
+				return false
+			}
+		}
+		it.entities = ents
+	}
+	return true
 }
 
 // produceRaw is produce for a pipe without transforms whose reader hands
@@ -690,4 +707,21 @@ func (e *Engine) commitExternal(ctx context.Context, p *Pipe, sink ExternalSink,
 		return errors.New("source returned no entities and if_source_empty is \"fail\"")
 	}
 	return save()
+}
+
+// readRequest is what a run reads: from the pipe's offset, or everything
+// (a reset, a rescan, a source without offsets or no offset yet), in which
+// case rec is marked a full run. opts.Reset clears state.Since.
+func (e *Engine) readRequest(p *Pipe, state *PipeState, opts RunOptions, rec *RunRecord) ReadRequest {
+	if opts.Reset {
+		state.Since = ""
+	}
+	full := !p.Source.SupportsSince() || state.Since == "" || opts.Rescan || state.RescanRequested
+	req := ReadRequest{Full: full, BatchSize: p.BatchSize, Store: e.Store}
+	rec.SyncType = "full"
+	if !full {
+		req.Since = state.Since
+		rec.SyncType = "incremental"
+	}
+	return req
 }

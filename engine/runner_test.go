@@ -24,6 +24,7 @@ type fakeSource struct {
 	FailAfter int
 	Ents      []engine.Entity // overrides N when set
 	Opened    chan struct{}
+	PageSize  int // entities per batch instead of the pipe's batch_size (a REST page)
 }
 
 func (f *fakeSource) SupportsSince() bool { return true }
@@ -54,7 +55,11 @@ func (f *fakeSource) Open(ctx context.Context, req engine.ReadRequest) (engine.R
 	if start > len(ents) {
 		start = len(ents)
 	}
-	return &fakeReader{ents: ents[start:], pos: start, size: req.BatchSize, failAfter: f.FailAfter}, nil
+	size := req.BatchSize
+	if f.PageSize > 0 {
+		size = f.PageSize
+	}
+	return &fakeReader{ents: ents[start:], pos: start, size: size, failAfter: f.FailAfter}, nil
 }
 
 type fakeReader struct {
@@ -529,6 +534,33 @@ func TestProgressCallback(t *testing.T) {
 	eng.Run(context.Background(), "p", engine.RunOptions{})
 	if len(reads) == 0 || reads[len(reads)-1] != 6 {
 		t.Errorf("progress reads = %v", reads)
+	}
+}
+
+// TestLargeBatchesCommitInChunks: a source batch larger than batch_size (a
+// REST page) is committed in transactions of checkpoint_interval x
+// batch_size entities, not as one, and its token is stored only with its
+// last chunk.
+func TestLargeBatchesCommitInChunks(t *testing.T) {
+	src := &fakeSource{N: 100, PageSize: 100}
+	eng, s := newEngine(t, registry(src, nil), `{"_id":"p","type":"pipe","batch_size":10,"checkpoint_interval":2,"source":{"type":"fake"}}`)
+	var written []int64
+	var since []string
+	eng.Progress = func(pipe string, st engine.RunStats) {
+		ps, err := s.PipeState(context.Background(), "p")
+		if err != nil {
+			t.Error(err)
+		}
+		written, since = append(written, st.Written), append(since, ps.Since)
+	}
+	if _, err := eng.Run(context.Background(), "p", engine.RunOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if len(written) < 5 || fmt.Sprint(written[:5]) != "[20 40 60 80 100]" {
+		t.Fatalf("written after each commit = %v, want [20 40 60 80 100 ...]", written)
+	}
+	if fmt.Sprint(since[:4]) != "[   ]" || since[4] != "99" {
+		t.Errorf("token after each commit = %q; want none before the page's last chunk, then 99", since)
 	}
 }
 
