@@ -41,13 +41,23 @@ type Result struct {
 	APISeconds, APICPUSeconds float64
 	// Pages is the number of list requests.
 	Pages int
+	// SeparateAPI is true when the fake API ran in its own process
+	// (RunAgainst with apiCPU): CPUSeconds is then Ferry's alone, and the
+	// API's CPU time is counted into APICPUSeconds only.
+	SeparateAPI bool
 }
 
 // EntitiesPerS is the collect's throughput.
 func (r Result) EntitiesPerS() float64 { return float64(r.Entities) / r.Seconds }
 
-// FerryCPUSeconds is the collect's CPU time less the fake API's.
-func (r Result) FerryCPUSeconds() float64 { return max(r.CPUSeconds-r.APICPUSeconds, 0) }
+// FerryCPUSeconds is Ferry's CPU time for the collect: CPUSeconds when the
+// API ran in its own process, else CPUSeconds less the plain pass's.
+func (r Result) FerryCPUSeconds() float64 {
+	if r.SeparateAPI {
+		return r.CPUSeconds
+	}
+	return max(r.CPUSeconds-r.APICPUSeconds, 0)
+}
 
 // Config is the collect pipe "crm-customer-collect" against a fake API at
 // base: customers in pages of PageSize following the body's next link,
@@ -92,9 +102,27 @@ func Run(ctx context.Context, dir string, n int, sync bool) (Result, error) {
 		return Result{}, err
 	}
 	defer api.Close()
-	var res Result
-	if res.APISeconds, res.APICPUSeconds, res.Pages, err = fetchAll(ctx, api.URL, n); err != nil {
+	return RunAgainst(ctx, dir, api.URL, n, sync, nil)
+}
+
+// RunAgainst is Run against a fake API seeded with n customers at base.
+// apiCPU, when not nil, returns the CPU time of the API's own process so
+// far: the plain pass then counts it, and CPUSeconds is Ferry's alone.
+func RunAgainst(ctx context.Context, dir, base string, n int, sync bool, apiCPU func() time.Duration) (Result, error) {
+	var (
+		res Result
+		err error
+	)
+	var api0 time.Duration
+	if apiCPU != nil {
+		res.SeparateAPI = true
+		api0 = apiCPU()
+	}
+	if res.APISeconds, res.APICPUSeconds, res.Pages, err = fetchAll(ctx, base, n); err != nil {
 		return Result{}, err
+	}
+	if apiCPU != nil {
+		res.APICPUSeconds += (apiCPU() - api0).Seconds()
 	}
 	storeDir := filepath.Join(dir, "collect-store")
 	os.RemoveAll(storeDir)
@@ -104,7 +132,7 @@ func Run(ctx context.Context, dir string, n int, sync bool) (Result, error) {
 		return Result{}, err
 	}
 	defer store.Close()
-	eng, err := Engine(store, dir, api.URL)
+	eng, err := Engine(store, dir, base)
 	if err != nil {
 		return Result{}, err
 	}
