@@ -88,18 +88,7 @@ func (e *Engine) runShare(ctx context.Context, p *Pipe, opts RunOptions, rec *Ru
 	if err != nil {
 		return err
 	}
-	if opts.Reset {
-		state.Since = ""
-	}
-	full := !p.Source.SupportsSince() || state.Since == "" || opts.Rescan || state.RescanRequested
-	req := ReadRequest{Full: full, BatchSize: p.BatchSize, Store: e.Store}
-	if !full {
-		req.Since = state.Since
-	}
-	rec.SyncType = "incremental"
-	if full {
-		rec.SyncType = "full"
-	}
+	req := e.readRequest(p, &state, opts, rec)
 	state.RescanRequested = false
 	populated, err := e.inputsPopulated(ctx, p)
 	if err != nil {
@@ -1006,14 +995,7 @@ func (e *Engine) PlanShare(ctx context.Context, pipeID string, opts RunOptions, 
 	if err != nil {
 		return SharePlan{}, err
 	}
-	if opts.Reset {
-		state.Since = ""
-	}
-	full := !p.Source.SupportsSince() || state.Since == "" || opts.Rescan || state.RescanRequested
-	req := ReadRequest{Full: full, BatchSize: p.BatchSize, Store: e.Store}
-	if !full {
-		req.Since = state.Since
-	}
+	req := e.readRequest(p, &state, opts, &RunRecord{})
 	stats := &RunStats{}
 	s, err := e.newShareRun(ctx, p, stats, state)
 	if err != nil {
