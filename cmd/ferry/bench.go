@@ -204,16 +204,12 @@ func (c *cli) bench(ctx context.Context, n, ckpt int, dir, scenario, cpuprof str
 		json.NewEncoder(c.stdout).Encode(res)
 		return exitOK
 	}
-	work := dir
-	if work == "" {
-		tmp, err := os.MkdirTemp("", "ferry-bench-")
-		if err != nil {
-			c.errorf("bench: %v", err)
-			return exitFailed
-		}
-		defer os.RemoveAll(tmp)
-		work = tmp
+	work, cleanup, err := benchWorkDir(dir)
+	if err != nil {
+		c.errorf("bench: %v", err)
+		return exitFailed
 	}
+	defer cleanup()
 	if err := os.MkdirAll(work, 0o755); err != nil {
 		c.errorf("bench: %v", err)
 		return exitFailed
@@ -478,15 +474,7 @@ func runScenario(ctx context.Context, sc, dir string, n int, noSync bool, ckpt i
 	case "collect":
 		return benchCollect(ctx, dir, min(n, benchCollectMax), noSync)
 	}
-	cfgPath := filepath.Join(dir, "bench.json")
-	if err := os.WriteFile(cfgPath, []byte(benchConfig(dir, ckpt)), 0o644); err != nil {
-		return nil, err
-	}
-	cfg, err := engine.LoadConfig([]string{cfgPath}, func(string) (string, bool) { return "", false })
-	if err != nil {
-		return nil, err
-	}
-	plan, err := engine.Compile(cfg, all.Registry(), nil)
+	plan, err := benchPlan(dir, "bench.json", ckpt)
 	if err != nil {
 		return nil, err
 	}
@@ -504,8 +492,9 @@ func runScenario(ctx context.Context, sc, dir string, n int, noSync bool, ckpt i
 		// The same pipe reading the changed file: swap the source by
 		// compiling a pipe that writes dataset "bench" from it.
 		cfg2 := fmt.Sprintf(`[{"_id": "bench-load", "type": "pipe", "checkpoint_interval": %d, "source": {"type": "json", "url": %q}, "sink": {"type": "dataset", "dataset": "bench"}}]`, ckpt, filepath.Join(dir, "entities-changed10.ndjson"))
+		cfgPath := filepath.Join(dir, "bench.json")
 		os.WriteFile(cfgPath, []byte(cfg2), 0o644)
-		cfg, err = engine.LoadConfig([]string{cfgPath}, func(string) (string, bool) { return "", false })
+		cfg, err := engine.LoadConfig([]string{cfgPath}, func(string) (string, bool) { return "", false })
 		if err != nil {
 			return nil, err
 		}
@@ -644,4 +633,30 @@ func sampleAnon() func() int64 {
 		read()
 		return peak.Load()
 	}
+}
+
+// benchWorkDir returns dir, or a new temporary directory that cleanup
+// removes when dir is empty.
+func benchWorkDir(dir string) (work string, cleanup func(), err error) {
+	if dir != "" {
+		return dir, func() {}, nil
+	}
+	tmp, err := os.MkdirTemp("", "ferry-bench-")
+	if err != nil {
+		return "", nil, err
+	}
+	return tmp, func() { os.RemoveAll(tmp) }, nil
+}
+
+// benchPlan writes the bench config into dir as file and compiles it.
+func benchPlan(dir, file string, ckpt int) (*engine.Plan, error) {
+	path := filepath.Join(dir, file)
+	if err := os.WriteFile(path, []byte(benchConfig(dir, ckpt)), 0o644); err != nil {
+		return nil, err
+	}
+	cfg, err := engine.LoadConfig([]string{path}, func(string) (string, bool) { return "", false })
+	if err != nil {
+		return nil, err
+	}
+	return engine.Compile(cfg, all.Registry(), nil)
 }

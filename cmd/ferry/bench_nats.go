@@ -125,16 +125,12 @@ func (c *cli) benchWorkers(ctx context.Context, n int, dir, workers, scenario st
 		}
 		counts = append(counts, k)
 	}
-	work := dir
-	if work == "" {
-		tmp, err := os.MkdirTemp("", "ferry-bench-")
-		if err != nil {
-			c.errorf("bench: %v", err)
-			return exitFailed
-		}
-		defer os.RemoveAll(tmp)
-		work = tmp
+	work, cleanup, err := benchWorkDir(dir)
+	if err != nil {
+		c.errorf("bench: %v", err)
+		return exitFailed
 	}
+	defer cleanup()
 	if err := genWorkerFiles(work, n); err != nil {
 		c.errorf("bench: generating entities: %v", err)
 		return exitFailed

@@ -17,7 +17,6 @@ import (
 	"github.com/ferrydata/ferry/engine"
 	"github.com/ferrydata/ferry/engine/boltstore"
 	"github.com/ferrydata/ferry/engine/httpapi"
-	"github.com/ferrydata/ferry/pipes/all"
 )
 
 // scrapeResult is what a scraped load measured of its scrapes.
@@ -37,15 +36,7 @@ func benchLoad(ctx context.Context, dir string, n int, noSync bool, ckpt int, ma
 		return nil, err
 	}
 	defer os.RemoveAll(storeDir)
-	cfgPath := filepath.Join(dir, "bench-load.json")
-	if err := os.WriteFile(cfgPath, []byte(benchConfig(dir, ckpt)), 0o644); err != nil {
-		return nil, err
-	}
-	cfg, err := engine.LoadConfig([]string{cfgPath}, func(string) (string, bool) { return "", false })
-	if err != nil {
-		return nil, err
-	}
-	plan, err := engine.Compile(cfg, all.Registry(), nil)
+	plan, err := benchPlan(dir, "bench-load.json", ckpt)
 	if err != nil {
 		return nil, err
 	}
