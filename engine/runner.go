@@ -369,8 +369,13 @@ func (e *Engine) produce(ctx context.Context, p *Pipe, r Reader, prepare bool, l
 		// commit groups count batches, so chunks keep a transaction at
 		// checkpoint_interval x batch_size entities and what is buffered
 		// to about one group. Only the last chunk carries the batch's
-		// token and commit hook: a crash in between re-reads the batch.
+		// token: a crash in between re-reads the batch. A batch with a
+		// Commit hook stays whole, so the hook's state commits in the
+		// same transaction as all of the batch's entities.
 		size := max(p.BatchSize, 1)
+		if b.Commit != nil {
+			size = max(len(ents), 1)
+		}
 		for start := 0; ; start += size {
 			end := min(start+size, len(ents))
 			chunk := ents[start:end]

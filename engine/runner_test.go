@@ -564,6 +564,23 @@ func TestLargeBatchesCommitInChunks(t *testing.T) {
 	}
 }
 
+// TestLargeBatchWithHookStaysWhole: a batch with a Commit hook is not
+// split, so the hook commits with all of its entities.
+func TestLargeBatchWithHookStaysWhole(t *testing.T) {
+	src := &hookSource{fakeSource: &fakeSource{N: 100, PageSize: 100}}
+	reg := all.Registry()
+	reg.RegisterSource("fake", engine.Spec{Schema: anySchema}, func(*engine.Build, map[string]any) (engine.Source, error) { return src, nil })
+	eng, _ := newEngine(t, reg, `{"_id":"p","type":"pipe","batch_size":10,"checkpoint_interval":2,"source":{"type":"fake"}}`)
+	var written []int64
+	eng.Progress = func(pipe string, st engine.RunStats) { written = append(written, st.Written) }
+	if _, err := eng.Run(context.Background(), "p", engine.RunOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if len(written) == 0 || written[0] != 100 {
+		t.Errorf("written after each commit = %v, want the whole batch of 100 in the first", written)
+	}
+}
+
 // hookSource wraps fakeSource so that every batch carries a Commit hook
 // writing "last=<token>" into KV namespace "hook" (and failing when the
 // token is failAt).
