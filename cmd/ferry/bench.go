@@ -215,12 +215,12 @@ func (c *cli) bench(ctx context.Context, n, ckpt int, dir, scenario, cpuprof str
 		return exitFailed
 	}
 	os.RemoveAll(filepath.Join(work, "store"))
-	storeURL, cleanup, err := c.benchStoreURL(ctx) // bench_nats.go
+	storeURL, dropStore, err := c.benchStoreURL(ctx) // bench_nats.go
 	if err != nil {
 		c.errorf("bench: %v", err)
 		return exitFailed
 	}
-	defer cleanup()
+	defer dropStore()
 	if err := genBenchFiles(work, n); err != nil {
 		c.errorf("bench: generating entities: %v", err)
 		return exitFailed

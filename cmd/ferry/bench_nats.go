@@ -39,6 +39,11 @@ func (c *cli) benchStoreURL(ctx context.Context) (string, func(), error) {
 }
 
 func destroyNATS(ctx context.Context, storeURL string) error {
+	return withNATSStore(ctx, storeURL, (*natsstore.Store).Destroy)
+}
+
+// withNATSStore opens the store at storeURL, calls fn and closes it.
+func withNATSStore(ctx context.Context, storeURL string, fn func(*natsstore.Store, context.Context) error) error {
 	opts, err := natsstore.ParseURL(storeURL)
 	if err != nil {
 		return err
@@ -48,7 +53,7 @@ func destroyNATS(ctx context.Context, storeURL string) error {
 		return err
 	}
 	defer st.Close()
-	return st.Destroy(ctx)
+	return fn(st, ctx)
 }
 
 // openBenchStore opens the bench's store: bbolt in dir, or NATS.
@@ -73,16 +78,7 @@ func openBenchStore(ctx context.Context, dir, storeURL string, noSync bool, mapp
 
 // checkNATSBench checks what the scenarios left in the NATS store.
 func checkNATSBench(ctx context.Context, storeURL string) error {
-	opts, err := natsstore.ParseURL(storeURL)
-	if err != nil {
-		return err
-	}
-	st, err := natsstore.Open(ctx, opts)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	return st.Check(ctx)
+	return withNATSStore(ctx, storeURL, (*natsstore.Store).Check)
 }
 
 func redactURL(s string) string {
