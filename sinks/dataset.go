@@ -136,6 +136,11 @@ func (d *Dataset) StartRun(ctx context.Context, rc *engine.RunContext) (engine.S
 		// filter of the run's ids lets the store skip most index lookups
 		// on an initial load.
 		r.fresh = bloom.New(1 << 24) // 2 MiB: ~0.1% false positives at 1M ids, ~2.4% at 4M; a false positive costs an index lookup
+		// Deletion tracking has nothing to do either: every live _id at
+		// the end was written by this run (the same assumption as the
+		// filter's: no other writer fills the dataset meanwhile), so the
+		// run keeps no set of seen ids and does not walk the index.
+		r.track = false
 	}
 	return r, nil
 }

@@ -46,3 +46,17 @@ func (f *Filter) MayHave(lo, hi uint64) bool {
 	}
 	return true
 }
+
+// Words returns the filter's bits, for storing it. The slice is the
+// filter's own: do not change it while the filter is in use.
+func (f *Filter) Words() []uint64 { return f.bits }
+
+// FromWords returns a filter over words as Words returned them (a power of
+// two of them, at least one), or false when there are not.
+func FromWords(words []uint64) (*Filter, bool) {
+	n := len(words)
+	if n == 0 || n&(n-1) != 0 {
+		return nil, false
+	}
+	return &Filter{bits: words, mask: uint64(n*64 - 1)}, true
+}

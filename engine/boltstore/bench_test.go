@@ -84,19 +84,20 @@ func BenchmarkPut(b *testing.B) {
 }
 
 // BenchmarkPutNewIDs loads 1,000,000 entities with new random ids into an
-// empty dataset, 10,000 per transaction (no fsync), with the two-level
-// _id index and with one level (everything kept in "recent", as before the
-// split), to show what the split buys on the store alone.
+// empty dataset, 10,000 per transaction (no fsync), with the index in
+// sorted runs (what the store does) and with everything kept in one
+// B+tree ("recent" never becoming a run, as before the runs), to show
+// what the runs buy on the store alone.
 func BenchmarkPutNewIDs(b *testing.B) {
 	const n = 1_000_000
 	ents := benchEntities(b, n, 0)
-	for _, levels := range []int{2, 1} {
-		b.Run(fmt.Sprintf("levels=%d", levels), func(b *testing.B) {
+	for _, layout := range []string{"runs", "btree"} {
+		b.Run("index="+layout, func(b *testing.B) {
 			b.ReportAllocs()
 			for i := 0; i < b.N; i += n {
 				b.StopTimer()
 				s := openBench(b)
-				if levels == 1 {
+				if layout == "btree" {
 					boltstore.SetRecentMin(s, math.MaxInt)
 				}
 				b.StartTimer()
@@ -109,34 +110,27 @@ func BenchmarkPutNewIDs(b *testing.B) {
 	}
 }
 
-// BenchmarkRecentFlush loads 300,000 new random ids in transactions of
-// several sizes, with "recent" updated in place, rebuilt each commit, and
-// chosen by size (what the store does), to set where rebuilding pays.
-func BenchmarkRecentFlush(b *testing.B) {
+// BenchmarkIndexFlush loads 300,000 new random ids in transactions of
+// several sizes: small ones go through "recent", larger ones straight to
+// runs.
+func BenchmarkIndexFlush(b *testing.B) {
 	const n = 300_000
 	ents := benchEntities(b, n, 0)
 	for _, perTx := range []int{100, 1000, 10_000, 100_000} {
-		for _, mode := range []string{"inplace", "rebuild", ""} {
-			name := mode
-			if name == "" {
-				name = "auto"
+		b.Run(fmt.Sprintf("tx=%d", perTx), func(b *testing.B) {
+			var cpu time.Duration
+			for i := 0; i < b.N; i += n {
+				b.StopTimer()
+				s := openBench(b)
+				b.StartTimer()
+				w0, c0 := boltstore.PageWrites(s), cpuTime()
+				writeAll(b, s, ents, perTx)
+				cpu += cpuTime() - c0
+				b.ReportMetric(float64(boltstore.PageWrites(s)-w0)/float64(n/perTx), "pagewrites/tx")
 			}
-			b.Run(fmt.Sprintf("tx=%d/%s", perTx, name), func(b *testing.B) {
-				var cpu time.Duration
-				for i := 0; i < b.N; i += n {
-					b.StopTimer()
-					s := openBench(b)
-					boltstore.SetRecentMode(s, mode)
-					b.StartTimer()
-					w0, c0 := boltstore.PageWrites(s), cpuTime()
-					writeAll(b, s, ents, perTx)
-					cpu += cpuTime() - c0
-					b.ReportMetric(float64(boltstore.PageWrites(s)-w0)/float64(n/perTx), "pagewrites/tx")
-				}
-				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "entities/s")
-				b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/entity")
-			})
-		}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "entities/s")
+			b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/entity")
+		})
 	}
 }
 

@@ -3,16 +3,20 @@
 //
 // Layout of the file:
 //
-//	datasets/<name>/log    big-endian uint64 offset -> version (header + canonical JSON)
-//	datasets/<name>/index  _id -> latest offset, hash and deleted flag
+//	datasets/<name>/log      big-endian uint64 offset -> version (header + canonical JSON)
+//	datasets/<name>/recent   _id -> latest offset, hash and deleted flag (small commits)
+//	datasets/<name>/ixruns   the rest of the _id index as sorted runs (runs.go)
+//	datasets/<name>/index    the _id index of stores from before the runs (read-only)
 //	datasets/<name> "meta" -> JSON metadata (counts, populated, last offset)
-//	pipes/<pipe>           -> JSON pipe state (continuation token, ...)
-//	runs/<pipe>/<seq>      -> JSON run record
+//	pipes/<pipe>             -> JSON pipe state (continuation token, ...)
+//	runs/<pipe>/<seq>        -> JSON run record
 //
 // The index is the expensive part of a write: its keys arrive in random
-// order, so every new _id dirties a different B+tree leaf. A write
-// transaction therefore buffers index updates and applies them sorted at
-// commit, and the engine groups many batches into one transaction. The log
-// is append-only with sequential keys and is written with a fill percent of
-// 1.0, so its pages are packed.
+// order, and in a B+tree every new _id dirties a different leaf, which
+// bbolt copies whole at commit. A write transaction therefore buffers
+// index updates and, when there are enough of them, writes them as one
+// sorted run; runs are merged level by level, sequentially (an LSM tree
+// inside bbolt, so a commit is still atomic and a crash leaves the last
+// commit's index). The log is append-only with sequential keys and is
+// written with a fill percent of 1.0, so its pages are packed.
 package boltstore

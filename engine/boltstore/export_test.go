@@ -1,8 +1,8 @@
 package boltstore
 
-// SetRecentMin sets how many entries a dataset's "recent" index holds
-// before commits move entries to "index"; a huge value keeps the whole
-// index in one tree, as before the two-level index.
+// SetRecentMin sets how many entries a dataset's "recent" index and a
+// commit's updates reach before they become a run; a huge value keeps the
+// whole index in one B+tree, as before the runs.
 func SetRecentMin(s *Store, n int) { s.recentMin = n }
 
 // PageWrites returns how many page writes bbolt's commits have made.
@@ -11,8 +11,9 @@ func PageWrites(s *Store) int64 {
 	return st.GetWrite()
 }
 
-// SetRecentMode forces how commits apply index updates to "recent":
-// "inplace", "rebuild" or "" (decide by size).
-func SetRecentMode(s *Store, mode string) {
-	s.recentMode = map[string]int{"": recentModeAuto, "inplace": recentModeInPlace, "rebuild": recentModeRebuild}[mode]
+// SetRunShape sets how the index runs are shaped: level-0 runs that
+// trigger a merge, level 1's size, a merged run's size and the entries a
+// transaction merges at most.
+func SetRunShape(s *Store, l0Runs, l1Entries, runEntries, budget int) {
+	s.l0Runs, s.l1Entries, s.runEntries, s.compactBudget = l0Runs, l1Entries, runEntries, budget
 }

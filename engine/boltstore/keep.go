@@ -66,6 +66,7 @@ func (h *hotDatasets) list() []string {
 			delete(h.seen, n)
 			delete(h.pages, n)
 			delete(h.pages, recentKey(n))
+			delete(h.pages, runsKey(n))
 			continue
 		}
 		names = append(names, n)
@@ -107,12 +108,15 @@ func (s *Store) keepRuns(tx *bolt.Tx, pageSize int, budget int64) []pageRun {
 		if b == nil {
 			continue
 		}
-		// Both levels of the index (recent.go): "recent" first, the
-		// smaller and the more used.
+		// The parts of the index (recent.go): "recent" first, the
+		// smaller and the more used, then the runs, then "index" (stores
+		// from before the runs). The runs' leaves hold blocks of more than
+		// a page: their headers are read for the overflow.
 		for _, tree := range [...]struct {
 			bucket []byte
 			key    string
-		}{{bucketRecent, recentKey(name)}, {bucketIndex, name}} {
+			leaves bool
+		}{{bucketRecent, recentKey(name), false}, {bucketIxRuns, runsKey(name), true}, {bucketIndex, name, false}} {
 			ib := b.Bucket(tree.bucket)
 			if ib == nil || ib.Root() == 0 {
 				continue
@@ -122,7 +126,7 @@ func (s *Store) keepRuns(tx *bolt.Tx, pageSize int, budget int64) []pageRun {
 			if last := s.hot.lastPages(tree.key); int64(len(pages)+last*7/8)*int64(pageSize) > budget {
 				continue
 			}
-			branches, leaves, ok := s.walkIndex(uint64(ib.Root()), maxPage, pageSize, buf)
+			branches, leaves, ok := s.walkIndex(uint64(ib.Root()), maxPage, pageSize, buf, tree.leaves)
 			if !ok {
 				continue
 			}
@@ -152,11 +156,35 @@ func (s *Store) keepRuns(tx *bolt.Tx, pageSize int, budget int64) []pageRun {
 }
 
 // walkIndex collects the branch pages (with their overflow) and the leaf
-// page ids of the B+tree rooted at id. Leaves are not read: they are the
-// children of the lowest branch level (the tree is balanced), so only
-// branch pages cost a read. ok is false if a page does not look right, in
-// which case nothing is kept for this tree.
-func (s *Store) walkIndex(id, maxPage uint64, pageSize int, buf []byte) (branches, leaves []uint64, ok bool) {
+// pages of the B+tree rooted at id. Leaves are the children of the lowest
+// branch level (the tree is balanced); with overflow false they are taken
+// to be one page each and not read, so only branch pages cost a read,
+// else each leaf's header is read for its overflow pages. ok is false if a
+// page does not look right, in which case nothing is kept for this tree.
+func (s *Store) walkIndex(id, maxPage uint64, pageSize int, buf []byte, overflow bool) (branches, leaves []uint64, ok bool) {
+	branches, leaves, ok = s.walkTree(id, maxPage, pageSize, buf)
+	if !ok || !overflow {
+		return branches, leaves, ok
+	}
+	var hdr [pageHeaderSize]byte
+	all := make([]uint64, 0, len(leaves))
+	for _, p := range leaves {
+		if _, err := s.pageFile.ReadAt(hdr[:], int64(p)*int64(pageSize)); err != nil || binary.LittleEndian.Uint64(hdr[:]) != p {
+			return nil, nil, false
+		}
+		n := uint64(binary.LittleEndian.Uint32(hdr[12:]))
+		if p+n >= maxPage {
+			return nil, nil, false
+		}
+		for i := uint64(0); i <= n; i++ {
+			all = append(all, p+i)
+		}
+	}
+	return branches, all, true
+}
+
+// walkTree is walkIndex without reading leaves.
+func (s *Store) walkTree(id, maxPage uint64, pageSize int, buf []byte) (branches, leaves []uint64, ok bool) {
 	// Find the depth along the leftmost path.
 	var level []uint64
 	cur := id
@@ -251,3 +279,6 @@ func openPageFile(path string) *os.File {
 
 // recentKey names a dataset's "recent" index tree in hotDatasets.pages.
 func recentKey(dataset string) string { return dataset + "\x00recent" }
+
+// runsKey names a dataset's index runs in hotDatasets.pages.
+func runsKey(dataset string) string { return dataset + "\x00runs" }

@@ -35,33 +35,50 @@ func fillIndex(t *testing.T, s *Store, ds string, n int) {
 }
 
 // TestWalkIndexFindsEveryPage checks the page walk that decides what a
-// release keeps against bbolt's own statistics of the index bucket.
+// release keeps against bbolt's own statistics: of "recent" as a big
+// B+tree (runs off), and of the runs' bucket, whose leaves overflow.
 func TestWalkIndexFindsEveryPage(t *testing.T) {
 	s, err := Open(t.TempDir(), Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	for _, n := range []int{3, 40000} {
-		ds := fmt.Sprintf("ds%d", n)
-		fillIndex(t, s, ds, n)
+	for _, c := range []struct {
+		n      int
+		bucket []byte
+		runs   bool
+	}{{3, bucketRecent, false}, {40000, bucketRecent, false}, {3, bucketIxRuns, true}, {40000, bucketIxRuns, true}} {
+		ds := fmt.Sprintf("ds%d-%s", c.n, c.bucket)
+		s.recentMin = defaultRecentMin
+		if !c.runs {
+			s.recentMin = 1 << 30
+		} else if c.n < 100 {
+			s.recentMin = 1
+		}
+		fillIndex(t, s, ds, c.n)
 		s.db.View(func(tx *bolt.Tx) error {
-			ib := tx.Bucket(bucketDatasets).Bucket([]byte(ds)).Bucket(bucketIndex)
+			ib := tx.Bucket(bucketDatasets).Bucket([]byte(ds)).Bucket(c.bucket)
+			if ib == nil {
+				t.Fatalf("%s: no %s bucket", ds, c.bucket)
+			}
 			st := ib.Stats()
 			if ib.Root() == 0 {
 				// Small indexes live inline in their parent: nothing to keep.
-				if n > 100 {
-					t.Errorf("%s: index of %d ids is inline", ds, n)
+				if c.n > 100 {
+					t.Errorf("%s: index of %d ids is inline", ds, c.n)
 				}
 				return nil
 			}
 			ps := s.db.Info().PageSize
-			branches, leaves, ok := s.walkIndex(uint64(ib.Root()), uint64(tx.Size())/uint64(ps), ps, make([]byte, ps))
+			branches, leaves, ok := s.walkIndex(uint64(ib.Root()), uint64(tx.Size())/uint64(ps), ps, make([]byte, ps), c.runs)
 			if !ok {
 				t.Fatalf("%s: walk failed", ds)
 			}
-			if len(branches) != st.BranchPageN+st.BranchOverflowN || len(leaves) != st.LeafPageN {
-				t.Errorf("%s: walk found %d branch and %d leaf pages, bbolt counts %d(+%d) and %d", ds, len(branches), len(leaves), st.BranchPageN, st.BranchOverflowN, st.LeafPageN)
+			if len(branches) != st.BranchPageN+st.BranchOverflowN || len(leaves) != st.LeafPageN+st.LeafOverflowN {
+				t.Errorf("%s: walk found %d branch and %d leaf pages, bbolt counts %d(+%d) and %d(+%d)", ds, len(branches), len(leaves), st.BranchPageN, st.BranchOverflowN, st.LeafPageN, st.LeafOverflowN)
+			}
+			if c.runs && c.n > 100 && st.LeafOverflowN == 0 {
+				t.Errorf("%s: no leaf overflows: the walk's overflow reading is not tested", ds)
 			}
 			return nil
 		})
@@ -77,6 +94,8 @@ func TestReleaseKeepsIndexPages(t *testing.T) {
 	}
 	defer s.Close()
 	fillIndex(t, s, "big", 40000)
+	s.recentMin = 1 << 30
+	fillIndex(t, s, "big", 41000) // the last 1,000 go to "recent"
 	s.hot.mark("big")
 	var runs []pageRun
 	s.db.View(func(tx *bolt.Tx) error {
@@ -93,12 +112,13 @@ func TestReleaseKeepsIndexPages(t *testing.T) {
 	}
 	s.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketDatasets).Bucket([]byte("big"))
-		st, rst := b.Bucket(bucketIndex).Stats(), b.Bucket(bucketRecent).Stats()
+		st, rst := b.Bucket(bucketIxRuns).Stats(), b.Bucket(bucketRecent).Stats()
 		if rst.LeafPageN == 0 || st.LeafPageN == 0 {
-			t.Fatalf("want both index levels on pages, have %d and %d leaves", rst.LeafPageN, st.LeafPageN)
+			t.Fatalf("want recent and runs on pages, have %d and %d leaves", rst.LeafPageN, st.LeafPageN)
 		}
-		if want := st.BranchPageN + st.LeafPageN + rst.BranchPageN + rst.LeafPageN; kept != uint64(want) {
-			t.Errorf("kept %d pages, the two index levels have %d", kept, want)
+		want := st.BranchPageN + st.BranchOverflowN + st.LeafPageN + st.LeafOverflowN + rst.BranchPageN + rst.LeafPageN
+		if kept != uint64(want) {
+			t.Errorf("kept %d pages, recent and the runs have %d", kept, want)
 		}
 		return nil
 	})

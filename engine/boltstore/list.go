@@ -42,7 +42,11 @@ func (s *Store) ListEntities(ctx context.Context, dataset string, opts engine.Li
 		}
 		s.hot.mark(dataset)
 		log := b.Bucket(bucketLog)
-		err := datasetIndex(b).forEachFrom(start, func(k, v []byte) error {
+		x, err := s.datasetIndex(b)
+		if err != nil {
+			return fmt.Errorf("dataset %q: %w", dataset, err)
+		}
+		err = x.forEachFrom(start, func(k, v []byte) error {
 			if !bytes.HasPrefix(k, prefix) || (opts.Limit > 0 && len(recs) >= opts.Limit) {
 				return errStop
 			}

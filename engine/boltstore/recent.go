@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"sort"
 
 	"github.com/zeebo/xxh3"
 	bolt "go.etcd.io/bbolt"
@@ -14,59 +13,39 @@ import (
 	"github.com/ferrydata/ferry/engine/bloom"
 )
 
-// The _id index has two levels, both bbolt buckets inside the dataset's
-// bucket:
+// The _id index of a dataset has these parts, newest first (a lookup
+// takes the first entry it finds):
 //
-//   - "recent" receives every index update a transaction makes;
-//   - "index" holds the rest.
+//   - "recent", a bbolt bucket: small transactions' updates;
+//   - sorted runs in levels (runs.go): every larger write, and "recent"
+//     once it holds the store's recentMin entries;
+//   - "index", a bbolt bucket: the whole index of stores written before
+//     the runs (store format 2 and older). Nothing writes it any more;
+//     entries there are found when nothing newer has the _id.
 //
-// An _id's entry in "recent", when there is one, is the newer: every
-// lookup asks "recent" first. Each committing transaction that updated
-// the index also moves a slice of "recent" into "index": the next
-// ceil(n/recentFanIn) entries in key order from where the previous move
-// stopped (rotating through the key space), once "recent" holds more than
-// the store's recentMin entries. In steady state "recent" holds about
-// recentFanIn transactions' worth of updates.
-//
-// Why: bbolt copies every page a transaction changes. A new _id with a
-// random key lands on a random leaf of the index, so with one level a
-// transaction of 10,000 new ids rewrites most of them as separate pages
-// (~8,200 of the ~24,000 leaves of a 1M-entry index). With two levels the
-// same transaction rewrites the small "recent" tree (~850 leaves) plus the
-// leaves of one quarter of "index"'s key range that the moved entries
-// land on, in key order. BenchmarkPutNewIDs (1M new ids, 10,000 per
-// transaction): 2,649 page writes per transaction with two levels, 7,475
-// with one. Fewer dirty pages also mean less heap for bbolt's transaction
-// and fewer pages mapped. See docs/performance.md.
-//
-// Correctness rests only on "recent wins": a move writes the entry to
-// "index" and deletes it from "recent" in the same transaction, so every
-// committed state answers each lookup with the latest offset. The entry
-// count and the rotation point (key recentState) only steer how much is
-// moved; a wrong count would cost speed, never an answer. Stores written
-// before the split have no "recent" bucket and read as if it were empty.
+// recentState's count steers when "recent" becomes a run; a wrong count
+// would cost speed, never an answer. Its second field (where format 2
+// moved entries from) is no longer used.
 var (
 	bucketRecent   = []byte("recent")
 	keyRecentState = []byte("recent-state")
 )
 
-const (
-	// recentFanIn is how many transactions' worth of updates "recent"
-	// holds in steady state; each transaction moves 1/recentFanIn of it.
-	recentFanIn = 4
-	// defaultRecentMin is the number of entries "recent" may hold before
-	// transactions start moving entries to "index". Below it, moving
-	// would rewrite "index" leaves for a handful of entries each.
-	defaultRecentMin = 4096
-)
-
-// idIndex reads the two-level index of one dataset in one transaction.
+// idIndex reads the _id index of one dataset in one transaction.
 type idIndex struct {
-	recent, main *bolt.Bucket // recent may be nil (a store written before the split, or nothing written yet)
+	recent, main *bolt.Bucket // either may be nil
+	levels       runLevels
+	rb           *bolt.Bucket // the runs' bucket (nil without runs)
 }
 
-func datasetIndex(b *bolt.Bucket) idIndex {
-	return idIndex{recent: b.Bucket(bucketRecent), main: b.Bucket(bucketIndex)}
+// datasetIndex returns the index of dataset bucket b as its transaction
+// sees it.
+func (s *Store) datasetIndex(b *bolt.Bucket) (idIndex, error) {
+	levels, rb, err := s.runsOf(b)
+	if err != nil {
+		return idIndex{}, err
+	}
+	return idIndex{recent: b.Bucket(bucketRecent), main: b.Bucket(bucketIndex), levels: levels, rb: rb}, nil
 }
 
 // get returns the index value of id, or nil.
@@ -76,70 +55,113 @@ func (x idIndex) get(id []byte) []byte {
 			return v
 		}
 	}
-	return x.main.Get(id)
+	return x.below(id, xxh3.Hash128(id))
+}
+
+// below looks id (hash h) up in the runs and "index", not in "recent".
+func (x idIndex) below(id []byte, h xxh3.Uint128) []byte {
+	if len(x.levels) > 0 {
+		if v := x.levels.find(x.rb, id, h); v != nil {
+			return v
+		}
+	}
+	if x.main != nil {
+		return x.main.Get(id)
+	}
+	return nil
 }
 
 // forEach calls fn for every _id in key order with its current index
-// value: the two levels merged, "recent" winning. fn must not change
-// either bucket.
+// value: all parts merged, the newest winning. fn must not change the
+// index.
 func (x idIndex) forEach(fn func(k, v []byte) error) error { return x.forEachFrom(nil, fn) }
+
+// ixSource is one part of the index, walked in key order.
+type ixSource interface {
+	key() []byte
+	val() []byte
+	next()
+}
+
+type cursorSource struct {
+	c    *bolt.Cursor
+	k, v []byte
+}
+
+func (c *cursorSource) key() []byte { return c.k }
+func (c *cursorSource) val() []byte { return c.v }
+func (c *cursorSource) next()       { c.k, c.v = c.c.Next() }
+
+func (it *runIter) key() []byte { return it.k }
+func (it *runIter) val() []byte { return it.v }
 
 // forEachFrom is forEach starting at the first _id >= start (nil: the
 // first _id). fn may end the walk early by returning errStop.
 func (x idIndex) forEachFrom(start []byte, fn func(k, v []byte) error) error {
-	first := func(c *bolt.Cursor) ([]byte, []byte) {
-		if start == nil {
-			return c.First()
+	var srcs []ixSource // newest first
+	var iters []*runIter
+	cursor := func(b *bolt.Bucket) {
+		if b == nil {
+			return
 		}
-		return c.Seek(start)
+		c := &cursorSource{c: b.Cursor()}
+		if start == nil {
+			c.k, c.v = c.c.First()
+		} else {
+			c.k, c.v = c.c.Seek(start)
+		}
+		srcs = append(srcs, c)
 	}
-	mc := x.main.Cursor()
-	mk, mv := first(mc)
-	var rk, rv []byte
-	var rc *bolt.Cursor
-	if x.recent != nil {
-		rc = x.recent.Cursor()
-		rk, rv = first(rc)
+	run := func(fs []*runFile) {
+		if len(fs) == 0 {
+			return
+		}
+		it := newRunIter(x.rb, fs)
+		it.seek(start)
+		srcs = append(srcs, it)
+		iters = append(iters, it)
 	}
-	for mk != nil || rk != nil {
-		switch c := cmpKeys(mk, rk); {
-		case c < 0:
-			if err := fn(mk, mv); err != nil {
-				return err
+	cursor(x.recent)
+	for i, lv := range x.levels {
+		if i == 0 {
+			for _, f := range lv {
+				run([]*runFile{f})
 			}
-			mk, mv = mc.Next()
-		case c > 0:
-			if err := fn(rk, rv); err != nil {
-				return err
+		} else {
+			run(lv)
+		}
+	}
+	cursor(x.main)
+	for {
+		var best ixSource
+		var bk []byte
+		for _, s := range srcs {
+			if k := s.key(); k != nil && (best == nil || bytes.Compare(k, bk) < 0) {
+				best, bk = s, k
 			}
-			rk, rv = rc.Next()
-		default:
-			if err := fn(rk, rv); err != nil {
-				return err
+		}
+		if best == nil {
+			break
+		}
+		if err := fn(bk, best.val()); err != nil {
+			return err
+		}
+		for _, s := range srcs {
+			for k := s.key(); k != nil && bytes.Equal(k, bk); k = s.key() {
+				s.next()
 			}
-			mk, mv = mc.Next()
-			rk, rv = rc.Next()
+		}
+	}
+	for _, it := range iters {
+		if it.err != nil {
+			return it.err
 		}
 	}
 	return nil
 }
 
-// cmpKeys compares two cursor keys where nil (an exhausted cursor) sorts
-// after everything.
-func cmpKeys(a, b []byte) int {
-	switch {
-	case a == nil && b == nil:
-		return 0
-	case a == nil:
-		return 1
-	case b == nil:
-		return -1
-	}
-	return bytes.Compare(a, b)
-}
-
-// recentState is what steers moves out of "recent": its entry count and
-// the key the next move starts from.
+// recentState is "recent"'s entry count (and, in format 2 stores, the
+// key the next move started from; unused now).
 type recentState struct {
 	n    uint64
 	from []byte
@@ -150,7 +172,7 @@ func readRecentState(b *bolt.Bucket) recentState {
 	if len(v) < 8 {
 		return recentState{}
 	}
-	return recentState{n: binary.BigEndian.Uint64(v[:8]), from: bytes.Clone(v[8:])}
+	return recentState{n: binary.BigEndian.Uint64(v[:8])}
 }
 
 func (r recentState) encode() []byte {
@@ -168,24 +190,43 @@ type pendingVal struct {
 	inRecent bool
 }
 
-// flush writes the pending index updates to "recent" and moves a slice of
-// the index (the pending updates included) to "index". The transaction is
-// writable whenever something is pending (Put upgrades it first).
-//
-// bbolt keeps a node's entries in one slice until commit splits it into
-// pages, so every Put or Delete in the middle of a node shifts the rest of
-// it: a transaction that piles many updates onto few nodes, then deletes
-// a range of them, does quadratic work (a profile of a 100,000-entity REST
-// collect spent 45% of its CPU in that shifting). flush therefore moves
-// first, from committed nodes of page size (deleting in descending order,
-// so that a node emptied from its end shifts nothing), and only then puts
-// what is left; and when the transaction's updates are many against what
-// "recent" holds, it rebuilds "recent" from the merged entries in key
-// order, which are all appends.
+// flush applies the pending index updates: into "recent" when it stays
+// under the store's recentMin entries, else as a new run with all of
+// "recent" (runs.go). The transaction is writable whenever something is
+// pending (Put upgrades it first).
 func (st *dsState) flush() error {
 	if len(st.pending) == 0 {
 		return nil
 	}
+	keys := slices.Sorted(maps.Keys(st.pending))
+	added := uint64(0)
+	for _, k := range keys {
+		if !st.pending[k].inRecent {
+			added++
+		}
+	}
+	var err error
+	if st.rstate.n+added >= uint64(st.w.s.recentMin) {
+		err = st.flushRun(keys)
+	} else {
+		err = st.putRecent(keys, added)
+	}
+	clear(st.pending)
+	if err != nil {
+		return err
+	}
+	if st.levelsDirty {
+		if err := st.bucket.Put(keyIxLevels, encodeLevels(st.levels)); err != nil {
+			return fmt.Errorf("writing the list of index runs: %w", err)
+		}
+		st.levelsDirty = false
+	}
+	return st.bucket.Put(keyRecentState, st.rstate.encode())
+}
+
+// putRecent puts the pending updates (keys, sorted; added of them new to
+// "recent") into "recent".
+func (st *dsState) putRecent(keys []string, added uint64) error {
 	if st.recent == nil {
 		b, err := st.bucket.CreateBucketIfNotExists(bucketRecent)
 		if err != nil {
@@ -193,67 +234,20 @@ func (st *dsState) flush() error {
 		}
 		st.recent = b
 	}
-	keys := slices.Sorted(maps.Keys(st.pending))
-	n := st.rstate.n
-	for _, k := range keys {
-		if !st.pending[k].inRecent {
-			n++
+	for i, k := range keys {
+		pv := st.pending[k]
+		if !pv.inRecent {
 			st.filter.add(k)
 		}
+		if err := st.recent.Put([]byte(k), pv.iv); err != nil {
+			return fmt.Errorf("index %q: %w", k, err)
+		}
+		if i%boundEvery == boundEvery-1 {
+			st.w.s.boundMapped(st.w.tx)
+		}
 	}
-	var err error
-	if st.w.s.rebuildRecent(len(keys), st.rstate.n) {
-		err = st.rebuild(keys, n)
-	} else {
-		err = st.update(keys, n)
-	}
-	clear(st.pending)
-	if err != nil {
-		return err
-	}
-	return st.bucket.Put(keyRecentState, st.rstate.encode())
-}
-
-// rebuildRecent decides how flush applies pending updates to a "recent"
-// holding about inRecent entries: rebuild it (true) or update it in place.
-// In place, a transaction's updates land on random leaves of "recent",
-// pending/leaves each, and each one shifts its node: fine while that is a
-// few dozen, quadratic when a large transaction meets a small "recent" (a
-// first load, a circuit-breaker run in one transaction). A rebuild costs
-// a copy of every entry, by appends, and writes every leaf full.
-func (s *Store) rebuildRecent(pending int, inRecent uint64) bool {
-	switch s.recentMode {
-	case recentModeInPlace:
-		return false
-	case recentModeRebuild:
-		return true
-	}
-	return uint64(pending)*rebuildRatio >= inRecent
-}
-
-// rebuildRatio: flush rebuilds "recent" when a transaction's index
-// updates are at least 1/rebuildRatio of the entries there. In steady
-// state "recent" holds about three transactions' worth, so ordinary
-// transactions update in place. BenchmarkRecentFlush (CPU time per entity,
-// 300,000 new ids): at 10,000 per transaction in place 5.2–5.6 µs, rebuilt
-// every time 5.3–7.6 µs; at 100,000 per transaction in place 4.0–6.6 µs,
-// rebuilt 3.2–3.9 µs.
-const rebuildRatio = 2
-
-// Test hooks for how flush applies updates (recentMode).
-const (
-	recentModeAuto = iota
-	recentModeInPlace
-	recentModeRebuild
-)
-
-// moveCount is how many entries a flush leaving n entries in the two
-// levels' "recent" side moves to "index".
-func (st *dsState) moveCount(n uint64) int {
-	if n <= uint64(st.w.s.recentMin) {
-		return 0
-	}
-	return int((n + recentFanIn - 1) / recentFanIn)
+	st.rstate.n += added
+	return nil
 }
 
 // mergedRecent walks "recent" and the sorted pending keys together in key
@@ -266,172 +260,26 @@ type mergedRecent struct {
 	pi     int
 }
 
-// next returns the next entry, copied where it points into bbolt's pages
-// (the writes that follow replace them), and whether it has a committed
-// entry in "recent". ok is false at the end.
+// next returns the next entry and whether it has a committed entry in
+// "recent". ok is false at the end. The slices stay valid until the
+// transaction ends.
 func (m *mergedRecent) next() (k, v []byte, committed, ok bool) {
 	switch {
 	case m.ck == nil && m.pi == len(m.keys):
 		return nil, nil, false, false
 	case m.pi == len(m.keys) || (m.ck != nil && bytes.Compare(m.ck, []byte(m.keys[m.pi])) < 0):
-		k, v = m.copy(m.ck), m.copy(m.cv)
+		k, v = m.ck, m.cv
 		m.ck, m.cv = m.c.Next()
 		return k, v, true, true
 	}
 	pk := m.keys[m.pi]
 	m.pi++
-	k = m.copy([]byte(pk))
+	k = []byte(pk)
 	if m.ck != nil && string(m.ck) == pk {
 		committed = true
 		m.ck, m.cv = m.c.Next()
 	}
 	return k, m.st.pending[pk].iv, committed, true
-}
-
-// peek returns the key next would return, or nil at the end.
-func (m *mergedRecent) peek() []byte {
-	switch {
-	case m.ck == nil && m.pi == len(m.keys):
-		return nil
-	case m.pi == len(m.keys) || (m.ck != nil && bytes.Compare(m.ck, []byte(m.keys[m.pi])) < 0):
-		return m.ck
-	}
-	return []byte(m.keys[m.pi])
-}
-
-func (m *mergedRecent) copy(b []byte) []byte {
-	c := m.st.w.alloc(len(b))[:len(b)]
-	copy(c, b)
-	return c
-}
-
-// startKey is where this flush's move starts: the stored rotation point,
-// or the first key when nothing (committed or pending) is at or after it.
-func (st *dsState) startKey(keys []string) []byte {
-	from := st.rstate.from
-	if len(from) == 0 {
-		return nil
-	}
-	if len(keys) > 0 && keys[len(keys)-1] >= string(from) {
-		return from
-	}
-	if k, _ := st.recent.Cursor().Last(); k != nil && bytes.Compare(k, from) >= 0 {
-		return from
-	}
-	return nil
-}
-
-// update applies the pending updates (keys, sorted) in place: first the
-// move of the next slice of the merged index to "index", then the
-// remaining updates to "recent". n is the entry count with the pending
-// updates applied.
-func (st *dsState) update(keys []string, n uint64) error {
-	if want := st.moveCount(n); want > 0 {
-		from := st.startKey(keys)
-		c := st.recent.Cursor()
-		m := mergedRecent{st: st, c: c, keys: keys, pi: sort.SearchStrings(keys, string(from))}
-		m.ck, m.cv = c.Seek(from)
-		p0 := m.pi
-		var del [][]byte // committed entries moved, to delete from "recent"
-		moved := 0
-		for moved < want {
-			k, v, committed, ok := m.next()
-			if !ok {
-				break
-			}
-			if err := st.index.Put(k, v); err != nil {
-				return fmt.Errorf("index %q: %w", k, err)
-			}
-			if committed {
-				del = append(del, k)
-			}
-			moved++
-			if moved%boundEvery == 0 {
-				st.w.s.boundMapped(st.w.tx)
-			}
-		}
-		next := m.peek()
-		st.rstate.from = append(st.rstate.from[:0], next...) // empty at the end: the next move starts at the first key
-		for i := len(del) - 1; i >= 0; i-- {
-			if err := st.recent.Delete(del[i]); err != nil {
-				return fmt.Errorf("index %q: %w", del[i], err)
-			}
-		}
-		keys = slices.Delete(keys, p0, m.pi) // moved straight to "index"
-		if next == nil && from == nil {
-			n = 0 // everything moved
-		} else {
-			n -= uint64(min(uint64(moved), n))
-		}
-	}
-	for i, k := range keys {
-		if err := st.recent.Put([]byte(k), st.pending[k].iv); err != nil {
-			return fmt.Errorf("index %q: %w", k, err)
-		}
-		if i%boundEvery == boundEvery-1 {
-			st.w.s.boundMapped(st.w.tx)
-		}
-	}
-	st.rstate.n = n
-	return nil
-}
-
-// rebuild applies the pending updates (keys, sorted) by rewriting
-// "recent": the merged entries in key order, less the slice that moves to
-// "index", go into a new bucket by appends, its pages filled.
-func (st *dsState) rebuild(keys []string, n uint64) error {
-	want := st.moveCount(n)
-	from := st.startKey(keys)
-	c := st.recent.Cursor()
-	m := mergedRecent{st: st, c: c, keys: keys}
-	m.ck, m.cv = c.First()
-	type kv struct{ k, v []byte }
-	kept := make([]kv, 0, n)
-	moved := 0
-	var next []byte
-	for i := 1; ; i++ {
-		k, v, _, ok := m.next()
-		if !ok {
-			break
-		}
-		if i%boundEvery == 0 {
-			st.w.s.boundMapped(st.w.tx)
-		}
-		if moved < want && bytes.Compare(k, from) >= 0 {
-			if err := st.index.Put(k, v); err != nil {
-				return fmt.Errorf("index %q: %w", k, err)
-			}
-			moved++
-			continue
-		}
-		if next == nil && moved > 0 && bytes.Compare(k, from) >= 0 {
-			next = k
-		}
-		kept = append(kept, kv{k, v})
-	}
-	st.rstate.from = append(st.rstate.from[:0], next...)
-	st.w.s.bulk.Add(1)
-	err := st.bucket.DeleteBucket(bucketRecent)
-	st.w.s.bulk.Add(-1)
-	if err != nil {
-		return fmt.Errorf("rebuilding the recent index: %w", err)
-	}
-	b, err := st.bucket.CreateBucket(bucketRecent)
-	if err != nil {
-		return fmt.Errorf("rebuilding the recent index: %w", err)
-	}
-	b.FillPercent = 1.0
-	st.recent = b
-	for i, e := range kept {
-		if err := b.Put(e.k, e.v); err != nil {
-			return fmt.Errorf("index %q: %w", e.k, err)
-		}
-		if i%boundEvery == boundEvery-1 {
-			st.w.s.boundMapped(st.w.tx)
-		}
-	}
-	st.rstate.n = uint64(len(kept))
-	return nil
 }
 
 // recentFilter is a Bloom filter over the keys of one dataset's "recent"
@@ -476,8 +324,9 @@ func (f *recentFilter) add(id string) {
 	f.added++
 }
 
-func (f *recentFilter) mayHave(id string) bool {
-	h := xxh3.HashString128(id)
+// mayHave reports whether the _id whose xxh3-128 is h may be in
+// "recent".
+func (f *recentFilter) mayHave(h xxh3.Uint128) bool {
 	return f.bloom.MayHave(h.Lo, h.Hi)
 }
 

@@ -1,6 +1,7 @@
 package boltstore
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -98,22 +99,27 @@ func checkModel(t *testing.T, s *Store, ds string, model map[string]*modelEntity
 	}
 }
 
-// TestTwoLevelIndexAgainstModel writes random new, changed, unchanged and
-// deleted entities over many transactions with a small recentMin, so that
-// entries move from "recent" to "index" all the time, rolls some
-// transactions back and reopens the store now and then. Every lookup path,
-// and every Put's changed/unchanged answer (which goes through the
-// in-memory filter of "recent"), must agree with a model.
-//
-// It runs with each way a commit applies index updates to "recent" (in
-// place, rebuilt, chosen by size), and checks the store at the end.
-func TestTwoLevelIndexAgainstModel(t *testing.T) {
-	for _, mode := range []int{recentModeAuto, recentModeInPlace, recentModeRebuild} {
-		t.Run(fmt.Sprint("mode=", mode), func(t *testing.T) { testTwoLevelIndexAgainstModel(t, mode) })
+// TestIndexAgainstModel writes random new, changed, unchanged and deleted
+// entities over many transactions with small runs, so that "recent"
+// becomes runs and runs merge down several levels all the time (merges
+// spanning transactions where the budget is small), rolls some
+// transactions back and reopens the store now and then. Every lookup
+// path, and every Put's changed/unchanged answer (which goes through the
+// in-memory filter of "recent" and the runs' Bloom filters), must agree
+// with a model.
+func TestIndexAgainstModel(t *testing.T) {
+	for _, sh := range []runShape{
+		{recentMin: 16, l0Runs: 2, l1Entries: 40, runEntries: 16, budget: 1 << 20},
+		{recentMin: 16, l0Runs: 4, l1Entries: 60, runEntries: 24, budget: 30},
+		{recentMin: 1, l0Runs: 3, l1Entries: 20, runEntries: 5, budget: 1},
+	} {
+		t.Run(fmt.Sprintf("%+v", sh), func(t *testing.T) { testIndexAgainstModel(t, sh) })
 	}
 }
 
-func testTwoLevelIndexAgainstModel(t *testing.T, mode int) {
+type runShape struct{ recentMin, l0Runs, l1Entries, runEntries, budget int }
+
+func testIndexAgainstModel(t *testing.T, sh runShape) {
 	dir := t.TempDir()
 	ctx := context.Background()
 	open := func() *Store {
@@ -121,8 +127,8 @@ func testTwoLevelIndexAgainstModel(t *testing.T, mode int) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s.recentMin = 16
-		s.recentMode = mode
+		s.recentMin = sh.recentMin
+		s.l0Runs, s.l1Entries, s.runEntries, s.compactBudget = sh.l0Runs, sh.l1Entries, sh.runEntries, sh.budget
 		return s
 	}
 	s := open()
@@ -183,12 +189,18 @@ func testTwoLevelIndexAgainstModel(t *testing.T, mode int) {
 		}
 		checkModel(t, s, ds, model)
 	}
-	// Both levels must be in use, or this test did not test the move.
+	// Runs must be in several levels, or this test did not test merges.
 	s.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketDatasets).Bucket([]byte(ds))
-		r, m := b.Bucket(bucketRecent).Stats().KeyN, b.Bucket(bucketIndex).Stats().KeyN
-		if r == 0 || m == 0 || r > 4*16+40*recentFanIn {
-			t.Errorf("recent holds %d entries and index %d: want both in use, recent bounded", r, m)
+		levels, _, err := s.runsOf(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(levels) < 3 || levels.entries(len(levels)-1) == 0 {
+			t.Errorf("runs in %d levels (%v): want at least 3 in use", len(levels), levels)
+		}
+		if r := b.Bucket(bucketRecent); r != nil && r.Stats().KeyN >= sh.recentMin {
+			t.Errorf("recent holds %d entries, want fewer than %d", r.Stats().KeyN, sh.recentMin)
 		}
 		return nil
 	})
@@ -197,51 +209,113 @@ func testTwoLevelIndexAgainstModel(t *testing.T, mode int) {
 	}
 }
 
-// TestIndexWrittenBeforeTheSplit reads and updates a dataset whose whole
-// index is in "index" with no "recent" bucket, as stores written before
-// the two-level index have it.
-func TestIndexWrittenBeforeTheSplit(t *testing.T) {
-	s, err := Open(t.TempDir(), Options{NoSync: true})
+// TestIndexFromOlderFormats reads and updates datasets in the layouts
+// older stores have: the whole index in "index" with no "recent" (format
+// 1), and the two B+tree levels of format 2, where "recent" holds newer
+// entries than the stale ones "index" still has for the same _ids. Updates
+// then go to runs on top of them.
+func TestIndexFromOlderFormats(t *testing.T) {
+	for _, twoLevels := range []bool{false, true} {
+		t.Run(fmt.Sprint("two levels ", twoLevels), func(t *testing.T) { testIndexFromOlderFormat(t, twoLevels) })
+	}
+}
+
+func testIndexFromOlderFormat(t *testing.T, twoLevels bool) {
+	dir := t.TempDir()
+	s, err := Open(dir, Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	defer func() { s.Close() }()
 	ctx := context.Background()
 	const ds = "old"
 	model := map[string]*modelEntity{}
-	tx, _ := s.Begin(ctx)
-	for i := range 50 {
-		id := fmt.Sprintf("id-%03d", i)
-		putModel(t, tx, ds, id, 1, false)
-		model[id] = &modelEntity{versions: 1, latest: 1}
+	commit := func(version int, step int) {
+		t.Helper()
+		tx, _ := s.Begin(ctx)
+		for i := 0; i < 50; i += step {
+			id := fmt.Sprintf("id-%03d", i)
+			putModel(t, tx, ds, id, version, false)
+			if model[id] == nil {
+				model[id] = &modelEntity{}
+			}
+			model[id].versions++
+			model[id].latest = version
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if err := tx.Commit(); err != nil {
-		t.Fatal(err)
+	entries := func() map[string][]byte {
+		m := map[string][]byte{}
+		s.db.View(func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketDatasets).Bucket([]byte(ds)).Bucket(bucketRecent).ForEach(func(k, v []byte) error {
+				m[string(k)] = bytes.Clone(v)
+				return nil
+			})
+		})
+		return m
 	}
-	// Rewrite the dataset into the old layout.
+	commit(1, 1)
+	first := entries()
+	commit(2, 5)
+	now := entries()
+	// Rewrite the dataset's index into the old layout.
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketDatasets).Bucket([]byte(ds))
-		idx, rec := b.Bucket(bucketIndex), b.Bucket(bucketRecent)
-		if err := rec.ForEach(func(k, v []byte) error { return idx.Put(k, v) }); err != nil {
-			return err
-		}
 		if err := b.DeleteBucket(bucketRecent); err != nil {
 			return err
 		}
-		return b.Delete(keyRecentState)
+		idx, err := b.CreateBucket(bucketIndex)
+		if err != nil {
+			return err
+		}
+		if !twoLevels {
+			for k, v := range now {
+				if err := idx.Put([]byte(k), v); err != nil {
+					return err
+				}
+			}
+			return b.Delete(keyRecentState)
+		}
+		for k, v := range first {
+			if err := idx.Put([]byte(k), v); err != nil {
+				return err
+			}
+		}
+		rec, err := b.CreateBucket(bucketRecent)
+		if err != nil {
+			return err
+		}
+		n := 0
+		for k, v := range now {
+			if !bytes.Equal(v, first[k]) {
+				n++
+				if err := rec.Put([]byte(k), v); err != nil {
+					return err
+				}
+			}
+		}
+		return b.Put(keyRecentState, recentState{n: uint64(n), from: []byte("id-020")}.encode())
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.filters = nil // what Open starts with
 	checkModel(t, s, ds, model)
-	tx, _ = s.Begin(ctx)
-	for i := 0; i < 50; i += 5 {
+	if err := s.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.recentMin = 8
+	tx, _ := s.Begin(ctx)
+	for i := 0; i < 50; i += 3 {
 		id := fmt.Sprintf("id-%03d", i)
-		if putModel(t, tx, ds, id, 2, i%10 == 0) != engine.Appended {
+		if putModel(t, tx, ds, id, 3, i%2 == 0) != engine.Appended {
 			tx.Rollback()
 			t.Fatalf("update of %q not appended", id)
 		}
-		model[id] = &modelEntity{versions: 2, latest: 2, deleted: i%10 == 0}
+		model[id].versions++
+		model[id].latest, model[id].deleted = 3, i%2 == 0
 	}
 	if putModel(t, tx, ds, "id-001", 1, false) != engine.Unchanged {
 		tx.Rollback()
@@ -251,6 +325,14 @@ func TestIndexWrittenBeforeTheSplit(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkModel(t, s, ds, model)
+	s.Close()
+	if s, err = Open(dir, Options{NoSync: true}); err != nil {
+		t.Fatal(err)
+	}
+	checkModel(t, s, ds, model)
+	if err := s.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // TestStoreFormat: a file is marked with the layout it was written in, and
@@ -335,5 +417,45 @@ func TestListEntitiesTwoLevels(t *testing.T) {
 		if !want[id] {
 			t.Errorf("listed %q, never written", id)
 		}
+	}
+}
+
+// TestCheckFindsBrokenRuns: Check verifies the runs themselves, not only
+// the answers they give: a run whose description disagrees with its
+// blocks is reported.
+func TestCheckFindsBrokenRuns(t *testing.T) {
+	s, err := Open(t.TempDir(), Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.recentMin = 1
+	ctx := context.Background()
+	tx, _ := s.Begin(ctx)
+	for i := range 300 {
+		putModel(t, tx, "ds", fmt.Sprintf("id-%03d", i), 1, false)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketDatasets).Bucket([]byte("ds"))
+		levels, rb, err := s.runsOf(b)
+		if err != nil || len(levels) == 0 || len(levels[0]) != 1 {
+			t.Fatalf("runs %v, %v: want one level-0 run", levels, err)
+		}
+		f := *levels[0][0]
+		f.count++
+		return rb.Put(runMetaKey(f.id), encodeRunMeta(&f))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.runCache = nil
+	if err := s.Check(ctx); err == nil || !strings.Contains(err.Error(), "300 entries, its description says 301") {
+		t.Fatalf("Check = %v, want the run's count reported", err)
 	}
 }

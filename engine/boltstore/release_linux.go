@@ -3,9 +3,7 @@
 package boltstore
 
 import (
-	"bytes"
 	"os"
-	"strconv"
 	"syscall"
 	"time"
 	"unsafe"
@@ -201,17 +199,24 @@ func (s *Store) resident(buf []byte) (total, shared int64) {
 		return -1, -1
 	}
 	n, _ := s.statm.ReadAt(buf, 0)
-	fields := bytes.Fields(buf[:n])
-	if len(fields) < 3 {
-		return -1, -1
-	}
-	t, err1 := strconv.ParseInt(string(fields[1]), 10, 64)
-	sh, err2 := strconv.ParseInt(string(fields[2]), 10, 64)
-	if err1 != nil || err2 != nil {
-		return -1, -1
+	// Fields: size resident shared ... (pages, decimal, space-separated);
+	// parsed in place, as this runs every few dozen index operations.
+	var f [3]int64
+	i, b := 0, buf[:n]
+	for j := range f {
+		for i < len(b) && b[i] == ' ' {
+			i++
+		}
+		start := i
+		for ; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
+			f[j] = f[j]*10 + int64(b[i]-'0')
+		}
+		if i == start {
+			return -1, -1
+		}
 	}
 	page := int64(os.Getpagesize())
-	return t * page, sh * page
+	return f[1] * page, f[2] * page
 }
 
 // openStatm opens /proc/self/statm for resident.

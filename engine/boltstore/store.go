@@ -11,9 +11,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/zeebo/xxh3"
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
 
@@ -86,15 +88,18 @@ type Store struct {
 	// pidfd refers to this process, for process_madvise (-1: none).
 	pidfd            int
 	noProcessMadvise atomic.Bool
-	// recentMin is how many entries a dataset's "recent" index holds
-	// before commits move entries to "index" (recent.go).
+	// recentMin is how many entries a dataset's "recent" index and a
+	// flush's updates reach before they become a run (recent.go).
 	recentMin int
+	// l0Runs, l1Entries, runEntries and compactBudget shape the index
+	// runs (runs.go; the defaults, smaller in tests).
+	l0Runs, l1Entries, runEntries, compactBudget int
 	// filters holds each dataset's recentFilter; only write transactions
 	// (under the writer lock) use it.
 	filters map[string]*recentFilter
-	// recentMode forces how flush applies index updates (tests and
-	// benchmarks; recentModeAuto decides by size).
-	recentMode int
+	// runCache holds the descriptions of index runs by id (runs.go).
+	runMu    sync.Mutex
+	runCache map[uint64]*runFile
 }
 
 // boundEvery is how many index or log operations pass between checks of
@@ -144,7 +149,8 @@ func Open(dir string, opts Options) (s *Store, err error) {
 		db.Close()
 		return nil, fmt.Errorf("data file %s: %w", path, err)
 	}
-	s = &Store{db: db, path: path, writer: make(chan struct{}, 1), closing: make(chan struct{}), pidfd: -1, recentMin: defaultRecentMin}
+	s = &Store{db: db, path: path, writer: make(chan struct{}, 1), closing: make(chan struct{}), pidfd: -1, recentMin: defaultRecentMin,
+		l0Runs: defaultL0Runs, l1Entries: defaultL1Entries, runEntries: defaultRunEntries, compactBudget: defaultCompactBudget}
 	limit := opts.MaxResident
 	if limit == 0 {
 		limit = DefaultMaxResident
@@ -187,7 +193,12 @@ func Open(dir string, opts Options) (s *Store, err error) {
 // for writing. A binary from before the marker does not check it, so going
 // back to one is not supported once a file is format 2: it would not see
 // the entries in "recent".
-const storeFormat = 2
+//
+// Format 3 (index runs, runs.go) reads formats 1 and 2 unchanged: their
+// "index" becomes the bottom of the index and is no longer written, and
+// their "recent" becomes a run with the next large enough commit. A
+// format-2 binary refuses a format-3 file (it would not see the runs).
+const storeFormat = 3
 
 var (
 	bucketStore = []byte("store")
@@ -389,21 +400,29 @@ func (w *writeTx) upgrade() error {
 		}
 		st.bucket, st.log, st.index, st.recent = b, b.Bucket(bucketLog), b.Bucket(bucketIndex), b.Bucket(bucketRecent)
 		st.log.FillPercent = 1.0
+		if st.rb = b.Bucket(bucketIxRuns); st.rb != nil {
+			st.rb.FillPercent = 1.0
+		}
 	}
 	return nil
 }
 
 type dsState struct {
-	w       *writeTx
-	bucket  *bolt.Bucket
-	log     *bolt.Bucket
-	index   *bolt.Bucket
-	recent  *bolt.Bucket // nil until the first flush creates it
-	rstate  recentState
-	filter  *recentFilter
-	meta    meta
-	dirty   bool
-	pending map[string]pendingVal // _id -> new index value, applied sorted at commit
+	w      *writeTx
+	bucket *bolt.Bucket
+	log    *bolt.Bucket
+	index  *bolt.Bucket // nil but in stores from before the runs
+	recent *bolt.Bucket // nil until a flush creates it
+	rstate recentState
+	filter *recentFilter
+	// levels are the index runs and rb their bucket (runs.go), nil
+	// until the first run; levelsDirty: levels changed in this transaction.
+	levels      runLevels
+	rb          *bolt.Bucket
+	levelsDirty bool
+	meta        meta
+	dirty       bool
+	pending     map[string]pendingVal // _id -> new index value, applied sorted at commit
 }
 
 type writeTx struct {
@@ -415,6 +434,9 @@ type writeTx struct {
 	writable bool
 	arena    []byte
 	ops      int
+	// newRuns and dropRuns are the index runs this transaction wrote and
+	// replaced, for the store's cache once it commits.
+	newRuns, dropRuns []*runFile
 }
 
 // alloc returns an empty slice with capacity n that no other Put uses.
@@ -454,19 +476,23 @@ func (w *writeTx) dataset(name string, create bool) (*dsState, error) {
 		if _, err = b.CreateBucket(bucketLog); err != nil {
 			return nil, err
 		}
-		if _, err = b.CreateBucket(bucketIndex); err != nil {
-			return nil, err
-		}
 	}
 	m, err := readMeta(b)
 	if err != nil {
 		return nil, fmt.Errorf("dataset %q: %w", name, err)
 	}
+	levels, rb, err := w.s.runsOf(b)
+	if err != nil {
+		return nil, fmt.Errorf("dataset %q: %w", name, err)
+	}
 	w.s.hot.mark(name)
 	st := &dsState{w: w, bucket: b, log: b.Bucket(bucketLog), index: b.Bucket(bucketIndex), recent: b.Bucket(bucketRecent),
-		rstate: readRecentState(b), filter: w.s.recentFilterFor(name, b), meta: m, pending: map[string]pendingVal{}}
+		rstate: readRecentState(b), filter: w.s.recentFilterFor(name, b), levels: levels, rb: rb, meta: m, pending: map[string]pendingVal{}}
 	if w.writable {
 		st.log.FillPercent = 1.0
+		if rb != nil {
+			rb.FillPercent = 1.0
+		}
 	}
 	if st.meta.Created.IsZero() {
 		st.meta.Created = time.Now().UTC()
@@ -489,13 +515,20 @@ func (st *dsState) latest(id string) (v []byte, ok, inRecent bool) {
 	if pv, ok := st.pending[id]; ok {
 		return pv.iv, true, pv.inRecent
 	}
-	if st.recent != nil && st.filter.mayHave(id) {
+	h := xxh3.HashString128(id)
+	if st.recent != nil && st.filter.mayHave(h) {
 		if v := st.recent.Get([]byte(id)); v != nil {
 			return v, true, true
 		}
 	}
-	v = st.index.Get([]byte(id))
+	v = st.idIndex().below([]byte(id), h)
 	return v, v != nil, false
+}
+
+// idIndex is the index as this transaction has it (pending updates
+// aside).
+func (st *dsState) idIndex() idIndex {
+	return idIndex{recent: st.recent, main: st.index, levels: st.levels, rb: st.rb}
 }
 
 func (w *writeTx) Put(dataset string, p *engine.Prepared, ts int64) (engine.PutResult, engine.Record, error) {
@@ -625,7 +658,7 @@ func (w *writeTx) ForEachLive(dataset string, fn func(id string) error) error {
 	}
 	st = w.sets[dataset]
 	n := 0
-	return idIndex{recent: st.recent, main: st.index}.forEach(func(k, iv []byte) error {
+	return st.idIndex().forEach(func(k, iv []byte) error {
 		if !validIndexVal(iv) {
 			return fmt.Errorf("dataset %q: corrupt index entry for %q", dataset, k)
 		}
@@ -777,6 +810,7 @@ func (w *writeTx) Commit() error {
 	if err != nil {
 		return fmt.Errorf("committing to %s: %w", w.s.path, err)
 	}
+	w.s.cacheRuns(w.newRuns, w.dropRuns)
 	return nil
 }
 
@@ -874,7 +908,10 @@ func (s *Store) Scan(ctx context.Context, dataset string, opts engine.ScanOption
 				end = true
 				return nil
 			}
-			index := datasetIndex(b)
+			index, err := s.datasetIndex(b)
+			if err != nil {
+				return fmt.Errorf("dataset %q: %w", dataset, err)
+			}
 			if opts.LatestOnly && sup == nil {
 				s.hot.mark(dataset)
 			}
@@ -1046,7 +1083,11 @@ func (s *Store) Get(ctx context.Context, dataset, id string) (engine.Record, boo
 		if b == nil {
 			return nil
 		}
-		iv := datasetIndex(b).get([]byte(id))
+		x, err := s.datasetIndex(b)
+		if err != nil {
+			return fmt.Errorf("dataset %q: %w", dataset, err)
+		}
+		iv := x.get([]byte(id))
 		if iv == nil {
 			return nil
 		}
@@ -1055,7 +1096,6 @@ func (s *Store) Get(ctx context.Context, dataset, id string) (engine.Record, boo
 		if v == nil {
 			return fmt.Errorf("dataset %q: index points at missing offset %d for %q", dataset, off, id)
 		}
-		var err error
 		r, err = decodeVersion(off, v)
 		ok = err == nil
 		return err
@@ -1071,7 +1111,11 @@ func (s *Store) History(ctx context.Context, dataset, id string) ([]engine.Recor
 		if b == nil {
 			return nil
 		}
-		iv := datasetIndex(b).get([]byte(id))
+		x, err := s.datasetIndex(b)
+		if err != nil {
+			return fmt.Errorf("dataset %q: %w", dataset, err)
+		}
+		iv := x.get([]byte(id))
 		if iv == nil {
 			return nil
 		}
@@ -1153,6 +1197,13 @@ func (s *Store) DeleteDataset(ctx context.Context, name string) error {
 		return err
 	}
 	w.changed = true
+	if b := w.tx.Bucket(bucketDatasets).Bucket([]byte(name)); b != nil {
+		if levels, _, err := s.runsOf(b); err == nil {
+			for _, lv := range levels {
+				w.dropRuns = append(w.dropRuns, lv...)
+			}
+		}
+	}
 	s.bulk.Add(1)
 	err = w.tx.Bucket(bucketDatasets).DeleteBucket([]byte(name))
 	s.bulk.Add(-1)
@@ -1353,9 +1404,16 @@ func (s *Store) checkIndex(info engine.DatasetInfo) error {
 		if b == nil {
 			return nil
 		}
-		x, log := datasetIndex(b), b.Bucket(bucketLog)
+		x, err := s.datasetIndex(b)
+		if err != nil {
+			return err
+		}
+		if err := x.checkRuns(); err != nil {
+			return err
+		}
+		log := b.Bucket(bucketLog)
 		var n uint64
-		err := x.forEach(func(k, iv []byte) error {
+		err = x.forEach(func(k, iv []byte) error {
 			n++
 			if !validIndexVal(iv) {
 				return fmt.Errorf("corrupt index entry for %q", k)

@@ -1,0 +1,847 @@
+package boltstore
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+
+	"github.com/zeebo/xxh3"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/ferrydata/ferry/engine/bloom"
+)
+
+// Sorted runs: the levels of the _id index below "recent".
+//
+// Index updates arrive with random _ids. Written into one B+tree, each
+// lands on its own leaf and bbolt copies that whole page at commit; at a
+// million entries that was most of an initial load's time (a load without
+// any index writes ran at 4x the speed). Below "recent", the index is
+// therefore a small log-structured merge tree kept inside the dataset's
+// bucket, like LevelDB's levels:
+//
+//   - a run is an immutable sorted list of (_id, index value) entries,
+//     stored as blocks of about 4 KB (bucket "ixruns", key 'b' + run id +
+//     the block's first _id) and a description (key 'm' + run id: entry
+//     count, first and last _id, a Bloom filter of its _ids);
+//   - level 0 holds runs written by flushes, newest first; their key
+//     ranges overlap. Levels 1 and up each hold runs with disjoint key
+//     ranges, in key order, each level about levelRatio times the one
+//     above;
+//   - key "ixlevels" of the dataset's bucket lists each level's run ids.
+//
+// A flush that has at least the store's recentMin entries between "recent"
+// and its own updates writes them as one new level-0 run and empties
+// "recent" (smaller ones go into "recent", a B+tree, as before). Then
+// compactions merge runs downwards: all of level 0 with level 1 when level
+// 0 has l0Runs runs, and one run of a level over its size with the runs
+// it overlaps in the next level. Merging writes runs sequentially, packed;
+// a new _id costs a few copies of ~60 bytes instead of a page.
+//
+// Lookups ask, in order: the transaction's pending updates, "recent",
+// level 0 newest first, each level (the one run whose range covers the
+// _id), then "index" (what stores from before the runs hold; read-only
+// now). The first entry found is the latest: every step writes newer
+// entries above older ones, and a compaction replaces its inputs with
+// their merge (the newest entry of each _id) in the same transaction.
+// Bloom filters, kept in memory per run, skip runs that cannot hold the
+// _id.
+//
+// Everything is in bbolt and changes in the writing transaction, so a
+// crash leaves the index as the last commit left it. Runs are cached in
+// memory by id (their descriptions never change); ids come from a
+// store-wide sequence, so a rolled-back id is only reused by a run that
+// was never cached.
+var (
+	bucketIxRuns = []byte("ixruns")
+	keyIxLevels  = []byte("ixlevels")
+)
+
+const (
+	// runBlockSize is the target size of a run's block: a block, its key
+	// and the leaf header fit one 4 KiB page.
+	runBlockSize = 3800
+	// defaultRecentMin: "recent" and a flush's updates together at least
+	// this many become a run.
+	defaultRecentMin = 8192
+	// defaultL0Runs level-0 runs trigger their merge into level 1.
+	defaultL0Runs = 16
+	// defaultL1Entries is level 1's size; level i+1 is levelRatio times
+	// level i.
+	defaultL1Entries = 1 << 17
+	levelRatio       = 8
+	// defaultRunEntries is the size at which merges into levels >= 1
+	// start a new run, so one run of a level overlaps few of the next.
+	defaultRunEntries = 1 << 15
+	// defaultCompactBudget: a transaction stops compacting once it has
+	// merged this many entries (at least one step runs), which bounds the
+	// memory a commit holds.
+	defaultCompactBudget = 1 << 19
+)
+
+// runFile describes one run. It never changes once written.
+type runFile struct {
+	id       uint64
+	count    uint64
+	min, max []byte
+	bloom    *bloom.Filter
+}
+
+// runLevels is an index's runs: [0] newest first, [i>0] by key.
+type runLevels [][]*runFile
+
+func (l runLevels) clone() runLevels {
+	c := make(runLevels, len(l))
+	for i, lv := range l {
+		c[i] = slices.Clone(lv)
+	}
+	return c
+}
+
+func (l runLevels) entries(level int) uint64 {
+	var n uint64
+	if level < len(l) {
+		for _, f := range l[level] {
+			n += f.count
+		}
+	}
+	return n
+}
+
+func runMetaKey(id uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte{'m'}, id)
+}
+
+// blockPrefix returns 'b' + id, with room for a key after it.
+func blockPrefix(id uint64, extra int) []byte {
+	p := make([]byte, 9, 9+extra)
+	p[0] = 'b'
+	binary.BigEndian.PutUint64(p[1:], id)
+	return p
+}
+
+func encodeRunMeta(f *runFile) []byte {
+	words := f.bloom.Words()
+	v := make([]byte, 0, 8+2*binary.MaxVarintLen64+len(f.min)+len(f.max)+8*len(words))
+	v = binary.BigEndian.AppendUint64(v, f.count)
+	v = binary.AppendUvarint(v, uint64(len(f.min)))
+	v = append(v, f.min...)
+	v = binary.AppendUvarint(v, uint64(len(f.max)))
+	v = append(v, f.max...)
+	for _, w := range words {
+		v = binary.LittleEndian.AppendUint64(v, w)
+	}
+	return v
+}
+
+func decodeRunMeta(id uint64, v []byte) (*runFile, error) {
+	bad := fmt.Errorf("corrupt description of index run %d", id)
+	if len(v) < 8 {
+		return nil, bad
+	}
+	f := &runFile{id: id, count: binary.BigEndian.Uint64(v)}
+	v = v[8:]
+	for _, dst := range []*[]byte{&f.min, &f.max} {
+		n, k := binary.Uvarint(v)
+		if k <= 0 || uint64(len(v)-k) < n {
+			return nil, bad
+		}
+		*dst = bytes.Clone(v[k : k+int(n)])
+		v = v[k+int(n):]
+	}
+	if len(v)%8 != 0 {
+		return nil, bad
+	}
+	words := make([]uint64, len(v)/8)
+	for i := range words {
+		words[i] = binary.LittleEndian.Uint64(v[8*i:])
+	}
+	var ok bool
+	if f.bloom, ok = bloom.FromWords(words); !ok {
+		return nil, bad
+	}
+	return f, nil
+}
+
+func encodeLevels(l runLevels) []byte {
+	var v []byte
+	for _, lv := range l {
+		v = binary.AppendUvarint(v, uint64(len(lv)))
+		for _, f := range lv {
+			v = binary.BigEndian.AppendUint64(v, f.id)
+		}
+	}
+	return v
+}
+
+// runsOf reads the runs of the dataset bucket b as tx sees them.
+func (s *Store) runsOf(b *bolt.Bucket) (runLevels, *bolt.Bucket, error) {
+	v := b.Get(keyIxLevels)
+	rb := b.Bucket(bucketIxRuns)
+	if len(v) == 0 {
+		return nil, rb, nil
+	}
+	if rb == nil {
+		return nil, nil, errors.New("index runs listed but missing")
+	}
+	var l runLevels
+	for len(v) > 0 {
+		n, k := binary.Uvarint(v)
+		if k <= 0 || uint64(len(v)-k)/8 < n {
+			return nil, nil, errors.New("corrupt list of index runs")
+		}
+		v = v[k:]
+		lv := make([]*runFile, n)
+		for i := range lv {
+			f, err := s.runFile(rb, binary.BigEndian.Uint64(v))
+			if err != nil {
+				return nil, nil, err
+			}
+			lv[i] = f
+			v = v[8:]
+		}
+		l = append(l, lv)
+	}
+	return l, rb, nil
+}
+
+// runFile returns run id's description, from the cache or rb.
+func (s *Store) runFile(rb *bolt.Bucket, id uint64) (*runFile, error) {
+	s.runMu.Lock()
+	f := s.runCache[id]
+	s.runMu.Unlock()
+	if f != nil {
+		return f, nil
+	}
+	v := rb.Get(runMetaKey(id))
+	if v == nil {
+		return nil, fmt.Errorf("index run %d is missing", id)
+	}
+	f, err := decodeRunMeta(id, v)
+	if err != nil {
+		return nil, err
+	}
+	s.runMu.Lock()
+	if s.runCache == nil {
+		s.runCache = map[uint64]*runFile{}
+	}
+	s.runCache[id] = f
+	s.runMu.Unlock()
+	return f, nil
+}
+
+// cacheRuns adds runs a committed transaction wrote and forgets those it
+// replaced (readers of older states reload them from their snapshot).
+func (s *Store) cacheRuns(add, drop []*runFile) {
+	if len(add)+len(drop) == 0 {
+		return
+	}
+	s.runMu.Lock()
+	defer s.runMu.Unlock()
+	if s.runCache == nil {
+		s.runCache = map[uint64]*runFile{}
+	}
+	for _, f := range drop {
+		delete(s.runCache, f.id)
+	}
+	for _, f := range add {
+		s.runCache[f.id] = f
+	}
+}
+
+// find returns id's entry in the runs, or nil. h is id's xxh3-128.
+func (l runLevels) find(rb *bolt.Bucket, id []byte, h xxh3.Uint128) []byte {
+	for i, lv := range l {
+		if i == 0 {
+			for _, f := range lv {
+				if bytes.Compare(id, f.min) >= 0 && bytes.Compare(id, f.max) <= 0 && f.bloom.MayHave(h.Lo, h.Hi) {
+					if v := f.get(rb, id); v != nil {
+						return v
+					}
+				}
+			}
+			continue
+		}
+		j := sort.Search(len(lv), func(j int) bool { return bytes.Compare(lv[j].max, id) >= 0 })
+		if j < len(lv) && bytes.Compare(id, lv[j].min) >= 0 && lv[j].bloom.MayHave(h.Lo, h.Hi) {
+			if v := lv[j].get(rb, id); v != nil {
+				return v
+			}
+		}
+	}
+	return nil
+}
+
+// get looks id up in the run: the block whose first key is the greatest
+// <= id, then a binary search in it.
+func (f *runFile) get(rb *bolt.Bucket, id []byte) []byte {
+	key := append(blockPrefix(f.id, len(id)), id...)
+	c := rb.Cursor()
+	k, v := c.Seek(key)
+	if k == nil || !bytes.Equal(k, key) {
+		if k == nil {
+			k, v = c.Last()
+		} else {
+			k, v = c.Prev()
+		}
+		if k == nil || !bytes.HasPrefix(k, key[:9]) {
+			return nil
+		}
+	}
+	return blockGet(v, id)
+}
+
+// A block is: count (uint32), the offset of each entry from the block's
+// start (uint32 each), then the entries, each uvarint key length, key,
+// value length (one byte), value.
+
+func blockCount(b []byte) int {
+	if len(b) < 4 {
+		return 0
+	}
+	n := int(binary.BigEndian.Uint32(b))
+	if 4+4*n > len(b) {
+		return 0
+	}
+	return n
+}
+
+// blockEntry returns entry i of b (nil, nil if it does not parse).
+func blockEntry(b []byte, i int) (k, v []byte) {
+	off := int(binary.BigEndian.Uint32(b[4+4*i:]))
+	if off >= len(b) {
+		return nil, nil
+	}
+	e := b[off:]
+	n, w := binary.Uvarint(e)
+	if w <= 0 || uint64(len(e)-w) < n+1 {
+		return nil, nil
+	}
+	k = e[w : w+int(n)]
+	e = e[w+int(n):]
+	vl := int(e[0])
+	if len(e)-1 < vl {
+		return nil, nil
+	}
+	return k, e[1 : 1+vl]
+}
+
+func blockGet(b, id []byte) []byte {
+	n := blockCount(b)
+	i := sort.Search(n, func(i int) bool {
+		k, _ := blockEntry(b, i)
+		return bytes.Compare(k, id) >= 0
+	})
+	if i < n {
+		if k, v := blockEntry(b, i); bytes.Equal(k, id) {
+			return v
+		}
+	}
+	return nil
+}
+
+// runWriter writes a sorted stream of entries as runs of one level,
+// starting a new run every maxEntries (0: one run).
+type runWriter struct {
+	st         *dsState
+	rb         *bolt.Bucket
+	maxEntries uint64
+	expect     uint64 // entries still to come, to size Bloom filters
+	cur        *runFile
+	out        []*runFile
+	blk        []byte // entries of the block being built
+	offs       []uint32
+	first      []byte
+}
+
+func (st *dsState) runsBucket() (*bolt.Bucket, error) {
+	if st.rb != nil {
+		return st.rb, nil
+	}
+	rb, err := st.bucket.CreateBucketIfNotExists(bucketIxRuns)
+	if err != nil {
+		return nil, fmt.Errorf("creating the index runs: %w", err)
+	}
+	rb.FillPercent = 1.0
+	st.rb = rb
+	return rb, nil
+}
+
+func (st *dsState) newRunWriter(expect, maxEntries uint64) (*runWriter, error) {
+	rb, err := st.runsBucket()
+	if err != nil {
+		return nil, err
+	}
+	return &runWriter{st: st, rb: rb, maxEntries: maxEntries, expect: expect}, nil
+}
+
+func (rw *runWriter) add(k, v []byte) error {
+	if rw.cur != nil && rw.maxEntries > 0 && rw.cur.count >= rw.maxEntries {
+		if err := rw.finishRun(); err != nil {
+			return err
+		}
+	}
+	if rw.cur == nil {
+		id, err := rw.st.w.tx.Bucket(bucketStore).NextSequence()
+		if err != nil {
+			return fmt.Errorf("numbering an index run: %w", err)
+		}
+		n := rw.expect
+		if rw.maxEntries > 0 {
+			n = min(n, rw.maxEntries)
+		}
+		rw.cur = &runFile{id: id, min: bytes.Clone(k), bloom: bloom.New(int(max(n, 64)) * 10)}
+	}
+	if len(rw.offs) > 0 && len(rw.blk)+len(k)+len(v)+12+4*len(rw.offs) > runBlockSize {
+		if err := rw.flushBlock(); err != nil {
+			return err
+		}
+	}
+	if len(rw.offs) == 0 {
+		rw.first = append(rw.first[:0], k...)
+	}
+	if len(v) > 255 {
+		return fmt.Errorf("index value of %d bytes", len(v))
+	}
+	rw.offs = append(rw.offs, uint32(len(rw.blk)))
+	rw.blk = binary.AppendUvarint(rw.blk, uint64(len(k)))
+	rw.blk = append(rw.blk, k...)
+	rw.blk = append(rw.blk, byte(len(v)))
+	rw.blk = append(rw.blk, v...)
+	h := xxh3.Hash128(k)
+	rw.cur.bloom.Add(h.Lo, h.Hi)
+	rw.cur.count++
+	rw.cur.max = append(rw.cur.max[:0], k...)
+	if rw.expect > 0 {
+		rw.expect--
+	}
+	return nil
+}
+
+// flushBlock puts the block being built. Its memory must live until the
+// commit (bbolt keeps the slices): it comes from the transaction's arena.
+func (rw *runWriter) flushBlock() error {
+	if len(rw.offs) == 0 {
+		return nil
+	}
+	head := 4 + 4*len(rw.offs)
+	b := rw.st.w.alloc(head + len(rw.blk))[:head+len(rw.blk)]
+	binary.BigEndian.PutUint32(b, uint32(len(rw.offs)))
+	for i, o := range rw.offs {
+		binary.BigEndian.PutUint32(b[4+4*i:], o+uint32(head))
+	}
+	copy(b[head:], rw.blk)
+	key := rw.st.w.alloc(9 + len(rw.first))[:9]
+	key[0] = 'b'
+	binary.BigEndian.PutUint64(key[1:], rw.cur.id)
+	key = append(key, rw.first...)
+	rw.blk, rw.offs = rw.blk[:0], rw.offs[:0]
+	if err := rw.rb.Put(key, b); err != nil {
+		return fmt.Errorf("writing an index run: %w", err)
+	}
+	return nil
+}
+
+func (rw *runWriter) finishRun() error {
+	if rw.cur == nil {
+		return nil
+	}
+	if err := rw.flushBlock(); err != nil {
+		return err
+	}
+	if err := rw.rb.Put(runMetaKey(rw.cur.id), encodeRunMeta(rw.cur)); err != nil {
+		return fmt.Errorf("writing an index run: %w", err)
+	}
+	rw.out = append(rw.out, rw.cur)
+	rw.st.w.newRuns = append(rw.st.w.newRuns, rw.cur)
+	rw.cur = nil
+	return nil
+}
+
+func (rw *runWriter) finish() ([]*runFile, error) {
+	if err := rw.finishRun(); err != nil {
+		return nil, err
+	}
+	return rw.out, nil
+}
+
+// runIter walks the entries of runs in order (runs in key order with
+// disjoint ranges, or a single run).
+type runIter struct {
+	rb     *bolt.Bucket
+	c      *bolt.Cursor
+	files  []*runFile
+	fi     int
+	blk    []byte
+	n, i   int
+	k, v   []byte
+	err    error
+	prefix []byte
+}
+
+func newRunIter(rb *bolt.Bucket, files []*runFile) *runIter {
+	return &runIter{rb: rb, c: rb.Cursor(), files: files}
+}
+
+// seek positions the iterator at the first entry >= start (nil: the
+// first entry).
+func (it *runIter) seek(start []byte) {
+	it.fi = 0
+	if start != nil {
+		it.fi = sort.Search(len(it.files), func(j int) bool { return bytes.Compare(it.files[j].max, start) >= 0 })
+	}
+	if it.fi >= len(it.files) {
+		it.k = nil
+		return
+	}
+	f := it.files[it.fi]
+	it.prefix = blockPrefix(f.id, 0)
+	if start == nil || bytes.Compare(start, f.min) <= 0 {
+		it.load(it.c.Seek(it.prefix))
+	} else {
+		key := append(blockPrefix(f.id, len(start)), start...)
+		k, v := it.c.Seek(key)
+		if k == nil || !bytes.Equal(k, key) {
+			if k == nil {
+				k, v = it.c.Last()
+			} else {
+				k, v = it.c.Prev()
+			}
+		}
+		it.load(k, v)
+	}
+	for it.k != nil && bytes.Compare(it.k, start) < 0 {
+		it.next()
+	}
+}
+
+// load makes the block (k, v) current, or moves to the next run when k
+// is not a block of the current one.
+func (it *runIter) load(k, v []byte) {
+	for {
+		if k != nil && bytes.HasPrefix(k, it.prefix) && len(k) > 9 {
+			it.blk, it.n, it.i = v, blockCount(v), 0
+			if it.n == 0 {
+				it.err = fmt.Errorf("corrupt block in index run %d", it.files[it.fi].id)
+				it.k = nil
+				return
+			}
+			it.entry()
+			return
+		}
+		it.fi++
+		if it.fi >= len(it.files) {
+			it.k, it.v = nil, nil
+			return
+		}
+		it.prefix = blockPrefix(it.files[it.fi].id, 0)
+		k, v = it.c.Seek(it.prefix)
+	}
+}
+
+func (it *runIter) entry() {
+	it.k, it.v = blockEntry(it.blk, it.i)
+	if it.k == nil {
+		it.err = fmt.Errorf("corrupt block in index run %d", it.files[it.fi].id)
+	}
+}
+
+func (it *runIter) next() {
+	if it.k == nil {
+		return
+	}
+	if it.i++; it.i < it.n {
+		it.entry()
+		return
+	}
+	it.load(it.c.Next())
+}
+
+// flushRun writes the pending updates (keys, sorted) and all of "recent"
+// as a new level-0 run, empties "recent", and compacts.
+func (st *dsState) flushRun(keys []string) error {
+	var rc *bolt.Cursor
+	m := mergedRecent{st: st, keys: keys}
+	if st.recent != nil {
+		rc = st.recent.Cursor()
+		m.c = rc
+		m.ck, m.cv = rc.First()
+	}
+	rw, err := st.newRunWriter(uint64(len(keys))+st.rstate.n, 0)
+	if err != nil {
+		return err
+	}
+	for i := 1; ; i++ {
+		k, v, _, ok := m.next()
+		if !ok {
+			break
+		}
+		if err := rw.add(k, v); err != nil {
+			return err
+		}
+		if i%(4*boundEvery) == 0 {
+			st.w.s.boundMapped(st.w.tx)
+		}
+	}
+	out, err := rw.finish()
+	if err != nil {
+		return err
+	}
+	if st.recent != nil {
+		st.w.s.bulk.Add(1)
+		err := st.bucket.DeleteBucket(bucketRecent)
+		st.w.s.bulk.Add(-1)
+		if err != nil {
+			return fmt.Errorf("emptying the recent index: %w", err)
+		}
+		st.recent = nil
+	}
+	st.rstate = recentState{}
+	if len(st.levels) == 0 {
+		st.levels = runLevels{nil}
+	}
+	st.levels[0] = append(slices.Clone(out), st.levels[0]...)
+	st.levelsDirty = true
+	return st.compact()
+}
+
+// compact merges runs downwards while a level is over its size, until
+// the transaction has merged the store's compactBudget entries.
+func (st *dsState) compact() error {
+	s := st.w.s
+	merged := 0
+	for merged < s.compactBudget {
+		var inputs [][]*runFile // newest first; each a single run or a level's runs in key order
+		var from, to int        // level the inputs come from; level they merge into
+		var drop []*runFile
+		if len(st.levels[0]) >= s.l0Runs {
+			from, to = 0, 1
+			for _, f := range st.levels[0] {
+				inputs = append(inputs, []*runFile{f})
+			}
+			drop = slices.Clone(st.levels[0])
+		} else {
+			from = -1
+			limit := uint64(s.l1Entries)
+			for i := 1; i < len(st.levels); i++ {
+				if st.levels.entries(i) > limit {
+					from, to = i, i+1
+					break
+				}
+				limit *= levelRatio
+			}
+			if from < 0 {
+				return nil
+			}
+			// The oldest run of the level: each gets its turn.
+			pick := slices.MinFunc(st.levels[from], func(a, b *runFile) int { return cmpU64(a.id, b.id) })
+			inputs = append(inputs, []*runFile{pick})
+			drop = []*runFile{pick}
+		}
+		lo, hi := keyRange(drop)
+		var below []*runFile
+		if to < len(st.levels) {
+			for _, f := range st.levels[to] {
+				if bytes.Compare(f.max, lo) >= 0 && bytes.Compare(f.min, hi) <= 0 {
+					below = append(below, f)
+				}
+			}
+		}
+		if len(below) > 0 {
+			inputs = append(inputs, below)
+		}
+		n, out, err := st.merge(inputs)
+		if err != nil {
+			return err
+		}
+		merged += n
+		drop = append(drop, below...)
+		if err := st.dropRuns(drop); err != nil {
+			return err
+		}
+		for len(st.levels) <= to {
+			st.levels = append(st.levels, nil)
+		}
+		gone := map[uint64]bool{}
+		for _, f := range drop {
+			gone[f.id] = true
+		}
+		keep := func(lv []*runFile) []*runFile {
+			return slices.DeleteFunc(slices.Clone(lv), func(f *runFile) bool { return gone[f.id] })
+		}
+		st.levels[from] = keep(st.levels[from])
+		lv := append(keep(st.levels[to]), out...)
+		slices.SortFunc(lv, func(a, b *runFile) int { return bytes.Compare(a.min, b.min) })
+		st.levels[to] = lv
+		st.levelsDirty = true
+	}
+	return nil
+}
+
+func cmpU64(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func keyRange(fs []*runFile) (lo, hi []byte) {
+	for i, f := range fs {
+		if i == 0 || bytes.Compare(f.min, lo) < 0 {
+			lo = f.min
+		}
+		if i == 0 || bytes.Compare(f.max, hi) > 0 {
+			hi = f.max
+		}
+	}
+	return lo, hi
+}
+
+// merge writes the merge of inputs (newest first; the newest entry of
+// each _id wins) as new runs and returns the entries read and the runs.
+// It reads every input block before writing: the blocks stay valid (they
+// are in the mapped file, which changes only at commit) and no cursor
+// walks the bucket while it changes.
+func (st *dsState) merge(inputs [][]*runFile) (int, []*runFile, error) {
+	type src struct {
+		blocks [][]byte
+		bi, i  int
+		k, v   []byte
+	}
+	var total uint64
+	srcs := make([]*src, len(inputs))
+	c := st.rb.Cursor()
+	for i, fs := range inputs {
+		s := &src{}
+		for _, f := range fs {
+			total += f.count
+			p := blockPrefix(f.id, 0)
+			for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p) && len(k) > 9; k, v = c.Next() {
+				if blockCount(v) == 0 {
+					return 0, nil, fmt.Errorf("corrupt block in index run %d", f.id)
+				}
+				s.blocks = append(s.blocks, v)
+			}
+		}
+		srcs[i] = s
+	}
+	step := func(s *src) error {
+		for s.bi < len(s.blocks) {
+			if s.i < blockCount(s.blocks[s.bi]) {
+				s.k, s.v = blockEntry(s.blocks[s.bi], s.i)
+				s.i++
+				if s.k == nil {
+					return errors.New("corrupt block in an index run")
+				}
+				return nil
+			}
+			s.bi, s.i = s.bi+1, 0
+		}
+		s.k, s.v = nil, nil
+		return nil
+	}
+	for _, s := range srcs {
+		if err := step(s); err != nil {
+			return 0, nil, err
+		}
+	}
+	rw, err := st.newRunWriter(total, uint64(st.w.s.runEntries))
+	if err != nil {
+		return 0, nil, err
+	}
+	n := 0
+	for {
+		var best *src
+		for _, s := range srcs {
+			if s.k != nil && (best == nil || bytes.Compare(s.k, best.k) < 0) {
+				best = s
+			}
+		}
+		if best == nil {
+			break
+		}
+		k, v := best.k, best.v
+		if err := rw.add(k, v); err != nil {
+			return 0, nil, err
+		}
+		for _, s := range srcs {
+			// best is the first (newest) source holding k.
+			for s.k != nil && bytes.Equal(s.k, k) {
+				n++
+				if err := step(s); err != nil {
+					return 0, nil, err
+				}
+			}
+		}
+		if n%(4*boundEvery) == 0 {
+			st.w.s.boundMapped(st.w.tx)
+		}
+	}
+	out, err := rw.finish()
+	return n, out, err
+}
+
+// dropRuns deletes runs' blocks and descriptions (last key first, so
+// that emptying a node from its end shifts nothing).
+func (st *dsState) dropRuns(fs []*runFile) error {
+	c := st.rb.Cursor()
+	var keys [][]byte
+	for _, f := range fs {
+		p := blockPrefix(f.id, 0)
+		for k, _ := c.Seek(p); k != nil && bytes.HasPrefix(k, p) && len(k) > 9; k, _ = c.Next() {
+			keys = append(keys, k)
+		}
+		keys = append(keys, runMetaKey(f.id))
+	}
+	slices.SortFunc(keys, bytes.Compare)
+	for i := len(keys) - 1; i >= 0; i-- {
+		if err := st.rb.Delete(keys[i]); err != nil {
+			return fmt.Errorf("dropping index runs: %w", err)
+		}
+	}
+	st.w.dropRuns = append(st.w.dropRuns, fs...)
+	return nil
+}
+
+// checkRuns verifies the runs of one index: each run's blocks hold its
+// count of entries in strictly increasing key order within its range,
+// and the runs of each level below 0 are in key order with disjoint
+// ranges.
+func (x idIndex) checkRuns() error {
+	for i, lv := range x.levels {
+		for j, f := range lv {
+			it := newRunIter(x.rb, []*runFile{f})
+			it.seek(nil)
+			var n uint64
+			var prev []byte
+			for ; it.k != nil; it.next() {
+				if n > 0 && bytes.Compare(prev, it.k) >= 0 {
+					return fmt.Errorf("index run %d (level %d): keys out of order at %q", f.id, i, it.k)
+				}
+				if bytes.Compare(it.k, f.min) < 0 || bytes.Compare(it.k, f.max) > 0 {
+					return fmt.Errorf("index run %d (level %d): key %q outside its range", f.id, i, it.k)
+				}
+				if len(it.v) != indexValSize && len(it.v) != indexValRaw {
+					return fmt.Errorf("index run %d (level %d): corrupt entry for %q", f.id, i, it.k)
+				}
+				prev, n = it.k, n+1
+			}
+			if it.err != nil {
+				return it.err
+			}
+			if n != f.count {
+				return fmt.Errorf("index run %d (level %d): %d entries, its description says %d", f.id, i, n, f.count)
+			}
+			if i > 0 && j > 0 && bytes.Compare(lv[j-1].max, f.min) >= 0 {
+				return fmt.Errorf("index runs %d and %d of level %d overlap or are out of order", lv[j-1].id, f.id, i)
+			}
+		}
+	}
+	return nil
+}
