@@ -459,3 +459,39 @@ func TestCheckFindsBrokenRuns(t *testing.T) {
 		t.Fatalf("Check = %v, want the run's count reported", err)
 	}
 }
+
+// TestRunLookupSharedPrefixes: a block's lookup searches the first 8
+// bytes of keys and then the full keys; ids that share long prefixes, and
+// ids shorter than 8 bytes, must all be found, and absent ones not.
+func TestRunLookupSharedPrefixes(t *testing.T) {
+	s, err := Open(t.TempDir(), Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.recentMin = 1
+	ctx := context.Background()
+	var ids []string
+	for i := range 500 {
+		ids = append(ids, fmt.Sprintf("shared-prefix-%04d", i*2), fmt.Sprint(i*2))
+	}
+	tx, _ := s.Begin(ctx)
+	for _, id := range ids {
+		putModel(t, tx, "ds", id, 1, false)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		if _, ok, err := s.Get(ctx, "ds", id); !ok || err != nil {
+			t.Fatalf("Get %q: %v %v", id, ok, err)
+		}
+	}
+	for i := range 500 {
+		for _, id := range []string{fmt.Sprintf("shared-prefix-%04d", i*2+1), fmt.Sprint(i*2 + 1), "shared-p", "shared-prefix-", "shared-prefix-99999"} {
+			if _, ok, err := s.Get(ctx, "ds", id); ok || err != nil {
+				t.Fatalf("Get %q (never written): %v %v", id, ok, err)
+			}
+		}
+	}
+}

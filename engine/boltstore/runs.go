@@ -294,34 +294,48 @@ func (f *runFile) get(rb *bolt.Bucket, id []byte) []byte {
 	return blockGet(v, id)
 }
 
-// A block is: count (uint32), the offset of each entry from the block's
-// start (uint32 each), then the entries, each uvarint key length, key,
-// value length (one byte), value.
+// A block is: count n (uint32); the first 8 bytes of each entry's key
+// (zero-padded, big-endian uint64 each), which a lookup searches without
+// touching the entries; the offset of each entry from the block's start
+// (uint32 each); then the entries, each uvarint key length, key, value
+// length (one byte), value.
 
 func blockCount(b []byte) int {
 	if len(b) < 4 {
 		return 0
 	}
 	n := int(binary.BigEndian.Uint32(b))
-	if 4+4*n > len(b) {
+	if 4+12*n > len(b) {
 		return 0
 	}
 	return n
 }
 
-// blockEntry returns entry i of b (nil, nil if it does not parse).
-func blockEntry(b []byte, i int) (k, v []byte) {
-	off := int(binary.BigEndian.Uint32(b[4+4*i:]))
+// keyPrefix is the first 8 bytes of k as a big-endian number (zero-padded):
+// prefixes order as the keys do, ties aside.
+func keyPrefix(k []byte) uint64 {
+	if len(k) >= 8 {
+		return binary.BigEndian.Uint64(k)
+	}
+	var b [8]byte
+	copy(b[:], k)
+	return binary.BigEndian.Uint64(b[:])
+}
+
+// blockEntry returns entry i of b, which has n entries (nil, nil if it
+// does not parse).
+func blockEntry(b []byte, n, i int) (k, v []byte) {
+	off := int(binary.BigEndian.Uint32(b[4+8*n+4*i:]))
 	if off >= len(b) {
 		return nil, nil
 	}
 	e := b[off:]
-	n, w := binary.Uvarint(e)
-	if w <= 0 || uint64(len(e)-w) < n+1 {
+	kl, w := binary.Uvarint(e)
+	if w <= 0 || uint64(len(e)-w) < kl+1 {
 		return nil, nil
 	}
-	k = e[w : w+int(n)]
-	e = e[w+int(n):]
+	k = e[w : w+int(kl)]
+	e = e[w+int(kl):]
 	vl := int(e[0])
 	if len(e)-1 < vl {
 		return nil, nil
@@ -331,13 +345,23 @@ func blockEntry(b []byte, i int) (k, v []byte) {
 
 func blockGet(b, id []byte) []byte {
 	n := blockCount(b)
-	i := sort.Search(n, func(i int) bool {
-		k, _ := blockEntry(b, i)
-		return bytes.Compare(k, id) >= 0
-	})
-	if i < n {
-		if k, v := blockEntry(b, i); bytes.Equal(k, id) {
+	p := keyPrefix(id)
+	lo, hi := 0, n
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if binary.BigEndian.Uint64(b[4+8*m:]) < p {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	for i := lo; i < n && binary.BigEndian.Uint64(b[4+8*i:]) == p; i++ {
+		k, v := blockEntry(b, n, i)
+		switch c := bytes.Compare(k, id); {
+		case c == 0:
 			return v
+		case c > 0:
+			return nil
 		}
 	}
 	return nil
@@ -354,6 +378,7 @@ type runWriter struct {
 	out        []*runFile
 	blk        []byte // entries of the block being built
 	offs       []uint32
+	prefixes   []uint64
 	first      []byte
 }
 
@@ -395,7 +420,7 @@ func (rw *runWriter) add(k, v []byte) error {
 		}
 		rw.cur = &runFile{id: id, min: bytes.Clone(k), bloom: bloom.New(int(max(n, 64)) * 10)}
 	}
-	if len(rw.offs) > 0 && len(rw.blk)+len(k)+len(v)+12+4*len(rw.offs) > runBlockSize {
+	if len(rw.offs) > 0 && len(rw.blk)+len(k)+len(v)+12*len(rw.offs)+24 > runBlockSize {
 		if err := rw.flushBlock(); err != nil {
 			return err
 		}
@@ -407,6 +432,7 @@ func (rw *runWriter) add(k, v []byte) error {
 		return fmt.Errorf("index value of %d bytes", len(v))
 	}
 	rw.offs = append(rw.offs, uint32(len(rw.blk)))
+	rw.prefixes = append(rw.prefixes, keyPrefix(k))
 	rw.blk = binary.AppendUvarint(rw.blk, uint64(len(k)))
 	rw.blk = append(rw.blk, k...)
 	rw.blk = append(rw.blk, byte(len(v)))
@@ -427,18 +453,20 @@ func (rw *runWriter) flushBlock() error {
 	if len(rw.offs) == 0 {
 		return nil
 	}
-	head := 4 + 4*len(rw.offs)
+	n := len(rw.offs)
+	head := 4 + 12*n
 	b := rw.st.w.alloc(head + len(rw.blk))[:head+len(rw.blk)]
-	binary.BigEndian.PutUint32(b, uint32(len(rw.offs)))
+	binary.BigEndian.PutUint32(b, uint32(n))
 	for i, o := range rw.offs {
-		binary.BigEndian.PutUint32(b[4+4*i:], o+uint32(head))
+		binary.BigEndian.PutUint64(b[4+8*i:], rw.prefixes[i])
+		binary.BigEndian.PutUint32(b[4+8*n+4*i:], o+uint32(head))
 	}
 	copy(b[head:], rw.blk)
 	key := rw.st.w.alloc(9 + len(rw.first))[:9]
 	key[0] = 'b'
 	binary.BigEndian.PutUint64(key[1:], rw.cur.id)
 	key = append(key, rw.first...)
-	rw.blk, rw.offs = rw.blk[:0], rw.offs[:0]
+	rw.blk, rw.offs, rw.prefixes = rw.blk[:0], rw.offs[:0], rw.prefixes[:0]
 	if err := rw.rb.Put(key, b); err != nil {
 		return fmt.Errorf("writing an index run: %w", err)
 	}
@@ -543,7 +571,7 @@ func (it *runIter) load(k, v []byte) {
 }
 
 func (it *runIter) entry() {
-	it.k, it.v = blockEntry(it.blk, it.i)
+	it.k, it.v = blockEntry(it.blk, it.n, it.i)
 	if it.k == nil {
 		it.err = fmt.Errorf("corrupt block in index run %d", it.files[it.fi].id)
 	}
@@ -734,7 +762,7 @@ func (st *dsState) merge(inputs [][]*runFile) (int, []*runFile, error) {
 	step := func(s *src) error {
 		for s.bi < len(s.blocks) {
 			if s.i < blockCount(s.blocks[s.bi]) {
-				s.k, s.v = blockEntry(s.blocks[s.bi], s.i)
+				s.k, s.v = blockEntry(s.blocks[s.bi], blockCount(s.blocks[s.bi]), s.i)
 				s.i++
 				if s.k == nil {
 					return errors.New("corrupt block in an index run")
