@@ -23,6 +23,19 @@ type Batch struct {
 	// source's indexes) changes atomically with it. On a failed commit
 	// nothing of it is kept and the batch is read again by the next run.
 	Commit func(tx WriteTx) error
+	// Decode, when set, gives the batch's entities instead of Entities:
+	// a reader asked to defer decoding (DecodeDeferrer) hands over what
+	// it read undecoded, and the engine decodes it on whichever goroutine
+	// transforms the batch, with that goroutine's Decoder.
+	Decode func(d *Decoder) ([]Entity, error)
+}
+
+// DecodeDeferrer is a Reader that can leave decoding its batches to the
+// engine (Batch.Decode), so that batches are decoded in parallel when the
+// pipe's transforms run in parallel.
+type DecodeDeferrer interface {
+	// DeferDecode asks for Batch.Decode from now on.
+	DeferDecode()
 }
 
 // ReadRequest tells a source where to start.

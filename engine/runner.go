@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -343,6 +344,10 @@ func (e *Engine) produce(ctx context.Context, p *Pipe, r Reader, prepare bool, l
 		e.produceRaw(ctx, rr, lazy, send)
 		return
 	}
+	if workers := parallelTransforms(p); workers > 1 {
+		e.produceParallel(ctx, p, r, prepare, workers, send)
+		return
+	}
 	for {
 		b, err := r.Next(ctx)
 		if errors.Is(err, EOF) {
@@ -352,52 +357,169 @@ func (e *Engine) produce(ctx context.Context, p *Pipe, r Reader, prepare bool, l
 			send(item{err: fmt.Errorf("source: %w", err)})
 			return
 		}
-		read := len(b.Entities)
-		ents := b.Entities
-		for i, t := range p.transforms() {
-			if len(ents) == 0 {
-				break
+		for _, it := range e.batchItems(ctx, p, b, prepare, nil) {
+			if !send(it) || it.err != nil {
+				return
 			}
-			ents, err = safeTransform(ctx, t, ents)
+		}
+	}
+}
+
+// batchItems runs p's transforms over a batch and cuts the result into
+// the items the committer takes. On an error the last item carries it.
+func (e *Engine) batchItems(ctx context.Context, p *Pipe, b Batch, prepare bool, dec *Decoder) []item {
+	ents := b.Entities
+	var err error
+	if b.Decode != nil {
+		if dec == nil {
+			dec = NewDecoder()
+		}
+		if ents, err = b.Decode(dec); err != nil {
+			return []item{{err: fmt.Errorf("source: %w", err)}}
+		}
+	}
+	read := len(ents)
+	for i, t := range p.transforms() {
+		if len(ents) == 0 {
+			break
+		}
+		ents, err = safeTransform(ctx, t, ents)
+		if err != nil {
+			return []item{{err: fmt.Errorf("transform %d: %w", i, err)}}
+		}
+	}
+	// A batch larger than the pipe's batch size (a REST page of
+	// 1,000) goes on in chunks of that size: the channel and the
+	// commit groups count batches, so chunks keep a transaction at
+	// checkpoint_interval x batch_size entities and what is buffered
+	// to about one group. Only the last chunk carries the batch's
+	// token: a crash in between re-reads the batch. A batch with a
+	// Commit hook stays whole, so the hook's state commits in the
+	// same transaction as all of the batch's entities.
+	size := max(p.BatchSize, 1)
+	if b.Commit != nil {
+		size = max(len(ents), 1)
+	}
+	var out []item
+	for start := 0; ; start += size {
+		end := min(start+size, len(ents))
+		chunk := ents[start:end]
+		last := end == len(ents)
+		it := item{}
+		if last {
+			it.since, it.commit, it.read = b.Since, b.Commit, read
+		}
+		if bad, ok := e.prepareItem(&it, chunk, prepare); !ok {
+			return append(out, bad)
+		}
+		out = append(out, it)
+		if last {
+			return out
+		}
+	}
+}
+
+// ParallelTransform is implemented by transforms that may run on several
+// batches at once (no state between calls, safe for concurrent use).
+type ParallelTransform interface {
+	ParallelSafe() bool
+}
+
+// parallelTransforms returns how many batches a pipe's transforms may work
+// on at once: one per CPU when every transform is ParallelSafe, else 1.
+func parallelTransforms(p *Pipe) int {
+	ts := p.transforms()
+	if len(ts) == 0 {
+		return 1
+	}
+	for _, t := range ts {
+		if pt, ok := t.(ParallelTransform); !ok || !pt.ParallelSafe() {
+			return 1
+		}
+	}
+	return runtime.GOMAXPROCS(0)
+}
+
+// produceParallel is produce with the transforms and preparing of up to
+// workers batches at once: one goroutine reads batches in order, workers
+// transform them, and the items go out in the order the batches were read
+// (tokens and Commit hooks keep their order). Worth it when transforms,
+// not the store, bound a pipe (a jq pipe between datasets).
+func (e *Engine) produceParallel(ctx context.Context, p *Pipe, r Reader, prepare bool, workers int, send func(item) bool) {
+	type slot struct {
+		b   Batch
+		out chan []item
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	work := make(chan *slot, workers)
+	order := make(chan *slot, 2*workers)
+	if dd, ok := r.(DecodeDeferrer); ok {
+		dd.DeferDecode()
+	}
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			dec := NewDecoder()
+			for sl := range work {
+				sl.out <- e.batchItems(ctx, p, sl.b, prepare, dec)
+			}
+		}()
+	}
+	go func() {
+		defer close(order)
+		defer close(work)
+		for {
+			b, err := r.Next(ctx)
+			sl := &slot{b: b, out: make(chan []item, 1)}
+			switch {
+			case errors.Is(err, EOF):
+				return
+			case err != nil:
+				sl.out <- []item{{err: fmt.Errorf("source: %w", err)}}
+			}
+			select {
+			case order <- sl:
+			case <-ctx.Done():
+				return
+			}
 			if err != nil {
-				send(item{err: fmt.Errorf("transform %d: %w", i, err)})
+				return
+			}
+			select {
+			case work <- sl:
+			case <-ctx.Done():
 				return
 			}
 		}
-		// A batch larger than the pipe's batch size (a REST page of
-		// 1,000) goes on in chunks of that size: the channel and the
-		// commit groups count batches, so chunks keep a transaction at
-		// checkpoint_interval x batch_size entities and what is buffered
-		// to about one group. Only the last chunk carries the batch's
-		// token: a crash in between re-reads the batch. A batch with a
-		// Commit hook stays whole, so the hook's state commits in the
-		// same transaction as all of the batch's entities.
-		size := max(p.BatchSize, 1)
-		if b.Commit != nil {
-			size = max(len(ents), 1)
+	}()
+	// On an early return, cancelling stops the reader, which closes work;
+	// the workers then finish. Once they have, the reader is done with r
+	// (it closes work as it leaves), so the caller may close it.
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
+	for sl := range order {
+		var items []item
+		select {
+		case items = <-sl.out:
+		case <-ctx.Done():
+			return
 		}
-		for start := 0; ; start += size {
-			end := min(start+size, len(ents))
-			chunk := ents[start:end]
-			last := end == len(ents)
-			it := item{}
-			if last {
-				it.since, it.commit, it.read = b.Since, b.Commit, read
-			}
-			if !e.prepareItem(&it, chunk, prepare, send) || !send(it) {
+		for _, it := range items {
+			if !send(it) || it.err != nil {
 				return
-			}
-			if last {
-				break
 			}
 		}
 	}
 }
 
 // prepareItem fills it with ents, prepared for a transactional sink or as
-// they are for an external one. On an invalid entity it sends the error
-// and returns false.
-func (e *Engine) prepareItem(it *item, ents []Entity, prepare bool, send func(item) bool) bool {
+// they are for an external one. On an invalid entity it returns an item
+// with the error and false.
+func (e *Engine) prepareItem(it *item, ents []Entity, prepare bool) (item, bool) {
 	if prepare {
 		it.prepared = make([]Prepared, 0, len(ents))
 		arena := make([]byte, 0, 400*len(ents)+64)
@@ -410,11 +532,9 @@ func (e *Engine) prepareItem(it *item, ents []Entity, prepare bool, send func(it
 			if err != nil {
 				id, _ := ent["_id"].(string)
 				if id == "" {
-					send(item{err: fmt.Errorf("invalid entity (%v): %s", err, preview(ent))})
-				} else {
-					send(item{err: &EntityError{ID: id, Err: err}})
+					return item{err: fmt.Errorf("invalid entity (%v): %s", err, preview(ent))}, false
 				}
-				return false
+				return item{err: &EntityError{ID: id, Err: err}}, false
 			}
 			it.bytes += len(pr.Body)
 			it.prepared = append(it.prepared, pr)
@@ -422,13 +542,12 @@ func (e *Engine) prepareItem(it *item, ents []Entity, prepare bool, send func(it
 	} else {
 		for _, ent := range ents {
 			if _, err := AsEntity(ent); err != nil {
-				send(item{err: fmt.Errorf("invalid entity (%v): %s", err, preview(ent))})
-				return false
+				return item{err: fmt.Errorf("invalid entity (%v): %s", err, preview(ent))}, false
 			}
 		}
 		it.entities = ents
 	}
-	return true
+	return item{}, true
 }
 
 // produceRaw is produce for a pipe without transforms whose reader hands

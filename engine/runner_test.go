@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -643,5 +645,120 @@ func TestBatchCommitHook(t *testing.T) {
 				t.Errorf("after the second run hook state = %q, want 9", v)
 			}
 		})
+	}
+}
+
+// parallelFunc is a transform that says it may run on several batches at
+// once (engine.ParallelTransform).
+type parallelFunc func(ctx context.Context, in []engine.Entity) ([]engine.Entity, error)
+
+func (f parallelFunc) Transform(ctx context.Context, in []engine.Entity) ([]engine.Entity, error) {
+	return f(ctx, in)
+}
+func (parallelFunc) ParallelSafe() bool { return true }
+
+// TestParallelTransformsKeepOrder: batches of a pipe whose transforms are
+// all ParallelSafe are transformed at once, yet reach the store in the
+// order they were read (offsets follow the source, the token is the
+// last batch's), and a failing batch stops the run after the batches
+// before it, with nothing of it or after it written.
+func TestParallelTransformsKeepOrder(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
+	for _, failAt := range []int{-1, 37} {
+		t.Run(fmt.Sprint("fail at ", failAt), func(t *testing.T) {
+			ctx := context.Background()
+			var running, most atomic.Int32
+			fn := parallelFunc(func(ctx context.Context, in []engine.Entity) ([]engine.Entity, error) {
+				n := running.Add(1)
+				defer running.Add(-1)
+				for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+				}
+				i := in[0]["i"].(int)
+				// Later batches tend to finish first.
+				time.Sleep(time.Duration((7-i%7)*300) * time.Microsecond)
+				if i/2 == failAt/2 && failAt >= 0 {
+					return nil, errors.New("boom")
+				}
+				for _, e := range in {
+					e["t"] = true
+				}
+				return in, nil
+			})
+			src := &fakeSource{N: 100}
+			reg := registry(src, nil)
+			reg.RegisterTransform("par", engine.Spec{Schema: anySchema}, func(*engine.Build, map[string]any) (engine.Transform, error) { return fn, nil })
+			eng, s := newEngine(t, reg, `{"_id":"p","type":"pipe","batch_size":2,"checkpoint_interval":3,"source":{"type":"fake"},"transform":{"type":"par"}}`)
+			_, err := eng.Run(ctx, "p", engine.RunOptions{})
+			want := 100
+			if failAt >= 0 {
+				if err == nil || !strings.Contains(err.Error(), "boom") {
+					t.Fatalf("run error = %v, want boom", err)
+				}
+				want = failAt / 2 * 2 / 6 * 6 // whole groups of 3 batches before the failing one
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			var ids []string
+			if _, err := s.Scan(ctx, "p", engine.ScanOptions{}, func(r engine.Record) error {
+				ids = append(ids, r.ID)
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if len(ids) != want {
+				t.Fatalf("%d entities written, want %d", len(ids), want)
+			}
+			for i, id := range ids {
+				if id != fmt.Sprintf("e%03d", i) {
+					t.Fatalf("offset %d holds %s: batches out of order", i, id)
+				}
+			}
+			if want > 0 {
+				if tok := since(t, s, "p"); tok != strconv.Itoa(want-1) {
+					t.Errorf("token %q, want %d", tok, want-1)
+				}
+			}
+			if most.Load() < 2 {
+				t.Errorf("at most %d batches transformed at once, want several", most.Load())
+			}
+		})
+	}
+}
+
+// TestParallelDatasetPipeDecodesInWorkers: a dataset source hands its
+// batches over undecoded when the pipe's transforms run in parallel
+// (engine.DecodeDeferrer); the output is what the pipe computes one batch
+// at a time, in the source's order.
+func TestParallelDatasetPipeDecodesInWorkers(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
+	ctx := context.Background()
+	var ents []string
+	for i := range 300 {
+		ents = append(ents, fmt.Sprintf(`{"_id":"x%03d","a":%d,"n":{"k":[%d,"s"]}}`, (i*7)%300, i, i))
+	}
+	eng, s := newEngine(t, all.Registry(), `[
+		{"_id":"a","type":"pipe","source":{"type":"embedded","entities":[`+strings.Join(ents, ",")+`]}},
+		{"_id":"b","type":"pipe","batch_size":7,"checkpoint_interval":2,"source":{"type":"dataset","dataset":"a"},
+		 "transform":{"type":"jq","expression":". + {x: (.a * 2)}"}}]`)
+	for _, p := range []string{"a", "b"} {
+		if _, err := eng.Run(ctx, p, engine.RunOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []engine.Record
+	if _, err := s.Scan(ctx, "b", engine.ScanOptions{}, func(r engine.Record) error {
+		got = append(got, r)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 300 {
+		t.Fatalf("%d entities in b, want 300", len(got))
+	}
+	for i, r := range got {
+		want := fmt.Sprintf(`{"_id":"x%03d","a":%d,"n":{"k":[%d,"s"]},"x":%d}`, (i*7)%300, i, i, 2*i)
+		if string(r.Body) != want {
+			t.Fatalf("offset %d: %s, want %s", i, r.Body, want)
+		}
 	}
 }

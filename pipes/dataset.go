@@ -223,6 +223,9 @@ type datasetReader struct {
 	size  int
 	done  bool
 	dec   *engine.Decoder
+	// deferDecode: Next hands over records for the engine to decode
+	// (engine.DecodeDeferrer).
+	deferDecode bool
 	// cache lets the store keep which versions are superseded across
 	// this reader's scans.
 	cache engine.ScanCache
@@ -233,10 +236,15 @@ func (r *datasetReader) Next(ctx context.Context) (engine.Batch, error) {
 		return engine.Batch{}, engine.EOF
 	}
 	ents := make([]engine.Entity, 0, r.size)
+	var recs []engine.Record
 	passed := 0 // versions the scan handed over, matching the subset or not
 	start := r.next
 	next, err := r.store.Scan(ctx, r.d.Dataset, engine.ScanOptions{From: r.next, Limit: r.size, LatestOnly: !r.d.PreviousVersions, Cache: &r.cache}, func(rec engine.Record) error {
 		passed++
+		if r.deferDecode {
+			recs = append(recs, rec)
+			return nil
+		}
 		e, err := rec.EntityWith(r.dec)
 		if err != nil {
 			return fmt.Errorf("dataset %q offset %d: %w", r.d.Dataset, rec.Offset, err)
@@ -265,7 +273,26 @@ func (r *datasetReader) Next(ctx context.Context) (engine.Batch, error) {
 	}
 	// The token is the last offset examined, so skipped superseded versions
 	// and versions outside the subset are not examined again.
-	return engine.Batch{Entities: ents, Since: strconv.FormatUint(next-1, 10)}, nil
+	b := engine.Batch{Entities: ents, Since: strconv.FormatUint(next-1, 10)}
+	if r.deferDecode {
+		name := r.d.Dataset
+		b.Decode = func(d *engine.Decoder) ([]engine.Entity, error) {
+			ents := make([]engine.Entity, 0, len(recs))
+			for i := range recs {
+				e, err := recs[i].EntityWith(d)
+				if err != nil {
+					return nil, fmt.Errorf("dataset %q offset %d: %w", name, recs[i].Offset, err)
+				}
+				ents = append(ents, e)
+			}
+			return ents, nil
+		}
+	}
+	return b, nil
 }
+
+// DeferDecode (engine.DecodeDeferrer): batches come undecoded, unless a
+// subset has to look at the entities to choose them.
+func (r *datasetReader) DeferDecode() { r.deferDecode = r.d.Subset == nil }
 
 func (r *datasetReader) Close() error { return nil }

@@ -58,6 +58,12 @@ func newDTLTransform(lookups *Lookups) engine.TransformFunc {
 // their writers first and signals this pipe when they change.
 func (t *DTLTransform) HoppedDatasets() []string { return t.prog.HoppedDatasets() }
 
+// ParallelSafe (engine.ParallelTransform): compiled rules keep no state
+// between entities, so batches may be transformed at once; rules that
+// hop into other datasets stay on one batch at a time (their lookup
+// indexes refresh as those datasets change).
+func (t *DTLTransform) ParallelSafe() bool { return len(t.prog.HoppedDatasets()) == 0 }
+
 // Transform applies the rules to each entity of the batch. An error names
 // the entity's _id and the failing rule path; nothing of the batch is
 // returned then.

@@ -46,6 +46,10 @@ func newJQ(b *engine.Build, cfg map[string]any) (engine.Transform, error) {
 	return &JQ{code: code, pipe: b.Pipe}, nil
 }
 
+// ParallelSafe: a compiled gojq program may run on several batches at
+// once (engine.ParallelTransform).
+func (t *JQ) ParallelSafe() bool { return true }
+
 // Transform runs the program on each entity of the batch.
 func (t *JQ) Transform(ctx context.Context, in []engine.Entity) ([]engine.Entity, error) {
 	out := make([]engine.Entity, 0, len(in))
