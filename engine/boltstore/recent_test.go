@@ -495,3 +495,60 @@ func TestRunLookupSharedPrefixes(t *testing.T) {
 		}
 	}
 }
+
+// TestReplacedRunsLeaveTheCache: a reader of an older state loads runs a
+// later commit replaced, from its snapshot, and still finds its entities;
+// the store does not keep those runs cached, and forgets that they were
+// replaced once no older reader can be open.
+func TestReplacedRunsLeaveTheCache(t *testing.T) {
+	s, err := Open(t.TempDir(), Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.recentMin, s.l0Runs, s.l1Entries, s.runEntries = 1, 2, 1000, 100
+	ctx := context.Background()
+	write := func(from, to int) {
+		t.Helper()
+		tx, _ := s.Begin(ctx)
+		for i := from; i < to; i++ {
+			putModel(t, tx, "ds", fmt.Sprintf("id-%04d", i), 1, false)
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(0, 50)
+	old, err := s.db.Begin(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(50, 100) // the second level-0 run: both merge into level 1
+	s.runMu.Lock()
+	cached := len(s.runCache)
+	s.runMu.Unlock()
+	x, err := s.datasetIndex(old.Bucket(bucketDatasets).Bucket([]byte("ds")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(x.levels) != 1 || len(x.levels[0]) != 1 {
+		t.Fatalf("old state has runs %v, want one level-0 run", x.levels)
+	}
+	if v := x.get([]byte("id-0007")); v == nil {
+		t.Fatal("old state does not find id-0007")
+	}
+	s.runMu.Lock()
+	_, kept := s.runCache[x.levels[0][0].id]
+	after := len(s.runCache)
+	s.runMu.Unlock()
+	if kept || after != cached {
+		t.Errorf("a replaced run was cached again (%d cached before, %d after)", cached, after)
+	}
+	old.Rollback()
+	write(100, 101)
+	s.runMu.Lock()
+	defer s.runMu.Unlock()
+	if len(s.runDropped) != 0 {
+		t.Errorf("%d replaced runs still remembered with no old reader open", len(s.runDropped))
+	}
+}

@@ -76,6 +76,9 @@ const (
 	// defaultRunEntries is the size at which merges into levels >= 1
 	// start a new run, so one run of a level overlaps few of the next.
 	defaultRunEntries = 1 << 15
+	// maxGrandOverlap: a merged run ends where it would overlap more than
+	// this many runs' worth (defaultRunEntries each) of the level below.
+	maxGrandOverlap = 4
 	// defaultCompactBudget: a transaction stops compacting once it has
 	// merged this many entries (at least one step runs), which bounds the
 	// memory a commit holds.
@@ -228,13 +231,18 @@ func (s *Store) runFile(rb *bolt.Bucket, id uint64) (*runFile, error) {
 	if s.runCache == nil {
 		s.runCache = map[uint64]*runFile{}
 	}
-	s.runCache[id] = f
+	if !s.runDropped[id] {
+		s.runCache[id] = f
+	}
 	s.runMu.Unlock()
 	return f, nil
 }
 
 // cacheRuns adds runs a committed transaction wrote and forgets those it
-// replaced (readers of older states reload them from their snapshot).
+// replaced. A reader of an older state may still load a replaced run from
+// its snapshot: runDropped keeps it from caching it again (which would
+// keep it in memory for good), until no read transaction older than this
+// commit can be open.
 func (s *Store) cacheRuns(add, drop []*runFile) {
 	if len(add)+len(drop) == 0 {
 		return
@@ -244,11 +252,20 @@ func (s *Store) cacheRuns(add, drop []*runFile) {
 	if s.runCache == nil {
 		s.runCache = map[uint64]*runFile{}
 	}
+	if s.runDropped == nil {
+		s.runDropped = map[uint64]bool{}
+	}
 	for _, f := range drop {
 		delete(s.runCache, f.id)
+		s.runDropped[f.id] = true
 	}
 	for _, f := range add {
-		s.runCache[f.id] = f
+		if !s.runDropped[f.id] {
+			s.runCache[f.id] = f
+		}
+	}
+	if s.db.Stats().OpenTxN == 0 {
+		clear(s.runDropped)
 	}
 }
 
@@ -376,10 +393,17 @@ type runWriter struct {
 	expect     uint64 // entries still to come, to size Bloom filters
 	cur        *runFile
 	out        []*runFile
-	blk        []byte // entries of the block being built
-	offs       []uint32
-	prefixes   []uint64
-	first      []byte
+	// grand is the level below the one written, gi the first of its runs
+	// not yet passed, overlap the entries of those passed while writing
+	// the current run (see merge).
+	grand    []*runFile
+	gi       int
+	overlap  uint64
+	maxGrand uint64
+	blk      []byte // entries of the block being built
+	offs     []uint32
+	prefixes []uint64
+	first    []byte
 }
 
 func (st *dsState) runsBucket() (*bolt.Bucket, error) {
@@ -404,10 +428,11 @@ func (st *dsState) newRunWriter(expect, maxEntries uint64) (*runWriter, error) {
 }
 
 func (rw *runWriter) add(k, v []byte) error {
-	if rw.cur != nil && rw.maxEntries > 0 && rw.cur.count >= rw.maxEntries {
+	if rw.cur != nil && (rw.maxEntries > 0 && rw.cur.count >= rw.maxEntries || rw.grandFull(k)) {
 		if err := rw.finishRun(); err != nil {
 			return err
 		}
+		rw.overlap = 0
 	}
 	if rw.cur == nil {
 		id, err := rw.st.w.tx.Bucket(bucketStore).NextSequence()
@@ -471,6 +496,18 @@ func (rw *runWriter) flushBlock() error {
 		return fmt.Errorf("writing an index run: %w", err)
 	}
 	return nil
+}
+
+// grandFull reports whether the run being written, extended to k, would
+// overlap more than maxGrand entries of the level below the one written.
+func (rw *runWriter) grandFull(k []byte) bool {
+	for rw.gi < len(rw.grand) && bytes.Compare(k, rw.grand[rw.gi].max) > 0 {
+		if rw.cur != nil && rw.cur.count > 0 {
+			rw.overlap += rw.grand[rw.gi].count
+		}
+		rw.gi++
+	}
+	return rw.maxGrand > 0 && rw.overlap > rw.maxGrand
 }
 
 func (rw *runWriter) finishRun() error {
@@ -645,22 +682,25 @@ func (st *dsState) compact() error {
 		var inputs [][]*runFile // newest first; each a single run or a level's runs in key order
 		var from, to int        // level the inputs come from; level they merge into
 		var drop []*runFile
-		if len(st.levels[0]) >= s.l0Runs {
+		// The lowest level over its size goes first, but level 0 only
+		// once level 1 is within its size: merging level 0 takes all of
+		// level 1, which must stay small for that step to stay small.
+		from = -1
+		limit := uint64(s.l1Entries)
+		for i := 1; i < len(st.levels); i++ {
+			if st.levels.entries(i) > limit {
+				from, to = i, i+1
+				break
+			}
+			limit *= levelRatio
+		}
+		if len(st.levels[0]) >= s.l0Runs && from != 1 {
 			from, to = 0, 1
 			for _, f := range st.levels[0] {
 				inputs = append(inputs, []*runFile{f})
 			}
 			drop = slices.Clone(st.levels[0])
 		} else {
-			from = -1
-			limit := uint64(s.l1Entries)
-			for i := 1; i < len(st.levels); i++ {
-				if st.levels.entries(i) > limit {
-					from, to = i, i+1
-					break
-				}
-				limit *= levelRatio
-			}
 			if from < 0 {
 				return nil
 			}
@@ -681,7 +721,11 @@ func (st *dsState) compact() error {
 		if len(below) > 0 {
 			inputs = append(inputs, below)
 		}
-		n, out, err := st.merge(inputs)
+		var grand []*runFile
+		if to+1 < len(st.levels) {
+			grand = st.levels[to+1]
+		}
+		n, out, err := st.merge(inputs, grand)
 		if err != nil {
 			return err
 		}
@@ -736,7 +780,11 @@ func keyRange(fs []*runFile) (lo, hi []byte) {
 // It reads every input block before writing: the blocks stay valid (they
 // are in the mapped file, which changes only at commit) and no cursor
 // walks the bucket while it changes.
-func (st *dsState) merge(inputs [][]*runFile) (int, []*runFile, error) {
+//
+// A new run also ends where it would overlap more than maxGrandOverlap
+// entries of grand (the level below the one written), as in LevelDB: that
+// bounds the step that later merges it one level down.
+func (st *dsState) merge(inputs [][]*runFile, grand []*runFile) (int, []*runFile, error) {
 	type src struct {
 		blocks [][]byte
 		bi, i  int
@@ -783,6 +831,7 @@ func (st *dsState) merge(inputs [][]*runFile) (int, []*runFile, error) {
 	if err != nil {
 		return 0, nil, err
 	}
+	rw.grand, rw.maxGrand = grand, maxGrandOverlap*uint64(st.w.s.runEntries)
 	n := 0
 	for {
 		var best *src

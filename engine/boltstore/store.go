@@ -98,8 +98,9 @@ type Store struct {
 	// (under the writer lock) use it.
 	filters map[string]*recentFilter
 	// runCache holds the descriptions of index runs by id (runs.go).
-	runMu    sync.Mutex
-	runCache map[uint64]*runFile
+	runMu      sync.Mutex
+	runCache   map[uint64]*runFile
+	runDropped map[uint64]bool // replaced runs old readers may still load (cacheRuns)
 }
 
 // boundEvery is how many index or log operations pass between checks of
