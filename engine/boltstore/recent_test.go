@@ -420,28 +420,54 @@ func TestListEntitiesTwoLevels(t *testing.T) {
 	}
 }
 
-// TestCheckFindsBrokenRuns: Check verifies the runs themselves, not only
-// the answers they give: a run whose description disagrees with its
-// blocks is reported.
-func TestCheckFindsBrokenRuns(t *testing.T) {
+// openRunsStore opens a store in a temporary directory (no fsync) in which
+// every commit writes a run.
+func openRunsStore(t *testing.T) *Store {
+	t.Helper()
 	s, err := Open(t.TempDir(), Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	t.Cleanup(func() { s.Close() })
 	s.recentMin = 1
-	ctx := context.Background()
-	tx, _ := s.Begin(ctx)
-	for i := range 300 {
-		putModel(t, tx, "ds", fmt.Sprintf("id-%03d", i), 1, false)
+	return s
+}
+
+// commitIDs puts version 1 of each id into dataset "ds" in one
+// transaction.
+func commitIDs(t *testing.T, s *Store, ids ...string) {
+	t.Helper()
+	tx, err := s.Begin(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		putModel(t, tx, "ds", id, 1, false)
 	}
 	if err := tx.Commit(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func idRange(from, to int) []string {
+	var ids []string
+	for i := from; i < to; i++ {
+		ids = append(ids, fmt.Sprintf("id-%04d", i))
+	}
+	return ids
+}
+
+// TestCheckFindsBrokenRuns: Check verifies the runs themselves, not only
+// the answers they give: a run whose description disagrees with its
+// blocks is reported.
+func TestCheckFindsBrokenRuns(t *testing.T) {
+	s := openRunsStore(t)
+	ctx := context.Background()
+	commitIDs(t, s, idRange(0, 300)...)
 	if err := s.Check(ctx); err != nil {
 		t.Fatal(err)
 	}
-	err = s.db.Update(func(tx *bolt.Tx) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketDatasets).Bucket([]byte("ds"))
 		levels, rb, err := s.runsOf(b)
 		if err != nil || len(levels) == 0 || len(levels[0]) != 1 {
@@ -464,24 +490,13 @@ func TestCheckFindsBrokenRuns(t *testing.T) {
 // bytes of keys and then the full keys; ids that share long prefixes, and
 // ids shorter than 8 bytes, must all be found, and absent ones not.
 func TestRunLookupSharedPrefixes(t *testing.T) {
-	s, err := Open(t.TempDir(), Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	s.recentMin = 1
+	s := openRunsStore(t)
 	ctx := context.Background()
 	var ids []string
 	for i := range 500 {
 		ids = append(ids, fmt.Sprintf("shared-prefix-%04d", i*2), fmt.Sprint(i*2))
 	}
-	tx, _ := s.Begin(ctx)
-	for _, id := range ids {
-		putModel(t, tx, "ds", id, 1, false)
-	}
-	if err := tx.Commit(); err != nil {
-		t.Fatal(err)
-	}
+	commitIDs(t, s, ids...)
 	for _, id := range ids {
 		if _, ok, err := s.Get(ctx, "ds", id); !ok || err != nil {
 			t.Fatalf("Get %q: %v %v", id, ok, err)
@@ -501,29 +516,14 @@ func TestRunLookupSharedPrefixes(t *testing.T) {
 // the store does not keep those runs cached, and forgets that they were
 // replaced once no older reader can be open.
 func TestReplacedRunsLeaveTheCache(t *testing.T) {
-	s, err := Open(t.TempDir(), Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	s.recentMin, s.l0Runs, s.l1Entries, s.runEntries = 1, 2, 1000, 100
-	ctx := context.Background()
-	write := func(from, to int) {
-		t.Helper()
-		tx, _ := s.Begin(ctx)
-		for i := from; i < to; i++ {
-			putModel(t, tx, "ds", fmt.Sprintf("id-%04d", i), 1, false)
-		}
-		if err := tx.Commit(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write(0, 50)
+	s := openRunsStore(t)
+	s.l0Runs, s.l1Entries, s.runEntries = 2, 1000, 100
+	commitIDs(t, s, idRange(0, 50)...)
 	old, err := s.db.Begin(false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	write(50, 100) // the second level-0 run: both merge into level 1
+	commitIDs(t, s, idRange(50, 100)...) // the second level-0 run: both merge into level 1
 	s.runMu.Lock()
 	cached := len(s.runCache)
 	s.runMu.Unlock()
@@ -545,7 +545,7 @@ func TestReplacedRunsLeaveTheCache(t *testing.T) {
 		t.Errorf("a replaced run was cached again (%d cached before, %d after)", cached, after)
 	}
 	old.Rollback()
-	write(100, 101)
+	commitIDs(t, s, idRange(100, 101)...)
 	s.runMu.Lock()
 	defer s.runMu.Unlock()
 	if len(s.runDropped) != 0 {

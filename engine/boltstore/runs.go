@@ -2,6 +2,7 @@ package boltstore
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -705,7 +706,7 @@ func (st *dsState) compact() error {
 				return nil
 			}
 			// The oldest run of the level: each gets its turn.
-			pick := slices.MinFunc(st.levels[from], func(a, b *runFile) int { return cmpU64(a.id, b.id) })
+			pick := slices.MinFunc(st.levels[from], func(a, b *runFile) int { return cmp.Compare(a.id, b.id) })
 			inputs = append(inputs, []*runFile{pick})
 			drop = []*runFile{pick}
 		}
@@ -751,16 +752,6 @@ func (st *dsState) compact() error {
 		st.levelsDirty = true
 	}
 	return nil
-}
-
-func cmpU64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func keyRange(fs []*runFile) (lo, hi []byte) {
