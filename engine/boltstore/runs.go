@@ -349,7 +349,7 @@ func blockEntry(b []byte, n, i int) (k, v []byte) {
 	}
 	e := b[off:]
 	kl, w := binary.Uvarint(e)
-	if w <= 0 || uint64(len(e)-w) < kl+1 {
+	if w <= 0 || kl >= uint64(len(e)-w) { // the key and at least the value's length byte
 		return nil, nil
 	}
 	k = e[w : w+int(kl)]
