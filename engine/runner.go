@@ -344,7 +344,9 @@ func (e *Engine) produce(ctx context.Context, p *Pipe, r Reader, prepare bool, l
 		e.produceRaw(ctx, rr, lazy, send)
 		return
 	}
-	if workers := parallelTransforms(p); workers > 1 {
+	// Without transforms, workers only pay off where they prepare
+	// (canonical form and hash) for a transactional sink.
+	if workers := parallelTransforms(p); workers > 1 && (prepare || len(p.transforms()) > 0) {
 		e.produceParallel(ctx, p, r, prepare, workers, send)
 		return
 	}
@@ -426,12 +428,11 @@ type ParallelTransform interface {
 }
 
 // parallelTransforms returns how many batches a pipe's transforms may work
-// on at once: one per CPU when every transform is ParallelSafe, else 1.
+// on at once: one per CPU when every transform is ParallelSafe (or there
+// are none: then the workers decode and prepare, e.g. a REST collect's
+// pages), else 1.
 func parallelTransforms(p *Pipe) int {
 	ts := p.transforms()
-	if len(ts) == 0 {
-		return 1
-	}
 	for _, t := range ts {
 		if pt, ok := t.(ParallelTransform); !ok || !pt.ParallelSafe() {
 			return 1
