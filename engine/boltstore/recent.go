@@ -160,11 +160,10 @@ func (x idIndex) forEachFrom(start []byte, fn func(k, v []byte) error) error {
 	return nil
 }
 
-// recentState is "recent"'s entry count (and, in format 2 stores, the
-// key the next move started from; unused now).
+// recentState is "recent"'s entry count. Format 2 stores follow it with
+// the key their next move started from, which is no longer used.
 type recentState struct {
-	n    uint64
-	from []byte
+	n uint64
 }
 
 func readRecentState(b *bolt.Bucket) recentState {
@@ -176,10 +175,7 @@ func readRecentState(b *bolt.Bucket) recentState {
 }
 
 func (r recentState) encode() []byte {
-	v := make([]byte, 8+len(r.from))
-	binary.BigEndian.PutUint64(v, r.n)
-	copy(v[8:], r.from)
-	return v
+	return binary.BigEndian.AppendUint64(nil, r.n)
 }
 
 // pendingVal is an index update waiting for commit.
@@ -260,26 +256,23 @@ type mergedRecent struct {
 	pi     int
 }
 
-// next returns the next entry and whether it has a committed entry in
-// "recent". ok is false at the end. The slices stay valid until the
-// transaction ends.
-func (m *mergedRecent) next() (k, v []byte, committed, ok bool) {
+// next returns the next entry; ok is false at the end. The slices stay
+// valid until the transaction ends.
+func (m *mergedRecent) next() (k, v []byte, ok bool) {
 	switch {
 	case m.ck == nil && m.pi == len(m.keys):
-		return nil, nil, false, false
+		return nil, nil, false
 	case m.pi == len(m.keys) || (m.ck != nil && bytes.Compare(m.ck, []byte(m.keys[m.pi])) < 0):
 		k, v = m.ck, m.cv
 		m.ck, m.cv = m.c.Next()
-		return k, v, true, true
+		return k, v, true
 	}
 	pk := m.keys[m.pi]
 	m.pi++
-	k = []byte(pk)
 	if m.ck != nil && string(m.ck) == pk {
-		committed = true
 		m.ck, m.cv = m.c.Next()
 	}
-	return k, m.st.pending[pk].iv, committed, true
+	return []byte(pk), m.st.pending[pk].iv, true
 }
 
 // recentFilter is a Bloom filter over the keys of one dataset's "recent"

@@ -3,6 +3,7 @@ package boltstore
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -296,7 +297,8 @@ func testIndexFromOlderFormat(t *testing.T, twoLevels bool) {
 				}
 			}
 		}
-		return b.Put(keyRecentState, recentState{n: uint64(n), from: []byte("id-020")}.encode())
+		// Format 2's state: the count, then where the next move starts.
+		return b.Put(keyRecentState, append(binary.BigEndian.AppendUint64(nil, uint64(n)), "id-020"...))
 	})
 	if err != nil {
 		t.Fatal(err)

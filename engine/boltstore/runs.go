@@ -641,7 +641,7 @@ func (st *dsState) flushRun(keys []string) error {
 		return err
 	}
 	for i := 1; ; i++ {
-		k, v, _, ok := m.next()
+		k, v, ok := m.next()
 		if !ok {
 			break
 		}
