@@ -235,8 +235,13 @@ func (r *datasetReader) Next(ctx context.Context) (engine.Batch, error) {
 	if r.done {
 		return engine.Batch{}, engine.EOF
 	}
-	ents := make([]engine.Entity, 0, r.size)
+	var ents []engine.Entity
 	var recs []engine.Record
+	if r.deferDecode {
+		recs = make([]engine.Record, 0, r.size)
+	} else {
+		ents = make([]engine.Entity, 0, r.size)
+	}
 	passed := 0 // versions the scan handed over, matching the subset or not
 	start := r.next
 	next, err := r.store.Scan(ctx, r.d.Dataset, engine.ScanOptions{From: r.next, Limit: r.size, LatestOnly: !r.d.PreviousVersions, Cache: &r.cache}, func(rec engine.Record) error {

@@ -554,3 +554,25 @@ func TestReplacedRunsLeaveTheCache(t *testing.T) {
 		t.Errorf("%d replaced runs still remembered with no old reader open", len(s.runDropped))
 	}
 }
+
+// TestLongestID: the longest _id the store takes goes into a run (whose
+// block keys add 9 bytes to it) and is found again; one byte more is
+// refused with an error naming the size, before anything is written.
+func TestLongestID(t *testing.T) {
+	s := openRunsStore(t)
+	long := strings.Repeat("x", maxIDSize)
+	commitIDs(t, s, long, "short")
+	if _, ok, err := s.Get(context.Background(), "ds", long); !ok || err != nil {
+		t.Fatalf("Get of a %d-byte _id: %v %v", len(long), ok, err)
+	}
+	tx, _ := s.Begin(context.Background())
+	defer tx.Rollback()
+	e, _ := engine.DecodeEntity([]byte(`{"_id":"` + long + `x"}`))
+	p, err := engine.Prepare(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := tx.Put("ds", &p, 1); err == nil || !strings.Contains(err.Error(), "cannot be stored") {
+		t.Fatalf("Put of a %d-byte _id = %v, want refused", len(p.ID), err)
+	}
+}

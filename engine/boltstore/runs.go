@@ -97,14 +97,6 @@ type runFile struct {
 // runLevels is an index's runs: [0] newest first, [i>0] by key.
 type runLevels [][]*runFile
 
-func (l runLevels) clone() runLevels {
-	c := make(runLevels, len(l))
-	for i, lv := range l {
-		c[i] = slices.Clone(lv)
-	}
-	return c
-}
-
 func (l runLevels) entries(level int) uint64 {
 	var n uint64
 	if level < len(l) {

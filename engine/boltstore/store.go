@@ -103,6 +103,10 @@ type Store struct {
 	runDropped map[uint64]bool // replaced runs old readers may still load (cacheRuns)
 }
 
+// maxIDSize is the longest _id the store takes: a run block's key is the
+// run's 9-byte prefix and an _id (runs.go), and bbolt bounds keys.
+const maxIDSize = bolt.MaxKeySize - 9
+
 // boundEvery is how many index or log operations pass between checks of
 // the mapped residency in hot loops.
 const boundEvery = 64
@@ -537,7 +541,7 @@ func (w *writeTx) Put(dataset string, p *engine.Prepared, ts int64) (engine.PutR
 	if err != nil {
 		return 0, engine.Record{}, err
 	}
-	if len(p.ID) == 0 || len(p.ID) > bolt.MaxKeySize {
+	if len(p.ID) == 0 || len(p.ID) > maxIDSize {
 		return 0, engine.Record{}, fmt.Errorf("dataset %q: _id of %d bytes cannot be stored", dataset, len(p.ID))
 	}
 	var cur []byte
