@@ -205,6 +205,14 @@ type WriteTx interface {
 	Rollback() error
 }
 
+// TxDatasetInfo is a WriteTx that reports a dataset's metadata as the
+// transaction sees it, its own writes included. A dataset sink uses the
+// live count to prove deletion tracking has nothing to delete without
+// walking the index.
+type TxDatasetInfo interface {
+	DatasetInfo(dataset string) (DatasetInfo, bool, error)
+}
+
 // Store keeps datasets, pipe states and run logs. bbolt (engine/boltstore)
 // is the embedded default; implementations must pass engine/storetest.
 type Store interface {

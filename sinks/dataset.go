@@ -1,6 +1,7 @@
 package sinks
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math"
@@ -180,7 +181,13 @@ type datasetRun struct {
 	// bytes per entity rather than the ids themselves, spilled to a
 	// temporary file beyond a million), for deletion tracking at the end
 	// of the run.
-	seen        *seenSet
+	seen *seenSet
+	// unsure is set once the run produced an _id whose latest version may
+	// not be live (deleted or filtered). Until then every seen _id is
+	// live, so when the dataset holds as many live entities as the run
+	// produced distinct _ids, deletion tracking has nothing to delete and
+	// Finish skips the walk over the index.
+	unsure      bool
 	initialDone bool
 	// fresh is set when the dataset was empty at the start of the run.
 	fresh *bloom.Filter
@@ -247,6 +254,9 @@ func (r *datasetRun) Write(ctx context.Context, tx engine.WriteTx, batch []engin
 					if err := r.seenAdd(hashID(p.ID)); err != nil {
 						return err
 					}
+					if mayBeDeleted(p.Raw) {
+						r.unsure = true
+					}
 				}
 				r.rc.Stats.Unchanged++
 				continue
@@ -265,6 +275,9 @@ func (r *datasetRun) Write(ctx context.Context, tx engine.WriteTx, batch []engin
 			if r.fresh != nil && !r.fresh.Add(h[0], h[1]) {
 				p.KnownNew = true
 			}
+		}
+		if r.track && (p.Filtered || p.Deleted) {
+			r.unsure = true
 		}
 		if p.Filtered {
 			// A filtered entity deletes the live version, if any.
@@ -329,6 +342,19 @@ func (r *datasetRun) Finish(ctx context.Context, tx engine.WriteTx, ts int64) er
 		if err := r.seen.seal(); err != nil {
 			return err
 		}
+		if !r.unsure {
+			if ti, ok := tx.(engine.TxDatasetInfo); ok {
+				info, ok, err := ti.DatasetInfo(r.d.Name)
+				if err != nil {
+					return fmt.Errorf("deletion tracking: %w", err)
+				}
+				if ok && info.Entities-info.Deleted == uint64(r.seen.distinct()) {
+					// Every live _id was produced by this run: nothing
+					// to delete (see datasetRun.unsure).
+					return r.finishPopulated(tx)
+				}
+			}
+		}
 		var gone []string
 		err := tx.ForEachLive(r.d.Name, func(id string) error {
 			seen, err := r.seen.has(hashID(id))
@@ -359,6 +385,11 @@ func (r *datasetRun) Finish(ctx context.Context, tx engine.WriteTx, ts int64) er
 			}
 		}
 	}
+	return r.finishPopulated(tx)
+}
+
+// finishPopulated marks the dataset populated as set_initial_offset says.
+func (r *datasetRun) finishPopulated(tx engine.WriteTx) error {
 	switch r.d.SetInitialOffset {
 	case "always", "initially", "onload":
 		return tx.SetPopulated(r.d.Name)
@@ -368,4 +399,10 @@ func (r *datasetRun) Finish(ctx context.Context, tx engine.WriteTx, ts int64) er
 		}
 	}
 	return nil
+}
+
+// mayBeDeleted reports whether JSON text might carry "_deleted": true
+// (it names the key, or has an escape that could spell it).
+func mayBeDeleted(raw []byte) bool {
+	return bytes.Contains(raw, []byte("_deleted")) || bytes.IndexByte(raw, '\\') >= 0
 }

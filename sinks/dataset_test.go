@@ -377,3 +377,49 @@ func TestUnchangedTextPath(t *testing.T) {
 		t.Errorf("a failed run wrote %d versions", after.Versions-before.Versions)
 	}
 }
+
+// TestDeletionTrackingCountProof checks the shortcut that skips the walk
+// over the index when the dataset holds as many live entities as a full
+// run produced distinct _ids: produced _ids that are not live (deleted in
+// the source, filtered, deleted text arriving unchanged) must not make
+// an unproduced entity look produced.
+func TestDeletionTrackingCountProof(t *testing.T) {
+	full := engine.RunOptions{Reset: true}
+	t.Run("deleted in the source", func(t *testing.T) {
+		h := newHarness(t, `{"_id":"p","type":"pipe","source":{"type":"json","url":"in.json"},"sink":{"deletion_threshold_factor":1}}`)
+		h.mustRun(`[{"_id":"a"},{"_id":"b"},{"_id":"c"}]`, full)
+		// Produced: a, b (deleted), d; live after the writes: a, c, d.
+		rec := h.mustRun(`[{"_id":"a"},{"_id":"b","_deleted":true},{"_id":"d"}]`, full)
+		if rec.Deleted != 1 || !h.latest("p", "c").Deleted {
+			t.Errorf("run = %+v, c deleted = %v; want c deleted by deletion tracking", rec, h.latest("p", "c").Deleted)
+		}
+	})
+	t.Run("filtered", func(t *testing.T) {
+		h := newHarness(t, `{"_id":"p","type":"pipe","source":{"type":"json","url":"in.json"},"sink":{"deletion_threshold_factor":1},
+			"transform":{"type":"jq","expression":"if .drop then . + {_filtered: true} else . end"}}`)
+		h.mustRun(`[{"_id":"a"},{"_id":"b"}]`, full)
+		// Produced: a, z (filtered, never live); live: a, b.
+		rec := h.mustRun(`[{"_id":"a"},{"_id":"z","drop":true}]`, full)
+		if rec.Deleted != 1 || !h.latest("p", "b").Deleted {
+			t.Errorf("run = %+v; want b deleted by deletion tracking", rec)
+		}
+	})
+	t.Run("deleted text unchanged", func(t *testing.T) {
+		// Enough lines for the engine to hand unchanged text over lazily.
+		h := newHarness(t, `{"_id":"p","type":"pipe","batch_size":2,"checkpoint_interval":1,"source":{"type":"json","url":"in.json"},"sink":{"deletion_threshold_factor":1}}`)
+		lines := func(last string) string {
+			var b strings.Builder
+			for i := 0; i < 60; i++ {
+				fmt.Fprintf(&b, `{"_id":"e%02d","n":%d}`+"\n", i, i)
+			}
+			b.WriteString(`{"_id":"x","_deleted":true}` + "\n" + last + "\n")
+			return b.String()
+		}
+		h.mustRun(lines(`{"_id":"y"}`), full)
+		// Produced: e00..e59, x (deleted, same text), z; live: e00..e59, y, z.
+		rec := h.mustRun(lines(`{"_id":"z"}`), full)
+		if rec.Deleted != 1 || !h.latest("p", "y").Deleted {
+			t.Errorf("run = %+v; want y deleted by deletion tracking", rec)
+		}
+	})
+}

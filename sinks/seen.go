@@ -28,7 +28,7 @@ type seenSet struct {
 	// of each block of seenBlock hashes.
 	merged *os.File
 	firsts []uint64
-	n      int64
+	n      int64 // distinct hashes, after seal
 	block  []byte
 }
 
@@ -76,10 +76,17 @@ func (s *seenSet) spill() error {
 }
 
 // seal prepares lookups: sorts the in-memory hashes or, when runs were
-// spilled, merges them into one sorted file.
+// spilled, merges them into one sorted file. Either way it counts the
+// distinct hashes (distinct).
 func (s *seenSet) seal() error {
 	if s.file == nil {
 		sortIDHashes(s.mem)
+		s.n = 0
+		for i := range s.mem {
+			if i == 0 || s.mem[i] != s.mem[i-1] {
+				s.n++
+			}
+		}
 		return nil
 	}
 	if len(s.mem) > 0 {
@@ -134,6 +141,10 @@ func (s *seenSet) seal() error {
 	s.block = make([]byte, seenBlock*16)
 	return nil
 }
+
+// distinct returns how many different hashes were added; seal must have
+// been called.
+func (s *seenSet) distinct() int64 { return s.n }
 
 // has reports whether h was added; seal must have been called.
 func (s *seenSet) has(h idHash) (bool, error) {

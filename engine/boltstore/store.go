@@ -677,6 +677,15 @@ func (w *writeTx) ForEachLive(dataset string, fn func(id string) error) error {
 	})
 }
 
+// DatasetInfo implements engine.TxDatasetInfo.
+func (w *writeTx) DatasetInfo(dataset string) (engine.DatasetInfo, bool, error) {
+	st, err := w.dataset(dataset, false)
+	if err != nil || st == nil {
+		return engine.DatasetInfo{}, false, err
+	}
+	return st.meta.info(dataset), true, nil
+}
+
 // Changed reports whether anything was written.
 func (w *writeTx) Changed() bool { return w.changed }
 

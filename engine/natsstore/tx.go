@@ -148,6 +148,15 @@ func (w *writeTx) dataset(name string, create bool) (*txDataset, error) {
 	return st, nil
 }
 
+// DatasetInfo implements engine.TxDatasetInfo.
+func (w *writeTx) DatasetInfo(dataset string) (engine.DatasetInfo, bool, error) {
+	st, err := w.dataset(dataset, false)
+	if err != nil || st == nil {
+		return engine.DatasetInfo{}, false, err
+	}
+	return st.meta.info(dataset), true, nil
+}
+
 func (w *writeTx) initDataset(st *txDataset) {
 	now := time.Now().UTC()
 	st.base = dsMeta{Created: now}
