@@ -206,6 +206,11 @@ type Prepared struct {
 	Lazy bool
 	// Raw is the JSON text of a lazy Prepared.
 	Raw []byte
+	// SameIn is set on a lazy Prepared by a read view (RawViewer) that
+	// found the latest version live and written from the same text, to
+	// the mark of the state it saw. The committer confirms it with
+	// ViewConfirmer.UnchangedSince instead of looking the _id up again.
+	SameIn ViewMark
 }
 
 // Resolve computes the stored form of a lazy Prepared from its text,

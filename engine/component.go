@@ -152,6 +152,17 @@ type LazySinkRun interface {
 	AcceptsLazy() bool
 }
 
+// ViewingSinkRun is a LazySinkRun that can check a batch's lazy entities
+// against a read view of the store before the committer sees them
+// (RawViewer); the engine calls View on the producer's workers, several
+// batches at once, so it must be safe for concurrent use. It reports
+// whether it looked: entities it looked at and did not mark (SameIn) are
+// changed or new, and the engine resolves them on the worker too.
+type ViewingSinkRun interface {
+	LazySinkRun
+	View(ctx context.Context, batch []Prepared) (bool, error)
+}
+
 // RunContext describes the run to a sink.
 type RunContext struct {
 	Pipe  string

@@ -295,10 +295,21 @@ func (e *Engine) run(ctx context.Context, p *Pipe, opts RunOptions, rec *RunReco
 	// Buffer about a group so the producer keeps working while the
 	// committer waits for fsync.
 	items := make(chan item, max(4, p.CheckpointInterval))
+	var sr SinkRun
+	if isTx {
+		rc := &RunContext{Pipe: p.ID, Full: full, Store: e.Store, InputsPopulated: populated, Stats: stats, AcceptDeletes: opts.AcceptDeletes}
+		if sr, err = txSink.StartRun(ctx, rc); err != nil {
+			return fmt.Errorf("sink: %w", err)
+		}
+	}
 	// lazy is switched on by the committer while most entities arrive
 	// unchanged (see LazySinkRun); the producer then skips canonicalizing.
 	lazy := new(atomic.Bool)
-	go e.produce(runCtx, p, reader, isTx, lazy, items)
+	view, _ := sr.(ViewingSinkRun)
+	if view != nil && !view.AcceptsLazy() {
+		view = nil
+	}
+	go e.produce(runCtx, p, reader, isTx, lazy, view, items)
 	// Drain the producer on every exit path so it never blocks.
 	defer func() {
 		cancel()
@@ -314,11 +325,6 @@ func (e *Engine) run(ctx context.Context, p *Pipe, opts RunOptions, rec *RunReco
 	}
 	state.RescanRequested = false
 	if isTx {
-		rc := &RunContext{Pipe: p.ID, Full: full, Store: e.Store, InputsPopulated: populated, Stats: stats, AcceptDeletes: opts.AcceptDeletes}
-		sr, err := txSink.StartRun(ctx, rc)
-		if err != nil {
-			return fmt.Errorf("sink: %w", err)
-		}
 		return e.commitTx(ctx, p, sr, items, lazy, stored, state, stats, full, failIfEmpty)
 	}
 	ext, ok := p.Sink.(ExternalSink)
@@ -330,7 +336,7 @@ func (e *Engine) run(ctx context.Context, p *Pipe, opts RunOptions, rec *RunReco
 
 // produce reads, transforms and prepares batches on its own goroutine so
 // that decoding and hashing overlap the store's commits.
-func (e *Engine) produce(ctx context.Context, p *Pipe, r Reader, prepare bool, lazy *atomic.Bool, out chan<- item) {
+func (e *Engine) produce(ctx context.Context, p *Pipe, r Reader, prepare bool, lazy *atomic.Bool, view ViewingSinkRun, out chan<- item) {
 	defer close(out)
 	send := func(it item) bool {
 		select {
@@ -341,6 +347,10 @@ func (e *Engine) produce(ctx context.Context, p *Pipe, r Reader, prepare bool, l
 		}
 	}
 	if rr, ok := r.(RawReader); ok && prepare && len(p.transforms()) == 0 && rr.RawOK() {
+		if workers := runtime.GOMAXPROCS(0); workers > 1 {
+			e.produceRawParallel(ctx, rr, lazy, view, workers, send)
+			return
+		}
 		e.produceRaw(ctx, rr, lazy, send)
 		return
 	}
@@ -447,24 +457,35 @@ func parallelTransforms(p *Pipe) int {
 // (tokens and Commit hooks keep their order). Worth it when transforms,
 // not the store, bound a pipe (a jq pipe between datasets).
 func (e *Engine) produceParallel(ctx context.Context, p *Pipe, r Reader, prepare bool, workers int, send func(item) bool) {
+	if dd, ok := r.(DecodeDeferrer); ok {
+		dd.DeferDecode()
+	}
+	ordered(ctx, workers, r.Next, func() func(context.Context, Batch) []item {
+		dec := NewDecoder()
+		return func(ctx context.Context, b Batch) []item { return e.batchItems(ctx, p, b, prepare, dec) }
+	}, send)
+}
+
+// ordered reads jobs with next on one goroutine, works on up to workers
+// of them at once (each worker runs a function newWorker made for it) and
+// sends the items in the order next returned the jobs. An error from next
+// other than EOF goes out as an item after the items before it.
+func ordered[J any](ctx context.Context, workers int, next func(context.Context) (J, error), newWorker func() func(context.Context, J) []item, send func(item) bool) {
 	type slot struct {
-		b   Batch
+		job J
 		out chan []item
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	work := make(chan *slot, workers)
 	order := make(chan *slot, 2*workers)
-	if dd, ok := r.(DecodeDeferrer); ok {
-		dd.DeferDecode()
-	}
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Add(1)
+		do := newWorker()
 		go func() {
 			defer wg.Done()
-			dec := NewDecoder()
 			for sl := range work {
-				sl.out <- e.batchItems(ctx, p, sl.b, prepare, dec)
+				sl.out <- do(ctx, sl.job)
 			}
 		}()
 	}
@@ -472,8 +493,8 @@ func (e *Engine) produceParallel(ctx context.Context, p *Pipe, r Reader, prepare
 		defer close(order)
 		defer close(work)
 		for {
-			b, err := r.Next(ctx)
-			sl := &slot{b: b, out: make(chan []item, 1)}
+			job, err := next(ctx)
+			sl := &slot{job: job, out: make(chan []item, 1)}
 			switch {
 			case errors.Is(err, EOF):
 				return
@@ -496,8 +517,8 @@ func (e *Engine) produceParallel(ctx context.Context, p *Pipe, r Reader, prepare
 		}
 	}()
 	// On an early return, cancelling stops the reader, which closes work;
-	// the workers then finish. Once they have, the reader is done with r
-	// (it closes work as it leaves), so the caller may close it.
+	// the workers then finish. Once they have, the reader is done with its
+	// source (it closes work as it leaves), so the caller may close it.
 	defer func() {
 		cancel()
 		wg.Wait()
@@ -566,36 +587,95 @@ func (e *Engine) produceRaw(ctx context.Context, r RawReader, lazy *atomic.Bool,
 			send(item{err: fmt.Errorf("source: %w", err)})
 			return
 		}
-		it := item{since: b.Since, read: len(b.Values), prepared: make([]Prepared, 0, len(b.Values))}
-		arena := make([]byte, 0, 400*len(b.Values)+64)
-		isLazy := lazy.Load()
-		for i, raw := range b.Values {
-			rh := RawTextHash(raw)
-			if isLazy {
-				if id, ok := ScanRawID(raw); ok {
-					it.bytes += len(raw)
-					it.prepared = append(it.prepared, Prepared{ID: id, Lazy: true, Raw: raw, RawHash: rh})
-					continue
-				}
-			}
-			var pr Prepared
-			pr, arena, err = scratch.PrepareRaw(arena, raw)
-			pr.RawHash = rh
-			if err != nil {
-				where := fmt.Sprintf("entity %d", i+1)
-				if b.Locate != nil {
-					where = b.Locate(i)
-				}
-				send(item{err: fmt.Errorf("source: %s: %w", where, err)})
-				return
-			}
-			it.bytes += len(pr.Body)
-			it.prepared = append(it.prepared, pr)
-		}
-		if !send(it) {
+		it := rawItem(b, lazy.Load(), &scratch)
+		if !send(it) || it.err != nil {
 			return
 		}
 	}
+}
+
+// produceRawParallel is produceRaw with the text of up to workers batches
+// hashed and prepared at once. Lazy batches are checked against a read
+// view of the store on the workers too (ViewingSinkRun), and the text
+// found changed is prepared there, so the committer only confirms.
+func (e *Engine) produceRawParallel(ctx context.Context, r RawReader, lazy *atomic.Bool, view ViewingSinkRun, workers int, send func(item) bool) {
+	type job struct {
+		b    RawBatch
+		lazy bool
+	}
+	next := func(ctx context.Context) (job, error) {
+		b, err := r.NextRaw(ctx)
+		return job{b: b, lazy: lazy.Load()}, err
+	}
+	ordered(ctx, workers, next, func() func(context.Context, job) []item {
+		var scratch PrepareScratch
+		return func(ctx context.Context, j job) []item {
+			it := rawItem(j.b, j.lazy, &scratch)
+			if it.err == nil && j.lazy && view != nil {
+				viewLazy(ctx, view, it.prepared)
+			}
+			return []item{it}
+		}
+	}, send)
+}
+
+// viewLazy checks a batch's lazy entities against the store's read view
+// and resolves those it did not find unchanged. A failed view or an entity
+// that does not resolve is left lazy: the committer checks it the usual
+// way and reports what is wrong.
+func viewLazy(ctx context.Context, view ViewingSinkRun, batch []Prepared) {
+	looked, err := view.View(ctx, batch)
+	if err != nil || !looked {
+		for i := range batch {
+			batch[i].SameIn = ViewMark{}
+		}
+		return
+	}
+	for i := range batch {
+		p := &batch[i]
+		if p.Lazy && p.SameIn == (ViewMark{}) {
+			q := *p
+			if q.Resolve() == nil {
+				*p = q
+			}
+		}
+	}
+}
+
+// rawItem prepares a batch of JSON text (lazily where isLazy and the _id
+// is easy to find). On invalid text the item carries the error.
+func rawItem(b RawBatch, isLazy bool, scratch *PrepareScratch) item {
+	it := item{since: b.Since, read: len(b.Values), prepared: make([]Prepared, 0, len(b.Values))}
+	var arena []byte
+	for i, raw := range b.Values {
+		rh := RawTextHash(raw)
+		if isLazy {
+			if id, ok := ScanRawID(raw); ok {
+				it.bytes += len(raw)
+				it.prepared = append(it.prepared, Prepared{ID: id, Lazy: true, Raw: raw, RawHash: rh})
+				continue
+			}
+		}
+		if arena == nil {
+			arena = make([]byte, 0, 400*(len(b.Values)-i)+64)
+		}
+		var (
+			pr  Prepared
+			err error
+		)
+		pr, arena, err = scratch.PrepareRaw(arena, raw)
+		pr.RawHash = rh
+		if err != nil {
+			where := fmt.Sprintf("entity %d", i+1)
+			if b.Locate != nil {
+				where = b.Locate(i)
+			}
+			return item{err: fmt.Errorf("source: %s: %w", where, err)}
+		}
+		it.bytes += len(pr.Body)
+		it.prepared = append(it.prepared, pr)
+	}
+	return it
 }
 
 // preview renders the start of a value for error messages.

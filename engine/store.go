@@ -205,6 +205,36 @@ type WriteTx interface {
 	Rollback() error
 }
 
+// ViewMark names the state of a dataset a read view saw: Gen tells the
+// dataset's incarnations apart (a deleted and recreated dataset gets a new
+// one) and Next is the offset its next version would get. The zero
+// ViewMark names none.
+type ViewMark struct {
+	Gen  int64
+	Next uint64
+}
+
+// RawViewer is a Store that checks lazy entities (Prepared.Lazy) against
+// its committed state in a read view, outside the write transaction, so
+// the lookups run on the producer's workers beside each other instead of
+// one after the other on the committer.
+type RawViewer interface {
+	// ViewRaw sets SameIn, to the mark of the state it saw, on every
+	// lazy entity of batch whose latest version in dataset is live and
+	// was written from text with the same RawHash. It reports whether it
+	// looked at all (false: the dataset is unknown to the view).
+	ViewRaw(ctx context.Context, dataset string, batch []Prepared) (bool, error)
+}
+
+// ViewConfirmer is a WriteTx that confirms what a read view found
+// (RawViewer): UnchangedSince reports whether no version of id was
+// written to dataset after the state mark names, neither committed since
+// nor in this transaction. False when it cannot tell cheaply; the caller
+// then asks SameRaw.
+type ViewConfirmer interface {
+	UnchangedSince(dataset, id string, mark ViewMark) (bool, error)
+}
+
 // TxDatasetInfo is a WriteTx that reports a dataset's metadata as the
 // transaction sees it, its own writes included. A dataset sink uses the
 // live count to prove deletion tracking has nothing to delete without

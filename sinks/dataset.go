@@ -123,7 +123,7 @@ func (d *Dataset) StartRun(ctx context.Context, rc *engine.RunContext) (engine.S
 	if err != nil {
 		return nil, err
 	}
-	r := &datasetRun{d: d, rc: rc, limit: -1, deleteLimit: -1}
+	r := &datasetRun{d: d, rc: rc, limit: -1, deleteLimit: -1, entities: int64(info.Entities)}
 	if (d.BreakerCount > 0 || d.BreakerFactor > 0) && info.Populated && !rc.AcceptDeletes {
 		r.limit = max(d.BreakerCount, int64(math.Floor(d.BreakerFactor*float64(info.Entities))))
 	}
@@ -174,6 +174,8 @@ type datasetRun struct {
 	// deleteLimit bounds deletion tracking (-1: no guard); live is the
 	// dataset's live entities when the run started.
 	deleteLimit, live int64
+	// entities is how many _ids the dataset held when the run started.
+	entities int64
 	// changed counts appended versions, for the circuit breaker.
 	changed int64
 	track   bool
@@ -197,13 +199,24 @@ type datasetRun struct {
 // resolves the ones that changed.
 func (r *datasetRun) AcceptsLazy() bool { return true }
 
+// View checks lazy entities against a read view of the store
+// (engine.ViewingSinkRun) when the store has them. Safe for concurrent
+// use: it reads only what StartRun set.
+func (r *datasetRun) View(ctx context.Context, batch []engine.Prepared) (bool, error) {
+	v, ok := r.rc.Store.(engine.RawViewer)
+	if !ok || r.fresh != nil {
+		return false, nil
+	}
+	return v.ViewRaw(ctx, r.d.Name, batch)
+}
+
 // SingleTransaction: an armed breaker must be able to undo the whole run.
 func (r *datasetRun) SingleTransaction() bool { return r.limit >= 0 }
 
 // seenAdd remembers an _id the full run produced.
 func (r *datasetRun) seenAdd(h idHash) error {
 	if r.seen == nil {
-		r.seen = newSeenSet()
+		r.seen = newSeenSet(r.entities)
 	}
 	return r.seen.add(h)
 }
@@ -242,19 +255,32 @@ func (r *datasetRun) Write(ctx context.Context, tx engine.WriteTx, batch []engin
 			return err
 		}
 	}
+	vc, _ := tx.(engine.ViewConfirmer)
 	for i := range batch {
 		p := &batch[i]
 		if p.Lazy {
-			same, err := tx.SameRaw(r.d.Name, p.ID, p.RawHash)
-			if err != nil {
-				return fmt.Errorf("entity %q: %w", p.ID, err)
+			// A read view found the text unchanged (and the version
+			// live): confirm nothing was written to the _id since.
+			same, viewed := false, false
+			if p.SameIn != (engine.ViewMark{}) && vc != nil {
+				var err error
+				if same, err = vc.UnchangedSince(r.d.Name, p.ID, p.SameIn); err != nil {
+					return fmt.Errorf("entity %q: %w", p.ID, err)
+				}
+				viewed = same
+			}
+			if !same {
+				var err error
+				if same, err = tx.SameRaw(r.d.Name, p.ID, p.RawHash); err != nil {
+					return fmt.Errorf("entity %q: %w", p.ID, err)
+				}
 			}
 			if same {
 				if r.track {
 					if err := r.seenAdd(hashID(p.ID)); err != nil {
 						return err
 					}
-					if mayBeDeleted(p.Raw) {
+					if !viewed && mayBeDeleted(p.Raw) {
 						r.unsure = true
 					}
 				}
@@ -336,7 +362,7 @@ func (r *datasetRun) Finish(ctx context.Context, tx engine.WriteTx, ts int64) er
 	}
 	if r.track {
 		if r.seen == nil {
-			r.seen = newSeenSet()
+			r.seen = newSeenSet(r.entities)
 		}
 		defer r.seen.close()
 		if err := r.seen.seal(); err != nil {

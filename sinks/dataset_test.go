@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -422,4 +423,44 @@ func TestDeletionTrackingCountProof(t *testing.T) {
 			t.Errorf("run = %+v; want y deleted by deletion tracking", rec)
 		}
 	})
+}
+
+// TestTextRevertedWithinBatch: a batch holds an _id twice, first changed
+// and then with its old text again. The read view on the producer's
+// workers (engine.ViewingSinkRun) saw the old text as unchanged; the
+// committer must notice the first occurrence was written since and store
+// the second, on the sequential and the parallel path alike.
+func TestTextRevertedWithinBatch(t *testing.T) {
+	for _, procs := range []int{1, 2} {
+		t.Run(fmt.Sprintf("GOMAXPROCS=%d", procs), func(t *testing.T) {
+			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
+			h := newHarness(t, `{"_id":"p","type":"pipe","batch_size":2,"checkpoint_interval":1,"source":{"type":"json","url":"in.json"}}`)
+			line := func(i, n int) string { return fmt.Sprintf(`{"_id":"e%d","n":%d,"tags":["x","y"]}`+"\n", i, n) }
+			var first, second strings.Builder
+			for i := 0; i < 60; i++ {
+				first.WriteString(line(i, i))
+				switch i {
+				case 54: // lines 54 and 55 share a batch
+					second.WriteString(line(55, -55))
+				case 55:
+					second.WriteString(line(55, 55))
+				default:
+					second.WriteString(line(i, i))
+				}
+			}
+			h.mustRun(first.String(), engine.RunOptions{})
+			h.mustRun(first.String(), engine.RunOptions{}) // all unchanged: later runs start lazy
+			rec := h.mustRun(second.String(), engine.RunOptions{})
+			if rec.Written != 2 || rec.Deleted != 1 {
+				t.Errorf("run = %+v, want 2 written (e55 twice), 1 deleted (e54)", rec)
+			}
+			if r := h.latest("p", "e55"); !strings.Contains(string(r.Body), `"n":55`) {
+				t.Errorf("e55 = %s, want the old text's n 55 again", r.Body)
+			}
+			hist, err := h.store.History(context.Background(), "p", "e55")
+			if err != nil || len(hist) != 3 {
+				t.Errorf("e55 has %d versions (%v), want 3", len(hist), err)
+			}
+		})
+	}
 }

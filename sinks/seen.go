@@ -38,7 +38,12 @@ const seenMemMax = 1 << 20
 // seenBlock is how many hashes one read of the merged file covers.
 const seenBlock = 256
 
-func newSeenSet() *seenSet { return &seenSet{max: seenMemMax} }
+// newSeenSet returns an empty set with room for about expect hashes (the
+// dataset's size: growing a slice of a million hashes by doubling copies
+// it many times over).
+func newSeenSet(expect int64) *seenSet {
+	return &seenSet{max: seenMemMax, mem: make([]idHash, 0, min(max(expect+expect/16, 1024), seenMemMax))}
+}
 
 func (s *seenSet) add(h idHash) error {
 	s.mem = append(s.mem, h)

@@ -428,6 +428,8 @@ type dsState struct {
 	meta        meta
 	dirty       bool
 	pending     map[string]pendingVal // _id -> new index value, applied sorted at commit
+	// since: what was written after the states read views saw (view.go).
+	since writtenSince
 }
 
 type writeTx struct {

@@ -1,0 +1,172 @@
+package boltstore
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/ferrydata/ferry/engine"
+)
+
+// putText puts the entity JSON text raw into dataset "ds" as a text
+// source does (with its RawHash).
+func putText(t *testing.T, tx engine.WriteTx, raw string) {
+	t.Helper()
+	p, _, err := engine.PrepareRaw(nil, []byte(raw))
+	if err != nil {
+		tx.Rollback()
+		t.Fatal(err)
+	}
+	p.RawHash = engine.RawTextHash([]byte(raw))
+	if _, _, err := tx.Put("ds", &p, 1); err != nil {
+		tx.Rollback()
+		t.Fatal(err)
+	}
+}
+
+// lazyOf returns what a text source hands over lazily for raw.
+func lazyOf(t *testing.T, raw string) engine.Prepared {
+	t.Helper()
+	id, ok := engine.ScanRawID([]byte(raw))
+	if !ok {
+		t.Fatalf("no _id in %s", raw)
+	}
+	return engine.Prepared{ID: id, Lazy: true, Raw: []byte(raw), RawHash: engine.RawTextHash([]byte(raw))}
+}
+
+func textOf(id string, v int) string { return fmt.Sprintf(`{"_id":%q,"v":%d}`, id, v) }
+
+// TestViewRawAndConfirm checks the read view that finds unchanged text
+// off the committer, and the committer's confirmation that nothing was
+// written to an _id after the view: a confirmed finding must be exactly
+// as true as SameRaw in the write transaction.
+func TestViewRawAndConfirm(t *testing.T) {
+	ctx := context.Background()
+	for _, recentMin := range []int{1, 1 << 20} { // runs, or "recent" only
+		t.Run(fmt.Sprintf("recentMin=%d", recentMin), func(t *testing.T) {
+			s := openRunsStore(t)
+			s.recentMin = recentMin
+			begin := func() engine.WriteTx {
+				tx, err := s.Begin(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return tx
+			}
+			commit := func(tx engine.WriteTx) {
+				if err := tx.Commit(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			tx := begin()
+			for i := range 50 {
+				putText(t, tx, textOf(fmt.Sprintf("e%02d", i), i))
+			}
+			putText(t, tx, `{"_id":"gone","_deleted":true}`)
+			commit(tx)
+
+			batch := []engine.Prepared{
+				lazyOf(t, textOf("e01", 1)),                 // same
+				lazyOf(t, textOf("e02", 99)),                // changed
+				lazyOf(t, textOf("new", 1)),                 // unknown
+				lazyOf(t, `{"_id":"gone","_deleted":true}`), // same text, but deleted
+				lazyOf(t, textOf("e03", 3)),                 // same; written after the view
+				lazyOf(t, textOf("e04", 4)),                 // same; written in the confirming transaction
+				lazyOf(t, textOf("e05", 5)),                 // same; others written since
+				{ID: "e06", Body: []byte(`{"_id":"e06"}`)},  // not lazy: left alone
+			}
+			looked, err := s.ViewRaw(ctx, "ds", batch)
+			if err != nil || !looked {
+				t.Fatalf("ViewRaw = %v, %v", looked, err)
+			}
+			var zero engine.ViewMark
+			for i, want := range []bool{true, false, false, false, true, true, true, false} {
+				if got := batch[i].SameIn != zero; got != want {
+					t.Errorf("%s: marked %v, want %v", batch[i].ID, got, want)
+				}
+			}
+			if looked, _ := s.ViewRaw(ctx, "unknown", batch[:1]); looked {
+				t.Error("ViewRaw looked at an unknown dataset")
+			}
+
+			// Nothing written since: confirmed.
+			tx = begin()
+			if ok, err := tx.(engine.ViewConfirmer).UnchangedSince("ds", "e01", batch[0].SameIn); err != nil || !ok {
+				t.Errorf("UnchangedSince(e01) with nothing written = %v, %v", ok, err)
+			}
+			tx.Rollback()
+
+			// e03 is written (committed) after the view, e04 in the
+			// transaction that confirms; e10 and e11 change too.
+			tx = begin()
+			putText(t, tx, textOf("e03", 300))
+			putText(t, tx, textOf("e10", 1000))
+			commit(tx)
+			tx = begin()
+			putText(t, tx, textOf("e11", 1100))
+			putText(t, tx, textOf("e04", 400))
+			vc := tx.(engine.ViewConfirmer)
+			for _, c := range []struct {
+				i    int
+				want bool
+			}{{0, true}, {4, false}, {5, false}, {6, true}} {
+				ok, err := vc.UnchangedSince("ds", batch[c.i].ID, batch[c.i].SameIn)
+				if err != nil || ok != c.want {
+					t.Errorf("UnchangedSince(%s) = %v, %v; want %v", batch[c.i].ID, ok, err, c.want)
+				}
+				if same, _ := tx.SameRaw("ds", batch[c.i].ID, batch[c.i].RawHash); ok && !same {
+					t.Errorf("%s confirmed unchanged but SameRaw says it changed", batch[c.i].ID)
+				}
+			}
+			// A mark of another incarnation of the dataset is not confirmed.
+			other := batch[0].SameIn
+			other.Gen++
+			if ok, _ := vc.UnchangedSince("ds", "e01", other); ok {
+				t.Error("UnchangedSince confirmed a mark of another incarnation")
+			}
+			if ok, _ := vc.UnchangedSince("ds", "e01", zero); ok {
+				t.Error("UnchangedSince confirmed the zero mark")
+			}
+			tx.Rollback()
+
+			// A dataset deleted and written again is another incarnation.
+			if err := s.DeleteDataset(ctx, "ds"); err != nil {
+				t.Fatal(err)
+			}
+			tx = begin()
+			for i := range 50 {
+				putText(t, tx, textOf(fmt.Sprintf("e%02d", i), i))
+			}
+			if ok, _ := tx.(engine.ViewConfirmer).UnchangedSince("ds", "e07", batch[0].SameIn); ok {
+				t.Error("UnchangedSince confirmed a mark of the deleted dataset")
+			}
+			tx.Rollback()
+		})
+	}
+}
+
+// TestConfirmBound: a view too far behind is not confirmed (the
+// committer would read that much log to learn what changed).
+func TestConfirmBound(t *testing.T) {
+	ctx := context.Background()
+	s := openRunsStore(t)
+	tx, _ := s.Begin(ctx)
+	putText(t, tx, textOf("a", 1))
+	tx.Commit()
+	batch := []engine.Prepared{lazyOf(t, textOf("a", 1))}
+	if _, err := s.ViewRaw(ctx, "ds", batch); err != nil || batch[0].SameIn == (engine.ViewMark{}) {
+		t.Fatalf("view: %v, %+v", err, batch[0])
+	}
+	tx, _ = s.Begin(ctx)
+	defer tx.Rollback()
+	for i := range maxSinceScan + 1 {
+		p := engine.Prepared{ID: fmt.Sprintf("b%d", i), Body: []byte(`{}`)}
+		p.Hash = engine.HashBytes(p.Body)
+		if _, _, err := tx.Put("ds", &p, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ok, _ := tx.(engine.ViewConfirmer).UnchangedSince("ds", "a", batch[0].SameIn); ok {
+		t.Error("a view more than maxSinceScan versions behind was confirmed")
+	}
+}
