@@ -36,6 +36,8 @@ type idIndex struct {
 	recent, main *bolt.Bucket // either may be nil
 	levels       runLevels
 	rb           *bolt.Bucket // the runs' bucket (nil without runs)
+	// sc, if set, is reused by lookups (one goroutine only).
+	sc *lookupScratch
 }
 
 // datasetIndex returns the index of dataset bucket b as its transaction
@@ -61,7 +63,7 @@ func (x idIndex) get(id []byte) []byte {
 // below looks id (hash h) up in the runs and "index", not in "recent".
 func (x idIndex) below(id []byte, h xxh3.Uint128) []byte {
 	if len(x.levels) > 0 {
-		if v := x.levels.find(x.rb, id, h); v != nil {
+		if v := x.levels.find(x.rb, id, h, x.sc); v != nil {
 			return v
 		}
 	}

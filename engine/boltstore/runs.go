@@ -262,13 +262,22 @@ func (s *Store) cacheRuns(add, drop []*runFile) {
 	}
 }
 
+// lookupScratch is what a series of lookups in one transaction reuses:
+// a cursor on the runs' bucket (bbolt grows a new cursor's stack on
+// every seek) and the key buffer. Not safe for concurrent use.
+type lookupScratch struct {
+	rb  *bolt.Bucket
+	c   *bolt.Cursor
+	key []byte
+}
+
 // find returns id's entry in the runs, or nil. h is id's xxh3-128.
-func (l runLevels) find(rb *bolt.Bucket, id []byte, h xxh3.Uint128) []byte {
+func (l runLevels) find(rb *bolt.Bucket, id []byte, h xxh3.Uint128, sc *lookupScratch) []byte {
 	for i, lv := range l {
 		if i == 0 {
 			for _, f := range lv {
 				if bytes.Compare(id, f.min) >= 0 && bytes.Compare(id, f.max) <= 0 && f.bloom.MayHave(h.Lo, h.Hi) {
-					if v := f.get(rb, id); v != nil {
+					if v := f.get(rb, id, sc); v != nil {
 						return v
 					}
 				}
@@ -277,7 +286,7 @@ func (l runLevels) find(rb *bolt.Bucket, id []byte, h xxh3.Uint128) []byte {
 		}
 		j := sort.Search(len(lv), func(j int) bool { return bytes.Compare(lv[j].max, id) >= 0 })
 		if j < len(lv) && bytes.Compare(id, lv[j].min) >= 0 && lv[j].bloom.MayHave(h.Lo, h.Hi) {
-			if v := lv[j].get(rb, id); v != nil {
+			if v := lv[j].get(rb, id, sc); v != nil {
 				return v
 			}
 		}
@@ -287,9 +296,20 @@ func (l runLevels) find(rb *bolt.Bucket, id []byte, h xxh3.Uint128) []byte {
 
 // get looks id up in the run: the block whose first key is the greatest
 // <= id, then a binary search in it.
-func (f *runFile) get(rb *bolt.Bucket, id []byte) []byte {
-	key := append(blockPrefix(f.id, len(id)), id...)
-	c := rb.Cursor()
+func (f *runFile) get(rb *bolt.Bucket, id []byte, sc *lookupScratch) []byte {
+	var key []byte
+	var c *bolt.Cursor
+	if sc != nil {
+		if sc.rb != rb {
+			sc.rb, sc.c = rb, rb.Cursor()
+		}
+		c = sc.c
+		sc.key = append(binary.BigEndian.AppendUint64(append(sc.key[:0], 'b'), f.id), id...)
+		key = sc.key
+	} else {
+		key = append(blockPrefix(f.id, len(id)), id...)
+		c = rb.Cursor()
+	}
 	k, v := c.Seek(key)
 	if k == nil || !bytes.Equal(k, key) {
 		if k == nil {

@@ -430,6 +430,8 @@ type dsState struct {
 	pending     map[string]pendingVal // _id -> new index value, applied sorted at commit
 	// since: what was written after the states read views saw (view.go).
 	since writtenSince
+	// scratch serves the transaction's index lookups.
+	scratch lookupScratch
 }
 
 type writeTx struct {
@@ -535,7 +537,7 @@ func (st *dsState) latest(id string) (v []byte, ok, inRecent bool) {
 // idIndex is the index as this transaction has it (pending updates
 // aside).
 func (st *dsState) idIndex() idIndex {
-	return idIndex{recent: st.recent, main: st.index, levels: st.levels, rb: st.rb}
+	return idIndex{recent: st.recent, main: st.index, levels: st.levels, rb: st.rb, sc: &st.scratch}
 }
 
 func (w *writeTx) Put(dataset string, p *engine.Prepared, ts int64) (engine.PutResult, engine.Record, error) {

@@ -55,6 +55,7 @@ func (s *Store) ViewRaw(ctx context.Context, dataset string, batch []engine.Prep
 		if err != nil {
 			return fmt.Errorf("dataset %q: %w", dataset, err)
 		}
+		x.sc = &lookupScratch{}
 		if x.recent != nil {
 			// An empty "recent" costs a seek per _id for nothing.
 			if k, _ := x.recent.Cursor().First(); k == nil {
