@@ -874,18 +874,27 @@ func (s *Store) Dataset(ctx context.Context, name string) (engine.DatasetInfo, b
 	var info engine.DatasetInfo
 	var ok bool
 	err := s.view(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketDatasets).Bucket([]byte(name))
-		if b == nil {
-			return nil
+		b, m, err := datasetMeta(tx, name)
+		if b != nil {
+			info, ok = m.info(name), true
 		}
-		m, err := readMeta(b)
-		if err != nil {
-			return fmt.Errorf("dataset %q: %w", name, err)
-		}
-		info, ok = m.info(name), true
-		return nil
+		return err
 	})
 	return info, ok, err
+}
+
+// datasetMeta returns dataset name's bucket and metadata as tx sees them;
+// a nil bucket for an unknown dataset.
+func datasetMeta(tx *bolt.Tx, name string) (*bolt.Bucket, meta, error) {
+	b := tx.Bucket(bucketDatasets).Bucket([]byte(name))
+	if b == nil {
+		return nil, meta{}, nil
+	}
+	m, err := readMeta(b)
+	if err != nil {
+		return nil, meta{}, fmt.Errorf("dataset %q: %w", name, err)
+	}
+	return b, m, nil
 }
 
 // scanChunk is how many versions Scan reads per read transaction. Short

@@ -39,13 +39,9 @@ func (m *meta) viewMark() engine.ViewMark {
 func (s *Store) ViewRaw(ctx context.Context, dataset string, batch []engine.Prepared) (bool, error) {
 	looked := false
 	err := s.view(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketDatasets).Bucket([]byte(dataset))
+		b, m, err := datasetMeta(tx, dataset)
 		if b == nil {
-			return nil
-		}
-		m, err := readMeta(b)
-		if err != nil {
-			return fmt.Errorf("dataset %q: %w", dataset, err)
+			return err
 		}
 		mark := m.viewMark()
 		if mark == (engine.ViewMark{}) {
