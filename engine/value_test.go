@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -260,4 +262,46 @@ func FuzzDecodeValue(f *testing.F) {
 			t.Fatalf("canonical not idempotent: %s -> %s", g, c)
 		}
 	})
+}
+
+// TestDecoderSizeHints decodes objects of changing shapes with one Decoder
+// (whose maps are sized after the last object at the same depth) and
+// checks each against a decode without hints.
+func TestDecoderSizeHints(t *testing.T) {
+	var wide strings.Builder
+	wide.WriteString(`{"_id":"w"`)
+	for i := range 100 {
+		fmt.Fprintf(&wide, `,"k%d":{"a":%d}`, i, i)
+	}
+	wide.WriteString(`}`)
+	docs := []string{
+		`{"_id":"a","x":1}`,
+		wide.String(),
+		`{}`,
+		`{"_id":"b","nested":{"c":{"d":{"e":{"f":{"g":{"h":{"i":{"j":1}}}}}}}}}`,
+		`[{"a":1,"b":2,"c":3,"d":4,"e":5,"f":6,"g":7,"h":8,"i":9,"j":10},{"a":1}]`,
+		`{"_id":"c","y":[{},{"z":true}]}`,
+	}
+	dec := NewDecoder()
+	for round := range 2 {
+		for _, doc := range docs {
+			got, err := dec.DecodeValue([]byte(doc))
+			if err != nil {
+				t.Fatalf("round %d: %s: %v", round, doc, err)
+			}
+			want, err := DecodeValue([]byte(doc))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("round %d: %s decoded to %v, want %v", round, doc, got, want)
+			}
+		}
+	}
+	if dec.sizes[0] != 2 {
+		t.Errorf("size hint at depth 0 = %d, want 2 (the last object's keys)", dec.sizes[0])
+	}
+	if _, err := dec.DecodeValue([]byte(wide.String())); err != nil || dec.sizes[0] != maxSizeHint {
+		t.Errorf("size hint after 101 keys = %d (%v), want the cap %d", dec.sizes[0], err, maxSizeHint)
+	}
 }
