@@ -52,10 +52,13 @@ func (r *Record) Entity() (Entity, error) {
 	return r.entity(DecodeValue)
 }
 
-// EntityWith is Entity using a Decoder's key cache.
+// EntityWith is Entity using a Decoder's key cache and size hints.
 func (r *Record) EntityWith(d *Decoder) (Entity, error) {
-	return r.entity(d.DecodeValue)
+	return r.entity(func(b []byte) (any, error) { return d.decodeRoom(b, recordKeys) })
 }
+
+// recordKeys is how many keys entity adds to the stored body.
+const recordKeys = 4
 
 func (r *Record) entity(decode func([]byte) (any, error)) (Entity, error) {
 	v, err := decode(r.Body)

@@ -126,6 +126,7 @@ type decoder struct {
 	// sizes, if set, is how many keys the last object at each depth had:
 	// the size hint for the next one there (see Decoder).
 	sizes *[sizeDepths]uint8
+	room  int // added to the hint of a top-level object
 }
 
 // Decoder decodes many entities with the same keys: it interns object keys
@@ -155,8 +156,12 @@ func NewDecoder() *Decoder { return &Decoder{keys: make(map[string]string, 64)} 
 const maxInternedKeys = 4096
 
 // DecodeValue is DecodeValue with key interning.
-func (dd *Decoder) DecodeValue(data []byte) (any, error) {
-	d := decoder{data: data, keys: dd.keys, sizes: &dd.sizes}
+func (dd *Decoder) DecodeValue(data []byte) (any, error) { return dd.decodeRoom(data, 0) }
+
+// decodeRoom is DecodeValue with room for room more keys in a top-level
+// object's map (keys the caller adds, e.g. a record's _ts and _updated).
+func (dd *Decoder) decodeRoom(data []byte, room int) (any, error) {
+	d := decoder{data: data, keys: dd.keys, sizes: &dd.sizes, room: room}
 	d.skipSpace()
 	v, err := d.value(0)
 	if err != nil {
@@ -253,6 +258,9 @@ func (d *decoder) object(depth int) (any, error) {
 	hint := 8
 	if d.sizes != nil && depth < sizeDepths && d.sizes[depth] > 0 {
 		hint = int(d.sizes[depth])
+	}
+	if depth == 0 {
+		hint += d.room
 	}
 	m := make(map[string]any, hint)
 	d.skipSpace()
