@@ -19,4 +19,9 @@
 // inside bbolt, so a commit is still atomic and a crash leaves the last
 // commit's index). The log is append-only with sequential keys and is
 // written with a fill percent of 1.0, so its pages are packed.
+//
+// Lookups that decide whether text is unchanged can run in read
+// transactions beside the writer (view.go): the writer then confirms, from
+// the dataset's next offset and the log written since, that nothing
+// changed the _id after the read.
 package boltstore

@@ -115,6 +115,13 @@ func TestShareRetriesThenDeadLetter(t *testing.T) {
 // again.
 func TestShareWriteLostAnswer(t *testing.T) {
 	e := newShareEnv(t, fakeapi.Options{}, "")
+	// A PUT that outlives read_timeout is abandoned before the fake API
+	// applies it (TestShareTimeoutRetried), and then the settling run
+	// rightly sends it again. On a loaded machine (the whole suite under
+	// -race on two cores) 2 s was not always enough: this test is about
+	// the lost answer only.
+	e.readTimeout = 60
+	e.compile(nil)
 	e.putCustomer(1, "Acme")
 	e.mustRun("crm-customer-collect")
 	e.api.SetFaults(fakeapi.Faults{WriteThenFailNext: 1})
@@ -130,6 +137,9 @@ func TestShareWriteLostAnswer(t *testing.T) {
 	}
 	if k := e.kv(engine.ShareIntentNamespace("crm-customer-share")); !slices.Equal(k, []string{"1"}) {
 		t.Fatalf("intents = %v", k)
+	}
+	if r, _ := e.api.Get("customers", 1); r["name"] != "Acme AS" {
+		t.Fatalf("the write whose answer was lost was not applied: %v", r)
 	}
 	e.api.ResetStats()
 	rec = e.mustRun("crm-customer-share")

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -36,6 +37,8 @@ type shareEnv struct {
 	// props are extra transform-share-rest properties, pump the share
 	// pipe's pump object, ops the system's operations (JSON fragments).
 	props, pump, ops string
+	// readTimeout is the system's read_timeout in seconds (default 2).
+	readTimeout int
 }
 
 const shareOps = `{
@@ -74,8 +77,12 @@ func (e *shareEnv) config(desired []map[string]any) string {
 	if props != "" {
 		props = "," + props
 	}
+	timeout := e.readTimeout
+	if timeout == 0 {
+		timeout = 2
+	}
 	return `[
- {"_id": "crm", "type": "system:rest", "url_pattern": "` + e.srv.URL + `/api/%s", "worker_threads": 8, "read_timeout": 2,
+ {"_id": "crm", "type": "system:rest", "url_pattern": "` + e.srv.URL + `/api/%s", "worker_threads": 8, "read_timeout": ` + strconv.Itoa(timeout) + `,
   "operations": ` + e.ops + `},
  {"_id": "crm-customer-collect", "type": "pipe",
   "source": {"type": "rest", "system": "crm", "operation": "list", "id_expression": "{{ id }}"},
