@@ -49,19 +49,27 @@ func (r *Record) AppendJSON(dst []byte) []byte {
 // Entity decodes the record into an entity including _updated, _ts,
 // _previous and _hash.
 func (r *Record) Entity() (Entity, error) {
-	return r.entity(DecodeValue)
+	return r.entity(nil)
 }
 
 // EntityWith is Entity using a Decoder's key cache and size hints.
 func (r *Record) EntityWith(d *Decoder) (Entity, error) {
-	return r.entity(func(b []byte) (any, error) { return d.decodeRoom(b, recordKeys) })
+	return r.entity(d)
 }
 
 // recordKeys is how many keys entity adds to the stored body.
 const recordKeys = 4
 
-func (r *Record) entity(decode func([]byte) (any, error)) (Entity, error) {
-	v, err := decode(r.Body)
+// entity decodes the body with d (nil: without a Decoder), leaving room
+// in the map for the keys it adds.
+func (r *Record) entity(d *Decoder) (Entity, error) {
+	var v any
+	var err error
+	if d != nil {
+		v, err = d.decodeRoom(r.Body, recordKeys)
+	} else {
+		v, err = DecodeValue(r.Body)
+	}
 	if err != nil {
 		return nil, err
 	}

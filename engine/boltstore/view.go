@@ -110,13 +110,13 @@ func (w *writeTx) UnchangedSince(dataset, id string, mark engine.ViewMark) (bool
 		ws.from, ws.to = mark.Next, mark.Next
 	}
 	if mark.Next < ws.from {
-		if err := st.scanWritten(mark.Next, ws.from); err != nil {
+		if err := st.scanWritten(dataset, mark.Next, ws.from); err != nil {
 			return false, err
 		}
 		ws.from = mark.Next
 	}
 	if cur.Next > ws.to {
-		if err := st.scanWritten(ws.to, cur.Next); err != nil {
+		if err := st.scanWritten(dataset, ws.to, cur.Next); err != nil {
 			return false, err
 		}
 		ws.to = cur.Next
@@ -126,14 +126,14 @@ func (w *writeTx) UnchangedSince(dataset, id string, mark engine.ViewMark) (bool
 }
 
 // scanWritten adds the _ids of the log entries in [from, to) to st.since.
-func (st *dsState) scanWritten(from, to uint64) error {
+func (st *dsState) scanWritten(dataset string, from, to uint64) error {
 	end := offsetKey(to)
 	c := st.log.Cursor()
 	for k, v := c.Seek(offsetKey(from)); k != nil && bytes.Compare(k, end) < 0; k, v = c.Next() {
 		off := binary.BigEndian.Uint64(k)
 		id, ok := versionID(v)
 		if !ok {
-			return fmt.Errorf("dataset: corrupt version at offset %d", off)
+			return fmt.Errorf("dataset %q: corrupt version at offset %d", dataset, off)
 		}
 		if prev, seen := st.since.last[string(id)]; !seen || off > prev {
 			st.since.last[string(id)] = off
