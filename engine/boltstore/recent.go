@@ -217,6 +217,15 @@ func (st *dsState) flush() error {
 		if err := st.bucket.Put(keyIxLevels, encodeLevels(st.levels)); err != nil {
 			return fmt.Errorf("writing the list of index runs: %w", err)
 		}
+		var err error
+		if st.l0m != nil {
+			err = st.bucket.Put(keyL0Merge, st.l0m.encode())
+		} else {
+			err = st.bucket.Delete(keyL0Merge)
+		}
+		if err != nil {
+			return fmt.Errorf("writing the state of the merge of index level 0: %w", err)
+		}
 		st.levelsDirty = false
 	}
 	return st.bucket.Put(keyRecentState, st.rstate.encode())

@@ -138,6 +138,7 @@ func testIndexAgainstModel(t *testing.T, sh runShape) {
 	model := map[string]*modelEntity{}
 	var ids []string
 	const ds = "people"
+	inL0Merge := 0 // commits that left a merge of level 0 in progress
 	for txn := 0; txn < 80; txn++ {
 		tx, err := s.Begin(ctx)
 		if err != nil {
@@ -184,11 +185,22 @@ func testIndexAgainstModel(t *testing.T, sh runShape) {
 		if err := tx.Commit(); err != nil {
 			t.Fatal(err)
 		}
+		s.db.View(func(tx *bolt.Tx) error {
+			if v := tx.Bucket(bucketDatasets).Bucket([]byte(ds)).Get(keyL0Merge); v != nil {
+				inL0Merge++
+			}
+			return nil
+		})
 		if txn%10 == 9 {
 			s.Close()
 			s = open()
 		}
 		checkModel(t, s, ds, model)
+	}
+	// With a small budget, merges of level 0 must have been left half
+	// done at commits (and picked up again after reopening).
+	if sh.budget < 100 && inL0Merge == 0 {
+		t.Errorf("no commit left a merge of level 0 in progress")
 	}
 	// Runs must be in several levels, or this test did not test merges.
 	s.db.View(func(tx *bolt.Tx) error {

@@ -59,6 +59,7 @@ import (
 var (
 	bucketIxRuns = []byte("ixruns")
 	keyIxLevels  = []byte("ixlevels")
+	keyL0Merge   = []byte("ixl0merge")
 )
 
 const (
@@ -83,7 +84,7 @@ const (
 	// defaultCompactBudget: a transaction stops compacting once it has
 	// merged this many entries (at least one step runs), which bounds the
 	// memory a commit holds.
-	defaultCompactBudget = 1 << 19
+	defaultCompactBudget = 1 << 17
 )
 
 // runFile describes one run. It never changes once written.
@@ -92,6 +93,70 @@ type runFile struct {
 	count    uint64
 	min, max []byte
 	bloom    *bloom.Filter
+}
+
+// l0Merge is a merge of level 0 into level 1 in progress: it spans
+// transactions so that a commit holds one step's output (a few times
+// runEntries) instead of level 0 and level 1 rewritten at once. Its
+// runs are the oldest of level 0 (newest first), there until the merge
+// ends; every entry of theirs with a key <= done is merged into level 1,
+// and every run of level 1 lies wholly on one side of done.
+//
+// Lookups need not know about it: an entry of runs with a key <= done is
+// the newest of its _id in them, and the merge wrote exactly that entry
+// to level 1, so whichever a lookup finds first gives the same value.
+// Key "ixl0merge" of the dataset's bucket holds it (absent: no merge in
+// progress); it names its runs, and one that does not name the oldest
+// runs of level 0 (written by a version of Ferry that had merged them
+// all at once) is ignored.
+type l0Merge struct {
+	runs []*runFile
+	done []byte // nil: nothing merged yet
+}
+
+func (m *l0Merge) encode() []byte {
+	v := binary.AppendUvarint(nil, uint64(len(m.runs)))
+	for _, f := range m.runs {
+		v = binary.BigEndian.AppendUint64(v, f.id)
+	}
+	if m.done == nil {
+		return append(v, 0)
+	}
+	v = append(v, 1)
+	return append(v, m.done...)
+}
+
+// decodeL0Merge reads a merge in progress for level 0 l0; nil if v
+// names other runs than its oldest.
+func decodeL0Merge(v []byte, l0 []*runFile) (*l0Merge, error) {
+	bad := errors.New("corrupt state of the merge of index level 0")
+	n, k := binary.Uvarint(v)
+	if k <= 0 || uint64(len(v)-k)/8 < n || uint64(len(v)-k)-8*n < 1 {
+		return nil, bad
+	}
+	v = v[k:]
+	if n == 0 || n > uint64(len(l0)) {
+		return nil, nil
+	}
+	m := &l0Merge{runs: l0[len(l0)-int(n):]}
+	for _, f := range m.runs {
+		if binary.BigEndian.Uint64(v) != f.id {
+			return nil, nil
+		}
+		v = v[8:]
+	}
+	switch v[0] {
+	case 0:
+		if len(v) != 1 {
+			return nil, bad
+		}
+	case 1:
+		m.done = bytes.Clone(v[1:])
+	default:
+		return nil, bad
+	}
+	m.runs = slices.Clone(m.runs)
+	return m, nil
 }
 
 // runLevels is an index's runs: [0] newest first, [i>0] by key.
@@ -417,6 +482,9 @@ type runWriter struct {
 	offs     []uint32
 	prefixes []uint64
 	first    []byte
+	// last is the key added last; it stays valid until the run ends (the
+	// callers' keys live until the commit), which copies it as its max.
+	last []byte
 }
 
 func (st *dsState) runsBucket() (*bolt.Bucket, error) {
@@ -478,7 +546,7 @@ func (rw *runWriter) add(k, v []byte) error {
 	h := xxh3.Hash128(k)
 	rw.cur.bloom.Add(h.Lo, h.Hi)
 	rw.cur.count++
-	rw.cur.max = append(rw.cur.max[:0], k...)
+	rw.last = k
 	if rw.expect > 0 {
 		rw.expect--
 	}
@@ -530,6 +598,7 @@ func (rw *runWriter) finishRun() error {
 	if err := rw.flushBlock(); err != nil {
 		return err
 	}
+	rw.cur.max = bytes.Clone(rw.last)
 	if err := rw.rb.Put(runMetaKey(rw.cur.id), encodeRunMeta(rw.cur)); err != nil {
 		return fmt.Errorf("writing an index run: %w", err)
 	}
@@ -692,78 +761,144 @@ func (st *dsState) compact() error {
 	s := st.w.s
 	merged := 0
 	for merged < s.compactBudget {
-		var inputs [][]*runFile // newest first; each a single run or a level's runs in key order
-		var from, to int        // level the inputs come from; level they merge into
-		var drop []*runFile
 		// The lowest level over its size goes first, but level 0 only
-		// once level 1 is within its size: merging level 0 takes all of
-		// level 1, which must stay small for that step to stay small.
-		from = -1
+		// once level 1 is within its size: merging level 0 takes level
+		// 1's runs, which must stay few for that merge to stay short.
+		from := -1
 		limit := uint64(s.l1Entries)
 		for i := 1; i < len(st.levels); i++ {
 			if st.levels.entries(i) > limit {
-				from, to = i, i+1
+				from = i
 				break
 			}
 			limit *= levelRatio
 		}
-		if len(st.levels[0]) >= s.l0Runs && from != 1 {
-			from, to = 0, 1
-			for _, f := range st.levels[0] {
-				inputs = append(inputs, []*runFile{f})
+		if from != 1 && (st.l0m != nil || len(st.levels[0]) >= s.l0Runs) {
+			n, err := st.mergeL0(max(s.compactBudget-merged, s.runEntries))
+			if err != nil {
+				return err
 			}
-			drop = slices.Clone(st.levels[0])
-		} else {
-			if from < 0 {
-				return nil
-			}
-			// The oldest run of the level: each gets its turn.
-			pick := slices.MinFunc(st.levels[from], func(a, b *runFile) int { return cmp.Compare(a.id, b.id) })
-			inputs = append(inputs, []*runFile{pick})
-			drop = []*runFile{pick}
+			merged += n
+			continue
 		}
-		lo, hi := keyRange(drop)
-		var below []*runFile
-		if to < len(st.levels) {
-			for _, f := range st.levels[to] {
-				if bytes.Compare(f.max, lo) >= 0 && bytes.Compare(f.min, hi) <= 0 {
-					below = append(below, f)
-				}
-			}
+		if from < 0 {
+			return nil
 		}
-		if len(below) > 0 {
-			inputs = append(inputs, below)
-		}
-		var grand []*runFile
-		if to+1 < len(st.levels) {
-			grand = st.levels[to+1]
-		}
-		n, out, err := st.merge(inputs, grand)
+		n, err := st.mergeDown(from)
 		if err != nil {
 			return err
 		}
 		merged += n
-		drop = append(drop, below...)
-		if err := st.dropRuns(drop); err != nil {
-			return err
-		}
-		for len(st.levels) <= to {
-			st.levels = append(st.levels, nil)
-		}
-		gone := map[uint64]bool{}
-		for _, f := range drop {
-			gone[f.id] = true
-		}
-		keep := func(lv []*runFile) []*runFile {
-			return slices.DeleteFunc(slices.Clone(lv), func(f *runFile) bool { return gone[f.id] })
-		}
-		st.levels[from] = keep(st.levels[from])
-		lv := append(keep(st.levels[to]), out...)
-		slices.SortFunc(lv, func(a, b *runFile) int { return bytes.Compare(a.min, b.min) })
-		st.levels[to] = lv
-		st.levelsDirty = true
 	}
 	return nil
+}
+
+// mergeDown merges the oldest run of level from (each gets its turn)
+// with the runs of the level below that it overlaps.
+func (st *dsState) mergeDown(from int) (int, error) {
+	to := from + 1
+	pick := slices.MinFunc(st.levels[from], func(a, b *runFile) int { return cmp.Compare(a.id, b.id) })
+	var below []*runFile
+	if to < len(st.levels) {
+		for _, f := range st.levels[to] {
+			if bytes.Compare(f.max, pick.min) >= 0 && bytes.Compare(f.min, pick.max) <= 0 {
+				below = append(below, f)
+			}
+		}
+	}
+	r, err := st.merge(mergeStep{upper: [][]*runFile{{pick}}, below: below, grand: st.levelAt(to + 1)})
+	if err != nil {
+		return 0, err
+	}
+	if r.belowDone != len(below) || !r.finished {
+		return 0, fmt.Errorf("merging index run %d: %d of %d runs below merged", pick.id, r.belowDone, len(below))
+	}
+	if err := st.dropRuns(append([]*runFile{pick}, below...)); err != nil {
+		return 0, err
+	}
+	st.levels[from] = without(st.levels[from], []*runFile{pick})
+	st.replaceIn(to, below, r.out)
+	return r.n, nil
+}
+
+// mergeL0 takes the next step of merging level 0 into level 1, starting
+// that merge (with all of level 0's runs) if none is in progress. A step
+// stops once it has read budget entries, at the end of a level-1 run: the
+// level-1 runs it read are replaced by its output, and the level-0 runs
+// stay until the last step, in which they are dropped. Between steps,
+// level 0 still holds entries already merged; a lookup that finds one
+// there finds the same value level 1 now has (see l0Merge), so a merge
+// may span transactions and a commit holds one step's output, not the
+// whole merge's.
+func (st *dsState) mergeL0(budget int) (int, error) {
+	m := st.l0m
+	if m == nil {
+		m = &l0Merge{runs: slices.Clone(st.levels[0])}
+	}
+	for len(st.levels) <= 1 {
+		st.levels = append(st.levels, nil)
+	}
+	var below []*runFile
+	for _, f := range st.levels[1] {
+		if m.done != nil && bytes.Compare(f.max, m.done) <= 0 {
+			continue
+		}
+		if m.done != nil && bytes.Compare(f.min, m.done) <= 0 {
+			return 0, fmt.Errorf("index run %d of level 1 straddles the merge of level 0 (done to %q)", f.id, m.done)
+		}
+		below = append(below, f)
+	}
+	var upper [][]*runFile
+	for _, f := range m.runs {
+		upper = append(upper, []*runFile{f})
+	}
+	r, err := st.merge(mergeStep{upper: upper, after: m.done, below: below, grand: st.levelAt(2), stopAt: budget})
+	if err != nil {
+		return 0, err
+	}
+	if err := st.dropRuns(below[:r.belowDone]); err != nil {
+		return 0, err
+	}
+	st.replaceIn(1, below[:r.belowDone], r.out)
+	if r.finished {
+		if err := st.dropRuns(m.runs); err != nil {
+			return 0, err
+		}
+		st.levels[0] = without(st.levels[0], m.runs)
+		st.l0m = nil
+	} else {
+		m.done = r.last
+		st.l0m = m
+	}
+	st.levelsDirty = true
+	return r.n, nil
+}
+
+// levelAt returns level i's runs (nil past the last level).
+func (st *dsState) levelAt(i int) []*runFile {
+	if i < len(st.levels) {
+		return st.levels[i]
+	}
+	return nil
+}
+
+// replaceIn replaces runs old of level i with runs add, keeping the
+// level in key order.
+func (st *dsState) replaceIn(i int, old, add []*runFile) {
+	for len(st.levels) <= i {
+		st.levels = append(st.levels, nil)
+	}
+	lv := append(without(st.levels[i], old), add...)
+	slices.SortFunc(lv, func(a, b *runFile) int { return bytes.Compare(a.min, b.min) })
+	st.levels[i] = lv
+	st.levelsDirty = true
+}
+
+// without returns a copy of lv without the runs in drop.
+func without(lv, drop []*runFile) []*runFile {
+	return slices.DeleteFunc(slices.Clone(lv), func(f *runFile) bool {
+		return slices.ContainsFunc(drop, func(d *runFile) bool { return d.id == f.id })
+	})
 }
 
 func keyRange(fs []*runFile) (lo, hi []byte) {
@@ -778,37 +913,99 @@ func keyRange(fs []*runFile) (lo, hi []byte) {
 	return lo, hi
 }
 
-// merge writes the merge of inputs (newest first; the newest entry of
-// each _id wins) as new runs and returns the entries read and the runs.
-// It reads every input block before writing: the blocks stay valid (they
-// are in the mapped file, which changes only at commit) and no cursor
-// walks the bucket while it changes.
+// mergeStep is what one merge reads: upper, newest first (each a
+// single run or a level's runs in key order; the newest entry of each
+// _id wins), from the first key after after (nil: from the start); below,
+// the runs of the level written to that overlap them, in key order and
+// older than all of upper, read in whole runs; grand, the level below
+// that one.
+type mergeStep struct {
+	upper [][]*runFile
+	after []byte
+	below []*runFile
+	grand []*runFile
+	// stopAt > 0 ends the step early: at the first end of a run of below
+	// (or anywhere, where below has none) once stopAt entries were read.
+	stopAt int
+}
+
+// mergeResult is what a step read and wrote: n entries read, the runs
+// out it wrote, the last key it wrote, how many runs of below it read to
+// their end (the first belowDone), and whether upper is read to its end.
+type mergeResult struct {
+	n         int
+	out       []*runFile
+	last      []byte
+	belowDone int
+	finished  bool
+}
+
+// merge writes the merge of a step's runs as new runs. It reads every
+// input block before writing: the blocks stay valid (they are in the
+// mapped file, which changes only at commit) and no cursor walks the
+// bucket while it changes.
 //
 // A new run also ends where it would overlap more than maxGrandOverlap
 // entries of grand (the level below the one written), as in LevelDB: that
 // bounds the step that later merges it one level down.
-func (st *dsState) merge(inputs [][]*runFile, grand []*runFile) (int, []*runFile, error) {
+func (st *dsState) merge(ms mergeStep) (mergeResult, error) {
 	type src struct {
 		blocks [][]byte
+		first  []bool // blocks[i] is the first block of a run
 		bi, i  int
 		k, v   []byte
 	}
 	var total uint64
-	srcs := make([]*src, len(inputs))
 	c := st.rb.Cursor()
-	for i, fs := range inputs {
-		s := &src{}
-		for _, f := range fs {
-			total += f.count
-			p := blockPrefix(f.id, 0)
-			for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p) && len(k) > 9; k, v = c.Next() {
-				if blockCount(v) == 0 {
-					return 0, nil, fmt.Errorf("corrupt block in index run %d", f.id)
+	gather := func(s *src, f *runFile, after []byte) error {
+		if after != nil && bytes.Compare(after, f.max) >= 0 {
+			return nil
+		}
+		total += f.count
+		p := blockPrefix(f.id, 0)
+		k, v := c.Seek(p)
+		if after != nil && bytes.Compare(after, f.min) > 0 {
+			// Start at the block holding the first key after after: the
+			// last block whose first key is <= after.
+			key := append(blockPrefix(f.id, len(after)), after...)
+			if k, v = c.Seek(key); k == nil || !bytes.Equal(k, key) {
+				if k == nil {
+					k, v = c.Last()
+				} else {
+					k, v = c.Prev()
 				}
-				s.blocks = append(s.blocks, v)
 			}
 		}
-		srcs[i] = s
+		for n := 0; k != nil && bytes.HasPrefix(k, p) && len(k) > 9; k, v = c.Next() {
+			if blockCount(v) == 0 {
+				return fmt.Errorf("corrupt block in index run %d", f.id)
+			}
+			s.blocks = append(s.blocks, v)
+			s.first = append(s.first, n == 0)
+			n++
+		}
+		return nil
+	}
+	var srcs []*src
+	for _, fs := range ms.upper {
+		s := &src{}
+		for _, f := range fs {
+			if err := gather(s, f, ms.after); err != nil {
+				return mergeResult{}, err
+			}
+		}
+		srcs = append(srcs, s)
+	}
+	upper := srcs
+	var low *src
+	if len(ms.below) > 0 {
+		low = &src{}
+		for _, f := range ms.below {
+			if err := gather(low, f, nil); err != nil {
+				return mergeResult{}, err
+			}
+		}
+		srcs = append(srcs, low)
 	}
 	step := func(s *src) error {
 		for s.bi < len(s.blocks) {
@@ -827,16 +1024,38 @@ func (st *dsState) merge(inputs [][]*runFile, grand []*runFile) (int, []*runFile
 	}
 	for _, s := range srcs {
 		if err := step(s); err != nil {
-			return 0, nil, err
+			return mergeResult{}, err
 		}
+		for s != low && s.k != nil && ms.after != nil && bytes.Compare(s.k, ms.after) <= 0 {
+			if err := step(s); err != nil {
+				return mergeResult{}, err
+			}
+		}
+	}
+	// atRunStart: low is between two of its runs (its next entry is a
+	// run's first, or it has none left).
+	atRunStart := func() bool {
+		return low == nil || low.k == nil || low.i == 1 && low.first[low.bi]
+	}
+	upperDone := func() bool {
+		for _, s := range upper {
+			if s.k != nil {
+				return false
+			}
+		}
+		return true
 	}
 	rw, err := st.newRunWriter(total, uint64(st.w.s.runEntries))
 	if err != nil {
-		return 0, nil, err
+		return mergeResult{}, err
 	}
-	rw.grand, rw.maxGrand = grand, maxGrandOverlap*uint64(st.w.s.runEntries)
-	n := 0
+	rw.grand, rw.maxGrand = ms.grand, maxGrandOverlap*uint64(st.w.s.runEntries)
+	var r mergeResult
+	var last []byte
 	for {
+		if atRunStart() && (upperDone() || ms.stopAt > 0 && r.n >= ms.stopAt) {
+			break
+		}
 		var best *src
 		for _, s := range srcs {
 			if s.k != nil && (best == nil || bytes.Compare(s.k, best.k) < 0) {
@@ -848,23 +1067,39 @@ func (st *dsState) merge(inputs [][]*runFile, grand []*runFile) (int, []*runFile
 		}
 		k, v := best.k, best.v
 		if err := rw.add(k, v); err != nil {
-			return 0, nil, err
+			return mergeResult{}, err
 		}
+		last = k
 		for _, s := range srcs {
 			// best is the first (newest) source holding k.
 			for s.k != nil && bytes.Equal(s.k, k) {
-				n++
+				r.n++
 				if err := step(s); err != nil {
-					return 0, nil, err
+					return mergeResult{}, err
 				}
 			}
 		}
-		if n%(4*boundEvery) == 0 {
+		if r.n%(4*boundEvery) == 0 {
 			st.w.s.boundMapped(st.w.tx)
 		}
 	}
-	out, err := rw.finish()
-	return n, out, err
+	if r.out, err = rw.finish(); err != nil {
+		return mergeResult{}, err
+	}
+	r.finished = upperDone()
+	r.last = bytes.Clone(last)
+	if low != nil {
+		r.belowDone = len(ms.below)
+		if low.k != nil {
+			r.belowDone = 0
+			for _, f := range low.first[:low.bi] {
+				if f {
+					r.belowDone++
+				}
+			}
+		}
+	}
+	return r, nil
 }
 
 // dropRuns deletes runs' blocks and descriptions (last key first, so
@@ -886,6 +1121,26 @@ func (st *dsState) dropRuns(fs []*runFile) error {
 		}
 	}
 	st.w.dropRuns = append(st.w.dropRuns, fs...)
+	return nil
+}
+
+// checkL0Merge verifies the merge of level 0 in progress in dataset
+// bucket b, if any: every run of level 1 lies wholly on one side of the
+// key it has merged to.
+func checkL0Merge(b *bolt.Bucket, levels runLevels) error {
+	v := b.Get(keyL0Merge)
+	if v == nil || len(levels) == 0 {
+		return nil
+	}
+	m, err := decodeL0Merge(v, levels[0])
+	if err != nil || m == nil || m.done == nil || len(levels) < 2 {
+		return err
+	}
+	for _, f := range levels[1] {
+		if bytes.Compare(f.min, m.done) <= 0 && bytes.Compare(f.max, m.done) > 0 {
+			return fmt.Errorf("index run %d of level 1 straddles the merge of level 0 (done to %q)", f.id, m.done)
+		}
+	}
 	return nil
 }
 

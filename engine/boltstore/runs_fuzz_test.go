@@ -64,3 +64,46 @@ func TestBlockEntryHugeKeyLength(t *testing.T) {
 		t.Fatalf("lookup in a corrupt block found %q", v)
 	}
 }
+
+// FuzzL0MergeState feeds arbitrary bytes to the parser of the state of a
+// merge of level 0 in progress: an answer or an error, never a panic, and
+// a state it encoded reads back as it was.
+func FuzzL0MergeState(f *testing.F) {
+	l0 := []*runFile{{id: 7}, {id: 5}, {id: 3}}
+	f.Add((&l0Merge{runs: l0[1:], done: []byte("k")}).encode())
+	f.Add((&l0Merge{runs: l0}).encode())
+	f.Add([]byte{2, 0, 0, 0})
+	for _, m := range []*l0Merge{{runs: l0[1:], done: []byte("k")}, {runs: l0[2:]}, {runs: l0, done: []byte{}}} {
+		got, err := decodeL0Merge(m.encode(), l0)
+		if err != nil || got == nil || len(got.runs) != len(m.runs) || !bytes.Equal(got.done, m.done) || (got.done == nil) != (m.done == nil) {
+			f.Fatalf("%+v read back as %+v, %v", m, got, err)
+		}
+	}
+	f.Fuzz(func(t *testing.T, v []byte) {
+		m, err := decodeL0Merge(v, l0)
+		if err == nil && m != nil {
+			if len(m.runs) == 0 || m.runs[len(m.runs)-1].id != 3 {
+				t.Fatalf("%x: runs %v are not the oldest of level 0", v, m.runs)
+			}
+		}
+	})
+}
+
+// TestL0MergeStateOfOtherRuns: a state that names runs other than the
+// oldest of level 0 (left by a version of Ferry that merged level 0 in one
+// go) is ignored, not trusted.
+func TestL0MergeStateOfOtherRuns(t *testing.T) {
+	l0 := []*runFile{{id: 9}, {id: 8}}
+	for _, v := range [][]byte{
+		(&l0Merge{runs: []*runFile{{id: 4}}, done: []byte("k")}).encode(),
+		(&l0Merge{runs: []*runFile{{id: 9}}, done: []byte("k")}).encode(), // not the oldest
+		(&l0Merge{runs: []*runFile{{id: 1}, {id: 9}, {id: 8}}}).encode(), // more than level 0 has
+	} {
+		if m, err := decodeL0Merge(v, l0); err != nil || m != nil {
+			t.Errorf("%x: got %+v, %v; want it ignored", v, m, err)
+		}
+	}
+	if _, err := decodeL0Merge([]byte{1, 0, 0, 0, 0, 0, 0, 0, 8, 7}, l0); err == nil {
+		t.Error("a state with a bad flag byte: no error")
+	}
+}

@@ -425,9 +425,11 @@ type dsState struct {
 	levels      runLevels
 	rb          *bolt.Bucket
 	levelsDirty bool
-	meta        meta
-	dirty       bool
-	pending     map[string]pendingVal // _id -> new index value, applied sorted at commit
+	// l0m is the merge of level 0 into level 1 in progress, or nil.
+	l0m     *l0Merge
+	meta    meta
+	dirty   bool
+	pending map[string]pendingVal // _id -> new index value, applied sorted at commit
 	// since: what was written after the states read views saw (view.go).
 	since writtenSince
 	// scratch serves the transaction's index lookups.
@@ -494,8 +496,14 @@ func (w *writeTx) dataset(name string, create bool) (*dsState, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dataset %q: %w", name, err)
 	}
+	var l0m *l0Merge
+	if v := b.Get(keyL0Merge); v != nil && len(levels) > 0 {
+		if l0m, err = decodeL0Merge(v, levels[0]); err != nil {
+			return nil, fmt.Errorf("dataset %q: %w", name, err)
+		}
+	}
 	w.s.hot.mark(name)
-	st := &dsState{w: w, bucket: b, log: b.Bucket(bucketLog), index: b.Bucket(bucketIndex), recent: b.Bucket(bucketRecent),
+	st := &dsState{l0m: l0m, w: w, bucket: b, log: b.Bucket(bucketLog), index: b.Bucket(bucketIndex), recent: b.Bucket(bucketRecent),
 		rstate: readRecentState(b), filter: w.s.recentFilterFor(name, b), levels: levels, rb: rb, meta: m, pending: map[string]pendingVal{}}
 	if w.writable {
 		st.log.FillPercent = 1.0
@@ -1436,6 +1444,9 @@ func (s *Store) checkIndex(info engine.DatasetInfo) error {
 			return err
 		}
 		if err := x.checkRuns(); err != nil {
+			return err
+		}
+		if err := checkL0Merge(b, x.levels); err != nil {
 			return err
 		}
 		log := b.Bucket(bucketLog)
