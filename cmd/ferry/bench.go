@@ -519,6 +519,12 @@ func runScenario(ctx context.Context, sc, dir string, n int, noSync bool, ckpt i
 	if err != nil {
 		return nil, err
 	}
+	// The clock stops once the store is closed: closing waits for the
+	// index merge under way beside the writer and installs it, work the
+	// run caused.
+	if err := store.Close(); err != nil {
+		return nil, err
+	}
 	el, cpu := time.Since(start).Seconds(), (cputime.Now() - cpu0).Seconds()
 	kept, full, spent := releases()
 	return &benchResult{Entities: n, Seconds: el, EntitiesPerS: float64(n) / el, CPUSeconds: cpu, Written: rec.Written, Unchanged: rec.Unchanged,

@@ -194,7 +194,7 @@ type pendingVal struct {
 // pending (Put upgrades it first).
 func (st *dsState) flush() error {
 	if len(st.pending) == 0 {
-		return nil
+		return st.writeLevels() // a merge step installed alone (bgmerge.go)
 	}
 	keys := slices.Sorted(maps.Keys(st.pending))
 	added := uint64(0)
@@ -213,6 +213,15 @@ func (st *dsState) flush() error {
 	if err != nil {
 		return err
 	}
+	if err := st.writeLevels(); err != nil {
+		return err
+	}
+	return st.bucket.Put(keyRecentState, st.rstate.encode())
+}
+
+// writeLevels writes the list of index runs and the state of the merge of
+// level 0 if they changed.
+func (st *dsState) writeLevels() error {
 	if st.levelsDirty {
 		if err := st.bucket.Put(keyIxLevels, encodeLevels(st.levels)); err != nil {
 			return fmt.Errorf("writing the list of index runs: %w", err)
@@ -228,7 +237,7 @@ func (st *dsState) flush() error {
 		}
 		st.levelsDirty = false
 	}
-	return st.bucket.Put(keyRecentState, st.rstate.encode())
+	return nil
 }
 
 // putRecent puts the pending updates (keys, sorted; added of them new to

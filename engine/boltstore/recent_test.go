@@ -113,12 +113,20 @@ func TestIndexAgainstModel(t *testing.T) {
 		{recentMin: 16, l0Runs: 2, l1Entries: 40, runEntries: 16, budget: 1 << 20},
 		{recentMin: 16, l0Runs: 4, l1Entries: 60, runEntries: 24, budget: 30},
 		{recentMin: 1, l0Runs: 3, l1Entries: 20, runEntries: 5, budget: 1},
+		{recentMin: 16, l0Runs: 2, l1Entries: 40, runEntries: 16, budget: 1 << 20, background: true},
+		{recentMin: 16, l0Runs: 4, l1Entries: 60, runEntries: 24, budget: 30, background: true},
+		{recentMin: 1, l0Runs: 3, l1Entries: 20, runEntries: 5, budget: 1, background: true},
 	} {
 		t.Run(fmt.Sprintf("%+v", sh), func(t *testing.T) { testIndexAgainstModel(t, sh) })
 	}
 }
 
-type runShape struct{ recentMin, l0Runs, l1Entries, runEntries, budget int }
+// runShape sizes the index runs for a test; background: merges beside
+// the writer (else in the writing transaction, as the budget allows).
+type runShape struct {
+	recentMin, l0Runs, l1Entries, runEntries, budget int
+	background                                       bool
+}
 
 func testIndexAgainstModel(t *testing.T, sh runShape) {
 	dir := t.TempDir()
@@ -130,6 +138,7 @@ func testIndexAgainstModel(t *testing.T, sh runShape) {
 		}
 		s.recentMin = sh.recentMin
 		s.l0Runs, s.l1Entries, s.runEntries, s.compactBudget = sh.l0Runs, sh.l1Entries, sh.runEntries, sh.budget
+		s.background = sh.background
 		return s
 	}
 	s := open()
@@ -139,6 +148,7 @@ func testIndexAgainstModel(t *testing.T, sh runShape) {
 	var ids []string
 	const ds = "people"
 	inL0Merge := 0 // commits that left a merge of level 0 in progress
+	installed := 0 // merge steps installed beside the writer
 	for txn := 0; txn < 80; txn++ {
 		tx, err := s.Begin(ctx)
 		if err != nil {
@@ -192,6 +202,7 @@ func testIndexAgainstModel(t *testing.T, sh runShape) {
 			return nil
 		})
 		if txn%10 == 9 {
+			installed += s.bgInstalled
 			s.Close()
 			s = open()
 		}
@@ -202,6 +213,11 @@ func testIndexAgainstModel(t *testing.T, sh runShape) {
 	if sh.budget < 100 && inL0Merge == 0 {
 		t.Errorf("no commit left a merge of level 0 in progress")
 	}
+	installed += s.bgInstalled
+	if sh.background && installed == 0 {
+		t.Errorf("no merge step beside the writer was installed")
+	}
+	t.Logf("merge steps beside the writer: %d installed, %d dropped (last store)", installed, s.bgDropped)
 	// Runs must be in several levels, or this test did not test merges.
 	s.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketDatasets).Bucket([]byte(ds))
@@ -532,6 +548,7 @@ func TestRunLookupSharedPrefixes(t *testing.T) {
 func TestReplacedRunsLeaveTheCache(t *testing.T) {
 	s := openRunsStore(t)
 	s.l0Runs, s.l1Entries, s.runEntries = 2, 1000, 100
+	s.background = false // the merge must happen in the second commit
 	commitIDs(t, s, idRange(0, 50)...)
 	old, err := s.db.Begin(false)
 	if err != nil {

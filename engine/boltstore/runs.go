@@ -465,7 +465,12 @@ func blockGet(b, id []byte) []byte {
 // runWriter writes a sorted stream of entries as runs of one level,
 // starting a new run every maxEntries (0: one run).
 type runWriter struct {
+	// st is the dataset written to; nil: the writer keeps what it writes
+	// in held, with run ids 0, for a write transaction to install
+	// (merges beside the writer, bgmerge.go).
 	st         *dsState
+	held       []heldRun
+	arena      []byte // the blocks' memory when st is nil
 	rb         *bolt.Bucket
 	maxEntries uint64
 	expect     uint64 // entries still to come, to size Bloom filters
@@ -516,15 +521,21 @@ func (rw *runWriter) add(k, v []byte) error {
 		rw.overlap = 0
 	}
 	if rw.cur == nil {
-		id, err := rw.st.w.tx.Bucket(bucketStore).NextSequence()
-		if err != nil {
-			return fmt.Errorf("numbering an index run: %w", err)
+		var id uint64
+		if rw.st != nil {
+			var err error
+			if id, err = rw.st.w.tx.Bucket(bucketStore).NextSequence(); err != nil {
+				return fmt.Errorf("numbering an index run: %w", err)
+			}
 		}
 		n := rw.expect
 		if rw.maxEntries > 0 {
 			n = min(n, rw.maxEntries)
 		}
 		rw.cur = &runFile{id: id, min: bytes.Clone(k), bloom: bloom.New(int(max(n, 64)) * 10)}
+		if rw.st == nil {
+			rw.held = append(rw.held, heldRun{f: rw.cur})
+		}
 	}
 	if len(rw.offs) > 0 && len(rw.blk)+len(k)+len(v)+12*len(rw.offs)+24 > runBlockSize {
 		if err := rw.flushBlock(); err != nil {
@@ -553,26 +564,46 @@ func (rw *runWriter) add(k, v []byte) error {
 	return nil
 }
 
-// flushBlock puts the block being built. Its memory must live until the
-// commit (bbolt keeps the slices): it comes from the transaction's arena.
+// alloc returns an empty slice with capacity n for a block or its key:
+// from the transaction's arena, or the writer's own when it holds what it
+// writes.
+func (rw *runWriter) alloc(n int) []byte {
+	if rw.st != nil {
+		return rw.st.w.alloc(n)
+	}
+	if cap(rw.arena)-len(rw.arena) < n {
+		rw.arena = make([]byte, 0, max(n, 1<<20))
+	}
+	start := len(rw.arena)
+	rw.arena = rw.arena[:start+n]
+	return rw.arena[start : start : start+n]
+}
+
+// flushBlock puts the block being built (or holds it). Its memory must
+// live until the commit (bbolt keeps the slices): it comes from an arena.
 func (rw *runWriter) flushBlock() error {
 	if len(rw.offs) == 0 {
 		return nil
 	}
 	n := len(rw.offs)
 	head := 4 + 12*n
-	b := rw.st.w.alloc(head + len(rw.blk))[:head+len(rw.blk)]
+	b := rw.alloc(head + len(rw.blk))[:head+len(rw.blk)]
 	binary.BigEndian.PutUint32(b, uint32(n))
 	for i, o := range rw.offs {
 		binary.BigEndian.PutUint64(b[4+8*i:], rw.prefixes[i])
 		binary.BigEndian.PutUint32(b[4+8*n+4*i:], o+uint32(head))
 	}
 	copy(b[head:], rw.blk)
-	key := rw.st.w.alloc(9 + len(rw.first))[:9]
+	key := rw.alloc(9 + len(rw.first))[:9]
 	key[0] = 'b'
 	binary.BigEndian.PutUint64(key[1:], rw.cur.id)
 	key = append(key, rw.first...)
 	rw.blk, rw.offs, rw.prefixes = rw.blk[:0], rw.offs[:0], rw.prefixes[:0]
+	if rw.st == nil {
+		h := &rw.held[len(rw.held)-1]
+		h.keys, h.blocks = append(h.keys, key), append(h.blocks, b)
+		return nil
+	}
 	if err := rw.rb.Put(key, b); err != nil {
 		return fmt.Errorf("writing an index run: %w", err)
 	}
@@ -599,11 +630,13 @@ func (rw *runWriter) finishRun() error {
 		return err
 	}
 	rw.cur.max = bytes.Clone(rw.last)
-	if err := rw.rb.Put(runMetaKey(rw.cur.id), encodeRunMeta(rw.cur)); err != nil {
-		return fmt.Errorf("writing an index run: %w", err)
+	if rw.st != nil {
+		if err := rw.rb.Put(runMetaKey(rw.cur.id), encodeRunMeta(rw.cur)); err != nil {
+			return fmt.Errorf("writing an index run: %w", err)
+		}
+		rw.st.w.newRuns = append(rw.st.w.newRuns, rw.cur)
 	}
 	rw.out = append(rw.out, rw.cur)
-	rw.st.w.newRuns = append(rw.st.w.newRuns, rw.cur)
 	rw.cur = nil
 	return nil
 }
@@ -756,122 +789,183 @@ func (st *dsState) flushRun(keys []string) error {
 }
 
 // compact merges runs downwards while a level is over its size, until
-// the transaction has merged the store's compactBudget entries.
+// the transaction has merged the store's compactBudget entries. With
+// merges beside the writer (the default), it installs the step that
+// finished beside it, if any, and plans the next one, which starts once
+// this transaction commits; it merges here only when the levels fall too
+// far behind.
 func (st *dsState) compact() error {
 	s := st.w.s
 	merged := 0
-	for merged < s.compactBudget {
-		// The lowest level over its size goes first, but level 0 only
-		// once level 1 is within its size: merging level 0 takes level
-		// 1's runs, which must stay few for that merge to stay short.
-		from := -1
-		limit := uint64(s.l1Entries)
-		for i := 1; i < len(st.levels); i++ {
-			if st.levels.entries(i) > limit {
-				from = i
-				break
-			}
-			limit *= levelRatio
-		}
-		if from != 1 && (st.l0m != nil || len(st.levels[0]) >= s.l0Runs) {
-			n, err := st.mergeL0(max(s.compactBudget-merged, s.runEntries))
+	if s.background {
+		behind := st.behind()
+		m, running := s.takeMerge(st.name, behind)
+		switch {
+		case m != nil:
+			n, err := st.installMerge(m)
 			if err != nil {
 				return err
 			}
 			merged += n
-			continue
+		case running:
+			return nil // one merge beside the writer at a time
 		}
-		if from < 0 {
-			return nil
+		if !st.behind() {
+			p, err := st.planMerge(s.compactBudget)
+			st.bgPlan = p
+			return err
 		}
-		n, err := st.mergeDown(from)
+	}
+	for merged < s.compactBudget {
+		p, err := st.planMerge(max(s.compactBudget-merged, s.runEntries))
+		if err != nil || p == nil {
+			return err
+		}
+		rw, err := st.newRunWriter(0, uint64(s.runEntries))
 		if err != nil {
 			return err
 		}
-		merged += n
+		r, err := mergeRuns(st.rb, p.step, rw, func() { s.boundMapped(st.w.tx) })
+		if err != nil {
+			return err
+		}
+		if err := st.applyMerge(p, r); err != nil {
+			return err
+		}
+		merged += r.n
 	}
 	return nil
 }
 
-// mergeDown merges the oldest run of level from (each gets its turn)
-// with the runs of the level below that it overlaps.
-func (st *dsState) mergeDown(from int) (int, error) {
-	to := from + 1
-	pick := slices.MinFunc(st.levels[from], func(a, b *runFile) int { return cmp.Compare(a.id, b.id) })
-	var below []*runFile
-	if to < len(st.levels) {
-		for _, f := range st.levels[to] {
-			if bytes.Compare(f.max, pick.min) >= 0 && bytes.Compare(f.min, pick.max) <= 0 {
-				below = append(below, f)
-			}
+// behind reports whether the levels fell so far behind their sizes that
+// the writer merges itself rather than wait for merges beside it.
+func (st *dsState) behind() bool {
+	s := st.w.s
+	if len(st.levels) > 0 && len(st.levels[0]) >= 3*s.l0Runs {
+		return true
+	}
+	limit := uint64(s.l1Entries)
+	for i := 1; i < len(st.levels); i++ {
+		if st.levels.entries(i) > 3*limit {
+			return true
 		}
+		limit *= levelRatio
 	}
-	r, err := st.merge(mergeStep{upper: [][]*runFile{{pick}}, below: below, grand: st.levelAt(to + 1)})
-	if err != nil {
-		return 0, err
-	}
-	if r.belowDone != len(below) || !r.finished {
-		return 0, fmt.Errorf("merging index run %d: %d of %d runs below merged", pick.id, r.belowDone, len(below))
-	}
-	if err := st.dropRuns(append([]*runFile{pick}, below...)); err != nil {
-		return 0, err
-	}
-	st.levels[from] = without(st.levels[from], []*runFile{pick})
-	st.replaceIn(to, below, r.out)
-	return r.n, nil
+	return false
 }
 
-// mergeL0 takes the next step of merging level 0 into level 1, starting
-// that merge (with all of level 0's runs) if none is in progress. A step
-// stops once it has read budget entries, at the end of a level-1 run: the
-// level-1 runs it read are replaced by its output, and the level-0 runs
-// stay until the last step, in which they are dropped. Between steps,
-// level 0 still holds entries already merged; a lookup that finds one
-// there finds the same value level 1 now has (see l0Merge), so a merge
-// may span transactions and a commit holds one step's output, not the
-// whole merge's.
-func (st *dsState) mergeL0(budget int) (int, error) {
-	m := st.l0m
-	if m == nil {
-		m = &l0Merge{runs: slices.Clone(st.levels[0])}
+// mergePlan is one merge step: what it reads, and where its output goes.
+type mergePlan struct {
+	step mergeStep
+	// l0 is the merge of level 0 this is a step of, as it stood when
+	// planned; nil: the run step.upper[0][0] of level from is merged down.
+	l0   *l0Merge
+	from int
+}
+
+// planMerge returns the next merge step, or nil when every level is
+// within its size. The lowest level over its size goes first, but level 0
+// only once level 1 is within its size: merging level 0 takes level 1's
+// runs, which must stay few for that merge to stay short. A step of the
+// merge of level 0 stops once it read budget entries; see applyMerge.
+func (st *dsState) planMerge(budget int) (*mergePlan, error) {
+	s := st.w.s
+	from := -1
+	limit := uint64(s.l1Entries)
+	for i := 1; i < len(st.levels); i++ {
+		if st.levels.entries(i) > limit {
+			from = i
+			break
+		}
+		limit *= levelRatio
 	}
-	for len(st.levels) <= 1 {
-		st.levels = append(st.levels, nil)
+	if from != 1 && len(st.levels) > 0 && (st.l0m != nil || len(st.levels[0]) >= s.l0Runs) {
+		m := st.l0m
+		if m == nil {
+			m = &l0Merge{runs: slices.Clone(st.levels[0])}
+		}
+		below, err := st.l1After(m.done)
+		if err != nil {
+			return nil, err
+		}
+		var upper [][]*runFile
+		for _, f := range m.runs {
+			upper = append(upper, []*runFile{f})
+		}
+		return &mergePlan{l0: m, step: mergeStep{upper: upper, after: m.done, below: below, grand: st.levelAt(2), stopAt: budget}}, nil
 	}
+	if from < 0 {
+		return nil, nil
+	}
+	// The oldest run of the level: each gets its turn.
+	pick := slices.MinFunc(st.levels[from], func(a, b *runFile) int { return cmp.Compare(a.id, b.id) })
+	return &mergePlan{from: from, step: mergeStep{upper: [][]*runFile{{pick}}, below: st.overlapping(from+1, pick), grand: st.levelAt(from + 2)}}, nil
+}
+
+// l1After returns the runs of level 1 past done (all: done nil), which a
+// step of the merge of level 0 reads.
+func (st *dsState) l1After(done []byte) ([]*runFile, error) {
 	var below []*runFile
-	for _, f := range st.levels[1] {
-		if m.done != nil && bytes.Compare(f.max, m.done) <= 0 {
+	for _, f := range st.levelAt(1) {
+		if done != nil && bytes.Compare(f.max, done) <= 0 {
 			continue
 		}
-		if m.done != nil && bytes.Compare(f.min, m.done) <= 0 {
-			return 0, fmt.Errorf("index run %d of level 1 straddles the merge of level 0 (done to %q)", f.id, m.done)
+		if done != nil && bytes.Compare(f.min, done) <= 0 {
+			return nil, fmt.Errorf("index run %d of level 1 straddles the merge of level 0 (done to %q)", f.id, done)
 		}
 		below = append(below, f)
 	}
-	var upper [][]*runFile
-	for _, f := range m.runs {
-		upper = append(upper, []*runFile{f})
+	return below, nil
+}
+
+// overlapping returns the runs of level i that overlap run f's range.
+func (st *dsState) overlapping(i int, f *runFile) []*runFile {
+	var below []*runFile
+	for _, g := range st.levelAt(i) {
+		if bytes.Compare(g.max, f.min) >= 0 && bytes.Compare(g.min, f.max) <= 0 {
+			below = append(below, g)
+		}
 	}
-	r, err := st.merge(mergeStep{upper: upper, after: m.done, below: below, grand: st.levelAt(2), stopAt: budget})
-	if err != nil {
-		return 0, err
+	return below
+}
+
+// applyMerge replaces a step's inputs with its output r.out, written in
+// this transaction.
+//
+// A step of the merge of level 0 replaces the level-1 runs it read to
+// their end; the level-0 runs stay until the last step drops them. Between
+// steps level 0 still holds entries already merged; a lookup that finds
+// one there finds the same value level 1 now has (see l0Merge), so that
+// merge may span transactions and a commit holds one step's output, not
+// the whole merge's.
+func (st *dsState) applyMerge(p *mergePlan, r mergeResult) error {
+	below := p.step.below
+	if p.l0 == nil {
+		pick := p.step.upper[0][0]
+		if r.belowDone != len(below) || !r.finished {
+			return fmt.Errorf("merging index run %d: %d of %d runs below merged", pick.id, r.belowDone, len(below))
+		}
+		if err := st.dropRuns(append([]*runFile{pick}, below...)); err != nil {
+			return err
+		}
+		st.levels[p.from] = without(st.levels[p.from], []*runFile{pick})
+		st.replaceIn(p.from+1, below, r.out)
+		return nil
 	}
 	if err := st.dropRuns(below[:r.belowDone]); err != nil {
-		return 0, err
+		return err
 	}
 	st.replaceIn(1, below[:r.belowDone], r.out)
 	if r.finished {
-		if err := st.dropRuns(m.runs); err != nil {
-			return 0, err
+		if err := st.dropRuns(p.l0.runs); err != nil {
+			return err
 		}
-		st.levels[0] = without(st.levels[0], m.runs)
+		st.levels[0] = without(st.levels[0], p.l0.runs)
 		st.l0m = nil
 	} else {
-		m.done = r.last
-		st.l0m = m
+		st.l0m = &l0Merge{runs: p.l0.runs, done: r.last}
 	}
-	st.levelsDirty = true
-	return r.n, nil
+	return nil
 }
 
 // levelAt returns level i's runs (nil past the last level).
@@ -940,7 +1034,9 @@ type mergeResult struct {
 	finished  bool
 }
 
-// merge writes the merge of a step's runs as new runs. It reads every
+// mergeRuns writes the merge of a step's runs, from runs' bucket rb, as
+// new runs with rw (whose maxEntries sets their size); bound, if not nil,
+// is called now and then to bound the mapped memory. It reads every
 // input block before writing: the blocks stay valid (they are in the
 // mapped file, which changes only at commit) and no cursor walks the
 // bucket while it changes.
@@ -948,7 +1044,7 @@ type mergeResult struct {
 // A new run also ends where it would overlap more than maxGrandOverlap
 // entries of grand (the level below the one written), as in LevelDB: that
 // bounds the step that later merges it one level down.
-func (st *dsState) merge(ms mergeStep) (mergeResult, error) {
+func mergeRuns(rb *bolt.Bucket, ms mergeStep, rw *runWriter, bound func()) (mergeResult, error) {
 	type src struct {
 		blocks [][]byte
 		first  []bool // blocks[i] is the first block of a run
@@ -956,7 +1052,7 @@ func (st *dsState) merge(ms mergeStep) (mergeResult, error) {
 		k, v   []byte
 	}
 	var total uint64
-	c := st.rb.Cursor()
+	c := rb.Cursor()
 	gather := func(s *src, f *runFile, after []byte) error {
 		if after != nil && bytes.Compare(after, f.max) >= 0 {
 			return nil
@@ -1045,11 +1141,7 @@ func (st *dsState) merge(ms mergeStep) (mergeResult, error) {
 		}
 		return true
 	}
-	rw, err := st.newRunWriter(total, uint64(st.w.s.runEntries))
-	if err != nil {
-		return mergeResult{}, err
-	}
-	rw.grand, rw.maxGrand = ms.grand, maxGrandOverlap*uint64(st.w.s.runEntries)
+	rw.expect, rw.grand, rw.maxGrand = total, ms.grand, maxGrandOverlap*rw.maxEntries
 	var r mergeResult
 	var last []byte
 	for {
@@ -1079,10 +1171,11 @@ func (st *dsState) merge(ms mergeStep) (mergeResult, error) {
 				}
 			}
 		}
-		if r.n%(4*boundEvery) == 0 {
-			st.w.s.boundMapped(st.w.tx)
+		if bound != nil && r.n%(4*boundEvery) == 0 {
+			bound()
 		}
 	}
+	var err error
 	if r.out, err = rw.finish(); err != nil {
 		return mergeResult{}, err
 	}

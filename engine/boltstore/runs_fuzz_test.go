@@ -97,7 +97,7 @@ func TestL0MergeStateOfOtherRuns(t *testing.T) {
 	for _, v := range [][]byte{
 		(&l0Merge{runs: []*runFile{{id: 4}}, done: []byte("k")}).encode(),
 		(&l0Merge{runs: []*runFile{{id: 9}}, done: []byte("k")}).encode(), // not the oldest
-		(&l0Merge{runs: []*runFile{{id: 1}, {id: 9}, {id: 8}}}).encode(), // more than level 0 has
+		(&l0Merge{runs: []*runFile{{id: 1}, {id: 9}, {id: 8}}}).encode(),  // more than level 0 has
 	} {
 		if m, err := decodeL0Merge(v, l0); err != nil || m != nil {
 			t.Errorf("%x: got %+v, %v; want it ignored", v, m, err)

@@ -98,9 +98,23 @@ type Store struct {
 	// (under the writer lock) use it.
 	filters map[string]*recentFilter
 	// runCache holds the descriptions of index runs by id (runs.go).
-	runMu      sync.Mutex
-	runCache   map[uint64]*runFile
-	runDropped map[uint64]bool // replaced runs old readers may still load (cacheRuns)
+	// background: merge index runs beside the writer (bgmerge.go); bg
+	// holds the step under way per dataset.
+	background bool
+	bgMu       sync.Mutex
+	bg         map[string]*bgMerge
+	bgWG       sync.WaitGroup
+	bgClosed   bool
+	// bgSettling: the store is being closed, and bgSettleLeft more steps
+	// may start (stopMerges).
+	bgSettling   bool
+	bgSettleLeft int
+	// bgInstalled and bgDropped count steps installed and dropped (for
+	// tests; only the writer changes them).
+	bgInstalled, bgDropped int
+	runMu                  sync.Mutex
+	runCache               map[uint64]*runFile
+	runDropped             map[uint64]bool // replaced runs old readers may still load (cacheRuns)
 }
 
 // maxIDSize is the longest _id the store takes: a run block's key is the
@@ -155,7 +169,7 @@ func Open(dir string, opts Options) (s *Store, err error) {
 		return nil, fmt.Errorf("data file %s: %w", path, err)
 	}
 	s = &Store{db: db, path: path, writer: make(chan struct{}, 1), closing: make(chan struct{}), pidfd: -1, recentMin: defaultRecentMin,
-		l0Runs: defaultL0Runs, l1Entries: defaultL1Entries, runEntries: defaultRunEntries, compactBudget: defaultCompactBudget}
+		l0Runs: defaultL0Runs, l1Entries: defaultL1Entries, runEntries: defaultRunEntries, compactBudget: defaultCompactBudget, background: true}
 	limit := opts.MaxResident
 	if limit == 0 {
 		limit = DefaultMaxResident
@@ -264,6 +278,7 @@ func (s *Store) Close() error {
 		return nil
 	}
 	close(s.closing)
+	s.stopMerges()
 	if s.watchDone != nil {
 		<-s.watchDone
 	}
@@ -426,7 +441,11 @@ type dsState struct {
 	rb          *bolt.Bucket
 	levelsDirty bool
 	// l0m is the merge of level 0 into level 1 in progress, or nil.
-	l0m     *l0Merge
+	l0m *l0Merge
+	// bgPlan is the merge step to start beside the writer once this
+	// transaction commits (bgmerge.go).
+	bgPlan  *mergePlan
+	name    string
 	meta    meta
 	dirty   bool
 	pending map[string]pendingVal // _id -> new index value, applied sorted at commit
@@ -503,7 +522,7 @@ func (w *writeTx) dataset(name string, create bool) (*dsState, error) {
 		}
 	}
 	w.s.hot.mark(name)
-	st := &dsState{l0m: l0m, w: w, bucket: b, log: b.Bucket(bucketLog), index: b.Bucket(bucketIndex), recent: b.Bucket(bucketRecent),
+	st := &dsState{name: name, l0m: l0m, w: w, bucket: b, log: b.Bucket(bucketLog), index: b.Bucket(bucketIndex), recent: b.Bucket(bucketRecent),
 		rstate: readRecentState(b), filter: w.s.recentFilterFor(name, b), levels: levels, rb: rb, meta: m, pending: map[string]pendingVal{}}
 	if w.writable {
 		st.log.FillPercent = 1.0
@@ -795,7 +814,7 @@ func (w *writeTx) Commit() error {
 	}()
 	dirty := w.changed
 	for _, st := range w.sets {
-		dirty = dirty || st.dirty || len(st.pending) > 0
+		dirty = dirty || st.dirty || len(st.pending) > 0 || st.levelsDirty
 	}
 	if !dirty {
 		// Nothing was written: end the read transaction.
@@ -837,6 +856,11 @@ func (w *writeTx) Commit() error {
 		return fmt.Errorf("committing to %s: %w", w.s.path, err)
 	}
 	w.s.cacheRuns(w.newRuns, w.dropRuns)
+	for name, st := range w.sets {
+		if st.bgPlan != nil {
+			w.s.startMerge(name, st.bgPlan)
+		}
+	}
 	return nil
 }
 
@@ -1394,8 +1418,17 @@ func (s *Store) ListKV(ctx context.Context, ns string) ([]string, error) {
 }
 
 // Check runs bbolt's consistency check and verifies that every dataset's
-// log and index agree with its metadata. It reads the whole file.
+// log and index agree with its metadata. It reads the whole file, holding
+// the writer lock: it compares figures read in several transactions, and
+// bbolt's checker must not read the freelist while a merge step beside the
+// writer commits (bgmerge.go).
 func (s *Store) Check(ctx context.Context) error {
+	select {
+	case s.writer <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-s.writer }()
 	var errs []error
 	err := s.view(func(tx *bolt.Tx) error {
 		for e := range tx.Check() {
