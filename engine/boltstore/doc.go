@@ -8,6 +8,8 @@
 //	datasets/<name>/ixruns   the rest of the _id index as sorted runs (runs.go)
 //	datasets/<name>/index    the _id index of stores from before the runs (read-only)
 //	datasets/<name> "meta" -> JSON metadata (counts, populated, last offset)
+//	datasets/<name> "ixlevels", "ixl0merge" -> the runs of each level, the
+//	                         merge of level 0 in progress (runs.go)
 //	pipes/<pipe>             -> JSON pipe state (continuation token, ...)
 //	runs/<pipe>/<seq>        -> JSON run record
 //
@@ -17,7 +19,8 @@
 // index updates and, when there are enough of them, writes them as one
 // sorted run; runs are merged level by level, sequentially (an LSM tree
 // inside bbolt, so a commit is still atomic and a crash leaves the last
-// commit's index). The log is append-only with sequential keys and is
+// commit's index). Merge steps are computed in read transactions beside
+// the writer and installed by a later write transaction (bgmerge.go). The log is append-only with sequential keys and is
 // written with a fill percent of 1.0, so its pages are packed.
 //
 // Lookups that decide whether text is unchanged can run in read
