@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -84,33 +85,49 @@ func (s *Store) startMerge(name string, plan *mergePlan) {
 			return err
 		})
 		close(m.done)
-		s.installIdle(name, false)
+		// While the writer is busy, its next flush of the dataset takes
+		// the step; a dataset nothing writes to gets it installed once
+		// the writer is free.
+		for !s.installIdle(name, m) {
+			select {
+			case <-time.After(idleRetry):
+			case <-s.closing:
+				return // stopMerges installs it
+			}
+		}
 	}()
 }
 
-// installIdle installs dataset name's finished step in a transaction of
-// its own if the writer is idle (else the writer's next flush does; wait:
-// once the writer is free), and starts the next step if the levels are
-// still over their sizes: merges go on while nothing writes.
-func (s *Store) installIdle(name string, wait bool) {
-	if wait {
+// idleRetry is how often a finished step waits for the writer to be free.
+const idleRetry = 50 * time.Millisecond
+
+// installIdle installs dataset name's finished step m in a transaction
+// of its own if the writer is free, and starts the next step if the
+// levels are still over their sizes: merges go on while nothing writes.
+// It reports false if the writer was busy and m still waits; m nil:
+// wait for the writer, and install whatever step of name has finished.
+func (s *Store) installIdle(name string, m *bgMerge) bool {
+	if m == nil {
 		s.writer <- struct{}{}
 	} else {
 		select {
 		case s.writer <- struct{}{}:
 		default:
-			return
+			s.bgMu.Lock()
+			waiting := s.bg[name] == m
+			s.bgMu.Unlock()
+			return !waiting
 		}
 	}
-	m, _ := s.takeMerge(name, false)
+	m, _ = s.takeMerge(name, false)
 	if m == nil {
 		<-s.writer
-		return
+		return true
 	}
 	tx, err := s.db.Begin(false)
 	if err != nil {
 		<-s.writer
-		return
+		return true
 	}
 	w := &writeTx{s: s, tx: tx, sets: map[string]*dsState{}}
 	err = w.upgrade()
@@ -127,9 +144,10 @@ func (s *Store) installIdle(name string, wait bool) {
 		// The step is lost, not the index: the next write plans it again
 		// and meets (and reports) whatever failed here.
 		w.Rollback()
-		return
+		return true
 	}
 	w.Commit() // an error leaves the index as it was, as above
+	return true
 }
 
 // takeMerge returns dataset name's merge step under way once it has
@@ -187,7 +205,7 @@ func (s *Store) stopMerges() {
 			break
 		}
 		for _, name := range names {
-			s.installIdle(name, true) // takes it, and may start one more
+			s.installIdle(name, nil) // takes it, and may start one more
 		}
 	}
 	s.bgMu.Lock()

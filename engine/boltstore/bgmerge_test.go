@@ -3,6 +3,7 @@ package boltstore
 import (
 	"context"
 	"testing"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -32,24 +33,35 @@ func TestMergeBesideWriterDropsStaleStep(t *testing.T) {
 	}
 	tx.Rollback()
 	// Compute the step while a writer holds the lock, so that it is not
-	// installed at once, then replace the dataset under it.
+	// installed at once; set it aside, replace the dataset under it, and
+	// hand it back as a finished step waiting for the writer.
 	s.writer <- struct{}{}
 	s.startMerge("ds", plan)
-	s.bgWG.Wait()
-	<-s.writer
 	s.bgMu.Lock()
 	m := s.bg["ds"]
 	s.bgMu.Unlock()
-	if m == nil || m.err != nil || m.gone || len(m.held) == 0 {
+	<-m.done
+	s.bgMu.Lock()
+	delete(s.bg, "ds") // its goroutine stops waiting for the writer
+	s.bgMu.Unlock()
+	s.bgWG.Wait()
+	<-s.writer
+	if m.err != nil || m.gone || len(m.held) == 0 {
 		t.Fatalf("the step computed nothing: %+v", m)
 	}
 	if err := s.DeleteDataset(ctx, "ds"); err != nil {
 		t.Fatal(err)
 	}
+	s.bgMu.Lock()
+	s.bg["ds"] = m
+	s.bgMu.Unlock()
 	commitIDs(t, s, idRange(200, 250)...) // takes the stale step
 	commitIDs(t, s, idRange(250, 300)...)
-	if s.bgDropped == 0 {
-		t.Errorf("the stale step was not dropped (%d installed)", s.bgInstalled)
+	s.writer <- struct{}{} // steps are installed under the writer lock
+	dropped, installed := s.bgDropped, s.bgInstalled
+	<-s.writer
+	if dropped == 0 {
+		t.Errorf("the stale step was not dropped (%d installed)", installed)
 	}
 	for _, id := range idRange(0, 100) {
 		if _, ok, err := s.Get(ctx, "ds", id); err != nil || ok {
@@ -117,5 +129,39 @@ func TestCloseSettlesMergeOfLevel0(t *testing.T) {
 		if _, ok, err := s.Get(ctx, "ds", id); err != nil || !ok {
 			t.Fatalf("%s: found %v, %v", id, ok, err)
 		}
+	}
+}
+
+// TestIdleStepInstalled: a merge step that finishes while nothing writes
+// is installed by itself (as in a server between runs), not held in
+// memory until the dataset's next write.
+func TestIdleStepInstalled(t *testing.T) {
+	s := openRunsStore(t)
+	s.l0Runs, s.l1Entries, s.runEntries = 2, 1000, 100
+	commitIDs(t, s, idRange(0, 50)...)
+	commitIDs(t, s, idRange(50, 100)...) // two level-0 runs: a step starts
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s.writer <- struct{}{}
+		installed := s.bgInstalled
+		var l0 int
+		s.db.View(func(tx *bolt.Tx) error {
+			levels, _, err := s.runsOf(tx.Bucket(bucketDatasets).Bucket([]byte("ds")))
+			if err == nil && len(levels) > 0 {
+				l0 = len(levels[0])
+			}
+			return err
+		})
+		<-s.writer
+		if installed > 0 && l0 == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no step installed while idle (%d installed, %d runs in level 0)", installed, l0)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := s.Check(context.Background()); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -470,7 +470,7 @@ type runWriter struct {
 	// (merges beside the writer, bgmerge.go).
 	st         *dsState
 	held       []heldRun
-	arena      []byte // the blocks' memory when st is nil
+	arena      arena // the blocks' memory when st is nil
 	rb         *bolt.Bucket
 	maxEntries uint64
 	expect     uint64 // entries still to come, to size Bloom filters
@@ -571,12 +571,7 @@ func (rw *runWriter) alloc(n int) []byte {
 	if rw.st != nil {
 		return rw.st.w.alloc(n)
 	}
-	if cap(rw.arena)-len(rw.arena) < n {
-		rw.arena = make([]byte, 0, max(n, 1<<20))
-	}
-	start := len(rw.arena)
-	rw.arena = rw.arena[:start+n]
-	return rw.arena[start : start : start+n]
+	return rw.arena.alloc(n)
 }
 
 // flushBlock puts the block being built (or holds it). Its memory must

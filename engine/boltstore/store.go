@@ -462,7 +462,7 @@ type writeTx struct {
 	done     bool
 	changed  bool
 	writable bool
-	arena    []byte
+	arena    arena
 	ops      int
 	// newRuns and dropRuns are the index runs this transaction wrote and
 	// replaced, for the store's cache once it commits.
@@ -470,16 +470,23 @@ type writeTx struct {
 }
 
 // alloc returns an empty slice with capacity n that no other Put uses.
-func (w *writeTx) alloc(n int) []byte {
+func (w *writeTx) alloc(n int) []byte { return w.arena.alloc(n) }
+
+// arena hands out slices of 1 MiB chunks for values bbolt keeps until a
+// commit: one allocation per chunk instead of one per value. Larger
+// values get their own.
+type arena struct{ buf []byte }
+
+func (a *arena) alloc(n int) []byte {
 	if n > 64<<10 {
 		return make([]byte, 0, n)
 	}
-	if cap(w.arena)-len(w.arena) < n {
-		w.arena = make([]byte, 0, 1<<20)
+	if cap(a.buf)-len(a.buf) < n {
+		a.buf = make([]byte, 0, 1<<20)
 	}
-	start := len(w.arena)
-	w.arena = w.arena[:start+n]
-	return w.arena[start : start : start+n]
+	start := len(a.buf)
+	a.buf = a.buf[:start+n]
+	return a.buf[start : start : start+n]
 }
 
 func (w *writeTx) dataset(name string, create bool) (*dsState, error) {
