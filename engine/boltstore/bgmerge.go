@@ -216,12 +216,13 @@ func (s *Store) stopMerges() {
 // installMerge installs a finished step if it still holds, and returns
 // the entries it read (0 if it was dropped).
 func (st *dsState) installMerge(m *bgMerge) (int, error) {
-	if m.err != nil {
-		return 0, fmt.Errorf("merging index runs beside the writer: %w", m.err)
-	}
 	if m.gone || !st.planHolds(m.plan) {
+		// Whatever it met (an error too) was about runs that are gone.
 		st.w.s.bgDropped++
 		return 0, nil
+	}
+	if m.err != nil {
+		return 0, fmt.Errorf("merging index runs beside the writer: %w", m.err)
 	}
 	st.w.s.bgInstalled++
 	rb, err := st.runsBucket()
