@@ -20,16 +20,20 @@ import (
 // change) and holds the new runs' blocks in memory. A later write
 // transaction of the same dataset installs them: it numbers the runs,
 // puts their blocks, drops the step's inputs (applyMerge) and plans the
-// next step. Nothing of a step is in the file before that transaction
-// commits, so a crash loses at most work, never index entries.
+// next step. When the writer is free, the goroutine installs the step in
+// a transaction of its own (installIdle), so merges go on while nothing
+// writes; closing the store installs what finished and completes a merge
+// of level 0 left half done (stopMerges). Nothing of a step is in the file
+// before the transaction that installs it commits, so a crash loses at
+// most work, never index entries; a transaction that took a step and
+// rolled back loses the step, and the next flush plans it again.
 //
 // One step per dataset is under way at a time. A step is installed only
 // if its inputs are still what the plan saw (planHolds): only the writer
 // changes the levels, and while a step is under way it merges nothing
 // itself unless the levels fall far behind (dsState.behind), in which
 // case it first waits for that step. A step that no longer holds (its
-// dataset was deleted, or a transaction that had taken it rolled back and
-// the levels moved on) is dropped.
+// dataset was deleted and made again) is dropped.
 
 // heldRun is a run written beside the writer: its description (id 0
 // until installed) and its blocks, whose keys have room for the id.
