@@ -141,7 +141,7 @@ func (s *Store) installIdle(name string, m *bgMerge) bool {
 	}
 	if err == nil && st != nil {
 		if _, err = st.installMerge(m); err == nil && (st.l0m != nil || !s.settling()) {
-			st.bgPlan, err = st.planMerge(s.compactBudget)
+			st.bgPlan, err = st.planMerge(max(s.compactBudget, s.runEntries))
 		}
 	}
 	if err != nil || st == nil {

@@ -806,7 +806,7 @@ func (st *dsState) compact() error {
 			return nil // one merge beside the writer at a time
 		}
 		if !st.behind() {
-			p, err := st.planMerge(s.compactBudget)
+			p, err := st.planMerge(max(s.compactBudget, s.runEntries))
 			st.bgPlan = p
 			return err
 		}
@@ -835,18 +835,20 @@ func (st *dsState) compact() error {
 // behind reports whether the levels fell so far behind their sizes that
 // the writer merges itself rather than wait for merges beside it.
 func (st *dsState) behind() bool {
-	s := st.w.s
-	if len(st.levels) > 0 && len(st.levels[0]) >= 3*s.l0Runs {
-		return true
-	}
-	limit := uint64(s.l1Entries)
+	return len(st.levels) > 0 && len(st.levels[0]) >= 3*st.w.s.l0Runs || st.overSize(3) >= 0
+}
+
+// overSize returns the lowest level below 0 holding more than times its
+// size (level 1: l1Entries, each next levelRatio times more), or -1.
+func (st *dsState) overSize(times uint64) int {
+	limit := uint64(st.w.s.l1Entries)
 	for i := 1; i < len(st.levels); i++ {
-		if st.levels.entries(i) > 3*limit {
-			return true
+		if st.levels.entries(i) > times*limit {
+			return i
 		}
 		limit *= levelRatio
 	}
-	return false
+	return -1
 }
 
 // mergePlan is one merge step: what it reads, and where its output goes.
@@ -865,15 +867,7 @@ type mergePlan struct {
 // merge of level 0 stops once it read budget entries; see applyMerge.
 func (st *dsState) planMerge(budget int) (*mergePlan, error) {
 	s := st.w.s
-	from := -1
-	limit := uint64(s.l1Entries)
-	for i := 1; i < len(st.levels); i++ {
-		if st.levels.entries(i) > limit {
-			from = i
-			break
-		}
-		limit *= levelRatio
-	}
+	from := st.overSize(1)
 	if from != 1 && len(st.levels) > 0 && (st.l0m != nil || len(st.levels[0]) >= s.l0Runs) {
 		m := st.l0m
 		if m == nil {
