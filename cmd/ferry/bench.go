@@ -36,25 +36,31 @@ import (
 // benchScenarios run in this order; each later one uses the store the
 // earlier ones left (unchanged, changed10, jq, dtl and dtl-jq need
 // initial's).
-var benchScenarios = []string{"floor", "initial", "unchanged", "changed10", "jq", "dtl", "dtl-jq", "collect", "share"}
+var benchScenarios = []string{"floor", "floor-unchanged", "floor-changed10", "floor-jq", "initial", "unchanged", "changed10", "jq", "dtl", "dtl-jq", "collect", "share"}
 
 // benchNoFloorRatio lists scenarios whose throughput is not dataset writes
 // of the generated entities, so a ratio to the floor means nothing.
-var benchNoFloorRatio = map[string]bool{"share": true, "collect": true}
+// The floors of other work than a load (bench_floors.go) have none either.
+var benchNoFloorRatio = map[string]bool{"share": true, "collect": true, "floor-unchanged": true, "floor-changed10": true, "floor-jq": true}
 
 // benchResult is one scenario's figures.
 type benchResult struct {
-	Entities      int     `json:"entities"`
-	Seconds       float64 `json:"seconds"`
-	EntitiesPerS  float64 `json:"entities_per_s"`
-	RatioToFloor  float64 `json:"ratio_to_floor"`
-	PeakRSSBytes  int64   `json:"peak_rss_bytes"`
-	PeakAnonBytes int64   `json:"peak_anon_bytes"`
-	Written       int64   `json:"written"`
-	Unchanged     int64   `json:"unchanged"`
-	Deleted       int64   `json:"deleted"`
-	TxEntities    int     `json:"entities_per_transaction"`
-	FsyncOnCommit bool    `json:"fsync"`
+	Entities     int     `json:"entities"`
+	Seconds      float64 `json:"seconds"`
+	EntitiesPerS float64 `json:"entities_per_s"`
+	RatioToFloor float64 `json:"ratio_to_floor"`
+	// OwnFloor names the bare floor of a scenario that is not a load
+	// (benchOwnFloor, bench_floors.go); RatioToOwnFloor is the scenario's
+	// throughput over that floor's, measured in the same run.
+	OwnFloor        string  `json:"own_floor,omitempty"`
+	RatioToOwnFloor float64 `json:"ratio_to_own_floor,omitempty"`
+	PeakRSSBytes    int64   `json:"peak_rss_bytes"`
+	PeakAnonBytes   int64   `json:"peak_anon_bytes"`
+	Written         int64   `json:"written"`
+	Unchanged       int64   `json:"unchanged"`
+	Deleted         int64   `json:"deleted"`
+	TxEntities      int     `json:"entities_per_transaction"`
+	FsyncOnCommit   bool    `json:"fsync"`
 	// How the store kept its resident memory bound (see boltstore.Store.ReleaseStats).
 	ReleasesKeeping int64   `json:"releases_keeping_index"`
 	ReleasesFull    int64   `json:"releases_full"`
@@ -303,6 +309,11 @@ func (c *cli) bench(ctx context.Context, n, ckpt int, dir, scenario, cpuprof str
 			}
 		}
 	}
+	for sc, f := range benchOwnFloor {
+		if r, fr := results[sc], results[f]; r != nil && fr != nil && fr.EntitiesPerS > 0 {
+			r.OwnFloor, r.RatioToOwnFloor = f, r.EntitiesPerS/fr.EntitiesPerS
+		}
+	}
 	code := exitOK
 	if baseline != nil {
 		if !c.g.json {
@@ -371,6 +382,7 @@ func (c *cli) printBenchTable(run []string, results map[string]*benchResult, n i
 	}
 	tw.Flush()
 	fmt.Fprintf(c.stdout, "\n%d entities, fsync %v. floor = decode + bare bbolt log bucket + _id->offset bucket in the same transactions.\n", n, !noSync)
+	printOwnFloors(c.stdout, run, results) // bench_floors.go
 	if d, q := results["dtl"], results["dtl-jq"]; d != nil && q != nil && q.EntitiesPerS > 0 {
 		fmt.Fprintf(c.stdout, "dtl (10 functions) runs at %.2f of the equivalent jq (dtl-jq).\n", d.EntitiesPerS/q.EntitiesPerS)
 	}
@@ -441,11 +453,14 @@ func genBenchFiles(dir string, n int) error {
 func benchConfig(dir string, ckpt int) string {
 	return fmt.Sprintf(`[
  {"_id": "bench-load", "type": "pipe", "checkpoint_interval": %[3]d, "source": {"type": "json", "url": %[1]q}, "sink": {"type": "dataset", "dataset": "bench"}},
- {"_id": "bench-jq", "type": "pipe", "checkpoint_interval": %[3]d, "source": {"type": "dataset", "dataset": "bench"}, "transform": {"type": "jq", "expression": ". + {x: .a}"}},
+ {"_id": "bench-jq", "type": "pipe", "checkpoint_interval": %[3]d, "source": {"type": "dataset", "dataset": "bench"}, "transform": {"type": "jq", "expression": %[6]q}},
  {"_id": "bench-dtl", "type": "pipe", "checkpoint_interval": %[3]d, "source": {"type": "dataset", "dataset": "bench"}, "transform": {"type": "dtl", "rules": %[4]s}},
  {"_id": "bench-dtl-jq", "type": "pipe", "checkpoint_interval": %[3]d, "source": {"type": "dataset", "dataset": "bench"}, "transform": {"type": "jq", "expression": %[5]q}}
-]`, filepath.Join(dir, "entities.ndjson"), filepath.Join(dir, "entities-changed10.ndjson"), ckpt, benchDTLRules, benchDTLJQ)
+]`, filepath.Join(dir, "entities.ndjson"), filepath.Join(dir, "entities-changed10.ndjson"), ckpt, benchDTLRules, benchDTLJQ, benchJQ)
 }
+
+// benchJQ is the "jq" scenario's program (and floor-jq's).
+const benchJQ = ". + {x: .a}"
 
 // benchDTLRules is the "dtl" scenario's transform: 10 DTL functions (copy,
 // add, remove, upper, lower, split, concat, count, if, eq) over the bench
@@ -471,6 +486,12 @@ func runScenario(ctx context.Context, sc, dir string, n int, noSync bool, ckpt i
 	switch sc {
 	case "floor":
 		return benchFloor(dir, n, noSync, ckpt)
+	case "floor-unchanged":
+		return benchFloorLookup(dir, n, noSync, ckpt, "entities.ndjson") // bench_floors.go
+	case "floor-changed10":
+		return benchFloorLookup(dir, n, noSync, ckpt, "entities-changed10.ndjson")
+	case "floor-jq":
+		return benchFloorJQ(dir, n, ckpt)
 	case "share":
 		return benchShare(ctx, dir, noSync)
 	case "collect":

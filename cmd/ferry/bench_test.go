@@ -123,3 +123,52 @@ func TestBenchCompare(t *testing.T) {
 		t.Errorf("missing baseline: exit %d\n%s", code, out)
 	}
 }
+
+// TestBenchOwnFloors runs the floors of the scenarios that are not loads
+// beside those scenarios and checks what each floor did (every line the
+// same, a tenth written, every line transformed) and that the table says
+// how close each scenario came to its floor.
+func TestBenchOwnFloors(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs ferry bench in subprocesses")
+	}
+	dir := t.TempDir()
+	run := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command(os.Args[0], append([]string{"bench", "-n", "1000", "--dir", filepath.Join(dir, "work"),
+			"--scenarios", "floor-unchanged,floor-changed10,floor-jq,initial,unchanged,changed10,jq"}, args...)...)
+		cmd.Env = append(os.Environ(), "FERRY_TEST_AS_CLI=1")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("bench %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	out := run("--json")
+	var res map[string]*benchResult
+	if err := json.Unmarshal([]byte(out[strings.Index(out, "{"):strings.LastIndex(out, "}")+1]), &res); err != nil {
+		t.Fatalf("bench --json output: %v\n%s", err, out)
+	}
+	want := map[string][2]int64{ // written, unchanged
+		"floor-unchanged": {0, 1000},
+		"floor-changed10": {100, 900},
+		"floor-jq":        {1000, 0},
+	}
+	for sc, w := range want {
+		r := res[sc]
+		if r == nil || r.EntitiesPerS <= 0 || r.Written != w[0] || r.Unchanged != w[1] || r.RatioToFloor != 0 {
+			t.Errorf("%s: %+v, want written %d, unchanged %d and no ratio to the load floor", sc, r, w[0], w[1])
+		}
+	}
+	for sc, f := range benchOwnFloor {
+		if r := res[sc]; r == nil || r.OwnFloor != f || r.RatioToOwnFloor <= 0 {
+			t.Errorf("%s: %+v, want a ratio to %s", sc, r, f)
+		}
+	}
+	table := run()
+	for _, s := range []string{"unchanged runs at ", " of floor-unchanged", "changed10 runs at ", "floor-jq: the jq transform alone", "jq ran at "} {
+		if !strings.Contains(table, s) {
+			t.Errorf("the table does not say %q:\n%s", s, table)
+		}
+	}
+}
