@@ -1,5 +1,7 @@
 package bloom
 
+import "sync/atomic"
+
 // Filter is a Bloom filter with four probes (double hashing of the two
 // halves of a 128-bit hash). Not safe for concurrent use.
 type Filter struct {
@@ -41,6 +43,31 @@ func (f *Filter) MayHave(lo, hi uint64) bool {
 	for i := range uint64(4) {
 		bit := (lo + i*y) & f.mask
 		if f.bits[bit/64]&(uint64(1)<<(bit%64)) == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// AddShared is Add for a filter that other goroutines read with
+// MayHaveShared meanwhile: each word is or-ed atomically. Only one
+// goroutine may add at a time.
+func (f *Filter) AddShared(lo, hi uint64) {
+	y := hi | 1
+	for i := range uint64(4) {
+		bit := (lo + i*y) & f.mask
+		atomic.OrUint64(&f.bits[bit/64], uint64(1)<<(bit%64))
+	}
+}
+
+// MayHaveShared is MayHave for a filter that one goroutine may be adding
+// to with AddShared meanwhile: it loads each word atomically, so it sees
+// every key whose AddShared returned before the call.
+func (f *Filter) MayHaveShared(lo, hi uint64) bool {
+	y := hi | 1
+	for i := range uint64(4) {
+		bit := (lo + i*y) & f.mask
+		if atomic.LoadUint64(&f.bits[bit/64])&(uint64(1)<<(bit%64)) == 0 {
 			return false
 		}
 	}

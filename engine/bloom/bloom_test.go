@@ -1,6 +1,7 @@
 package bloom
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"testing"
 )
@@ -35,5 +36,40 @@ func TestFilter(t *testing.T) {
 	}
 	if got := len(New(100).bits); got != 2 {
 		t.Errorf("New(100): %d words, want 2 (128 bits)", got)
+	}
+}
+
+// TestShared: keys added with AddShared are seen by MayHave and by
+// MayHaveShared in another goroutine once added (run with -race).
+func TestShared(t *testing.T) {
+	f := New(1 << 14)
+	rng := rand.New(rand.NewPCG(5, 6))
+	hashes := make([][2]uint64, 512)
+	for i := range hashes {
+		hashes[i] = [2]uint64{rng.Uint64(), rng.Uint64()}
+	}
+	added := make(chan int, len(hashes))
+	done := make(chan error)
+	go func() {
+		for i := range added {
+			if h := hashes[i]; !f.MayHaveShared(h[0], h[1]) {
+				done <- fmt.Errorf("hash %d not seen after AddShared", i)
+				return
+			}
+		}
+		done <- nil
+	}()
+	for i, h := range hashes {
+		f.AddShared(h[0], h[1])
+		added <- i
+	}
+	close(added)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range hashes {
+		if !f.MayHave(h[0], h[1]) || !f.Add(h[0], h[1]) {
+			t.Fatalf("hash %x added with AddShared not found", h)
+		}
 	}
 }

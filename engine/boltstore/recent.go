@@ -38,6 +38,9 @@ type idIndex struct {
 	rb           *bolt.Bucket // the runs' bucket (nil without runs)
 	// sc, if set, is reused by lookups (one goroutine only).
 	sc *lookupScratch
+	// rf, if set, covers recent's keys in this transaction's state
+	// (Store.viewFilter): an _id it rules out skips the tree.
+	rf *recentFilter
 }
 
 // datasetIndex returns the index of dataset bucket b as its transaction
@@ -52,12 +55,13 @@ func (s *Store) datasetIndex(b *bolt.Bucket) (idIndex, error) {
 
 // get returns the index value of id, or nil.
 func (x idIndex) get(id []byte) []byte {
-	if x.recent != nil {
+	h := xxh3.Hash128(id)
+	if x.recent != nil && (x.rf == nil || x.rf.mayHave(h)) {
 		if v := x.recent.Get(id); v != nil {
 			return v
 		}
 	}
-	return x.below(id, xxh3.Hash128(id))
+	return x.below(id, h)
 }
 
 // below looks id (hash h) up in the runs and "index", not in "recent".
@@ -296,21 +300,27 @@ func (m *mergedRecent) next() (k, v []byte, ok bool) {
 }
 
 // recentFilter is a Bloom filter over the keys of one dataset's "recent"
-// index, kept in memory so that a write transaction's lookup of an _id
-// that is not there (most lookups) skips the "recent" tree. Only write
-// transactions use it: they run one at a time under the store's writer
-// lock and see the latest committed state.
+// index, kept in memory so that a lookup of an _id that is not there (most
+// lookups) skips the "recent" tree.
 //
-// It holds a superset of the keys in "recent" in every committed state:
-// it is built from the bucket at the start of a write transaction (the
-// latest committed state), and every key a transaction puts there is
-// added before the commit. Keys moved out of "recent", or added by a
-// transaction that rolled back, stay in it: harmless false positives,
-// cleared when it is rebuilt.
+// It holds a superset of the keys in "recent" in every committed state
+// from the one it was built from (at, a bbolt transaction id) on: it is
+// built from the bucket at the start of a write transaction (the latest
+// committed state), and every key a transaction puts there is added before
+// the commit. Keys moved out of "recent", or added by a transaction that
+// rolled back, stay in it: harmless false positives, cleared when it is
+// rebuilt.
+//
+// Write transactions add to it and read it under the store's writer lock.
+// Read views (ViewRaw) read it too, meanwhile: the bits are added and
+// loaded atomically, and a view uses the filter only when its own state is
+// at or after at (Store.viewFilter). A view of an older state asks the
+// tree, as before.
 type recentFilter struct {
 	bloom *bloom.Filter
-	built int // keys when built
-	added int // keys added since
+	built int    // keys when built
+	added int    // keys added since (only the writer reads it)
+	at    uint64 // the committed state it was built from (bbolt txid)
 }
 
 // recentFilterMinKeys sizes the smallest filter (4 KiB); a filter is
@@ -320,9 +330,9 @@ type recentFilter struct {
 // of 10,000).
 const recentFilterMinKeys = 1 << 10
 
-func newRecentFilter(keys int) *recentFilter {
+func newRecentFilter(keys int, at uint64) *recentFilter {
 	// Room to double, 16 bits a key: ~0.2% false positives.
-	return &recentFilter{bloom: bloom.New(max(keys, recentFilterMinKeys) * 2 * 16), built: keys}
+	return &recentFilter{bloom: bloom.New(max(keys, recentFilterMinKeys) * 2 * 16), built: keys, at: at}
 }
 
 // stale reports whether so many keys were added that false positives
@@ -333,25 +343,36 @@ func (f *recentFilter) stale() bool {
 
 func (f *recentFilter) add(id string) {
 	h := xxh3.HashString128(id)
-	f.bloom.Add(h.Lo, h.Hi)
+	f.bloom.AddShared(h.Lo, h.Hi)
 	f.added++
 }
 
 // mayHave reports whether the _id whose xxh3-128 is h may be in
 // "recent".
 func (f *recentFilter) mayHave(h xxh3.Uint128) bool {
-	return f.bloom.MayHave(h.Lo, h.Hi)
+	return f.bloom.MayHaveShared(h.Lo, h.Hi)
 }
 
 // recentFilterFor returns dataset's filter, rebuilt from b's "recent"
 // bucket when it is missing or stale. The caller holds the writer lock and
-// b is in the latest committed state.
+// b is in the latest committed state: no write to this dataset yet in its
+// transaction.
 func (s *Store) recentFilterFor(dataset string, b *bolt.Bucket) *recentFilter {
-	if f := s.filters[dataset]; f != nil && !f.stale() {
+	s.filtersMu.RLock()
+	f := s.filters[dataset]
+	s.filtersMu.RUnlock()
+	if f != nil && !f.stale() {
 		return f
 	}
 	rb := b.Bucket(bucketRecent)
-	f := newRecentFilter(int(readRecentState(b).n)) // the count only sizes it
+	// The state b shows: a read transaction's ID is the state it reads,
+	// a writable one's the state it will commit (writeTx begins read-only
+	// and upgrades under the writer lock, so both read the same state).
+	at := uint64(b.Tx().ID())
+	if b.Tx().Writable() {
+		at--
+	}
+	f = newRecentFilter(int(readRecentState(b).n), at) // the count only sizes it
 	if rb != nil {
 		rb.ForEach(func(k, _ []byte) error {
 			f.add(string(k))
@@ -359,9 +380,24 @@ func (s *Store) recentFilterFor(dataset string, b *bolt.Bucket) *recentFilter {
 		})
 	}
 	f.added = 0
+	s.filtersMu.Lock()
 	if s.filters == nil {
 		s.filters = map[string]*recentFilter{}
 	}
 	s.filters[dataset] = f
+	s.filtersMu.Unlock()
+	return f
+}
+
+// viewFilter returns dataset's recent filter if it covers the committed
+// state tx reads (see recentFilter), else nil. tx must have begun before
+// the call.
+func (s *Store) viewFilter(dataset string, tx *bolt.Tx) *recentFilter {
+	s.filtersMu.RLock()
+	f := s.filters[dataset]
+	s.filtersMu.RUnlock()
+	if f == nil || uint64(tx.ID()) < f.at {
+		return nil
+	}
 	return f
 }

@@ -33,7 +33,7 @@ func FuzzRunBlock(f *testing.F) {
 	blk = append(blk, ents...)
 	f.Add(blk, []byte("abcdefgh-2"))
 	f.Add([]byte{0, 0, 0, 9, 1, 2}, []byte("x"))
-	f.Add(encodeRunMeta(&runFile{count: 3, min: []byte("a"), max: []byte("b"), bloom: newRecentFilter(1).bloom}), []byte("a"))
+	f.Add(encodeRunMeta(&runFile{count: 3, min: []byte("a"), max: []byte("b"), bloom: newRecentFilter(1, 0).bloom}), []byte("a"))
 	for _, k := range keys {
 		if v := blockGet(blk, k); !bytes.Equal(v, []byte("val")) {
 			f.Fatalf("well-formed block: %q -> %q", k, v)

@@ -94,9 +94,11 @@ type Store struct {
 	// l0Runs, l1Entries, runEntries and compactBudget shape the index
 	// runs (runs.go; the defaults, smaller in tests).
 	l0Runs, l1Entries, runEntries, compactBudget int
-	// filters holds each dataset's recentFilter; only write transactions
-	// (under the writer lock) use it.
-	filters map[string]*recentFilter
+	// filters holds each dataset's recentFilter. Write transactions
+	// build and add to them under the writer lock; read views use them
+	// too (recent.go). filtersMu guards the map.
+	filtersMu sync.RWMutex
+	filters   map[string]*recentFilter
 	// runCache holds the descriptions of index runs by id (runs.go).
 	// background: merge index runs beside the writer (bgmerge.go); bg
 	// holds the step under way per dataset.
@@ -1273,7 +1275,9 @@ func (s *Store) DeleteDataset(ctx context.Context, name string) error {
 	s.bulk.Add(1)
 	err = w.tx.Bucket(bucketDatasets).DeleteBucket([]byte(name))
 	s.bulk.Add(-1)
+	s.filtersMu.Lock()
 	delete(s.filters, name) // under the writer lock; rebuilt on next use
+	s.filtersMu.Unlock()
 	if err != nil && !errors.Is(err, bolterrors.ErrBucketNotFound) {
 		w.Rollback()
 		return fmt.Errorf("deleting dataset %q: %w", name, err)

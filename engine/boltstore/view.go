@@ -39,43 +39,49 @@ func (m *meta) viewMark() engine.ViewMark {
 func (s *Store) ViewRaw(ctx context.Context, dataset string, batch []engine.Prepared) (bool, error) {
 	looked := false
 	err := s.view(func(tx *bolt.Tx) error {
-		b, m, err := datasetMeta(tx, dataset)
-		if b == nil {
-			return err
-		}
-		mark := m.viewMark()
-		if mark == (engine.ViewMark{}) {
-			return nil
-		}
-		x, err := s.datasetIndex(b)
-		if err != nil {
-			return fmt.Errorf("dataset %q: %w", dataset, err)
-		}
-		x.sc = &lookupScratch{}
-		if x.recent != nil {
-			// An empty "recent" costs a seek per _id for nothing.
-			if k, _ := x.recent.Cursor().First(); k == nil {
-				x.recent = nil
-			}
-		}
-		looked = true
-		n := 0
-		for i := range batch {
-			p := &batch[i]
-			if !p.Lazy || p.RawHash == 0 {
-				continue
-			}
-			iv := x.get([]byte(p.ID))
-			if n++; n%boundEvery == 0 {
-				s.boundMapped(tx)
-			}
-			if len(iv) == indexValRaw && iv[24]&flagDeleted == 0 && binary.BigEndian.Uint64(iv[25:]) == p.RawHash {
-				p.SameIn = mark
-			}
-		}
-		return nil
+		var err error
+		looked, err = s.viewRawIn(tx, dataset, batch)
+		return err
 	})
 	return looked, err
+}
+
+// viewRawIn is ViewRaw in the read transaction tx.
+func (s *Store) viewRawIn(tx *bolt.Tx, dataset string, batch []engine.Prepared) (bool, error) {
+	b, m, err := datasetMeta(tx, dataset)
+	if b == nil {
+		return false, err
+	}
+	mark := m.viewMark()
+	if mark == (engine.ViewMark{}) {
+		return false, nil
+	}
+	x, err := s.datasetIndex(b)
+	if err != nil {
+		return false, fmt.Errorf("dataset %q: %w", dataset, err)
+	}
+	x.sc = &lookupScratch{}
+	if x.rf = s.viewFilter(dataset, tx); x.recent != nil && x.rf == nil {
+		// An empty "recent" costs a seek per _id for nothing.
+		if k, _ := x.recent.Cursor().First(); k == nil {
+			x.recent = nil
+		}
+	}
+	n := 0
+	for i := range batch {
+		p := &batch[i]
+		if !p.Lazy || p.RawHash == 0 {
+			continue
+		}
+		iv := x.get([]byte(p.ID))
+		if n++; n%boundEvery == 0 {
+			s.boundMapped(tx)
+		}
+		if len(iv) == indexValRaw && iv[24]&flagDeleted == 0 && binary.BigEndian.Uint64(iv[25:]) == p.RawHash {
+			p.SameIn = mark
+		}
+	}
+	return true, nil
 }
 
 // maxSinceScan bounds how many log entries UnchangedSince reads to learn

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"testing"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/ferrydata/ferry/engine"
 )
 
@@ -168,5 +170,100 @@ func TestConfirmBound(t *testing.T) {
 	}
 	if ok, _ := tx.(engine.ViewConfirmer).UnchangedSince("ds", "a", batch[0].SameIn); ok {
 		t.Error("a view more than maxSinceScan versions behind was confirmed")
+	}
+}
+
+// TestViewRecentFilter: read views skip "recent" for an _id the writer's
+// Bloom filter rules out, but only in states the filter covers. A view of
+// a state from before the filter was built asks the tree: there "recent"
+// may hold keys the filter never saw, because they had moved to a run by
+// the state it was built from.
+func TestViewRecentFilter(t *testing.T) {
+	ctx := context.Background()
+	s := openRunsStore(t)
+	s.recentMin = 100
+	write := func(from, to int) {
+		t.Helper()
+		tx, err := s.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := from; i < to; i++ {
+			putText(t, tx, textOf(fmt.Sprintf("e%03d", i), i))
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	batchOf := func(ids ...int) []engine.Prepared {
+		var b []engine.Prepared
+		for _, i := range ids {
+			b = append(b, lazyOf(t, textOf(fmt.Sprintf("e%03d", i), i)))
+		}
+		return b
+	}
+	unmarked := func(b []engine.Prepared) []string {
+		var out []string
+		for _, p := range b {
+			if p.SameIn == (engine.ViewMark{}) {
+				out = append(out, p.ID)
+			}
+		}
+		return out
+	}
+	span := func(from, to int) []int {
+		var ids []int
+		for i := from; i < to; i++ {
+			ids = append(ids, i)
+		}
+		return ids
+	}
+	fresh := func() *bolt.Tx {
+		t.Helper()
+		tx, err := s.db.Begin(false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { tx.Rollback() })
+		return tx
+	}
+
+	// 60 _ids in "recent": a view with the filter finds them all, so the
+	// writer added each to the filter before its commit.
+	write(0, 60)
+	if s.viewFilter("ds", fresh()) == nil {
+		t.Fatal("no filter for a view of the latest state")
+	}
+	b := batchOf(span(0, 60)...)
+	if _, err := s.ViewRaw(ctx, "ds", b); err != nil || len(unmarked(b)) > 0 {
+		t.Fatalf("ViewRaw: %v; not found: %v", err, unmarked(b))
+	}
+
+	// A view holds that state while the next write moves "recent" into a
+	// run, and a later write builds the filter again from the state after.
+	old := fresh()
+	write(60, 120)
+	s.filtersMu.Lock()
+	delete(s.filters, "ds")
+	s.filtersMu.Unlock()
+	write(200, 201)
+	if s.viewFilter("ds", old) != nil {
+		t.Fatal("a view of a state before the filter was built got it")
+	}
+	if s.viewFilter("ds", fresh()) == nil {
+		t.Fatal("no filter for a view of the latest state after the rebuild")
+	}
+	b = batchOf(span(0, 60)...)
+	if looked, err := s.viewRawIn(old, "ds", b); err != nil || !looked || len(unmarked(b)) > 0 {
+		t.Fatalf("view of the old state: looked %v, %v; not found: %v", looked, err, unmarked(b))
+	}
+	b = batchOf(append(span(0, 120), 200)...)
+	if _, err := s.ViewRaw(ctx, "ds", b); err != nil || len(unmarked(b)) > 0 {
+		t.Fatalf("ViewRaw after the rebuild: %v; not found: %v", err, unmarked(b))
+	}
+	// An _id that is nowhere stays unmarked with the filter in use.
+	b = batchOf(500)
+	if _, err := s.ViewRaw(ctx, "ds", b); err != nil || len(unmarked(b)) != 1 {
+		t.Fatalf("ViewRaw of an unknown _id: %v; unmarked %v", err, unmarked(b))
 	}
 }
