@@ -334,6 +334,12 @@ type lookupScratch struct {
 	rb  *bolt.Bucket
 	c   *bolt.Cursor
 	key []byte
+	// hits: most lookups are expected to find their _id (read views of
+	// text that mostly arrives unchanged), so the bottom level's Bloom
+	// filter is not asked. It holds most _ids, and a check that passes
+	// reads four words far apart; the filter only saves the seek of an
+	// _id that is not there.
+	hits bool
 }
 
 // find returns id's entry in the runs, or nil. h is id's xxh3-128.
@@ -350,7 +356,7 @@ func (l runLevels) find(rb *bolt.Bucket, id []byte, h xxh3.Uint128, sc *lookupSc
 			continue
 		}
 		j := sort.Search(len(lv), func(j int) bool { return bytes.Compare(lv[j].max, id) >= 0 })
-		if j < len(lv) && bytes.Compare(id, lv[j].min) >= 0 && lv[j].bloom.MayHave(h.Lo, h.Hi) {
+		if j < len(lv) && bytes.Compare(id, lv[j].min) >= 0 && ((sc != nil && sc.hits && i == len(l)-1) || lv[j].bloom.MayHave(h.Lo, h.Hi)) {
 			if v := lv[j].get(rb, id, sc); v != nil {
 				return v
 			}

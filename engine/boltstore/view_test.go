@@ -267,3 +267,59 @@ func TestViewRecentFilter(t *testing.T) {
 		t.Fatalf("ViewRaw of an unknown _id: %v; unmarked %v", err, unmarked(b))
 	}
 }
+
+// TestViewRawAcrossLevels: a read view finds each _id's latest version in
+// whichever level of the runs holds it (the bottom level's Bloom filter is
+// not asked in views), and marks nothing else.
+func TestViewRawAcrossLevels(t *testing.T) {
+	ctx := context.Background()
+	s := openRunsStore(t)
+	s.recentMin, s.l0Runs, s.l1Entries, s.runEntries, s.compactBudget, s.background = 16, 2, 40, 16, 1<<20, false
+	text := map[int]string{}
+	write := func(from, to, v int) {
+		t.Helper()
+		tx, err := s.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := from; i < to; i++ {
+			text[i] = textOf(fmt.Sprintf("e%04d", i), v)
+			putText(t, tx, text[i])
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 600; i += 20 {
+		write(i, i+20, 1)
+	}
+	write(100, 140, 2) // newer versions above the bottom level
+	write(590, 595, 3) // and in "recent"
+	var levels int
+	s.db.View(func(tx *bolt.Tx) error {
+		lv, _, err := s.runsOf(tx.Bucket(bucketDatasets).Bucket([]byte("ds")))
+		levels = len(lv)
+		return err
+	})
+	if levels < 3 {
+		t.Fatalf("%d levels of runs, want at least 3", levels)
+	}
+	var batch []engine.Prepared
+	for i := 0; i < 600; i++ {
+		batch = append(batch, lazyOf(t, text[i]))
+	}
+	for i := 100; i < 110; i++ { // an older text
+		batch = append(batch, lazyOf(t, textOf(fmt.Sprintf("e%04d", i), 1)))
+	}
+	for i := 600; i < 620; i++ { // unknown _ids
+		batch = append(batch, lazyOf(t, textOf(fmt.Sprintf("e%04d", i), 1)))
+	}
+	if _, err := s.ViewRaw(ctx, "ds", batch); err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range batch {
+		if got := p.SameIn != (engine.ViewMark{}); got != (i < 600) {
+			t.Errorf("%s (%s): marked %v", p.ID, p.Raw, got)
+		}
+	}
+}
