@@ -64,7 +64,8 @@ var (
 
 const (
 	// runBlockSize is the target size of a run's block: a block, its key
-	// and the leaf header fit one 4 KiB page.
+	// and the leaf header fit one 4 KiB page (the page size of older
+	// files; four blocks fit a 16 KiB page).
 	runBlockSize = 3800
 	// defaultRecentMin: "recent" and a flush's updates together at least
 	// this many become a run.

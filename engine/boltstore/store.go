@@ -129,6 +129,13 @@ const boundEvery = 64
 
 var _ engine.Store = (*Store)(nil)
 
+// newFilePageSize is the bbolt page size of a new data file. A commit
+// writes each dirty page with its own pwrite: a load's 10,000 new versions
+// are ~800 pages of 4 KiB, ~200 of 16 KiB, and larger nodes split and
+// spill less. Alternated 1M loads on fresh stores: 7.8 against 8.4 CPU s
+// (177k against 157k/s); unchanged and changed10 runs within the noise.
+const newFilePageSize = 16 << 10
+
 // Open opens (creating if needed) the store in dir.
 func Open(dir string, opts Options) (s *Store, err error) {
 	if !opts.ReadOnly {
@@ -155,6 +162,9 @@ func Open(dir string, opts Options) (s *Store, err error) {
 		FreelistType:    bolt.FreelistMapType,
 		InitialMmapSize: 1 << 30,
 		ReadOnly:        opts.ReadOnly,
+		// New files get 16 KiB pages (docs/decisions.md); a file keeps the
+		// page size it was created with.
+		PageSize: max(newFilePageSize, os.Getpagesize()),
 	})
 	if err != nil {
 		switch {
