@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -261,7 +262,7 @@ func buildFloorIndex(db *bolt.DB, path string) error {
 			return fmt.Errorf("%s: %w", path, err)
 		}
 	}
-	slices.SortFunc(entries, func(a, b entry) int { return cmpString(a.id, b.id) })
+	slices.SortFunc(entries, func(a, b entry) int { return strings.Compare(a.id, b.id) })
 	return db.Update(func(tx *bolt.Tx) error {
 		ib, err := tx.CreateBucket([]byte("index"))
 		if err != nil {
@@ -276,16 +277,6 @@ func buildFloorIndex(db *bolt.DB, path string) error {
 		}
 		return nil
 	})
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // benchFloorJQ is the floor of the jq scenario: see benchOwnFloor.
