@@ -598,15 +598,10 @@ func benchFloor(dir string, n int, noSync bool, ckpt int) (*benchResult, error) 
 			break
 		}
 		err := db.Update(func(tx *bolt.Tx) error {
-			lb, err := tx.CreateBucketIfNotExists([]byte("log"))
+			lb, ib, err := floorBuckets(tx)
 			if err != nil {
 				return err
 			}
-			ib, err := tx.CreateBucketIfNotExists([]byte("index"))
-			if err != nil {
-				return err
-			}
-			lb.FillPercent = 1.0
 			for _, e := range batch {
 				k := binary.BigEndian.AppendUint64(nil, off)
 				if err := lb.Put(k, e.val); err != nil {

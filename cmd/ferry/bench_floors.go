@@ -132,15 +132,10 @@ func floorRun(db *bolt.DB, path string, txSize int, off uint64, work func(lines 
 			return nil
 		}
 		err := db.Update(func(tx *bolt.Tx) error {
-			lb, err := tx.CreateBucketIfNotExists([]byte("log"))
+			lb, ib, err := floorBuckets(tx)
 			if err != nil {
 				return err
 			}
-			ib, err := tx.CreateBucketIfNotExists([]byte("index"))
-			if err != nil {
-				return err
-			}
-			lb.FillPercent = 1.0
 			for _, p := range pending {
 				k := binary.BigEndian.AppendUint64(nil, off)
 				if err := lb.Put(k, p.text); err != nil {
@@ -174,6 +169,19 @@ func floorRun(db *bolt.DB, path string, txSize int, off uint64, work func(lines 
 		err = rerr
 	}
 	return written, same, err
+}
+
+// floorBuckets returns the floors' "log" bucket (filled to 100%, as
+// appends allow) and "index" bucket in tx, creating them if needed.
+func floorBuckets(tx *bolt.Tx) (lb, ib *bolt.Bucket, err error) {
+	if lb, err = tx.CreateBucketIfNotExists([]byte("log")); err != nil {
+		return nil, nil, err
+	}
+	if ib, err = tx.CreateBucketIfNotExists([]byte("index")); err != nil {
+		return nil, nil, err
+	}
+	lb.FillPercent = 1.0
+	return lb, ib, nil
 }
 
 // openFloorDB opens a fresh bbolt file with the options the floor uses.
