@@ -382,18 +382,48 @@ func (f *runFile) get(rb *bolt.Bucket, id []byte, sc *lookupScratch) []byte {
 		key = append(blockPrefix(f.id, len(id)), id...)
 		c = rb.Cursor()
 	}
-	k, v := c.Seek(key)
-	if k == nil || !bytes.Equal(k, key) {
-		if k == nil {
-			k, v = c.Last()
-		} else {
-			k, v = c.Prev()
-		}
-		if k == nil || !bytes.HasPrefix(k, key[:9]) {
-			return nil
-		}
+	k, v := seekFloor(c, key[:9], key)
+	if k == nil || !bytes.HasPrefix(k, key[:9]) {
+		return nil
 	}
 	return blockGet(v, id)
+}
+
+// seekFloor moves c to the last key <= key and returns it with its value
+// (nil, nil if there is none). prefix <= key is the run's block prefix:
+// the callers want a block of that run, and every key between prefix and
+// key has it.
+//
+// It is Seek, then Prev when key itself is not there; except that bbolt's
+// Prev returns nil when it steps onto a leaf that a Delete of the same
+// write transaction emptied (bbolt rebalances leaves only at commit; Next
+// and Last step over empty leaves, Prev does not). A merge step run in
+// the transaction that had just dropped the runs of another step met such
+// leaves: it read nothing of an upper run past the key it resumed from,
+// and that run's tail was lost from the index (10M loads with the levels
+// far behind). So when Prev finds nothing, seekFloor walks forward from
+// prefix instead, which only happens in that case.
+func seekFloor(c *bolt.Cursor, prefix, key []byte) (k, v []byte) {
+	k, v = c.Seek(key)
+	switch {
+	case k != nil && bytes.Equal(k, key):
+		return k, v
+	case k == nil:
+		k, v = c.Last()
+	default:
+		k, v = c.Prev()
+	}
+	if k != nil {
+		return k, v
+	}
+	var floor []byte
+	for k, _ = c.Seek(prefix); k != nil && bytes.Compare(k, key) <= 0; k, _ = c.Next() {
+		floor = k
+	}
+	if floor == nil {
+		return nil, nil
+	}
+	return c.Seek(floor)
 }
 
 // A block is: count n (uint32); the first 8 bytes of each entry's key
@@ -685,15 +715,7 @@ func (it *runIter) seek(start []byte) {
 		it.load(it.c.Seek(it.prefix))
 	} else {
 		key := append(blockPrefix(f.id, len(start)), start...)
-		k, v := it.c.Seek(key)
-		if k == nil || !bytes.Equal(k, key) {
-			if k == nil {
-				k, v = it.c.Last()
-			} else {
-				k, v = it.c.Prev()
-			}
-		}
-		it.load(k, v)
+		it.load(seekFloor(it.c, it.prefix, key))
 	}
 	for it.k != nil && bytes.Compare(it.k, start) < 0 {
 		it.next()
@@ -1060,13 +1082,7 @@ func mergeRuns(rb *bolt.Bucket, ms mergeStep, rw *runWriter, bound func()) (merg
 			// Start at the block holding the first key after after: the
 			// last block whose first key is <= after.
 			key := append(blockPrefix(f.id, len(after)), after...)
-			if k, v = c.Seek(key); k == nil || !bytes.Equal(k, key) {
-				if k == nil {
-					k, v = c.Last()
-				} else {
-					k, v = c.Prev()
-				}
-			}
+			k, v = seekFloor(c, p, key)
 		}
 		for n := 0; k != nil && bytes.HasPrefix(k, p) && len(k) > 9; k, v = c.Next() {
 			if blockCount(v) == 0 {
