@@ -397,24 +397,24 @@ func (f *runFile) get(rb *bolt.Bucket, id []byte, sc *lookupScratch) []byte {
 // It is Seek, then Prev when key itself is not there; except that bbolt's
 // Prev returns nil when it steps onto a leaf that a Delete of the same
 // write transaction emptied (bbolt rebalances leaves only at commit; Next
-// and Last step over empty leaves, Prev does not). A merge step run in
-// the transaction that had just dropped the runs of another step met such
+// steps over empty leaves, Prev does not). A merge step run in the
+// transaction that had just dropped the runs of another step met such
 // leaves: it read nothing of an upper run past the key it resumed from,
 // and that run's tail was lost from the index (10M loads with the levels
 // far behind). So when Prev finds nothing, seekFloor walks forward from
-// prefix instead, which only happens in that case.
+// prefix instead. It does the same when Seek finds no key at or after
+// key (never in a runs' bucket, where the runs' descriptions sort after
+// their blocks), rather than call Last: in a transaction that emptied
+// every leaf, bbolt's Last does not return (FuzzSeekFloor found it).
 func seekFloor(c *bolt.Cursor, prefix, key []byte) (k, v []byte) {
 	k, v = c.Seek(key)
-	switch {
-	case k != nil && bytes.Equal(k, key):
-		return k, v
-	case k == nil:
-		k, v = c.Last()
-	default:
-		k, v = c.Prev()
-	}
 	if k != nil {
-		return k, v
+		if bytes.Equal(k, key) {
+			return k, v
+		}
+		if k, v = c.Prev(); k != nil {
+			return k, v
+		}
 	}
 	var floor []byte
 	for k, _ = c.Seek(prefix); k != nil && bytes.Compare(k, key) <= 0; k, _ = c.Next() {

@@ -167,3 +167,91 @@ func TestMergeAfterDroppedRuns(t *testing.T) {
 		t.Errorf("walk from %s starts at %q", after, it.k)
 	}
 }
+
+// FuzzSeekFloor checks seekFloor against the plain answer (the last key <=
+// the target) in a write transaction that deleted keys first, so that
+// some leaves may be empty: the data picks which keys exist, which are
+// deleted, the values' size (how many keys share a leaf) and the targets.
+func FuzzSeekFloor(f *testing.F) {
+	f.Add([]byte{40, 3, 0xf0, 0x0f, 0xaa, 7, 200, 13})
+	f.Add([]byte{120, 0, 0xff, 0xff, 0xff, 0, 1, 2, 3, 250})
+	f.Add([]byte{60, 2, 0x00, 0xff, 0x00, 60, 59, 0})
+	db, err := bolt.Open(filepath.Join(f.TempDir(), "x.db"), 0o600, &bolt.Options{PageSize: 4096, NoSync: true})
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer db.Close()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) < 5 {
+			return
+		}
+		n := int(data[0])
+		val := make([]byte, 1+int(data[1]%4)*1000) // up to four keys a 4 KiB leaf, or many
+		mask := data[2:5]
+		targets := data[5:]
+		key := func(i int) []byte { return fmt.Appendf(nil, "k%03d", i) }
+		err := db.Update(func(tx *bolt.Tx) error {
+			tx.DeleteBucket([]byte("b"))
+			b, err := tx.CreateBucket([]byte("b"))
+			if err != nil {
+				return err
+			}
+			b.FillPercent = 1.0
+			for i := range n {
+				if err := b.Put(key(i), val); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = db.Update(func(tx *bolt.Tx) error {
+			b := tx.Bucket([]byte("b"))
+			var live []string
+			for i := range n {
+				// Delete runs of keys: bit i/8 of the mask, so that whole
+				// leaves empty.
+				if mask[(i/8)%3]&(1<<((i/8/3)%8)) != 0 {
+					if err := b.Delete(key(i)); err != nil {
+						return err
+					}
+					continue
+				}
+				live = append(live, string(key(i)))
+			}
+			c := b.Cursor()
+			for _, tg := range targets {
+				target := fmt.Appendf(nil, "k%03d~", int(tg)%(n+2)-1) // between keys, before the first, past the last
+				want := ""
+				for _, k := range live {
+					if k <= string(target) {
+						want = k
+					}
+				}
+				k, _ := seekFloor(c, []byte("k"), target)
+				if string(k) != want {
+					t.Fatalf("%d keys, %d live: seekFloor(%s) = %q, want %q", n, len(live), target, k, want)
+				}
+				if k != nil {
+					next, _ := c.Next()
+					wantNext := ""
+					for _, l := range live {
+						if l > want {
+							wantNext = l
+							break
+						}
+					}
+					if string(next) != wantNext {
+						t.Fatalf("seekFloor(%s): next %q, want %q", target, next, wantNext)
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
+}
