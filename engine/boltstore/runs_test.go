@@ -2,11 +2,13 @@ package boltstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 // TestSeekFloorOverEmptiedLeaves: in a write transaction that deleted
@@ -22,25 +24,13 @@ func TestSeekFloorOverEmptiedLeaves(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer db.Close()
-			val := make([]byte, runBlockSize)
-			err = db.Update(func(tx *bolt.Tx) error {
-				b, err := tx.CreateBucket([]byte("b"))
-				if err != nil {
-					return err
+			var keys [][]byte
+			for _, p := range []string{"a", "b", "c"} {
+				for i := range 40 {
+					keys = append(keys, fmt.Appendf(nil, "%s%03d", p, i))
 				}
-				b.FillPercent = 1.0
-				for _, p := range []string{"a", "b", "c"} {
-					for i := range 40 {
-						if err := b.Put(fmt.Appendf(nil, "%s%03d", p, i), val); err != nil {
-							return err
-						}
-					}
-				}
-				return nil
-			})
-			if err != nil {
-				t.Fatal(err)
 			}
+			fillBucket(t, db, keys, make([]byte, runBlockSize))
 			err = db.Update(func(tx *bolt.Tx) error {
 				b := tx.Bucket([]byte("b"))
 				for i := 39; i >= 0; i-- {
@@ -168,6 +158,31 @@ func TestMergeAfterDroppedRuns(t *testing.T) {
 	}
 }
 
+// fillBucket makes bucket "b" of db anew, packed (as the runs' bucket),
+// with keys, each holding val.
+func fillBucket(t *testing.T, db *bolt.DB, keys [][]byte, val []byte) {
+	t.Helper()
+	err := db.Update(func(tx *bolt.Tx) error {
+		if err := tx.DeleteBucket([]byte("b")); err != nil && !errors.Is(err, bolterrors.ErrBucketNotFound) {
+			return err
+		}
+		b, err := tx.CreateBucket([]byte("b"))
+		if err != nil {
+			return err
+		}
+		b.FillPercent = 1.0
+		for _, k := range keys {
+			if err := b.Put(k, val); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 // FuzzSeekFloor checks seekFloor against the plain answer (the last key <=
 // the target) in a write transaction that deleted keys first, so that
 // some leaves may be empty: the data picks which keys exist, which are
@@ -190,24 +205,12 @@ func FuzzSeekFloor(f *testing.F) {
 		mask := data[2:5]
 		targets := data[5:]
 		key := func(i int) []byte { return fmt.Appendf(nil, "k%03d", i) }
-		err := db.Update(func(tx *bolt.Tx) error {
-			tx.DeleteBucket([]byte("b"))
-			b, err := tx.CreateBucket([]byte("b"))
-			if err != nil {
-				return err
-			}
-			b.FillPercent = 1.0
-			for i := range n {
-				if err := b.Put(key(i), val); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
+		keys := make([][]byte, n)
+		for i := range keys {
+			keys[i] = key(i)
 		}
-		err = db.Update(func(tx *bolt.Tx) error {
+		fillBucket(t, db, keys, val)
+		err := db.Update(func(tx *bolt.Tx) error {
 			b := tx.Bucket([]byte("b"))
 			var live []string
 			for i := range n {
