@@ -383,16 +383,16 @@ func (f *runFile) get(rb *bolt.Bucket, id []byte, sc *lookupScratch) []byte {
 		c = rb.Cursor()
 	}
 	k, v := seekFloor(c, key[:9], key)
-	if k == nil || !bytes.HasPrefix(k, key[:9]) {
+	if k == nil {
 		return nil
 	}
 	return blockGet(v, id)
 }
 
-// seekFloor moves c to the last key <= key and returns it with its value
-// (nil, nil if there is none). prefix <= key is the run's block prefix:
-// the callers want a block of that run, and every key between prefix and
-// key has it.
+// seekFloor moves c to the last key in [prefix, key] and returns it with
+// its value (nil, nil if there is none). prefix is a run's block prefix
+// and key starts with it, so the key found, if any, is a block of that
+// run: the one holding key's entry, if the run has it.
 //
 // It is Seek, then Prev when key itself is not there; except that bbolt's
 // Prev returns nil when it steps onto a leaf that a Delete of the same
@@ -413,6 +413,9 @@ func seekFloor(c *bolt.Cursor, prefix, key []byte) (k, v []byte) {
 			return k, v
 		}
 		if k, v = c.Prev(); k != nil {
+			if bytes.Compare(k, prefix) < 0 {
+				return nil, nil // the run has no block <= key
+			}
 			return k, v
 		}
 	}

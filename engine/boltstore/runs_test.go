@@ -52,6 +52,7 @@ func TestSeekFloorOverEmptiedLeaves(t *testing.T) {
 					{"a", "a020", "a020", "a021"}, // exact
 					{"c", "c999", "c039", ""},     // past the end
 					{"0", "0zz", "", ""},          // nothing <= key
+					{"a01", "a01", "", ""},        // only keys before the prefix
 				} {
 					k, _ := seekFloor(c, []byte(tc.prefix), []byte(tc.key))
 					if string(k) != tc.want {
