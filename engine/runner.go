@@ -347,6 +347,7 @@ func (e *Engine) produce(ctx context.Context, p *Pipe, r Reader, prepare bool, l
 		}
 	}
 	if rr, ok := r.(RawReader); ok && prepare && len(p.transforms()) == 0 && rr.RawOK() {
+		rr = &rawChunks{RawReader: rr, size: max(p.BatchSize, 1)}
 		if workers := runtime.GOMAXPROCS(0); workers > 1 {
 			e.produceRawParallel(ctx, rr, lazy, view, workers, send)
 			return
@@ -570,6 +571,43 @@ func (e *Engine) prepareItem(it *item, ents []Entity, prepare bool) (item, bool)
 		it.entities = ents
 	}
 	return item{}, true
+}
+
+// rawChunks cuts the raw batches of a reader that are larger than size
+// (a REST page of 1,000) into chunks of size, as batchItems does: the
+// channel and the commit groups count batches, so chunks keep a
+// transaction at checkpoint_interval x batch_size entities. Only the last
+// chunk carries the batch's token: a crash in between re-reads the batch.
+type rawChunks struct {
+	RawReader
+	size int
+	rest RawBatch // what is left of the current batch
+	off  int      // where rest starts in it
+}
+
+// NextRaw returns the next chunk.
+func (c *rawChunks) NextRaw(ctx context.Context) (RawBatch, error) {
+	if len(c.rest.Values) == 0 {
+		b, err := c.RawReader.NextRaw(ctx)
+		if err != nil || len(b.Values) <= c.size {
+			return b, err
+		}
+		c.rest, c.off = b, 0
+	}
+	b, off := c.rest, c.off
+	chunk := b
+	if len(b.Values) > c.size {
+		chunk.Values, chunk.Since = b.Values[:c.size:c.size], ""
+		c.rest.Values, c.off = b.Values[c.size:], off+c.size
+	} else {
+		c.rest = RawBatch{}
+	}
+	if loc := b.Locate; loc != nil {
+		chunk.Locate = func(i int) string { return loc(off + i) }
+	} else {
+		chunk.Locate = func(i int) string { return fmt.Sprintf("entity %d", off+i+1) }
+	}
+	return chunk, nil
 }
 
 // produceRaw is produce for a pipe without transforms whose reader hands
