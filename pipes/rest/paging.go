@@ -48,7 +48,9 @@ type call struct {
 	idNames, updNames            []string
 	idFast, updFast, nextFast    fastPath
 	urlUsesSince                 bool
-	stop                         map[string]bool
+	// raw: the call's listings can take the raw path (rawEligible).
+	raw  bool
+	stop map[string]bool
 }
 
 // overrides are the pipe-level keys that replace an operation's.
@@ -155,6 +157,7 @@ func newCall(sys *System, op *Operation, o overrides) (*call, error) {
 		c.updNames = c.updT.Names()
 		c.updFast = pathOf(c.updatedExpr)
 	}
+	c.raw = rawEligible(c)
 	return c, nil
 }
 
@@ -188,6 +191,11 @@ type page struct {
 	// items and itemList are the page's items (unless the pager is single).
 	items    int
 	itemList []any
+	// raw and updated are, on the raw path (pager.raw), the text of the
+	// page's entities and their _updated strings; entities and itemList
+	// are then nil.
+	raw     [][]byte
+	updated []string
 }
 
 // pager walks the pages of one operation call (SPEC d steps 2-8).
@@ -214,6 +222,10 @@ type pager struct {
 	// noReplay forbids replays of it (see httpclient.Request.NoReplay).
 	headers  map[string]string
 	noReplay bool
+
+	// raw: hand a listing's items over as text (see raw.go); only set
+	// for calls that are rawEligible.
+	raw bool
 
 	dec     *engine.Decoder
 	n       int // pages fetched
@@ -443,10 +455,16 @@ func (p *pager) next(ctx context.Context) (*page, error) {
 	if err := resp.Err(p.allowed); err != nil {
 		return pg, fmt.Errorf("%s page %d: %w", c.where, pg.index, err)
 	}
-	if pg.body, pg.isJSON, err = p.parse(pg.index, resp); err != nil {
+	listing := !p.single && resp.Status/100 == 2
+	var rawItems [][]byte
+	if p.raw && listing {
+		pg.body, pg.isJSON, rawItems, err = p.parseRaw(pg.index, resp)
+	} else {
+		pg.body, pg.isJSON, err = p.parse(pg.index, resp)
+	}
+	if err != nil {
 		return pg, err
 	}
-	listing := !p.single && resp.Status/100 == 2
 	if !pg.isJSON && listing {
 		return pg, p.bodyError(pg.index, resp, fmt.Sprintf("the response is not JSON (Content-Type %q)", resp.Header.Get("Content-Type")))
 	}
@@ -471,7 +489,12 @@ func (p *pager) next(ctx context.Context) (*page, error) {
 		p.done = true
 		return nil, errStop
 	}
-	if listing {
+	if listing && p.raw {
+		pg.items = len(rawItems)
+		if pg.raw, pg.updated, err = p.rawEntities(pg.index, rawItems, v); err != nil {
+			return pg, err
+		}
+	} else if listing {
 		items, err := extractItems(pg.body, c.payloadProperty)
 		if err != nil {
 			return pg, fmt.Errorf("%s page %d: %w", c.where, pg.index, err)
@@ -625,70 +648,70 @@ func describeValue(v any) string {
 // top-level template names and win over the page variables of the same
 // name (body, headers, properties, since, url, request_params).
 func (p *pager) toEntities(pi int, items []any, v jinja.Context) ([]engine.Entity, error) {
-	c := p.c
 	out := make([]engine.Entity, len(items))
 	ids := make([]string, len(items))
-	var upd []string
-	if c.updT != nil {
-		upd = make([]string, len(items))
-	}
-	ctx := make(jinja.Context, max(len(c.idNames), len(c.updNames)))
+	upd := make([]string, len(items))
+	ctx := make(jinja.Context, max(len(p.c.idNames), len(p.c.updNames)))
 	for i, it := range items {
 		m, ok := it.(map[string]any)
 		if !ok {
 			return nil, p.fail(pi, "item %d is %s, not an object", i, describeValue(it))
 		}
 		out[i] = m
-		lookup := func(n string) (any, bool) {
-			if x, ok := m[n]; ok {
-				return x, true
-			}
-			x, ok := v[n]
-			return x, ok
-		}
-		if id, ok := c.idFast.render(lookup); ok {
-			if id == "" {
-				return nil, p.fail(pi, "item %d: id_expression %q rendered an empty _id", i, c.idExpr)
-			}
-			ids[i] = id
-		} else if c.idT != nil {
-			fill(ctx, c.idNames, m, v)
-			id, err := c.idT.Render(ctx)
-			if err != nil {
-				return nil, fmt.Errorf("%s page %d: item %d: id_expression: %w", c.where, pi, i, err)
-			}
-			if id == "" {
-				return nil, p.fail(pi, "item %d: id_expression %q rendered an empty _id", i, c.idExpr)
-			}
-			ids[i] = id
-		} else {
-			id, _ := m["_id"].(string)
-			if id == "" && len(items) == 1 {
-				id = p.defaultID
-			}
-			if id == "" {
-				return nil, p.fail(pi, "item %d has no _id and the operation has no id_expression", i)
-			}
-			ids[i] = id
-		}
-		if u, ok := c.updFast.render(lookup); ok {
-			upd[i] = u
-		} else if c.updT != nil {
-			fill(ctx, c.updNames, m, v)
-			u, err := c.updT.Render(ctx)
-			if err != nil {
-				return nil, fmt.Errorf("%s page %d: item %d (_id %q): updated_expression: %w", c.where, pi, i, ids[i], err)
-			}
-			upd[i] = u
+		var err error
+		if ids[i], upd[i], err = p.itemKeys(pi, i, len(items), m, v, ctx); err != nil {
+			return nil, err
 		}
 	}
 	for i, e := range out {
 		e["_id"] = ids[i]
-		if upd != nil && upd[i] != "" {
+		if upd[i] != "" {
 			e["_updated"] = upd[i]
 		}
 	}
 	return out, nil
+}
+
+// itemKeys renders item i's _id and _updated ("" when none is set) from
+// the decoded item m of a page of n items; ctx is scratch space for the
+// template engine.
+func (p *pager) itemKeys(pi, i, n int, m map[string]any, v, ctx jinja.Context) (id, upd string, err error) {
+	c := p.c
+	lookup := func(n string) (any, bool) {
+		if x, ok := m[n]; ok {
+			return x, true
+		}
+		x, ok := v[n]
+		return x, ok
+	}
+	if s, ok := c.idFast.render(lookup); ok {
+		id = s
+	} else if c.idT != nil {
+		fill(ctx, c.idNames, m, v)
+		if id, err = c.idT.Render(ctx); err != nil {
+			return "", "", fmt.Errorf("%s page %d: item %d: id_expression: %w", c.where, pi, i, err)
+		}
+	} else {
+		id, _ = m["_id"].(string)
+		if id == "" && n == 1 {
+			id = p.defaultID
+		}
+		if id == "" {
+			return "", "", p.fail(pi, "item %d has no _id and the operation has no id_expression", i)
+		}
+	}
+	if id == "" {
+		return "", "", p.fail(pi, "item %d: id_expression %q rendered an empty _id", i, c.idExpr)
+	}
+	if s, ok := c.updFast.render(lookup); ok {
+		upd = s
+	} else if c.updT != nil {
+		fill(ctx, c.updNames, m, v)
+		if upd, err = c.updT.Render(ctx); err != nil {
+			return "", "", fmt.Errorf("%s page %d: item %d (_id %q): updated_expression: %w", c.where, pi, i, id, err)
+		}
+	}
+	return id, upd, nil
 }
 
 // simplePath matches a template that only prints a name or a dotted

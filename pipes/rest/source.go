@@ -213,8 +213,7 @@ func (s *Source) Open(ctx context.Context, req engine.ReadRequest) (engine.Reade
 	}
 	p := newPager(s.call, base, since)
 	fctx, cancel := context.WithCancel(ctx)
-	r := &sourceReader{src: s, since: since, partial: partial, pages: make(chan fetched, 1), cancel: cancel}
-	go r.fetch(fctx, p)
+	r := &sourceReader{src: s, since: since, partial: partial, pages: make(chan fetched, 1), cancel: cancel, pager: p, fctx: fctx}
 	return r, nil
 }
 
@@ -239,30 +238,99 @@ type sourceReader struct {
 	maxUpdated since.Max
 	ended      bool // paging is over
 	final      bool // the since batch was returned
+	// pager and fctx start the fetching goroutine at the first Next or
+	// NextRaw, which decides whether pages are decoded or kept as text.
+	pager   *pager
+	fctx    context.Context
+	started bool
+}
+
+// start starts fetching pages, as text when raw.
+func (r *sourceReader) start(raw bool) {
+	if !r.started {
+		r.started = true
+		r.pager.raw = raw
+		go r.fetch(r.fctx, r.pager)
+	}
+}
+
+// RawOK reports whether the call's pages can be handed over as text
+// (engine.RawReader; see raw.go).
+func (r *sourceReader) RawOK() bool { return r.src.call.raw }
+
+// NextRaw is Next with the entities as JSON text.
+func (r *sourceReader) NextRaw(ctx context.Context) (engine.RawBatch, error) {
+	r.start(true)
+	for !r.ended {
+		pg, err := r.nextPage(ctx)
+		if err != nil {
+			return engine.RawBatch{}, err
+		}
+		if pg == nil || len(pg.raw) == 0 {
+			continue
+		}
+		if r.src.supportsSince {
+			for _, u := range pg.updated {
+				if u != "" {
+					r.maxUpdated.Offer(u, true)
+				}
+			}
+		}
+		b := engine.RawBatch{Values: pg.raw, Locate: func(i int) string {
+			return fmt.Sprintf("%s page %d: item %d", r.src.call.where, pg.index, i)
+		}}
+		if r.src.chronological {
+			b.Since = r.token()
+		}
+		return b, nil
+	}
+	if t, ok := r.finalToken(); ok {
+		return engine.RawBatch{Since: t}, nil
+	}
+	return engine.RawBatch{}, engine.EOF
+}
+
+// nextPage returns the next fetched page; nil with r.ended set when
+// paging is over.
+func (r *sourceReader) nextPage(ctx context.Context) (*page, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var f fetched
+	select {
+	case f = <-r.pages:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if errors.Is(f.err, errStop) {
+		r.ended = true
+		return nil, nil
+	}
+	return f.pg, f.err
+}
+
+// finalToken returns, once, the since token batch that ends a run that
+// is not chronological.
+func (r *sourceReader) finalToken() (string, bool) {
+	if !r.final && !r.src.chronological {
+		r.final = true
+		if t := r.token(); t != "" {
+			return t, true
+		}
+	}
+	return "", false
 }
 
 // Next returns the entities of the next non-empty page, then (without
 // is_chronological) an empty batch carrying the new since token.
 func (r *sourceReader) Next(ctx context.Context) (engine.Batch, error) {
+	r.start(false)
 	for !r.ended {
-		if err := ctx.Err(); err != nil {
-			return engine.Batch{}, err
-		}
-		var f fetched
-		select {
-		case f = <-r.pages:
-		case <-ctx.Done():
-			return engine.Batch{}, ctx.Err()
-		}
-		pg, err := f.pg, f.err
-		if errors.Is(err, errStop) {
-			r.ended = true
-			break
-		}
+		pg, err := r.nextPage(ctx)
 		if err != nil {
 			return engine.Batch{}, err
 		}
-		if len(pg.entities) == 0 {
+		if pg == nil || len(pg.entities) == 0 {
 			continue
 		}
 		if r.src.supportsSince {
@@ -278,11 +346,8 @@ func (r *sourceReader) Next(ctx context.Context) (engine.Batch, error) {
 		}
 		return b, nil
 	}
-	if !r.final && !r.src.chronological {
-		r.final = true
-		if t := r.token(); t != "" {
-			return engine.Batch{Since: t}, nil
-		}
+	if t, ok := r.finalToken(); ok {
+		return engine.Batch{Since: t}, nil
 	}
 	return engine.Batch{}, engine.EOF
 }

@@ -63,10 +63,22 @@ func TestCollectNextPageURL(t *testing.T) {
 			t.Fatalf("customer %s = %s, want %s", id, jsonText(ent), jsonText(rec))
 		}
 	}
-	// A second run that changes nothing writes nothing.
+	// A second run that changes nothing writes nothing (the pages go to
+	// the engine as text: unchanged items are found by their text's hash).
 	rec = e.mustRun("c")
 	if rec.Read != 250 || rec.Written != 0 || rec.Unchanged != 250 || rec.Deleted != 0 {
 		t.Errorf("second run = %+v", rec)
+	}
+	// One customer changed upstream: one new version, of that customer.
+	if _, err := e.api.Patch("customers", 42, map[string]any{"name": "Renamed AS"}); err != nil {
+		t.Fatal(err)
+	}
+	rec = e.mustRun("c")
+	if rec.Read != 250 || rec.Written != 1 || rec.Unchanged != 249 {
+		t.Errorf("third run = %+v", rec)
+	}
+	if got := e.entities("c")["42"]["name"]; got != "Renamed AS" {
+		t.Errorf("customer 42 name = %v", got)
 	}
 }
 

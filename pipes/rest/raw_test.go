@@ -1,0 +1,283 @@
+package rest_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/ferrydata/ferry/engine"
+	"github.com/ferrydata/ferry/pipes/rest"
+	"github.com/ferrydata/ferry/sinks"
+)
+
+// rawOps are operations whose pages can take the raw path, one per way of
+// finding an item's _id and _updated.
+var rawOps = []string{
+	`"payload_property": "data", "id_expression": "{{ id }}", "next_page_link": "{{ body.next }}"`,
+	`"id_expression": "{{ a.b }}", "updated_expression": "{{ upd }}"`,
+	`"updated_expression": "{{ meta.ts }}"`,
+	`"payload_property": "items", "id_expression": "{{ id }}", "updated_expression": "{{ id }}"`,
+}
+
+// pageServer serves pages[i-1] for ?page=i (the last page for any later
+// one), as application/json.
+func pageServer(t testing.TB, pages *atomic.Pointer[[]string]) *httptest.Server {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ps := *pages.Load()
+		n, _ := strconv.Atoi(r.URL.Query().Get("page"))
+		n = min(max(n, 1), len(ps))
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(ps[n-1]))
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// readResult is what a run of a rest source read, prepared for storing.
+type readResult struct {
+	prepared []engine.Prepared
+	since    string
+	err      error
+}
+
+// compileRawSource compiles a rest source with operation op against base
+// (with supports_since).
+func compileRawSource(t testing.TB, base, op string) engine.Source {
+	t.Helper()
+	cfg := fmt.Sprintf(`[
+ {"_id": "api", "type": "system:rest", "url_pattern": "%s/%%s",
+  "operations": {"list": {"url": "x?page=1", "max_pages": 4, %s}}},
+ {"_id": "p", "type": "pipe", "source": {"type": "rest", "system": "api", "operation": "list", "supports_since": true}}]`, base, op)
+	c, err := engine.ParseConfig("raw.json", []byte(cfg), engine.EnvFrom(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := engine.NewRegistry()
+	sinks.Register(reg)
+	rest.RegisterWith(reg, rest.Options{})
+	plan, err := engine.Compile(c, reg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return plan.Pipe("p").Source
+}
+
+// readAll runs src once, as text (raw) or as maps, and prepares every
+// entity read.
+func readAll(src engine.Source, raw bool) readResult {
+	ctx := context.Background()
+	r, err := src.Open(ctx, engine.ReadRequest{Full: true})
+	if err != nil {
+		return readResult{err: err}
+	}
+	defer r.Close()
+	var res readResult
+	for {
+		var (
+			vals [][]byte
+			ents []engine.Entity
+			b    string
+		)
+		if raw {
+			rb, err := r.(engine.RawReader).NextRaw(ctx)
+			if errors.Is(err, engine.EOF) {
+				return res
+			}
+			if err != nil {
+				res.err = err
+				return res
+			}
+			vals, b = rb.Values, rb.Since
+		} else {
+			mb, err := r.Next(ctx)
+			if errors.Is(err, engine.EOF) {
+				return res
+			}
+			if err != nil {
+				res.err = err
+				return res
+			}
+			ents, b = mb.Entities, mb.Since
+		}
+		if b != "" {
+			res.since = b
+		}
+		for _, v := range vals {
+			p, _, err := engine.PrepareRaw(nil, v)
+			if err != nil {
+				res.err = fmt.Errorf("prepare %s: %w", v, err)
+				return res
+			}
+			res.prepared = append(res.prepared, p)
+		}
+		for _, e := range ents {
+			p, err := engine.Prepare(e)
+			if err != nil {
+				res.err = fmt.Errorf("prepare: %w", err)
+				return res
+			}
+			res.prepared = append(res.prepared, p)
+		}
+	}
+}
+
+// sameRead reports how a raw read differs from a map read ("" if not):
+// both fail, or both store the same entities and the same since token.
+func sameRead(m, r readResult) string {
+	if (m.err != nil) != (r.err != nil) {
+		return fmt.Sprintf("maps: %v, raw: %v", m.err, r.err)
+	}
+	if m.err != nil {
+		return ""
+	}
+	if m.since != r.since {
+		return fmt.Sprintf("since: maps %q, raw %q", m.since, r.since)
+	}
+	if len(m.prepared) != len(r.prepared) {
+		return fmt.Sprintf("maps read %d entities, raw %d", len(m.prepared), len(r.prepared))
+	}
+	for i := range m.prepared {
+		a, b := m.prepared[i], r.prepared[i]
+		if a.ID != b.ID || !bytes.Equal(a.Body, b.Body) || a.Hash != b.Hash || a.Deleted != b.Deleted || a.Filtered != b.Filtered {
+			return fmt.Sprintf("entity %d: maps %q %s, raw %q %s", i, a.ID, a.Body, b.ID, b.Body)
+		}
+	}
+	return ""
+}
+
+// TestRawPageMatchesMaps: a rest source hands over as text exactly the
+// entities it builds as maps (same _id, stored form, hash and flags, same
+// since token), and fails where the map path fails.
+func TestRawPageMatchesMaps(t *testing.T) {
+	var pages atomic.Pointer[[]string]
+	srv := pageServer(t, &pages)
+	cases := []struct {
+		op    int
+		pages []string
+		fail  bool
+	}{
+		{0, []string{`{"data": [{"id": 1, "name": "a"}, {"id": "x\"y", "z": [1, {"k": null}]}], "next": "?page=2", "total": 3}`,
+			` {"next": "", "data": [ { "id" : 1.50 , "_id": "own", "_updated": "u1" } ] } `}, false},
+		{0, []string{`{"data": [{"id": 7, "id": 8}, {"i\u0064": 9, "_deleted": true}, {"id": "\u00e9t\u00e9", "_filtered": false}], "next": ""}`}, false},
+		{0, []string{`{"data": {"id": 5}, "next": null}`}, false},
+		{0, []string{`{"data": null, "next": ""}`}, false},
+		{0, []string{`{"next": "", "data": []}`}, false},
+		{0, []string{`{"data": [{"id": true}, {"id": [1]}, {"id": {"a": 1}}], "next": null}`}, false},
+		{0, []string{`{"data": [{"id": null}], "next": null}`}, true},
+		{0, []string{`{"data": [{"id": 1}]}`}, true},
+		{0, []string{`{"data": [{"name": "no id"}]}`}, true},
+		{0, []string{`{"data": [{"id": ""}]}`}, true},
+		{0, []string{`{"data": [{"id": 1}, 5]}`}, true},
+		{0, []string{`{"data": [{"id": 1}, {"id": tru}]}`}, true},
+		{0, []string{`{"data": [{"id": 1}] `}, true},
+		{0, []string{`{"data": [{"id": 1}]} x`}, true},
+		{0, []string{`{"rows": []}`}, true},
+		{0, []string{`[{"id": 1}]`}, true},
+		{0, []string{`{"data": 5}`}, true},
+		{1, []string{`[{"a": {"b": "k1"}, "upd": "2024-01-02"}, {"a": {"b": 2, "b": 3}, "upd": 20240101}, {"a": {"b": "x"}, "upd": null}, {"a": {"b": "y"}, "upd": false}]`}, false},
+		{1, []string{`[{"a": {"b": null}, "upd": "x"}]`}, true},
+		{1, []string{`[{"a": {"c": 1}, "upd": "x"}]`}, true},
+		{1, []string{`[{"a": "flat", "upd": "x"}]`}, true},
+		{1, []string{`{"a": {"b": "single"}, "upd": "2030"}`}, false},
+		{1, []string{`[]`}, false},
+		{1, []string{`[{}]`}, true},
+		{2, []string{`[{"_id": "e1", "meta": {"ts": "2024-05-01"}}, {"_id": "e2", "meta": {"ts": 17}, "_updated": "old"}, {"_id": "e3", "_updated": "2099", "meta": {"ts": null}}]`}, false},
+		{2, []string{`[{"_id": "e3", "_updated": "2099"}]`}, true},
+		{2, []string{`[{"_id": 5, "meta": {"ts": "x"}}]`}, true},
+		{2, []string{`[{"_id": "a", "meta": {}}, {"_id": "b", "_id": "c", "meta": {"ts": ""}}]`}, true},
+		{2, []string{`[{"_id": "a", "meta": {"ts": "1"}}, {"_id": "b", "_id": "c", "meta": {"ts": ""}}]`}, false},
+		{2, []string{`[{"_id": "\ud800x", "meta": {"ts": "\u0041"}}]`}, false},
+		{3, []string{`{"items": [{"id": "2024-01-01"}, {"id": "2023-12-31", "_updated": 7}, {}]}`}, true},
+		{3, []string{`{"items": [{"id": "2024-01-01"}, {"id": "2023-12-31", "_updated": 7}], "items": [{"id": "2025"}]}`}, false},
+		{3, []string{"{\"items\": [{\"id\": \"a\tb\"}]}"}, true},
+	}
+	for i, tc := range cases {
+		pages.Store(&tc.pages)
+		src := compileRawSource(t, srv.URL, rawOps[tc.op])
+		r, _ := src.Open(context.Background(), engine.ReadRequest{Full: true})
+		if !r.(engine.RawReader).RawOK() {
+			t.Fatalf("case %d: operation %d does not take the raw path", i, tc.op)
+		}
+		r.Close()
+		m, raw := readAll(src, false), readAll(src, true)
+		if d := sameRead(m, raw); d != "" {
+			t.Errorf("case %d (%s): %s", i, tc.pages[0], d)
+		}
+		if (m.err != nil) != tc.fail {
+			t.Errorf("case %d (%s): error %v, want failure %v", i, tc.pages[0], m.err, tc.fail)
+		}
+	}
+}
+
+// TestRawEligible: calls whose templates could read the items through the
+// page body, or that need the template engine per item, keep the map path.
+func TestRawEligible(t *testing.T) {
+	var pages atomic.Pointer[[]string]
+	pages.Store(&[]string{`[]`})
+	srv := pageServer(t, &pages)
+	for _, tc := range []struct {
+		op  string
+		raw bool
+	}{
+		{`"id_expression": "{{ id }}"`, true},
+		{`"payload_property": "data", "next_page_link": "{{ body.links.next }}"`, true},
+		{`"payload_property": "data", "next_page_link": "{{ body.data[-1].url }}"`, false},
+		{`"payload_property": "data", "next_page_link": "{{ body.data.next }}"`, false},
+		{`"next_page_link": "{{ body.next }}"`, false},
+		{`"payload_property": "a.b"`, false},
+		{`"id_expression": "{{ id }}-{{ kind }}"`, false},
+		{`"updated_expression": "{{ ts|string }}"`, false},
+		{`"payload_property": "data", "params": {"after": "{{ previous_body.data[-1].id }}"}`, false},
+		{`"payload_property": "data", "headers": {"X-Page": "{{ page }}"}, "params": {"p": "{{ page + 1 }}"}`, true},
+		{`"payload_property": "data", "error_expression": "{{ body.error }}"`, false},
+	} {
+		src := compileRawSource(t, srv.URL, tc.op)
+		r, err := src.Open(context.Background(), engine.ReadRequest{Full: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := r.(engine.RawReader).RawOK(); got != tc.raw {
+			t.Errorf("%s: RawOK %v, want %v", tc.op, got, tc.raw)
+		}
+		r.Close()
+	}
+}
+
+// FuzzRawPage serves an arbitrary page to a rest source in each raw-path
+// style and checks that the raw path stores what the map path stores, or
+// fails where it fails.
+func FuzzRawPage(f *testing.F) {
+	for _, s := range []string{
+		`{"data": [{"id": 1, "name": "a"}, {"id": "b", "_id": "x"}], "next": ""}`,
+		`[{"a": {"b": "k"}, "upd": "2024"}, {"a": {"b": 1.0}, "upd": 3}]`,
+		`[{"_id": "e1", "meta": {"ts": "t"}}, {"_id": "e2", "_updated": "u"}]`,
+		`{"items": [{"id": "2024-01-01", "_updated": null}], "more": {"x": [1, "]"]}}`,
+		`{"data": {"id": "\u0000"}}`,
+		`[ {} , {"_id":"a"} ]`,
+	} {
+		for op := range rawOps {
+			f.Add(uint8(op), s)
+		}
+	}
+	var pages atomic.Pointer[[]string]
+	pages.Store(&[]string{""})
+	srv := pageServer(f, &pages)
+	srcs := make([]engine.Source, len(rawOps))
+	for i, op := range rawOps {
+		srcs[i] = compileRawSource(f, srv.URL, strings.Replace(op, `"{{ body.next }}"`, `""`, 1))
+	}
+	f.Fuzz(func(t *testing.T, op uint8, body string) {
+		pages.Store(&[]string{body})
+		src := srcs[int(op)%len(srcs)]
+		if d := sameRead(readAll(src, false), readAll(src, true)); d != "" {
+			t.Fatalf("%q: %s", body, d)
+		}
+	})
+}
