@@ -72,6 +72,9 @@ type RawBatch struct {
 	// Locate names where value i came from, for error messages (e.g.
 	// "in.json: entity 7"); nil: "entity <i>".
 	Locate func(i int) string
+	// part: a chunk of a larger batch that more chunks follow (set by
+	// the engine when it cuts batches to the pipe's batch size).
+	part bool
 }
 
 // RawReader is implemented by readers that can hand over entities as JSON

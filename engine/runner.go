@@ -103,6 +103,10 @@ type item struct {
 	read     int
 	bytes    int
 	err      error
+	// part: a chunk of a source batch that more chunks follow. A group
+	// never ends on one, and a failing batch's earlier chunks are not
+	// committed: a source batch (a REST page) is written whole or not.
+	part bool
 }
 
 // Run runs one pipe once and records the run. Runs of one pipe never
@@ -403,12 +407,12 @@ func (e *Engine) batchItems(ctx context.Context, p *Pipe, b Batch, prepare bool,
 	}
 	// A batch larger than the pipe's batch size (a REST page of
 	// 1,000) goes on in chunks of that size: the channel and the
-	// commit groups count batches, so chunks keep a transaction at
+	// commit groups count batches, so chunks keep a transaction near
 	// checkpoint_interval x batch_size entities and what is buffered
-	// to about one group. Only the last chunk carries the batch's
-	// token: a crash in between re-reads the batch. A batch with a
-	// Commit hook stays whole, so the hook's state commits in the
-	// same transaction as all of the batch's entities.
+	// to about one group. A group ends only after a batch's last chunk
+	// (item.part), so a source batch is committed whole or, when it
+	// fails, not at all; only the last chunk carries the batch's
+	// token. A batch with a Commit hook is not cut at all.
 	size := max(p.BatchSize, 1)
 	if b.Commit != nil {
 		size = max(len(ents), 1)
@@ -418,7 +422,7 @@ func (e *Engine) batchItems(ctx context.Context, p *Pipe, b Batch, prepare bool,
 		end := min(start+size, len(ents))
 		chunk := ents[start:end]
 		last := end == len(ents)
-		it := item{}
+		it := item{part: !last}
 		if last {
 			it.since, it.commit, it.read = b.Since, b.Commit, read
 		}
@@ -597,7 +601,7 @@ func (c *rawChunks) NextRaw(ctx context.Context) (RawBatch, error) {
 	b, off := c.rest, c.off
 	chunk := b
 	if len(b.Values) > c.size {
-		chunk.Values, chunk.Since = b.Values[:c.size:c.size], ""
+		chunk.Values, chunk.Since, chunk.part = b.Values[:c.size:c.size], "", true
 		c.rest.Values, c.off = b.Values[c.size:], off+c.size
 	} else {
 		c.rest = RawBatch{}
@@ -683,7 +687,7 @@ func viewLazy(ctx context.Context, view ViewingSinkRun, batch []Prepared) {
 // rawItem prepares a batch of JSON text (lazily where isLazy and the _id
 // is easy to find). On invalid text the item carries the error.
 func rawItem(b RawBatch, isLazy bool, scratch *PrepareScratch) item {
-	it := item{since: b.Since, read: len(b.Values), prepared: make([]Prepared, 0, len(b.Values))}
+	it := item{since: b.Since, read: len(b.Values), prepared: make([]Prepared, 0, len(b.Values)), part: b.part}
 	var arena []byte
 	for i, raw := range b.Values {
 		rh := RawTextHash(raw)
@@ -858,7 +862,11 @@ func (e *Engine) commitTx(ctx context.Context, p *Pipe, sr SinkRun, items <-chan
 			if single {
 				return it.err
 			}
-			// Keep what was completed before the failing batch.
+			// Keep what was completed before the failing batch, but
+			// nothing of the failing batch itself (its earlier chunks).
+			for len(group) > 0 && group[len(group)-1].part {
+				group = group[:len(group)-1]
+			}
 			if err := flush(); err != nil {
 				return errors.Join(it.err, err)
 			}
@@ -867,7 +875,7 @@ func (e *Engine) commitTx(ctx context.Context, p *Pipe, sr SinkRun, items <-chan
 		stats.Read += int64(it.read)
 		group = append(group, it)
 		groupBytes += it.bytes
-		if len(group) >= p.CheckpointInterval || groupBytes >= maxBytes || time.Since(groupStart) >= maxDur {
+		if !it.part && (len(group) >= p.CheckpointInterval || groupBytes >= maxBytes || time.Since(groupStart) >= maxDur) {
 			if err := flush(); err != nil {
 				return err
 			}

@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 
 	"github.com/ferrydata/ferry/engine"
+	"github.com/ferrydata/ferry/engine/boltstore"
 	"github.com/ferrydata/ferry/pipes/rest"
 	"github.com/ferrydata/ferry/sinks"
 )
@@ -280,4 +282,63 @@ func FuzzRawPage(f *testing.F) {
 			t.Fatalf("%q: %s", body, d)
 		}
 	})
+}
+
+// TestRawPageWholeOrNothing: a page whose item 950 is not valid JSON
+// fails the run naming the item, and nothing of that page is written,
+// although the engine cuts the page into batches of 100 and commits
+// every 3 batches; the page before it is kept.
+func TestRawPageWholeOrNothing(t *testing.T) {
+	page := func(n int, bad int, next string) string {
+		var b strings.Builder
+		b.WriteString(`{"next": "` + next + `", "data": [`)
+		for i := range 1000 {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			if i == bad {
+				fmt.Fprintf(&b, `{"id": %d, "x": tru}`, n*1000+i)
+				continue
+			}
+			fmt.Fprintf(&b, `{"id": %d, "x": true}`, n*1000+i)
+		}
+		b.WriteString(`]}`)
+		return b.String()
+	}
+	var pages atomic.Pointer[[]string]
+	pages.Store(&[]string{page(0, -1, "?page=2"), page(1, 950, "")})
+	srv := pageServer(t, &pages)
+	dir := t.TempDir()
+	cfg := fmt.Sprintf(`[
+ {"_id": "api", "type": "system:rest", "url_pattern": "%s/%%s",
+  "operations": {"list": {"url": "x?page=1", %s}}},
+ {"_id": "p", "type": "pipe", "batch_size": 100, "checkpoint_interval": 3,
+  "source": {"type": "rest", "system": "api", "operation": "list"}}]`, srv.URL, rawOps[0])
+	c, err := engine.ParseConfig("whole.json", []byte(cfg), engine.EnvFrom(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := engine.NewRegistry()
+	sinks.Register(reg)
+	rest.RegisterWith(reg, rest.Options{})
+	plan, err := engine.Compile(c, reg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := boltstore.Open(filepath.Join(dir, "data"), boltstore.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	_, err = engine.New(store, plan, nil).Run(context.Background(), "p", engine.RunOptions{})
+	if err == nil || !strings.Contains(err.Error(), `page 1: item 950`) {
+		t.Fatalf("run error %v, want one naming page 1 item 950", err)
+	}
+	info, _, err := store.Dataset(context.Background(), "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Entities != 1000 {
+		t.Errorf("the dataset holds %d entities, want the 1000 of the first page", info.Entities)
+	}
 }
