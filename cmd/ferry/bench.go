@@ -36,12 +36,12 @@ import (
 // benchScenarios run in this order; each later one uses the store the
 // earlier ones left (unchanged, changed10, jq, dtl and dtl-jq need
 // initial's).
-var benchScenarios = []string{"floor", "floor-unchanged", "floor-changed10", "floor-jq", "initial", "unchanged", "changed10", "jq", "dtl", "dtl-jq", "collect", "share"}
+var benchScenarios = []string{"floor", "floor-unchanged", "floor-changed10", "floor-jq", "initial", "unchanged", "changed10", "jq", "dtl", "dtl-jq", "collect", "recollect", "share"}
 
 // benchNoFloorRatio lists scenarios whose throughput is not dataset writes
 // of the generated entities, so a ratio to the floor means nothing.
 // The floors of other work than a load (bench_floors.go) have none either.
-var benchNoFloorRatio = map[string]bool{"share": true, "collect": true, "floor-unchanged": true, "floor-changed10": true, "floor-jq": true}
+var benchNoFloorRatio = map[string]bool{"share": true, "collect": true, "recollect": true, "floor-unchanged": true, "floor-changed10": true, "floor-jq": true}
 
 // benchResult is one scenario's figures.
 type benchResult struct {
@@ -108,7 +108,8 @@ func (c *cli) benchCmd() *cobra.Command {
 		Long: `Bench generates N entities (~310 bytes of nested JSON, ids in random order) as
 NDJSON and measures, each scenario in its own process, with fsync on: an
 initial load, the same file again (unchanged), 10% changed, a jq pipe, a DTL
-pipe with 10 functions and the equivalent jq, a REST collect from a fake API,
+pipe with 10 functions and the equivalent jq, a REST collect from a fake API
+and the same collect again with nothing changed (recollect),
 a share (write-back) run, and the floor (bare bbolt). It then checks the store
 and fails if anything is off. Besides wall-clock throughput it reports each
 scenario's CPU time per entity, which holds when the machine is shared.
@@ -394,6 +395,9 @@ func (c *cli) printBenchTable(run []string, results map[string]*benchResult, n i
 		fmt.Fprintf(c.stdout, "collect: %d customers from a fake API %s, pages of %d; the fake API alone (a plain client fetching the same pages) serves %.0f/s at %.2f CPU µs each, and Ferry's side costs %.2f CPU µs per entity.\n",
 			r.Entities, where, collectbench.PageSize, r.APIEntitiesPerS, r.APICPUSeconds/float64(r.Entities)*1e6, ferry/float64(r.Entities)*1e6)
 	}
+	if r := results["recollect"]; r != nil {
+		fmt.Fprintf(c.stdout, "recollect: the same %d customers collected again, all unchanged (pages as text: a hash and a lookup per customer).\n", r.Entities)
+	}
 	if results["share"] != nil {
 		fmt.Fprintf(c.stdout, "share: %d updates, each with its lookup, to a fake API in the same process.\n", benchShareEntities)
 	}
@@ -494,8 +498,8 @@ func runScenario(ctx context.Context, sc, dir string, n int, noSync bool, ckpt i
 		return benchFloorJQ(dir, n, ckpt)
 	case "share":
 		return benchShare(ctx, dir, noSync)
-	case "collect":
-		return benchCollect(ctx, dir, min(n, benchCollectMax), noSync)
+	case "collect", "recollect":
+		return benchCollect(ctx, dir, min(n, benchCollectMax), noSync, sc == "recollect")
 	}
 	plan, err := benchPlan(dir, "bench.json", ckpt)
 	if err != nil {

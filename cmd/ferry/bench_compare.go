@@ -27,7 +27,10 @@ const benchCollectMax = 100_000
 // records would share the heap and the soft memory limit with the run and
 // make the garbage collector, not Ferry, the cost measured. CPUSeconds is
 // then Ferry's process alone.
-func benchCollect(ctx context.Context, dir string, n int, noSync bool) (*benchResult, error) {
+//
+// With recollect it measures instead a second, unchanged collect of the
+// same customers ("recollect": collectbench.RecollectAgainst).
+func benchCollect(ctx context.Context, dir string, n int, noSync, recollect bool) (*benchResult, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -54,10 +57,19 @@ func benchCollect(ctx context.Context, dir string, n int, noSync bool) (*benchRe
 	}
 	go io.Copy(io.Discard, out)
 	pid := cmd.Process.Pid
-	r, err := collectbench.RunAgainst(ctx, dir, info.URL, n, !noSync, func() time.Duration {
+	apiCPU := func() time.Duration {
 		d, _ := cputime.OfProcess(pid)
 		return d
-	})
+	}
+	if recollect {
+		r, err := collectbench.RecollectAgainst(ctx, dir, info.URL, n, !noSync, apiCPU)
+		if err != nil {
+			return nil, err
+		}
+		return &benchResult{Entities: int(r.Entities), Seconds: r.Seconds, EntitiesPerS: r.EntitiesPerS(), Unchanged: r.Entities,
+			FsyncOnCommit: !noSync, Requests: int64(r.Pages), CPUSeconds: r.CPUSeconds, APISeparate: r.SeparateAPI}, nil
+	}
+	r, err := collectbench.RunAgainst(ctx, dir, info.URL, n, !noSync, apiCPU)
 	if err != nil {
 		return nil, err
 	}

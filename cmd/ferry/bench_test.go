@@ -172,3 +172,30 @@ func TestBenchOwnFloors(t *testing.T) {
 		}
 	}
 }
+
+// TestBenchCollectRecollect runs the collect and recollect scenarios on a
+// small fake API: the collect writes every customer, the recollect finds
+// every one unchanged and writes none.
+func TestBenchCollectRecollect(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs ferry bench in subprocesses")
+	}
+	cmd := exec.Command(os.Args[0], "bench", "-n", "2500", "--dir", filepath.Join(t.TempDir(), "work"), "--scenarios", "collect,recollect", "--json")
+	cmd.Env = append(os.Environ(), "FERRY_TEST_AS_CLI=1")
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("bench: %v\n%s%s", err, out.String(), errb.String())
+	}
+	var res map[string]*benchResult
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
+		t.Fatalf("bench --json output: %v\n%s", err, out.String())
+	}
+	c, r := res["collect"], res["recollect"]
+	if c == nil || c.Written != 2500 || c.EntitiesPerS <= 0 || c.Requests != 3 {
+		t.Errorf("collect: %+v", c)
+	}
+	if r == nil || r.Unchanged != 2500 || r.Written != 0 || r.EntitiesPerS <= 0 || r.Requests != 3 {
+		t.Errorf("recollect: %+v", r)
+	}
+}
