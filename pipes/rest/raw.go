@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -28,10 +29,11 @@ import (
 // rawEligible reports whether c's pages can be handed over as text: its
 // payload_property is a plain key (or absent); id_expression and
 // updated_expression, when set, print a name path (`{{ id }}`,
-// `{{ a.b }}`); and no template of the operation reads the items through
-// body or previous_body (which the raw path holds without the items): the
-// next_page_link only through a name path beside payload_property, the
-// url, headers, params, payload and error_expression not at all.
+// `{{ a.b }}`); and no template of the operation can read the items
+// through body or previous_body, which the raw path holds without them:
+// a template may read those only through constant members other than
+// payload_property (`{{ body.paging.next }}`, `{{ body['more'] }}`), and
+// not at all when the items are the body.
 func rawEligible(c *call) bool {
 	prop := c.payloadProperty
 	if strings.Contains(prop, ".") {
@@ -40,59 +42,55 @@ func rawEligible(c *call) bool {
 	if c.idT != nil && c.idFast == nil || c.updT != nil && c.updFast == nil {
 		return false
 	}
-	readsBody := func(t *jinja.Template) bool {
-		return t != nil && (t.Uses("body") || t.Uses("previous_body"))
-	}
-	for _, t := range []*jinja.Template{c.urlT, c.errT, c.idT, c.updT} {
-		if readsBody(t) {
-			return false
-		}
-	}
-	if readsBody(c.nextT) {
-		f := c.nextFast
-		if f == nil || prop == "" || len(f) > 1 && f[1] == prop {
+	for _, t := range []*jinja.Template{c.urlT, c.errT, c.idT, c.updT, c.nextT} {
+		if t != nil && readsItems(t, prop) {
 			return false
 		}
 	}
 	for _, tree := range []any{c.op.Headers, c.op.Params, c.payload} {
-		if treeReads(c.sys.Templates, tree, "body", "previous_body") {
+		if treeReadsItems(c.sys.Templates, tree, prop) {
 			return false
 		}
 	}
 	return true
 }
 
-// treeReads reports whether a template anywhere in tree (a config value
-// rendered with RenderTree: strings and map keys) reads one of names. A
-// string that does not compile counts as reading them.
-func treeReads(ts *jinja.Set, tree any, names ...string) bool {
-	uses := func(src string) bool {
+// readsItems reports whether t could read a page's items through body or
+// previous_body, when they are the body's member prop ("" for the body
+// itself).
+func readsItems(t *jinja.Template, prop string) bool {
+	for _, name := range []string{"body", "previous_body"} {
+		keys, whole := t.Members(name)
+		if whole || t.Uses(name) && prop == "" || slices.Contains(keys, prop) {
+			return true
+		}
+	}
+	return false
+}
+
+// treeReadsItems is readsItems for every template in tree (a config value
+// rendered with RenderTree: strings and map keys). A string that does not
+// compile counts as reading them.
+func treeReadsItems(ts *jinja.Set, tree any, prop string) bool {
+	reads := func(src string) bool {
 		if !strings.Contains(src, "{") {
 			return false
 		}
 		t, err := ts.Compile(src)
-		if err != nil {
-			return true
-		}
-		for _, n := range names {
-			if t.Uses(n) {
-				return true
-			}
-		}
-		return false
+		return err != nil || readsItems(t, prop)
 	}
 	switch x := tree.(type) {
 	case string:
-		return uses(x)
+		return reads(x)
 	case map[string]any:
 		for k, e := range x {
-			if uses(k) || treeReads(ts, e, names...) {
+			if reads(k) || treeReadsItems(ts, e, prop) {
 				return true
 			}
 		}
 	case []any:
 		for _, e := range x {
-			if treeReads(ts, e, names...) {
+			if treeReadsItems(ts, e, prop) {
 				return true
 			}
 		}

@@ -26,6 +26,7 @@ var rawOps = []string{
 	`"id_expression": "{{ a.b }}", "updated_expression": "{{ upd }}"`,
 	`"updated_expression": "{{ meta.ts }}"`,
 	`"payload_property": "items", "id_expression": "{{ id }}", "updated_expression": "{{ id }}"`,
+	`"payload_property": "results", "id_expression": "{{ id }}", "next_page_link": "{% if body.paging %}{{ body.paging.next.link.split('#')[0] }}{% endif %}"`,
 }
 
 // pageServer serves pages[i-1] for ?page=i (the last page for any later
@@ -199,6 +200,8 @@ func TestRawPageMatchesMaps(t *testing.T) {
 		{3, []string{`{"items": [{"id": "2024-01-01"}, {"id": "2023-12-31", "_updated": 7}, {}]}`}, true},
 		{3, []string{`{"items": [{"id": "2024-01-01"}, {"id": "2023-12-31", "_updated": 7}], "items": [{"id": "2025"}]}`}, false},
 		{3, []string{"{\"items\": [{\"id\": \"a\tb\"}]}"}, true},
+		{4, []string{`{"results": [{"id": 1}, {"id": 2}], "paging": {"next": {"link": "?page=2#x"}}}`,
+			`{"paging": {"next": {"link": "?page=3"}}, "results": [{"id": 3}]}`, `{"results": [{"id": 4}], "paging": null}`}, false},
 	}
 	for i, tc := range cases {
 		pages.Store(&tc.pages)
@@ -238,7 +241,13 @@ func TestRawEligible(t *testing.T) {
 		{`"updated_expression": "{{ ts|string }}"`, false},
 		{`"payload_property": "data", "params": {"after": "{{ previous_body.data[-1].id }}"}`, false},
 		{`"payload_property": "data", "headers": {"X-Page": "{{ page }}"}, "params": {"p": "{{ page + 1 }}"}`, true},
-		{`"payload_property": "data", "error_expression": "{{ body.error }}"`, false},
+		{`"payload_property": "data", "error_expression": "{{ body.error }}"`, true},
+		{`"payload_property": "data", "error_expression": "{{ body|tojson }}"`, false},
+		{`"payload_property": "results", "id_expression": "{{ id }}", "next_page_link": "{{ body.paging.next.link.split('?')[0] ~ '?after=' ~ body.paging.next.after }}"`, true},
+		{`"payload_property": "results", "next_page_link": "{% if body.results %}{{ url }}{% endif %}"`, false},
+		{`"payload_property": "data", "params": {"after": "{{ previous_body.cursor }}"}`, true},
+		{`"payload_property": "data", "params": {"{{ previous_body['data'] }}": "1"}`, false},
+		{`"next_page_link": "{{ headers.Link.next }}"`, true},
 	} {
 		src := compileRawSource(t, srv.URL, tc.op)
 		r, err := src.Open(context.Background(), engine.ReadRequest{Full: true})

@@ -385,6 +385,51 @@ type analyser struct {
 	names map[string]bool
 	seen  map[nodes.Node]nodes.Node
 	err   error
+	// members holds the constant attributes and keys read of each
+	// top-level name (name.key, name['key']); whole the names also read
+	// in any other way; viaMember the name nodes read through a member.
+	members   map[string]map[string]bool
+	whole     map[string]bool
+	viaMember map[*nodes.Name]bool
+}
+
+// dictMethods are attribute names that may resolve to a method of a
+// mapping rather than to its key: reading one counts as reading the
+// whole mapping.
+var dictMethods = map[string]bool{"items": true, "keys": true, "values": true, "get": true, "update": true, "pop": true, "copy": true}
+
+// member records that the template reads key of the name node n, if n is
+// a top-level name; it reports whether it did.
+func (a *analyser) member(n nodes.Node, key string) bool {
+	nm, ok := n.(*nodes.Name)
+	if !ok {
+		return false
+	}
+	if a.members == nil {
+		a.members, a.whole, a.viaMember = map[string]map[string]bool{}, map[string]bool{}, map[*nodes.Name]bool{}
+	}
+	if key == "" || dictMethods[key] {
+		return false
+	}
+	ks := a.members[nm.Name.Val]
+	if ks == nil {
+		ks = map[string]bool{}
+		a.members[nm.Name.Val] = ks
+	}
+	ks[key] = true
+	a.viaMember[nm] = true
+	return true
+}
+
+// wholeUse records that the template reads the name node n (if it is
+// one) other than through a constant member.
+func (a *analyser) wholeUse(n nodes.Node) {
+	if nm, ok := n.(*nodes.Name); ok {
+		if a.whole == nil {
+			a.members, a.whole, a.viaMember = map[string]map[string]bool{}, map[string]bool{}, map[*nodes.Name]bool{}
+		}
+		a.whole[nm.Name.Val] = true
+	}
 }
 
 func (a *analyser) fail(format string, args ...any) {
@@ -458,6 +503,9 @@ func (a *analyser) visit(n nodes.Node) nodes.Node {
 	switch x := n.(type) {
 	case *nodes.Name:
 		a.names[x.Name.Val] = true
+		if !a.viaMember[x] {
+			a.wholeUse(x)
+		}
 	case *nodes.List:
 		for i, e := range x.Val {
 			x.Val[i] = a.expr(e)
@@ -477,6 +525,9 @@ func (a *analyser) visit(n nodes.Node) nodes.Node {
 		x.Key = a.expr(x.Key)
 		x.Value = a.expr(x.Value)
 	case *nodes.Call:
+		if ga, ok := x.Func.(*nodes.GetAttribute); ok {
+			a.wholeUse(ga.Node) // a method of the name: name.split(...)
+		}
 		x.Func = a.any(x.Func)
 		x.Parent = a.any(x.Parent)
 		if ga, ok := x.Func.(*nodes.GetAttribute); ok && x.Parent == nil {
@@ -489,9 +540,15 @@ func (a *analyser) visit(n nodes.Node) nodes.Node {
 			x.Kwargs[k] = a.expr(e)
 		}
 	case *nodes.GetItem:
+		if k, ok := x.Arg.(*nodes.String); !ok || !a.member(x.Node, k.Val) {
+			a.wholeUse(x.Node)
+		}
 		x.Node = a.any(x.Node)
 		x.Arg = a.any(x.Arg)
 	case *nodes.GetAttribute:
+		if !a.member(x.Node, x.Attribute) {
+			a.wholeUse(x.Node)
+		}
 		x.Node = a.any(x.Node)
 	case *nodes.GetSlice:
 		x.Node = a.any(x.Node)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -91,6 +92,9 @@ type Template struct {
 	env      *exec.Environment
 	single   nodes.Expression // set when the template is exactly one `{{ expr }}`
 	names    []string         // top-level names the template reads, sorted
+	// members and whole: see Members.
+	members map[string][]string
+	whole   map[string]bool
 }
 
 // Compile parses src with the zero Options. See CompileWith.
@@ -156,6 +160,13 @@ func CompileWith(src string, opts Options) (t *Template, err error) {
 		t.names = append(t.names, n)
 	}
 	slices.Sort(t.names)
+	t.whole = a.whole
+	for n, ks := range a.members {
+		if t.members == nil {
+			t.members = map[string][]string{}
+		}
+		t.members[n] = slices.Sorted(maps.Keys(ks))
+	}
 	if len(root.Nodes) == 1 {
 		if out, ok := root.Nodes[0].(*nodes.Output); ok && out.Condition == nil {
 			t.single = out.Expression
@@ -185,6 +196,19 @@ func (t *Template) IsConstant() bool { return t.constant }
 func (t *Template) Uses(name string) bool {
 	_, ok := slices.BinarySearch(t.names, name)
 	return ok
+}
+
+// Members reports how the template reads the top-level name: keys are
+// the constant attributes and keys it reads of it (name.key,
+// name['key']), sorted, and whole is true when it also reads the name in
+// any other way (its value, a filter or test of it, a method, a computed
+// key or an index, or an attribute such as items that may be a method of
+// a mapping). A name the template does not read gives nil, false.
+func (t *Template) Members(name string) (keys []string, whole bool) {
+	if !t.Uses(name) {
+		return nil, false
+	}
+	return slices.Clone(t.members[name]), t.whole[name]
 }
 
 // Names returns the top-level names the template reads, sorted.

@@ -497,3 +497,38 @@ func TestLexerHazard(t *testing.T) {
 		}
 	}
 }
+
+// TestMembers: which constant members of a name a template reads, and
+// whether it reads the name in any other way.
+func TestMembers(t *testing.T) {
+	for _, tc := range []struct {
+		src   string
+		keys  string
+		whole bool
+	}{
+		{"{{ body.next }}", "next", false},
+		{"{{ body['next'] }}{{ body.a.b }}", "a next", false},
+		{"{{ body.paging.next.link.split('?')[0] ~ '?after=' ~ body.paging.next.after }}", "paging", false},
+		{"{% if body.more %}{{ url }}&p={{ page + 1 }}{% endif %}", "more", false},
+		{"{{ body }}", "", true},
+		{"{{ body|length }}", "", true},
+		{"{{ body.data|length }}", "data", false},
+		{"{{ body[key] }}", "", true},
+		{"{{ body[0] }}", "", true},
+		{"{{ body.items() }}", "", true},
+		{"{{ body.keys }}", "", true},
+		{"{{ body.split('x') }}", "split", true},
+		{"{{ body is defined }}", "", true},
+		{"{{ [body.a] }}", "a", false},
+		{"{{ x.a }}", "", false},
+	} {
+		tpl, err := Compile(tc.src)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.src, err)
+		}
+		keys, whole := tpl.Members("body")
+		if strings.Join(keys, " ") != tc.keys || whole != tc.whole {
+			t.Errorf("%s: Members(body) = %q, %v; want %q, %v", tc.src, keys, whole, tc.keys, tc.whole)
+		}
+	}
+}
