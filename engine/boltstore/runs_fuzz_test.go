@@ -3,6 +3,10 @@ package boltstore
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
 	"testing"
 )
 
@@ -12,25 +16,8 @@ import (
 // back every entry.
 func FuzzRunBlock(f *testing.F) {
 	// A well-formed block of three entries.
-	var blk []byte
 	keys := [][]byte{[]byte("a"), []byte("abcdefgh-1"), []byte("abcdefgh-2")}
-	var ents []byte
-	var offs []uint32
-	for _, k := range keys {
-		offs = append(offs, uint32(len(ents)))
-		ents = binary.AppendUvarint(ents, uint64(len(k)))
-		ents = append(ents, k...)
-		ents = append(ents, 3, 'v', 'a', 'l')
-	}
-	head := 4 + 12*len(keys)
-	blk = binary.BigEndian.AppendUint32(blk, uint32(len(keys)))
-	for _, k := range keys {
-		blk = binary.BigEndian.AppendUint64(blk, keyPrefix(k))
-	}
-	for _, o := range offs {
-		blk = binary.BigEndian.AppendUint32(blk, o+uint32(head))
-	}
-	blk = append(blk, ents...)
+	blk := makeBlock(keys)
 	f.Add(blk, []byte("abcdefgh-2"))
 	f.Add([]byte{0, 0, 0, 9, 1, 2}, []byte("x"))
 	f.Add(encodeRunMeta(&runFile{count: 3, min: []byte("a"), max: []byte("b"), bloom: newRecentFilter(1, 0).bloom}), []byte("a"))
@@ -47,6 +34,69 @@ func FuzzRunBlock(f *testing.F) {
 		}
 		decodeRunMeta(1, b)
 	})
+}
+
+// makeBlock lays out a run block of the sorted keys, each with the value
+// "val", as runWriter does.
+func makeBlock(keys [][]byte) []byte {
+	var ents, blk []byte
+	var offs []uint32
+	for _, k := range keys {
+		offs = append(offs, uint32(len(ents)))
+		ents = binary.AppendUvarint(ents, uint64(len(k)))
+		ents = append(ents, k...)
+		ents = append(ents, 3, 'v', 'a', 'l')
+	}
+	head := 4 + 12*len(keys)
+	blk = binary.BigEndian.AppendUint32(blk, uint32(len(keys)))
+	for _, k := range keys {
+		blk = binary.BigEndian.AppendUint64(blk, keyPrefix(k))
+	}
+	for _, o := range offs {
+		blk = binary.BigEndian.AppendUint32(blk, o+uint32(head))
+	}
+	return append(blk, ents...)
+}
+
+// TestBlockGetDistributions: a lookup finds every key of a block and none
+// between them, whether the keys spread evenly (hashes), count up
+// (decimal ids), share their first 8 bytes, cluster, or are shorter than
+// the 8-byte prefixes the search compares first.
+func TestBlockGetDistributions(t *testing.T) {
+	gens := map[string]func(i int) string{
+		"hash":      func(i int) string { return fmt.Sprintf("%016x", uint64(i+1)*0x9E3779B97F4A7C15) },
+		"decimal":   func(i int) string { return strconv.Itoa(1000 + i*7) },
+		"shared":    func(i int) string { return fmt.Sprintf("customer-%06d", i*3) },
+		"clustered": func(i int) string { return fmt.Sprintf("%c%05d", 'a'+byte(i/60)*20, i*i) },
+		"short":     func(i int) string { return string([]byte{byte(i * 4), byte(i)}) },
+	}
+	for name, gen := range gens {
+		for _, n := range []int{1, 2, 16, 17, 40, 64, 100} {
+			set := map[string]bool{}
+			for i := range n {
+				set[gen(i)] = true
+			}
+			keys := slices.Sorted(maps.Keys(set))
+			bs := make([][]byte, len(keys))
+			for i, k := range keys {
+				bs[i] = []byte(k)
+			}
+			blk := makeBlock(bs)
+			for _, k := range keys {
+				if v := blockGet(blk, []byte(k)); string(v) != "val" {
+					t.Fatalf("%s n=%d: %q not found (%q)", name, n, k, v)
+				}
+				for _, miss := range []string{k + "\x00", k[:len(k)-1], k + "~"} {
+					if !set[miss] && blockGet(blk, []byte(miss)) != nil {
+						t.Fatalf("%s n=%d: %q found", name, n, miss)
+					}
+				}
+			}
+			if blockGet(blk, []byte("")) != nil || blockGet(blk, []byte("\xff\xff\xff\xff\xff\xff\xff\xff\xff")) != nil {
+				t.Fatalf("%s n=%d: an id outside the block found", name, n)
+			}
+		}
+	}
 }
 
 // TestBlockEntryHugeKeyLength: a key length near 2^64 in a corrupt block
