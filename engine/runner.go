@@ -410,9 +410,10 @@ func (e *Engine) batchItems(ctx context.Context, p *Pipe, b Batch, prepare bool,
 	// commit groups count batches, so chunks keep a transaction near
 	// checkpoint_interval x batch_size entities and what is buffered
 	// to about one group. A group ends only after a batch's last chunk
-	// (item.part), so a source batch is committed whole or, when it
-	// fails, not at all; only the last chunk carries the batch's
-	// token. A batch with a Commit hook is not cut at all.
+	// (item.part) unless it reached the group byte limit, so a source
+	// batch below that limit is committed whole or, when it fails, not
+	// at all; only the last chunk carries the batch's token. A batch
+	// with a Commit hook is not cut at all.
 	size := max(p.BatchSize, 1)
 	if b.Commit != nil {
 		size = max(len(ents), 1)
@@ -875,7 +876,11 @@ func (e *Engine) commitTx(ctx context.Context, p *Pipe, sr SinkRun, items <-chan
 		stats.Read += int64(it.read)
 		group = append(group, it)
 		groupBytes += it.bytes
-		if !it.part && (len(group) >= p.CheckpointInterval || groupBytes >= maxBytes || time.Since(groupStart) >= maxDur) {
+		// A group ends at checkpoint_interval batches or maxDur, but not
+		// inside a source batch; at maxBytes it ends anyway, so that a
+		// huge page (an API answering with its whole collection) is not
+		// one huge transaction.
+		if groupBytes >= maxBytes || !it.part && (len(group) >= p.CheckpointInterval || time.Since(groupStart) >= maxDur) {
 			if err := flush(); err != nil {
 				return err
 			}

@@ -566,6 +566,34 @@ func TestLargeBatchesCommitInChunks(t *testing.T) {
 	}
 }
 
+// TestHugeBatchCommitsAtByteLimit: a source batch larger than the group
+// byte limit (an API that answers with its whole collection) is still
+// committed in groups of about that size, not as one transaction; its
+// token comes with its last chunk.
+func TestHugeBatchCommitsAtByteLimit(t *testing.T) {
+	src := &fakeSource{N: 300, PageSize: 300}
+	eng, s := newEngine(t, registry(src, nil), `{"_id":"p","type":"pipe","batch_size":10,"checkpoint_interval":2,"source":{"type":"fake"}}`)
+	eng.GroupBytes = 1000 // about 50 of these small entities
+	var written []int64
+	var since []string
+	eng.Progress = func(pipe string, st engine.RunStats) {
+		ps, err := s.PipeState(context.Background(), "p")
+		if err != nil {
+			t.Error(err)
+		}
+		written, since = append(written, st.Written), append(since, ps.Since)
+	}
+	if _, err := eng.Run(context.Background(), "p", engine.RunOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if len(written) < 4 || written[0] >= 300 || written[len(written)-1] != 300 {
+		t.Fatalf("written after each commit = %v, want several commits up to 300", written)
+	}
+	if since[0] != "" || since[len(since)-1] != "299" {
+		t.Errorf("token after each commit = %q; want none before the last chunk, then 299", since)
+	}
+}
+
 // TestLargeBatchWithHookStaysWhole: a batch with a Commit hook is not
 // split, so the hook commits with all of its entities.
 func TestLargeBatchWithHookStaysWhole(t *testing.T) {
