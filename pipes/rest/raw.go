@@ -197,7 +197,7 @@ func (p *pager) rawEntities(pi int, items [][]byte, v jinja.Context) (out [][]by
 		if err := f.scan(it, c.idFast, c.updFast); err != nil {
 			return nil, nil, p.fail(pi, "item %d: invalid JSON: %v", i, err)
 		}
-		id, upd, ok := p.rawKeys(pi, i, len(items), &f, v)
+		id, upd, ok := p.rawKeys(len(items), &f, v)
 		if !ok {
 			// Something a name path does not print as it is (a boolean,
 			// a missing key...): the template engine decides, on the
@@ -279,7 +279,7 @@ func (f *rawFields) scan(item []byte, idPath, updPath fastPath) error {
 
 // rawKeys is itemKeys from an item's text. ok is false when the text
 // alone does not say (the caller then decodes the item).
-func (p *pager) rawKeys(pi, i, n int, f *rawFields, v jinja.Context) (id, upd string, ok bool) {
+func (p *pager) rawKeys(n int, f *rawFields, v jinja.Context) (id, upd string, ok bool) {
 	c := p.c
 	if c.idT != nil {
 		if id, ok = rawRender(c.idFast, f.idVal, f.idSet, v); !ok {
