@@ -539,15 +539,10 @@ func TestProgressCallback(t *testing.T) {
 	}
 }
 
-// TestLargeBatchesCommitInChunks: source batches larger than batch_size
-// (REST pages) are cut into chunks of batch_size, and a transaction ends
-// after checkpoint_interval chunks but only at the end of a source batch:
-// each page is committed whole, with its token.
-func TestLargeBatchesCommitInChunks(t *testing.T) {
-	src := &fakeSource{N: 300, PageSize: 100}
-	eng, s := newEngine(t, registry(src, nil), `{"_id":"p","type":"pipe","batch_size":10,"checkpoint_interval":2,"source":{"type":"fake"}}`)
-	var written []int64
-	var since []string
+// runLoggingCommits runs pipe "p" and returns, after each commit, the
+// entities written so far and the pipe's stored token.
+func runLoggingCommits(t *testing.T, eng *engine.Engine, s engine.Store) (written []int64, since []string) {
+	t.Helper()
 	eng.Progress = func(pipe string, st engine.RunStats) {
 		ps, err := s.PipeState(context.Background(), "p")
 		if err != nil {
@@ -558,6 +553,17 @@ func TestLargeBatchesCommitInChunks(t *testing.T) {
 	if _, err := eng.Run(context.Background(), "p", engine.RunOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	return written, since
+}
+
+// TestLargeBatchesCommitInChunks: source batches larger than batch_size
+// (REST pages) are cut into chunks of batch_size, and a transaction ends
+// after checkpoint_interval chunks but only at the end of a source batch:
+// each page is committed whole, with its token.
+func TestLargeBatchesCommitInChunks(t *testing.T) {
+	src := &fakeSource{N: 300, PageSize: 100}
+	eng, s := newEngine(t, registry(src, nil), `{"_id":"p","type":"pipe","batch_size":10,"checkpoint_interval":2,"source":{"type":"fake"}}`)
+	written, since := runLoggingCommits(t, eng, s)
 	if len(written) < 3 || fmt.Sprint(written[:3]) != "[100 200 300]" {
 		t.Fatalf("written after each commit = %v, want [100 200 300 ...]", written)
 	}
@@ -574,18 +580,7 @@ func TestHugeBatchCommitsAtByteLimit(t *testing.T) {
 	src := &fakeSource{N: 300, PageSize: 300}
 	eng, s := newEngine(t, registry(src, nil), `{"_id":"p","type":"pipe","batch_size":10,"checkpoint_interval":2,"source":{"type":"fake"}}`)
 	eng.GroupBytes = 1000 // about 50 of these small entities
-	var written []int64
-	var since []string
-	eng.Progress = func(pipe string, st engine.RunStats) {
-		ps, err := s.PipeState(context.Background(), "p")
-		if err != nil {
-			t.Error(err)
-		}
-		written, since = append(written, st.Written), append(since, ps.Since)
-	}
-	if _, err := eng.Run(context.Background(), "p", engine.RunOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	written, since := runLoggingCommits(t, eng, s)
 	if len(written) < 4 || written[0] >= 300 || written[len(written)-1] != 300 {
 		t.Fatalf("written after each commit = %v, want several commits up to 300", written)
 	}

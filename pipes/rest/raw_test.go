@@ -50,14 +50,15 @@ type readResult struct {
 	err      error
 }
 
-// compileRawSource compiles a rest source with operation op against base
-// (with supports_since).
-func compileRawSource(t testing.TB, base, op string) engine.Source {
+// compileRawPipe compiles pipe "p" of a rest source with operation op of
+// system "api" at base; pipe holds the pipe's other keys (with a trailing
+// comma), source the source's.
+func compileRawPipe(t testing.TB, base, op, pipe, source string) *engine.Plan {
 	t.Helper()
 	cfg := fmt.Sprintf(`[
  {"_id": "api", "type": "system:rest", "url_pattern": "%s/%%s",
   "operations": {"list": {"url": "x?page=1", "max_pages": 4, %s}}},
- {"_id": "p", "type": "pipe", "source": {"type": "rest", "system": "api", "operation": "list", "supports_since": true}}]`, base, op)
+ {"_id": "p", "type": "pipe", %s "source": {"type": "rest", "system": "api", "operation": "list" %s}}]`, base, op, pipe, source)
 	c, err := engine.ParseConfig("raw.json", []byte(cfg), engine.EnvFrom(nil))
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +70,13 @@ func compileRawSource(t testing.TB, base, op string) engine.Source {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return plan.Pipe("p").Source
+	return plan
+}
+
+// compileRawSource compiles a rest source with operation op against base
+// (with supports_since).
+func compileRawSource(t testing.TB, base, op string) engine.Source {
+	return compileRawPipe(t, base, op, "", `, "supports_since": true`).Pipe("p").Source
 }
 
 // readAll runs src once, as text (raw) or as maps, and prepares every
@@ -317,24 +324,8 @@ func TestRawPageWholeOrNothing(t *testing.T) {
 	var pages atomic.Pointer[[]string]
 	pages.Store(&[]string{page(0, -1, "?page=2"), page(1, 950, "")})
 	srv := pageServer(t, &pages)
-	dir := t.TempDir()
-	cfg := fmt.Sprintf(`[
- {"_id": "api", "type": "system:rest", "url_pattern": "%s/%%s",
-  "operations": {"list": {"url": "x?page=1", %s}}},
- {"_id": "p", "type": "pipe", "batch_size": 100, "checkpoint_interval": 3,
-  "source": {"type": "rest", "system": "api", "operation": "list"}}]`, srv.URL, rawOps[0])
-	c, err := engine.ParseConfig("whole.json", []byte(cfg), engine.EnvFrom(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg := engine.NewRegistry()
-	sinks.Register(reg)
-	rest.RegisterWith(reg, rest.Options{})
-	plan, err := engine.Compile(c, reg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := boltstore.Open(filepath.Join(dir, "data"), boltstore.Options{NoSync: true})
+	plan := compileRawPipe(t, srv.URL, rawOps[0], `"batch_size": 100, "checkpoint_interval": 3,`, "")
+	store, err := boltstore.Open(filepath.Join(t.TempDir(), "data"), boltstore.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}

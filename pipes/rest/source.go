@@ -261,76 +261,55 @@ func (r *sourceReader) RawOK() bool { return r.src.call.raw }
 // NextRaw is Next with the entities as JSON text.
 func (r *sourceReader) NextRaw(ctx context.Context) (engine.RawBatch, error) {
 	r.start(true)
-	for !r.ended {
-		pg, err := r.nextPage(ctx)
-		if err != nil {
-			return engine.RawBatch{}, err
-		}
-		if pg == nil || len(pg.raw) == 0 {
-			continue
-		}
-		if r.src.supportsSince {
-			for _, u := range pg.updated {
-				if u != "" {
-					r.maxUpdated.Offer(u, true)
-				}
-			}
-		}
-		b := engine.RawBatch{Values: pg.raw, Locate: func(i int) string {
-			return fmt.Sprintf("%s page %d: item %d", r.src.call.where, pg.index, i)
-		}}
-		if r.src.chronological {
-			b.Since = r.token()
-		}
-		return b, nil
+	pg, since, err := r.nextBatch(ctx)
+	switch {
+	case err != nil:
+		return engine.RawBatch{}, err
+	case pg == nil:
+		return engine.RawBatch{Since: since}, nil
 	}
-	if t, ok := r.finalToken(); ok {
-		return engine.RawBatch{Since: t}, nil
-	}
-	return engine.RawBatch{}, engine.EOF
-}
-
-// nextPage returns the next fetched page; nil with r.ended set when
-// paging is over.
-func (r *sourceReader) nextPage(ctx context.Context) (*page, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	var f fetched
-	select {
-	case f = <-r.pages:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	if errors.Is(f.err, errStop) {
-		r.ended = true
-		return nil, nil
-	}
-	return f.pg, f.err
-}
-
-// finalToken returns, once, the since token batch that ends a run that
-// is not chronological.
-func (r *sourceReader) finalToken() (string, bool) {
-	if !r.final && !r.src.chronological {
-		r.final = true
-		if t := r.token(); t != "" {
-			return t, true
-		}
-	}
-	return "", false
+	return engine.RawBatch{Values: pg.raw, Since: since, Locate: func(i int) string {
+		return fmt.Sprintf("%s page %d: item %d", r.src.call.where, pg.index, i)
+	}}, nil
 }
 
 // Next returns the entities of the next non-empty page, then (without
 // is_chronological) an empty batch carrying the new since token.
 func (r *sourceReader) Next(ctx context.Context) (engine.Batch, error) {
 	r.start(false)
+	pg, since, err := r.nextBatch(ctx)
+	switch {
+	case err != nil:
+		return engine.Batch{}, err
+	case pg == nil:
+		return engine.Batch{Since: since}, nil
+	}
+	return engine.Batch{Entities: pg.entities, Since: since}, nil
+}
+
+// nextBatch returns the next page with entities and the token to store
+// with it (with is_chronological); after the last, nil and (without
+// is_chronological, once) the run's token; then engine.EOF.
+func (r *sourceReader) nextBatch(ctx context.Context) (*page, string, error) {
 	for !r.ended {
-		pg, err := r.nextPage(ctx)
-		if err != nil {
-			return engine.Batch{}, err
+		if err := ctx.Err(); err != nil {
+			return nil, "", err
 		}
-		if pg == nil || len(pg.entities) == 0 {
+		var f fetched
+		select {
+		case f = <-r.pages:
+		case <-ctx.Done():
+			return nil, "", ctx.Err()
+		}
+		if errors.Is(f.err, errStop) {
+			r.ended = true
+			break
+		}
+		if f.err != nil {
+			return nil, "", f.err
+		}
+		pg := f.pg
+		if len(pg.entities) == 0 && len(pg.raw) == 0 {
 			continue
 		}
 		if r.src.supportsSince {
@@ -339,17 +318,25 @@ func (r *sourceReader) Next(ctx context.Context) (engine.Batch, error) {
 					r.maxUpdated.Offer(u, true)
 				}
 			}
+			for _, u := range pg.updated {
+				if u != "" {
+					r.maxUpdated.Offer(u, true)
+				}
+			}
 		}
-		b := engine.Batch{Entities: pg.entities}
+		since := ""
 		if r.src.chronological {
-			b.Since = r.token()
+			since = r.token()
 		}
-		return b, nil
+		return pg, since, nil
 	}
-	if t, ok := r.finalToken(); ok {
-		return engine.Batch{Since: t}, nil
+	if !r.final && !r.src.chronological {
+		r.final = true
+		if t := r.token(); t != "" {
+			return nil, t, nil
+		}
 	}
-	return engine.Batch{}, engine.EOF
+	return nil, "", engine.EOF
 }
 
 // token is the since token to store: the largest _updated, never below

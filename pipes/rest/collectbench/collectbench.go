@@ -97,32 +97,57 @@ func (a *API) Close() error { return a.srv.Close() }
 // over its pages, then collects them into a new store in dir and measures
 // that. sync turns fsync on. Seeding and compiling are not timed.
 func Run(ctx context.Context, dir string, n int, sync bool) (Result, error) {
-	api, err := StartAPI(n)
-	if err != nil {
-		return Result{}, err
-	}
-	defer api.Close()
-	return RunAgainst(ctx, dir, api.URL, n, sync, nil)
+	return withAPI(n, func(base string) (Result, error) { return RunAgainst(ctx, dir, base, n, sync, nil) })
 }
 
 // RunAgainst is Run against a fake API seeded with n customers at base.
 // apiCPU, when not nil, returns the CPU time of the API's own process so
 // far: the plain pass then counts it, and CPUSeconds is Ferry's alone.
 func RunAgainst(ctx context.Context, dir, base string, n int, sync bool, apiCPU func() time.Duration) (Result, error) {
-	var (
-		res Result
-		err error
-	)
-	var api0 time.Duration
-	if apiCPU != nil {
-		res.SeparateAPI = true
-		api0 = apiCPU()
-	}
-	if res.APISeconds, res.APICPUSeconds, res.Pages, err = fetchAll(ctx, base, n); err != nil {
+	return measure(ctx, dir, base, n, sync, apiCPU, false)
+}
+
+// Recollect is RecollectAgainst with a fake API of its own, seeded with n
+// customers.
+func Recollect(ctx context.Context, dir string, n int, sync bool) (Result, error) {
+	return withAPI(n, func(base string) (Result, error) { return RecollectAgainst(ctx, dir, base, n, sync, nil) })
+}
+
+// RecollectAgainst collects n customers from the fake API at base into a
+// new store in dir (not timed), then measures a second collect of the
+// same, unchanged customers: the scheduled re-collect of a system where
+// little changed. Entities is how many it found unchanged (it fails
+// unless all n are, with nothing written). apiCPU is as for RunAgainst;
+// there is no plain pass.
+func RecollectAgainst(ctx context.Context, dir, base string, n int, sync bool, apiCPU func() time.Duration) (Result, error) {
+	return measure(ctx, dir, base, n, sync, apiCPU, true)
+}
+
+// withAPI runs f against a fake API seeded with n customers.
+func withAPI(n int, f func(base string) (Result, error)) (Result, error) {
+	api, err := StartAPI(n)
+	if err != nil {
 		return Result{}, err
 	}
-	if apiCPU != nil {
-		res.APICPUSeconds += (apiCPU() - api0).Seconds()
+	defer api.Close()
+	return f(api.URL)
+}
+
+// measure is RunAgainst, or with recollect RecollectAgainst.
+func measure(ctx context.Context, dir, base string, n int, sync bool, apiCPU func() time.Duration, recollect bool) (Result, error) {
+	res := Result{SeparateAPI: apiCPU != nil, Pages: (n + PageSize - 1) / PageSize}
+	if !recollect {
+		var api0 time.Duration
+		if apiCPU != nil {
+			api0 = apiCPU()
+		}
+		var err error
+		if res.APISeconds, res.APICPUSeconds, res.Pages, err = fetchAll(ctx, base, n); err != nil {
+			return Result{}, err
+		}
+		if apiCPU != nil {
+			res.APICPUSeconds += (apiCPU() - api0).Seconds()
+		}
 	}
 	storeDir := filepath.Join(dir, "collect-store")
 	os.RemoveAll(storeDir)
@@ -136,64 +161,25 @@ func RunAgainst(ctx context.Context, dir, base string, n int, sync bool, apiCPU 
 	if err != nil {
 		return Result{}, err
 	}
+	if recollect {
+		if rec, err := eng.Run(ctx, "crm-customer-collect", engine.RunOptions{}); err != nil {
+			return Result{}, err
+		} else if rec.Written != int64(n) {
+			return Result{}, fmt.Errorf("the first collect wrote %d of %d customers", rec.Written, n)
+		}
+	}
 	cpu0, start := cputime.Now(), time.Now()
 	rec, err := eng.Run(ctx, "crm-customer-collect", engine.RunOptions{})
 	res.Seconds, res.CPUSeconds = time.Since(start).Seconds(), (cputime.Now() - cpu0).Seconds()
-	if err != nil {
+	switch {
+	case err != nil:
 		return Result{}, err
-	}
-	if rec.Written != int64(n) {
+	case recollect && (rec.Unchanged != int64(n) || rec.Written != 0):
+		return Result{}, fmt.Errorf("the re-collect found %d of %d customers unchanged and wrote %d", rec.Unchanged, n, rec.Written)
+	case !recollect && rec.Written != int64(n):
 		return Result{}, fmt.Errorf("the collect wrote %d of %d customers", rec.Written, n)
 	}
-	res.Entities = rec.Written
-	return res, nil
-}
-
-// Recollect is RecollectAgainst with a fake API of its own, seeded with n
-// customers.
-func Recollect(ctx context.Context, dir string, n int, sync bool) (Result, error) {
-	api, err := StartAPI(n)
-	if err != nil {
-		return Result{}, err
-	}
-	defer api.Close()
-	return RecollectAgainst(ctx, dir, api.URL, n, sync, nil)
-}
-
-// RecollectAgainst collects n customers from the fake API at base into a
-// new store in dir (not timed), then measures a second collect of the
-// same, unchanged customers: the scheduled re-collect of a system where
-// little changed. Entities is how many it found unchanged (it fails
-// unless all n are, with nothing written). apiCPU is as for RunAgainst.
-func RecollectAgainst(ctx context.Context, dir, base string, n int, sync bool, apiCPU func() time.Duration) (Result, error) {
-	storeDir := filepath.Join(dir, "recollect-store")
-	os.RemoveAll(storeDir)
-	defer os.RemoveAll(storeDir)
-	store, err := boltstore.Open(storeDir, boltstore.Options{NoSync: !sync})
-	if err != nil {
-		return Result{}, err
-	}
-	defer store.Close()
-	eng, err := Engine(store, dir, base)
-	if err != nil {
-		return Result{}, err
-	}
-	if rec, err := eng.Run(ctx, "crm-customer-collect", engine.RunOptions{}); err != nil {
-		return Result{}, err
-	} else if rec.Written != int64(n) {
-		return Result{}, fmt.Errorf("the first collect wrote %d of %d customers", rec.Written, n)
-	}
-	res := Result{SeparateAPI: apiCPU != nil}
-	cpu0, start := cputime.Now(), time.Now()
-	rec, err := eng.Run(ctx, "crm-customer-collect", engine.RunOptions{})
-	res.Seconds, res.CPUSeconds = time.Since(start).Seconds(), (cputime.Now() - cpu0).Seconds()
-	if err != nil {
-		return Result{}, err
-	}
-	if rec.Unchanged != int64(n) || rec.Written != 0 {
-		return Result{}, fmt.Errorf("the re-collect found %d of %d customers unchanged and wrote %d", rec.Unchanged, n, rec.Written)
-	}
-	res.Entities, res.Pages = rec.Unchanged, (n+PageSize-1)/PageSize
+	res.Entities = rec.Written + rec.Unchanged
 	return res, nil
 }
 
