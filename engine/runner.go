@@ -104,8 +104,9 @@ type item struct {
 	bytes    int
 	err      error
 	// part: a chunk of a source batch that more chunks follow. A group
-	// never ends on one, and a failing batch's earlier chunks are not
-	// committed: a source batch (a REST page) is written whole or not.
+	// ends on one only at the group byte limit, and a failing batch's
+	// chunks in the group are not committed: a source batch (a REST
+	// page) below that limit is written whole or not at all.
 	part bool
 }
 
@@ -581,8 +582,9 @@ func (e *Engine) prepareItem(it *item, ents []Entity, prepare bool) (item, bool)
 // rawChunks cuts the raw batches of a reader that are larger than size
 // (a REST page of 1,000) into chunks of size, as batchItems does: the
 // channel and the commit groups count batches, so chunks keep a
-// transaction at checkpoint_interval x batch_size entities. Only the last
-// chunk carries the batch's token: a crash in between re-reads the batch.
+// transaction near checkpoint_interval x batch_size entities. Chunks but
+// the last are marked part (see item.part), and only the last carries the
+// batch's token: a crash in between re-reads the batch.
 type rawChunks struct {
 	RawReader
 	size int
