@@ -405,9 +405,6 @@ func (a *analyser) member(n nodes.Node, key string) bool {
 	if !ok {
 		return false
 	}
-	if a.members == nil {
-		a.members, a.whole, a.viaMember = map[string]map[string]bool{}, map[string]bool{}, map[*nodes.Name]bool{}
-	}
 	if key == "" || dictMethods[key] {
 		return false
 	}
@@ -425,9 +422,6 @@ func (a *analyser) member(n nodes.Node, key string) bool {
 // one) other than through a constant member.
 func (a *analyser) wholeUse(n nodes.Node) {
 	if nm, ok := n.(*nodes.Name); ok {
-		if a.whole == nil {
-			a.members, a.whole, a.viaMember = map[string]map[string]bool{}, map[string]bool{}, map[*nodes.Name]bool{}
-		}
 		a.whole[nm.Name.Val] = true
 	}
 }

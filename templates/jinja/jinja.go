@@ -151,7 +151,8 @@ func CompileWith(src string, opts Options) (t *Template, err error) {
 		return nil, &Error{Template: src, Op: "compile", Msg: msg}
 	}
 	root := t.tpl.Root()
-	a := &analyser{sets: sets, names: map[string]bool{}, seen: map[nodes.Node]nodes.Node{}}
+	a := &analyser{sets: sets, names: map[string]bool{}, seen: map[nodes.Node]nodes.Node{},
+		members: map[string]map[string]bool{}, whole: map[string]bool{}, viaMember: map[*nodes.Name]bool{}}
 	a.node(root)
 	if a.err != nil {
 		return nil, &Error{Template: src, Op: "compile", Msg: a.err.Error()}
@@ -160,11 +161,8 @@ func CompileWith(src string, opts Options) (t *Template, err error) {
 		t.names = append(t.names, n)
 	}
 	slices.Sort(t.names)
-	t.whole = a.whole
+	t.whole, t.members = a.whole, make(map[string][]string, len(a.members))
 	for n, ks := range a.members {
-		if t.members == nil {
-			t.members = map[string][]string{}
-		}
 		t.members[n] = slices.Sorted(maps.Keys(ks))
 	}
 	if len(root.Nodes) == 1 {
