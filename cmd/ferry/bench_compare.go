@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/ferrydata/ferry/engine/boltstore"
 	"io"
 	"os"
 	"os/exec"
@@ -30,7 +31,7 @@ const benchCollectMax = 100_000
 //
 // With recollect it measures instead a second, unchanged collect of the
 // same customers ("recollect": collectbench.RecollectAgainst).
-func benchCollect(ctx context.Context, dir string, n int, noSync, recollect bool) (*benchResult, error) {
+func benchCollect(ctx context.Context, dir string, n int, noSync, recollect bool, mapped int64) (*benchResult, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -61,15 +62,16 @@ func benchCollect(ctx context.Context, dir string, n int, noSync, recollect bool
 		d, _ := cputime.OfProcess(pid)
 		return d
 	}
+	opts := boltstore.Options{NoSync: noSync, MaxResident: mapped}
 	if recollect {
-		r, err := collectbench.RecollectAgainst(ctx, dir, info.URL, n, !noSync, apiCPU)
+		r, err := collectbench.RecollectAgainst(ctx, dir, info.URL, n, opts, apiCPU)
 		if err != nil {
 			return nil, err
 		}
 		return &benchResult{Entities: int(r.Entities), Seconds: r.Seconds, EntitiesPerS: r.EntitiesPerS(), Unchanged: r.Entities,
 			FsyncOnCommit: !noSync, Requests: int64(r.Pages), CPUSeconds: r.CPUSeconds, APISeparate: r.SeparateAPI}, nil
 	}
-	r, err := collectbench.RunAgainst(ctx, dir, info.URL, n, !noSync, apiCPU)
+	r, err := collectbench.RunAgainst(ctx, dir, info.URL, n, opts, apiCPU)
 	if err != nil {
 		return nil, err
 	}

@@ -97,30 +97,35 @@ func (a *API) Close() error { return a.srv.Close() }
 // over its pages, then collects them into a new store in dir and measures
 // that. sync turns fsync on. Seeding and compiling are not timed.
 func Run(ctx context.Context, dir string, n int, sync bool) (Result, error) {
-	return withAPI(n, func(base string) (Result, error) { return RunAgainst(ctx, dir, base, n, sync, nil) })
+	return withAPI(n, func(base string) (Result, error) {
+		return RunAgainst(ctx, dir, base, n, boltstore.Options{NoSync: !sync}, nil)
+	})
 }
 
-// RunAgainst is Run against a fake API seeded with n customers at base.
-// apiCPU, when not nil, returns the CPU time of the API's own process so
-// far: the plain pass then counts it, and CPUSeconds is Ferry's alone.
-func RunAgainst(ctx context.Context, dir, base string, n int, sync bool, apiCPU func() time.Duration) (Result, error) {
-	return measure(ctx, dir, base, n, sync, apiCPU, false)
+// RunAgainst is Run against a fake API seeded with n customers at base,
+// into a store opened with opts (fsync, resident memory bound). apiCPU,
+// when not nil, returns the CPU time of the API's own process so far: the
+// plain pass then counts it, and CPUSeconds is Ferry's alone.
+func RunAgainst(ctx context.Context, dir, base string, n int, opts boltstore.Options, apiCPU func() time.Duration) (Result, error) {
+	return measure(ctx, dir, base, n, opts, apiCPU, false)
 }
 
 // Recollect is RecollectAgainst with a fake API of its own, seeded with n
 // customers.
 func Recollect(ctx context.Context, dir string, n int, sync bool) (Result, error) {
-	return withAPI(n, func(base string) (Result, error) { return RecollectAgainst(ctx, dir, base, n, sync, nil) })
+	return withAPI(n, func(base string) (Result, error) {
+		return RecollectAgainst(ctx, dir, base, n, boltstore.Options{NoSync: !sync}, nil)
+	})
 }
 
 // RecollectAgainst collects n customers from the fake API at base into a
 // new store in dir (not timed), then measures a second collect of the
 // same, unchanged customers: the scheduled re-collect of a system where
 // little changed. Entities is how many it found unchanged (it fails
-// unless all n are, with nothing written). apiCPU is as for RunAgainst;
-// there is no plain pass.
-func RecollectAgainst(ctx context.Context, dir, base string, n int, sync bool, apiCPU func() time.Duration) (Result, error) {
-	return measure(ctx, dir, base, n, sync, apiCPU, true)
+// unless all n are, with nothing written). opts and apiCPU are as for
+// RunAgainst; there is no plain pass.
+func RecollectAgainst(ctx context.Context, dir, base string, n int, opts boltstore.Options, apiCPU func() time.Duration) (Result, error) {
+	return measure(ctx, dir, base, n, opts, apiCPU, true)
 }
 
 // withAPI runs f against a fake API seeded with n customers.
@@ -134,7 +139,7 @@ func withAPI(n int, f func(base string) (Result, error)) (Result, error) {
 }
 
 // measure is RunAgainst, or with recollect RecollectAgainst.
-func measure(ctx context.Context, dir, base string, n int, sync bool, apiCPU func() time.Duration, recollect bool) (Result, error) {
+func measure(ctx context.Context, dir, base string, n int, opts boltstore.Options, apiCPU func() time.Duration, recollect bool) (Result, error) {
 	res := Result{SeparateAPI: apiCPU != nil, Pages: (n + PageSize - 1) / PageSize}
 	if !recollect {
 		var api0 time.Duration
@@ -152,7 +157,7 @@ func measure(ctx context.Context, dir, base string, n int, sync bool, apiCPU fun
 	storeDir := filepath.Join(dir, "collect-store")
 	os.RemoveAll(storeDir)
 	defer os.RemoveAll(storeDir)
-	store, err := boltstore.Open(storeDir, boltstore.Options{NoSync: !sync})
+	store, err := boltstore.Open(storeDir, opts)
 	if err != nil {
 		return Result{}, err
 	}
