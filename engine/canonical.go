@@ -215,10 +215,18 @@ type Prepared struct {
 	// the mark of the state it saw. The committer confirms it with
 	// ViewConfirmer.UnchangedSince instead of looking the _id up again.
 	SameIn ViewMark
+	// Seen, when SeenIn is set, is what a read view found for the _id of
+	// a lazy Prepared whose text had changed: the store's index entry for
+	// it (nil: the _id had no version), as of the state SeenIn names. A
+	// store may write the new version against it instead of looking the
+	// _id up again, once it has confirmed that nothing was written to the
+	// _id since (ViewConfirmer.UnchangedSince).
+	Seen   []byte
+	SeenIn ViewMark
 }
 
 // Resolve computes the stored form of a lazy Prepared from its text,
-// keeping RawHash. It does nothing to a Prepared that is not lazy.
+// keeping RawHash and what a view saw (Seen, SeenIn). It does nothing to a Prepared that is not lazy.
 func (p *Prepared) Resolve() error {
 	if !p.Lazy {
 		return nil
@@ -227,7 +235,7 @@ func (p *Prepared) Resolve() error {
 	if err != nil {
 		return err
 	}
-	q.RawHash = p.RawHash
+	q.RawHash, q.Seen, q.SeenIn = p.RawHash, p.Seen, p.SeenIn
 	*p = q
 	return nil
 }

@@ -580,6 +580,26 @@ func (st *dsState) latest(id string) (v []byte, ok, inRecent bool) {
 	return v, v != nil, false
 }
 
+// seen returns the index entry a read view found for p's _id
+// (Prepared.Seen) when it is still the latest: nothing was written to the
+// _id since the view (UnchangedSince, which counts this transaction's own
+// writes too), and the _id is not in "recent", whose membership a flush
+// changes without a new version (the in-memory filter rules that out for
+// almost every _id). ok false: look the _id up.
+func (w *writeTx) seen(st *dsState, dataset string, p *engine.Prepared) (cur []byte, exists, ok bool, err error) {
+	if p.SeenIn == (engine.ViewMark{}) {
+		return nil, false, false, nil
+	}
+	if st.recent != nil && st.filter.mayHave(xxh3.HashString128(p.ID)) {
+		return nil, false, false, nil
+	}
+	same, err := w.UnchangedSince(dataset, p.ID, p.SeenIn)
+	if err != nil || !same {
+		return nil, false, false, err
+	}
+	return p.Seen, p.Seen != nil, true, nil
+}
+
 // idIndex is the index as this transaction has it (pending updates
 // aside).
 func (st *dsState) idIndex() idIndex {
@@ -597,9 +617,15 @@ func (w *writeTx) Put(dataset string, p *engine.Prepared, ts int64) (engine.PutR
 	var cur []byte
 	exists, inRecent := false, false
 	if !p.KnownNew {
-		cur, exists, inRecent = st.latest(p.ID)
-		if w.ops++; w.ops%boundEvery == 0 {
-			w.s.boundMapped(w.tx)
+		var seen bool
+		if cur, exists, seen, err = w.seen(st, dataset, p); err != nil {
+			return 0, engine.Record{}, err
+		}
+		if !seen {
+			cur, exists, inRecent = st.latest(p.ID)
+			if w.ops++; w.ops%boundEvery == 0 {
+				w.s.boundMapped(w.tx)
+			}
 		}
 	}
 	var prev uint64

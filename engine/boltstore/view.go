@@ -68,6 +68,7 @@ func (s *Store) viewRawIn(tx *bolt.Tx, dataset string, batch []engine.Prepared) 
 		}
 	}
 	n := 0
+	var seen []byte // copies of the entries found for changed text
 	for i := range batch {
 		p := &batch[i]
 		if !p.Lazy || p.RawHash == 0 {
@@ -79,7 +80,19 @@ func (s *Store) viewRawIn(tx *bolt.Tx, dataset string, batch []engine.Prepared) 
 		}
 		if len(iv) == indexValRaw && iv[24]&flagDeleted == 0 && binary.BigEndian.Uint64(iv[25:]) == p.RawHash {
 			p.SameIn = mark
+			continue
 		}
+		// Changed (or new): the committer may write it against what
+		// this view found (Put, writeTx.seen). The entry is copied: the
+		// view's pages are gone once it ends.
+		if iv != nil {
+			if len(seen)+len(iv) > cap(seen) {
+				seen = make([]byte, 0, max(64*indexValRaw, len(iv)))
+			}
+			seen = append(seen, iv...)
+			iv = seen[len(seen)-len(iv) : len(seen) : len(seen)]
+		}
+		p.Seen, p.SeenIn = iv, mark
 	}
 	return true, nil
 }

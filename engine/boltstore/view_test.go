@@ -3,6 +3,7 @@ package boltstore
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
@@ -321,5 +322,106 @@ func TestViewRawAcrossLevels(t *testing.T) {
 		if got := p.SameIn != (engine.ViewMark{}); got != (i < 600) {
 			t.Errorf("%s (%s): marked %v", p.ID, p.Raw, got)
 		}
+	}
+}
+
+// TestViewSeenStale: a changed or new entity is written against what the
+// read view found for it (Prepared.Seen) only while that is still the
+// latest. Written again after the view, in another transaction or in the
+// same one, or in "recent", the store looks it up: the new version chains
+// to the true latest one and the dataset's counts stay right.
+func TestViewSeenStale(t *testing.T) {
+	ctx := context.Background()
+	for _, recentMin := range []int{1, 1 << 20} { // runs, or "recent" only
+		t.Run(fmt.Sprintf("recentMin=%d", recentMin), func(t *testing.T) {
+			s := openRunsStore(t)
+			s.recentMin = recentMin
+			write := func(texts ...string) {
+				t.Helper()
+				tx, err := s.Begin(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, raw := range texts {
+					putText(t, tx, raw)
+				}
+				if err := tx.Commit(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			write(textOf("a", 1), textOf("b", 1), textOf("c", 1), textOf("d", 1))
+			batch := []engine.Prepared{
+				lazyOf(t, textOf("a", 2)),   // changed; nothing written since: Seen holds
+				lazyOf(t, textOf("b", 2)),   // changed; written again after the view
+				lazyOf(t, textOf("new", 1)), // new; nothing written since
+				lazyOf(t, textOf("nw2", 1)), // new; written after the view
+				lazyOf(t, textOf("c", 2)),   // changed; written in the same transaction first
+			}
+			if looked, err := s.ViewRaw(ctx, "ds", batch); err != nil || !looked {
+				t.Fatalf("view: %v, %v", looked, err)
+			}
+			for i, p := range batch {
+				if p.SeenIn == (engine.ViewMark{}) || p.SameIn != (engine.ViewMark{}) {
+					t.Fatalf("entity %d (%s): SeenIn %v, SameIn %v", i, p.ID, p.SeenIn, p.SameIn)
+				}
+				if (p.Seen == nil) != (p.ID == "new" || p.ID == "nw2") {
+					t.Fatalf("entity %s: Seen %x", p.ID, p.Seen)
+				}
+			}
+			write(textOf("b", 3), textOf("nw2", 3))
+			before, _, err := s.Dataset(ctx, "ds")
+			if err != nil {
+				t.Fatal(err)
+			}
+			tx, err := s.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			putText(t, tx, textOf("c", 3))
+			prev := map[string]uint64{}
+			for _, id := range []string{"a", "b", "c", "nw2"} {
+				r, ok, err := s.Get(ctx, "ds", id)
+				if err != nil || !ok {
+					t.Fatalf("get %s: %v %v", id, ok, err)
+				}
+				prev[id] = r.Offset
+			}
+			for i := range batch {
+				p := &batch[i]
+				if err := p.Resolve(); err != nil {
+					t.Fatal(err)
+				}
+				res, rec, err := tx.Put("ds", p, 2)
+				if err != nil || res != engine.Appended {
+					t.Fatalf("put %s: %v, %v", p.ID, res, err)
+				}
+				want, had := prev[p.ID]
+				if p.ID == "c" {
+					want = before.Versions // the transaction's first version
+				}
+				if rec.HasPrev != (had || p.ID == "c") || had && rec.Previous != want {
+					t.Errorf("%s: previous %d (has %v), want %d (has %v)", p.ID, rec.Previous, rec.HasPrev, want, had)
+				}
+			}
+			if err := tx.Commit(); err != nil {
+				t.Fatal(err)
+			}
+			after, _, err := s.Dataset(ctx, "ds")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if after.Entities != before.Entities+1 { // only "new" is new
+				t.Errorf("entities %d -> %d, want one more", before.Entities, after.Entities)
+			}
+			for _, id := range []string{"a", "b", "c", "new", "nw2"} {
+				r, ok, err := s.Get(ctx, "ds", id)
+				if err != nil || !ok || !strings.Contains(string(r.Body), `"v":2`) && id != "new" && id != "nw2" {
+					t.Errorf("%s after: %s, %v, %v", id, r.Body, ok, err)
+				}
+			}
+			if err := s.Check(ctx); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }
