@@ -226,7 +226,8 @@ type Prepared struct {
 }
 
 // Resolve computes the stored form of a lazy Prepared from its text,
-// keeping RawHash and what a view saw (Seen, SeenIn). It does nothing to a Prepared that is not lazy.
+// keeping RawHash and what a view saw (Seen, SeenIn). It does nothing to
+// a Prepared that is not lazy.
 func (p *Prepared) Resolve() error {
 	if !p.Lazy {
 		return nil
