@@ -123,6 +123,10 @@ type API struct {
 	stats  counters
 	logMu  sync.Mutex
 	reqLog []LoggedRequest
+	// inflight counts requests not yet logged: ResetStats waits for them
+	// (a write that fails after it is applied closes the connection
+	// before its handler logs it, so its client can move on first).
+	inflight atomic.Int64
 }
 
 // New builds an API and generates its seed data.
@@ -470,8 +474,13 @@ func (a *API) Requests() []LoggedRequest {
 	return slices.Clone(a.reqLog)
 }
 
-// ResetStats zeroes the counters and clears the request log.
+// ResetStats zeroes the counters and clears the request log. It first
+// waits (up to 5 s) for requests still being served to be logged, so that
+// a request answered before the call never shows up after it.
 func (a *API) ResetStats() {
+	for deadline := time.Now().Add(5 * time.Second); a.inflight.Load() > 0 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
 	s := &a.stats
 	for _, c := range []*atomic.Int64{&s.requests, &s.apiRequests, &s.rateLimited, &s.injectedErrors, &s.nonJSON,
 		&s.unauthorized, &s.tokensIssued, &s.tokenErrors, &s.recordsServed} {

@@ -48,6 +48,8 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 // logged counts a request and appends it to the request log.
 func (a *API) logged(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		a.inflight.Add(1)
+		defer a.inflight.Add(-1)
 		a.stats.requests.Add(1)
 		if a.opts.LogLimit < 0 {
 			h(w, r)
