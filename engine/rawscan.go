@@ -1,6 +1,9 @@
 package engine
 
-import "unicode/utf8"
+import (
+	"fmt"
+	"unicode/utf8"
+)
 
 // Structural scanning of JSON text: the members of an object and the
 // elements of an array, as the exact bytes of their values, without
@@ -113,17 +116,9 @@ func AppendRawElements(dst [][]byte, arr []byte) ([][]byte, error) {
 // rawEnd checks that only whitespace follows i.
 func rawEnd(data []byte, i int) error {
 	if i = skipWS(data, i); i != len(data) {
-		return &SyntaxError{Offset: i, Msg: "unexpected " + quoteByte(data[i]) + " after top-level value"}
+		return &SyntaxError{Offset: i, Msg: fmt.Sprintf("unexpected %q after top-level value", data[i])}
 	}
 	return nil
-}
-
-func quoteByte(c byte) string {
-	if c >= 0x20 && c < 0x7f && c != '\'' {
-		return "'" + string(rune(c)) + "'"
-	}
-	const hex = "0123456789abcdef"
-	return "'\\x" + string(hex[c>>4]) + string(hex[c&15]) + "'"
 }
 
 // rawValueEnd returns the index just after the value that starts at i:

@@ -3,6 +3,7 @@ package rest
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -72,31 +73,16 @@ func readsItems(t *jinja.Template, prop string) bool {
 // rendered with RenderTree: strings and map keys). A string that does not
 // compile counts as reading them.
 func treeReadsItems(ts *jinja.Set, tree any, prop string) bool {
-	reads := func(src string) bool {
-		if !strings.Contains(src, "{") {
-			return false
+	err := walkTree(tree, func(src string) error {
+		if t, err := ts.Compile(src); err != nil || readsItems(t, prop) {
+			return errReadsItems
 		}
-		t, err := ts.Compile(src)
-		return err != nil || readsItems(t, prop)
-	}
-	switch x := tree.(type) {
-	case string:
-		return reads(x)
-	case map[string]any:
-		for k, e := range x {
-			if reads(k) || treeReadsItems(ts, e, prop) {
-				return true
-			}
-		}
-	case []any:
-		for _, e := range x {
-			if treeReadsItems(ts, e, prop) {
-				return true
-			}
-		}
-	}
-	return false
+		return nil
+	})
+	return err != nil
 }
+
+var errReadsItems = errors.New("reads the items")
 
 // parseRaw is parse for a listing page on the raw path: the body without
 // the items (nil when the items are the body), and the text of each item.
@@ -235,20 +221,20 @@ func (p *pager) rawEntities(pi int, items [][]byte, v jinja.Context) (out [][]by
 // rawFields is what rawEntities reads from an item's root members (the
 // last of duplicate keys, as in a decoded map).
 type rawFields struct {
-	idVal, updVal   []byte // the value of the first key of idFast / updFast
-	idSet, updSet   bool
-	hasOwnID        bool   // a root _id member
-	ownID           string // its value when a string
-	ownIDString     bool
-	hasOwnUpd       bool // a root _updated member
-	ownUpd          string
-	ownUpdString    bool
-	ownIDv, ownUpdv []byte
-	empty           bool // no members
+	idVal, updVal []byte // the value of the first key of idFast / updFast
+	idSet, updSet bool
+	hasOwnID      bool   // a root _id member
+	ownID         string // its value when a string
+	ownIDString   bool
+	hasOwnUpd     bool // a root _updated member
+	ownUpd        string
+	ownUpdString  bool
+	empty         bool // no members
 }
 
 func (f *rawFields) scan(item []byte, idPath, updPath fastPath) error {
 	f.empty = true
+	var ownID, ownUpd []byte
 	err := engine.ScanRawObject(item, func(k, val []byte) error {
 		f.empty = false
 		if idPath != nil && string(k) == idPath[0] {
@@ -259,9 +245,9 @@ func (f *rawFields) scan(item []byte, idPath, updPath fastPath) error {
 		}
 		switch string(k) {
 		case "_id":
-			f.hasOwnID, f.ownIDv = true, val
+			f.hasOwnID, ownID = true, val
 		case "_updated":
-			f.hasOwnUpd, f.ownUpdv = true, val
+			f.hasOwnUpd, ownUpd = true, val
 		}
 		return nil
 	})
@@ -269,10 +255,10 @@ func (f *rawFields) scan(item []byte, idPath, updPath fastPath) error {
 		return err
 	}
 	if f.hasOwnID {
-		f.ownID, f.ownIDString = rawString(f.ownIDv)
+		f.ownID, f.ownIDString = rawString(ownID)
 	}
 	if f.hasOwnUpd {
-		f.ownUpd, f.ownUpdString = rawString(f.ownUpdv)
+		f.ownUpd, f.ownUpdString = rawString(ownUpd)
 	}
 	return nil
 }

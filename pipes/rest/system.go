@@ -455,10 +455,19 @@ func parseTermination(v any, ptr string) ([]string, error) {
 // compileTree compiles every string of a JSON tree (map keys included) into
 // set, so that syntax errors surface when the config is built.
 func compileTree(set *jinja.Set, v any) error {
+	return walkTree(v, func(src string) error {
+		_, err := set.Compile(src)
+		return err
+	})
+}
+
+// walkTree calls fn with every string of a config value that RenderTree
+// renders (map keys, in order, and values, in lists too) and stops at its
+// first error, naming the key or index.
+func walkTree(v any, fn func(src string) error) error {
 	switch x := v.(type) {
 	case string:
-		_, err := set.Compile(x)
-		return err
+		return fn(x)
 	case map[string]any:
 		keys := make([]string, 0, len(x))
 		for k := range x {
@@ -466,16 +475,16 @@ func compileTree(set *jinja.Set, v any) error {
 		}
 		sort.Strings(keys)
 		for _, k := range keys {
-			if _, err := set.Compile(k); err != nil {
+			if err := fn(k); err != nil {
 				return fmt.Errorf("key %q: %w", k, err)
 			}
-			if err := compileTree(set, x[k]); err != nil {
+			if err := walkTree(x[k], fn); err != nil {
 				return fmt.Errorf("key %q: %w", k, err)
 			}
 		}
 	case []any:
 		for i, e := range x {
-			if err := compileTree(set, e); err != nil {
+			if err := walkTree(e, fn); err != nil {
 				return fmt.Errorf("index %d: %w", i, err)
 			}
 		}
