@@ -133,6 +133,19 @@ const hexDigits = "0123456789abcdef"
 // escapes AppendCanonical uses).
 func AppendString(dst []byte, s string) []byte { return appendString(dst, s) }
 
+// AppendStringBytes is AppendString for a string held as bytes; printable
+// ASCII without quotes or backslashes (most keys) is copied as it is.
+func AppendStringBytes(dst []byte, b []byte) []byte {
+	for _, c := range b {
+		if c < 0x20 || c >= utf8.RuneSelf || c == '"' || c == '\\' {
+			return appendString(dst, string(b))
+		}
+	}
+	dst = append(dst, '"')
+	dst = append(dst, b...)
+	return append(dst, '"')
+}
+
 func appendString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
 	start := 0

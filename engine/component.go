@@ -28,6 +28,10 @@ type Batch struct {
 	// it read undecoded, and the engine decodes it on whichever goroutine
 	// transforms the batch, with that goroutine's Decoder.
 	Decode func(d *Decoder) ([]Entity, error)
+	// Records, when set with Decode, are the stored records Decode would
+	// decode, for a transform that can work on their text
+	// (RecordTransform).
+	Records []Record
 }
 
 // DecodeDeferrer is a Reader that can leave decoding its batches to the
@@ -109,6 +113,26 @@ type InputDatasets interface {
 // are compiled once per pipe and must be safe for concurrent use.
 type Transform interface {
 	Transform(ctx context.Context, in []Entity) ([]Entity, error)
+}
+
+// RecordTransform is implemented by transforms that can map a stored
+// record's text straight to the stored form of their output, without
+// decoding it (the jq transform's text path). The engine uses it when a
+// pipe's only transform reads a dataset for a dataset sink.
+type RecordTransform interface {
+	// RecordPreparer returns a preparer for one goroutine's use, or nil
+	// when this transform has no text path.
+	RecordPreparer() RecordPreparer
+}
+
+// RecordPreparer maps one record at a time (see RecordTransform).
+type RecordPreparer interface {
+	// PrepareRecord appends to arena the stored form of the one entity
+	// the transform makes of rec, as PrepareAppend would write it after
+	// Transform. It returns false when it cannot be sure of that; the
+	// engine then decodes rec and runs Transform, so the result is the
+	// same either way.
+	PrepareRecord(rec *Record, arena []byte) (Prepared, []byte, bool)
 }
 
 // Sink consumes a pipe's output.

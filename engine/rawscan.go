@@ -19,8 +19,8 @@ import (
 
 // ScanRawObject calls fn with each member of the JSON object text obj
 // (whitespace around it allowed), in order, duplicates included: the key
-// (its bytes as they are when it has no escapes, else decoded; only valid
-// until fn returns) and the value's text. It stops at fn's first error and
+// (its bytes in obj when it has no escapes, else a decoded copy; either
+// may be kept) and the value's text. It stops at fn's first error and
 // returns it; malformed structure is a *SyntaxError with the offset in
 // obj.
 func ScanRawObject(obj []byte, fn func(key, val []byte) error) error {

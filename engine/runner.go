@@ -366,6 +366,13 @@ func (e *Engine) produce(ctx context.Context, p *Pipe, r Reader, prepare bool, l
 		e.produceParallel(ctx, p, r, prepare, workers, send)
 		return
 	}
+	// A transform that maps stored records as text gets them undecoded.
+	var prep RecordPreparer
+	if dd, ok := r.(DecodeDeferrer); ok && prepare {
+		if prep = recordPreparer(p); prep != nil {
+			dd.DeferDecode()
+		}
+	}
 	for {
 		b, err := r.Next(ctx)
 		if errors.Is(err, EOF) {
@@ -375,7 +382,7 @@ func (e *Engine) produce(ctx context.Context, p *Pipe, r Reader, prepare bool, l
 			send(item{err: fmt.Errorf("source: %w", err)})
 			return
 		}
-		for _, it := range e.batchItems(ctx, p, b, prepare, nil) {
+		for _, it := range e.batchItems(ctx, p, b, prepare, nil, prep) {
 			if !send(it) || it.err != nil {
 				return
 			}
@@ -385,13 +392,18 @@ func (e *Engine) produce(ctx context.Context, p *Pipe, r Reader, prepare bool, l
 
 // batchItems runs p's transforms over a batch and cuts the result into
 // the items the committer takes. On an error the last item carries it.
-func (e *Engine) batchItems(ctx context.Context, p *Pipe, b Batch, prepare bool, dec *Decoder) []item {
+// prep, when not nil, is the record preparer of p's only transform
+// (RecordTransform) for this goroutine.
+func (e *Engine) batchItems(ctx context.Context, p *Pipe, b Batch, prepare bool, dec *Decoder, prep RecordPreparer) []item {
+	if dec == nil && b.Decode != nil {
+		dec = NewDecoder()
+	}
+	if prep != nil && prepare && b.Records != nil {
+		return e.recordItems(ctx, p, b, dec, prep)
+	}
 	ents := b.Entities
 	var err error
 	if b.Decode != nil {
-		if dec == nil {
-			dec = NewDecoder()
-		}
 		if ents, err = b.Decode(dec); err != nil {
 			return []item{{err: fmt.Errorf("source: %w", err)}}
 		}
@@ -438,6 +450,66 @@ func (e *Engine) batchItems(ctx context.Context, p *Pipe, b Batch, prepare bool,
 	}
 }
 
+// recordItems is batchItems for a batch of stored records and a pipe
+// whose only transform maps them as text (RecordTransform): each record
+// goes through prep, and one prep declines is decoded and transformed as
+// batchItems would, in its place, so the output keeps the records' order.
+func (e *Engine) recordItems(ctx context.Context, p *Pipe, b Batch, dec *Decoder, prep RecordPreparer) []item {
+	size := max(p.BatchSize, 1)
+	var out []item
+	it := item{prepared: make([]Prepared, 0, min(len(b.Records), size))}
+	arena := make([]byte, 0, 400*cap(it.prepared)+64)
+	add := func(pr Prepared) {
+		if len(it.prepared) == size {
+			it.part = true
+			out = append(out, it)
+			it = item{prepared: make([]Prepared, 0, size)}
+			arena = make([]byte, 0, 400*size+64)
+		}
+		it.bytes += len(pr.Body)
+		it.prepared = append(it.prepared, pr)
+	}
+	for i := range b.Records {
+		rec := &b.Records[i]
+		pr, grown, ok := prep.PrepareRecord(rec, arena)
+		arena = grown
+		if ok {
+			add(pr)
+			continue
+		}
+		ent, err := rec.EntityWith(dec)
+		if err != nil {
+			return append(out, item{err: fmt.Errorf("source: record at offset %d: %w", rec.Offset, err)})
+		}
+		ents, err := safeTransform(ctx, p.transforms()[0], []Entity{ent})
+		if err != nil {
+			return append(out, item{err: fmt.Errorf("transform 0: %w", err)})
+		}
+		var one item
+		if bad, ok := e.prepareItem(&one, ents, true); !ok {
+			return append(out, bad)
+		}
+		for _, pr := range one.prepared {
+			add(pr)
+		}
+	}
+	it.since, it.commit, it.read = b.Since, b.Commit, len(b.Records)
+	return append(out, it)
+}
+
+// recordPreparer returns the record preparer of p's only transform, for
+// one goroutine, or nil.
+func recordPreparer(p *Pipe) RecordPreparer {
+	ts := p.transforms()
+	if len(ts) != 1 {
+		return nil
+	}
+	if rt, ok := ts[0].(RecordTransform); ok {
+		return rt.RecordPreparer()
+	}
+	return nil
+}
+
 // ParallelTransform is implemented by transforms that may run on several
 // batches at once (no state between calls, safe for concurrent use).
 type ParallelTransform interface {
@@ -468,8 +540,8 @@ func (e *Engine) produceParallel(ctx context.Context, p *Pipe, r Reader, prepare
 		dd.DeferDecode()
 	}
 	ordered(ctx, workers, r.Next, func() func(context.Context, Batch) []item {
-		dec := NewDecoder()
-		return func(ctx context.Context, b Batch) []item { return e.batchItems(ctx, p, b, prepare, dec) }
+		dec, prep := NewDecoder(), recordPreparer(p)
+		return func(ctx context.Context, b Batch) []item { return e.batchItems(ctx, p, b, prepare, dec, prep) }
 	}, send)
 }
 

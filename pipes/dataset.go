@@ -281,6 +281,7 @@ func (r *datasetReader) Next(ctx context.Context) (engine.Batch, error) {
 	b := engine.Batch{Entities: ents, Since: strconv.FormatUint(next-1, 10)}
 	if r.deferDecode {
 		name := r.d.Dataset
+		b.Records = recs
 		b.Decode = func(d *engine.Decoder) ([]engine.Entity, error) {
 			ents := make([]engine.Entity, 0, len(recs))
 			for i := range recs {

@@ -31,6 +31,9 @@ const jqSchema = `{
 type JQ struct {
 	code *gojq.Code
 	pipe string
+	// text is the program compiled for the text path (jqtext.go), nil
+	// when it is not in that subset.
+	text *textProgram
 }
 
 func newJQ(b *engine.Build, cfg map[string]any) (engine.Transform, error) {
@@ -43,7 +46,16 @@ func newJQ(b *engine.Build, cfg map[string]any) (engine.Transform, error) {
 	if err != nil {
 		return nil, engine.Fieldf("/expression", "jq expression does not compile: %v", err)
 	}
-	return &JQ{code: code, pipe: b.Pipe}, nil
+	return &JQ{code: code, pipe: b.Pipe, text: compileText(q, b.Pipe)}, nil
+}
+
+// RecordPreparer (engine.RecordTransform) returns the text path for one
+// goroutine, or nil when the program is not in its subset.
+func (t *JQ) RecordPreparer() engine.RecordPreparer {
+	if t.text == nil {
+		return nil
+	}
+	return &textRun{p: t.text}
 }
 
 // ParallelSafe: a compiled gojq program may run on several batches at
