@@ -26,7 +26,7 @@ import (
 //	step    := obj | "del(" name ("," name)* ")"        name: .k
 //	obj     := "." | "{" entry ("," entry)* "}" | obj "+" obj | "(" obj ")"
 //	entry   := key ":" value | key                      key: k or "k" ({k} is {k: .k})
-//	value   := obj | path | constant | "(" value ")"
+//	value   := obj | path | constant | value "+" value | "(" value ")"
 //	path    := .k .k2 ...                              (names only)
 //	constant:= null, true, false, a number, a string without
 //	           interpolation, $pipe, and arrays, objects and negations
@@ -35,8 +35,9 @@ import (
 // Every step yields one object, so the program yields one entity per
 // input. What the text path gives up to the decoded path, per entity: a
 // path through a value that is neither an object nor null (jq's error),
-// and an output whose _id is not a non-empty string (the transform's
-// error). Values are copied as text: the stored text is canonical, gojq
+// a "+" of numbers, arrays or mixed types (the text path adds only null
+// and a value, strings, and objects), and an output whose _id is not a
+// non-empty string (the transform's error). Values are copied as text: the stored text is canonical, gojq
 // keeps numbers as json.Number, and the transform's output is
 // canonicalized as it is stored, so a copied value is what the decoded
 // path writes.
@@ -57,13 +58,14 @@ const (
 	textAdd                          // obj + obj
 	textPath                         // .k.k2
 	textConst                        // a constant, as canonical text
+	textPlus                         // value + value (strings, objects, null)
 )
 
 // textExpr is a compiled expression of the subset.
 type textExpr struct {
 	kind    textExprKind
-	entries []textEntry // textObject: sorted by key, one per key
-	l, r    *textExpr   // textAdd
+	entries []textEntry // textObject: sorted by key
+	l, r    *textExpr   // textAdd, textPlus
 	path    [][]byte    // textPath
 	konst   []byte      // textConst
 }
@@ -199,8 +201,7 @@ func (c *textCompiler) obj(q *gojq.Query) *textExpr {
 	return nil
 }
 
-// object compiles {k: v, ...} with constant keys; a later entry for a
-// key replaces an earlier one, as in jq.
+// object compiles {k: v, ...} with constant keys, each key once.
 func (c *textCompiler) object(o *gojq.Object) *textExpr {
 	e := &textExpr{kind: textObject}
 	for _, kv := range o.KeyVals {
@@ -222,16 +223,14 @@ func (c *textCompiler) object(o *gojq.Object) *textExpr {
 		}
 		e.entries = append(e.entries, textEntry{key: []byte(key), val: val})
 	}
-	// Sort stably by key and keep the last entry of each key.
+	// jq evaluates every entry and keeps the last of a key; an entry
+	// dropped here could have failed, so a repeated key is left to gojq.
 	slices.SortStableFunc(e.entries, func(a, b textEntry) int { return bytes.Compare(a.key, b.key) })
-	out := e.entries[:0]
-	for i, en := range e.entries {
-		if i+1 < len(e.entries) && bytes.Equal(e.entries[i+1].key, en.key) {
-			continue
+	for i := 1; i < len(e.entries); i++ {
+		if bytes.Equal(e.entries[i-1].key, e.entries[i].key) {
+			return nil
 		}
-		out = append(out, en)
 	}
-	e.entries = out
 	return e
 }
 
@@ -253,6 +252,13 @@ func (c *textCompiler) value(q *gojq.Query) *textExpr {
 	if path, ok := pathOf(q); ok {
 		c.notePath(path)
 		return &textExpr{kind: textPath, path: path}
+	}
+	if q.Op == gojq.OpAdd && len(q.Patterns) == 0 && len(q.FuncDefs) == 0 {
+		l, r := c.value(q.Left), c.value(q.Right)
+		if l == nil || r == nil {
+			return nil
+		}
+		return &textExpr{kind: textPlus, l: l, r: r}
 	}
 	if t := plainTerm(q); t != nil && t.Type == gojq.TermTypeQuery {
 		return c.value(t.Query)
@@ -321,7 +327,9 @@ func isConstQuery(q *gojq.Query) bool {
 		return false
 	}
 	if q.Op != 0 {
-		return false
+		// 1 + 2, "a" * 2: gojq computes it once (constText), and one
+		// that yields no value, several or an error is left to it.
+		return isConstQuery(q.Left) && isConstQuery(q.Right)
 	}
 	t := q.Term
 	if t == nil || len(t.SuffixList) > 0 {
@@ -415,16 +423,9 @@ func (r *textRun) PrepareRecord(rec *engine.Record, arena []byte) (engine.Prepar
 // (sorted: the body is canonical) and, when the program can see them,
 // the keys a record adds.
 func (r *textRun) record(rec *engine.Record) ([]textMember, bool) {
-	start := len(r.mem)
-	err := engine.ScanRawObject(rec.Body, func(key, val []byte) error {
-		r.mem = append(r.mem, textMember{key, val})
-		return nil
-	})
-	if err != nil {
-		return nil, false
-	}
-	if !r.p.recordKeys {
-		return r.mem[start:len(r.mem):len(r.mem)], true
+	body, ok := r.members(rec.Body)
+	if !ok || !r.p.recordKeys {
+		return body, ok
 	}
 	b := len(r.buf)
 	r.buf = append(r.buf, '"')
@@ -445,7 +446,6 @@ func (r *textRun) record(rec *engine.Record) ([]textMember, bool) {
 	for i, k := range recordKeyNames {
 		added[i] = textMember{k, vals[i]}
 	}
-	body := r.mem[start:]
 	return r.merge(body, added[:]), true
 }
 
@@ -532,6 +532,16 @@ func (r *textRun) value(e *textExpr, cur []textMember) ([]byte, bool) {
 		return e.konst, true
 	case textPath:
 		return r.path(e.path, cur)
+	case textPlus:
+		l, ok := r.value(e.l, cur)
+		if !ok {
+			return nil, false
+		}
+		rt, ok := r.value(e.r, cur)
+		if !ok {
+			return nil, false
+		}
+		return r.plus(l, rt)
 	}
 	members, ok := r.object(e, cur)
 	if !ok {
@@ -540,6 +550,53 @@ func (r *textRun) value(e *textExpr, cur []textMember) ([]byte, bool) {
 	start := len(r.buf)
 	r.buf = appendMembers(r.buf, members, false)
 	return r.buf[start:len(r.buf):len(r.buf)], true
+}
+
+// plus is jq's a + b where the text path can be sure of it: null and
+// another value that is not a number, two strings (canonical texts of valid UTF-8 concatenate
+// to the canonical text of the concatenation) or two objects (merged, b
+// winning); false for numbers, arrays and mixed types.
+func (r *textRun) plus(a, b []byte) ([]byte, bool) {
+	switch {
+	case isNumberText(a) || isNumberText(b):
+		return nil, false // gojq parses a number it adds, even to null
+	case bytes.Equal(a, nullText):
+		return b, true
+	case bytes.Equal(b, nullText):
+		return a, true
+	case a[0] == '"' && b[0] == '"':
+		start := len(r.buf)
+		r.buf = append(r.buf, a[:len(a)-1]...)
+		r.buf = append(r.buf, b[1:]...)
+		return r.buf[start:len(r.buf):len(r.buf)], true
+	case a[0] == '{' && b[0] == '{':
+		am, ok := r.members(a)
+		if !ok {
+			return nil, false
+		}
+		bm, ok := r.members(b)
+		if !ok {
+			return nil, false
+		}
+		merged := r.merge(am, bm)
+		start := len(r.buf)
+		r.buf = appendMembers(r.buf, merged, false)
+		return r.buf[start:len(r.buf):len(r.buf)], true
+	}
+	return nil, false
+}
+
+func isNumberText(v []byte) bool { return v[0] == '-' || '0' <= v[0] && v[0] <= '9' }
+
+// members lists the members of a canonical object's text (sorted, one
+// per key).
+func (r *textRun) members(obj []byte) ([]textMember, bool) {
+	start := len(r.mem)
+	err := engine.ScanRawObject(obj, func(key, val []byte) error {
+		r.mem = append(r.mem, textMember{key, val})
+		return nil
+	})
+	return r.mem[start:len(r.mem):len(r.mem)], err == nil
 }
 
 // path looks .k.k2... up: null where a name is missing or a value on the

@@ -29,7 +29,6 @@ var jqTextPrograms = []string{
 	`del(.a, .name, .nope)`,
 	`del(.a) | . + {x: 1}`,
 	`. + {x: .a} | del(.a) | {_id, x, y: .x}`,
-	`{_id, a: 1, a: 2}`,
 	`{a: .name} + . + {b: ._id}`,
 	`(. + {x: .a})`,
 	`. + {_deleted: true}`,
@@ -44,12 +43,14 @@ var jqTextPrograms = []string{
 	`. + {x: .nul.y.z}`,
 	`. + {x: .a, _ts: 5}`,
 	`. + {x: (.a)}`,
+	`{_id: ("crm-" + ._id), n: (.name + " " + .id + "!"), c: (.address + {x: 1}), d: (.nope + .name), e: (null + null)}`,
+	`. + {x: (.address + .nope), y: (1 + 2)}`,
 }
 
 // jqNotText are not in the subset.
 var jqNotText = []string{
 	`{_id, "\(1)": 2} | .`,
-	`. + {x: .a + 1}`,
+	`. + {x: .a + (1, 2)}`,
 	`. + {x: (.a | tostring)}`,
 	`.[]`,
 	`. as $x | $x`,
@@ -65,6 +66,14 @@ var jqNotText = []string{
 	`{$pipe}`,
 	`. + {x: (1, 2)}`,
 	`. + {x: [.a]}`,
+	"{_id, a: .name.first, a: 1}", // jq evaluates .name.first, which may fail
+	`{_id, "x": @base64}`,
+	`. + {x: ..}`,
+	`. + {x: .["a"]}`,
+	`. + {x: .a[]}`,
+	`{_id} | .x = 1`,
+	`. + {x: -.a}`,
+	`. + {x: {} }.y`,
 }
 
 var jqTextEntities = []string{
@@ -172,7 +181,10 @@ func TestJQTextMatchesGojq(t *testing.T) {
 		"`. + {_id: .name}` e2": true, "`. + {_id: .name}` e3": true, "`. + {_id: .name}` e6": true, "`. + {_id: .name}` e7": true,
 		"`. + {_id: .name}` e9": true, "`. + {_id: .name}` e4": true, "`. + {_id: .name}` e5": true, "`. + {_id: .id}` e1": true, "`. + {_id: .id}` e2": true, "`. + {_id: .id}` e3": true,
 		"`. + {_id: .id}` e4": true, "`. + {_id: .id}` e5": true, "`. + {_id: .id}` e7": true, "`. + {_id: .id}` e8": true, "`. + {_id: .id}` e9": true,
-		"`{x: 1}` *": true, "`{_id: .address}` *": true,
+		"`{x: 1}` *": true,
+		// a string and an object or a number
+		"`{_id: (\"crm-\" + ._id), n: (.name + \" \" + .id + \"!\"), c: (.address + {x: 1}), d: (.nope + .name), e: (null + null)}` e2": true,
+		"`{_id: (\"crm-\" + ._id), n: (.name + \" \" + .id + \"!\"), c: (.address + {x: 1}), d: (.nope + .name), e: (null + null)}` e6": true, "`{_id: .address}` *": true,
 	}
 	for _, expr := range jqTextPrograms {
 		tr := compileJQForTest(t, expr)
