@@ -117,8 +117,9 @@ type Transform interface {
 
 // RecordTransform is implemented by transforms that can map a stored
 // record's text straight to the stored form of their output, without
-// decoding it (the jq transform's text path). The engine uses it when a
-// pipe's only transform reads a dataset for a dataset sink.
+// decoding it (the jq transform's text path). The engine uses it when it
+// is a pipe's only transform, the sink writes a dataset, and the source
+// is a dataset or hands over text (RawReader).
 type RecordTransform interface {
 	// RecordPreparer returns a preparer for one goroutine's use, or nil
 	// when this transform has no text path.
@@ -133,6 +134,11 @@ type RecordPreparer interface {
 	// engine then decodes rec and runs Transform, so the result is the
 	// same either way.
 	PrepareRecord(rec *Record, arena []byte) (Prepared, []byte, bool)
+	// PrepareText is PrepareRecord for an entity that comes as text from
+	// a source other than a dataset (RawReader), given as its canonical
+	// text with every key (CanonicalObject) and without the keys a
+	// record adds.
+	PrepareText(text []byte, arena []byte) (Prepared, []byte, bool)
 }
 
 // Sink consumes a pipe's output.

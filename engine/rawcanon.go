@@ -64,6 +64,33 @@ func (s *PrepareScratch) PrepareRaw(arena []byte, raw []byte) (Prepared, []byte,
 	return p.Prepared, arena, nil
 }
 
+// CanonicalObject appends the canonical text of the JSON object raw to
+// dst, every key kept (reserved ones too): AppendCanonical of what
+// DecodeEntity makes of raw, the last of duplicate keys winning, without
+// the map.
+func (s *PrepareScratch) CanonicalObject(dst []byte, raw []byte) ([]byte, error) {
+	c := rawCanon{data: raw, scratch: s.members, tmp: s.tmp}
+	defer func() { s.members, s.tmp = c.scratch, c.tmp }()
+	c.skipSpace()
+	if c.pos >= len(c.data) || c.data[c.pos] != '{' {
+		v, err := DecodeValue(raw)
+		if err != nil {
+			return dst, err
+		}
+		return dst, fmt.Errorf("entity is %s, not a JSON object", TypeName(v))
+	}
+	start := len(dst)
+	c.dst = dst
+	if err := c.object(0, nil); err != nil {
+		return dst[:start], err
+	}
+	c.skipSpace()
+	if c.pos != len(c.data) {
+		return dst[:start], c.errorf("unexpected %q after top-level value", c.data[c.pos])
+	}
+	return c.dst, nil
+}
+
 type rawCanon struct {
 	data []byte
 	pos  int

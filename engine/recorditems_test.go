@@ -22,6 +22,10 @@ func (evenPreparer) PrepareRecord(rec *Record, arena []byte) (Prepared, []byte, 
 	return Prepared{ID: rec.ID, Body: body, Hash: HashBytes(body)}, arena, true
 }
 
+func (evenPreparer) PrepareText([]byte, []byte) (Prepared, []byte, bool) {
+	return Prepared{}, nil, false
+}
+
 // twiceTransform is the decoded path: each entity twice, the second with
 // a suffixed _id; "bad" fails.
 type twiceTransform struct{}

@@ -351,13 +351,20 @@ func (e *Engine) produce(ctx context.Context, p *Pipe, r Reader, prepare bool, l
 			return false
 		}
 	}
-	if rr, ok := r.(RawReader); ok && prepare && len(p.transforms()) == 0 && rr.RawOK() {
+	// A pipe whose only transform maps text (RecordTransform) takes the
+	// raw path too, without lazy values or views: its output is not the
+	// source's text.
+	textPrep := recordPreparer(p) != nil && len(p.transforms()) == 1
+	if rr, ok := r.(RawReader); ok && prepare && (len(p.transforms()) == 0 || textPrep) && rr.RawOK() {
 		rr = &rawChunks{RawReader: rr, size: max(p.BatchSize, 1)}
+		if textPrep {
+			lazy, view = new(atomic.Bool), nil
+		}
 		if workers := runtime.GOMAXPROCS(0); workers > 1 {
-			e.produceRawParallel(ctx, rr, lazy, view, workers, send)
+			e.produceRawParallel(ctx, p, rr, textPrep, lazy, view, workers, send)
 			return
 		}
-		e.produceRaw(ctx, rr, lazy, send)
+		e.produceRaw(ctx, p, rr, textPrep, lazy, send)
 		return
 	}
 	// Without transforms, workers only pay off where they prepare
@@ -693,8 +700,8 @@ func (c *rawChunks) NextRaw(ctx context.Context) (RawBatch, error) {
 // over JSON text: entities go from text to their stored form directly.
 // While lazy is set, text whose _id is easy to find is handed over lazily
 // (Prepared.Lazy) for the sink to check against the stored text hash.
-func (e *Engine) produceRaw(ctx context.Context, r RawReader, lazy *atomic.Bool, send func(item) bool) {
-	var scratch PrepareScratch
+func (e *Engine) produceRaw(ctx context.Context, p *Pipe, r RawReader, textPrep bool, lazy *atomic.Bool, send func(item) bool) {
+	w := e.rawWorker(p, textPrep)
 	for {
 		b, err := r.NextRaw(ctx)
 		if errors.Is(err, EOF) {
@@ -704,7 +711,7 @@ func (e *Engine) produceRaw(ctx context.Context, r RawReader, lazy *atomic.Bool,
 			send(item{err: fmt.Errorf("source: %w", err)})
 			return
 		}
-		it := rawItem(b, lazy.Load(), &scratch)
+		it := w.item(ctx, b, lazy.Load())
 		if !send(it) || it.err != nil {
 			return
 		}
@@ -715,7 +722,7 @@ func (e *Engine) produceRaw(ctx context.Context, r RawReader, lazy *atomic.Bool,
 // hashed and prepared at once. Lazy batches are checked against a read
 // view of the store on the workers too (ViewingSinkRun), and the text
 // found changed is prepared there, so the committer only confirms.
-func (e *Engine) produceRawParallel(ctx context.Context, r RawReader, lazy *atomic.Bool, view ViewingSinkRun, workers int, send func(item) bool) {
+func (e *Engine) produceRawParallel(ctx context.Context, p *Pipe, r RawReader, textPrep bool, lazy *atomic.Bool, view ViewingSinkRun, workers int, send func(item) bool) {
 	type job struct {
 		b    RawBatch
 		lazy bool
@@ -725,9 +732,9 @@ func (e *Engine) produceRawParallel(ctx context.Context, r RawReader, lazy *atom
 		return job{b: b, lazy: lazy.Load()}, err
 	}
 	ordered(ctx, workers, next, func() func(context.Context, job) []item {
-		var scratch PrepareScratch
+		w := e.rawWorker(p, textPrep)
 		return func(ctx context.Context, j job) []item {
-			it := rawItem(j.b, j.lazy, &scratch)
+			it := w.item(ctx, j.b, j.lazy)
 			if it.err == nil && j.lazy && view != nil {
 				viewLazy(ctx, view, it.prepared)
 			}
@@ -757,6 +764,79 @@ func viewLazy(ctx context.Context, view ViewingSinkRun, batch []Prepared) {
 			}
 		}
 	}
+}
+
+// rawWorker is one goroutine's state on the raw path.
+type rawWorker struct {
+	e       *Engine
+	p       *Pipe
+	scratch PrepareScratch
+	// prep is the record preparer of the pipe's only transform, when it
+	// maps text; dec decodes what prep declines.
+	prep RecordPreparer
+	dec  *Decoder
+	text []byte // an entity's canonical text, reused
+}
+
+func (e *Engine) rawWorker(p *Pipe, textPrep bool) *rawWorker {
+	w := &rawWorker{e: e, p: p}
+	if textPrep {
+		w.prep, w.dec = recordPreparer(p), NewDecoder()
+	}
+	return w
+}
+
+// item prepares a raw batch: through the pipe's transform when it maps
+// text, else as it is (rawItem).
+func (w *rawWorker) item(ctx context.Context, b RawBatch, isLazy bool) item {
+	if w.prep == nil {
+		return rawItem(b, isLazy, &w.scratch)
+	}
+	it := item{since: b.Since, read: len(b.Values), prepared: make([]Prepared, 0, len(b.Values)), part: b.part}
+	arena := make([]byte, 0, 400*len(b.Values)+64)
+	for i, raw := range b.Values {
+		var err error
+		w.text, err = w.scratch.CanonicalObject(w.text[:0], raw)
+		if err == nil {
+			// The source's decoded path takes only entities with a
+			// non-empty string _id (DecodeEntity); so does this one.
+			if _, ok := ScanRawID(w.text); !ok {
+				_, err = w.dec.DecodeEntity(w.text)
+			}
+		}
+		if err != nil {
+			where := fmt.Sprintf("entity %d", i+1)
+			if b.Locate != nil {
+				where = b.Locate(i)
+			}
+			return item{err: fmt.Errorf("source: %s: %w", where, err)}
+		}
+		pr, grown, ok := w.prep.PrepareText(w.text, arena)
+		arena = grown
+		if ok {
+			it.bytes += len(pr.Body)
+			it.prepared = append(it.prepared, pr)
+			continue
+		}
+		// Declined: the transform on the decoded entity, in its place.
+		ent, err := w.dec.DecodeEntity(w.text)
+		if err != nil {
+			return item{err: fmt.Errorf("source: entity %d: %w", i+1, err)}
+		}
+		ents, err := safeTransform(ctx, w.p.transforms()[0], []Entity{ent})
+		if err != nil {
+			return item{err: fmt.Errorf("transform 0: %w", err)}
+		}
+		var one item
+		if bad, ok := w.e.prepareItem(&one, ents, true); !ok {
+			return bad
+		}
+		for _, q := range one.prepared {
+			it.bytes += len(q.Body)
+			it.prepared = append(it.prepared, q)
+		}
+	}
+	return it
 }
 
 // rawItem prepares a batch of JSON text (lazily where isLazy and the _id

@@ -410,6 +410,19 @@ var (
 func (r *textRun) PrepareRecord(rec *engine.Record, arena []byte) (engine.Prepared, []byte, bool) {
 	r.mem, r.buf = r.mem[:0], r.buf[:0]
 	cur, ok := r.record(rec)
+	return r.run(cur, ok, arena)
+}
+
+// PrepareText implements engine.RecordPreparer: the entity is text's
+// members, with no record keys.
+func (r *textRun) PrepareText(text []byte, arena []byte) (engine.Prepared, []byte, bool) {
+	r.mem, r.buf = r.mem[:0], r.buf[:0]
+	cur, ok := r.members(text)
+	return r.run(cur, ok, arena)
+}
+
+// run runs the program's steps on cur and writes the result.
+func (r *textRun) run(cur []textMember, ok bool, arena []byte) (engine.Prepared, []byte, bool) {
 	for i := 0; ok && i < len(r.p.steps); i++ {
 		cur, ok = r.step(&r.p.steps[i], cur)
 	}

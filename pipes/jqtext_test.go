@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/itchyny/gojq"
@@ -222,10 +223,39 @@ func FuzzJQText(f *testing.F) {
 		if tr.text == nil {
 			return
 		}
+		checkFromText(t, tr, []byte(text))
 		rec, ok := recordOf(t, text, 7)
 		if !ok {
 			return
 		}
 		checkText(t, tr, rec)
 	})
+}
+
+// checkFromText compares the text path with the decoded path on an
+// entity as a source hands it over (engine.RawReader): where the text
+// path answers, the decoded path must store exactly that.
+func checkFromText(t *testing.T, tr *JQ, raw []byte) {
+	t.Helper()
+	var s engine.PrepareScratch
+	text, err := s.CanonicalObject(nil, raw)
+	e, derr := engine.DecodeEntity(raw)
+	if (err == nil) != (derr == nil || derr == engine.ErrNoID || strings.Contains(derr.Error(), "entity _id")) {
+		t.Fatalf("%q: canonical text error %v, decoder error %v", raw, err, derr)
+	}
+	if err != nil || derr != nil {
+		return
+	}
+	got, _, ok := tr.RecordPreparer().PrepareText(text, nil)
+	if !ok {
+		return
+	}
+	out, err := tr.Transform(context.Background(), []engine.Entity{e})
+	if err != nil || len(out) != 1 {
+		t.Fatalf("text path answered %s for %s, decoded path gave %d entities, error %v", got.Body, raw, len(out), err)
+	}
+	w, err := engine.Prepare(out[0])
+	if err != nil || got.ID != w.ID || got.Deleted != w.Deleted || got.Filtered != w.Filtered || !bytes.Equal(got.Body, w.Body) || got.Hash != w.Hash {
+		t.Fatalf("entity %s:\ntext    %q %s\ndecoded %q %s (%v)", raw, got.ID, got.Body, w.ID, w.Body, err)
+	}
 }

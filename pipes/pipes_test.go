@@ -435,3 +435,50 @@ func TestJQTextPathStoresWhatGojqStores(t *testing.T) {
 		t.Fatal("the failed run wrote part of its batch")
 	}
 }
+
+// TestJQTextPathFromText: a json source's text goes through jq's text
+// path (its canonical form, every key kept, no record keys) and stores
+// what the decoded path stores: unsorted keys, white space, duplicate
+// keys, reserved keys the program reads, no _id in the input, escapes.
+// A line the text path declines is transformed in its place; one that
+// fails fails the run as on the decoded path.
+func TestJQTextPathFromText(t *testing.T) {
+	var in strings.Builder
+	for i := range 60 {
+		fmt.Fprintf(&in, `{ "id" : %d, "name":"N\u00e9 %d", "_links": {"self": "/c/%d"}, "a": {"b": %d.50}, "name": "dup %d", "_updated": "u%d", "_id": "\u0069d%d" }`+"\n", i, i, i, i, i, i, i)
+	}
+	in.WriteString(`{"_id": "x", "id": 61, "a": null}` + "\n")
+	config := `[
+	 {"_id":"text","type":"pipe","batch_size":7,"source":{"type":"json","url":"in.json"},"transform":{"type":"jq","expression":"{_id: (\"c-\" + .name), l: ._links.self, b: .a.b, u: ._updated, all: .}"}},
+	 {"_id":"decoded","type":"pipe","batch_size":7,"source":{"type":"json","url":"in.json"},"transform":{"type":"jq","expression":"{_id: (\"c-\" + .name), l: ._links.self, b: (.a | .b), u: ._updated, all: .}"}}
+	]`
+	e := setup(t, config, map[string]string{"in.json": in.String()})
+	for _, p := range []string{"text", "decoded"} {
+		rec := e.mustRun(p)
+		if rec.Read != 61 || rec.Written != 61 {
+			t.Fatalf("%s: %+v", p, rec)
+		}
+	}
+	if a, b := e.bodies("text"), e.bodies("decoded"); a != b || !strings.Contains(a, `{"_id":"c-dup 3","all":{"_id":"id3","_links":{"self":"/c/3"},"_updated":"u3","a":{"b":3.50},"id":3,"name":"dup 3"},"b":3.50,"l":"/c/3","u":"u3"}`) {
+		t.Fatalf("text path:\n%s\ndecoded path:\n%s", a, b)
+	}
+	// A path through a string: gojq's error, naming the entity; an
+	// entity without _id: the source's error.
+	cfg2 := strings.ReplaceAll(config, `b: .a.b`, `b: .a.b.c`)
+	cfg2 = strings.ReplaceAll(cfg2, `b: (.a | .b)`, `b: (.a | .b.c)`)
+	e2 := setup(t, cfg2, map[string]string{"in.json": `{"_id":"x","name":"n","a":{"b":{"c":1}}}` + "\n" + `{"_id":"y","name":"m","a":"str"}` + "\n"})
+	_, errText := e2.run("text")
+	_, errDecoded := e2.run("decoded")
+	if errText == nil || errDecoded == nil || errText.Error() != strings.ReplaceAll(errDecoded.Error(), `"decoded"`, `"text"`) {
+		t.Fatalf("errors:\ntext    %v\ndecoded %v", errText, errDecoded)
+	}
+	if e2.bodies("text") != "" {
+		t.Fatal("the failed run wrote part of its batch")
+	}
+	e3 := setup(t, config, map[string]string{"in.json": `{"_id":"x","name":"n"}` + "\n" + `{"name":"m"}` + "\n"})
+	_, errText = e3.run("text")
+	_, errDecoded = e3.run("decoded")
+	if errText == nil || errDecoded == nil || errText.Error() != strings.ReplaceAll(errDecoded.Error(), `"decoded"`, `"text"`) || !strings.Contains(errText.Error(), "entity 2: entity has no _id") {
+		t.Fatalf("errors:\ntext    %v\ndecoded %v", errText, errDecoded)
+	}
+}
