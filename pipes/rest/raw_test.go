@@ -15,6 +15,7 @@ import (
 
 	"github.com/ferrydata/ferry/engine"
 	"github.com/ferrydata/ferry/engine/boltstore"
+	"github.com/ferrydata/ferry/pipes/all"
 	"github.com/ferrydata/ferry/pipes/rest"
 	"github.com/ferrydata/ferry/sinks"
 )
@@ -340,5 +341,62 @@ func TestRawPageWholeOrNothing(t *testing.T) {
 	}
 	if info.Entities != 1000 {
 		t.Errorf("the dataset holds %d entities, want the 1000 of the first page", info.Entities)
+	}
+}
+
+// TestRawPageThroughJQ: a collect pipe with a jq transform of the text
+// path's subset takes the raw path and stores what the same program
+// outside the subset stores on the map path, for every page case of
+// TestRawPageMatchesMaps that reads.
+func TestRawPageThroughJQ(t *testing.T) {
+	var pages atomic.Pointer[[]string]
+	srv := pageServer(t, &pages)
+	cases := []struct {
+		op    int
+		pages []string
+	}{
+		{0, []string{`{"data": [{"id": 1, "name": "a"}, {"id": "x\"y", "z": [1, {"k": null}]}], "next": "?page=2", "total": 3}`,
+			` {"next": "", "data": [ { "id" : 1.50 , "_id": "own", "_updated": "u1", "name": "b" } ] } `}},
+		{0, []string{`{"data": [{"id": 7, "id": 8}, {"i\u0064": 9, "_deleted": true}, {"id": "\u00e9t\u00e9", "_filtered": false}], "next": ""}`}},
+		{1, []string{`[{"a": {"b": "k1"}, "upd": "2024-01-02"}, {"a": {"b": 2, "b": 3}, "upd": 20240101}, {"a": {"b": "x"}, "upd": null}]`}},
+		{2, []string{`[{"_id": "e1", "meta": {"ts": "2024-05-01"}}, {"_id": "e2", "meta": {"ts": 17}, "_updated": "old"}]`}},
+		{4, []string{`{"results": [{"id": 1}, {"id": 2}], "paging": {"next": {"link": "?page=2#x"}}}`,
+			`{"paging": {"next": {"link": "?page=3"}}, "results": [{"id": 3}]}`, `{"results": [{"id": 4}], "paging": null}`}},
+	}
+	for i, tc := range cases {
+		pages.Store(&tc.pages)
+		cfg := fmt.Sprintf(`[
+ {"_id": "api", "type": "system:rest", "url_pattern": "%s/%%s", "operations": {"list": {"url": "x?page=1", "max_pages": 4, %s}}},
+ {"_id": "text", "type": "pipe", "source": {"type": "rest", "system": "api", "operation": "list"}, "transform": {"type": "jq", "expression": ". + {n: (\"n-\" + .name), u: ._updated} | del(.z)"}},
+ {"_id": "decoded", "type": "pipe", "source": {"type": "rest", "system": "api", "operation": "list"}, "transform": {"type": "jq", "expression": ". + {n: (\"n-\" + (.name | .)), u: ._updated} | del(.z)"}}]`, srv.URL, rawOps[tc.op])
+		c, err := engine.ParseConfig("raw.json", []byte(cfg), engine.EnvFrom(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		plan, err := engine.Compile(c, all.Registry(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		store, err := boltstore.Open(t.TempDir(), boltstore.Options{NoSync: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		eng := engine.New(store, plan, nil)
+		dump := map[string]string{}
+		for _, p := range []string{"text", "decoded"} {
+			if _, err := eng.Run(context.Background(), p, engine.RunOptions{}); err != nil {
+				t.Fatalf("case %d: %s: %v", i, p, err)
+			}
+			var b strings.Builder
+			store.Scan(context.Background(), p, engine.ScanOptions{}, func(r engine.Record) error {
+				fmt.Fprintf(&b, "%s %s %v %s\n", r.ID, r.Hash, r.Deleted, r.Body)
+				return nil
+			})
+			dump[p] = b.String()
+		}
+		store.Close()
+		if dump["text"] != dump["decoded"] || dump["text"] == "" {
+			t.Errorf("case %d:\ntext path:\n%s\nmap path:\n%s", i, dump["text"], dump["decoded"])
+		}
 	}
 }
