@@ -21,7 +21,7 @@ const jqSchema = `{
   "properties": {
     "type": {"const": "jq"},
     "comment": {},
-    "expression": {"description": "A jq program (gojq), compiled once; each input entity yields 0..n objects with a string _id; $pipe is the pipe id. A program that only maps fields (. + {k: .a.b}, {_id: (\"crm-\" + .id), k: .a, c: 1}, del(.a), pipes of these) runs on the stored JSON text when the pipe reads a dataset into a dataset, about twice as fast, with the same result.", "type": "string", "minLength": 1}
+    "expression": {"description": "A jq program (gojq), compiled once; each input entity yields 0..n objects with a string _id; $pipe is the pipe id. A program that only maps fields (. + {k: .a.b}, {_id: (\"crm-\" + .id), k: .a, c: 1}, del(.a), pipes of these) runs on JSON text when it is the pipe's only transform and the pipe writes a dataset, about twice as fast, with the same result.", "type": "string", "minLength": 1}
   }
 }`
 

@@ -12,8 +12,10 @@ import (
 )
 
 // This file is the jq transform's text path: a program that only maps
-// fields runs on a stored record's canonical JSON text instead of on a
-// decoded map, and its output is written straight in the stored form. It
+// fields runs on canonical JSON text instead of on a decoded map (a
+// stored record's body, or a source's text canonicalized with every key
+// kept: engine.PrepareScratch.CanonicalObject), and its output is written
+// straight in the stored form. It
 // covers the programs integration engineers write most (". + {x: .a}",
 // "{_id: ._id, name: .customer.name}", "del(.a, .b)", and pipes of these);
 // any other program, or an entity the text path cannot be sure of, takes
