@@ -1141,6 +1141,11 @@ func (s *Store) superseded(tx *bolt.Tx, b *bolt.Bucket, m meta, from uint64) ([]
 	if m.Versions == 0 || m.LastOffset < from || m.LastOffset-from < scanChunk {
 		return nil, 0
 	}
+	if m.Versions == m.Entities {
+		// One version per _id (a dataset loaded once): none is
+		// superseded, and the log need not be read twice.
+		return []uint64{}, m.LastOffset
+	}
 	sup := []uint64{}
 	var last uint64
 	c := b.Bucket(bucketLog).Cursor()

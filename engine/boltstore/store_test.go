@@ -199,3 +199,69 @@ func TestReadOnly(t *testing.T) {
 		t.Errorf("read-only Get = %v %v", ok, err)
 	}
 }
+
+// TestLatestScanOfDatasetLoadedOnce: a latest-only scan of a long log
+// where every _id has one version skips reading the log for superseded
+// versions (none can be); once some are replaced or deleted, the scan
+// reads it again and leaves the replaced versions out, from any offset.
+func TestLatestScanOfDatasetLoadedOnce(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	write := func(from, to int, variant string) {
+		t.Helper()
+		tx, err := s.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := from; i < to; i++ {
+			p, err := engine.Prepare(engine.Entity{"_id": fmt.Sprintf("e%05d", i), "v": variant, "_deleted": variant == "gone"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := tx.Put("ds", &p, 1); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	latest := func(from uint64) (n int, ids map[string]string) {
+		t.Helper()
+		var cache engine.ScanCache
+		ids = map[string]string{}
+		for {
+			next, err := s.Scan(ctx, "ds", engine.ScanOptions{From: from, Limit: 700, LatestOnly: true, Cache: &cache}, func(r engine.Record) error {
+				if _, dup := ids[r.ID]; dup {
+					t.Fatalf("%s twice", r.ID)
+				}
+				ids[r.ID] = string(r.Body)
+				n++
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if next == from {
+				return n, ids
+			}
+			from = next
+		}
+	}
+	write(0, 5000, "a")
+	if n, _ := latest(0); n != 5000 {
+		t.Fatalf("loaded once: %d latest versions, want 5000", n)
+	}
+	if n, _ := latest(3000); n != 2000 {
+		t.Fatalf("loaded once, from 3000: %d latest versions, want 2000", n)
+	}
+	write(100, 1300, "b")
+	write(200, 210, "gone")
+	n, ids := latest(0)
+	if n != 5000 || !strings.Contains(ids["e00150"], `"b"`) || !strings.Contains(ids["e00205"], `"_deleted":true`) || !strings.Contains(ids["e04000"], `"a"`) {
+		t.Fatalf("after changes: %d latest versions; e00150 %s, e00205 %s", n, ids["e00150"], ids["e00205"])
+	}
+	if n, _ := latest(4000); n != 2200 {
+		t.Fatalf("after changes, from 4000: %d latest versions, want 1000 + 1190 + 10", n)
+	}
+}
