@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"math/big"
+	"slices"
 	"strconv"
 
 	"github.com/itchyny/gojq"
@@ -93,36 +95,72 @@ func (t *JQ) Transform(ctx context.Context, in []engine.Entity) ([]engine.Entity
 }
 
 // normalize converts gojq's number types back to json.Number so every
-// entity keeps one value model. Maps and slices are changed in place: they
-// are fresh jq output or shared input that already holds json.Number.
+// entity keeps one value model. It never writes into a map or slice it
+// is given: gojq hands out its constant objects and arrays (an object
+// literal such as {p: {z: 1}}) to every run, on every worker, so a map
+// or slice that holds a value to convert is copied first (copy on
+// write); one that holds none is returned as it is.
 func normalize(v any) any {
+	n, _ := normalizeValue(v)
+	return n
+}
+
+// normalizeValue is normalize reporting whether anything changed.
+func normalizeValue(v any) (any, bool) {
 	switch x := v.(type) {
 	case map[string]any:
+		var out map[string]any
 		for k, e := range x {
-			switch e.(type) {
-			case map[string]any, []any, int, float64, *big.Int:
-				x[k] = normalize(e)
+			if !mayChange(e) {
+				continue
+			}
+			if n, changed := normalizeValue(e); changed {
+				if out == nil {
+					out = maps.Clone(x)
+				}
+				out[k] = n
 			}
 		}
-		return x
+		if out == nil {
+			return x, false
+		}
+		return out, true
 	case []any:
+		var out []any
 		for i, e := range x {
-			switch e.(type) {
-			case map[string]any, []any, int, float64, *big.Int:
-				x[i] = normalize(e)
+			if !mayChange(e) {
+				continue
+			}
+			if n, changed := normalizeValue(e); changed {
+				if out == nil {
+					out = slices.Clone(x)
+				}
+				out[i] = n
 			}
 		}
-		return x
+		if out == nil {
+			return x, false
+		}
+		return out, true
 	case int:
-		return json.Number(strconv.Itoa(x))
+		return json.Number(strconv.Itoa(x)), true
 	case *big.Int:
-		return json.Number(x.String())
+		return json.Number(x.String()), true
 	case float64:
 		if math.IsNaN(x) || math.IsInf(x, 0) {
-			return nil
+			return nil, true
 		}
 		b, _ := engine.AppendCanonical(nil, x)
-		return json.Number(b)
+		return json.Number(b), true
 	}
-	return v
+	return v, false
+}
+
+// mayChange reports whether normalizeValue may change v.
+func mayChange(v any) bool {
+	switch v.(type) {
+	case map[string]any, []any, int, float64, *big.Int:
+		return true
+	}
+	return false
 }

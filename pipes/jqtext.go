@@ -330,8 +330,10 @@ func isConstQuery(q *gojq.Query) bool {
 	}
 	if q.Op != 0 {
 		// 1 + 2, "a" * 2: gojq computes it once (constText), and one
-		// that yields no value, several or an error is left to it.
-		return isConstQuery(q.Left) && isConstQuery(q.Right)
+		// that yields no value, several or an error is left to it. Not
+		// the assignments (=, |=, +=, //=, ...): they are paths into
+		// ".", which constText's null input would let pass.
+		return q.Op >= gojq.OpPipe && q.Op <= gojq.OpAlt && isConstQuery(q.Left) && isConstQuery(q.Right)
 	}
 	t := q.Term
 	if t == nil || len(t.SuffixList) > 0 {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/itchyny/gojq"
@@ -75,6 +76,10 @@ var jqNotText = []string{
 	`{_id} | .x = 1`,
 	`. + {x: -.a}`,
 	`. + {x: {} }.y`,
+	`. + {x: (null |= 1)}`,
+	`{_id, x: [1, (null = 2)]}`,
+	`{_id, x: {k: (null += 2)}}`,
+	`{_id, x: ((null, null) //= 1)}`,
 }
 
 var jqTextEntities = []string{
@@ -258,4 +263,38 @@ func checkFromText(t *testing.T, tr *JQ, raw []byte) {
 	if err != nil || got.ID != w.ID || got.Deleted != w.Deleted || got.Filtered != w.Filtered || !bytes.Equal(got.Body, w.Body) || got.Hash != w.Hash {
 		t.Fatalf("entity %s:\ntext    %q %s\ndecoded %q %s (%v)", raw, got.ID, got.Body, w.ID, w.Body, err)
 	}
+}
+
+// TestJQOutputDoesNotShareConstants: gojq hands out a program's constant
+// objects to every run; normalizing the output must copy them rather
+// than write into them (two workers would race, and an entity changed
+// downstream would change the program), on both paths of a batch.
+func TestJQOutputDoesNotShareConstants(t *testing.T) {
+	tr := compileJQForTest(t, `{_id, o: {p: {z: 1, s: "x"}, l: [1, "a"]}}`)
+	run := func() engine.Entity {
+		out, err := tr.Transform(context.Background(), []engine.Entity{{"_id": "a"}})
+		if err != nil || len(out) != 1 {
+			t.Fatalf("%v %v", out, err)
+		}
+		return out[0]
+	}
+	first := run()
+	o := first["o"].(map[string]any)
+	o["p"].(map[string]any)["w"] = "changed downstream"
+	o["l"].([]any)[1] = "changed downstream"
+	again, err := engine.Prepare(run())
+	if err != nil || string(again.Body) != `{"_id":"a","o":{"l":[1,"a"],"p":{"s":"x","z":1}}}` {
+		t.Fatalf("second run stored %s (%v)", again.Body, err)
+	}
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 200 {
+				tr.Transform(context.Background(), []engine.Entity{{"_id": "a"}})
+			}
+		}()
+	}
+	wg.Wait()
 }
