@@ -34,30 +34,16 @@ type PrepareScratch struct {
 
 // PrepareRaw is the package function PrepareRaw reusing s's memory.
 func (s *PrepareScratch) PrepareRaw(arena []byte, raw []byte) (Prepared, []byte, error) {
-	c := rawCanon{data: raw, scratch: s.members, tmp: s.tmp}
-	defer func() { s.members, s.tmp = c.scratch, c.tmp }()
-	c.skipSpace()
-	if c.pos >= len(c.data) || c.data[c.pos] != '{' {
-		v, err := DecodeValue(raw)
-		if err != nil {
-			return Prepared{}, arena, err
-		}
-		return Prepared{}, arena, fmt.Errorf("entity is %s, not a JSON object", TypeName(v))
-	}
 	start := len(arena)
-	c.dst = arena
 	var p rawRoot
-	if err := c.object(0, &p); err != nil {
-		return Prepared{}, arena[:start], err
-	}
-	c.skipSpace()
-	if c.pos != len(c.data) {
-		return Prepared{}, arena[:start], c.errorf("unexpected %q after top-level value", c.data[c.pos])
+	grown, err := s.object(arena, raw, &p)
+	if err != nil {
+		return Prepared{}, arena, err
 	}
 	if !p.hasID {
 		return Prepared{}, arena[:start], ErrNoID
 	}
-	arena = c.dst
+	arena = grown
 	body := arena[start:len(arena):len(arena)]
 	p.Body = body
 	p.Hash = HashBytes(body)
@@ -69,6 +55,13 @@ func (s *PrepareScratch) PrepareRaw(arena []byte, raw []byte) (Prepared, []byte,
 // DecodeEntity makes of raw, the last of duplicate keys winning, without
 // the map.
 func (s *PrepareScratch) CanonicalObject(dst []byte, raw []byte) ([]byte, error) {
+	return s.object(dst, raw, nil)
+}
+
+// object appends the canonical text of the JSON object raw to dst; root,
+// when not nil, receives _id and the flags and makes reserved keys drop
+// out (see rawCanon.object). On an error dst is returned as it was.
+func (s *PrepareScratch) object(dst []byte, raw []byte, root *rawRoot) ([]byte, error) {
 	c := rawCanon{data: raw, scratch: s.members, tmp: s.tmp}
 	defer func() { s.members, s.tmp = c.scratch, c.tmp }()
 	c.skipSpace()
@@ -81,7 +74,7 @@ func (s *PrepareScratch) CanonicalObject(dst []byte, raw []byte) ([]byte, error)
 	}
 	start := len(dst)
 	c.dst = dst
-	if err := c.object(0, nil); err != nil {
+	if err := c.object(0, root); err != nil {
 		return dst[:start], err
 	}
 	c.skipSpace()

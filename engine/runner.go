@@ -488,20 +488,31 @@ func (e *Engine) recordItems(ctx context.Context, p *Pipe, b Batch, dec *Decoder
 		if err != nil {
 			return append(out, item{err: fmt.Errorf("source: record at offset %d: %w", rec.Offset, err)})
 		}
-		ents, err := safeTransform(ctx, p.transforms()[0], []Entity{ent})
-		if err != nil {
-			return append(out, item{err: fmt.Errorf("transform 0: %w", err)})
+		prs, bad := e.transformDeclined(ctx, p, ent)
+		if bad != nil {
+			return append(out, *bad)
 		}
-		var one item
-		if bad, ok := e.prepareItem(&one, ents, true); !ok {
-			return append(out, bad)
-		}
-		for _, pr := range one.prepared {
+		for _, pr := range prs {
 			add(pr)
 		}
 	}
 	it.since, it.commit, it.read = b.Since, b.Commit, len(b.Records)
 	return append(out, it)
+}
+
+// transformDeclined runs p's only transform on one entity a RecordPreparer
+// declined and prepares what it made; on an error it returns the item
+// that carries it.
+func (e *Engine) transformDeclined(ctx context.Context, p *Pipe, ent Entity) ([]Prepared, *item) {
+	ents, err := safeTransform(ctx, p.transforms()[0], []Entity{ent})
+	if err != nil {
+		return nil, &item{err: fmt.Errorf("transform 0: %w", err)}
+	}
+	var one item
+	if bad, ok := e.prepareItem(&one, ents, true); !ok {
+		return nil, &bad
+	}
+	return one.prepared, nil
 }
 
 // recordPreparer returns the record preparer of p's only transform, for
@@ -823,15 +834,11 @@ func (w *rawWorker) item(ctx context.Context, b RawBatch, isLazy bool) item {
 		if err != nil {
 			return item{err: fmt.Errorf("source: entity %d: %w", i+1, err)}
 		}
-		ents, err := safeTransform(ctx, w.p.transforms()[0], []Entity{ent})
-		if err != nil {
-			return item{err: fmt.Errorf("transform 0: %w", err)}
+		prs, bad := w.e.transformDeclined(ctx, w.p, ent)
+		if bad != nil {
+			return *bad
 		}
-		var one item
-		if bad, ok := w.e.prepareItem(&one, ents, true); !ok {
-			return bad
-		}
-		for _, q := range one.prepared {
+		for _, q := range prs {
 			it.bytes += len(q.Body)
 			it.prepared = append(it.prepared, q)
 		}
