@@ -29,42 +29,48 @@ func RawTextHash(raw []byte) uint64 {
 // can only cost a lookup: whether the text is unchanged is decided by
 // RawTextHash, which was stored for text that passed PrepareRaw.
 func ScanRawID(raw []byte) (id string, ok bool) {
+	b, ok := scanRawID(raw)
+	return string(b), ok
+}
+
+// scanRawID is ScanRawID returning the _id's bytes in raw.
+func scanRawID(raw []byte) ([]byte, bool) {
 	i := skipWS(raw, 0)
 	if i >= len(raw) || raw[i] != '{' {
-		return "", false
+		return nil, false
 	}
 	i++
 	for {
 		i = skipWS(raw, i)
 		if i >= len(raw) || raw[i] != '"' {
-			return "", false
+			return nil, false
 		}
 		ks := i + 1
 		ke := plainStringEnd(raw, ks)
 		if ke < 0 {
-			return "", false
+			return nil, false
 		}
 		i = skipWS(raw, ke+1)
 		if i >= len(raw) || raw[i] != ':' {
-			return "", false
+			return nil, false
 		}
 		i = skipWS(raw, i+1)
 		if ke-ks == 3 && raw[ks] == '_' && raw[ks+1] == 'i' && raw[ks+2] == 'd' {
 			if i >= len(raw) || raw[i] != '"' {
-				return "", false
+				return nil, false
 			}
 			ve := plainStringEnd(raw, i+1)
 			if ve < 0 || ve == i+1 || !utf8.Valid(raw[i+1:ve]) {
-				return "", false
+				return nil, false
 			}
-			return string(raw[i+1 : ve]), true
+			return raw[i+1 : ve], true
 		}
 		if i = skipRawValue(raw, i); i < 0 {
-			return "", false
+			return nil, false
 		}
 		i = skipWS(raw, i)
 		if i >= len(raw) || raw[i] != ',' {
-			return "", false
+			return nil, false
 		}
 		i++
 	}

@@ -811,7 +811,7 @@ func (w *rawWorker) item(ctx context.Context, b RawBatch, isLazy bool) item {
 		if err == nil {
 			// The source's decoded path takes only entities with a
 			// non-empty string _id (DecodeEntity); so does this one.
-			if _, ok := ScanRawID(w.text); !ok {
+			if _, ok := scanRawID(w.text); !ok {
 				_, err = w.dec.DecodeEntity(w.text)
 			}
 		}
