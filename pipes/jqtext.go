@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"slices"
-	"strconv"
 
 	"github.com/itchyny/gojq"
 
@@ -444,26 +443,16 @@ func (r *textRun) record(rec *engine.Record) ([]textMember, bool) {
 	if !ok || !r.p.recordKeys {
 		return body, ok
 	}
-	b := len(r.buf)
-	r.buf = append(r.buf, '"')
-	r.buf = append(r.buf, rec.Hash.String()...)
-	r.buf = append(r.buf, '"')
-	h := len(r.buf)
-	if rec.HasPrev {
-		r.buf = strconv.AppendUint(r.buf, rec.Previous, 10)
-	} else {
-		r.buf = append(r.buf, "null"...)
+	// The keys as the record shows them (engine.Record.AppendJSON of an
+	// empty body writes them, sorted).
+	keys := engine.Record{Offset: rec.Offset, TS: rec.TS, Previous: rec.Previous, HasPrev: rec.HasPrev, Hash: rec.Hash}
+	start := len(r.buf)
+	r.buf = keys.AppendJSON(r.buf)
+	added, ok := r.members(r.buf[start:])
+	if !ok {
+		return nil, false
 	}
-	pv := len(r.buf)
-	r.buf = strconv.AppendInt(r.buf, rec.TS, 10)
-	ts := len(r.buf)
-	r.buf = strconv.AppendUint(r.buf, rec.Offset, 10)
-	vals := [4][]byte{r.buf[b:h], r.buf[h:pv], r.buf[pv:ts], r.buf[ts:]}
-	var added [4]textMember
-	for i, k := range recordKeyNames {
-		added[i] = textMember{k, vals[i]}
-	}
-	return r.merge(body, added[:]), true
+	return r.merge(body, added), true
 }
 
 // merge returns a and b merged by key, b's member winning for a key in
