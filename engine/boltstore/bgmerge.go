@@ -241,19 +241,18 @@ func (st *dsState) installMerge(m *bgMerge) (int, error) {
 		if err != nil {
 			return 0, fmt.Errorf("numbering an index run: %w", err)
 		}
-		f := *h.f
-		f.id = id
+		f := &runFile{id: id, count: h.f.count, min: h.f.min, max: h.f.max, bloom: h.f.bloom}
 		for i, k := range h.keys {
 			binary.BigEndian.PutUint64(k[1:9], id)
 			if err := rb.Put(k, h.blocks[i]); err != nil {
 				return 0, fmt.Errorf("writing an index run: %w", err)
 			}
 		}
-		if err := rb.Put(runMetaKey(id), encodeRunMeta(&f)); err != nil {
+		if err := rb.Put(runMetaKey(id), encodeRunMeta(f)); err != nil {
 			return 0, fmt.Errorf("writing an index run: %w", err)
 		}
-		st.w.newRuns = append(st.w.newRuns, &f)
-		r.out = append(r.out, &f)
+		st.w.newRuns = append(st.w.newRuns, f)
+		r.out = append(r.out, f)
 	}
 	if err := st.applyMerge(m.plan, r); err != nil {
 		return 0, err

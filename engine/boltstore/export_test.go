@@ -17,3 +17,7 @@ func PageWrites(s *Store) int64 {
 func SetRunShape(s *Store, l0Runs, l1Entries, runEntries, budget int) {
 	s.l0Runs, s.l1Entries, s.runEntries, s.compactBudget = l0Runs, l1Entries, runEntries, budget
 }
+
+// SetPreadRuns makes lookups read index runs' blocks with pread
+// (blockdir.go), as a release does when the runs do not fit.
+func SetPreadRuns(s *Store, on bool) { s.preadRuns.Store(on) }

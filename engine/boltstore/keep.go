@@ -93,7 +93,11 @@ const (
 // index trees (both levels) as tx sees them, as many whole trees as fit in budget bytes. It reads branch pages with pread
 // from the file: tx pins them, so they cannot change meanwhile.
 func (s *Store) keepRuns(tx *bolt.Tx, pageSize int, budget int64) []pageRun {
-	if s.pageFile == nil || budget <= 0 {
+	if s.pageFile == nil {
+		return nil
+	}
+	if budget <= 0 {
+		s.preadRuns.Store(true) // nothing fits, the runs least of all
 		return nil
 	}
 	root := tx.Bucket(bucketDatasets)
@@ -121,9 +125,16 @@ func (s *Store) keepRuns(tx *bolt.Tx, pageSize int, budget int64) []pageRun {
 			if ib == nil || ib.Root() == 0 {
 				continue
 			}
+			runs := tree.leaves
+			if runs && s.preadRuns.Load() {
+				continue // lookups read the runs with pread (blockdir.go)
+			}
 			// An index grows by a fraction between releases: if it did
 			// not fit last time by more than that, do not read it again.
 			if last := s.hot.lastPages(tree.key); int64(len(pages)+last*7/8)*int64(pageSize) > budget {
+				if runs {
+					s.preadRuns.Store(true)
+				}
 				continue
 			}
 			branches, leaves, ok := s.walkIndex(uint64(ib.Root()), maxPage, pageSize, buf, tree.leaves)
@@ -133,7 +144,12 @@ func (s *Store) keepRuns(tx *bolt.Tx, pageSize int, budget int64) []pageRun {
 			s.hot.setPages(tree.key, len(branches)+len(leaves))
 			if int64(len(pages)+len(branches)+len(leaves))*int64(pageSize) > budget {
 				// Keeping part of an index saves little: its lookups
-				// spread over all of it.
+				// spread over all of it. The runs are read with pread
+				// from now on: mapped, they would be faulted back in
+				// after every release.
+				if runs {
+					s.preadRuns.Store(true)
+				}
 				continue
 			}
 			pages = append(pages, branches...)

@@ -116,16 +116,21 @@ func TestIndexAgainstModel(t *testing.T) {
 		{recentMin: 16, l0Runs: 2, l1Entries: 40, runEntries: 16, budget: 1 << 20, background: true},
 		{recentMin: 16, l0Runs: 4, l1Entries: 60, runEntries: 24, budget: 30, background: true},
 		{recentMin: 1, l0Runs: 3, l1Entries: 20, runEntries: 5, budget: 1, background: true},
+		// Lookups read the runs' blocks with pread (blockdir.go).
+		{recentMin: 16, l0Runs: 2, l1Entries: 40, runEntries: 16, budget: 1 << 20, pread: true},
+		{recentMin: 16, l0Runs: 4, l1Entries: 60, runEntries: 24, budget: 30, background: true, pread: true},
+		{recentMin: 1, l0Runs: 3, l1Entries: 20, runEntries: 5, budget: 1, pread: true},
 	} {
 		t.Run(fmt.Sprintf("%+v", sh), func(t *testing.T) { testIndexAgainstModel(t, sh) })
 	}
 }
 
 // runShape sizes the index runs for a test; background: merges beside
-// the writer (else in the writing transaction, as the budget allows).
+// the writer (else in the writing transaction, as the budget allows);
+// pread: lookups read the runs' blocks with pread.
 type runShape struct {
 	recentMin, l0Runs, l1Entries, runEntries, budget int
-	background                                       bool
+	background, pread                                bool
 }
 
 func testIndexAgainstModel(t *testing.T, sh runShape) {
@@ -139,6 +144,7 @@ func testIndexAgainstModel(t *testing.T, sh runShape) {
 		s.recentMin = sh.recentMin
 		s.l0Runs, s.l1Entries, s.runEntries, s.compactBudget = sh.l0Runs, sh.l1Entries, sh.runEntries, sh.budget
 		s.background = sh.background
+		s.preadRuns.Store(sh.pread)
 		return s
 	}
 	s := open()
@@ -505,9 +511,9 @@ func TestCheckFindsBrokenRuns(t *testing.T) {
 		if err != nil || len(levels) == 0 || len(levels[0]) != 1 {
 			t.Fatalf("runs %v, %v: want one level-0 run", levels, err)
 		}
-		f := *levels[0][0]
-		f.count++
-		return rb.Put(runMetaKey(f.id), encodeRunMeta(&f))
+		g := levels[0][0]
+		f := &runFile{id: g.id, count: g.count + 1, min: g.min, max: g.max, bloom: g.bloom}
+		return rb.Put(runMetaKey(f.id), encodeRunMeta(f))
 	})
 	if err != nil {
 		t.Fatal(err)

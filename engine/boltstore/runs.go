@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"sync/atomic"
 
 	"github.com/zeebo/xxh3"
 	bolt "go.etcd.io/bbolt"
@@ -94,6 +95,11 @@ type runFile struct {
 	count    uint64
 	min, max []byte
 	bloom    *bloom.Filter
+	// dir places the run's blocks in the file for lookups by pread
+	// (blockdir.go); nil until built. noDirTx is 1 + the id of the
+	// transaction in which it could not be built.
+	dir     atomic.Pointer[blockDir]
+	noDirTx atomic.Uint64
 }
 
 // l0Merge is a merge of level 0 into level 1 in progress: it spans
@@ -341,6 +347,10 @@ type lookupScratch struct {
 	// reads four words far apart; the filter only saves the seek of an
 	// _id that is not there.
 	hits bool
+	// s is the store (nil: lookups take the cursor); buf and vals serve
+	// lookups that read blocks with pread (blockdir.go).
+	s         *Store
+	buf, vals []byte
 }
 
 // find returns id's entry in the runs, or nil. h is id's xxh3-128.
@@ -369,6 +379,11 @@ func (l runLevels) find(rb *bolt.Bucket, id []byte, h xxh3.Uint128, sc *lookupSc
 // get looks id up in the run: the block whose first key is the greatest
 // <= id, then a binary search in it.
 func (f *runFile) get(rb *bolt.Bucket, id []byte, sc *lookupScratch) []byte {
+	if sc != nil && sc.s != nil && sc.s.preadRuns.Load() {
+		if v, ok := f.readBlockGet(sc.s, rb, id, sc); ok {
+			return v
+		}
+	}
 	var key []byte
 	var c *bolt.Cursor
 	if sc != nil {

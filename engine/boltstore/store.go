@@ -79,8 +79,12 @@ type Store struct {
 	hot                        hotDatasets
 	pageFile                   *os.File
 	keptReleases, fullReleases atomic.Int64
-	releaseNanos               atomic.Int64
-	otherShared                atomic.Int64 // file pages resident right after a full release
+	// preadRuns: lookups read index runs' blocks with pread, not through
+	// the mapping (blockdir.go). A release sets it when the runs of the
+	// datasets in use do not fit beside the heap under the bound.
+	preadRuns    atomic.Bool
+	releaseNanos atomic.Int64
+	otherShared  atomic.Int64 // file pages resident right after a full release
 	// bulk counts bbolt operations under way that touch many pages
 	// without passing through the store's checks (commits, deleting a
 	// dataset); meanwhile the watcher looks every millisecond.
@@ -553,6 +557,7 @@ func (w *writeTx) dataset(name string, create bool) (*dsState, error) {
 		st.meta.Created = time.Now().UTC()
 		st.dirty = true
 	}
+	st.scratch.s = w.s
 	w.sets[name] = st
 	return st, nil
 }

@@ -57,6 +57,17 @@ func TestContract(t *testing.T) {
 	storetest.Run(t, open)
 }
 
+// TestContractPreadRuns runs the contract with every index update in a
+// run and lookups reading the runs' blocks with pread.
+func TestContractPreadRuns(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) engine.Store {
+		s := open(t).(*boltstore.Store)
+		boltstore.SetRecentMin(s, 1)
+		boltstore.SetPreadRuns(s, true)
+		return s
+	})
+}
+
 func TestReopenPersists(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
