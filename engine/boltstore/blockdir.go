@@ -3,6 +3,7 @@ package boltstore
 import (
 	"bytes"
 	"sort"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/zeebo/xxh3"
@@ -20,8 +21,9 @@ import (
 // release: at 1M ids under a 150 MiB bound, or at 10M under the default,
 // most of a lookup-heavy run's time went to faulting.
 //
-// In that case the store switches (Store.preadRuns) to reading a run's
-// blocks with pread into the lookup's own buffer. The file's pages stay
+// In that case the store switches that dataset (Store.preadFlag) to
+// reading a run's blocks with pread into the lookup's own buffer, until a
+// release finds that its runs fit again. The file's pages stay
 // in the kernel's page cache, where they do not count in RSS, and a
 // lookup costs one system call (~2.5 µs here) instead of faults and
 // releases. Where the runs fit, the mapping stays: a mapped block costs
@@ -168,4 +170,21 @@ func (sc *lookupScratch) keep(v []byte) []byte {
 	}
 	sc.vals = append(sc.vals, v...)
 	return sc.vals[len(sc.vals)-len(v) : len(sc.vals) : len(sc.vals)]
+}
+
+// preadFlag returns dataset name's flag: whether its lookups read run
+// blocks with pread. The flag lives as long as the store.
+func (s *Store) preadFlag(name string) *atomic.Bool {
+	s.preadMu.Lock()
+	defer s.preadMu.Unlock()
+	f := s.pread[name]
+	if f == nil {
+		if s.pread == nil {
+			s.pread = map[string]*atomic.Bool{}
+		}
+		f = &atomic.Bool{}
+		f.Store(s.preadDefault)
+		s.pread[name] = f
+	}
+	return f
 }

@@ -47,10 +47,10 @@ func TestPreadLookupsAgree(t *testing.T) {
 
 	lookups := func(pread bool) map[string]string {
 		got := map[string]string{}
-		s.preadRuns.Store(pread)
-		defer s.preadRuns.Store(false)
+		s.preadFlag(ds).Store(pread)
+		defer s.preadFlag(ds).Store(false)
 		err := s.db.View(func(tx *bolt.Tx) error {
-			x, err := s.datasetIndex(tx.Bucket(bucketDatasets).Bucket([]byte(ds)))
+			x, err := s.datasetIndex(tx.Bucket(bucketDatasets).Bucket([]byte(ds)), ds)
 			if err != nil {
 				return err
 			}
@@ -142,5 +142,49 @@ func TestPreadLookupsAgree(t *testing.T) {
 		}
 		want = lookups(false)
 		check(fmt.Sprint("after commit ", round))
+	}
+}
+
+// TestReleaseSwitchesToPread: a release that cannot keep a dataset's runs
+// mapped within its budget switches that dataset's lookups to pread, and
+// one that can switches them back; other datasets keep their own flag.
+func TestReleaseSwitchesToPread(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(t.TempDir(), Options{NoSync: true, MaxResident: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.recentMin = 64
+	s.background = false
+	for txn := range 10 {
+		tx, err := s.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 200 {
+			putModel(t, tx, "big", fmt.Sprintf("%016x", uint64(txn*1000+i)*0x9e3779b97f4a7c15), 1, false)
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pageSize := s.db.Info().PageSize
+	other := s.preadFlag("other")
+	s.db.View(func(tx *bolt.Tx) error {
+		for _, c := range []struct {
+			budget int64
+			want   bool
+		}{{1 << 30, false}, {int64(pageSize), true}, {0, true}, {1 << 30, false}, {-1, true}} {
+			s.hot.mark("big")
+			s.keepRuns(tx, pageSize, c.budget)
+			if got := s.preadFlag("big").Load(); got != c.want {
+				t.Errorf("budget %d: pread %v, want %v", c.budget, got, c.want)
+			}
+		}
+		return nil
+	})
+	if other.Load() {
+		t.Error("a dataset that was not released switched to pread")
 	}
 }

@@ -18,6 +18,7 @@ func SetRunShape(s *Store, l0Runs, l1Entries, runEntries, budget int) {
 	s.l0Runs, s.l1Entries, s.runEntries, s.compactBudget = l0Runs, l1Entries, runEntries, budget
 }
 
-// SetPreadRuns makes lookups read index runs' blocks with pread
-// (blockdir.go), as a release does when the runs do not fit.
-func SetPreadRuns(s *Store, on bool) { s.preadRuns.Store(on) }
+// SetPreadRuns makes lookups in datasets not used yet read index runs'
+// blocks with pread (blockdir.go), as a release does when a dataset's
+// runs do not fit.
+func SetPreadRuns(s *Store, on bool) { s.preadDefault = on }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -97,7 +98,9 @@ func (s *Store) keepRuns(tx *bolt.Tx, pageSize int, budget int64) []pageRun {
 		return nil
 	}
 	if budget <= 0 {
-		s.preadRuns.Store(true) // nothing fits, the runs least of all
+		for _, name := range s.hot.list() {
+			s.preadFlag(name).Store(true) // nothing fits, the runs least of all
+		}
 		return nil
 	}
 	root := tx.Bucket(bucketDatasets)
@@ -125,15 +128,18 @@ func (s *Store) keepRuns(tx *bolt.Tx, pageSize int, budget int64) []pageRun {
 			if ib == nil || ib.Root() == 0 {
 				continue
 			}
-			runs := tree.leaves
-			if runs && s.preadRuns.Load() {
-				continue // lookups read the runs with pread (blockdir.go)
+			// The runs that do not fit are read with pread from now on
+			// (blockdir.go): mapped, they would be faulted back in after
+			// every release. Runs that fit again are mapped again.
+			var pread *atomic.Bool
+			if tree.leaves {
+				pread = s.preadFlag(name)
 			}
 			// An index grows by a fraction between releases: if it did
 			// not fit last time by more than that, do not read it again.
 			if last := s.hot.lastPages(tree.key); int64(len(pages)+last*7/8)*int64(pageSize) > budget {
-				if runs {
-					s.preadRuns.Store(true)
+				if pread != nil {
+					pread.Store(true)
 				}
 				continue
 			}
@@ -144,13 +150,14 @@ func (s *Store) keepRuns(tx *bolt.Tx, pageSize int, budget int64) []pageRun {
 			s.hot.setPages(tree.key, len(branches)+len(leaves))
 			if int64(len(pages)+len(branches)+len(leaves))*int64(pageSize) > budget {
 				// Keeping part of an index saves little: its lookups
-				// spread over all of it. The runs are read with pread
-				// from now on: mapped, they would be faulted back in
-				// after every release.
-				if runs {
-					s.preadRuns.Store(true)
+				// spread over all of it.
+				if pread != nil {
+					pread.Store(true)
 				}
 				continue
+			}
+			if pread != nil {
+				pread.Store(false)
 			}
 			pages = append(pages, branches...)
 			pages = append(pages, leaves...)

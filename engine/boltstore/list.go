@@ -42,7 +42,7 @@ func (s *Store) ListEntities(ctx context.Context, dataset string, opts engine.Li
 		}
 		s.hot.mark(dataset)
 		log := b.Bucket(bucketLog)
-		x, err := s.datasetIndex(b)
+		x, err := s.datasetIndex(b, dataset)
 		if err != nil {
 			return fmt.Errorf("dataset %q: %w", dataset, err)
 		}

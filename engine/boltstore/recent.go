@@ -43,14 +43,14 @@ type idIndex struct {
 	rf *recentFilter
 }
 
-// datasetIndex returns the index of dataset bucket b as its transaction
-// sees it.
-func (s *Store) datasetIndex(b *bolt.Bucket) (idIndex, error) {
+// datasetIndex returns the index of dataset name (bucket b) as its
+// transaction sees it.
+func (s *Store) datasetIndex(b *bolt.Bucket, name string) (idIndex, error) {
 	levels, rb, err := s.runsOf(b)
 	if err != nil {
 		return idIndex{}, err
 	}
-	return idIndex{recent: b.Bucket(bucketRecent), main: b.Bucket(bucketIndex), levels: levels, rb: rb, sc: &lookupScratch{s: s}}, nil
+	return idIndex{recent: b.Bucket(bucketRecent), main: b.Bucket(bucketIndex), levels: levels, rb: rb, sc: &lookupScratch{s: s, pread: s.preadFlag(name)}}, nil
 }
 
 // get returns the index value of id, or nil.

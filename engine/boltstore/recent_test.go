@@ -144,7 +144,7 @@ func testIndexAgainstModel(t *testing.T, sh runShape) {
 		s.recentMin = sh.recentMin
 		s.l0Runs, s.l1Entries, s.runEntries, s.compactBudget = sh.l0Runs, sh.l1Entries, sh.runEntries, sh.budget
 		s.background = sh.background
-		s.preadRuns.Store(sh.pread)
+		s.preadDefault = sh.pread
 		return s
 	}
 	s := open()
@@ -566,7 +566,7 @@ func TestReplacedRunsLeaveTheCache(t *testing.T) {
 	s.runMu.Lock()
 	cached := len(s.runCache)
 	s.runMu.Unlock()
-	x, err := s.datasetIndex(old.Bucket(bucketDatasets).Bucket([]byte("ds")))
+	x, err := s.datasetIndex(old.Bucket(bucketDatasets).Bucket([]byte("ds")), "ds")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -347,9 +347,11 @@ type lookupScratch struct {
 	// reads four words far apart; the filter only saves the seek of an
 	// _id that is not there.
 	hits bool
-	// s is the store (nil: lookups take the cursor); buf and vals serve
-	// lookups that read blocks with pread (blockdir.go).
+	// s is the store and pread the dataset's flag (Store.preadFlag;
+	// nil: lookups take the cursor); buf and vals serve lookups that
+	// read blocks with pread (blockdir.go).
 	s         *Store
+	pread     *atomic.Bool
 	buf, vals []byte
 }
 
@@ -379,7 +381,7 @@ func (l runLevels) find(rb *bolt.Bucket, id []byte, h xxh3.Uint128, sc *lookupSc
 // get looks id up in the run: the block whose first key is the greatest
 // <= id, then a binary search in it.
 func (f *runFile) get(rb *bolt.Bucket, id []byte, sc *lookupScratch) []byte {
-	if sc != nil && sc.s != nil && sc.s.preadRuns.Load() {
+	if sc != nil && sc.pread != nil && sc.pread.Load() {
 		if v, ok := f.readBlockGet(sc.s, rb, id, sc); ok {
 			return v
 		}

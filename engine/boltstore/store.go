@@ -79,10 +79,14 @@ type Store struct {
 	hot                        hotDatasets
 	pageFile                   *os.File
 	keptReleases, fullReleases atomic.Int64
-	// preadRuns: lookups read index runs' blocks with pread, not through
-	// the mapping (blockdir.go). A release sets it when the runs of the
-	// datasets in use do not fit beside the heap under the bound.
-	preadRuns    atomic.Bool
+	// pread holds, per dataset, whether lookups read its index runs'
+	// blocks with pread instead of through the mapping (blockdir.go).
+	// Releases set it when the dataset's runs do not fit beside the heap
+	// under the bound, and clear it when they do. preadDefault is the
+	// value a dataset's flag starts with (tests).
+	preadMu      sync.Mutex
+	pread        map[string]*atomic.Bool
+	preadDefault bool
 	releaseNanos atomic.Int64
 	otherShared  atomic.Int64 // file pages resident right after a full release
 	// bulk counts bbolt operations under way that touch many pages
@@ -557,7 +561,7 @@ func (w *writeTx) dataset(name string, create bool) (*dsState, error) {
 		st.meta.Created = time.Now().UTC()
 		st.dirty = true
 	}
-	st.scratch.s = w.s
+	st.scratch.s, st.scratch.pread = w.s, w.s.preadFlag(name)
 	w.sets[name] = st
 	return st, nil
 }
@@ -1017,7 +1021,7 @@ func (s *Store) Scan(ctx context.Context, dataset string, opts engine.ScanOption
 				end = true
 				return nil
 			}
-			index, err := s.datasetIndex(b)
+			index, err := s.datasetIndex(b, dataset)
 			if err != nil {
 				return fmt.Errorf("dataset %q: %w", dataset, err)
 			}
@@ -1197,7 +1201,7 @@ func (s *Store) Get(ctx context.Context, dataset, id string) (engine.Record, boo
 		if b == nil {
 			return nil
 		}
-		x, err := s.datasetIndex(b)
+		x, err := s.datasetIndex(b, dataset)
 		if err != nil {
 			return fmt.Errorf("dataset %q: %w", dataset, err)
 		}
@@ -1225,7 +1229,7 @@ func (s *Store) History(ctx context.Context, dataset, id string) ([]engine.Recor
 		if b == nil {
 			return nil
 		}
-		x, err := s.datasetIndex(b)
+		x, err := s.datasetIndex(b, dataset)
 		if err != nil {
 			return fmt.Errorf("dataset %q: %w", dataset, err)
 		}
@@ -1529,7 +1533,7 @@ func (s *Store) checkIndex(info engine.DatasetInfo) error {
 		if b == nil {
 			return nil
 		}
-		x, err := s.datasetIndex(b)
+		x, err := s.datasetIndex(b, info.Name)
 		if err != nil {
 			return err
 		}
