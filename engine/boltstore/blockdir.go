@@ -6,52 +6,56 @@ import (
 	"sync/atomic"
 	"unsafe"
 
-	"github.com/zeebo/xxh3"
 	bolt "go.etcd.io/bbolt"
 )
 
-// Reading index blocks with pread.
+// Index blocks read through a directory, with pread or in the mapping.
 //
-// A lookup in a run normally seeks bbolt's cursor to the block and reads
-// it through bbolt's shared mapping of the file. Every page it touches
-// then counts in the process's RSS, and the kernel maps neighbouring
-// cached pages with it. When the runs of the datasets in use do not fit
-// in what the resident bound leaves beside the heap (releaseIn finds
-// that), lookups spread over all of them fault pages back in after every
-// release: at 1M ids under a 150 MiB bound, or at 10M under the default,
-// most of a lookup-heavy run's time went to faulting.
+// A lookup in a run used to seek bbolt's cursor to the block: three
+// branch pages and a leaf, each first touch of a page header a cache and
+// TLB miss. Each run now keeps, once built, a blockDir: per block, the
+// first key's 8-byte prefix and the block's offset and size in the file
+// (20 bytes per block of ~60 entries: ~4 MB at 10M ids). A lookup
+// searches the prefixes in memory and reads the one block it needs:
 //
-// In that case the store switches that dataset (Store.preadFlag) to
-// reading a run's blocks with pread into the lookup's own buffer, until a
-// release finds that its runs fit again. The file's pages stay
-// in the kernel's page cache, where they do not count in RSS, and a
-// lookup costs one system call (~2.5 µs here) instead of faults and
-// releases. Where the runs fit, the mapping stays: a mapped block costs
-// no call at all.
+//   - through bbolt's mapping, at the block's offset (the default);
+//   - with pread into the lookup's own buffer, when the dataset's runs do
+//     not fit in what the resident bound leaves beside the heap (a
+//     release finds that; Store.preadFlag). Mapped, they would be
+//     faulted back in after every release: at 1M ids under a 150 MiB
+//     bound, or at 10M under the default, most of a lookup-heavy run's
+//     time went to faulting. Read with pread, the blocks stay in the
+//     kernel's page cache, where they do not count in RSS, at one system
+//     call per lookup (~2.5 µs on the 2-core VM).
 //
-// To pread a block its place in the file must be known without the
-// cursor. Each run keeps, once built, a blockDir: per block, the first
-// key's 8-byte prefix, the block's file offset and size, and its xxh3
-// (28 bytes per block of ~60 entries: ~5 MB at 10M ids).
-// It is built with the cursor, inside a transaction, from the address
-// bbolt's mapping gives each block (offset = address - mapping start).
-//
-// A run's blocks never change, but bbolt moves them: a leaf is written
-// to a new page when a neighbouring key is put or deleted, and the old
-// page is reused once no transaction can see it. So a directory can go
-// stale, and a pread of a stale place may even race a write to it. The
-// checksum decides: a block whose bytes hash as recorded is that block
-// (whatever page it was read from, its content is the run's immutable
-// content); any other read rebuilds the directory in the current
-// transaction and, if it still does not match, the lookup takes the
-// cursor. A block that is not in the mapping (written by the current
-// write transaction, still in memory) means no directory for this
-// transaction: its lookups take the cursor.
+// A directory is built through the cursor inside a transaction, from the
+// address bbolt's mapping gives each block (offset = address - mapping
+// start). A run's blocks never change, but bbolt moves them: a leaf is
+// written to a new page when a key near it is put or deleted, and the old
+// page is reused once no open transaction can see it. Only a transaction
+// that writes or drops runs changes the runs' buckets, and it records its
+// id in Store.runsChanged before it commits. A directory built in
+// snapshot B is therefore believed by a transaction of snapshot R when
+// runsChanged <= B <= R: no run moved since B, and a move committed later
+// (C > R) cannot reuse a page R can see until R ends. A directory older
+// than runsChanged is rebuilt; one newer than R (built by a later reader)
+// is not used by R, whose lookup takes the cursor. A block that is not in
+// the mapping (written by the current write transaction, still in
+// memory) means no directory for this transaction: its lookups take the
+// cursor.
 type blockDir struct {
+	built  uint64   // the snapshot (transaction id) it was built in
 	prefix []uint64 // each block's first key, its first 8 bytes
 	off    []int64  // each block's offset in the file
 	size   []uint32
-	sum    []uint64 // each block's xxh3
+}
+
+// snapshot returns the id of the last commit tx sees.
+func snapshot(tx *bolt.Tx) uint64 {
+	if tx.Writable() {
+		return uint64(tx.ID()) - 1
+	}
+	return uint64(tx.ID())
 }
 
 // buildDir builds f's directory from rb as its transaction sees it, or
@@ -62,11 +66,10 @@ func (s *Store) buildDir(rb *bolt.Bucket, f *runFile) *blockDir {
 	if info == nil || info.Data == 0 || size == 0 {
 		return nil
 	}
-	d := &blockDir{}
+	d := &blockDir{built: snapshot(rb.Tx())}
 	if f.count > 0 {
 		n := int(f.count/48) + 1 // bench-sized entries fill ~60 per block
-		d.prefix, d.off = make([]uint64, 0, n), make([]int64, 0, n)
-		d.size, d.sum = make([]uint32, 0, n), make([]uint64, 0, n)
+		d.prefix, d.off, d.size = make([]uint64, 0, n), make([]int64, 0, n), make([]uint32, 0, n)
 	}
 	prefix := blockPrefix(f.id, 0)
 	c := rb.Cursor()
@@ -81,7 +84,6 @@ func (s *Store) buildDir(rb *bolt.Bucket, f *runFile) *blockDir {
 		d.prefix = append(d.prefix, keyPrefix(k[len(prefix):]))
 		d.off = append(d.off, int64(p-info.Data))
 		d.size = append(d.size, uint32(len(v)))
-		d.sum = append(d.sum, xxh3.Hash(v))
 	}
 	if len(d.off) == 0 {
 		return nil
@@ -91,13 +93,12 @@ func (s *Store) buildDir(rb *bolt.Bucket, f *runFile) *blockDir {
 
 // readBlockGet is runFile.get through the directory: ok false means the
 // lookup must take the cursor instead.
-func (f *runFile) readBlockGet(s *Store, rb *bolt.Bucket, id []byte, sc *lookupScratch) (v []byte, ok bool) {
-	if s.pageFile == nil {
-		return nil, false
-	}
-	txid := uint64(rb.Tx().ID()) + 1
+func (f *runFile) readBlockGet(s *Store, rb *bolt.Bucket, id []byte, sc *lookupScratch, pread bool) (v []byte, ok bool) {
+	tx := rb.Tx()
+	txid := uint64(tx.ID()) + 1
+	snap := snapshot(tx)
 	d := f.dir.Load()
-	if d == nil {
+	if d == nil || d.built < s.runsChanged.Load() {
 		if f.noDirTx.Load() == txid {
 			return nil, false
 		}
@@ -107,55 +108,68 @@ func (f *runFile) readBlockGet(s *Store, rb *bolt.Bucket, id []byte, sc *lookupS
 		}
 		f.dir.Store(d)
 	}
+	if d.built > snap {
+		return nil, false // built by a later snapshot than this one
+	}
 	p := keyPrefix(id)
 	// The last block whose first key's prefix is <= id's; where prefixes
 	// tie, the first key itself decides (below).
-	i := sort.Search(len(d.prefix), func(j int) bool { return d.prefix[j] > p }) - 1
-	rebuilt := false
-	for i >= 0 {
-		b, good := sc.readBlock(s, d, i)
-		if !good {
-			if rebuilt {
-				return nil, false
-			}
-			// Stale: the blocks moved since the directory was built.
-			if d = s.buildDir(rb, f); d == nil {
-				f.dir.Store(nil)
-				f.noDirTx.Store(txid)
-				return nil, false
-			}
-			f.dir.Store(d)
-			rebuilt = true
-			i = sort.Search(len(d.prefix), func(j int) bool { return d.prefix[j] > p }) - 1
-			continue
-		}
+	for i := sort.Search(len(d.prefix), func(j int) bool { return d.prefix[j] > p }) - 1; i >= 0; i-- {
+		b := sc.block(s, tx, d, i, pread)
 		n := blockCount(b)
 		if n == 0 {
 			return nil, false
 		}
-		if k0, _ := blockEntry(b, n, 0); k0 == nil {
-			return nil, false
-		} else if bytes.Compare(k0, id) > 0 {
-			i-- // the prefixes tie; the block before may hold id
-			continue
+		if d.prefix[i] == p {
+			// The prefixes tie: the block's first key may sort after id,
+			// and the block before hold it. (A smaller prefix means a
+			// smaller first key: no need to read it.)
+			if k0, _ := blockEntry(b, n, 0); k0 == nil {
+				return nil, false
+			} else if bytes.Compare(k0, id) > 0 {
+				continue
+			}
 		}
-		return sc.keep(blockGet(b, id)), true
+		if v = blockGet(b, id); pread {
+			v = sc.keep(v)
+		}
+		return v, true
 	}
 	return nil, true // id sorts before the run's first block
 }
 
-// readBlock reads block i of d into sc's buffer; good is false if its
-// bytes are not the block's.
-func (sc *lookupScratch) readBlock(s *Store, d *blockDir, i int) (b []byte, good bool) {
-	n := int(d.size[i])
-	if cap(sc.buf) < n {
-		sc.buf = make([]byte, n)
+// block returns block i of d: read into sc's buffer with pread, or the
+// mapping's bytes (nil if it cannot be read).
+func (sc *lookupScratch) block(s *Store, tx *bolt.Tx, d *blockDir, i int, pread bool) []byte {
+	n, off := int(d.size[i]), d.off[i]
+	if pread {
+		if s.pageFile == nil {
+			return nil
+		}
+		if cap(sc.buf) < n {
+			sc.buf = make([]byte, n)
+		}
+		b := sc.buf[:n]
+		if m, _ := s.pageFile.ReadAt(b, off); m != n {
+			return nil
+		}
+		return b
 	}
-	b = sc.buf[:n]
-	if m, _ := s.pageFile.ReadAt(b, d.off[i]); m != n {
-		return nil, false
+	if sc.tx != tx {
+		// The mapping does not move while a transaction is open (a
+		// remap waits for readers; a writer remaps only as it commits).
+		info := s.db.Info()
+		if info == nil {
+			return nil
+		}
+		// The mapping's start as a pointer: it is not Go memory, so
+		// the collector neither moves nor frees it.
+		sc.tx, sc.base, sc.size = tx, *(*unsafe.Pointer)(unsafe.Pointer(&info.Data)), tx.Size()
 	}
-	return b, xxh3.Hash(b) == d.sum[i]
+	if sc.base == nil || off < 0 || off+int64(n) > sc.size {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Add(sc.base, off)), n)
 }
 
 // keep copies v out of the lookup buffer, which the next read reuses:

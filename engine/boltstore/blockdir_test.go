@@ -9,13 +9,14 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// TestPreadLookupsAgree writes a dataset whose index lies in several runs,
-// then looks every _id (and some that are absent) up both ways: through
-// bbolt's cursor and with pread through the runs' block directories. The
-// answers must be the same, the directories must have been used, and a
-// directory made stale on purpose (its offsets shifted, as when bbolt
-// moves a run's leaves) must be noticed and rebuilt, not believed.
-func TestPreadLookupsAgree(t *testing.T) {
+// TestDirLookupsAgree writes a dataset whose index lies in several runs,
+// then looks every _id (and some that are absent) up three ways: through
+// bbolt's cursor, and through the runs' block directories in the mapping
+// and with pread. The answers must be the same and the directories must
+// have been used; after commits that write and drop runs (and so move
+// the leaves of runs that stay), the directories must be rebuilt, not
+// believed.
+func TestDirLookupsAgree(t *testing.T) {
 	ctx := context.Background()
 	s, err := Open(t.TempDir(), Options{NoSync: true})
 	if err != nil {
@@ -27,44 +28,46 @@ func TestPreadLookupsAgree(t *testing.T) {
 	s.background = false // no commit may move blocks between the lookups
 	const ds = "d"
 	var ids []string
-	for txn := range 30 {
+	put := func(round, n, mul, add int) {
+		t.Helper()
 		tx, err := s.Begin(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for i := range 100 {
+		for i := range n {
 			// _ids sharing long prefixes: blocks whose first keys' 8-byte
 			// prefixes tie, so the directory's search must step back.
-			id := fmt.Sprintf("customer-%06d", (i*7919+txn*104729)%1000003)
+			id := fmt.Sprintf("customer-%06d", (i*mul+round*add)%1000003)
 			ids = append(ids, id)
-			putModel(t, tx, ds, id, txn, false)
+			putModel(t, tx, ds, id, round, false)
 		}
 		if err := tx.Commit(); err != nil {
 			t.Fatal(err)
 		}
 	}
+	for txn := range 30 {
+		put(txn, 100, 7919, 104729)
+	}
 	absent := []string{"", "a", "customer-", "customer-9999999", "zzz", "customer-000000x"}
 
-	lookups := func(pread bool) map[string]string {
+	const byCursor, inMapping, byPread = 0, 1, 2
+	lookups := func(how int) map[string]string {
 		got := map[string]string{}
-		s.preadFlag(ds).Store(pread)
+		s.preadFlag(ds).Store(how == byPread)
 		defer s.preadFlag(ds).Store(false)
 		err := s.db.View(func(tx *bolt.Tx) error {
 			x, err := s.datasetIndex(tx.Bucket(bucketDatasets).Bucket([]byte(ds)), ds)
 			if err != nil {
 				return err
 			}
+			if how == byCursor {
+				x.sc = &lookupScratch{}
+			}
 			if len(x.levels) < 2 {
 				t.Fatalf("runs in %d levels, want at least 2", len(x.levels))
 			}
 			for _, id := range append(ids, absent...) {
-				v := x.below([]byte(id), xxh3.HashString128(id))
-				if x.recent != nil {
-					if r := x.recent.Get([]byte(id)); r != nil {
-						continue // newer than the runs; not their answer
-					}
-				}
-				got[id] = string(v)
+				got[id] = string(x.below([]byte(id), xxh3.HashString128(id)))
 			}
 			return nil
 		})
@@ -73,74 +76,50 @@ func TestPreadLookupsAgree(t *testing.T) {
 		}
 		return got
 	}
-	want := lookups(false)
+	used := func() (n int, stale int) {
+		s.db.View(func(tx *bolt.Tx) error {
+			levels, _, _ := s.runsOf(tx.Bucket(bucketDatasets).Bucket([]byte(ds)))
+			for _, lv := range levels {
+				for _, f := range lv {
+					if d := f.dir.Load(); d != nil {
+						n++
+						if d.built < s.runsChanged.Load() {
+							stale++
+						}
+					}
+				}
+			}
+			return nil
+		})
+		return n, stale
+	}
 	check := func(what string) {
 		t.Helper()
-		got := lookups(true)
-		for id, w := range want {
-			if got[id] != w {
-				t.Fatalf("%s: pread lookup of %q: %x, want %x", what, id, got[id], w)
-			}
-		}
-	}
-	check("first")
-	var dirs []*runFile
-	s.db.View(func(tx *bolt.Tx) error {
-		levels, _, _ := s.runsOf(tx.Bucket(bucketDatasets).Bucket([]byte(ds)))
-		for _, lv := range levels {
-			for _, f := range lv {
-				if f.dir.Load() != nil {
-					dirs = append(dirs, f)
+		want := lookups(byCursor)
+		for _, how := range []int{inMapping, byPread} {
+			got := lookups(how)
+			for id, w := range want {
+				if got[id] != w {
+					t.Fatalf("%s, way %d: lookup of %q: %x, want %x", what, how, id, got[id], w)
 				}
 			}
 		}
-		return nil
-	})
-	if len(dirs) < 2 {
-		t.Fatalf("%d runs have a block directory: the lookups did not read blocks with pread", len(dirs))
-	}
-	// Stale directories: every block's offset moved by a page.
-	orig := map[*runFile]*blockDir{}
-	for _, f := range dirs {
-		d := f.dir.Load()
-		orig[f] = d
-		moved := &blockDir{prefix: d.prefix, off: make([]int64, len(d.off)), size: d.size, sum: d.sum}
-		for i, o := range d.off {
-			moved.off[i] = o + 4096
-		}
-		f.dir.Store(moved)
-	}
-	check("stale")
-	rebuilt := 0
-	for _, f := range dirs {
-		d := f.dir.Load()
-		if d.off[0] == orig[f].off[0]+4096 {
-			continue // not consulted since
-		}
-		rebuilt++
-		if fmt.Sprint(d.off) != fmt.Sprint(orig[f].off) {
-			t.Errorf("run %d: rebuilt directory %v, want %v", f.id, d.off, orig[f].off)
+		if n, stale := used(); n < 2 || stale > 0 {
+			t.Fatalf("%s: %d runs have a block directory, %d of them stale: the lookups did not use them", what, n, stale)
 		}
 	}
-	if rebuilt == 0 {
-		t.Error("no stale directory was rebuilt")
-	}
+	check("first")
 	// Commits that merge runs and drop others move the leaves of runs
 	// that stay: their directories go stale for real.
 	for round := range 5 {
-		tx, err := s.Begin(ctx)
-		if err != nil {
-			t.Fatal(err)
+		before := s.runsChanged.Load()
+		put(100+round, 300, 31, 7777)
+		if s.runsChanged.Load() == before {
+			t.Fatalf("round %d: a commit that wrote runs did not mark them changed", round)
 		}
-		for i := range 300 {
-			id := fmt.Sprintf("customer-%06d", (i*31+round*7777)%1000003)
-			ids = append(ids, id)
-			putModel(t, tx, ds, id, 100+round, false)
+		if _, stale := used(); stale == 0 {
+			t.Fatalf("round %d: no directory is stale after runs moved", round)
 		}
-		if err := tx.Commit(); err != nil {
-			t.Fatal(err)
-		}
-		want = lookups(false)
 		check(fmt.Sprint("after commit ", round))
 	}
 }

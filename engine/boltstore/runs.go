@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/zeebo/xxh3"
 	bolt "go.etcd.io/bbolt"
@@ -347,12 +348,16 @@ type lookupScratch struct {
 	// reads four words far apart; the filter only saves the seek of an
 	// _id that is not there.
 	hits bool
-	// s is the store and pread the dataset's flag (Store.preadFlag;
-	// nil: lookups take the cursor); buf and vals serve lookups that
+	// s is the store (nil: lookups take the cursor) and pread the
+	// dataset's flag (Store.preadFlag); buf and vals serve lookups that
 	// read blocks with pread (blockdir.go).
 	s         *Store
 	pread     *atomic.Bool
 	buf, vals []byte
+	// tx, base and size: the mapping as tx has it (blockdir.go).
+	tx   *bolt.Tx
+	base unsafe.Pointer
+	size int64
 }
 
 // find returns id's entry in the runs, or nil. h is id's xxh3-128.
@@ -381,8 +386,8 @@ func (l runLevels) find(rb *bolt.Bucket, id []byte, h xxh3.Uint128, sc *lookupSc
 // get looks id up in the run: the block whose first key is the greatest
 // <= id, then a binary search in it.
 func (f *runFile) get(rb *bolt.Bucket, id []byte, sc *lookupScratch) []byte {
-	if sc != nil && sc.pread != nil && sc.pread.Load() {
-		if v, ok := f.readBlockGet(sc.s, rb, id, sc); ok {
+	if sc != nil && sc.s != nil {
+		if v, ok := f.readBlockGet(sc.s, rb, id, sc, sc.pread != nil && sc.pread.Load()); ok {
 			return v
 		}
 	}

@@ -84,6 +84,9 @@ type Store struct {
 	// Releases set it when the dataset's runs do not fit beside the heap
 	// under the bound, and clear it when they do. preadDefault is the
 	// value a dataset's flag starts with (tests).
+	// runsChanged is the id of the last transaction that wrote or
+	// dropped index runs, set before it commits (blockdir.go).
+	runsChanged  atomic.Uint64
 	preadMu      sync.Mutex
 	pread        map[string]*atomic.Bool
 	preadDefault bool
@@ -896,6 +899,11 @@ func (w *writeTx) Commit() error {
 		if err != nil {
 			return fmt.Errorf("dataset %q: writing metadata: %w", name, err)
 		}
+	}
+	if len(w.newRuns)+len(w.dropRuns) > 0 {
+		// Before the commit is seen: run block directories built
+		// earlier may be stale from then on (blockdir.go).
+		w.s.runsChanged.Store(uint64(w.tx.ID()))
 	}
 	w.s.boundBeforeCommit(w.tx)
 	// Committing reads the header of every page it frees (each old copy
