@@ -107,6 +107,9 @@ func (f *runFile) readBlockGet(s *Store, rb *bolt.Bucket, id []byte, sc *lookupS
 			return nil, false
 		}
 		f.dir.Store(d)
+		// A build maps the run's leaves, a few MB: lookups that build
+		// many at once would run far past the bound between its checks.
+		s.boundMapped(tx)
 	}
 	if d.built > snap {
 		return nil, false // built by a later snapshot than this one
