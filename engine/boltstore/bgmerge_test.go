@@ -165,3 +165,92 @@ func TestIdleStepInstalled(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestPlanMergeMostDue: the next merge step comes from the level
+// furthest over its size, not from the uppermost one over it; a level
+// left far over its size (level 2 at 9 times its size at 10M ids, with
+// 90 runs in level 0) made every merge into it long and every lookup ask
+// level 0's many runs.
+func TestPlanMergeMostDue(t *testing.T) {
+	run := func(id, count uint64, lo, hi string) *runFile {
+		return &runFile{id: id, count: count, min: []byte(lo), max: []byte(hi)}
+	}
+	s := &Store{l0Runs: 4, l1Entries: 100}
+	l0 := func(n int) []*runFile {
+		var rs []*runFile
+		for i := range n {
+			rs = append(rs, run(uint64(900-i), 10, "a", "z"))
+		}
+		return rs
+	}
+	cases := []struct {
+		name   string
+		levels runLevels
+		want   int // -1: no step; 0: level 0
+	}{
+		{"within sizes", runLevels{l0(3), {run(1, 100, "a", "z")}, {run(2, 800, "a", "z")}}, -1},
+		{"level 0 due", runLevels{l0(4), {run(1, 100, "a", "z")}}, 0},
+		{"level 1 over by more", runLevels{l0(5), {run(1, 140, "a", "m"), run(3, 140, "n", "z")}}, 1},
+		{"level 2 over by most", runLevels{l0(8), {run(1, 150, "a", "z")}, {run(2, 2000, "a", "m"), run(4, 2000, "n", "z")}}, 2},
+		{"level 0 over by most", runLevels{l0(20), {run(1, 150, "a", "z")}, {run(2, 2000, "a", "m"), run(4, 2000, "n", "z")}}, 0},
+	}
+	for _, c := range cases {
+		st := &dsState{w: &writeTx{s: s}, levels: c.levels}
+		p, err := st.planMerge(1000)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		got := -1
+		if p != nil && p.l0 != nil {
+			got = 0
+		} else if p != nil {
+			got = p.from
+		}
+		if got != c.want {
+			t.Errorf("%s: merges level %d, want %d", c.name, got, c.want)
+		}
+	}
+
+	// A merge of level 0 under way goes on even once level 0 is short.
+	st := &dsState{w: &writeTx{s: s}, levels: runLevels{l0(2), {run(1, 50, "a", "z")}}}
+	st.l0m = &l0Merge{runs: st.levels[0]}
+	if p, err := st.planMerge(1000); err != nil || p == nil || p.l0 == nil {
+		t.Errorf("a merge of level 0 under way was not continued: %+v, %v", p, err)
+	}
+}
+
+// TestPlanMergeCheapestRun: a step of level 1 or below takes the run that
+// rewrites the fewest entries of the level below per entry it moves, not
+// the oldest: an old run written while the level below was small spans
+// most of it.
+func TestPlanMergeCheapestRun(t *testing.T) {
+	run := func(id, count uint64, lo, hi string) *runFile {
+		return &runFile{id: id, count: count, min: []byte(lo), max: []byte(hi)}
+	}
+	s := &Store{l0Runs: 4, l1Entries: 100}
+	wide := run(1, 100, "a", "p")   // oldest, spans five runs below
+	narrow := run(7, 100, "q", "r") // overlaps one small run
+	mid := run(5, 100, "s", "z")    // overlaps one large run
+	below := []*runFile{
+		run(2, 100, "a", "c"), run(3, 100, "d", "f"), run(4, 100, "g", "i"), run(6, 100, "j", "l"), run(8, 100, "m", "p"),
+		run(9, 10, "q", "r"), run(10, 200, "s", "z"),
+	}
+	st := &dsState{w: &writeTx{s: s}, levels: runLevels{nil, {wide, narrow, mid}, below}}
+	p, err := st.planMerge(1000)
+	if err != nil || p == nil || p.from != 1 {
+		t.Fatalf("planned %+v, %v; want a step of level 1", p, err)
+	}
+	if got := p.step.upper[0][0]; got != narrow {
+		t.Fatalf("merges run %d of level 1, want run %d (the cheapest)", got.id, narrow.id)
+	}
+	if len(p.step.below) != 1 || p.step.below[0].id != 9 {
+		t.Fatalf("reads runs %v of level 2, want run 9", p.step.below)
+	}
+	// On a tie the oldest goes first.
+	twin := run(11, 100, "0", "1")
+	st.levels[1] = []*runFile{twin, wide, narrow, mid}
+	st.levels[2] = append([]*runFile{run(12, 10, "0", "1")}, below...)
+	if p, _ := st.planMerge(1000); p == nil || p.step.upper[0][0] != narrow {
+		t.Fatalf("on a tie, merged %+v, want the older run %d", p, narrow.id)
+	}
+}

@@ -2,7 +2,6 @@ package boltstore
 
 import (
 	"bytes"
-	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -915,14 +914,15 @@ type mergePlan struct {
 }
 
 // planMerge returns the next merge step, or nil when every level is
-// within its size. The lowest level over its size goes first, but level 0
-// only once level 1 is within its size: merging level 0 takes level 1's
-// runs, which must stay few for that merge to stay short. A step of the
-// merge of level 0 stops once it read budget entries; see applyMerge.
+// within its size. The level furthest over its size goes first (mostDue),
+// as in LevelDB: a level left over its size while the levels above it
+// are merged makes every merge into it long (a run of the level above
+// overlaps more of it) and every lookup slower (level 0's runs are each
+// asked). A step of the merge of level 0 stops once it read budget
+// entries; see applyMerge.
 func (st *dsState) planMerge(budget int) (*mergePlan, error) {
-	s := st.w.s
-	from := st.overSize(1)
-	if from != 1 && len(st.levels) > 0 && (st.l0m != nil || len(st.levels[0]) >= s.l0Runs) {
+	from := st.mostDue()
+	if from == 0 {
 		m := st.l0m
 		if m == nil {
 			m = &l0Merge{runs: slices.Clone(st.levels[0])}
@@ -940,9 +940,63 @@ func (st *dsState) planMerge(budget int) (*mergePlan, error) {
 	if from < 0 {
 		return nil, nil
 	}
-	// The oldest run of the level: each gets its turn.
-	pick := slices.MinFunc(st.levels[from], func(a, b *runFile) int { return cmp.Compare(a.id, b.id) })
+	pick := st.cheapest(from)
 	return &mergePlan{from: from, step: mergeStep{upper: [][]*runFile{{pick}}, below: st.overlapping(from+1, pick), grand: st.levelAt(from + 2)}}, nil
+}
+
+// cheapest returns the run of level i (>= 1) whose merge into the level
+// below rewrites the fewest entries of that level per entry it moves
+// down (RocksDB's "min overlapping ratio"; the oldest run on a tie). A
+// run of a level written while the level below was small spans much of
+// it once it grew; taking the oldest run first, as Ferry did, made such
+// runs' long merges the rule at 10M ids. Levels below 0 are in key order
+// with disjoint runs, so one pass over both finds every run's overlap.
+func (st *dsState) cheapest(i int) *runFile {
+	below := st.levelAt(i + 1)
+	var pick *runFile
+	var pickCost float64
+	j := 0
+	for _, f := range st.levels[i] {
+		for j < len(below) && bytes.Compare(below[j].max, f.min) < 0 {
+			j++
+		}
+		var over uint64
+		for k := j; k < len(below) && bytes.Compare(below[k].min, f.max) <= 0; k++ {
+			over += below[k].count
+		}
+		cost := float64(over) / float64(max(f.count, 1))
+		if pick == nil || cost < pickCost || cost == pickCost && f.id < pick.id {
+			pick, pickCost = f, cost
+		}
+	}
+	return pick
+}
+
+// mostDue returns the level whose merge is most due, or -1 when none is:
+// the one with the highest score of at least 1, level 0 scoring its runs
+// over l0Runs (at least 1 while a merge of it is under way, so that the
+// merge finishes) and each level below its entries over its size. Ties
+// go to the upper level.
+func (st *dsState) mostDue() int {
+	s := st.w.s
+	best, score := -1, 1.0
+	if l0 := st.levelAt(0); len(l0) > 0 {
+		sc := float64(len(l0)) / float64(s.l0Runs)
+		if st.l0m != nil {
+			sc = max(sc, 1)
+		}
+		if sc >= score {
+			best, score = 0, sc
+		}
+	}
+	limit := float64(s.l1Entries)
+	for i := 1; i < len(st.levels); i++ {
+		if sc := float64(st.levels.entries(i)) / limit; sc > score {
+			best, score = i, sc
+		}
+		limit *= levelRatio
+	}
+	return best
 }
 
 // l1After returns the runs of level 1 past done (all: done nil), which a
