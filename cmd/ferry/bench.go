@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
 	"slices"
@@ -141,6 +142,7 @@ percent: a regression guard. docs/performance.md has the current figures.`,
 	f.StringVar(&scenario, "scenario", "", "run one scenario in this process (used by the parent; needs --dir)")
 	f.BoolVar(&noSync, "no-sync", false, "skip fsync (not what the targets are measured with)")
 	f.StringVar(&cpuprof, "cpuprofile", "", "with --scenario: write a CPU profile to this file")
+	f.StringVar(&bo.memprof, "memprofile", "", "with --scenario: write the heap profile taken at the peak of the heap in use to this file")
 	f.IntVar(&ckpt, "checkpoint-interval", engine.DefaultCheckpointInterval, "batches (of 100) per transaction, for the pipes and the floor")
 	f.StringVar(&bo.scenarios, "scenarios", "", "comma-separated scenarios to run (default: all; "+strings.Join(benchScenarios, ",")+")")
 	f.StringVar(&bo.compare, "compare", "", "a saved 'ferry bench --json' run: print each scenario's ratio to it and exit 1 on a regression")
@@ -159,6 +161,48 @@ type benchOptions struct {
 	compare   string  // baseline file
 	tolerance float64 // percent
 	metric    string  // throughput | cpu
+	memprof   string  // with --scenario: heap profile at the peak
+}
+
+// peakHeapProfile watches the heap in use (every 250 ms) and keeps in
+// path the heap profile taken at its peak, which is what peak anonymous
+// memory is made of; stop ends the watch and reports a failed write.
+func peakHeapProfile(path string) (stop func() error, err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--memprofile: %w", err)
+	}
+	done, finished := make(chan struct{}), make(chan error, 1)
+	go func() {
+		var peak uint64
+		var werr error
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				finished <- errors.Join(werr, f.Close())
+				return
+			case <-t.C:
+			}
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			if ms.HeapInuse <= peak+(1<<20) {
+				continue
+			}
+			peak = ms.HeapInuse
+			if err := f.Truncate(0); err != nil {
+				werr = err
+				continue
+			}
+			if _, err := f.Seek(0, 0); err != nil {
+				werr = err
+				continue
+			}
+			werr = pprof.Lookup("heap").WriteTo(f, 0)
+		}
+	}()
+	return func() error { close(done); return <-finished }, nil
 }
 
 func (c *cli) bench(ctx context.Context, n, ckpt int, dir, scenario, cpuprof string, noSync bool, scrape time.Duration, scrapeRounds int, bo benchOptions) int {
@@ -198,6 +242,18 @@ func (c *cli) bench(ctx context.Context, n, ckpt int, dir, scenario, cpuprof str
 			defer pprof.StopCPUProfile()
 		}
 		stopSampler := sampleAnon()
+		if bo.memprof != "" {
+			stop, err := peakHeapProfile(bo.memprof)
+			if err != nil {
+				c.errorf("bench: %v", err)
+				return exitFailed
+			}
+			defer func() {
+				if err := stop(); err != nil {
+					c.errorf("bench: --memprofile: %v", err)
+				}
+			}()
+		}
 		var res *benchResult
 		var err error
 		if scenario == "load" {
