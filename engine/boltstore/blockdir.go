@@ -91,6 +91,13 @@ func (s *Store) buildDir(rb *bolt.Bucket, f *runFile) *blockDir {
 	return d
 }
 
+// dirBuildRoom is the room left below the resident bound before a
+// directory is built. A build maps the leaves of one run (at most
+// defaultRunEntries entries, ~2 MB of blocks, more with fault-around);
+// checked only after each build, 10M lookups under a 150 MiB bound peaked
+// at 156 MiB.
+const dirBuildRoom = 8 << 20
+
 // readBlockGet is runFile.get through the directory: ok false means the
 // lookup must take the cursor instead.
 func (f *runFile) readBlockGet(s *Store, rb *bolt.Bucket, id []byte, sc *lookupScratch, pread bool) (v []byte, ok bool) {
@@ -102,13 +109,15 @@ func (f *runFile) readBlockGet(s *Store, rb *bolt.Bucket, id []byte, sc *lookupS
 		if f.noDirTx.Load() == txid {
 			return nil, false
 		}
+		// A build maps the run's leaves, up to a few MB with the
+		// kernel's fault-around: make room for it first, and check
+		// again after it.
+		s.boundAhead(tx, dirBuildRoom)
 		if d = s.buildDir(rb, f); d == nil {
 			f.noDirTx.Store(txid)
 			return nil, false
 		}
 		f.dir.Store(d)
-		// A build maps the run's leaves, a few MB: lookups that build
-		// many at once would run far past the bound between its checks.
 		s.boundMapped(tx)
 	}
 	if d.built > snap {

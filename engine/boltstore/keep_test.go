@@ -5,6 +5,7 @@ package boltstore
 import (
 	"context"
 	"fmt"
+	"math"
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
@@ -70,7 +71,7 @@ func TestWalkIndexFindsEveryPage(t *testing.T) {
 				return nil
 			}
 			ps := s.db.Info().PageSize
-			branches, leaves, ok := s.walkIndex(uint64(ib.Root()), uint64(tx.Size())/uint64(ps), ps, make([]byte, ps), c.runs)
+			branches, leaves, ok := s.walkIndex(uint64(ib.Root()), uint64(tx.Size())/uint64(ps), ps, make([]byte, ps), c.runs, math.MaxInt)
 			if !ok {
 				t.Fatalf("%s: walk failed", ds)
 			}
@@ -79,6 +80,13 @@ func TestWalkIndexFindsEveryPage(t *testing.T) {
 			}
 			if c.runs && c.n > 100 && st.LeafOverflowN == 0 {
 				t.Errorf("%s: no leaf overflows: the walk's overflow reading is not tested", ds)
+			}
+			// A tree that cannot fit in room pages is not read leaf by
+			// leaf: the walk stops at the leaves' count, a lower bound.
+			room := len(branches) + st.LeafPageN - 1
+			b2, l2, ok := s.walkIndex(uint64(ib.Root()), uint64(tx.Size())/uint64(ps), ps, make([]byte, ps), c.runs, room)
+			if !ok || len(b2) != len(branches) || len(l2) != st.LeafPageN {
+				t.Errorf("%s: walk within %d pages: ok %v, %d branch and %d leaf pages, want %d and %d (no overflow read)", ds, room, ok, len(b2), len(l2), len(branches), st.LeafPageN)
 			}
 			return nil
 		})

@@ -145,12 +145,18 @@ func madvise(addr, n uintptr) {
 // resident memory exceeds the store's bound. Hot loops call it every few
 // dozen operations: random index access maps whole neighbourhoods of the
 // file, faster than a background watcher can notice.
-func (s *Store) boundMapped(tx *bolt.Tx) {
+func (s *Store) boundMapped(tx *bolt.Tx) { s.boundAhead(tx, 0) }
+
+// boundAhead releases the mapping from within tx when the process's
+// resident memory is within room bytes of the bound: for a step about to
+// map up to room bytes with no check in between.
+func (s *Store) boundAhead(tx *bolt.Tx, room int64) {
 	if s.residentLimit <= 0 {
 		return
 	}
 	var buf [128]byte
-	if s.overBound(buf[:]) {
+	total, shared := s.resident(buf[:])
+	if total > s.residentLimit-room && shared > minReleasable {
 		s.releaseIn(tx)
 	}
 }
@@ -182,13 +188,6 @@ func (s *Store) boundBeforeCommit(tx *bolt.Tx) {
 // is worth it; it also keeps a process whose heap alone exceeds the bound
 // from releasing on every check.
 const minReleasable = 16 << 20
-
-// overBound reports whether the process's resident memory is above the
-// bound and enough of it is the mapped file to be worth releasing.
-func (s *Store) overBound(buf []byte) bool {
-	total, shared := s.resident(buf)
-	return total > s.residentLimit && shared > minReleasable
-}
 
 // resident returns the process's resident memory and its file-backed part
 // in bytes (fields "resident" and "shared" of /proc/self/statm), or -1s if

@@ -18,6 +18,9 @@ func (s *Store) watchMapped(limit int64, interval time.Duration) { <-s.closing }
 // boundMapped does nothing where residency cannot be measured.
 func (s *Store) boundMapped(tx *bolt.Tx) {}
 
+// boundAhead does nothing where residency cannot be measured.
+func (s *Store) boundAhead(tx *bolt.Tx, room int64) {}
+
 // openStatm returns nil: residency is not measured here.
 func openStatm() *os.File { return nil }
 
