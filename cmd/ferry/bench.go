@@ -181,6 +181,10 @@ func peakHeapProfile(path string) (stop func() error, err error) {
 		for {
 			select {
 			case <-done:
+				if peak == 0 && werr == nil {
+					// A run shorter than one sample: its profile as it ends.
+					werr = pprof.Lookup("heap").WriteTo(f, 0)
+				}
 				finished <- errors.Join(werr, f.Close())
 				return
 			case <-t.C:

@@ -2,8 +2,10 @@ package main
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -197,5 +199,30 @@ func TestBenchCollectRecollect(t *testing.T) {
 	}
 	if r == nil || r.Unchanged != 2500 || r.Written != 0 || r.EntitiesPerS <= 0 || r.Requests != 3 {
 		t.Errorf("recollect: %+v", r)
+	}
+}
+
+// TestPeakHeapProfileShortRun: a run shorter than one sample of the heap
+// still leaves a profile (a gzipped protobuf, as go tool pprof reads).
+func TestPeakHeapProfileShortRun(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "heap.out")
+	stop, err := peakHeapProfile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(b))
+	if err != nil {
+		t.Fatalf("profile of %d bytes is not gzip: %v", len(b), err)
+	}
+	raw, err := io.ReadAll(zr)
+	if err != nil || len(raw) == 0 {
+		t.Fatalf("profile decompresses to %d bytes (%v)", len(raw), err)
 	}
 }
