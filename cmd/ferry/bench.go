@@ -15,6 +15,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"strconv"
 	"strings"
@@ -142,6 +143,7 @@ percent: a regression guard. docs/performance.md has the current figures.`,
 	f.StringVar(&scenario, "scenario", "", "run one scenario in this process (used by the parent; needs --dir)")
 	f.BoolVar(&noSync, "no-sync", false, "skip fsync (not what the targets are measured with)")
 	f.StringVar(&cpuprof, "cpuprofile", "", "with --scenario: write a CPU profile to this file")
+	f.StringVar(&bo.trace, "trace", "", "with --scenario: write a Go execution trace to this file (go tool trace: where the cores wait)")
 	f.StringVar(&bo.memprof, "memprofile", "", "with --scenario: write the heap profile taken at the peak of the heap in use to this file")
 	f.IntVar(&ckpt, "checkpoint-interval", engine.DefaultCheckpointInterval, "batches (of 100) per transaction, for the pipes and the floor")
 	f.StringVar(&bo.scenarios, "scenarios", "", "comma-separated scenarios to run (default: all; "+strings.Join(benchScenarios, ",")+")")
@@ -162,6 +164,7 @@ type benchOptions struct {
 	tolerance float64 // percent
 	metric    string  // throughput | cpu
 	memprof   string  // with --scenario: heap profile at the peak
+	trace     string  // with --scenario: execution trace
 }
 
 // peakHeapProfile watches the heap in use (every 250 ms) and keeps in
@@ -244,6 +247,19 @@ func (c *cli) bench(ctx context.Context, n, ckpt int, dir, scenario, cpuprof str
 			}
 			pprof.StartCPUProfile(pf)
 			defer pprof.StopCPUProfile()
+		}
+		if bo.trace != "" {
+			tf, err := os.Create(bo.trace)
+			if err != nil {
+				c.errorf("bench: %v", err)
+				return exitFailed
+			}
+			if err := trace.Start(tf); err != nil {
+				c.errorf("bench: --trace: %v", err)
+				return exitFailed
+			}
+			defer tf.Close()
+			defer trace.Stop()
 		}
 		stopSampler := sampleAnon()
 		if bo.memprof != "" {
