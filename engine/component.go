@@ -185,6 +185,18 @@ type LazySinkRun interface {
 	AcceptsLazy() bool
 }
 
+// LazyStarter is implemented by lazy sink runs that can tell, before the
+// first entity, that most of the run will likely arrive unchanged (a
+// dataset that already holds entities). The engine then hands text over
+// lazily from the first batch instead of learning it from the first
+// group: a re-run of a full sync otherwise canonicalizes and looks up
+// its first groups on the committer alone. A wrong guess costs little:
+// what the view finds changed is prepared on the workers, and the first
+// group's figures switch lazy off.
+type LazyStarter interface {
+	StartLazy() bool
+}
+
 // ViewingSinkRun is a LazySinkRun that can check a batch's lazy entities
 // against a read view of the store before the committer sees them
 // (RawViewer); the engine calls View on the producer's workers, several

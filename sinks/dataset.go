@@ -199,6 +199,10 @@ type datasetRun struct {
 // resolves the ones that changed.
 func (r *datasetRun) AcceptsLazy() bool { return true }
 
+// StartLazy (engine.LazyStarter): a dataset that holds entities is most
+// likely being synced again, most of it unchanged.
+func (r *datasetRun) StartLazy() bool { return r.fresh == nil && r.entities > 0 }
+
 // View checks lazy entities against a read view of the store
 // (engine.ViewingSinkRun) when the store has them. Safe for concurrent
 // use: it reads only what StartRun set.

@@ -379,6 +379,46 @@ func TestUnchangedTextPath(t *testing.T) {
 	}
 }
 
+// TestLazyFromFirstBatch checks that a run into a dataset that holds
+// entities hands text over lazily from its first batch (engine.LazyStarter)
+// and that changes in that batch still land.
+func TestLazyFromFirstBatch(t *testing.T) {
+	h := newHarness(t, `{"_id":"p","type":"pipe","batch_size":2,"checkpoint_interval":1,"source":{"type":"json","url":"in.json"}}`)
+	lines := func(edit map[int]string) string {
+		var b strings.Builder
+		for i := 0; i < 20; i++ {
+			if s, ok := edit[i]; ok {
+				b.WriteString(s + "\n")
+				continue
+			}
+			fmt.Fprintf(&b, `{"_id":"e%d","n":%d}`+"\n", i, i)
+		}
+		return b.String()
+	}
+	// Into the empty dataset, text is prepared up front: an error names
+	// the line.
+	_, err := h.run(lines(map[int]string{0: `{"_id":"e0","n":}`}), engine.RunOptions{})
+	if err == nil || strings.Contains(err.Error(), "e0") {
+		t.Fatalf("broken text into an empty dataset: err = %v, want one naming the line, not e0", err)
+	}
+	if rec := h.mustRun(lines(nil), engine.RunOptions{}); rec.Written != 20 {
+		t.Fatalf("first run = %+v", rec)
+	}
+	// The dataset holds entities: the first batch is lazy, so broken text
+	// for a known _id is found by the sink, which names it.
+	_, err = h.run(lines(map[int]string{0: `{"_id":"e0","n":}`}), engine.RunOptions{})
+	if err == nil || !strings.Contains(err.Error(), "e0") {
+		t.Fatalf("broken text in the first batch: err = %v, want it to name e0", err)
+	}
+	rec := h.mustRun(lines(map[int]string{0: `{"_id":"e0","n":1000}`, 1: `{"n":1,"_id":"e1"}`}), engine.RunOptions{})
+	if rec.Written != 1 || rec.Unchanged != 19 {
+		t.Errorf("run with edits in the first batch = %+v, want 1 written (e0), 19 unchanged", rec)
+	}
+	if r := h.latest("p", "e0"); !strings.Contains(string(r.Body), `"n":1000`) {
+		t.Errorf("e0 = %s", r.Body)
+	}
+}
+
 // TestDeletionTrackingCountProof checks the shortcut that skips the walk
 // over the index when the dataset holds as many live entities as a full
 // run produced distinct _ids: produced _ids that are not live (deleted in
