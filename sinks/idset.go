@@ -10,12 +10,21 @@ import (
 // comparison pass that only has work to do where high halves tie. For a
 // million hashes this is several times faster than a comparison sort.
 func sortIDHashes(hs []idHash) {
+	var tmp []idHash
+	if len(hs) >= 256 {
+		tmp = make([]idHash, len(hs))
+	}
+	sortIDHashesTmp(hs, tmp)
+}
+
+// sortIDHashesTmp is sortIDHashes with tmp (at least as long as hs, or
+// nil below 256 hashes) as the scratch.
+func sortIDHashesTmp(hs, tmp []idHash) {
 	if len(hs) < 256 {
 		slices.SortFunc(hs, cmpIDHash)
 		return
 	}
-	tmp := make([]idHash, len(hs))
-	src, dst := hs, tmp
+	src, dst := hs, tmp[:len(hs)]
 	for shift := uint(0); shift < 64; shift += 16 {
 		var count [1 << 16]int
 		for _, h := range src {

@@ -3,6 +3,7 @@ package sinks
 import (
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"testing"
 )
@@ -129,5 +130,57 @@ func TestSeenSetSpills(t *testing.T) {
 			}
 		}
 		s.close()
+	}
+}
+
+// TestSeenSetMapped fills a seen set large enough for its hashes and its
+// sort's scratch to live outside the Go heap (hashmem_linux.go), with
+// duplicates, and checks it against a map before and after close.
+func TestSeenSetMapped(t *testing.T) {
+	const n = 400_000
+	s := newSeenSet(n)
+	rng := rand.New(rand.NewPCG(5, 6))
+	model := map[idHash]bool{}
+	var added []idHash
+	for i := 0; i < n; i++ {
+		h := idHash{rng.Uint64(), rng.Uint64()}
+		if i%10 == 0 && len(added) > 0 {
+			h = added[rng.IntN(len(added))]
+		}
+		added = append(added, h)
+		model[h] = true
+		if err := s.add(h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if runtime.GOOS == "linux" && (s.maps == nil || len(s.maps.list) != 1) {
+		t.Fatalf("hashes not mapped outside the heap: %+v", s.maps)
+	}
+	if err := s.seal(); err != nil {
+		t.Fatal(err)
+	}
+	if runtime.GOOS == "linux" && len(s.maps.list) != 2 {
+		t.Fatalf("the sort's scratch is not mapped: %d mappings", len(s.maps.list))
+	}
+	if got := s.distinct(); got != int64(len(model)) {
+		t.Fatalf("distinct = %d, want %d", got, len(model))
+	}
+	for i := 0; i < 10_000; i++ {
+		h := added[rng.IntN(len(added))]
+		if ok, err := s.has(h); err != nil || !ok {
+			t.Fatalf("has(%x) = %v, %v; it was added", h, ok, err)
+		}
+		h = idHash{rng.Uint64(), rng.Uint64()}
+		if ok, _ := s.has(h); ok != model[h] {
+			t.Fatalf("has(%x) = %v, want %v", h, ok, model[h])
+		}
+	}
+	maps := s.maps
+	s.close()
+	if maps != nil && maps.list != nil {
+		t.Error("close kept the mappings")
+	}
+	if s.mem != nil || s.tmp != nil {
+		t.Error("close kept slices of released memory")
 	}
 }

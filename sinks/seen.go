@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"sort"
 )
 
@@ -19,7 +20,12 @@ import (
 // entities then holds 16 MiB of hashes and 312 KiB of index instead of
 // 160 MiB; runs up to seenMemMax ids never touch the disk.
 type seenSet struct {
-	mem   []idHash
+	mem []idHash
+	// tmp is the sort's scratch (sortIDHashesTmp), as large as mem.
+	tmp []idHash
+	// maps holds the mappings behind mem and tmp when they are outside
+	// the Go heap (hashmem_linux.go); close releases them.
+	maps  *hashMaps
 	max   int      // seenMemMax, smaller in tests
 	file  *os.File // sorted runs, then (after seal) the merged hashes
 	runs  []int64  // run boundaries in file (in hashes)
@@ -42,7 +48,45 @@ const seenBlock = 256
 // dataset's size: growing a slice of a million hashes by doubling copies
 // it many times over).
 func newSeenSet(expect int64) *seenSet {
-	return &seenSet{max: seenMemMax, mem: make([]idHash, 0, min(max(expect+expect/16, 1024), seenMemMax))}
+	s := &seenSet{max: seenMemMax}
+	s.mem = s.alloc(int(min(max(expect+expect/16, 1024), seenMemMax)))
+	return s
+}
+
+// hashMaps are the mappings a seen set holds outside the Go heap. A
+// cleanup releases them if a run ends without close (a failed run ends
+// before Finish); close releases them at once.
+type hashMaps struct{ list [][]byte }
+
+func (m *hashMaps) release() {
+	for _, b := range m.list {
+		unmapHashes(b)
+	}
+	m.list = nil
+}
+
+// alloc returns an empty slice with room for n hashes: mapped outside the
+// Go heap when large (mapHashes), else from the heap. Appending beyond its
+// capacity moves the hashes to the heap, as append does.
+func (s *seenSet) alloc(n int) []idHash {
+	hs, b, ok := mapHashes(n)
+	if !ok {
+		return make([]idHash, 0, n)
+	}
+	if s.maps == nil {
+		s.maps = &hashMaps{}
+		runtime.AddCleanup(s, (*hashMaps).release, s.maps)
+	}
+	s.maps.list = append(s.maps.list, b)
+	return hs
+}
+
+// sort sorts mem, with tmp as the scratch.
+func (s *seenSet) sort() {
+	if cap(s.tmp) < len(s.mem) {
+		s.tmp = s.alloc(max(len(s.mem), cap(s.mem)))
+	}
+	sortIDHashesTmp(s.mem, s.tmp[:len(s.mem)])
 }
 
 func (s *seenSet) add(h idHash) error {
@@ -63,7 +107,7 @@ func (s *seenSet) spill() error {
 		os.Remove(f.Name()) // unlinked: gone when closed, even after a crash
 		s.file = f
 	}
-	sortIDHashes(s.mem)
+	s.sort()
 	w := bufio.NewWriterSize(io.NewOffsetWriter(s.file, s.total*16), 64<<10)
 	var buf [16]byte
 	for _, h := range s.mem {
@@ -85,7 +129,7 @@ func (s *seenSet) spill() error {
 // distinct hashes (distinct).
 func (s *seenSet) seal() error {
 	if s.file == nil {
-		sortIDHashes(s.mem)
+		s.sort()
 		s.n = 0
 		for i := range s.mem {
 			if i == 0 || s.mem[i] != s.mem[i-1] {
@@ -178,12 +222,15 @@ func (s *seenSet) has(h idHash) (bool, error) {
 	return false, nil
 }
 
-// close removes the temporary files.
+// close removes the temporary files and releases the memory.
 func (s *seenSet) close() {
 	for _, f := range []*os.File{s.file, s.merged} {
 		if f != nil {
 			f.Close()
 		}
+	}
+	if s.maps != nil {
+		s.maps.release()
 	}
 	*s = seenSet{max: s.max}
 }
