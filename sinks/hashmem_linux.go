@@ -15,7 +15,7 @@ const hugeMin = 4 << 20
 // the Go heap should serve instead (small n, or the mapping failed).
 //
 // Why: a run's seen set and its sort's scratch are 16 MiB each at 1M
-// ids, pointer-free and short-lived. From the Go heap they are fresh
+// ids, pointer-free and short-lived (the scratch only for the sort). From the Go heap they are fresh
 // pages, each first touch a 4 KiB page fault; on the 2-core VM a fault
 // costs ~11 µs, so the two cost ~90 ms of a 1.2 s unchanged run, half of
 // it in the sort at the end of the run, when nothing else runs. With 2

@@ -21,10 +21,8 @@ import (
 // 160 MiB; runs up to seenMemMax ids never touch the disk.
 type seenSet struct {
 	mem []idHash
-	// tmp is the sort's scratch (sortIDHashesTmp), as large as mem.
-	tmp []idHash
-	// maps holds the mappings behind mem and tmp when they are outside
-	// the Go heap (hashmem_linux.go); close releases them.
+	// maps holds the mapping behind mem when it is outside the Go heap
+	// (hashmem_linux.go); close releases it.
 	maps  *hashMaps
 	max   int      // seenMemMax, smaller in tests
 	file  *os.File // sorted runs, then (after seal) the merged hashes
@@ -81,12 +79,17 @@ func (s *seenSet) alloc(n int) []idHash {
 	return hs
 }
 
-// sort sorts mem, with tmp as the scratch.
+// sort sorts mem. The radix sort's scratch, as large as mem, is mapped
+// like mem and released at once: a run of 10M ids sorts ten times and
+// would otherwise hold it throughout.
 func (s *seenSet) sort() {
-	if cap(s.tmp) < len(s.mem) {
-		s.tmp = s.alloc(max(len(s.mem), cap(s.mem)))
+	tmp, b, ok := mapHashes(len(s.mem))
+	if !ok {
+		sortIDHashes(s.mem)
+		return
 	}
-	sortIDHashesTmp(s.mem, s.tmp[:len(s.mem)])
+	sortIDHashesTmp(s.mem, tmp[:len(s.mem)])
+	unmapHashes(b)
 }
 
 func (s *seenSet) add(h idHash) error {
