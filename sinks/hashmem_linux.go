@@ -5,36 +5,39 @@ import (
 	"unsafe"
 )
 
-// hugeMin is the smallest hash buffer taken from the kernel directly:
-// below it the Go heap serves.
+// hugeMin is the smallest hash buffer worth advising: below it the
+// faults are few.
 const hugeMin = 4 << 20
 
-// mapHashes returns room for n id hashes outside the Go heap, in an
-// anonymous mapping the kernel may back with 2 MiB pages
-// (MADV_HUGEPAGE), and the mapping to unmap when done; ok is false when
-// the Go heap should serve instead (small n, or the mapping failed).
+// makeHashes returns an empty slice with room for n id hashes, from the Go
+// heap, with the kernel advised to back it with 2 MiB pages
+// (MADV_HUGEPAGE on the 2 MiB-aligned part of its memory).
 //
 // Why: a run's seen set and its sort's scratch are 16 MiB each at 1M
-// ids, pointer-free and short-lived (the scratch only for the sort). From the Go heap they are fresh
-// pages, each first touch a 4 KiB page fault; on the 2-core VM a fault
-// costs ~11 µs, so the two cost ~90 ms of a 1.2 s unchanged run, half of
-// it in the sort at the end of the run, when nothing else runs. With 2
-// MiB pages the same 32 MiB fault 16 times (docs/performance.md).
-func mapHashes(n int) (hs []idHash, mapping []byte, ok bool) {
+// ids, pointer-free, touched once through. Fresh from the kernel, each 4
+// KiB of them is a page fault on first touch, ~11 µs on the 2-core VM
+// (16 MiB: 45 ms; with 2 MiB pages 1-18 ms), and the scratch's faults fell
+// at the end of the run, when nothing else runs. Memory the heap had
+// already touched does not fault either way. The slice stays in the Go
+// heap, so the runtime's memory limit still counts it (mapped outside the
+// heap, a 10M run's anonymous memory went from ~93 to ~121 MiB: the heap
+// filled the limit beside it). The advice outlives the slice: a later
+// allocation in the same range may get 2 MiB pages too, which only
+// matters for memory that is touched sparsely, and the runtime returns
+// free memory to the kernel in smaller pieces (the kernel splits them).
+func makeHashes(n int) []idHash {
+	hs := make([]idHash, 0, n)
 	size := n * int(unsafe.Sizeof(idHash{}))
 	if size < hugeMin {
-		return nil, nil, false
+		return hs
 	}
-	size = (size + 2<<20 - 1) &^ (2<<20 - 1)
-	b, err := syscall.Mmap(-1, 0, size, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_PRIVATE|syscall.MAP_ANON)
-	if err != nil {
-		return nil, nil, false
+	const huge = 2 << 20
+	p := unsafe.Pointer(unsafe.SliceData(hs))
+	start := uintptr(p)
+	lo, hi := (start+huge-1)&^(huge-1), (start+uintptr(size))&^(huge-1)
+	if hi > lo {
+		// Advice only: without transparent huge pages nothing changes.
+		_ = syscall.Madvise(unsafe.Slice((*byte)(unsafe.Add(p, lo-start)), hi-lo), syscall.MADV_HUGEPAGE)
 	}
-	// Advice only: without transparent huge pages the mapping still
-	// works, with 4 KiB pages.
-	_ = syscall.Madvise(b, syscall.MADV_HUGEPAGE)
-	return unsafe.Slice((*idHash)(unsafe.Pointer(unsafe.SliceData(b))), n)[:0], b, true
+	return hs
 }
-
-// unmapHashes releases a mapping from mapHashes.
-func unmapHashes(b []byte) { _ = syscall.Munmap(b) }

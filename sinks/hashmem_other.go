@@ -2,9 +2,6 @@
 
 package sinks
 
-// mapHashes: only Linux maps hash buffers outside the Go heap
-// (hashmem_linux.go); elsewhere the Go heap serves.
-func mapHashes(n int) (hs []idHash, mapping []byte, ok bool) { return nil, nil, false }
-
-// unmapHashes is never called where mapHashes maps nothing.
-func unmapHashes(b []byte) {}
+// makeHashes returns an empty slice with room for n id hashes (only Linux
+// is advised to use huge pages for it: hashmem_linux.go).
+func makeHashes(n int) []idHash { return make([]idHash, 0, n) }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime"
 	"sort"
 )
 
@@ -20,10 +19,7 @@ import (
 // entities then holds 16 MiB of hashes and 312 KiB of index instead of
 // 160 MiB; runs up to seenMemMax ids never touch the disk.
 type seenSet struct {
-	mem []idHash
-	// maps holds the mapping behind mem when it is outside the Go heap
-	// (hashmem_linux.go); close releases it.
-	maps  *hashMaps
+	mem   []idHash
 	max   int      // seenMemMax, smaller in tests
 	file  *os.File // sorted runs, then (after seal) the merged hashes
 	runs  []int64  // run boundaries in file (in hashes)
@@ -46,50 +42,16 @@ const seenBlock = 256
 // dataset's size: growing a slice of a million hashes by doubling copies
 // it many times over).
 func newSeenSet(expect int64) *seenSet {
-	s := &seenSet{max: seenMemMax}
-	s.mem = s.alloc(int(min(max(expect+expect/16, 1024), seenMemMax)))
-	return s
+	return &seenSet{max: seenMemMax, mem: makeHashes(int(min(max(expect+expect/16, 1024), seenMemMax)))}
 }
 
-// hashMaps are the mappings a seen set holds outside the Go heap. A
-// cleanup releases them if a run ends without close (a failed run ends
-// before Finish); close releases them at once.
-type hashMaps struct{ list [][]byte }
-
-func (m *hashMaps) release() {
-	for _, b := range m.list {
-		unmapHashes(b)
-	}
-	m.list = nil
-}
-
-// alloc returns an empty slice with room for n hashes: mapped outside the
-// Go heap when large (mapHashes), else from the heap. Appending beyond its
-// capacity moves the hashes to the heap, as append does.
-func (s *seenSet) alloc(n int) []idHash {
-	hs, b, ok := mapHashes(n)
-	if !ok {
-		return make([]idHash, 0, n)
-	}
-	if s.maps == nil {
-		s.maps = &hashMaps{}
-		runtime.AddCleanup(s, (*hashMaps).release, s.maps)
-	}
-	s.maps.list = append(s.maps.list, b)
-	return hs
-}
-
-// sort sorts mem. The radix sort's scratch, as large as mem, is mapped
-// like mem and released at once: a run of 10M ids sorts ten times and
-// would otherwise hold it throughout.
+// sort sorts mem.
 func (s *seenSet) sort() {
-	tmp, b, ok := mapHashes(len(s.mem))
-	if !ok {
-		sortIDHashes(s.mem)
-		return
+	var tmp []idHash
+	if len(s.mem) >= 256 {
+		tmp = makeHashes(len(s.mem))[:len(s.mem)]
 	}
-	sortIDHashesTmp(s.mem, tmp[:len(s.mem)])
-	unmapHashes(b)
+	sortIDHashesTmp(s.mem, tmp)
 }
 
 func (s *seenSet) add(h idHash) error {
@@ -225,15 +187,12 @@ func (s *seenSet) has(h idHash) (bool, error) {
 	return false, nil
 }
 
-// close removes the temporary files and releases the memory.
+// close removes the temporary files.
 func (s *seenSet) close() {
 	for _, f := range []*os.File{s.file, s.merged} {
 		if f != nil {
 			f.Close()
 		}
-	}
-	if s.maps != nil {
-		s.maps.release()
 	}
 	*s = seenSet{max: s.max}
 }
