@@ -45,15 +45,6 @@ func newSeenSet(expect int64) *seenSet {
 	return &seenSet{max: seenMemMax, mem: makeHashes(int(min(max(expect+expect/16, 1024), seenMemMax)))}
 }
 
-// sort sorts mem.
-func (s *seenSet) sort() {
-	var tmp []idHash
-	if len(s.mem) >= 256 {
-		tmp = makeHashes(len(s.mem))[:len(s.mem)]
-	}
-	sortIDHashesTmp(s.mem, tmp)
-}
-
 func (s *seenSet) add(h idHash) error {
 	s.mem = append(s.mem, h)
 	if len(s.mem) >= s.max {
@@ -72,7 +63,7 @@ func (s *seenSet) spill() error {
 		os.Remove(f.Name()) // unlinked: gone when closed, even after a crash
 		s.file = f
 	}
-	s.sort()
+	sortIDHashes(s.mem)
 	w := bufio.NewWriterSize(io.NewOffsetWriter(s.file, s.total*16), 64<<10)
 	var buf [16]byte
 	for _, h := range s.mem {
@@ -94,7 +85,7 @@ func (s *seenSet) spill() error {
 // distinct hashes (distinct).
 func (s *seenSet) seal() error {
 	if s.file == nil {
-		s.sort()
+		sortIDHashes(s.mem)
 		s.n = 0
 		for i := range s.mem {
 			if i == 0 || s.mem[i] != s.mem[i-1] {
