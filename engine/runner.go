@@ -307,19 +307,21 @@ func (e *Engine) run(ctx context.Context, p *Pipe, opts RunOptions, rec *RunReco
 			return fmt.Errorf("sink: %w", err)
 		}
 	}
-	// lazy is switched on by the committer while most entities arrive
-	// unchanged (see LazySinkRun); the producer then skips canonicalizing.
-	lazy := new(atomic.Bool)
+	// mode.lazy is switched on by the committer while most entities
+	// arrive unchanged (see LazySinkRun); the producer then skips
+	// canonicalizing.
+	mode := new(textMode)
 	view, _ := sr.(ViewingSinkRun)
 	if view != nil && !view.AcceptsLazy() {
 		view = nil
 	}
 	if ls, ok := sr.(LazySinkRun); ok && ls.AcceptsLazy() {
 		if st, ok := sr.(LazyStarter); ok && st.StartLazy() {
-			lazy.Store(true)
+			mode.lazy.Store(true)
+			mode.deep.Store(true)
 		}
 	}
-	go e.produce(runCtx, p, reader, isTx, lazy, view, items)
+	go e.produce(runCtx, p, reader, isTx, mode, view, items)
 	// Drain the producer on every exit path so it never blocks.
 	defer func() {
 		cancel()
@@ -335,7 +337,7 @@ func (e *Engine) run(ctx context.Context, p *Pipe, opts RunOptions, rec *RunReco
 	}
 	state.RescanRequested = false
 	if isTx {
-		return e.commitTx(ctx, p, sr, items, lazy, stored, state, stats, full, failIfEmpty)
+		return e.commitTx(ctx, p, sr, items, mode, stored, state, stats, full, failIfEmpty)
 	}
 	ext, ok := p.Sink.(ExternalSink)
 	if !ok {
@@ -346,7 +348,7 @@ func (e *Engine) run(ctx context.Context, p *Pipe, opts RunOptions, rec *RunReco
 
 // produce reads, transforms and prepares batches on its own goroutine so
 // that decoding and hashing overlap the store's commits.
-func (e *Engine) produce(ctx context.Context, p *Pipe, r Reader, prepare bool, lazy *atomic.Bool, view ViewingSinkRun, out chan<- item) {
+func (e *Engine) produce(ctx context.Context, p *Pipe, r Reader, prepare bool, mode *textMode, view ViewingSinkRun, out chan<- item) {
 	defer close(out)
 	send := func(it item) bool {
 		select {
@@ -363,13 +365,13 @@ func (e *Engine) produce(ctx context.Context, p *Pipe, r Reader, prepare bool, l
 	if rr, ok := r.(RawReader); ok && prepare && (len(p.transforms()) == 0 || textPrep) && rr.RawOK() {
 		rr = &rawChunks{RawReader: rr, size: max(p.BatchSize, 1)}
 		if textPrep {
-			lazy, view = new(atomic.Bool), nil
+			mode, view = new(textMode), nil
 		}
 		if workers := runtime.GOMAXPROCS(0); workers > 1 {
-			e.produceRawParallel(ctx, p, rr, textPrep, lazy, view, workers, send)
+			e.produceRawParallel(ctx, p, rr, textPrep, mode, view, workers, send)
 			return
 		}
-		e.produceRaw(ctx, p, rr, textPrep, lazy, send)
+		e.produceRaw(ctx, p, rr, textPrep, &mode.lazy, send)
 		return
 	}
 	// Without transforms, workers only pay off where they prepare
@@ -562,7 +564,7 @@ func (e *Engine) produceParallel(ctx context.Context, p *Pipe, r Reader, prepare
 	if dd, ok := r.(DecodeDeferrer); ok {
 		dd.DeferDecode()
 	}
-	ordered(ctx, workers, 1, r.Next, func() func(context.Context, Batch) []item {
+	ordered(ctx, workers, 1, nil, r.Next, func() func(context.Context, Batch) []item {
 		dec, prep := NewDecoder(), recordPreparer(p)
 		return func(ctx context.Context, b Batch) []item { return e.batchItems(ctx, p, b, prepare, dec, prep) }
 	}, send)
@@ -570,17 +572,35 @@ func (e *Engine) produceParallel(ctx context.Context, p *Pipe, r Reader, prepare
 
 // ordered reads jobs with next on one goroutine, works on up to workers
 // of them at once (each worker runs a function newWorker made for it) and
-// sends the items in the order next returned the jobs. Up to depth jobs
-// per worker wait for a worker, twice that for the sender. An error from
-// next other than EOF goes out as an item after the items before it.
-func ordered[J any](ctx context.Context, workers, depth int, next func(context.Context) (J, error), newWorker func() func(context.Context, J) []item, send func(item) bool) {
+// sends the items in the order next returned the jobs. Up to 2 x depth
+// jobs per worker are read ahead of the sender while deep is set (always,
+// if deep is nil), 2 per worker otherwise. An error from next other than
+// EOF goes out as an item after the items before it.
+func ordered[J any](ctx context.Context, workers, depth int, deep *atomic.Bool, next func(context.Context) (J, error), newWorker func() func(context.Context, J) []item, send func(item) bool) {
 	type slot struct {
 		job J
 		out chan []item
 	}
 	ctx, cancel := context.WithCancel(ctx)
+	ahead, shallow := 2*depth*workers, 2*workers
 	work := make(chan *slot, depth*workers)
-	order := make(chan *slot, 2*depth*workers)
+	order := make(chan *slot, ahead)
+	// tokens bounds the jobs read ahead: the reader takes one per job and
+	// the sender gives it back. When not deep, the reader holds all but
+	// shallow of them itself.
+	tokens := make(chan struct{}, ahead)
+	for range ahead {
+		tokens <- struct{}{}
+	}
+	held := 0
+	take := func() bool {
+		select {
+		case <-tokens:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Add(1)
@@ -596,6 +616,21 @@ func ordered[J any](ctx context.Context, workers, depth int, next func(context.C
 		defer close(order)
 		defer close(work)
 		for {
+			want := 0
+			if deep != nil && !deep.Load() {
+				want = ahead - shallow
+			}
+			for ; held < want; held++ {
+				if !take() {
+					return
+				}
+			}
+			for ; held > want; held-- {
+				tokens <- struct{}{}
+			}
+			if !take() {
+				return
+			}
 			job, err := next(ctx)
 			sl := &slot{job: job, out: make(chan []item, 1)}
 			switch {
@@ -633,6 +668,7 @@ func ordered[J any](ctx context.Context, workers, depth int, next func(context.C
 		case <-ctx.Done():
 			return
 		}
+		tokens <- struct{}{}
 		for _, it := range items {
 			if !send(it) || it.err != nil {
 				return
@@ -735,37 +771,46 @@ func (e *Engine) produceRaw(ctx context.Context, p *Pipe, r RawReader, textPrep 
 	}
 }
 
+// textMode is what the committer tells the producer of text as a run
+// goes.
+type textMode struct {
+	// lazy: most of the last group arrived unchanged; hand text over
+	// lazily (LazySinkRun).
+	lazy atomic.Bool
+	// deep: all of the last group arrived unchanged (or the run started
+	// lazy, LazyStarter); queue rawQueueDepth batches per worker.
+	deep atomic.Bool
+}
+
 // rawQueueDepth is how many batches of text per worker wait for one
-// (ordered). A batch of unchanged text is ~100-150 µs of work, about what
-// parking and waking a goroutine costs: with one batch per worker the
-// reader, the workers and the committer took turns waiting for each other
-// and a 1M unchanged run kept ~1.6 of the 2 cores busy (an execution
-// trace, ferry bench --trace). With 8 it keeps ~1.8 busy and runs 10-13%
-// faster; a batch of text in flight is tens of KB. Only runs that start
-// lazy (LazyStarter: most text expected unchanged) queue that deep: a
-// load is bound by its committer, where a deeper queue only holds more
-// memory (+3 MiB anonymous at 1M, no faster). Decoded batches keep a
-// depth of 1 too: their entities are maps, larger and slower to collect.
+// (ordered) while a run finds everything unchanged. Such a batch is
+// ~100-150 µs of work, about what parking and waking a goroutine costs:
+// with one batch per worker the reader, the workers and the committer took
+// turns waiting for each other and a 1M unchanged run kept ~1.6 of the 2
+// cores busy (an execution trace, ferry bench --trace). With 8 it keeps
+// ~1.8 busy and runs 10-13% faster. Where groups write, the queue stays at
+// one batch per worker: a load is bound by its committer, where a deeper
+// queue only held more memory (+3 MiB anonymous at 1M, no faster), and in
+// a 10M run writing 1M versions read views taken further ahead of the
+// commits cost 8-10% more CPU and ~4 MiB more anonymous memory. Decoded
+// batches keep a depth of 1: their entities are maps, larger and slower
+// to collect.
 const rawQueueDepth = 8
 
 // produceRawParallel is produceRaw with the text of up to workers batches
 // hashed and prepared at once. Lazy batches are checked against a read
 // view of the store on the workers too (ViewingSinkRun), and the text
 // found changed is prepared there, so the committer only confirms.
-func (e *Engine) produceRawParallel(ctx context.Context, p *Pipe, r RawReader, textPrep bool, lazy *atomic.Bool, view ViewingSinkRun, workers int, send func(item) bool) {
+func (e *Engine) produceRawParallel(ctx context.Context, p *Pipe, r RawReader, textPrep bool, mode *textMode, view ViewingSinkRun, workers int, send func(item) bool) {
 	type job struct {
 		b    RawBatch
 		lazy bool
 	}
 	next := func(ctx context.Context) (job, error) {
 		b, err := r.NextRaw(ctx)
-		return job{b: b, lazy: lazy.Load()}, err
+		return job{b: b, lazy: mode.lazy.Load()}, err
 	}
-	depth := 1
-	if lazy.Load() {
-		depth = rawQueueDepth
-	}
-	ordered(ctx, workers, depth, next, func() func(context.Context, job) []item {
+	ordered(ctx, workers, rawQueueDepth, &mode.deep, next, func() func(context.Context, job) []item {
 		w := e.rawWorker(p, textPrep)
 		return func(ctx context.Context, j job) []item {
 			it := w.item(ctx, j.b, j.lazy)
@@ -940,7 +985,7 @@ func (e *Engine) groupLimits() (int, time.Duration) {
 
 // commitTx writes batches into the store in grouped transactions, each
 // carrying the pipe's new token.
-func (e *Engine) commitTx(ctx context.Context, p *Pipe, sr SinkRun, items <-chan item, lazy *atomic.Bool, stored, state PipeState, stats *RunStats, full, failIfEmpty bool) (err error) {
+func (e *Engine) commitTx(ctx context.Context, p *Pipe, sr SinkRun, items <-chan item, mode *textMode, stored, state PipeState, stats *RunStats, full, failIfEmpty bool) (err error) {
 	maxBytes, maxDur := e.groupLimits()
 	// done holds the counts of what is committed; when the run fails, what
 	// the rolled-back transaction wrote is moved to the "would" counts.
@@ -1024,7 +1069,8 @@ func (e *Engine) commitTx(ctx context.Context, p *Pipe, sr SinkRun, items <-chan
 			// Lazy while at least half of a group is unchanged: then
 			// skipping the canonical form for most entities outweighs
 			// computing it on this goroutine for the changed ones.
-			lazy.Store(2*(stats.Unchanged-unchanged) >= int64(n))
+			mode.lazy.Store(2*(stats.Unchanged-unchanged) >= int64(n))
+			mode.deep.Store(stats.Unchanged-unchanged == int64(n))
 		}
 		group, groupBytes = group[:0], 0
 		return nil
