@@ -13,8 +13,8 @@ import (
 // memory the kernel was advised to back with huge pages (the "hg" flag of
 // its mapping in /proc/self/smaps), and a small one is left alone.
 func TestMakeHashesAdvisesHugePages(t *testing.T) {
-	big := makeHashes(1 << 20) // 16 MiB
-	small := makeHashes(1 << 10)
+	big := makeHashes(1<<20, true) // 16 MiB
+	small := makeHashes(1<<10, true)
 	if cap(big) != 1<<20 || len(big) != 0 || cap(small) != 1<<10 {
 		t.Fatalf("len/cap = %d/%d and %d", len(big), cap(big), cap(small))
 	}

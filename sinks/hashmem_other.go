@@ -4,4 +4,4 @@ package sinks
 
 // makeHashes returns an empty slice with room for n id hashes (only Linux
 // is advised to use huge pages for it: hashmem_linux.go).
-func makeHashes(n int) []idHash { return make([]idHash, 0, n) }
+func makeHashes(n int, huge bool) []idHash { return make([]idHash, 0, n) }

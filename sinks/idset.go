@@ -9,13 +9,13 @@ import (
 // bits (uniformly distributed, so ties are vanishingly rare), then a
 // comparison pass that only has work to do where high halves tie. For a
 // million hashes this is several times faster than a comparison sort.
-// Its scratch, as large as hs, comes from makeHashes (huge pages).
-func sortIDHashes(hs []idHash) {
+// Its scratch, as large as hs, comes from makeHashes (huge pages if huge).
+func sortIDHashes(hs []idHash, huge bool) {
 	if len(hs) < 256 {
 		slices.SortFunc(hs, cmpIDHash)
 		return
 	}
-	src, dst := hs, makeHashes(len(hs))[:len(hs)]
+	src, dst := hs, makeHashes(len(hs), huge)[:len(hs)]
 	for shift := uint(0); shift < 64; shift += 16 {
 		var count [1 << 16]int
 		for _, h := range src {

@@ -20,6 +20,7 @@ import (
 // 160 MiB; runs up to seenMemMax ids never touch the disk.
 type seenSet struct {
 	mem   []idHash
+	huge  bool     // ask for huge pages (makeHashes): until the set spills
 	max   int      // seenMemMax, smaller in tests
 	file  *os.File // sorted runs, then (after seal) the merged hashes
 	runs  []int64  // run boundaries in file (in hashes)
@@ -42,7 +43,8 @@ const seenBlock = 256
 // dataset's size: growing a slice of a million hashes by doubling copies
 // it many times over).
 func newSeenSet(expect int64) *seenSet {
-	return &seenSet{max: seenMemMax, mem: makeHashes(int(min(max(expect+expect/16, 1024), seenMemMax)))}
+	huge := expect <= seenMemMax // a set expected to spill is not (makeHashes)
+	return &seenSet{max: seenMemMax, huge: huge, mem: makeHashes(int(min(max(expect+expect/16, 1024), seenMemMax)), huge)}
 }
 
 func (s *seenSet) add(h idHash) error {
@@ -55,6 +57,7 @@ func (s *seenSet) add(h idHash) error {
 
 // spill writes the in-memory hashes, sorted, as one run.
 func (s *seenSet) spill() error {
+	s.huge = false
 	if s.file == nil {
 		f, err := os.CreateTemp("", "ferry-seen-*")
 		if err != nil {
@@ -63,7 +66,7 @@ func (s *seenSet) spill() error {
 		os.Remove(f.Name()) // unlinked: gone when closed, even after a crash
 		s.file = f
 	}
-	sortIDHashes(s.mem)
+	sortIDHashes(s.mem, s.huge)
 	w := bufio.NewWriterSize(io.NewOffsetWriter(s.file, s.total*16), 64<<10)
 	var buf [16]byte
 	for _, h := range s.mem {
@@ -85,7 +88,7 @@ func (s *seenSet) spill() error {
 // distinct hashes (distinct).
 func (s *seenSet) seal() error {
 	if s.file == nil {
-		sortIDHashes(s.mem)
+		sortIDHashes(s.mem, s.huge)
 		s.n = 0
 		for i := range s.mem {
 			if i == 0 || s.mem[i] != s.mem[i-1] {
