@@ -790,9 +790,9 @@ type textMode struct {
 // cores busy (an execution trace, ferry bench --trace). With 8 it keeps
 // ~1.8 busy and runs 10-13% faster. Where groups write, the queue stays at
 // one batch per worker: a load is bound by its committer, where a deeper
-// queue only held more memory (+3 MiB anonymous at 1M, no faster), and in
-// a 10M run writing 1M versions read views taken further ahead of the
-// commits cost 8-10% more CPU and ~4 MiB more anonymous memory. Decoded
+// queue only held more memory (+3 MiB anonymous at 1M, no faster), and a
+// run that writes has no use for read views taken further ahead of its
+// commits. Decoded
 // batches keep a depth of 1: their entities are maps, larger and slower
 // to collect.
 const rawQueueDepth = 8
