@@ -792,9 +792,8 @@ type textMode struct {
 // one batch per worker: a load is bound by its committer, where a deeper
 // queue only held more memory (+3 MiB anonymous at 1M, no faster), and a
 // run that writes has no use for read views taken further ahead of its
-// commits. Decoded
-// batches keep a depth of 1: their entities are maps, larger and slower
-// to collect.
+// commits. Decoded batches keep a depth of 1: their entities are maps,
+// larger and slower to collect.
 const rawQueueDepth = 8
 
 // produceRawParallel is produceRaw with the text of up to workers batches
