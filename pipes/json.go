@@ -26,6 +26,7 @@ const jsonSourceSchema = `{
     "comment": {},
     "system": {"description": "A system:url the url is resolved against; without one, url is a local file (relative to the config file) or a file:// or http(s) URL.", "type": "string"},
     "url": {"description": "Where to read a JSON array, NDJSON or concatenated objects.", "type": "string", "minLength": 1},
+    "format": {"description": "auto (default): a JSON array, NDJSON or concatenated values, told apart while reading. ndjson: one value per line, split at newlines without walking the values (faster to read); a line that is not exactly one JSON value is an error that names the line.", "enum": ["auto", "ndjson"]},
     "headers": {"description": "Extra request headers.", "type": "object", "additionalProperties": {"type": "string"}},
     "supports_since": {"description": "Send the stored token as ?since= and keep the largest _updated as the next token.", "type": "boolean"},
     "is_since_comparable": {"description": "Sesam key, accepted; tokens are always compared (numbers as numbers).", "type": "boolean"},
@@ -138,6 +139,8 @@ type JSONSource struct {
 	Headers       map[string]string
 	Since         bool
 	Chronological bool
+	// Lines: the format is ndjson, one value per line.
+	Lines bool
 }
 
 func newJSONSource(b *engine.Build, cfg map[string]any) (engine.Source, error) {
@@ -145,6 +148,9 @@ func newJSONSource(b *engine.Build, cfg map[string]any) (engine.Source, error) {
 	raw, _ := cfg["url"].(string)
 	j.Since, _ = cfg["supports_since"].(bool)
 	j.Chronological, _ = cfg["is_chronological"].(bool)
+	if f, _ := cfg["format"].(string); f == "ndjson" {
+		j.Lines = true
+	}
 	if hs, ok := cfg["headers"].(map[string]any); ok {
 		for k, v := range hs {
 			j.Headers[k], _ = v.(string)
@@ -238,7 +244,11 @@ func (j *JSONSource) Open(ctx context.Context, req engine.ReadRequest) (engine.R
 		}
 		body = resp.Body
 	}
-	return &jsonReader{src: j, body: body, stream: newValueStream(body), size: max(req.BatchSize, 1), since: req.Since, dec: engine.NewDecoder()}, nil
+	stream := newValueStream(body)
+	if j.Lines {
+		stream = newLineStream(body)
+	}
+	return &jsonReader{src: j, body: body, stream: stream, size: max(req.BatchSize, 1), since: req.Since, dec: engine.NewDecoder()}, nil
 }
 
 // redact drops the query string, which may carry credentials.
@@ -279,6 +289,10 @@ func (r *jsonReader) NextRaw(ctx context.Context) (engine.RawBatch, error) {
 	vals := make([][]byte, 0, r.size)
 	first := r.n + 1
 	var arena []byte
+	var lines []int // in line mode, each value's line
+	if r.stream.lines {
+		lines = make([]int, 0, r.size)
+	}
 	for len(vals) < r.size {
 		raw, err := r.stream.Next()
 		if err == io.EOF {
@@ -297,6 +311,9 @@ func (r *jsonReader) NextRaw(ctx context.Context) (engine.RawBatch, error) {
 		start := len(arena)
 		arena = append(arena, raw...)
 		vals = append(vals, arena[start:len(arena):len(arena)])
+		if lines != nil {
+			lines = append(lines, r.stream.line)
+		}
 	}
 	if len(vals) == 0 {
 		return engine.RawBatch{}, engine.EOF
@@ -306,6 +323,9 @@ func (r *jsonReader) NextRaw(ctx context.Context) (engine.RawBatch, error) {
 		r.lastRaw += len(v)
 	}
 	where := r.src.where()
+	if lines != nil {
+		return engine.RawBatch{Values: vals, Locate: func(i int) string { return fmt.Sprintf("%s: line %d", where, lines[i]) }}, nil
+	}
 	return engine.RawBatch{Values: vals, Locate: func(i int) string { return fmt.Sprintf("%s: entity %d", where, first+i) }}, nil
 }
 
@@ -325,6 +345,9 @@ func (r *jsonReader) Next(ctx context.Context) (engine.Batch, error) {
 		r.n++
 		e, err := r.dec.DecodeEntity(raw)
 		if err != nil {
+			if r.stream.lines {
+				return engine.Batch{}, fmt.Errorf("%s: line %d: %w", r.src.where(), r.stream.line, err)
+			}
 			return engine.Batch{}, fmt.Errorf("%s: entity %d: %w", r.src.where(), r.n, err)
 		}
 		if r.src.Since {

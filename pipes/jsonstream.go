@@ -13,19 +13,83 @@ import (
 // decoding them: either the elements of one top-level array, or a sequence
 // of values (NDJSON or concatenated JSON). It only tracks strings and
 // nesting, so each value is then decoded exactly once by engine.DecodeValue.
+//
+// In line mode (NDJSON declared by the source's config) it does not look
+// into the values at all: each non-blank line, without the whitespace
+// around it, is one value. That is a search for the next newline (a
+// vector instruction's work) instead of a walk of every byte; whether a
+// line really is one JSON value is then checked where the value is
+// decoded, or known without decoding where its text is byte for byte the
+// text a stored version was decoded from (a lazy, unchanged entity).
 type valueStream struct {
 	r       *bufio.Reader
 	buf     []byte
 	inArray bool
 	started bool
 	done    bool
+	lines   bool
 	offset  int64 // bytes consumed, for error messages
 	count   int
+	line    int // in line mode, the line of the last value (from 1)
 }
 
 func newValueStream(r io.Reader) *valueStream {
 	return &valueStream{r: bufio.NewReaderSize(r, 256<<10)}
 }
+
+// newLineStream returns a valueStream in line mode: one value per line.
+func newLineStream(r io.Reader) *valueStream {
+	s := newValueStream(r)
+	s.lines = true
+	return s
+}
+
+// nextLine is Next in line mode: the next non-blank line without the
+// JSON whitespace around it.
+func (s *valueStream) nextLine() ([]byte, error) {
+	for {
+		b, err := s.r.ReadSlice('\n')
+		if err == bufio.ErrBufferFull {
+			// A line longer than the buffer: collect it.
+			s.buf = append(s.buf[:0], b...)
+			for err == bufio.ErrBufferFull {
+				b, err = s.r.ReadSlice('\n')
+				s.buf = append(s.buf, b...)
+			}
+			b = s.buf
+		}
+		if err != nil && err != io.EOF {
+			return nil, err
+		}
+		if len(b) == 0 {
+			s.done = true
+			return nil, io.EOF
+		}
+		s.offset += int64(len(b))
+		s.line++
+		if v := trimSpace(b); len(v) > 0 {
+			s.count++
+			return v, nil
+		}
+		if err == io.EOF {
+			s.done = true
+			return nil, io.EOF
+		}
+	}
+}
+
+// trimSpace drops JSON whitespace from both ends of b.
+func trimSpace(b []byte) []byte {
+	for len(b) > 0 && isSpace(b[len(b)-1]) {
+		b = b[:len(b)-1]
+	}
+	for len(b) > 0 && isSpace(b[0]) {
+		b = b[1:]
+	}
+	return b
+}
+
+func isSpace(c byte) bool { return c == ' ' || c == '\n' || c == '\r' || c == '\t' }
 
 func (s *valueStream) readByte() (byte, error) {
 	c, err := s.r.ReadByte()
@@ -54,6 +118,9 @@ func (s *valueStream) skipSpace() (byte, error) {
 func (s *valueStream) Next() ([]byte, error) {
 	if s.done {
 		return nil, io.EOF
+	}
+	if s.lines {
+		return s.nextLine()
 	}
 	c, err := s.skipSpace()
 	if !s.started {

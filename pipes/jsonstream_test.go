@@ -74,6 +74,47 @@ func TestValueStream(t *testing.T) {
 	}
 }
 
+// TestLineStream checks line mode: one value per non-blank line, the
+// whitespace around it dropped, the line of each value counted, lines
+// longer than the read buffer whole.
+func TestLineStream(t *testing.T) {
+	long := `{"_id":"long","x":"` + strings.Repeat("y", 600<<10) + `"}`
+	cases := []struct {
+		in    string
+		want  []string
+		lines []int
+	}{
+		{"", nil, nil},
+		{"\n \r\n\t\n", nil, nil},
+		{"{\"a\":1}\n{\"a\":2}\n", []string{`{"a":1}`, `{"a":2}`}, []int{1, 2}},
+		{"{\"a\":1}\r\n\r\n  {\"a\":2} \t", []string{`{"a":1}`, `{"a":2}`}, []int{1, 3}},
+		// Not one value per line: handed over as the line is, for the
+		// decoder to refuse (see TestJSONSourceNDJSON).
+		{"{\"a\":1} {\"a\":2}\n{\n\"a\":3}\n", []string{`{"a":1} {"a":2}`, `{`, `"a":3}`}, []int{1, 2, 3}},
+		{"{\"a\":1}\n" + long + "\n{\"a\":2}", []string{`{"a":1}`, long, `{"a":2}`}, []int{1, 2, 3}},
+	}
+	for _, c := range cases {
+		for _, r := range []io.Reader{strings.NewReader(c.in), iotest.OneByteReader(strings.NewReader(c.in))} {
+			s := newLineStream(r)
+			var got []string
+			var lines []int
+			for {
+				v, err := s.Next()
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					t.Fatalf("lines of %.40q: %v", c.in, err)
+				}
+				got, lines = append(got, string(v)), append(lines, s.line)
+			}
+			if fmt.Sprint(got) != fmt.Sprint(c.want) || fmt.Sprint(lines) != fmt.Sprint(c.lines) {
+				t.Errorf("lines of %.40q = %.80q at %v, want %.80q at %v", c.in, got, lines, c.want, c.lines)
+			}
+		}
+	}
+}
+
 // FuzzValueStream compares the splitter with encoding/json: for a valid
 // top-level array the elements, and for a valid sequence of values
 // (NDJSON) the values must be the same.
@@ -128,10 +169,75 @@ func FuzzValueStream(f *testing.F) {
 	})
 }
 
+// FuzzLineStream checks line mode against the scanning splitter: values
+// never hold a newline or surrounding whitespace, and where every
+// non-blank line is one JSON object both split the same.
+func FuzzLineStream(f *testing.F) {
+	for _, s := range []string{"{\"_id\":\"a\"}\n{\"_id\":\"b\"}\n", "{\"a\":\"}\\n{\"}\r\n\n", "{} {}\n{\n}", " \t\n"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		s := newLineStream(bytes.NewReader(data))
+		var got []string
+		for {
+			v, err := s.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("lines of %q: %v", data, err)
+			}
+			if len(v) == 0 || bytes.IndexByte(v, '\n') >= 0 || isSpace(v[0]) || isSpace(v[len(v)-1]) {
+				t.Fatalf("lines of %q: value %q", data, v)
+			}
+			got = append(got, string(v))
+		}
+		for _, l := range bytes.Split(data, []byte("\n")) {
+			if l = trimSpace(l); len(l) > 0 && (l[0] != '{' || !json.Valid(l)) {
+				return // not NDJSON of objects: only the checks above
+			}
+		}
+		want, err := splitAll(data)
+		if err != nil || fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("lines of %q = %q, scanning split = %q, %v", data, got, want, err)
+		}
+	})
+}
+
 func compact(t *testing.T, b []byte) string {
 	var buf bytes.Buffer
 	if err := json.Compact(&buf, b); err != nil {
 		t.Fatalf("compact %q: %v", b, err)
 	}
 	return buf.String()
+}
+
+// BenchmarkValueStream splits NDJSON shaped like ferry bench's entities
+// (~310 bytes, short strings, one nested object and array per line).
+func BenchmarkValueStream(b *testing.B) {
+	var data []byte
+	for i := range 10000 {
+		data = fmt.Appendf(data, `{"_id":"%016x-%04d","id":%d,"name":"Customer %d","email":"customer%d@example.com","active":%t,"balance":%d.%02d,"a":%d,"address":{"street":"%d Main Street","city":"Springfield","zip":"%05d","country":"NO"},"tags":["retail","tier-%d"],"updated":"2026-11-01T10:00:00Z","version":0}`+"\n",
+			uint64(i)*0x9e3779b97f4a7c15, i, i, i, i, i%2 == 1, i, i%100, i, i, i, i%10)
+	}
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		s := newValueStream(bytes.NewReader(data))
+		n := 0
+		for {
+			_, err := s.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+			n++
+		}
+		if n != 10000 {
+			b.Fatalf("split %d values, want 10000", n)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*10000), "ns/value")
 }

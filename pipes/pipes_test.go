@@ -229,6 +229,53 @@ func TestJSONSourceFile(t *testing.T) {
 	}
 }
 
+// TestJSONSourceNDJSON checks "format": "ndjson": lines are values, so
+// an error names the line; a line that is not exactly one JSON value is
+// refused, on a first load, through a transform, and on a re-run where
+// its text is new (unchanged text is known to be one value: a stored
+// version was decoded from it).
+func TestJSONSourceNDJSON(t *testing.T) {
+	const good = "{\"_id\":\"a\",\"n\":1}\r\n\n{\"_id\":\"b\",\"n\":2.50}\n  {\"_id\":\"c\"}"
+	const pipe = `{"_id":"p","type":"pipe","batch_size":2,"source":{"type":"json","format":"ndjson","url":"in.json"}%s}`
+	e := setup(t, fmt.Sprintf(pipe, ""), map[string]string{"in.json": good})
+	if rec := e.mustRun("p"); rec.Written != 3 {
+		t.Fatalf("run = %+v", rec)
+	}
+	if got := e.bodies("p"); got != "{\"_id\":\"a\",\"n\":1}\n{\"_id\":\"b\",\"n\":2.50}\n{\"_id\":\"c\"}" {
+		t.Errorf("dataset = %s", got)
+	}
+	bad := map[string]struct{ data, err string }{
+		"two values on a line": {"{\"_id\":\"a\"}\n\n{\"_id\":\"b\"} {\"_id\":\"c\"}\n", "in.json: line 3: invalid JSON at byte 12: unexpected '{' after top-level value"},
+		"a value over lines":   {"{\"_id\":\"a\"}\n{\"_id\":\n\"b\"}\n", "in.json: line 2: invalid JSON"},
+		"an array":             {"[{\"_id\":\"a\"},\n{\"_id\":\"b\"}]\n", "in.json: line 1: invalid JSON"},
+	}
+	for name, c := range bad {
+		for _, tr := range []string{"", `,"transform":{"type":"jq","expression":"."}`} {
+			e := setup(t, fmt.Sprintf(pipe, tr), map[string]string{"in.json": c.data})
+			if _, err := e.run("p"); err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("%s (transform %q): error = %v, want %q", name, tr, err, c.err)
+			}
+			if got := e.bodies("p"); strings.Contains(got, `"c"`) || strings.Contains(got, `"b"`) {
+				t.Errorf("%s (transform %q): written %s", name, tr, got)
+			}
+		}
+	}
+	// A re-run: a's line is now two values; its text is new, so it is
+	// decoded and refused, naming the entity, and nothing of it lands.
+	if err := os.WriteFile(filepath.Join(e.dir, "in.json"), []byte("{\"_id\":\"a\",\"n\":1} {\"_id\":\"z\"}\n{\"_id\":\"b\",\"n\":2.50}\n{\"_id\":\"c\"}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.run("p"); err == nil || !strings.Contains(err.Error(), `"a"`) || !strings.Contains(err.Error(), "after top-level value") {
+		t.Errorf("re-run with two values on a's line: error = %v", err)
+	}
+	if got := e.bodies("p"); strings.Contains(got, `"z"`) {
+		t.Errorf("re-run wrote %s", got)
+	}
+	if msg := compileErr(t, `{"_id":"p","type":"pipe","source":{"type":"json","format":"lines","url":"in.json"}}`); !strings.Contains(msg, "format") {
+		t.Errorf("unknown format: %s", msg)
+	}
+}
+
 func TestJSONSourceHTTP(t *testing.T) {
 	var gotSince, gotAuth, gotHeader string
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -7,7 +7,7 @@ import "github.com/ferrydata/ferry/engine"
 func Register(r *engine.Registry) {
 	r.RegisterSource("embedded", engine.Spec{Summary: "A static list of entities in the config.", Schema: embeddedSchema, Status: "stable"}, newEmbedded)
 	r.RegisterSource("dataset", engine.Spec{Summary: "Reads a dataset incrementally from the pipe's offset.", Schema: datasetSourceSchema, Status: "stable"}, newDatasetSource)
-	r.RegisterSource("json", engine.Spec{Summary: "Reads a JSON array or NDJSON from a file or an HTTP(S) URL.", Schema: jsonSourceSchema, Status: "stable"}, newJSONSource)
+	r.RegisterSource("json", engine.Spec{Summary: "Reads a JSON array, NDJSON or concatenated values from a file or an HTTP(S) URL.", Schema: jsonSourceSchema, Status: "stable"}, newJSONSource)
 	r.RegisterTransform("jq", engine.Spec{Summary: "Runs a jq program (gojq) on each entity; 0..n outputs.", Schema: jqSchema, Status: "stable"}, newJQ)
 	r.RegisterTransform("json_schema", engine.Spec{Summary: "Validates each entity against a JSON Schema and records valid/errors in it.", Schema: jsonSchemaTransformSchema, Status: "stable"}, newJSONSchemaTransform)
 	r.RegisterSystem("url", engine.Spec{Summary: "An HTTP(S) base URL with headers and credentials.", Schema: urlSystemSchema, Status: "stable"}, newURLSystem)
