@@ -536,7 +536,7 @@ func genBenchFiles(dir string, n int) error {
 
 func benchConfig(dir string, ckpt int) string {
 	return fmt.Sprintf(`[
- {"_id": "bench-load", "type": "pipe", "checkpoint_interval": %[3]d, "source": {"type": "json", "url": %[1]q}, "sink": {"type": "dataset", "dataset": "bench"}},
+ {"_id": "bench-load", "type": "pipe", "checkpoint_interval": %[3]d, "source": {"type": "json", "format": "ndjson", "url": %[1]q}, "sink": {"type": "dataset", "dataset": "bench"}},
  {"_id": "bench-jq", "type": "pipe", "checkpoint_interval": %[3]d, "source": {"type": "dataset", "dataset": "bench"}, "transform": {"type": "jq", "expression": %[6]q}},
  {"_id": "bench-dtl", "type": "pipe", "checkpoint_interval": %[3]d, "source": {"type": "dataset", "dataset": "bench"}, "transform": {"type": "dtl", "rules": %[4]s}},
  {"_id": "bench-dtl-jq", "type": "pipe", "checkpoint_interval": %[3]d, "source": {"type": "dataset", "dataset": "bench"}, "transform": {"type": "jq", "expression": %[5]q}}
@@ -598,7 +598,7 @@ func runScenario(ctx context.Context, sc, dir string, n int, noSync bool, ckpt i
 	if sc == "changed10" {
 		// The same pipe reading the changed file: swap the source by
 		// compiling a pipe that writes dataset "bench" from it.
-		cfg2 := fmt.Sprintf(`[{"_id": "bench-load", "type": "pipe", "checkpoint_interval": %d, "source": {"type": "json", "url": %q}, "sink": {"type": "dataset", "dataset": "bench"}}]`, ckpt, filepath.Join(dir, "entities-changed10.ndjson"))
+		cfg2 := fmt.Sprintf(`[{"_id": "bench-load", "type": "pipe", "checkpoint_interval": %d, "source": {"type": "json", "format": "ndjson", "url": %q}, "sink": {"type": "dataset", "dataset": "bench"}}]`, ckpt, filepath.Join(dir, "entities-changed10.ndjson"))
 		cfgPath := filepath.Join(dir, "bench.json")
 		os.WriteFile(cfgPath, []byte(cfg2), 0o644)
 		cfg, err := engine.LoadConfig([]string{cfgPath}, func(string) (string, bool) { return "", false })
