@@ -136,7 +136,7 @@ func (d *Dataset) StartRun(ctx context.Context, rc *engine.RunContext) (engine.S
 		// Every _id is new unless this run produced it before: a Bloom
 		// filter of the run's ids lets the store skip most index lookups
 		// on an initial load.
-		r.fresh = bloom.New(1 << 24) // 2 MiB: ~0.1% false positives at 1M ids, ~2.4% at 4M; a false positive costs an index lookup
+		r.fresh = bloom.NewBlocked(1 << 24) // 2 MiB: ~0.3% false positives at 1M ids; a false positive costs an index lookup
 		// Deletion tracking has nothing to do either: every live _id at
 		// the end was written by this run (the same assumption as the
 		// filter's: no other writer fills the dataset meanwhile), so the
@@ -192,7 +192,7 @@ type datasetRun struct {
 	unsure      bool
 	initialDone bool
 	// fresh is set when the dataset was empty at the start of the run.
-	fresh *bloom.Filter
+	fresh *bloom.Blocked
 }
 
 // AcceptsLazy: Write checks lazy values against the stored text hash and
