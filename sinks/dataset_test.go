@@ -379,6 +379,36 @@ func TestUnchangedTextPath(t *testing.T) {
 	}
 }
 
+// TestInitialLoadRepeatedIDs checks the "produced before" filter of a run
+// into an empty dataset: an _id the run repeats, in the same batch, in a
+// later transaction and across the filter's blocks, is looked up, so its
+// second text is a new version of the same entity (or nothing, when the
+// text is the same), never a second entity.
+func TestInitialLoadRepeatedIDs(t *testing.T) {
+	h := newHarness(t, `{"_id":"p","type":"pipe","batch_size":3,"checkpoint_interval":1,"source":{"type":"json","url":"in.json"}}`)
+	var b strings.Builder
+	for i := range 2000 {
+		fmt.Fprintf(&b, `{"_id":"e%d","n":%d}`+"\n", i, i)
+	}
+	b.WriteString(`{"_id":"e5","n":-5}` + "\n")   // changed, a later transaction
+	b.WriteString(`{"_id":"e7","n":7}` + "\n")    // the same text again
+	b.WriteString(`{"_id":"x","n":1}` + "\n")     // new, then at once repeated
+	b.WriteString(`{"_id":"x","n":2}` + "\n")     // in the same batch
+	b.WriteString(`{"_id":"e1999","n":0}` + "\n") // changed
+	rec := h.mustRun(b.String(), engine.RunOptions{})
+	if rec.Written != 2004 || rec.Unchanged != 1 {
+		t.Errorf("run = %+v, want 2004 written, 1 unchanged", rec)
+	}
+	if info := h.info("p"); info.Entities != 2001 || info.Versions != 2004 {
+		t.Errorf("dataset: %d entities, %d versions; want 2001, 2004", info.Entities, info.Versions)
+	}
+	for id, want := range map[string]string{"e5": `"n":-5`, "e7": `"n":7`, "x": `"n":2`, "e1999": `"n":0`, "e0": `"n":0`} {
+		if r := h.latest("p", id); !strings.Contains(string(r.Body), want) {
+			t.Errorf("%s = %s, want %s", id, r.Body, want)
+		}
+	}
+}
+
 // TestLazyFromFirstBatch checks that a run into a dataset that holds
 // entities hands text over lazily from its first batch (engine.LazyStarter)
 // and that changes in that batch still land.
