@@ -13,12 +13,12 @@ const hugeMin = 4 << 20
 // heap; if huge, with the kernel advised to back it with 2 MiB pages
 // (MADV_HUGEPAGE on the 2 MiB-aligned part of its memory).
 //
-// Why: a run's seen set and its sort's scratch are 16 MiB each at 1M
-// ids, pointer-free, touched once through. Fresh from the kernel, each 4
-// KiB of them is a page fault on first touch, ~11 µs on the 2-core VM
-// (16 MiB: 45 ms; with 2 MiB pages 1-18 ms), and the scratch's faults fell
-// at the end of the run, when nothing else runs. Memory the heap had
-// already touched does not fault either way. The slice stays in the Go
+// Why: a run's seen set is ~17 MiB at 1M ids, pointer-free, filled once
+// through. Fresh from the kernel, each 4 KiB of it is a page fault on
+// first touch, ~11 µs on the 2-core VM (16 MiB: 45 ms; with 2 MiB pages
+// 1-18 ms). (Its sort needed a scratch as large, faulted in at the end of
+// the run, until the set kept its hashes in buckets sorted one by one.)
+// Memory the heap had already touched does not fault either way. The slice stays in the Go
 // heap, so the runtime's memory limit still counts it (mapped outside the
 // heap, a 10M run's anonymous memory went from ~93 to ~121 MiB: the heap
 // filled the limit beside it). The advice outlives the slice: a later
@@ -29,9 +29,9 @@ const hugeMin = 4 << 20
 // Only seen sets that stay in memory ask for it: a 10M run, which spills a
 // sorted run of hashes every million, used 8-10% more CPU with the advice
 // (261.6 and 259.2 CPU s without it, 292.7 and 263.4 with it, writing 1M
-// versions either way): 2 MiB pages for a fresh scratch at every spill,
-// with the page cache full of the store, cost the kernel more than the
-// faults they save.
+// versions either way, when every spill sorted with a fresh 16 MiB
+// scratch): 2 MiB pages, with the page cache full of the store, cost the
+// kernel more than the faults they save.
 func makeHashes(n int, huge bool) []idHash {
 	hs := make([]idHash, 0, n)
 	size := n * int(unsafe.Sizeof(idHash{}))

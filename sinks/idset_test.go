@@ -20,7 +20,7 @@ func TestIDHashSet(t *testing.T) {
 		rand.Shuffle(len(hs), func(i, j int) { hs[i], hs[j] = hs[j], hs[i] })
 		want := slices.Clone(hs)
 		slices.SortFunc(want, cmpIDHash)
-		sortIDHashes(hs, true)
+		sortIDHashes(hs, nil)
 		if !slices.Equal(hs, want) {
 			t.Fatalf("n=%d: radix sort differs from a comparison sort", n)
 		}
@@ -51,11 +51,11 @@ func BenchmarkIDHashSet(b *testing.B) {
 	b.Run("sort", func(b *testing.B) {
 		for b.Loop() {
 			c := slices.Clone(hs)
-			sortIDHashes(c, true)
+			sortIDHashes(c, nil)
 		}
 	})
 	sorted := slices.Clone(hs)
-	sortIDHashes(sorted, true)
+	sortIDHashes(sorted, nil)
 	b.Run("contains", func(b *testing.B) {
 		i := 0
 		for b.Loop() {
@@ -94,8 +94,14 @@ func BenchmarkIDHashSetBaseline(b *testing.B) {
 // the spilled lookups read).
 func TestSeenSetSpills(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
-	for _, c := range []struct{ max, n int }{{1 << 20, 3000}, {300, 5000}, {1000, 1000}, {7, 0}} {
+	for i, c := range []struct{ max, n int }{{1 << 20, 3000}, {300, 5000}, {1000, 1000}, {7, 0}, {1 << 20, 20_000}, {6000, 20_000}} {
+		// The zero value, and sets sized for their hashes (whose
+		// buckets, with these skewed hashes, outgrow their room).
 		s := &seenSet{max: c.max}
+		if i >= 4 {
+			s = newSeenSet(int64(c.n))
+			s.max = c.max
+		}
 		model := map[idHash]bool{}
 		var added []idHash
 		for i := 0; i < c.n; i++ {
@@ -132,9 +138,9 @@ func TestSeenSetSpills(t *testing.T) {
 	}
 }
 
-// TestSeenSetLarge fills a seen set large enough for its hashes and its
-// sort's scratch to be advised into huge pages (hashmem_linux.go), with
-// duplicates, and checks it against a map, in memory and spilled.
+// TestSeenSetLarge fills a seen set large enough for its hashes to be
+// advised into huge pages (hashmem_linux.go), with duplicates, and checks
+// it against a map, in memory and spilled.
 func TestSeenSetLarge(t *testing.T) {
 	for _, limit := range []int{seenMemMax, 300_000} {
 		t.Run(fmt.Sprint("max ", limit), func(t *testing.T) { testSeenSetLarge(t, limit) })
