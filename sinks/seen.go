@@ -16,7 +16,7 @@ import (
 // of seenMemMax, which finish merges into one sorted file and looks ids
 // up in with one 4 KiB read each (a sparse index of every block's first
 // hash stays in memory: 8 bytes per 256 ids). A full run of 10 million
-// entities then holds 16 MiB of hashes and 312 KiB of index instead of
+// entities then holds ~17 MiB of hashes and 312 KiB of index instead of
 // 160 MiB; runs up to seenMemMax ids never touch the disk.
 //
 // In memory the hashes are kept by their top byte, in seenBuckets buckets
@@ -61,6 +61,7 @@ const seenStage = 4096
 // newSeenSet returns an empty set with room for about expect hashes (the
 // dataset's size: growing a slice of a million hashes by doubling copies
 // it many times over).
+//
 // The buckets share one allocation, each with room for its share and a
 // margin (hashes are uniform: at 1M, 4,096 a bucket give or take 64); a
 // bucket that outgrows its room moves out of it (append).
