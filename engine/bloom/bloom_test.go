@@ -73,22 +73,19 @@ func BenchmarkAdd(b *testing.B) {
 	for i := range keys {
 		keys[i] = [2]uint64{rng.Uint64(), rng.Uint64()}
 	}
-	b.Run("filter", func(b *testing.B) {
-		f, i := New(1<<24), 0
-		for b.Loop() {
-			k := keys[i&(len(keys)-1)]
-			f.Add(k[0], k[1])
-			i++
-		}
-	})
-	b.Run("blocked", func(b *testing.B) {
-		f, i := NewBlocked(1<<24), 0
-		for b.Loop() {
-			k := keys[i&(len(keys)-1)]
-			f.Add(k[0], k[1])
-			i++
-		}
-	})
+	for _, c := range []struct {
+		name string
+		f    filter
+	}{{"filter", New(1 << 24)}, {"blocked", NewBlocked(1 << 24)}} {
+		b.Run(c.name, func(b *testing.B) {
+			i := 0
+			for b.Loop() {
+				k := keys[i&(len(keys)-1)]
+				c.f.Add(k[0], k[1])
+				i++
+			}
+		})
+	}
 }
 
 // TestShared: keys added with AddShared are seen by MayHave and by
