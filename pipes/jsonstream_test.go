@@ -24,17 +24,26 @@ func splitAll(data []byte) ([]string, error) {
 }
 
 func splitFrom(r io.Reader) ([]string, error) {
-	s := newValueStream(r)
-	var out []string
+	out, _, err := drain(newValueStream(r), nil)
+	return out, err
+}
+
+// drain reads s to its end: the values, the line of each (line mode) and
+// the error that stopped it (nil at the end). check, if set, sees every
+// value as Next returned it.
+func drain(s *valueStream, check func(v []byte)) (vals []string, lines []int, err error) {
 	for {
 		v, err := s.Next()
 		if err == io.EOF {
-			return out, nil
+			return vals, lines, nil
 		}
 		if err != nil {
-			return out, err
+			return vals, lines, err
 		}
-		out = append(out, string(v))
+		if check != nil {
+			check(v)
+		}
+		vals, lines = append(vals, string(v)), append(lines, s.line)
 	}
 }
 
@@ -95,18 +104,9 @@ func TestLineStream(t *testing.T) {
 	}
 	for _, c := range cases {
 		for _, r := range []io.Reader{strings.NewReader(c.in), iotest.OneByteReader(strings.NewReader(c.in))} {
-			s := newLineStream(r)
-			var got []string
-			var lines []int
-			for {
-				v, err := s.Next()
-				if err == io.EOF {
-					break
-				}
-				if err != nil {
-					t.Fatalf("lines of %.40q: %v", c.in, err)
-				}
-				got, lines = append(got, string(v)), append(lines, s.line)
+			got, lines, err := drain(newLineStream(r), nil)
+			if err != nil {
+				t.Fatalf("lines of %.40q: %v", c.in, err)
 			}
 			if fmt.Sprint(got) != fmt.Sprint(c.want) || fmt.Sprint(lines) != fmt.Sprint(c.lines) {
 				t.Errorf("lines of %.40q = %.80q at %v, want %.80q at %v", c.in, got, lines, c.want, c.lines)
@@ -177,20 +177,13 @@ func FuzzLineStream(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		s := newLineStream(bytes.NewReader(data))
-		var got []string
-		for {
-			v, err := s.Next()
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				t.Fatalf("lines of %q: %v", data, err)
-			}
+		got, _, err := drain(newLineStream(bytes.NewReader(data)), func(v []byte) {
 			if len(v) == 0 || bytes.IndexByte(v, '\n') >= 0 || isSpace(v[0]) || isSpace(v[len(v)-1]) {
 				t.Fatalf("lines of %q: value %q", data, v)
 			}
-			got = append(got, string(v))
+		})
+		if err != nil {
+			t.Fatalf("lines of %q: %v", data, err)
 		}
 		for _, l := range bytes.Split(data, []byte("\n")) {
 			if l = trimSpace(l); len(l) > 0 && (l[0] != '{' || !json.Valid(l)) {

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+	"time"
 )
 
 func TestIDHashSet(t *testing.T) {
@@ -63,6 +64,36 @@ func BenchmarkIDHashSet(b *testing.B) {
 			i++
 		}
 	})
+}
+
+// BenchmarkSeenSet fills a seen set with 1M uniform hashes (add) and seals
+// it (sort and count), as a 1M full run does at its end.
+func BenchmarkSeenSet(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	hs := make([]idHash, 1<<20-10)
+	for i := range hs {
+		hs[i] = idHash{rng.Uint64(), rng.Uint64()}
+	}
+	var add, seal time.Duration
+	for b.Loop() {
+		s := newSeenSet(int64(len(hs)))
+		t0 := time.Now()
+		for _, h := range hs {
+			if err := s.add(h); err != nil {
+				b.Fatal(err)
+			}
+		}
+		t1 := time.Now()
+		if err := s.seal(); err != nil {
+			b.Fatal(err)
+		}
+		add, seal = add+t1.Sub(t0), seal+time.Since(t1)
+		if s.distinct() != int64(len(hs)) {
+			b.Fatalf("distinct = %d", s.distinct())
+		}
+	}
+	b.ReportMetric(float64(add.Milliseconds())/float64(b.N), "add-ms/op")
+	b.ReportMetric(float64(seal.Milliseconds())/float64(b.N), "seal-ms/op")
 }
 
 func BenchmarkIDHashSetBaseline(b *testing.B) {
