@@ -31,3 +31,7 @@ func (s *Store) boundBeforeCommit(tx *bolt.Tx) {}
 func openSelfPidfd() int { return -1 }
 
 func closePidfd(fd int) {}
+
+// dropExecutable does nothing where MADV_DONTNEED semantics are not
+// assured.
+func (s *Store) dropExecutable() {}

@@ -202,6 +202,7 @@ func Open(dir string, opts Options) (s *Store, err error) {
 		s.statm = openStatm()
 		s.pageFile = openPageFile(path)
 		s.pidfd = openSelfPidfd()
+		s.dropExecutable()
 		s.watchDone = make(chan struct{})
 		go func() {
 			defer close(s.watchDone)

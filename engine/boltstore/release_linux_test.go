@@ -1,0 +1,150 @@
+//go:build linux
+
+package boltstore
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// smapsFixture is /proc/self/smaps as Linux writes it, shortened: the
+// binary's text, its read-only data, read-only data written before it was
+// made read-only (relocations of a position-independent binary), its
+// writable data, another file, an anonymous mapping and the binary's path
+// with a space in another process's view.
+const smapsFixture = `00400000-00ec2000 r-xp 00000000 fe:00 9978634                            /opt/ferry/bin/ferry
+Size:              11016 kB
+Rss:                8912 kB
+Anonymous:             0 kB
+VmFlags: rd ex mr mw me dw sd
+00ec2000-019fe000 r--p 00ac2000 fe:00 9978634                            /opt/ferry/bin/ferry
+Size:              11504 kB
+Rss:                8004 kB
+Anonymous:             0 kB
+VmFlags: rd mr mw me dw sd
+019fe000-01a00000 r--p 015fe000 fe:00 9978634                            /opt/ferry/bin/ferry
+Size:                  8 kB
+Rss:                   8 kB
+Anonymous:             8 kB
+VmFlags: rd mr mw me dw ac sd
+01a00000-01aa7000 rw-p 01600000 fe:00 9978634                            /opt/ferry/bin/ferry
+Size:                668 kB
+Rss:                 544 kB
+Anonymous:            84 kB
+VmFlags: rd wr mr mw me dw ac sd
+7eff14000000-7eff94000000 r--s 00000000 fe:00 9977979                    /data/ferry.db
+Size:            2097152 kB
+Rss:               88460 kB
+Anonymous:             0 kB
+VmFlags: rd sh mr mw me ms sd
+7effb40f8000-7effb42d8000 rw-p 00000000 00:00 0 
+Size:               1920 kB
+Rss:                1612 kB
+Anonymous:          1612 kB
+VmFlags: rd wr mr mw me ac sd
+7f0000000000-7f0000001000 r-xp 00000000 fe:00 1234                       /opt/my ferry/ferry
+Size:                  4 kB
+Rss:                   4 kB
+Anonymous:             0 kB
+VmFlags: rd ex mr mw me dw sd
+`
+
+// TestCleanMappings: only the binary's mappings that are read-only and
+// were never written are dropped; its data, pages relocated at start-up,
+// other files and anonymous memory are left alone.
+func TestCleanMappings(t *testing.T) {
+	got := cleanMappings(strings.NewReader(smapsFixture), "/opt/ferry/bin/ferry")
+	want := []iovec{{0x400000, 0xec2000 - 0x400000}, {0xec2000, 0x19fe000 - 0xec2000}}
+	if !slices.Equal(got, want) {
+		t.Fatalf("cleanMappings = %x, want %x", got, want)
+	}
+	if got := cleanMappings(strings.NewReader(smapsFixture), "/opt/my ferry/ferry"); !slices.Equal(got, []iovec{{0x7f0000000000, 0x1000}}) {
+		t.Fatalf("a path with a space: %x", got)
+	}
+	if got := cleanMappings(strings.NewReader(smapsFixture), "/data/ferry.db"); len(got) != 1 {
+		t.Fatalf("any file can be named: %x", got)
+	}
+	// A mapping whose Anonymous line is missing (cut short) is not
+	// known to be clean.
+	cut := smapsFixture[:strings.Index(smapsFixture, "Anonymous:")]
+	if got := cleanMappings(strings.NewReader(cut), "/opt/ferry/bin/ferry"); len(got) != 0 {
+		t.Fatalf("without an Anonymous line: %x", got)
+	}
+}
+
+// TestDropClean: the pages of a file's read-only mapping leave the page
+// tables; a private writable mapping of the same file keeps what was
+// written to it. (The executable is not measured: the package's other
+// tests run code, so open stores, at the same time.)
+func TestDropClean(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "mapped")
+	const size = 8 << 20
+	if err := os.WriteFile(path, bytes.Repeat([]byte{7}, size), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	ro, err := syscall.Mmap(int(f.Fd()), 0, size, syscall.PROT_READ, syscall.MAP_PRIVATE)
+	if err != nil {
+		t.Skip(err)
+	}
+	defer syscall.Munmap(ro)
+	rw, err := syscall.Mmap(int(f.Fd()), 0, 1<<20, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_PRIVATE)
+	if err != nil {
+		t.Skip(err)
+	}
+	defer syscall.Munmap(rw)
+	var sum int
+	for i := 0; i < size; i += os.Getpagesize() {
+		sum += int(ro[i])
+	}
+	rw[0] = 9
+	if before := mappedResident(t, path); before < size {
+		t.Fatalf("%d bytes resident after reading all %d", before, size)
+	}
+	s, err := Open(t.TempDir(), Options{NoSync: true, MaxResident: 1 << 40})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.dropClean(path)
+	if after := mappedResident(t, path); after != 0 {
+		t.Fatalf("%d bytes of the read-only mapping still resident", after)
+	}
+	if rw[0] != 9 || ro[0] != 7 || sum != 7*size/os.Getpagesize() {
+		t.Fatalf("contents changed: written %d, read %d", rw[0], ro[0])
+	}
+}
+
+// mappedResident sums Rss over the read-only mappings of file in
+// /proc/self/smaps.
+func mappedResident(t *testing.T, file string) int64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/smaps")
+	if err != nil {
+		t.Skip(err)
+	}
+	var total int64
+	in := false
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		f := strings.Fields(string(line))
+		if len(f) >= 5 && strings.Contains(f[0], "-") && len(f[1]) == 4 {
+			in = len(f) >= 6 && strings.Join(f[5:], " ") == file && f[1][1] != 'w'
+			continue
+		}
+		if in && len(f) == 3 && f[0] == "Rss:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			total += kb << 10
+		}
+	}
+	return total
+}
