@@ -637,14 +637,29 @@ func runScenario(ctx context.Context, sc, dir string, n int, noSync bool, ckpt i
 		ReleasesKeeping: kept, ReleasesFull: full, ReleaseSeconds: spent.Seconds()}, nil
 }
 
+// asPlainGo has the floors run as a plain Go program would: without
+// Ferry's soft memory limit and with the collector's default GOGC (or the
+// one in the environment). Both are Ferry's choices (main.go), and the
+// floors must not be changed by them. It returns what restores Ferry's.
+func asPlainGo() (restore func()) {
+	limit := debug.SetMemoryLimit(math.MaxInt64)
+	gc := debug.SetGCPercent(100)
+	if os.Getenv("GOGC") != "" {
+		debug.SetGCPercent(gc)
+	}
+	return func() {
+		debug.SetMemoryLimit(limit)
+		debug.SetGCPercent(gc)
+	}
+}
+
 // benchFloor is the lower bound for a dataset write: decode each entity to
 // find its _id, then write the raw bytes to a log bucket and _id -> offset
 // to an index bucket, in transactions of the same size the engine uses.
-// No hashing, no metadata, no transform, no canonical form. It runs
-// without Ferry's soft memory limit, as a plain Go program would: the
-// limit is Ferry's choice, and the floor must not be slowed by it.
+// No hashing, no metadata, no transform, no canonical form. It runs as a
+// plain Go program would (asPlainGo).
 func benchFloor(dir string, n int, noSync bool, ckpt int) (*benchResult, error) {
-	defer debug.SetMemoryLimit(debug.SetMemoryLimit(math.MaxInt64))
+	defer asPlainGo()()
 	path := filepath.Join(dir, "floor.db")
 	os.Remove(path)
 	db, err := bolt.Open(path, 0o600, &bolt.Options{NoSync: noSync, NoFreelistSync: true, FreelistType: bolt.FreelistMapType, InitialMmapSize: 1 << 30})

@@ -7,11 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"path/filepath"
 	"runtime"
-	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -196,7 +194,7 @@ func openFloorDB(path string, noSync bool) (*bolt.DB, error) {
 // entities.ndjson) and of a 10%-changed one (entities-changed10.ndjson):
 // see benchOwnFloor.
 func benchFloorLookup(dir string, n int, noSync bool, ckpt int, file string) (*benchResult, error) {
-	defer debug.SetMemoryLimit(debug.SetMemoryLimit(math.MaxInt64))
+	defer asPlainGo()()
 	path := filepath.Join(dir, "floor-lookup.db")
 	db, err := openFloorDB(path, noSync)
 	if err != nil {
@@ -291,7 +289,7 @@ func buildFloorIndex(db *bolt.DB, path string) error {
 
 // benchFloorJQ is the floor of the jq scenario: see benchOwnFloor.
 func benchFloorJQ(dir string, n int, ckpt int) (*benchResult, error) {
-	defer debug.SetMemoryLimit(debug.SetMemoryLimit(math.MaxInt64))
+	defer asPlainGo()()
 	plan, err := benchPlan(dir, "bench.json", ckpt)
 	if err != nil {
 		return nil, err
