@@ -2,6 +2,7 @@ package boltstore
 
 import (
 	"bytes"
+	"math"
 	"sort"
 	"sync/atomic"
 	"unsafe"
@@ -21,7 +22,8 @@ import (
 //   - through bbolt's mapping, at the block's offset (the default);
 //   - with pread into the lookup's own buffer, when the dataset's runs do
 //     not fit in what the resident bound leaves beside the heap (a
-//     release finds that; Store.preadFlag). Mapped, they would be
+//     release finds that; runReads). When part of them fits, blocks in
+//     the part kept mapped are read there, the others with pread. Mapped, they would be
 //     faulted back in after every release: at 1M ids under a 150 MiB
 //     bound, or at 10M under the default, most of a lookup-heavy run's
 //     time went to faulting. Read with pread, the blocks stay in the
@@ -99,8 +101,9 @@ func (s *Store) buildDir(rb *bolt.Bucket, f *runFile) *blockDir {
 const dirBuildRoom = 8 << 20
 
 // readBlockGet is runFile.get through the directory: ok false means the
-// lookup must take the cursor instead.
-func (f *runFile) readBlockGet(s *Store, rb *bolt.Bucket, id []byte, sc *lookupScratch, pread bool) (v []byte, ok bool) {
+// lookup must take the cursor instead. Blocks that start at or past the
+// file offset mappedBelow are read with pread.
+func (f *runFile) readBlockGet(s *Store, rb *bolt.Bucket, id []byte, sc *lookupScratch, mappedBelow int64) (v []byte, ok bool) {
 	tx := rb.Tx()
 	txid := uint64(tx.ID()) + 1
 	snap := snapshot(tx)
@@ -127,6 +130,7 @@ func (f *runFile) readBlockGet(s *Store, rb *bolt.Bucket, id []byte, sc *lookupS
 	// The last block whose first key's prefix is <= id's; where prefixes
 	// tie, the first key itself decides (below).
 	for i := sort.Search(len(d.prefix), func(j int) bool { return d.prefix[j] > p }) - 1; i >= 0; i-- {
+		pread := d.off[i] >= mappedBelow
 		b := sc.block(s, tx, d, i, pread)
 		n := blockCount(b)
 		if n == 0 {
@@ -198,18 +202,51 @@ func (sc *lookupScratch) keep(v []byte) []byte {
 	return sc.vals[len(sc.vals)-len(v) : len(sc.vals) : len(sc.vals)]
 }
 
-// preadFlag returns dataset name's flag: whether its lookups read run
-// blocks with pread. The flag lives as long as the store.
-func (s *Store) preadFlag(name string) *atomic.Bool {
+// runReads says how lookups read one dataset's run blocks: through the
+// mapping when a block starts below an offset of the file, with pread from
+// there on. Releases set it (keep.go): all mapped when the runs fit in
+// what the bound leaves beside the heap, the lowest of their pages mapped
+// when only part of them fits, all read with pread when too little does.
+// Both ways read the same bytes; the choice is only where they count.
+type runReads struct{ below atomic.Int64 }
+
+// allMapped is runReads' offset when every block is read in the mapping.
+const allMapped = math.MaxInt64
+
+func (r *runReads) mapAll()   { r.below.Store(allMapped) }
+func (r *runReads) preadAll() { r.below.Store(0) }
+
+// mapBelow has blocks that start below off read in the mapping, the
+// others with pread.
+func (r *runReads) mapBelow(off int64) { r.below.Store(off) }
+
+// mappedBelow returns the offset below which blocks are read in the
+// mapping (a nil r: all of them).
+func (r *runReads) mappedBelow() int64 {
+	if r == nil {
+		return allMapped
+	}
+	return r.below.Load()
+}
+
+// anyPread reports whether some blocks are read with pread.
+func (r *runReads) anyPread() bool { return r.mappedBelow() != allMapped }
+
+// reads returns dataset name's runReads, which lives as long as the store.
+func (s *Store) reads(name string) *runReads {
 	s.preadMu.Lock()
 	defer s.preadMu.Unlock()
 	f := s.pread[name]
 	if f == nil {
 		if s.pread == nil {
-			s.pread = map[string]*atomic.Bool{}
+			s.pread = map[string]*runReads{}
 		}
-		f = &atomic.Bool{}
-		f.Store(s.preadDefault)
+		f = &runReads{}
+		if s.preadDefault {
+			f.preadAll()
+		} else {
+			f.mapAll()
+		}
 		s.pread[name] = f
 	}
 	return f

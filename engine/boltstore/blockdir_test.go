@@ -3,6 +3,7 @@ package boltstore
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/zeebo/xxh3"
@@ -10,9 +11,9 @@ import (
 )
 
 // TestDirLookupsAgree writes a dataset whose index lies in several runs,
-// then looks every _id (and some that are absent) up three ways: through
-// bbolt's cursor, and through the runs' block directories in the mapping
-// and with pread. The answers must be the same and the directories must
+// then looks every _id (and some that are absent) up four ways: through
+// bbolt's cursor, and through the runs' block directories in the mapping,
+// with pread, and half each way. The answers must be the same and the directories must
 // have been used; after commits that write and drop runs (and so move
 // the leaves of runs that stay), the directories must be rebuilt, not
 // believed.
@@ -50,15 +51,34 @@ func TestDirLookupsAgree(t *testing.T) {
 	}
 	absent := []string{"", "a", "customer-", "customer-9999999", "zzz", "customer-000000x"}
 
-	const byCursor, inMapping, byPread = 0, 1, 2
+	// halfMapped: blocks below the median block's offset in the mapping,
+	// the others with pread (a release that keeps part of the runs).
+	const byCursor, inMapping, byPread, halfMapped = 0, 1, 2, 3
 	lookups := func(how int) map[string]string {
 		got := map[string]string{}
-		s.preadFlag(ds).Store(how == byPread)
-		defer s.preadFlag(ds).Store(false)
+		if how == byPread {
+			s.reads(ds).preadAll()
+		}
+		defer s.reads(ds).mapAll()
 		err := s.db.View(func(tx *bolt.Tx) error {
 			x, err := s.datasetIndex(tx.Bucket(bucketDatasets).Bucket([]byte(ds)), ds)
 			if err != nil {
 				return err
+			}
+			if how == halfMapped {
+				var offs []int64
+				for _, lv := range x.levels {
+					for _, f := range lv {
+						if d := f.dir.Load(); d != nil && d.built >= s.runsChanged.Load() {
+							offs = append(offs, d.off...)
+						}
+					}
+				}
+				if len(offs) < 2 {
+					t.Fatalf("%d blocks in current directories", len(offs))
+				}
+				slices.Sort(offs)
+				s.reads(ds).mapBelow(offs[len(offs)/2])
 			}
 			if how == byCursor {
 				x.sc = &lookupScratch{}
@@ -96,7 +116,7 @@ func TestDirLookupsAgree(t *testing.T) {
 	check := func(what string) {
 		t.Helper()
 		want := lookups(byCursor)
-		for _, how := range []int{inMapping, byPread} {
+		for _, how := range []int{inMapping, byPread, halfMapped} {
 			got := lookups(how)
 			for id, w := range want {
 				if got[id] != w {
@@ -125,8 +145,10 @@ func TestDirLookupsAgree(t *testing.T) {
 }
 
 // TestReleaseSwitchesToPread: a release that cannot keep a dataset's runs
-// mapped within its budget switches that dataset's lookups to pread, and
-// one that can switches them back; other datasets keep their own flag.
+// mapped within its budget switches that dataset's lookups to pread, one
+// that can keep part of them keeps their lowest pages and reads past them
+// with pread, and one that can keep all switches them back; other datasets
+// keep their own setting.
 func TestReleaseSwitchesToPread(t *testing.T) {
 	ctx := context.Background()
 	s, err := Open(t.TempDir(), Options{NoSync: true, MaxResident: 1 << 30})
@@ -149,21 +171,57 @@ func TestReleaseSwitchesToPread(t *testing.T) {
 		}
 	}
 	pageSize := s.db.Info().PageSize
-	other := s.preadFlag("other")
+	other := s.reads("other")
 	s.db.View(func(tx *bolt.Tx) error {
+		// The runs' pages (branches and leaves), and those of "recent"
+		// (kept first).
+		s.hot.mark("big")
+		s.keepRuns(tx, pageSize, 1<<30)
+		runs, recent := s.hot.lastPages(runsKey("big")), s.hot.lastPages(recentKey("big"))
+		if runs < 8 {
+			t.Fatalf("the runs have %d pages, too few to keep part of", runs)
+		}
+		const all, part, none = 0, 1, 2
 		for _, c := range []struct {
 			budget int64
-			want   bool
-		}{{1 << 30, false}, {int64(pageSize), true}, {0, true}, {1 << 30, false}, {-1, true}} {
+			want   int
+		}{
+			{1 << 30, all}, {int64(pageSize), none}, {0, none}, {1 << 30, all}, {-1, none},
+			{int64(recent+runs*3/4) * int64(pageSize), part}, {int64(recent+runs) * int64(pageSize), all},
+			{int64(recent+runs/8) * int64(pageSize), none},
+		} {
 			s.hot.mark("big")
-			s.keepRuns(tx, pageSize, c.budget)
-			if got := s.preadFlag("big").Load(); got != c.want {
-				t.Errorf("budget %d: pread %v, want %v", c.budget, got, c.want)
+			kept := s.keepRuns(tx, pageSize, c.budget)
+			below := s.reads("big").mappedBelow()
+			got := part
+			switch below {
+			case allMapped:
+				got = all
+			case 0:
+				got = none
+			}
+			if got != c.want {
+				t.Errorf("budget %d: runs read %d (mapped below %d), want %d", c.budget, got, below, c.want)
+			}
+			var n int64
+			for _, r := range kept {
+				n += int64(r.end - r.start)
+			}
+			if n*int64(pageSize) > max(c.budget, 0) {
+				t.Errorf("budget %d: %d pages kept", c.budget, n)
+			}
+			if got == part {
+				// Kept: the leaves below the offset, none from it on.
+				for _, r := range kept {
+					if int64(r.end)*int64(pageSize) > below && int64(r.start)*int64(pageSize) < below {
+						t.Errorf("budget %d: kept pages %d-%d straddle the offset %d", c.budget, r.start, r.end, below)
+					}
+				}
 			}
 		}
 		return nil
 	})
-	if other.Load() {
+	if other.anyPread() {
 		t.Error("a dataset that was not released switched to pread")
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"os"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -90,8 +89,14 @@ const (
 	leafPageFlag      = 0x02
 )
 
+// partialKeepMin: a release keeps part of a dataset's index runs mapped
+// when at least 1/partialKeepMin of their leaves fit in its budget; with
+// less, every lookup reads its block with pread.
+const partialKeepMin = 4
+
 // keepRuns returns the sorted, merged page runs of the hot datasets'
-// index trees (both levels) as tx sees them, as many whole trees as fit in budget bytes. It reads branch pages with pread
+// index trees (both levels) as tx sees them, as many whole trees as fit in
+// budget bytes, and the lowest leaves of index runs of which only part fits. It reads branch pages with pread
 // from the file: tx pins them, so they cannot change meanwhile.
 func (s *Store) keepRuns(tx *bolt.Tx, pageSize int, budget int64) []pageRun {
 	if s.pageFile == nil {
@@ -99,7 +104,7 @@ func (s *Store) keepRuns(tx *bolt.Tx, pageSize int, budget int64) []pageRun {
 	}
 	if budget <= 0 {
 		for _, name := range s.hot.list() {
-			s.preadFlag(name).Store(true) // nothing fits, the runs least of all
+			s.reads(name).preadAll() // nothing fits, the runs least of all
 		}
 		return nil
 	}
@@ -128,37 +133,50 @@ func (s *Store) keepRuns(tx *bolt.Tx, pageSize int, budget int64) []pageRun {
 			if ib == nil || ib.Root() == 0 {
 				continue
 			}
-			// The runs that do not fit are read with pread from now on
+			// Runs that do not fit are read with pread from now on
 			// (blockdir.go): mapped, they would be faulted back in after
 			// every release. Runs that fit again are mapped again.
-			var pread *atomic.Bool
+			var reads *runReads
 			if tree.leaves {
-				pread = s.preadFlag(name)
+				reads = s.reads(name)
 			}
+			room := int(budget/int64(pageSize)) - len(pages)
 			// An index grows by a fraction between releases: if it did
-			// not fit last time by more than that, do not read it again.
-			if last := s.hot.lastPages(tree.key); int64(len(pages)+last*7/8)*int64(pageSize) > budget {
-				if pread != nil {
-					pread.Store(true)
+			// not fit last time by more than that, do not read it again
+			// (the runs: unless part of them would fit, below).
+			if last := s.hot.lastPages(tree.key); last*7/8 > room && (reads == nil || room < last/partialKeepMin) {
+				if reads != nil {
+					reads.preadAll()
 				}
 				continue
 			}
-			room := int(budget/int64(pageSize)) - len(pages)
 			branches, leaves, ok := s.walkIndex(uint64(ib.Root()), maxPage, pageSize, buf, tree.leaves, room)
 			if !ok {
 				continue
 			}
 			s.hot.setPages(tree.key, len(branches)+len(leaves))
-			if int64(len(pages)+len(branches)+len(leaves))*int64(pageSize) > budget {
-				// Keeping part of an index saves little: its lookups
-				// spread over all of it.
-				if pread != nil {
-					pread.Store(true)
+			if len(branches)+len(leaves) > room {
+				// Keeping part of a B+tree saves little: its lookups
+				// spread over all of it, and a lookup that misses the
+				// part kept faults. The runs' blocks can be read either
+				// way, so their lowest pages stay mapped, as many as
+				// fit, and lookups of blocks past them use pread.
+				if reads == nil {
+					continue
 				}
+				fit := room - len(branches)
+				if fit < len(leaves)/partialKeepMin {
+					reads.preadAll()
+					continue
+				}
+				slices.Sort(leaves)
+				reads.mapBelow(int64(leaves[fit]) * int64(pageSize))
+				pages = append(pages, branches...)
+				pages = append(pages, leaves[:fit]...)
 				continue
 			}
-			if pread != nil {
-				pread.Store(false)
+			if reads != nil {
+				reads.mapAll()
 			}
 			pages = append(pages, branches...)
 			pages = append(pages, leaves...)

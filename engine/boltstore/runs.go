@@ -347,11 +347,11 @@ type lookupScratch struct {
 	// reads four words far apart; the filter only saves the seek of an
 	// _id that is not there.
 	hits bool
-	// s is the store (nil: lookups take the cursor) and pread the
-	// dataset's flag (Store.preadFlag); buf and vals serve lookups that
-	// read blocks with pread (blockdir.go).
+	// s is the store (nil: lookups take the cursor) and reads how the
+	// dataset's blocks are read (Store.reads); buf and vals serve lookups
+	// that read blocks with pread (blockdir.go).
 	s         *Store
-	pread     *atomic.Bool
+	reads     *runReads
 	buf, vals []byte
 	// tx, base and size: the mapping as tx has it (blockdir.go).
 	tx   *bolt.Tx
@@ -386,7 +386,7 @@ func (l runLevels) find(rb *bolt.Bucket, id []byte, h xxh3.Uint128, sc *lookupSc
 // <= id, then a binary search in it.
 func (f *runFile) get(rb *bolt.Bucket, id []byte, sc *lookupScratch) []byte {
 	if sc != nil && sc.s != nil {
-		if v, ok := f.readBlockGet(sc.s, rb, id, sc, sc.pread != nil && sc.pread.Load()); ok {
+		if v, ok := f.readBlockGet(sc.s, rb, id, sc, sc.reads.mappedBelow()); ok {
 			return v
 		}
 	}

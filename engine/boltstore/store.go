@@ -79,16 +79,15 @@ type Store struct {
 	hot                        hotDatasets
 	pageFile                   *os.File
 	keptReleases, fullReleases atomic.Int64
-	// pread holds, per dataset, whether lookups read its index runs'
-	// blocks with pread instead of through the mapping (blockdir.go).
-	// Releases set it when the dataset's runs do not fit beside the heap
-	// under the bound, and clear it when they do. preadDefault is the
-	// value a dataset's flag starts with (tests).
+	// pread holds, per dataset, how lookups read its index runs' blocks:
+	// in the mapping or with pread (runReads, blockdir.go). Releases set
+	// it from what of the runs fits beside the heap under the bound.
+	// preadDefault has every dataset start with pread (tests).
 	// runsChanged is the id of the last transaction that wrote or
 	// dropped index runs, set before it commits (blockdir.go).
 	runsChanged  atomic.Uint64
 	preadMu      sync.Mutex
-	pread        map[string]*atomic.Bool
+	pread        map[string]*runReads
 	preadDefault bool
 	releaseNanos atomic.Int64
 	otherShared  atomic.Int64 // file pages resident right after a full release
@@ -565,7 +564,7 @@ func (w *writeTx) dataset(name string, create bool) (*dsState, error) {
 		st.meta.Created = time.Now().UTC()
 		st.dirty = true
 	}
-	st.scratch.s, st.scratch.pread = w.s, w.s.preadFlag(name)
+	st.scratch.s, st.scratch.reads = w.s, w.s.reads(name)
 	w.sets[name] = st
 	return st, nil
 }
