@@ -2,6 +2,7 @@ package boltstore
 
 import (
 	"bytes"
+	"encoding/binary"
 	"math"
 	"sort"
 	"sync/atomic"
@@ -93,6 +94,154 @@ func (s *Store) buildDir(rb *bolt.Bucket, f *runFile) *blockDir {
 	return d
 }
 
+// buildDirFromFile builds f's directory as buildDir does, but from the
+// file with pread instead of through the mapping: where a dataset's blocks
+// are read with pread, a build through the mapping maps all of the run's
+// leaves only to note where they are (at 10M ids under a 150 MiB bound,
+// the builds at the start of a run mapped ~730 MB at ~1 MB/ms and outran
+// the releases). It descends the bucket's B+tree from its root to the
+// leaves that can hold the run's keys and reads each once; bbolt's page
+// layout is read as keep.go reads it. Only in read transactions: a write
+// transaction's changes are not in the file yet. Pages a transaction can
+// reach are not rewritten while it is open, so the file holds what tx
+// sees, and the directory is as good as one built through the mapping in
+// the same snapshot. nil when something does not parse as expected; the
+// caller then builds through the mapping.
+func (s *Store) buildDirFromFile(rb *bolt.Bucket, f *runFile, sc *lookupScratch) *blockDir {
+	tx := rb.Tx()
+	root := uint64(rb.Root())
+	if tx.Writable() || s.pageFile == nil || root == 0 {
+		return nil
+	}
+	info := s.db.Info()
+	if info == nil {
+		return nil
+	}
+	pageSize := info.PageSize
+	b := &dirBuild{s: s, maxPage: uint64(tx.Size()) / uint64(pageSize), pageSize: pageSize, prefix: blockPrefix(f.id, 0)}
+	b.upper = append([]byte(nil), b.prefix...)
+	binary.BigEndian.PutUint64(b.upper[1:], f.id+1) // f.id+1 < 2^64: run ids are a sequence
+	b.d = &blockDir{built: snapshot(tx)}
+	if f.count > 0 {
+		n := int(f.count/48) + 1
+		b.d.prefix, b.d.off, b.d.size = make([]uint64, 0, n), make([]int64, 0, n), make([]uint32, 0, n)
+	}
+	if cap(sc.buf) < pageSize {
+		sc.buf = make([]byte, pageSize)
+	}
+	b.buf = sc.buf[:pageSize]
+	if !b.visit(root, 0) || len(b.d.off) == 0 {
+		return nil
+	}
+	sc.buf = b.buf[:0]
+	return b.d
+}
+
+// dirBuild is one buildDirFromFile.
+type dirBuild struct {
+	s             *Store
+	maxPage       uint64
+	pageSize      int
+	prefix, upper []byte // the run's keys are in [prefix, upper)
+	buf           []byte
+	d             *blockDir
+}
+
+// maxTreeDepth bounds the descent: a B+tree of 16 KiB pages this deep
+// would hold more pages than any file.
+const maxTreeDepth = 32
+
+// leafElementSize is a leaf element: flags(4) pos(4) ksize(4) vsize(4).
+const leafElementSize = 16
+
+// visit adds the blocks under page id to the directory, in key order.
+func (b *dirBuild) visit(id uint64, depth int) bool {
+	if depth > maxTreeDepth {
+		return false
+	}
+	flags, count, _, ok := b.s.readPage(id, b.maxPage, b.pageSize, &b.buf)
+	if !ok {
+		return false
+	}
+	page := b.buf
+	switch flags {
+	case leafPageFlag:
+		base := int64(id) * int64(b.pageSize)
+		for i := range int(count) {
+			e := pageHeaderSize + i*leafElementSize
+			if e+leafElementSize > len(page) {
+				return false
+			}
+			eflags := binary.LittleEndian.Uint32(page[e:])
+			pos := int(binary.LittleEndian.Uint32(page[e+4:]))
+			ksize := int(binary.LittleEndian.Uint32(page[e+8:]))
+			vsize := int(binary.LittleEndian.Uint32(page[e+12:]))
+			k0 := e + pos
+			if k0 < e || k0+ksize+vsize > len(page) || k0+ksize+vsize < k0 {
+				return false
+			}
+			k := page[k0 : k0+ksize]
+			if bytes.Compare(k, b.upper) >= 0 {
+				break
+			}
+			if !bytes.HasPrefix(k, b.prefix) {
+				continue
+			}
+			if eflags != 0 || vsize == 0 {
+				return false // a nested bucket, or an empty block: not a run's
+			}
+			b.d.prefix = append(b.d.prefix, keyPrefix(k[len(b.prefix):]))
+			b.d.off = append(b.d.off, base+int64(k0+ksize))
+			b.d.size = append(b.d.size, uint32(vsize))
+		}
+		return true
+	case branchPageFlag:
+		// Child i holds the keys in [key i, key i+1): visit those that
+		// can hold keys in [prefix, upper). The page buffer is reused
+		// below, so the children are noted first.
+		var kids []uint64
+		for i := range int(count) {
+			e := pageHeaderSize + i*branchElementSize
+			if e+branchElementSize > len(page) {
+				return false
+			}
+			pos := int(binary.LittleEndian.Uint32(page[e:]))
+			ksize := int(binary.LittleEndian.Uint32(page[e+4:]))
+			child := binary.LittleEndian.Uint64(page[e+8:])
+			k0 := e + pos
+			if k0 < e || k0+ksize > len(page) {
+				return false
+			}
+			key := page[k0 : k0+ksize]
+			if bytes.Compare(key, b.upper) >= 0 {
+				break // this child and the next start past the run
+			}
+			if i+1 < int(count) {
+				n := pageHeaderSize + (i+1)*branchElementSize
+				if n+branchElementSize > len(page) {
+					return false
+				}
+				npos := int(binary.LittleEndian.Uint32(page[n:]))
+				nk := int(binary.LittleEndian.Uint32(page[n+4:]))
+				if n+npos < n || n+npos+nk > len(page) {
+					return false
+				}
+				if bytes.Compare(page[n+npos:n+npos+nk], b.prefix) <= 0 {
+					continue // the next child starts at or before the run's first key
+				}
+			}
+			kids = append(kids, child)
+		}
+		for _, c := range kids {
+			if !b.visit(c, depth+1) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
 // dirBuildRoom is the room left below the resident bound before a
 // directory is built. A build maps the leaves of one run (at most
 // defaultRunEntries entries, ~2 MB of blocks, more with fault-around);
@@ -112,16 +261,23 @@ func (f *runFile) readBlockGet(s *Store, rb *bolt.Bucket, id []byte, sc *lookupS
 		if f.noDirTx.Load() == txid {
 			return nil, false
 		}
-		// A build maps the run's leaves, up to a few MB with the
-		// kernel's fault-around: make room for it first, and check
-		// again after it.
-		s.boundAhead(tx, dirBuildRoom)
-		if d = s.buildDir(rb, f); d == nil {
-			f.noDirTx.Store(txid)
-			return nil, false
+		// Where blocks are read with pread, the directory is too.
+		d = nil
+		if mappedBelow != allMapped {
+			d = s.buildDirFromFile(rb, f, sc)
+		}
+		if d == nil {
+			// A build maps the run's leaves, up to a few MB with the
+			// kernel's fault-around: make room for it first, and check
+			// again after it.
+			s.boundAhead(tx, dirBuildRoom)
+			if d = s.buildDir(rb, f); d == nil {
+				f.noDirTx.Store(txid)
+				return nil, false
+			}
+			s.boundMapped(tx)
 		}
 		f.dir.Store(d)
-		s.boundMapped(tx)
 	}
 	if d.built > snap {
 		return nil, false // built by a later snapshot than this one
@@ -208,17 +364,21 @@ func (sc *lookupScratch) keep(v []byte) []byte {
 // what the bound leaves beside the heap, the lowest of their pages mapped
 // when only part of them fits, all read with pread when too little does.
 // Both ways read the same bytes; the choice is only where they count.
-type runReads struct{ below atomic.Int64 }
+type runReads struct {
+	below atomic.Int64
+	// decided is set once a release or readsFor has chosen.
+	decided atomic.Bool
+}
 
 // allMapped is runReads' offset when every block is read in the mapping.
 const allMapped = math.MaxInt64
 
-func (r *runReads) mapAll()   { r.below.Store(allMapped) }
-func (r *runReads) preadAll() { r.below.Store(0) }
+func (r *runReads) mapAll()   { r.below.Store(allMapped); r.decided.Store(true) }
+func (r *runReads) preadAll() { r.below.Store(0); r.decided.Store(true) }
 
 // mapBelow has blocks that start below off read in the mapping, the
 // others with pread.
-func (r *runReads) mapBelow(off int64) { r.below.Store(off) }
+func (r *runReads) mapBelow(off int64) { r.below.Store(off); r.decided.Store(true) }
 
 // mappedBelow returns the offset below which blocks are read in the
 // mapping (a nil r: all of them).
@@ -232,6 +392,34 @@ func (r *runReads) mappedBelow() int64 {
 // anyPread reports whether some blocks are read with pread.
 func (r *runReads) anyPread() bool { return r.mappedBelow() != allMapped }
 
+// minRunEntryBytes is less than any index entry takes in a run block
+// (an 8-byte key prefix, a 4-byte offset, a key, a 25-byte value and
+// their lengths).
+const minRunEntryBytes = 40
+
+// readsFor returns dataset name's runReads (reads), deciding it the first
+// time when the dataset's runs are surely larger than the resident bound:
+// then its lookups and directory builds use pread from the start, instead
+// of mapping the runs until the first release (at 10M ids under a 150
+// MiB bound, the directory builds at the start of a run mapped ~1 MB per
+// millisecond until then).
+func (s *Store) readsFor(name string, levels runLevels) *runReads {
+	r := s.reads(name)
+	if r.decided.Load() || s.residentLimit <= 0 {
+		return r
+	}
+	var entries uint64
+	for _, lv := range levels {
+		for _, f := range lv {
+			entries += f.count
+		}
+	}
+	if int64(entries)*minRunEntryBytes > s.residentLimit && r.decided.CompareAndSwap(false, true) {
+		r.preadAll()
+	}
+	return r
+}
+
 // reads returns dataset name's runReads, which lives as long as the store.
 func (s *Store) reads(name string) *runReads {
 	s.preadMu.Lock()
@@ -242,10 +430,11 @@ func (s *Store) reads(name string) *runReads {
 			s.pread = map[string]*runReads{}
 		}
 		f = &runReads{}
+		// Not decided yet: the first release (or readsFor) decides.
 		if s.preadDefault {
-			f.preadAll()
+			f.below.Store(0)
 		} else {
-			f.mapAll()
+			f.below.Store(allMapped)
 		}
 		s.pread[name] = f
 	}

@@ -3,6 +3,7 @@ package boltstore
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"testing"
 
@@ -224,4 +225,84 @@ func TestReleaseSwitchesToPread(t *testing.T) {
 	if other.anyPread() {
 		t.Error("a dataset that was not released switched to pread")
 	}
+}
+
+// TestDirFromFileMatches: a directory built from the file with pread is the
+// directory built through the mapping, for every run, with 4 KiB and 16
+// KiB pages and keys long enough to need overflow pages.
+func TestDirFromFileMatches(t *testing.T) {
+	for _, c := range []struct {
+		pageSize int
+		idLen    int
+	}{{4096, 16}, {16384, 16}, {4096, 700}, {16384, 3000}} {
+		t.Run(fmt.Sprintf("page%d-id%d", c.pageSize, c.idLen), func(t *testing.T) {
+			ctx := context.Background()
+			s := openPageSize(t, c.pageSize)
+			s.recentMin = 64
+			s.l0Runs, s.l1Entries, s.runEntries, s.compactBudget = 3, 400, 150, 1<<20
+			s.background = false
+			for txn := range 12 {
+				tx, err := s.Begin(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i := range 150 {
+					id := fmt.Sprintf("%0*x", c.idLen, uint64(txn*1000+i)*0x9e3779b97f4a7c15)
+					putModel(t, tx, "d", id, txn, false)
+				}
+				if err := tx.Commit(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			runs := 0
+			err := s.db.View(func(tx *bolt.Tx) error {
+				db := tx.Bucket(bucketDatasets).Bucket([]byte("d"))
+				levels, _, err := s.runsOf(db)
+				if err != nil {
+					return err
+				}
+				rb := db.Bucket(bucketIxRuns)
+				sc := &lookupScratch{s: s}
+				for _, lv := range levels {
+					for _, f := range lv {
+						runs++
+						want, got := s.buildDir(rb, f), s.buildDirFromFile(rb, f, sc)
+						if want == nil || got == nil {
+							t.Fatalf("run %d: directory through the mapping %v, from the file %v", f.id, want != nil, got != nil)
+						}
+						if !slices.Equal(want.prefix, got.prefix) || !slices.Equal(want.off, got.off) || !slices.Equal(want.size, got.size) || want.built != got.built {
+							t.Fatalf("run %d: from the file %d blocks at %v, through the mapping %d at %v", f.id, len(got.off), got.off, len(want.off), want.off)
+						}
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if runs < 3 {
+				t.Fatalf("%d runs", runs)
+			}
+		})
+	}
+}
+
+// openPageSize opens a store in a new file of the given page size.
+func openPageSize(t *testing.T, pageSize int) *Store {
+	t.Helper()
+	dir := t.TempDir()
+	db, err := bolt.Open(filepath.Join(dir, FileName), 0o600, &bolt.Options{PageSize: pageSize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	s, err := Open(dir, Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if got := s.db.Info().PageSize; got != pageSize {
+		t.Fatalf("page size %d, want %d", got, pageSize)
+	}
+	return s
 }

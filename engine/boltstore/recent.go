@@ -50,7 +50,7 @@ func (s *Store) datasetIndex(b *bolt.Bucket, name string) (idIndex, error) {
 	if err != nil {
 		return idIndex{}, err
 	}
-	return idIndex{recent: b.Bucket(bucketRecent), main: b.Bucket(bucketIndex), levels: levels, rb: rb, sc: &lookupScratch{s: s, reads: s.reads(name)}}, nil
+	return idIndex{recent: b.Bucket(bucketRecent), main: b.Bucket(bucketIndex), levels: levels, rb: rb, sc: &lookupScratch{s: s, reads: s.readsFor(name, levels)}}, nil
 }
 
 // get returns the index value of id, or nil.

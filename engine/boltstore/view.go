@@ -60,7 +60,7 @@ func (s *Store) viewRawIn(tx *bolt.Tx, dataset string, batch []engine.Prepared) 
 	if err != nil {
 		return false, fmt.Errorf("dataset %q: %w", dataset, err)
 	}
-	x.sc = &lookupScratch{hits: true, s: s, reads: s.reads(dataset)} // lazy text: most of it unchanged
+	x.sc = &lookupScratch{hits: true, s: s, reads: x.sc.reads} // lazy text: most of it unchanged
 	if x.rf = s.viewFilter(dataset, tx); x.recent != nil && x.rf == nil {
 		// An empty "recent" costs a seek per _id for nothing.
 		if k, _ := x.recent.Cursor().First(); k == nil {
