@@ -24,12 +24,12 @@ import (
 //   - with pread into the lookup's own buffer, when the dataset's runs do
 //     not fit in what the resident bound leaves beside the heap (a
 //     release finds that; runReads). When part of them fits, blocks in
-//     the part kept mapped are read there, the others with pread. Mapped, they would be
-//     faulted back in after every release: at 1M ids under a 150 MiB
-//     bound, or at 10M under the default, most of a lookup-heavy run's
-//     time went to faulting. Read with pread, the blocks stay in the
-//     kernel's page cache, where they do not count in RSS, at one system
-//     call per lookup (~2.5 µs on the 2-core VM).
+//     the part kept mapped are read there, the others with pread.
+//     Mapped, they would be faulted back in after every release: at 1M
+//     ids under a 150 MiB bound, or at 10M under the default, most of a
+//     lookup-heavy run's time went to faulting. Read with pread, the
+//     blocks stay in the kernel's page cache, where they do not count in
+//     RSS, at one system call per lookup (~2.5 µs on the 2-core VM).
 //
 // A directory is built through the cursor inside a transaction, from the
 // address bbolt's mapping gives each block (offset = address - mapping
@@ -395,9 +395,6 @@ func (r *runReads) mappedBelow() int64 {
 	return r.below.Load()
 }
 
-// anyPread reports whether some blocks are read with pread.
-func (r *runReads) anyPread() bool { return r.mappedBelow() != allMapped }
-
 // minRunEntryBytes is less than any index entry takes in a run block
 // (an 8-byte key prefix, a 4-byte offset, a key, a 25-byte value and
 // their lengths).
@@ -420,7 +417,7 @@ func (s *Store) readsFor(name string, levels runLevels) *runReads {
 			entries += f.count
 		}
 	}
-	if int64(entries)*minRunEntryBytes > s.residentLimit && r.decided.CompareAndSwap(false, true) {
+	if int64(entries)*minRunEntryBytes > s.residentLimit {
 		r.preadAll()
 	}
 	return r

@@ -222,7 +222,7 @@ func TestReleaseSwitchesToPread(t *testing.T) {
 		}
 		return nil
 	})
-	if other.anyPread() {
+	if other.mappedBelow() != allMapped {
 		t.Error("a dataset that was not released switched to pread")
 	}
 }

@@ -95,9 +95,10 @@ const (
 const partialKeepMin = 4
 
 // keepRuns returns the sorted, merged page runs of the hot datasets'
-// index trees (both levels) as tx sees them, as many whole trees as fit in
-// budget bytes, and the lowest leaves of index runs of which only part fits. It reads branch pages with pread
-// from the file: tx pins them, so they cannot change meanwhile.
+// index trees as tx sees them: as many whole trees as fit in budget bytes,
+// and the lowest leaves of index runs of which only part fits. It reads
+// branch pages with pread from the file: tx pins them, so they cannot
+// change meanwhile.
 func (s *Store) keepRuns(tx *bolt.Tx, pageSize int, budget int64) []pageRun {
 	if s.pageFile == nil {
 		return nil
