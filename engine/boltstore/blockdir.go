@@ -151,9 +151,6 @@ type dirBuild struct {
 // would hold more pages than any file.
 const maxTreeDepth = 32
 
-// leafElementSize is a leaf element: flags(4) pos(4) ksize(4) vsize(4).
-const leafElementSize = 16
-
 // visit adds the blocks under page id to the directory, in key order.
 func (b *dirBuild) visit(id uint64, depth int) bool {
 	if depth > maxTreeDepth {
@@ -168,19 +165,10 @@ func (b *dirBuild) visit(id uint64, depth int) bool {
 	case leafPageFlag:
 		base := int64(id) * int64(b.pageSize)
 		for i := range int(count) {
-			e := pageHeaderSize + i*leafElementSize
-			if e+leafElementSize > len(page) {
+			eflags, k, val, vsize, ok := leafElement(page, i)
+			if !ok {
 				return false
 			}
-			eflags := binary.LittleEndian.Uint32(page[e:])
-			pos := int(binary.LittleEndian.Uint32(page[e+4:]))
-			ksize := int(binary.LittleEndian.Uint32(page[e+8:]))
-			vsize := int(binary.LittleEndian.Uint32(page[e+12:]))
-			k0 := e + pos
-			if k0 < e || k0+ksize+vsize > len(page) || k0+ksize+vsize < k0 {
-				return false
-			}
-			k := page[k0 : k0+ksize]
 			if bytes.Compare(k, b.upper) >= 0 {
 				break
 			}
@@ -191,7 +179,7 @@ func (b *dirBuild) visit(id uint64, depth int) bool {
 				return false // a nested bucket, or an empty block: not a run's
 			}
 			b.d.prefix = append(b.d.prefix, keyPrefix(k[len(b.prefix):]))
-			b.d.off = append(b.d.off, base+int64(k0+ksize))
+			b.d.off = append(b.d.off, base+int64(val))
 			b.d.size = append(b.d.size, uint32(vsize))
 		}
 		return true
@@ -201,32 +189,19 @@ func (b *dirBuild) visit(id uint64, depth int) bool {
 		// below, so the children are noted first.
 		var kids []uint64
 		for i := range int(count) {
-			e := pageHeaderSize + i*branchElementSize
-			if e+branchElementSize > len(page) {
+			key, child, ok := branchElement(page, i)
+			if !ok {
 				return false
 			}
-			pos := int(binary.LittleEndian.Uint32(page[e:]))
-			ksize := int(binary.LittleEndian.Uint32(page[e+4:]))
-			child := binary.LittleEndian.Uint64(page[e+8:])
-			k0 := e + pos
-			if k0 < e || k0+ksize > len(page) {
-				return false
-			}
-			key := page[k0 : k0+ksize]
 			if bytes.Compare(key, b.upper) >= 0 {
 				break // this child and the next start past the run
 			}
 			if i+1 < int(count) {
-				n := pageHeaderSize + (i+1)*branchElementSize
-				if n+branchElementSize > len(page) {
+				next, _, ok := branchElement(page, i+1)
+				if !ok {
 					return false
 				}
-				npos := int(binary.LittleEndian.Uint32(page[n:]))
-				nk := int(binary.LittleEndian.Uint32(page[n+4:]))
-				if n+npos < n || n+npos+nk > len(page) {
-					return false
-				}
-				if bytes.Compare(page[n+npos:n+npos+nk], b.prefix) <= 0 {
+				if bytes.Compare(next, b.prefix) <= 0 {
 					continue // the next child starts at or before the run's first key
 				}
 			}

@@ -306,3 +306,25 @@ func openPageSize(t *testing.T, pageSize int) *Store {
 	}
 	return s
 }
+
+// FuzzPageElements: reading an element of any page (a corrupt file, a page
+// reused meanwhile) never panics, and what it returns lies inside the page.
+func FuzzPageElements(f *testing.F) {
+	page := make([]byte, 64)
+	page[pageHeaderSize+4] = 32 // a branch element: pos 32, ksize 4
+	page[pageHeaderSize+8] = 4
+	f.Add(page, 0)
+	f.Add(page, 1)
+	f.Add([]byte{}, 0)
+	f.Fuzz(func(t *testing.T, page []byte, i int) {
+		if i < 0 || i > 1<<16 {
+			return
+		}
+		if key, _, ok := branchElement(page, i); ok && len(key) > len(page) {
+			t.Fatalf("branch key of %d bytes in a page of %d", len(key), len(page))
+		}
+		if _, key, val, vsize, ok := leafElement(page, i); ok && (len(key) > len(page) || val < 0 || val+vsize > len(page)) {
+			t.Fatalf("leaf key %d, value %d+%d in a page of %d", len(key), val, vsize, len(page))
+		}
+	})
+}

@@ -89,6 +89,45 @@ const (
 	leafPageFlag      = 0x02
 )
 
+// branchElement returns element i of a branch page: its key (the first key
+// of the child's subtree) and the child's page id; ok false if it does not
+// fit in page.
+func branchElement(page []byte, i int) (key []byte, child uint64, ok bool) {
+	e := pageHeaderSize + i*branchElementSize
+	if e < 0 || e+branchElementSize > len(page) {
+		return nil, 0, false
+	}
+	pos := int(binary.LittleEndian.Uint32(page[e:]))
+	ksize := int(binary.LittleEndian.Uint32(page[e+4:]))
+	k0 := e + pos
+	if k0 < e || k0+ksize < k0 || k0+ksize > len(page) {
+		return nil, 0, false
+	}
+	return page[k0 : k0+ksize], binary.LittleEndian.Uint64(page[e+8:]), true
+}
+
+// leafElementSize is a leaf element: flags(4) pos(4) ksize(4) vsize(4).
+const leafElementSize = 16
+
+// leafElement returns element i of a leaf page: its flags (1: a nested
+// bucket), its key, and where in page its value starts and how long it is;
+// ok false if it does not fit in page.
+func leafElement(page []byte, i int) (flags uint32, key []byte, val, vsize int, ok bool) {
+	e := pageHeaderSize + i*leafElementSize
+	if e < 0 || e+leafElementSize > len(page) {
+		return 0, nil, 0, 0, false
+	}
+	flags = binary.LittleEndian.Uint32(page[e:])
+	pos := int(binary.LittleEndian.Uint32(page[e+4:]))
+	ksize := int(binary.LittleEndian.Uint32(page[e+8:]))
+	vsize = int(binary.LittleEndian.Uint32(page[e+12:]))
+	k0 := e + pos
+	if k0 < e || k0+ksize < k0 || k0+ksize+vsize < k0+ksize || k0+ksize+vsize > len(page) {
+		return 0, nil, 0, 0, false
+	}
+	return flags, page[k0 : k0+ksize], k0 + ksize, vsize, true
+}
+
 // partialKeepMin: a release keeps part of a dataset's index runs mapped
 // when at least 1/partialKeepMin of their leaves fit in its budget; with
 // less, every lookup reads its block with pread.
@@ -269,12 +308,8 @@ func (s *Store) walkTree(id, maxPage uint64, pageSize int, buf []byte) (branches
 				branches = append(branches, p+i)
 			}
 			for i := 0; i < int(count); i++ {
-				off := pageHeaderSize + i*branchElementSize + 8
-				if off+8 > len(buf) {
-					return nil, nil, false
-				}
-				child := binary.LittleEndian.Uint64(buf[off:])
-				if child >= maxPage {
+				_, child, ok := branchElement(buf, i)
+				if !ok || child >= maxPage {
 					return nil, nil, false
 				}
 				next = append(next, child)
