@@ -151,7 +151,6 @@ func TestDirLookupsAgree(t *testing.T) {
 // with pread, and one that can keep all switches them back; other datasets
 // keep their own setting.
 func TestReleaseSwitchesToPread(t *testing.T) {
-	ctx := context.Background()
 	s, err := Open(t.TempDir(), Options{NoSync: true, MaxResident: 1 << 30})
 	if err != nil {
 		t.Fatal(err)
@@ -159,18 +158,7 @@ func TestReleaseSwitchesToPread(t *testing.T) {
 	defer s.Close()
 	s.recentMin = 64
 	s.background = false
-	for txn := range 10 {
-		tx, err := s.Begin(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i := range 200 {
-			putModel(t, tx, "big", fmt.Sprintf("%016x", uint64(txn*1000+i)*0x9e3779b97f4a7c15), 1, false)
-		}
-		if err := tx.Commit(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	putTxns(t, s, "big", 10, 200, func(txn, i int) string { return fmt.Sprintf("%016x", uint64(txn*1000+i)*0x9e3779b97f4a7c15) })
 	pageSize := s.db.Info().PageSize
 	other := s.reads("other")
 	s.db.View(func(tx *bolt.Tx) error {
@@ -236,24 +224,11 @@ func TestDirFromFileMatches(t *testing.T) {
 		idLen    int
 	}{{4096, 16}, {16384, 16}, {4096, 700}, {16384, 3000}} {
 		t.Run(fmt.Sprintf("page%d-id%d", c.pageSize, c.idLen), func(t *testing.T) {
-			ctx := context.Background()
 			s := openPageSize(t, c.pageSize)
 			s.recentMin = 64
 			s.l0Runs, s.l1Entries, s.runEntries, s.compactBudget = 3, 400, 150, 1<<20
 			s.background = false
-			for txn := range 12 {
-				tx, err := s.Begin(ctx)
-				if err != nil {
-					t.Fatal(err)
-				}
-				for i := range 150 {
-					id := fmt.Sprintf("%0*x", c.idLen, uint64(txn*1000+i)*0x9e3779b97f4a7c15)
-					putModel(t, tx, "d", id, txn, false)
-				}
-				if err := tx.Commit(); err != nil {
-					t.Fatal(err)
-				}
-			}
+			putTxns(t, s, "d", 12, 150, func(txn, i int) string { return fmt.Sprintf("%0*x", c.idLen, uint64(txn*1000+i)*0x9e3779b97f4a7c15) })
 			runs := 0
 			err := s.db.View(func(tx *bolt.Tx) error {
 				db := tx.Bucket(bucketDatasets).Bucket([]byte("d"))
@@ -327,4 +302,22 @@ func FuzzPageElements(f *testing.F) {
 			t.Fatalf("leaf key %d, value %d+%d in a page of %d", len(key), val, vsize, len(page))
 		}
 	})
+}
+
+// putTxns writes txns transactions of per entities each into dataset ds,
+// entity i of transaction txn with _id id(txn, i) and version txn.
+func putTxns(t *testing.T, s *Store, ds string, txns, per int, id func(txn, i int) string) {
+	t.Helper()
+	for txn := range txns {
+		tx, err := s.Begin(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range per {
+			putModel(t, tx, ds, id(txn, i), txn, false)
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
