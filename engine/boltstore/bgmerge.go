@@ -252,6 +252,7 @@ func (st *dsState) installMerge(m *bgMerge) (int, error) {
 			return 0, fmt.Errorf("writing an index run: %w", err)
 		}
 		st.w.newRuns = append(st.w.newRuns, f)
+		st.runsTouched = true
 		r.out = append(r.out, f)
 	}
 	if err := st.applyMerge(m.plan, r); err != nil {

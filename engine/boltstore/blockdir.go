@@ -36,12 +36,14 @@ import (
 // start). A run's blocks never change, but bbolt moves them: a leaf is
 // written to a new page when a key near it is put or deleted, and the old
 // page is reused once no open transaction can see it. Only a transaction
-// that writes or drops runs changes the runs' buckets, and it records its
-// id in Store.runsChanged before it commits. A directory built in
-// snapshot B is therefore believed by a transaction of snapshot R when
-// runsChanged <= B <= R: no run moved since B, and a move committed later
-// (C > R) cannot reuse a page R can see until R ends. A directory older
-// than runsChanged is rebuilt; one newer than R (built by a later reader)
+// that writes or drops runs changes the runs' buckets; it records its id
+// in Store.runsChanged before it commits, and once it has committed,
+// checkMoves marks the runs whose blocks it may have moved
+// (runFile.moved; dirmoves.go). A directory built in snapshot B is
+// therefore believed by a transaction of snapshot R when moved <= B <= R
+// and that check is done: no block of the run moved since B, and a move
+// committed later (C > R) cannot reuse a page R can see until R ends. A
+// stale directory is rebuilt; one newer than R (built by a later reader)
 // is not used by R, whose lookup takes the cursor. A block that is not in
 // the mapping (written by the current write transaction, still in
 // memory) means no directory for this transaction: its lookups take the
@@ -66,7 +68,9 @@ func snapshot(tx *bolt.Tx) uint64 {
 func (s *Store) buildDir(rb *bolt.Bucket, f *runFile) *blockDir {
 	info := s.db.Info()
 	size := uintptr(rb.Tx().Size())
-	if info == nil || info.Data == 0 || size == 0 {
+	if info == nil || info.Data == 0 || size == 0 || rb.Root() == 0 {
+		// (A bucket inline in its parent's leaf moves with that leaf,
+		// which commits that write no run rewrite too.)
 		return nil
 	}
 	d := &blockDir{built: snapshot(rb.Tx())}
@@ -232,7 +236,7 @@ func (f *runFile) readBlockGet(s *Store, rb *bolt.Bucket, id []byte, sc *lookupS
 	txid := uint64(tx.ID()) + 1
 	snap := snapshot(tx)
 	d := f.dir.Load()
-	if d == nil || d.built < s.runsChanged.Load() {
+	if d == nil || s.dirStale(f, d) {
 		if f.noDirTx.Load() == txid {
 			return nil, false
 		}

@@ -100,6 +100,10 @@ type runFile struct {
 	// transaction in which it could not be built.
 	dir     atomic.Pointer[blockDir]
 	noDirTx atomic.Uint64
+	// moved is the id of the last commit that may have moved some of its
+	// blocks in the file (checkMoves): a directory built before it is
+	// stale.
+	moved atomic.Uint64
 }
 
 // l0Merge is a merge of level 0 into level 1 in progress: it spans
@@ -296,7 +300,11 @@ func (s *Store) runFile(rb *bolt.Bucket, id uint64) (*runFile, error) {
 	if s.runCache == nil {
 		s.runCache = map[uint64]*runFile{}
 	}
-	if !s.runDropped[id] {
+	// One copy per run: another reader may have cached it meanwhile, and
+	// marks (runFile.moved) go to the cached copy.
+	if c := s.runCache[id]; c != nil {
+		f = c
+	} else if !s.runDropped[id] {
 		s.runCache[id] = f
 	}
 	s.runMu.Unlock()
@@ -325,7 +333,7 @@ func (s *Store) cacheRuns(add, drop []*runFile) {
 		s.runDropped[f.id] = true
 	}
 	for _, f := range add {
-		if !s.runDropped[f.id] {
+		if !s.runDropped[f.id] && s.runCache[f.id] == nil {
 			s.runCache[f.id] = f
 		}
 	}
@@ -691,6 +699,7 @@ func (rw *runWriter) finishRun() error {
 			return fmt.Errorf("writing an index run: %w", err)
 		}
 		rw.st.w.newRuns = append(rw.st.w.newRuns, rw.cur)
+		rw.st.runsTouched = true
 	}
 	rw.out = append(rw.out, rw.cur)
 	rw.cur = nil
@@ -1305,6 +1314,7 @@ func (st *dsState) dropRuns(fs []*runFile) error {
 		}
 	}
 	st.w.dropRuns = append(st.w.dropRuns, fs...)
+	st.runsTouched = true
 	return nil
 }
 

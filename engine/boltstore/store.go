@@ -84,8 +84,14 @@ type Store struct {
 	// it from what of the runs fits beside the heap under the bound.
 	// preadDefault has every dataset start with pread (tests).
 	// runsChanged is the id of the last transaction that wrote or
-	// dropped index runs, set before it commits (blockdir.go).
+	// dropped index runs, set before it commits (blockdir.go);
+	// runsChecked the last such transaction whose moved blocks were
+	// looked for once it committed (checkMoves), and moveBits and
+	// movePage the writer's scratch for that.
 	runsChanged  atomic.Uint64
+	runsChecked  atomic.Uint64
+	moveBits     []uint64
+	movePage     []byte
 	preadMu      sync.Mutex
 	pread        map[string]*runReads
 	preadDefault bool
@@ -463,6 +469,8 @@ type dsState struct {
 	levels      runLevels
 	rb          *bolt.Bucket
 	levelsDirty bool
+	// runsTouched: this transaction wrote or dropped runs (checkMoves).
+	runsTouched bool
 	// l0m is the merge of level 0 into level 1 in progress, or nil.
 	l0m *l0Merge
 	// bgPlan is the merge step to start beside the writer once this
@@ -900,10 +908,12 @@ func (w *writeTx) Commit() error {
 			return fmt.Errorf("dataset %q: writing metadata: %w", name, err)
 		}
 	}
+	txid := uint64(w.tx.ID())
 	if len(w.newRuns)+len(w.dropRuns) > 0 {
 		// Before the commit is seen: run block directories built
-		// earlier may be stale from then on (blockdir.go).
-		w.s.runsChanged.Store(uint64(w.tx.ID()))
+		// earlier may be stale from then on, until checkMoves has
+		// marked those that are (dirmoves.go).
+		w.s.runsChanged.Store(txid)
 	}
 	w.s.boundBeforeCommit(w.tx)
 	// Committing reads the header of every page it frees (each old copy
@@ -913,11 +923,16 @@ func (w *writeTx) Commit() error {
 	err := w.tx.Commit()
 	w.s.bulk.Add(-1)
 	released = true
+	if err == nil {
+		w.s.cacheRuns(w.newRuns, w.dropRuns)
+		// Still under the writer: no commit can reuse a page this one
+		// freed before the check has seen the tree as it left it.
+		w.checkMoves(txid)
+	}
 	<-w.s.writer
 	if err != nil {
 		return fmt.Errorf("committing to %s: %w", w.s.path, err)
 	}
-	w.s.cacheRuns(w.newRuns, w.dropRuns)
 	for name, st := range w.sets {
 		if st.bgPlan != nil {
 			w.s.startMerge(name, st.bgPlan)
