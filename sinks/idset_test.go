@@ -216,3 +216,23 @@ func testSeenSetLarge(t *testing.T, limit int) {
 		}
 	}
 }
+
+// TestSeenSetSpillMemory: a set expected to fit keeps up to seenMemMax
+// hashes in memory; one expected to spill keeps only seenSpillMem, in
+// buckets that hold about that many.
+func TestSeenSetSpillMemory(t *testing.T) {
+	for _, c := range []struct {
+		expect int64
+		max    int
+	}{{1000, seenMemMax}, {seenMemMax, seenMemMax}, {seenMemMax + 1, seenSpillMem}, {10_000_000, seenSpillMem}} {
+		s := newSeenSet(c.expect)
+		room := 0
+		for _, b := range s.bk {
+			room += cap(b)
+		}
+		if s.max != c.max || room > c.max+c.max/8+seenBuckets*16 {
+			t.Errorf("expecting %d: keeps up to %d hashes in room for %d, want %d", c.expect, s.max, room, c.max)
+		}
+		s.close()
+	}
+}
