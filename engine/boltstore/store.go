@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -330,7 +331,17 @@ type meta struct {
 	LastOffset uint64    `json:"last_offset"`
 	Created    time.Time `json:"created"`
 	Updated    time.Time `json:"updated"`
+	// PrevFrom, when PrevKnown: no version at a lower offset names a
+	// previous version (noPrev: none does), so a latest-only scan finds
+	// every superseded version from the versions at PrevFrom on
+	// (superseded). Unknown in datasets written by Ferry before it, and
+	// dropped when one rewrites the metadata, which leaves it unknown.
+	PrevKnown bool   `json:"prev_known,omitempty"`
+	PrevFrom  uint64 `json:"prev_from,omitempty"`
 }
+
+// noPrev is meta.PrevFrom while no version names a previous one.
+const noPrev = math.MaxUint64
 
 func (m *meta) info(name string) engine.DatasetInfo {
 	return engine.DatasetInfo{Name: name, Populated: m.Populated, Versions: m.Versions, Entities: m.Entities,
@@ -691,6 +702,13 @@ func (w *writeTx) Put(dataset string, p *engine.Prepared, ts int64) (engine.PutR
 	st.pending[p.ID] = pendingVal{iv: iv, inRecent: inRecent}
 	w.changed = true
 	m := &st.meta
+	if !m.PrevKnown && m.Versions == m.Entities {
+		// One version per _id so far: none names a previous one.
+		m.PrevKnown, m.PrevFrom = true, noPrev
+	}
+	if exists && m.PrevKnown && off < m.PrevFrom {
+		m.PrevFrom = off
+	}
 	m.Versions++
 	m.LastOffset = off
 	if !exists {
@@ -1178,11 +1196,20 @@ func (s *Store) superseded(tx *bolt.Tx, b *bolt.Bucket, m meta, from uint64) ([]
 		// superseded, and the log need not be read twice.
 		return []uint64{}, m.LastOffset
 	}
+	start := from
+	if m.PrevKnown && m.PrevFrom > from {
+		// A version that supersedes one names it in _previous, and none
+		// below PrevFrom does: read only from there.
+		if m.PrevFrom > m.LastOffset {
+			return []uint64{}, m.LastOffset
+		}
+		start = m.PrevFrom
+	}
 	sup := []uint64{}
 	var last uint64
 	c := b.Bucket(bucketLog).Cursor()
 	n := 0
-	for k, v := c.Seek(offsetKey(from)); k != nil; k, v = c.Next() {
+	for k, v := c.Seek(offsetKey(start)); k != nil; k, v = c.Next() {
 		if len(k) != 8 || len(v) < headerSize {
 			return nil, 0
 		}
