@@ -21,14 +21,7 @@ import (
 // must be rebuilt, not believed, and some others kept.
 func TestDirLookupsAgree(t *testing.T) {
 	ctx := context.Background()
-	s, err := Open(t.TempDir(), Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	s.recentMin = 64
-	s.l0Runs, s.l1Entries, s.runEntries, s.compactBudget = 3, 400, 150, 1<<20
-	s.background = false // no commit may move blocks between the lookups
+	s := smallRunsStore(t)
 	const ds = "d"
 	var ids []string
 	put := func(round, n, mul, add int) {
@@ -342,4 +335,20 @@ func putTxns(t *testing.T, s *Store, ds string, txns, per int, id func(txn, i in
 			t.Fatal(err)
 		}
 	}
+}
+
+// smallRunsStore opens a store in t.TempDir() whose index makes runs of a
+// few hundred entries in several levels, merged only by its writer (no
+// commit moves blocks between a test's lookups).
+func smallRunsStore(t *testing.T) *Store {
+	t.Helper()
+	s, err := Open(t.TempDir(), Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	s.recentMin = 64
+	s.l0Runs, s.l1Entries, s.runEntries, s.compactBudget = 3, 400, 150, 1<<20
+	s.background = false
+	return s
 }

@@ -37,14 +37,7 @@ func runDirs(t *testing.T, s *Store, tx *bolt.Tx, ds string) map[*runFile]*block
 func TestMovedDirsAreStale(t *testing.T) {
 	for _, late := range []bool{false, true} {
 		t.Run(fmt.Sprint("stored late ", late), func(t *testing.T) {
-			s, err := Open(t.TempDir(), Options{NoSync: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
-			s.recentMin = 64
-			s.l0Runs, s.l1Entries, s.runEntries, s.compactBudget = 3, 400, 150, 1<<20
-			s.background = false
+			s := smallRunsStore(t)
 			const ds = "d"
 			id := func(txn, i int) string { return fmt.Sprintf("customer-%06d", (i*7919+txn*104729)%1000003) }
 			putTxns(t, s, ds, 30, 100, id)
