@@ -385,17 +385,8 @@ func (r *datasetRun) Finish(ctx context.Context, tx engine.WriteTx, ts int64) er
 				}
 			}
 		}
-		var gone []string
-		err := tx.ForEachLive(r.d.Name, func(id string) error {
-			seen, err := r.seen.has(hashID(id))
-			if err != nil {
-				return err
-			}
-			if !seen {
-				gone = append(gone, id)
-			}
-			return nil
-		})
+		// Every _id the run produced is live unless it is unsure.
+		gone, err := r.seen.gone(!r.unsure, func(fn func(id string) error) error { return tx.ForEachLive(r.d.Name, fn) })
 		if err != nil {
 			return fmt.Errorf("deletion tracking: %w", err)
 		}

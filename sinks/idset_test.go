@@ -236,3 +236,50 @@ func TestSeenSetSpillMemory(t *testing.T) {
 		s.close()
 	}
 }
+
+// TestSeenSetGone: a spilled set finds the live _ids it does not hold,
+// with and without knowing that every hash it holds is live; knowing it,
+// it reads the file only for the groups of hashes that count short.
+func TestSeenSetGone(t *testing.T) {
+	var live, want []string
+	s := &seenSet{max: 300}
+	for i := range 5000 {
+		id := fmt.Sprintf("id-%d", i)
+		live = append(live, id)
+		if i%700 == 3 {
+			want = append(want, id) // not produced by the run
+			continue
+		}
+		if err := s.add(hashID(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.seal(); err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	if s.merged == nil {
+		t.Fatal("the set did not spill")
+	}
+	forEach := func(fn func(id string) error) error {
+		for _, id := range live {
+			if err := fn(id); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for _, subset := range []bool{false, true} {
+		s.reads = 0
+		got, err := s.gone(subset, forEach)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("subset %v: gone %v, want %v", subset, got, want)
+		}
+		if all := int64(len(live)); !subset && s.reads < all || subset && s.reads > int64(2*len(want)) {
+			t.Errorf("subset %v: %d reads of the file for %d ids, %d gone", subset, s.reads, len(live), len(want))
+		}
+	}
+}

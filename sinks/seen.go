@@ -43,7 +43,14 @@ type seenSet struct {
 	firsts []uint64
 	n      int64 // distinct hashes, after seal
 	block  []byte
+	// perTop counts the merged file's distinct hashes by their top
+	// seenTopBits bits (gone); reads counts has's reads of the file.
+	perTop []uint32
+	reads  int64
 }
+
+// seenTopBits: gone counts the hashes of a spilled set in 2^16 groups.
+const seenTopBits = 16
 
 // seenMemMax is how many hashes a seenSet keeps in memory (16 MiB).
 const seenMemMax = 1 << 20
@@ -192,6 +199,7 @@ func (s *seenSet) seal() error {
 		start = end
 	}
 	w := bufio.NewWriterSize(out, 64<<10)
+	s.perTop = make([]uint32, 1<<seenTopBits)
 	var prev idHash
 	first := true
 	for h.Len() > 0 {
@@ -200,6 +208,7 @@ func (s *seenSet) seal() error {
 			if s.n%seenBlock == 0 {
 				s.firsts = append(s.firsts, r.cur[0])
 			}
+			s.perTop[r.cur[0]>>(64-seenTopBits)]++
 			w.Write(r.buf[:])
 			s.n++
 			prev, first = r.cur, false
@@ -237,6 +246,7 @@ func (s *seenSet) has(h idHash) (bool, error) {
 	for b--; b >= 0; b-- {
 		n := min(int64(seenBlock), s.n-int64(b)*seenBlock)
 		buf := s.block[:n*16]
+		s.reads++
 		if _, err := s.merged.ReadAt(buf, int64(b)*seenBlock*16); err != nil {
 			return false, fmt.Errorf("deletion tracking: reading id hashes: %w", err)
 		}
@@ -251,6 +261,48 @@ func (s *seenSet) has(h idHash) (bool, error) {
 		}
 	}
 	return false, nil
+}
+
+// gone returns the _ids forEach gives that were not added; seal must
+// have been called. Where every added hash is one of forEach's (subset),
+// a spilled set first counts forEach's hashes by their top bits: a group
+// with as many as the set holds has none missing, and only the _ids of
+// the other groups are looked up in the file (one read each). A 10M-id
+// full run that deleted a few entities otherwise read the file once per
+// live _id (~10M reads). forEach must give each _id once, the same ids
+// both times it is called.
+func (s *seenSet) gone(subset bool, forEach func(fn func(id string) error) error) ([]string, error) {
+	var check []bool // nil: look every _id up
+	if subset && s.merged != nil {
+		live := make([]uint32, 1<<seenTopBits)
+		err := forEach(func(id string) error {
+			live[hashID(id)[0]>>(64-seenTopBits)]++
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		check = make([]bool, len(live))
+		for i := range live {
+			check[i] = live[i] != s.perTop[i]
+		}
+	}
+	var out []string
+	err := forEach(func(id string) error {
+		h := hashID(id)
+		if check != nil && !check[h[0]>>(64-seenTopBits)] {
+			return nil
+		}
+		seen, err := s.has(h)
+		if err != nil {
+			return err
+		}
+		if !seen {
+			out = append(out, id)
+		}
+		return nil
+	})
+	return out, err
 }
 
 // close removes the temporary files.
