@@ -7,7 +7,8 @@
 //	datasets/<name>/recent   _id -> latest offset, hash and deleted flag (small commits)
 //	datasets/<name>/ixruns   the rest of the _id index as sorted runs (runs.go)
 //	datasets/<name>/index    the _id index of stores from before the runs (read-only)
-//	datasets/<name> "meta" -> JSON metadata (counts, populated, last offset)
+//	datasets/<name> "meta" -> JSON metadata (counts, populated, last offset,
+//	                         the first offset of a version that names a previous one)
 //	datasets/<name> "ixlevels", "ixl0merge" -> the runs of each level, the
 //	                         merge of level 0 in progress (runs.go)
 //	pipes/<pipe>             -> JSON pipe state (continuation token, ...)
@@ -26,5 +27,7 @@
 // Lookups that decide whether text is unchanged can run in read
 // transactions beside the writer (view.go): the writer then confirms, from
 // the dataset's next offset and the log written since, that nothing
-// changed the _id after the read.
+// changed the _id after the read. A lookup finds a run's block through the
+// run's directory of block offsets (blockdir.go), which stays valid until
+// a commit moves one of the run's blocks (dirmoves.go).
 package boltstore
