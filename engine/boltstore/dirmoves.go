@@ -116,23 +116,12 @@ func (s *Store) checkRunMoves(tx *bolt.Tx, name string, id uint64) bool {
 		}
 		return nil
 	}
+	info := s.db.Info()
+	if info == nil {
+		return false
+	}
+	pageSize := int64(info.PageSize)
 	reached := false
-	for _, lv := range levels {
-		for _, f := range lv {
-			if !reached && current(f) != nil {
-				info := s.db.Info()
-				if rb == nil || info == nil || !s.reachedPages(tx, rb, info.PageSize) {
-					return false
-				}
-				reached = true
-			}
-		}
-	}
-	pageSize := int64(1)
-	if info := s.db.Info(); info != nil {
-		pageSize = int64(info.PageSize)
-	}
-	bits := s.moveBits
 	for _, lv := range levels {
 		for _, f := range lv {
 			d := current(f)
@@ -140,9 +129,17 @@ func (s *Store) checkRunMoves(tx *bolt.Tx, name string, id uint64) bool {
 				s.markMoved(f, id)
 				continue
 			}
+			if !reached {
+				// Read the tree once, for the first run that has a
+				// directory to check.
+				if rb == nil || !s.reachedPages(tx, rb, info.PageSize) {
+					return false
+				}
+				reached = true
+			}
 			for _, off := range d.off {
 				p := uint64(off / pageSize)
-				if p/64 >= uint64(len(bits)) || bits[p/64]&(1<<(p%64)) == 0 {
+				if p/64 >= uint64(len(s.moveBits)) || s.moveBits[p/64]&(1<<(p%64)) == 0 {
 					s.markMoved(f, id)
 					break
 				}
@@ -153,81 +150,27 @@ func (s *Store) checkRunMoves(tx *bolt.Tx, name string, id uint64) bool {
 }
 
 // reachedPages sets s.moveBits to the pages rb's B+tree reaches from its
-// root through branch pages: the branch pages and the first page of every
-// leaf. It reads the branch pages with pread and no leaf but the leftmost
-// (to learn the tree's depth).
+// root through branch pages (walkTree): the branch pages and the first
+// page of every leaf, of which it reads none but the leftmost.
 func (s *Store) reachedPages(tx *bolt.Tx, rb *bolt.Bucket, pageSize int) bool {
 	root := uint64(rb.Root())
 	if s.pageFile == nil || root == 0 {
 		return false
 	}
 	maxPage := uint64(tx.Size()) / uint64(pageSize)
+	branches, leaves, ok := s.walkTree(root, maxPage, pageSize, make([]byte, pageSize))
+	if !ok {
+		return false
+	}
 	words := int((maxPage + 63) / 64)
 	if cap(s.moveBits) < words {
 		s.moveBits = make([]uint64, words)
 	}
 	s.moveBits = s.moveBits[:words]
 	clear(s.moveBits)
-	if cap(s.movePage) < pageSize {
-		s.movePage = make([]byte, pageSize)
-	}
-	// The depth of the leaves: every leaf of a B+tree is as deep.
-	depth := 0
-	for id := root; ; depth++ {
-		if depth > maxTreeDepth {
-			return false
-		}
-		flags, _, _, ok := s.readPage(id, maxPage, pageSize, &s.movePage)
-		if !ok {
-			return false
-		}
-		if flags == leafPageFlag {
-			break
-		}
-		if flags != branchPageFlag {
-			return false
-		}
-		if _, id, ok = branchElement(s.movePage, 0); !ok {
-			return false
-		}
-	}
-	return s.reachFrom(root, depth, maxPage, pageSize)
-}
-
-// reachFrom marks page id, depth levels above the leaves, and what it
-// reaches.
-func (s *Store) reachFrom(id uint64, depth int, maxPage uint64, pageSize int) bool {
-	if id >= maxPage {
-		return false
-	}
-	s.moveBits[id/64] |= 1 << (id % 64)
-	if depth == 0 {
-		return true
-	}
-	flags, count, _, ok := s.readPage(id, maxPage, pageSize, &s.movePage)
-	if !ok || flags != branchPageFlag {
-		return false
-	}
-	if depth == 1 {
-		for i := range int(count) {
-			_, c, ok := branchElement(s.movePage, i)
-			if !ok || c >= maxPage {
-				return false
-			}
-			s.moveBits[c/64] |= 1 << (c % 64)
-		}
-		return true
-	}
-	kids := make([]uint64, count)
-	for i := range kids {
-		var ok bool
-		if _, kids[i], ok = branchElement(s.movePage, i); !ok {
-			return false
-		}
-	}
-	for _, c := range kids {
-		if !s.reachFrom(c, depth-1, maxPage, pageSize) {
-			return false
+	for _, ps := range [][]uint64{branches, leaves} {
+		for _, p := range ps {
+			s.moveBits[p/64] |= 1 << (p % 64)
 		}
 	}
 	return true

@@ -87,12 +87,11 @@ type Store struct {
 	// runsChanged is the id of the last transaction that wrote or
 	// dropped index runs, set before it commits (blockdir.go);
 	// runsChecked the last such transaction whose moved blocks were
-	// looked for once it committed (checkMoves), and moveBits and
-	// movePage the writer's scratch for that.
+	// looked for once it committed (checkMoves), and moveBits the
+	// writer's scratch for that.
 	runsChanged  atomic.Uint64
 	runsChecked  atomic.Uint64
 	moveBits     []uint64
-	movePage     []byte
 	preadMu      sync.Mutex
 	pread        map[string]*runReads
 	preadDefault bool
