@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"unsafe"
 )
 
 // smapsFixture is /proc/self/smaps as Linux writes it, shortened: the
@@ -147,4 +148,61 @@ func mappedResident(t *testing.T, file string) int64 {
 		}
 	}
 	return total
+}
+
+// TestMadviseRangesPast2GiB: ranges that add up to more than the ~2 GiB
+// process_madvise advises per call, one of them longer than a batch, are
+// all dropped, and process_madvise stays in use.
+func TestMadviseRangesPast2GiB(t *testing.T) {
+	const size = 5 << 30 // address space only (MAP_NORESERVE)
+	mem, err := syscall.Mmap(-1, 0, size, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_PRIVATE|syscall.MAP_ANON|syscall.MAP_NORESERVE)
+	if err != nil {
+		t.Skip(err)
+	}
+	defer syscall.Munmap(mem)
+	s, err := Open(t.TempDir(), Options{NoSync: true, MaxResident: 1 << 40})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.pidfd < 0 {
+		t.Skip("no pidfd")
+	}
+	base := uintptr(unsafe.Pointer(&mem[0]))
+	ps := uintptr(os.Getpagesize())
+	// A range of 3 GiB, then ranges of one page every 64 MiB, with gaps
+	// kept between them; a page is written in each.
+	rs := []iovec{{base, 3 << 30}}
+	for at := uintptr(3<<30) + 64<<20; at+ps <= size; at += 64 << 20 {
+		rs = append(rs, iovec{base + at, ps})
+	}
+	kept := base + 3<<30 + 32<<20 // in a gap
+	touch := func() {
+		for _, r := range rs {
+			mem[r.base-base] = 1
+			mem[r.base-base+r.len-1] = 1
+		}
+		mem[kept-base] = 1
+	}
+	touch()
+	// Kernels before 5.10 have no process_madvise and those before 6.13
+	// refuse MADV_DONTNEED for it: then the per-range fallback runs.
+	one := []iovec{{kept, ps}}
+	_, _, errno := syscall.Syscall6(sysProcessMadvise, uintptr(s.pidfd), uintptr(unsafe.Pointer(&one[0])), 1, uintptr(syscall.MADV_DONTNEED), 0, 0)
+	mem[kept-base] = 1
+	s.madviseRanges(slices.Clone(rs))
+	if errno == 0 && s.noProcessMadvise.Load() {
+		t.Error("process_madvise was given up on ranges past 2 GiB")
+	}
+	for _, r := range rs {
+		if mem[r.base-base] != 0 || mem[r.base-base+r.len-1] != 0 {
+			t.Fatalf("range at +%#x (%d bytes) was not dropped", r.base-base, r.len)
+		}
+	}
+	if mem[kept-base] != 1 {
+		t.Fatal("a page between the ranges was dropped")
+	}
+	if got := advanceRanges([]iovec{{0, 10}, {100, 10}}, 15); !slices.Equal(got, []iovec{{105, 5}}) {
+		t.Fatalf("advanceRanges: %v", got)
+	}
 }
