@@ -237,6 +237,15 @@ type RawViewer interface {
 	ViewRaw(ctx context.Context, dataset string, batch []Prepared) (bool, error)
 }
 
+// ResidentBounded is a Store that keeps the process's resident memory
+// under a bound (the bbolt store with a resident bound releases its
+// mapped pages above it). Sinks size their own memory from it: what they
+// hold is room the store no longer has for the pages it keeps mapped.
+type ResidentBounded interface {
+	// ResidentBound returns the bound in bytes; <= 0: none.
+	ResidentBound() int64
+}
+
 // ViewConfirmer is a WriteTx that confirms what a read view found
 // (RawViewer): UnchangedSince reports whether no version of id was
 // written to dataset after the state mark names, neither committed since

@@ -220,9 +220,19 @@ func (r *datasetRun) SingleTransaction() bool { return r.limit >= 0 }
 // seenAdd remembers an _id the full run produced.
 func (r *datasetRun) seenAdd(h idHash) error {
 	if r.seen == nil {
-		r.seen = newSeenSet(r.entities)
+		r.seen = r.newSeen()
 	}
 	return r.seen.add(h)
+}
+
+// newSeen returns the run's seen set, sized for the dataset and within
+// the store's resident bound, if it has one.
+func (r *datasetRun) newSeen() *seenSet {
+	var bound int64
+	if b, ok := r.rc.Store.(engine.ResidentBounded); ok {
+		bound = b.ResidentBound()
+	}
+	return newSeenSet(r.entities, bound)
 }
 
 func (r *datasetRun) count(res engine.PutResult) error {
@@ -366,7 +376,7 @@ func (r *datasetRun) Finish(ctx context.Context, tx engine.WriteTx, ts int64) er
 	}
 	if r.track {
 		if r.seen == nil {
-			r.seen = newSeenSet(r.entities)
+			r.seen = r.newSeen()
 		}
 		defer r.seen.close()
 		if err := r.seen.seal(); err != nil {

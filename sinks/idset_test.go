@@ -6,6 +6,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/ferrydata/ferry/engine"
 )
 
 func TestIDHashSet(t *testing.T) {
@@ -76,7 +78,7 @@ func BenchmarkSeenSet(b *testing.B) {
 	}
 	var add, seal time.Duration
 	for b.Loop() {
-		s := newSeenSet(int64(len(hs)))
+		s := newSeenSet(int64(len(hs)), 0)
 		t0 := time.Now()
 		for _, h := range hs {
 			if err := s.add(h); err != nil {
@@ -130,7 +132,7 @@ func TestSeenSetSpills(t *testing.T) {
 		// buckets, with these skewed hashes, outgrow their room).
 		s := &seenSet{max: c.max}
 		if i >= 4 {
-			s = newSeenSet(int64(c.n))
+			s = newSeenSet(int64(c.n), 0)
 			s.max = c.max
 		}
 		model := map[idHash]bool{}
@@ -182,7 +184,7 @@ func TestSeenSetLarge(t *testing.T) {
 // spills a run, and seal merges.
 func testSeenSetLarge(t *testing.T, limit int) {
 	const n = 400_000
-	s := newSeenSet(n)
+	s := newSeenSet(n, 0)
 	s.max = limit
 	rng := rand.New(rand.NewPCG(5, 6))
 	model := map[idHash]bool{}
@@ -219,19 +221,29 @@ func testSeenSetLarge(t *testing.T, limit int) {
 
 // TestSeenSetSpillMemory: a set expected to fit keeps up to seenMemMax
 // hashes in memory; one expected to spill keeps only seenSpillMem, in
-// buckets that hold about that many.
+// buckets that hold about that many. Under a resident bound, a set whose
+// hashes would take more than a tenth of it is expected to spill.
 func TestSeenSetSpillMemory(t *testing.T) {
+	const mib = 1 << 20
 	for _, c := range []struct {
-		expect int64
-		max    int
-	}{{1000, seenMemMax}, {seenMemMax, seenMemMax}, {seenMemMax + 1, seenSpillMem}, {10_000_000, seenSpillMem}} {
-		s := newSeenSet(c.expect)
+		expect, bound int64
+		max           int
+	}{
+		{1000, 0, seenMemMax}, {seenMemMax, 0, seenMemMax}, {seenMemMax + 1, 0, seenSpillMem}, {10_000_000, 0, seenSpillMem},
+		// 240 MiB: a tenth holds more than seenMemMax hashes.
+		{seenMemMax, 240 * mib, seenMemMax}, {seenMemMax + 1, 240 * mib, seenSpillMem},
+		// 150 MiB: a tenth holds 983,040 hashes.
+		{900_000, 150 * mib, 983_040}, {1_000_000, 150 * mib, seenSpillMem},
+		// 20 MiB: a tenth holds fewer hashes than seenSpillMem.
+		{1_000_000, 20 * mib, 131_072}, {1000, 20 * mib, 131_072},
+	} {
+		s := newSeenSet(c.expect, c.bound)
 		room := 0
 		for _, b := range s.bk {
 			room += cap(b)
 		}
 		if s.max != c.max || room > c.max+c.max/8+seenBuckets*16 {
-			t.Errorf("expecting %d: keeps up to %d hashes in room for %d, want %d", c.expect, s.max, room, c.max)
+			t.Errorf("expecting %d under bound %d: keeps up to %d hashes in room for %d, want %d", c.expect, c.bound, s.max, room, c.max)
 		}
 		s.close()
 	}
@@ -281,5 +293,29 @@ func TestSeenSetGone(t *testing.T) {
 		if all := int64(len(live)); !subset && s.reads < all || subset && s.reads > int64(2*len(want)) {
 			t.Errorf("subset %v: %d reads of the file for %d ids, %d gone", subset, s.reads, len(live), len(want))
 		}
+	}
+}
+
+// boundStore is a store with a resident bound (engine.ResidentBounded).
+type boundStore struct {
+	engine.Store
+	bound int64
+}
+
+func (b boundStore) ResidentBound() int64 { return b.bound }
+
+// TestSeenSetFollowsStoreBound: a full run's seen set is sized within the
+// resident bound of the store it writes to, where it has one.
+func TestSeenSetFollowsStoreBound(t *testing.T) {
+	for _, c := range []struct {
+		store engine.Store
+		max   int
+	}{{boundStore{bound: 150 << 20}, seenSpillMem}, {boundStore{bound: 240 << 20}, seenMemMax}, {boundStore{}, seenMemMax}, {nil, seenMemMax}} {
+		r := &datasetRun{rc: &engine.RunContext{Store: c.store}, entities: 1_000_000}
+		s := r.newSeen()
+		if s.max != c.max {
+			t.Errorf("store %#v: a 1M run's seen set keeps up to %d hashes, want %d", c.store, s.max, c.max)
+		}
+		s.close()
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"sort"
+	"unsafe"
 )
 
 // seenSet remembers the _id hashes a full run produced, for deletion
@@ -59,6 +60,10 @@ const seenMemMax = 1 << 20
 // memory (4 MiB).
 const seenSpillMem = 1 << 18
 
+// seenBoundShare: a seen set keeps at most 1/seenBoundShare of the
+// process's resident bound in memory (newSeenSet).
+const seenBoundShare = 10
+
 // seenBlock is how many hashes one read of the merged file covers.
 const seenBlock = 256
 
@@ -81,12 +86,24 @@ const seenStage = 4096
 // memory: it goes to the disk anyway, and smaller spills only mean more
 // runs for seal to merge (40 at 10M ids), while the 16 MiB a full buffer
 // took was a sixth of a 10M run's heap.
-func newSeenSet(expect int64) *seenSet {
-	limit := seenMemMax
-	if expect > seenMemMax {
-		limit = seenSpillMem
+//
+// bound is the process's resident memory bound (<= 0: none): a set whose
+// hashes would take more than a tenth of it (seenBoundShare) spills too.
+// Under a 150 MiB bound that is a 1M run's 16 MiB, which with the heap's
+// slack is ~17 MiB the store can no longer keep index pages in (a 1M run
+// writing 10% read 29% of its index blocks with pread); the spill costs
+// writing and merging 16 MB of hashes once.
+func newSeenSet(expect, bound int64) *seenSet {
+	memMax := seenMemMax
+	if bound > 0 {
+		memMax = int(min(int64(memMax), bound/seenBoundShare/int64(unsafe.Sizeof(idHash{}))))
 	}
-	huge := expect <= seenMemMax // a set expected to spill is not (makeHashes)
+	limit := memMax
+	if expect > int64(memMax) {
+		limit = min(seenSpillMem, memMax)
+	}
+	limit = max(limit, seenStage)
+	huge := expect <= int64(memMax) // a set expected to spill is not (makeHashes)
 	n := int(min(max(expect+expect/16, 1024), int64(limit)))
 	per := n/seenBuckets + n/seenBuckets/16 + 16
 	all := makeHashes(per*seenBuckets, huge)[:per*seenBuckets]

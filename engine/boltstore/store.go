@@ -143,7 +143,10 @@ const maxIDSize = bolt.MaxKeySize - 9
 // the mapped residency in hot loops.
 const boundEvery = 64
 
-var _ engine.Store = (*Store)(nil)
+var (
+	_ engine.Store           = (*Store)(nil)
+	_ engine.ResidentBounded = (*Store)(nil)
+)
 
 // newFilePageSize is the bbolt page size of a new data file. A commit
 // writes each dirty page with its own pwrite: a load's 10,000 new versions
@@ -300,6 +303,10 @@ func (s *Store) Path() string { return s.path }
 
 // DB exposes the bbolt handle for benchmarks and consistency checks.
 func (s *Store) DB() *bolt.DB { return s.db }
+
+// ResidentBound returns the resident memory bound the store keeps the
+// process under, in bytes (engine.ResidentBounded); <= 0: none.
+func (s *Store) ResidentBound() int64 { return s.residentLimit }
 
 // Close closes the file. Closing twice is harmless.
 func (s *Store) Close() error {
