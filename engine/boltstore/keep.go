@@ -25,6 +25,24 @@ type hotDatasets struct {
 	// pages is each index tree's size in pages when last walked, so a
 	// release does not walk a tree that cannot fit.
 	pages map[string]int
+	// overflow is, for each index tree walked leaf by leaf, the overflow
+	// of every leaf in its last walk (walkIndex).
+	overflow map[string]map[uint64]uint32
+}
+
+func (h *hotDatasets) overflows(name string) map[uint64]uint32 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.overflow[name]
+}
+
+func (h *hotDatasets) setOverflows(name string, o map[uint64]uint32) {
+	h.mu.Lock()
+	if h.overflow == nil {
+		h.overflow = map[string]map[uint64]uint32{}
+	}
+	h.overflow[name] = o
+	h.mu.Unlock()
 }
 
 func (h *hotDatasets) lastPages(name string) int {
@@ -67,6 +85,7 @@ func (h *hotDatasets) list() []string {
 			delete(h.pages, n)
 			delete(h.pages, recentKey(n))
 			delete(h.pages, runsKey(n))
+			delete(h.overflow, runsKey(n))
 			continue
 		}
 		names = append(names, n)
@@ -190,7 +209,7 @@ func (s *Store) keepRuns(tx *bolt.Tx, pageSize int, budget int64) []pageRun {
 				}
 				continue
 			}
-			branches, leaves, ok := s.walkIndex(uint64(ib.Root()), maxPage, pageSize, buf, tree.leaves, room)
+			branches, leaves, ok := s.walkIndex(tree.key, uint64(ib.Root()), maxPage, pageSize, buf, tree.leaves, room)
 			if !ok {
 				continue
 			}
@@ -241,7 +260,8 @@ func (s *Store) keepRuns(tx *bolt.Tx, pageSize int, budget int64) []pageRun {
 // pages of the B+tree rooted at id. Leaves are the children of the lowest
 // branch level (the tree is balanced); with overflow false they are taken
 // to be one page each and not read, so only branch pages cost a read,
-// else each leaf's header is read for its overflow pages. ok is false if a
+// else each leaf's header is read for its overflow pages (key names the
+// tree for the overflows remembered from its last walk). ok is false if a
 // page does not look right, in which case nothing is kept for this tree.
 //
 // When the branches and leaves alone already exceed room pages, the
@@ -250,25 +270,41 @@ func (s *Store) keepRuns(tx *bolt.Tx, pageSize int, budget int64) []pageRun {
 // thousands of leaves: reading each header made the first release of an
 // unchanged run take ~0.4 s, while its lookups mapped the process to 157
 // MiB under a 150 MiB bound; the run's 12 releases took 3.5 s, now 0.2 s.)
-func (s *Store) walkIndex(id, maxPage uint64, pageSize int, buf []byte, overflow bool, room int) (branches, leaves []uint64, ok bool) {
+func (s *Store) walkIndex(key string, id, maxPage uint64, pageSize int, buf []byte, overflow bool, room int) (branches, leaves []uint64, ok bool) {
 	branches, leaves, ok = s.walkTree(id, maxPage, pageSize, buf)
 	if !ok || !overflow || len(branches)+len(leaves) > room {
 		return branches, leaves, ok
 	}
+	// A leaf's overflow is read once, with pread, then taken from the
+	// tree's last walk while the leaf is in it: a 1M dataset's runs have
+	// ~5,000 leaves, and under a tight bound a run writing 10% releases
+	// before most commits, which read every header each time (0.5 s of
+	// preads a run). A leaf page freed and reused since may have another
+	// overflow; that only changes which pages stay mapped, never what a
+	// lookup reads. (Reading the headers in the mapping instead faulted in
+	// the leaves not mapped before the release dropped anything: 1M jq
+	// runs under 150 MiB peaked at 157-188.)
+	last := s.hot.overflows(key)
+	next := make(map[uint64]uint32, len(leaves))
 	var hdr [pageHeaderSize]byte
 	all := make([]uint64, 0, len(leaves))
 	for _, p := range leaves {
-		if _, err := s.pageFile.ReadAt(hdr[:], int64(p)*int64(pageSize)); err != nil || binary.LittleEndian.Uint64(hdr[:]) != p {
+		n, known := last[p]
+		if !known {
+			if _, err := s.pageFile.ReadAt(hdr[:], int64(p)*int64(pageSize)); err != nil || binary.LittleEndian.Uint64(hdr[:]) != p {
+				return nil, nil, false
+			}
+			n = binary.LittleEndian.Uint32(hdr[12:])
+		}
+		if p+uint64(n) >= maxPage {
 			return nil, nil, false
 		}
-		n := uint64(binary.LittleEndian.Uint32(hdr[12:]))
-		if p+n >= maxPage {
-			return nil, nil, false
-		}
-		for i := uint64(0); i <= n; i++ {
+		next[p] = n
+		for i := uint64(0); i <= uint64(n); i++ {
 			all = append(all, p+i)
 		}
 	}
+	s.hot.setOverflows(key, next)
 	return branches, all, true
 }
 

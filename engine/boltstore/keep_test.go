@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
@@ -71,12 +72,23 @@ func TestWalkIndexFindsEveryPage(t *testing.T) {
 				return nil
 			}
 			ps := s.db.Info().PageSize
-			branches, leaves, ok := s.walkIndex(uint64(ib.Root()), uint64(tx.Size())/uint64(ps), ps, make([]byte, ps), c.runs, math.MaxInt)
+			branches, leaves, ok := s.walkIndex(ds, uint64(ib.Root()), uint64(tx.Size())/uint64(ps), ps, make([]byte, ps), c.runs, math.MaxInt)
 			if !ok {
 				t.Fatalf("%s: walk failed", ds)
 			}
 			if len(branches) != st.BranchPageN+st.BranchOverflowN || len(leaves) != st.LeafPageN+st.LeafOverflowN {
 				t.Errorf("%s: walk found %d branch and %d leaf pages, bbolt counts %d(+%d) and %d(+%d)", ds, len(branches), len(leaves), st.BranchPageN, st.BranchOverflowN, st.LeafPageN, st.LeafOverflowN)
+			}
+			// A second walk takes the overflows from the first, which
+			// remembered every leaf's: the same pages.
+			if c.runs {
+				if got := len(s.hot.overflows(ds)); got != st.LeafPageN {
+					t.Errorf("%s: the walk remembered %d leaves' overflow, want %d", ds, got, st.LeafPageN)
+				}
+			}
+			b3, l3, ok := s.walkIndex(ds, uint64(ib.Root()), uint64(tx.Size())/uint64(ps), ps, make([]byte, ps), c.runs, math.MaxInt)
+			if !ok || !slices.Equal(b3, branches) || !slices.Equal(l3, leaves) {
+				t.Errorf("%s: second walk: ok %v, %d branch and %d leaf pages, want %d and %d", ds, ok, len(b3), len(l3), len(branches), len(leaves))
 			}
 			if c.runs && c.n > 100 && st.LeafOverflowN == 0 {
 				t.Errorf("%s: no leaf overflows: the walk's overflow reading is not tested", ds)
@@ -84,7 +96,7 @@ func TestWalkIndexFindsEveryPage(t *testing.T) {
 			// A tree that cannot fit in room pages is not read leaf by
 			// leaf: the walk stops at the leaves' count, a lower bound.
 			room := len(branches) + st.LeafPageN - 1
-			b2, l2, ok := s.walkIndex(uint64(ib.Root()), uint64(tx.Size())/uint64(ps), ps, make([]byte, ps), c.runs, room)
+			b2, l2, ok := s.walkIndex("", uint64(ib.Root()), uint64(tx.Size())/uint64(ps), ps, make([]byte, ps), c.runs, room)
 			if !ok || len(b2) != len(branches) || len(l2) != st.LeafPageN {
 				t.Errorf("%s: walk within %d pages: ok %v, %d branch and %d leaf pages, want %d and %d (no overflow read)", ds, room, ok, len(b2), len(l2), len(branches), st.LeafPageN)
 			}

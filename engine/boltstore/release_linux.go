@@ -49,7 +49,13 @@ func (s *Store) releaseIn(tx *bolt.Tx) {
 		// What stays resident after a release: the heap, the other
 		// mapped files (the binary; measured after the last full
 		// release) and what is kept. Keep room for keepReserve more.
-		budget := s.residentLimit - keepReserve - (total - shared) - s.otherShared.Load()
+		// The heap is taken at its highest since the last full release,
+		// not as it is: it swings by tens of MB between collections, and
+		// a budget set at a low point (1M jq runs under a 150 MiB bound:
+		// ~60 MiB, then up to 81) had the index kept push the process
+		// past its bound when the heap grew back.
+		anon := max(total-shared, s.anonHigh.Load())
+		budget := s.residentLimit - keepReserve - anon - s.otherShared.Load()
 		// Releases that follow each other closely keep the index too: a
 		// keeping release costs a walk of the branch pages and one
 		// process_madvise per 1,024 ranges (~4 ms at 1M ids), far less
@@ -72,6 +78,11 @@ func (s *Store) releaseIn(tx *bolt.Tx) {
 			}
 			s.madviseRanges(gaps)
 			s.keptReleases.Add(1)
+			var kept int64
+			for _, r := range runs {
+				kept += int64(r.end-r.start) * int64(ps)
+			}
+			s.keptBytes.Store(kept)
 			if total, _ := s.resident(buf[:]); total <= s.residentLimit-keepReserve/2 {
 				return
 			}
@@ -79,12 +90,86 @@ func (s *Store) releaseIn(tx *bolt.Tx) {
 	}
 	madvise(info.Data, size)
 	s.fullReleases.Add(1)
+	s.keptBytes.Store(0)
 	if s.residentLimit > 0 {
+		// The file pages resident besides the store's are counted in
+		// smaps, not as statm's file-backed total right after the
+		// release: lookups beside it fault the store's pages back in
+		// meanwhile, and in a 1M run writing 10% under a 150 MiB bound
+		// that counted up to ~50 MiB more than the binary's ~10, which
+		// then held every later release's budget at ~40 MiB instead
+		// of ~90.
+		s.noteOtherFiles()
 		var buf [128]byte
-		if _, shared := s.resident(buf[:]); shared >= 0 {
-			s.otherShared.Store(shared)
+		if total, shared := s.resident(buf[:]); total >= 0 {
+			s.anonHigh.Store(total - shared)
 		}
 	}
+}
+
+// noteOtherFiles measures the file pages resident besides the store's
+// (the binary's, mostly), which a release's budget leaves room for.
+func (s *Store) noteOtherFiles() {
+	if info := s.db.Info(); info != nil {
+		if other := otherFileResident(info.Data); other >= 0 {
+			s.otherShared.Store(other)
+		}
+	}
+}
+
+// otherFileResident returns the file-backed resident bytes of every
+// mapping but the one that starts at except (/proc/self/smaps), or -1.
+func otherFileResident(except uintptr) int64 {
+	f, err := os.Open("/proc/self/smaps")
+	if err != nil {
+		return -1
+	}
+	defer f.Close()
+	return fileResident(f, except)
+}
+
+// fileResident sums, over the mappings of files in the text of
+// /proc/self/smaps but the one that starts at except, their resident
+// pages less the private copies (Anonymous, which statm counts as
+// anonymous memory): what statm counts as file-backed. -1 if the text
+// does not parse.
+func fileResident(r io.Reader, except uintptr) int64 {
+	var total, rss int64
+	inFile := false
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		line := sc.Bytes()
+		if f := bytes.Fields(line); len(f) >= 5 && bytes.IndexByte(f[0], '-') > 0 && len(f[1]) == 4 {
+			lo, _, _ := bytes.Cut(f[0], []byte("-"))
+			start, err := strconv.ParseUint(string(lo), 16, 64)
+			inFile = err == nil && uintptr(start) != except && len(f) >= 6 && f[5][0] == '/'
+			continue
+		}
+		if !inFile {
+			continue
+		}
+		if rest, ok := bytes.CutPrefix(line, []byte("Rss:")); ok {
+			rss = smapsKB(rest)
+		} else if rest, ok := bytes.CutPrefix(line, []byte("Anonymous:")); ok {
+			if anon := smapsKB(rest); rss >= 0 && anon >= 0 {
+				total += (rss - min(anon, rss)) << 10
+			}
+			inFile = false
+		}
+	}
+	if sc.Err() != nil {
+		return -1
+	}
+	return total
+}
+
+// smapsKB parses the value of an smaps field ("   8912 kB"), or -1.
+func smapsKB(v []byte) int64 {
+	kb, err := strconv.ParseInt(string(bytes.TrimSuffix(bytes.TrimSpace(v), []byte(" kB"))), 10, 64)
+	if err != nil {
+		return -1
+	}
+	return kb
 }
 
 // keepReserve is the room a release that keeps index pages leaves below
@@ -202,7 +287,8 @@ func (s *Store) boundAhead(tx *bolt.Tx, room int64) {
 const commitHeadroom = 48 << 20
 
 // boundBeforeCommit releases the mapping if the process is within
-// commitHeadroom of its bound.
+// commitHeadroom of its bound and a release would drop more than
+// minCommitRelease.
 func (s *Store) boundBeforeCommit(tx *bolt.Tx) {
 	if s.residentLimit <= 0 {
 		return
@@ -214,10 +300,23 @@ func (s *Store) boundBeforeCommit(tx *bolt.Tx) {
 	// around each one that is not mapped: start it low enough.
 	st := tx.Stats()
 	expect := max(commitHeadroom, min(st.GetNodeCount()<<16, s.residentLimit/2))
-	if total > s.residentLimit-expect && shared > minReleasable {
-		s.releaseIn(tx)
+	if total <= s.residentLimit-expect || shared <= minReleasable {
+		return
 	}
+	// Where what is mapped is the index the last release kept, and
+	// little else, a release drops next to nothing: a 1M run writing 10%
+	// under a 150 MiB bound, its whole index kept (~87 MB), released
+	// before every commit for a few MB of other pages.
+	if shared-s.otherShared.Load()-s.keptBytes.Load() < minCommitRelease {
+		return
+	}
+	s.releaseIn(tx)
 }
+
+// minCommitRelease is the least a release before a commit must be able
+// to drop (file pages resident beyond what the last release kept and the
+// binary's).
+const minCommitRelease = 16 << 20
 
 // minReleasable is how much of the file must be resident before a release
 // is worth it; it also keeps a process whose heap alone exceeds the bound
@@ -250,7 +349,16 @@ func (s *Store) resident(buf []byte) (total, shared int64) {
 		}
 	}
 	page := int64(os.Getpagesize())
-	return f[1] * page, f[2] * page
+	total, shared = f[1]*page, f[2]*page
+	// The highest anonymous memory since the last full release: what a
+	// release leaves room for (releaseIn).
+	for anon := total - shared; ; {
+		high := s.anonHigh.Load()
+		if anon <= high || s.anonHigh.CompareAndSwap(high, anon) {
+			break
+		}
+	}
+	return total, shared
 }
 
 // openStatm opens /proc/self/statm for resident.

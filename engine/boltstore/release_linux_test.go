@@ -56,6 +56,21 @@ Anonymous:             0 kB
 VmFlags: rd ex mr mw me dw sd
 `
 
+// TestFileResident: the file pages resident besides the store's mapping
+// are the binary's and other files', less their private copies.
+func TestFileResident(t *testing.T) {
+	// 8912 + 8004 + (8 - 8) + (544 - 84) kB of the binary, 4 of the other.
+	if got, want := fileResident(strings.NewReader(smapsFixture), 0x7eff14000000), int64(17380<<10); got != want {
+		t.Errorf("besides the store: %d, want %d", got, want)
+	}
+	if got, want := fileResident(strings.NewReader(smapsFixture), 0x400000), int64((17380-8912+88460)<<10); got != want {
+		t.Errorf("besides the binary's text: %d, want %d", got, want)
+	}
+	if other := otherFileResident(0); other <= 0 {
+		t.Errorf("this process's file pages: %d", other)
+	}
+}
+
 // TestCleanMappings: only the binary's mappings that are read-only and
 // were never written are dropped; its data, pages relocated at start-up,
 // other files and anonymous memory are left alone.

@@ -35,3 +35,6 @@ func closePidfd(fd int) {}
 // dropExecutable does nothing where MADV_DONTNEED semantics are not
 // assured.
 func (s *Store) dropExecutable() {}
+
+// noteOtherFiles does nothing where residency cannot be measured.
+func (s *Store) noteOtherFiles() {}

@@ -96,7 +96,9 @@ type Store struct {
 	pread        map[string]*runReads
 	preadDefault bool
 	releaseNanos atomic.Int64
-	otherShared  atomic.Int64 // file pages resident right after a full release
+	otherShared  atomic.Int64 // file pages resident besides the store's, after the last full release
+	anonHigh     atomic.Int64 // the most anonymous memory measured since the last full release
+	keptBytes    atomic.Int64 // what the last release kept mapped (0 after a full one)
 	// bulk counts bbolt operations under way that touch many pages
 	// without passing through the store's checks (commits, deleting a
 	// dataset); meanwhile the watcher looks every millisecond.
@@ -211,6 +213,7 @@ func Open(dir string, opts Options) (s *Store, err error) {
 		s.pageFile = openPageFile(path)
 		s.pidfd = openSelfPidfd()
 		s.dropExecutable()
+		s.noteOtherFiles()
 		s.watchDone = make(chan struct{})
 		go func() {
 			defer close(s.watchDone)
