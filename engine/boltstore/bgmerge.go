@@ -84,7 +84,9 @@ func (s *Store) startMerge(name string, plan *mergePlan) {
 				return nil
 			}
 			rw := &runWriter{maxEntries: uint64(s.runEntries)}
-			r, err := mergeRuns(rb, plan.step, rw, nil)
+			// Beside the writer too, reading the runs maps them: keep
+			// the process within its bound as the writer does.
+			r, err := mergeRuns(rb, plan.step, rw, func() { s.boundAhead(tx, mergeRoom) })
 			m.res, m.held = r, rw.held
 			return err
 		})
