@@ -186,7 +186,7 @@ Exit codes: 0 ok, 1 a run failed, 2 bad usage or config.`,
 	pf.StringVar(&c.g.data, "data", defData, "data directory holding the store (env "+dataEnv+")")
 	pf.BoolVar(&c.g.json, "json", false, "print JSON for scripts (commands that print no JSON reject it)")
 	pf.StringVar(&c.g.logFormat, "log-format", "text", "log format on stderr: text or json")
-	pf.IntVar(&c.g.maxRSSMiB, "max-rss-mib", 0, "resident memory (MiB) above which the store releases its memory-mapped pages (0: 240; -1: no bound)")
+	pf.IntVar(&c.g.maxRSSMiB, "max-rss-mib", 0, "resident memory (MiB) above which the store releases its memory-mapped pages (0: 150; -1: no bound)")
 	pf.StringVar(&c.g.store, "store", "", storeFlagHelp) // store.go
 	root.RegisterFlagCompletionFunc("log-format", cobra.FixedCompletions([]string{"text", "json"}, cobra.ShellCompDirectiveNoFileComp))
 	root.MarkPersistentFlagDirname("data")

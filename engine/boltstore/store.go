@@ -33,8 +33,9 @@ var (
 	keyMeta        = []byte("meta")
 )
 
-// DefaultMaxResident is the default Options.MaxResident.
-const DefaultMaxResident = 240 << 20
+// DefaultMaxResident is the default Options.MaxResident: 150 MiB (240
+// until 2026-12-05; docs/decisions.md "Memory").
+const DefaultMaxResident = 150 << 20
 
 // FileName is the name of the bbolt file inside a data directory.
 const FileName = "ferry.db"
@@ -56,8 +57,8 @@ type Options struct {
 	// memory-mapped store file's pages (they stay in the kernel's page
 	// cache and fault back in when used) whenever the resident set exceeds
 	// it. It cannot shrink the heap: it bounds what the mapped file adds.
-	// 0 means 240 MiB; negative disables the bound. Residency is checked
-	// every 64 index operations and every 10 ms.
+	// 0 means DefaultMaxResident (150 MiB); negative disables the bound.
+	// Residency is checked every 64 index operations and every 10 ms.
 	MaxResident int64
 }
 
