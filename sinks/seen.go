@@ -12,13 +12,15 @@ import (
 )
 
 // seenSet remembers the _id hashes a full run produced, for deletion
-// tracking, with bounded memory: up to seenMemMax hashes (16 bytes each)
-// stay in memory; beyond that they go to a temporary file in sorted runs
-// of seenMemMax, which finish merges into one sorted file and looks ids
-// up in with one 4 KiB read each (a sparse index of every block's first
-// hash stays in memory: 8 bytes per 256 ids). A full run of 10 million
-// entities then holds ~17 MiB of hashes and 312 KiB of index instead of
-// 160 MiB; runs up to seenMemMax ids never touch the disk.
+// tracking, with bounded memory: up to max hashes (16 bytes each; at most
+// seenMemMax, and about a tenth of the store's resident bound: newSeenSet)
+// stay in memory; beyond that they go to a temporary file (os.TempDir) in
+// sorted runs, which finish merges into one sorted file and looks ids up
+// in with one 4 KiB read each (a sparse index of every block's first hash
+// stays in memory: 8 bytes per 256 ids). A full run of 10 million entities
+// then holds ~17 MiB of hashes and 312 KiB of index instead of 160 MiB;
+// runs of up to max ids never touch the disk (under the default 150 MiB
+// bound: up to 983,040 ids).
 //
 // In memory the hashes are kept by their top byte, in seenBuckets buckets
 // that are sorted one by one (a few thousand hashes each at 1M: sorted in
@@ -34,7 +36,7 @@ type seenSet struct {
 	// missed them.
 	stage []idHash
 	count int      // hashes in bk and stage
-	max   int      // seenMemMax, smaller in tests
+	max   int      // hashes kept in memory (newSeenSet), smaller in tests
 	file  *os.File // sorted runs, then (after seal) the merged hashes
 	runs  []int64  // run boundaries in file (in hashes)
 	total int64
@@ -60,8 +62,9 @@ const seenMemMax = 1 << 20
 // memory (4 MiB).
 const seenSpillMem = 1 << 18
 
-// seenBoundShare: a seen set keeps at most 1/seenBoundShare of the
-// process's resident bound in memory (newSeenSet).
+// seenBoundShare: a seen set keeps about 1/seenBoundShare of the
+// process's resident bound in memory at most (newSeenSet; its buckets'
+// margins add ~6%).
 const seenBoundShare = 10
 
 // seenBlock is how many hashes one read of the merged file covers.

@@ -85,7 +85,12 @@ func (s *Store) startMerge(name string, plan *mergePlan) {
 			}
 			rw := &runWriter{maxEntries: uint64(s.runEntries)}
 			// Beside the writer too, reading the runs maps them: keep
-			// the process within its bound as the writer does.
+			// the process within its bound as the writer does. (A
+			// release from here sees this transaction's snapshot: the
+			// pages of commits since are not dropped and what it keeps
+			// is chosen from older trees, until the next release of the
+			// writer or the watcher. The bound is what matters here: a
+			// merge took a 1M jq run from 129 to 156 MiB in 25 ms.)
 			r, err := mergeRuns(rb, plan.step, rw, func() { s.boundAhead(tx, mergeRoom) })
 			m.res, m.held = r, rw.held
 			return err

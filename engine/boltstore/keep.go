@@ -280,8 +280,10 @@ func (s *Store) walkIndex(key string, id, maxPage uint64, pageSize int, buf []by
 	// ~5,000 leaves, and under a tight bound a run writing 10% releases
 	// before most commits, which read every header each time (0.5 s of
 	// preads a run). A leaf page freed and reused since may have another
-	// overflow; that only changes which pages stay mapped, never what a
-	// lookup reads. (Reading the headers in the mapping instead faulted in
+	// overflow, remembered for as long as the page stays a leaf of the
+	// tree; that only changes which pages stay mapped, never what a lookup
+	// reads (in files of 16 KiB pages, the default, only leaves of run
+	// descriptions overflow, and lookups do not read them). (Reading the headers in the mapping instead faulted in
 	// the leaves not mapped before the release dropped anything: 1M jq
 	// runs under 150 MiB peaked at 157-188.)
 	last := s.hot.overflows(key)

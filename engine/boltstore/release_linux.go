@@ -78,12 +78,12 @@ func (s *Store) releaseIn(tx *bolt.Tx) {
 			}
 			s.madviseRanges(gaps)
 			s.keptReleases.Add(1)
-			var kept int64
-			for _, r := range runs {
-				kept += int64(r.end-r.start) * int64(ps)
-			}
-			s.keptBytes.Store(kept)
-			if total, _ := s.resident(buf[:]); total <= s.residentLimit-keepReserve/2 {
+			total, shared := s.resident(buf[:])
+			// What stayed resident of the store's pages: what a release
+			// before a commit could not drop (boundBeforeCommit). The
+			// pages kept but not resident do not count.
+			s.keptBytes.Store(max(0, shared-s.otherShared.Load()))
+			if total <= s.residentLimit-keepReserve/2 {
 				return
 			}
 		}
@@ -108,14 +108,25 @@ func (s *Store) releaseIn(tx *bolt.Tx) {
 }
 
 // noteOtherFiles measures the file pages resident besides the store's
-// (the binary's, mostly), which a release's budget leaves room for.
+// (the binary's, mostly), which a release's budget leaves room for: at
+// most every otherFilesEvery, since reading smaps walks every mapping
+// (a 10M load under 150 MiB makes hundreds of full releases).
 func (s *Store) noteOtherFiles() {
+	now := time.Now().UnixNano()
+	if last := s.otherAt.Load(); last != 0 && now-last < int64(otherFilesEvery) {
+		return
+	}
+	s.otherAt.Store(now)
 	if info := s.db.Info(); info != nil {
 		if other := otherFileResident(info.Data); other >= 0 {
 			s.otherShared.Store(other)
 		}
 	}
 }
+
+// otherFilesEvery is how often a full release measures the other files'
+// pages at most.
+const otherFilesEvery = 100 * time.Millisecond
 
 // otherFileResident returns the file-backed resident bytes of every
 // mapping but the one that starts at except (/proc/self/smaps), or -1.
@@ -132,10 +143,10 @@ func otherFileResident(except uintptr) int64 {
 // /proc/self/smaps but the one that starts at except, their resident
 // pages less the private copies (Anonymous, which statm counts as
 // anonymous memory): what statm counts as file-backed. -1 if the text
-// does not parse.
+// holds no mapping or cannot be read.
 func fileResident(r io.Reader, except uintptr) int64 {
 	var total, rss int64
-	inFile := false
+	inFile, mappings := false, 0
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		line := sc.Bytes()
@@ -143,6 +154,8 @@ func fileResident(r io.Reader, except uintptr) int64 {
 			lo, _, _ := bytes.Cut(f[0], []byte("-"))
 			start, err := strconv.ParseUint(string(lo), 16, 64)
 			inFile = err == nil && uintptr(start) != except && len(f) >= 6 && f[5][0] == '/'
+			rss = -1
+			mappings++
 			continue
 		}
 		if !inFile {
@@ -157,7 +170,7 @@ func fileResident(r io.Reader, except uintptr) int64 {
 			inFile = false
 		}
 	}
-	if sc.Err() != nil {
+	if sc.Err() != nil || mappings == 0 {
 		return -1
 	}
 	return total
@@ -295,7 +308,7 @@ func (s *Store) boundAhead(tx *bolt.Tx, room int64) {
 const commitHeadroom = 48 << 20
 
 // boundBeforeCommit releases the mapping if the process is within
-// commitHeadroom of its bound and a release would drop more than
+// commitHeadroom of its bound and a release could drop at least
 // minCommitRelease.
 func (s *Store) boundBeforeCommit(tx *bolt.Tx) {
 	if s.residentLimit <= 0 {

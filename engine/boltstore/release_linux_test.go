@@ -69,6 +69,15 @@ func TestFileResident(t *testing.T) {
 	if other := otherFileResident(0); other <= 0 {
 		t.Errorf("this process's file pages: %d", other)
 	}
+	// No mapping: unknown, not none. A mapping without its Rss line
+	// counts nothing, not the one before's.
+	if got := fileResident(strings.NewReader("garbage\n"), 0); got != -1 {
+		t.Errorf("text without a mapping: %d, want -1", got)
+	}
+	noRss := "00400000-00401000 r-xp 00000000 fe:00 1 /a\nRss: 8 kB\nAnonymous: 0 kB\n00500000-00501000 r-xp 00000000 fe:00 2 /b\nAnonymous: 0 kB\n"
+	if got := fileResident(strings.NewReader(noRss), 0); got != 8<<10 {
+		t.Errorf("a mapping without Rss: %d, want %d", got, 8<<10)
+	}
 }
 
 // TestCleanMappings: only the binary's mappings that are read-only and

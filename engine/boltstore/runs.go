@@ -537,8 +537,8 @@ const gatherBoundEvery = 256
 
 // mergeRoom is the room below the bound at which a merge releases the
 // mapping: between two checks it maps up to a few MB (the leaves of
-// gatherBoundEvery blocks with the kernel's fault-around), and checked
-// only past the bound, 10M-id loads under 150 MiB went 1-2 MiB over it.
+// gatherBoundEvery blocks with the kernel's fault-around), which checks
+// only past the bound would add to the peak.
 const mergeRoom = 4 << 20
 
 // runWriter writes a sorted stream of entries as runs of one level,

@@ -34,7 +34,7 @@ var (
 )
 
 // DefaultMaxResident is the default Options.MaxResident: 150 MiB (240
-// until 2026-12-05; docs/decisions.md "Memory").
+// until 2026-12-06; docs/decisions.md "Memory").
 const DefaultMaxResident = 150 << 20
 
 // FileName is the name of the bbolt file inside a data directory.
@@ -99,7 +99,8 @@ type Store struct {
 	releaseNanos atomic.Int64
 	otherShared  atomic.Int64 // file pages resident besides the store's, after the last full release
 	anonHigh     atomic.Int64 // the most anonymous memory measured since the last full release
-	keptBytes    atomic.Int64 // what the last release kept mapped (0 after a full one)
+	keptBytes    atomic.Int64 // the store's pages resident after the last release (0 after a full one)
+	otherAt      atomic.Int64 // when otherShared was measured (unix ns)
 	// bulk counts bbolt operations under way that touch many pages
 	// without passing through the store's checks (commits, deleting a
 	// dataset); meanwhile the watcher looks every millisecond.
@@ -309,8 +310,14 @@ func (s *Store) Path() string { return s.path }
 func (s *Store) DB() *bolt.DB { return s.db }
 
 // ResidentBound returns the resident memory bound the store keeps the
-// process under, in bytes (engine.ResidentBounded); <= 0: none.
-func (s *Store) ResidentBound() int64 { return s.residentLimit }
+// process under, in bytes (engine.ResidentBounded); <= 0: none, or none it
+// can enforce (no /proc/self/statm to measure residency with).
+func (s *Store) ResidentBound() int64 {
+	if s.statm == nil {
+		return 0 // residency cannot be measured here: nothing enforces it
+	}
+	return s.residentLimit
+}
 
 // Close closes the file. Closing twice is harmless.
 func (s *Store) Close() error {
