@@ -150,10 +150,8 @@ func fileResident(r io.Reader, except uintptr) int64 {
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		line := sc.Bytes()
-		if f := bytes.Fields(line); len(f) >= 5 && bytes.IndexByte(f[0], '-') > 0 && len(f[1]) == 4 {
-			lo, _, _ := bytes.Cut(f[0], []byte("-"))
-			start, err := strconv.ParseUint(string(lo), 16, 64)
-			inFile = err == nil && uintptr(start) != except && len(f) >= 6 && f[5][0] == '/'
+		if h, ok := smapsHeader(line); ok {
+			inFile = h.ok && h.start != except && len(h.path) > 0 && h.path[0] == '/'
 			rss = -1
 			mappings++
 			continue
@@ -174,6 +172,32 @@ func fileResident(r io.Reader, except uintptr) int64 {
 		return -1
 	}
 	return total
+}
+
+// smapsMapping is a mapping's header line in /proc/self/smaps:
+// start-end perms offset dev inode [path].
+type smapsMapping struct {
+	start, end  uintptr
+	perms, path []byte // path: the rest of the line, spaces kept ("" if none)
+	ok          bool   // the addresses parse and end > start
+}
+
+// smapsHeader reports whether line is a mapping's header (not one of its
+// fields) and parses it.
+func smapsHeader(line []byte) (smapsMapping, bool) {
+	f := bytes.Fields(line)
+	if len(f) < 5 || bytes.IndexByte(f[0], '-') <= 0 || len(f[1]) != 4 {
+		return smapsMapping{}, false
+	}
+	h := smapsMapping{perms: f[1]}
+	if len(f) >= 6 {
+		h.path = bytes.Join(f[5:], []byte(" "))
+	}
+	lo, hi, _ := bytes.Cut(f[0], []byte("-"))
+	start, err1 := strconv.ParseUint(string(lo), 16, 64)
+	end, err2 := strconv.ParseUint(string(hi), 16, 64)
+	h.start, h.end, h.ok = uintptr(start), uintptr(end), err1 == nil && err2 == nil && end > start
+	return h, true
 }
 
 // smapsKB parses the value of an smaps field ("   8912 kB"), or -1.
@@ -466,19 +490,12 @@ func cleanMappings(r io.Reader, file string) []iovec {
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		line := sc.Bytes()
-		if f := bytes.Fields(line); len(f) >= 5 && bytes.IndexByte(f[0], '-') > 0 && len(f[1]) == 4 {
-			// A mapping's header: start-end perms offset dev inode [path].
+		if h, ok := smapsHeader(line); ok {
 			inFile = false
-			lo, hi, ok := bytes.Cut(f[0], []byte("-"))
-			if !ok || len(f) < 6 || string(bytes.Join(f[5:], []byte(" "))) != file || f[1][1] == 'w' {
+			if !h.ok || string(h.path) != file || h.perms[1] == 'w' {
 				continue
 			}
-			start, err1 := strconv.ParseUint(string(lo), 16, 64)
-			end, err2 := strconv.ParseUint(string(hi), 16, 64)
-			if err1 != nil || err2 != nil || end <= start {
-				continue
-			}
-			cur, inFile = iovec{uintptr(start), uintptr(end - start)}, true
+			cur, inFile = iovec{h.start, h.end - h.start}, true
 			continue
 		}
 		if !inFile {
@@ -486,7 +503,7 @@ func cleanMappings(r io.Reader, file string) []iovec {
 		}
 		if rest, ok := bytes.CutPrefix(line, []byte("Anonymous:")); ok {
 			inFile = false
-			if kb, err := strconv.ParseUint(string(bytes.TrimSuffix(bytes.TrimSpace(rest), []byte(" kB"))), 10, 64); err == nil && kb == 0 {
+			if smapsKB(rest) == 0 {
 				out = append(out, cur)
 			}
 		}
