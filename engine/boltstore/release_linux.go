@@ -47,8 +47,9 @@ func (s *Store) releaseIn(tx *bolt.Tx) {
 		var buf [128]byte
 		total, shared := s.resident(buf[:])
 		// What stays resident after a release: the heap, the other
-		// mapped files (the binary; measured after the last full
-		// release) and what is kept. Keep room for keepReserve more.
+		// mapped files (the binary; otherShared, from smaps at open and
+		// after full releases) and what is kept. Keep room for
+		// keepReserve more.
 		// The heap is taken at its highest since the last full release,
 		// not as it is: it swings by tens of MB between collections, and
 		// a budget set at a low point (1M jq runs under a 150 MiB bound:
@@ -78,12 +79,12 @@ func (s *Store) releaseIn(tx *bolt.Tx) {
 			}
 			s.madviseRanges(gaps)
 			s.keptReleases.Add(1)
-			total, shared := s.resident(buf[:])
+			after, afterShared := s.resident(buf[:])
 			// What stayed resident of the store's pages: what a release
 			// before a commit could not drop (boundBeforeCommit). The
 			// pages kept but not resident do not count.
-			s.keptBytes.Store(max(0, shared-s.otherShared.Load()))
-			if total <= s.residentLimit-keepReserve/2 {
+			s.keptBytes.Store(max(0, afterShared-s.otherShared.Load()))
+			if after <= s.residentLimit-keepReserve/2 {
 				return
 			}
 		}
