@@ -281,13 +281,13 @@ func (f *runFile) readBlockGet(s *Store, rb *bolt.Bucket, id []byte, sc *lookupS
 			// The prefixes tie: the block's first key may sort after id,
 			// and the block before hold it. (A smaller prefix means a
 			// smaller first key: no need to read it.)
-			if k0, _ := blockEntry(b, n, 0); k0 == nil {
+			if k0 := blockKey(b, n, 0); k0 == nil {
 				return nil, false
 			} else if bytes.Compare(k0, id) > 0 {
 				continue
 			}
 		}
-		if v = blockGet(b, id); pread {
+		if v = blockGet(b, id, &sc.dec); pread || isCompact(b) {
 			v = sc.keep(v)
 		}
 		return v, true

@@ -173,7 +173,7 @@ func TestReleaseSwitchesToPread(t *testing.T) {
 	defer s.Close()
 	s.recentMin = 64
 	s.background = false
-	putTxns(t, s, "big", 10, 200, func(txn, i int) string { return fmt.Sprintf("%016x", uint64(txn*1000+i)*0x9e3779b97f4a7c15) })
+	putTxns(t, s, "big", 10, 280, func(txn, i int) string { return fmt.Sprintf("%016x", uint64(txn*1000+i)*0x9e3779b97f4a7c15) })
 	pageSize := s.db.Info().PageSize
 	other := s.reads("other")
 	s.db.View(func(tx *bolt.Tx) error {

@@ -357,10 +357,11 @@ type lookupScratch struct {
 	hits bool
 	// s is the store (nil: lookups take the cursor) and reads how the
 	// dataset's blocks are read (Store.reads); buf and vals serve lookups
-	// that read blocks with pread (blockdir.go).
-	s         *Store
-	reads     *runReads
-	buf, vals []byte
+	// that read blocks with pread (blockdir.go), and lookups in compact
+	// blocks, whose values are decoded into dec and kept in vals.
+	s              *Store
+	reads          *runReads
+	buf, vals, dec []byte
 	// tx, base and size: the mapping as tx has it (blockdir.go).
 	tx   *bolt.Tx
 	base unsafe.Pointer
@@ -415,7 +416,13 @@ func (f *runFile) get(rb *bolt.Bucket, id []byte, sc *lookupScratch) []byte {
 	if k == nil {
 		return nil
 	}
-	return blockGet(v, id)
+	if sc == nil {
+		return blockGet(v, id, nil)
+	}
+	if isCompact(v) {
+		return sc.keep(blockGet(v, id, &sc.dec))
+	}
+	return blockGet(v, id, nil)
 }
 
 // seekFloor moves c to the last key in [prefix, key] and returns it with
@@ -458,79 +465,6 @@ func seekFloor(c *bolt.Cursor, prefix, key []byte) (k, v []byte) {
 	return c.Seek(floor)
 }
 
-// A block is: count n (uint32); the first 8 bytes of each entry's key
-// (zero-padded, big-endian uint64 each), which a lookup searches without
-// touching the entries; the offset of each entry from the block's start
-// (uint32 each); then the entries, each uvarint key length, key, value
-// length (one byte), value.
-
-func blockCount(b []byte) int {
-	if len(b) < 4 {
-		return 0
-	}
-	n := int(binary.BigEndian.Uint32(b))
-	if 4+12*n > len(b) {
-		return 0
-	}
-	return n
-}
-
-// keyPrefix is the first 8 bytes of k as a big-endian number (zero-padded):
-// prefixes order as the keys do, ties aside.
-func keyPrefix(k []byte) uint64 {
-	if len(k) >= 8 {
-		return binary.BigEndian.Uint64(k)
-	}
-	var b [8]byte
-	copy(b[:], k)
-	return binary.BigEndian.Uint64(b[:])
-}
-
-// blockEntry returns entry i of b, which has n entries (nil, nil if it
-// does not parse).
-func blockEntry(b []byte, n, i int) (k, v []byte) {
-	off := int(binary.BigEndian.Uint32(b[4+8*n+4*i:]))
-	if off >= len(b) {
-		return nil, nil
-	}
-	e := b[off:]
-	kl, w := binary.Uvarint(e)
-	if w <= 0 || kl >= uint64(len(e)-w) { // the key and at least the value's length byte
-		return nil, nil
-	}
-	k = e[w : w+int(kl)]
-	e = e[w+int(kl):]
-	vl := int(e[0])
-	if len(e)-1 < vl {
-		return nil, nil
-	}
-	return k, e[1 : 1+vl]
-}
-
-func blockGet(b, id []byte) []byte {
-	n := blockCount(b)
-	p := keyPrefix(id)
-	lo, hi := 0, n
-	for lo < hi {
-		m := int(uint(lo+hi) >> 1)
-		if binary.BigEndian.Uint64(b[4+8*m:]) < p {
-			lo = m + 1
-		} else {
-			hi = m
-		}
-	}
-	for i := lo; i < n && binary.BigEndian.Uint64(b[4+8*i:]) == p; i++ {
-		k, v := blockEntry(b, n, i)
-		switch c := bytes.Compare(k, id); {
-		case c == 0:
-			return v
-		case c > 0:
-			return nil
-		}
-	}
-	return nil
-}
-
 // gatherBoundEvery: mergeRuns checks the bound every this many blocks
 // (~1 MB) while it notes its sources' blocks.
 const gatherBoundEvery = 256
@@ -562,10 +496,8 @@ type runWriter struct {
 	gi       int
 	overlap  uint64
 	maxGrand uint64
-	blk      []byte // entries of the block being built
-	offs     []uint32
-	prefixes []uint64
-	first    []byte
+	blk      blockBuilder // the block being built
+	first    []byte       // its first key
 	// last is the key added last; it stays valid until the run ends (the
 	// callers' keys live until the commit), which copies it as its max.
 	last []byte
@@ -616,23 +548,17 @@ func (rw *runWriter) add(k, v []byte) error {
 			rw.held = append(rw.held, heldRun{f: rw.cur})
 		}
 	}
-	if len(rw.offs) > 0 && len(rw.blk)+len(k)+len(v)+12*len(rw.offs)+24 > runBlockSize {
+	if !rw.blk.fits(k, v) {
 		if err := rw.flushBlock(); err != nil {
 			return err
 		}
 	}
-	if len(rw.offs) == 0 {
+	if len(rw.blk.offs) == 0 {
 		rw.first = append(rw.first[:0], k...)
 	}
-	if len(v) > 255 {
-		return fmt.Errorf("index value of %d bytes", len(v))
+	if err := rw.blk.add(k, v); err != nil {
+		return err
 	}
-	rw.offs = append(rw.offs, uint32(len(rw.blk)))
-	rw.prefixes = append(rw.prefixes, keyPrefix(k))
-	rw.blk = binary.AppendUvarint(rw.blk, uint64(len(k)))
-	rw.blk = append(rw.blk, k...)
-	rw.blk = append(rw.blk, byte(len(v)))
-	rw.blk = append(rw.blk, v...)
 	h := xxh3.Hash128(k)
 	rw.cur.bloom.Add(h.Lo, h.Hi)
 	rw.cur.count++
@@ -656,23 +582,16 @@ func (rw *runWriter) alloc(n int) []byte {
 // flushBlock puts the block being built (or holds it). Its memory must
 // live until the commit (bbolt keeps the slices): it comes from an arena.
 func (rw *runWriter) flushBlock() error {
-	if len(rw.offs) == 0 {
+	if len(rw.blk.offs) == 0 {
 		return nil
 	}
-	n := len(rw.offs)
-	head := 4 + 12*n
-	b := rw.alloc(head + len(rw.blk))[:head+len(rw.blk)]
-	binary.BigEndian.PutUint32(b, uint32(n))
-	for i, o := range rw.offs {
-		binary.BigEndian.PutUint64(b[4+8*i:], rw.prefixes[i])
-		binary.BigEndian.PutUint32(b[4+8*n+4*i:], o+uint32(head))
-	}
-	copy(b[head:], rw.blk)
+	n := rw.blk.size()
+	b := rw.alloc(n)[:n]
+	rw.blk.encode(b)
 	key := rw.alloc(9 + len(rw.first))[:9]
 	key[0] = 'b'
 	binary.BigEndian.PutUint64(key[1:], rw.cur.id)
 	key = append(key, rw.first...)
-	rw.blk, rw.offs, rw.prefixes = rw.blk[:0], rw.offs[:0], rw.prefixes[:0]
 	if rw.st == nil {
 		h := &rw.held[len(rw.held)-1]
 		h.keys, h.blocks = append(h.keys, key), append(h.blocks, b)
@@ -735,6 +654,7 @@ type runIter struct {
 	k, v   []byte
 	err    error
 	prefix []byte
+	dec    []byte // v, when decoded from a compact block
 }
 
 func newRunIter(rb *bolt.Bucket, files []*runFile) *runIter {
@@ -790,7 +710,7 @@ func (it *runIter) load(k, v []byte) {
 }
 
 func (it *runIter) entry() {
-	it.k, it.v = blockEntry(it.blk, it.n, it.i)
+	it.k, it.v = blockEntry(it.blk, it.n, it.i, &it.dec)
 	if it.k == nil {
 		it.err = fmt.Errorf("corrupt block in index run %d", it.files[it.fi].id)
 	}
@@ -1166,6 +1086,7 @@ func mergeRuns(rb *bolt.Bucket, ms mergeStep, rw *runWriter, bound func()) (merg
 		first  []bool // blocks[i] is the first block of a run
 		bi, i  int
 		k, v   []byte
+		dec    []byte // v, when decoded from a compact block
 	}
 	var total uint64
 	c := rb.Cursor()
@@ -1222,7 +1143,7 @@ func mergeRuns(rb *bolt.Bucket, ms mergeStep, rw *runWriter, bound func()) (merg
 	step := func(s *src) error {
 		for s.bi < len(s.blocks) {
 			if s.i < blockCount(s.blocks[s.bi]) {
-				s.k, s.v = blockEntry(s.blocks[s.bi], blockCount(s.blocks[s.bi]), s.i)
+				s.k, s.v = blockEntry(s.blocks[s.bi], blockCount(s.blocks[s.bi]), s.i, &s.dec)
 				s.i++
 				if s.k == nil {
 					return errors.New("corrupt block in an index run")

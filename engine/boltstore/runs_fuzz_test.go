@@ -11,34 +11,48 @@ import (
 )
 
 // FuzzRunBlock feeds arbitrary bytes, as a corrupt file could hold them,
-// to the parsers of run blocks and run descriptions: they must return an
-// answer or an error, never panic, and a block the writer made must give
-// back every entry.
+// to the parsers of run blocks (both layouts) and run descriptions: they
+// must return an answer or an error, never panic, and a block the writer
+// made must give back every entry.
 func FuzzRunBlock(f *testing.F) {
-	// A well-formed block of three entries.
+	// Well-formed blocks of three entries, in each layout.
 	keys := [][]byte{[]byte("a"), []byte("abcdefgh-1"), []byte("abcdefgh-2")}
-	blk := makeBlock(keys)
-	f.Add(blk, []byte("abcdefgh-2"))
+	wide, compact := makeWideBlock(keys), makeCompactBlock(f, keys)
+	f.Add(wide, []byte("abcdefgh-2"))
+	f.Add(compact, []byte("abcdefgh-1"))
 	f.Add([]byte{0, 0, 0, 9, 1, 2}, []byte("x"))
+	f.Add([]byte{blockCompact, 0, 2, 0, 'x', 0, 0, 0, 'y', 0, 0, 0, 0, 16, 0, 19, 1, 'x', 0, 1, 'y', 5}, []byte("x"))
 	f.Add(encodeRunMeta(&runFile{count: 3, min: []byte("a"), max: []byte("b"), bloom: newRecentFilter(1, 0).bloom}), []byte("a"))
-	for _, k := range keys {
-		if v := blockGet(blk, k); !bytes.Equal(v, []byte("val")) {
-			f.Fatalf("well-formed block: %q -> %q", k, v)
+	for i, k := range keys {
+		if v := blockGet(wide, k, nil); !bytes.Equal(v, []byte("val")) {
+			f.Fatalf("well-formed wide block: %q -> %q", k, v)
+		}
+		if v := blockGet(compact, k, nil); !bytes.Equal(v, testIndexVal(i)) {
+			f.Fatalf("well-formed compact block: %q -> %x", k, v)
 		}
 	}
 	f.Fuzz(func(t *testing.T, b, id []byte) {
-		blockGet(b, id)
+		var dec []byte
+		if v := blockGet(b, id, &dec); isCompact(b) && v != nil && len(v) < minCompactVal {
+			t.Fatalf("compact value of %d bytes", len(v))
+		}
 		n := blockCount(b)
 		for i := 0; i < n; i++ {
-			blockEntry(b, n, i)
+			k, v := blockEntry(b, n, i, &dec)
+			if k != nil && !bytes.Equal(blockKey(b, n, i), k) {
+				t.Fatalf("entry %d: blockKey and blockEntry disagree", i)
+			}
+			if k != nil && v == nil {
+				t.Fatalf("entry %d: a key without a value", i)
+			}
 		}
 		decodeRunMeta(1, b)
 	})
 }
 
-// makeBlock lays out a run block of the sorted keys, each with the value
-// "val", as runWriter does.
-func makeBlock(keys [][]byte) []byte {
+// makeWideBlock lays out a block of the sorted keys in the wide layout
+// (written by store formats up to 3), each with the value "val".
+func makeWideBlock(keys [][]byte) []byte {
 	var ents, blk []byte
 	var offs []uint32
 	for _, k := range keys {
@@ -58,10 +72,44 @@ func makeBlock(keys [][]byte) []byte {
 	return append(blk, ents...)
 }
 
+// testIndexVal is the value makeCompactBlock gives key i: an index value
+// whose version offset grows with i (1, 2 and 3-byte varints), with the
+// engine.RawTextHash part on odd i.
+func testIndexVal(i int) []byte {
+	n := indexValSize
+	if i%2 == 1 {
+		n = indexValRaw
+	}
+	v := make([]byte, n)
+	binary.BigEndian.PutUint64(v, uint64(i)*uint64(i)*97)
+	for j := 8; j < n; j++ {
+		v[j] = byte(i + j)
+	}
+	return v
+}
+
+// makeCompactBlock lays out a compact block of the sorted keys as
+// runWriter does, key i with testIndexVal(i); nil if they do not fit one
+// block.
+func makeCompactBlock(tb testing.TB, keys [][]byte) []byte {
+	var bb blockBuilder
+	for i, k := range keys {
+		if !bb.fits(k, testIndexVal(i)) {
+			return nil
+		}
+		if err := bb.add(k, testIndexVal(i)); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	b := make([]byte, bb.size())
+	bb.encode(b)
+	return b
+}
+
 // TestBlockGetDistributions: a lookup finds every key of a block and none
-// between them, whether the keys spread evenly (hashes), count up
-// (decimal ids), share their first 8 bytes, cluster, or are shorter than
-// the 8-byte prefixes the search compares first.
+// between them, in both layouts, whether the keys spread evenly (hashes),
+// count up (decimal ids), share their first 8 bytes, cluster, or are
+// shorter than the 8-byte prefixes the wide layout compares first.
 func TestBlockGetDistributions(t *testing.T) {
 	gens := map[string]func(i int) string{
 		"hash":      func(i int) string { return fmt.Sprintf("%016x", uint64(i+1)*0x9E3779B97F4A7C15) },
@@ -81,37 +129,109 @@ func TestBlockGetDistributions(t *testing.T) {
 			for i, k := range keys {
 				bs[i] = []byte(k)
 			}
-			blk := makeBlock(bs)
-			for _, k := range keys {
-				if v := blockGet(blk, []byte(k)); string(v) != "val" {
-					t.Fatalf("%s n=%d: %q not found (%q)", name, n, k, v)
+			wide, compact := makeWideBlock(bs), makeCompactBlock(t, bs)
+			if compact == nil && n <= 64 {
+				t.Fatalf("%s n=%d: the keys do not fit a compact block", name, n)
+			}
+			if compact == nil {
+				compact = wide // 100 entries of 40-50 bytes: only the wide layout takes them in one block
+			}
+			if blockCount(compact) != len(keys) {
+				t.Fatalf("%s n=%d: compact block counts %d", name, n, blockCount(compact))
+			}
+			var dec []byte
+			for i, k := range keys {
+				if v := blockGet(wide, []byte(k), nil); string(v) != "val" {
+					t.Fatalf("%s n=%d: %q not found in the wide block (%q)", name, n, k, v)
+				}
+				if isCompact(compact) {
+					if v := blockGet(compact, []byte(k), &dec); !bytes.Equal(v, testIndexVal(i)) {
+						t.Fatalf("%s n=%d: %q not found in the compact block (%x)", name, n, k, v)
+					}
+					if ek, ev := blockEntry(compact, len(keys), i, nil); string(ek) != k || !bytes.Equal(ev, testIndexVal(i)) {
+						t.Fatalf("%s n=%d: compact entry %d is %q, %x", name, n, i, ek, ev)
+					}
 				}
 				for _, miss := range []string{k + "\x00", k[:len(k)-1], k + "~"} {
-					if !set[miss] && blockGet(blk, []byte(miss)) != nil {
+					if !set[miss] && (blockGet(wide, []byte(miss), nil) != nil || blockGet(compact, []byte(miss), &dec) != nil) {
 						t.Fatalf("%s n=%d: %q found", name, n, miss)
 					}
 				}
 			}
-			if blockGet(blk, []byte("")) != nil || blockGet(blk, []byte("\xff\xff\xff\xff\xff\xff\xff\xff\xff")) != nil {
-				t.Fatalf("%s n=%d: an id outside the block found", name, n)
+			for _, out := range []string{"", "\xff\xff\xff\xff\xff\xff\xff\xff\xff"} {
+				if blockGet(wide, []byte(out), nil) != nil || blockGet(compact, []byte(out), &dec) != nil {
+					t.Fatalf("%s n=%d: an id outside the block found", name, n)
+				}
 			}
 		}
 	}
 }
 
+// TestCompactBlockSize: the compact layout takes ~56 bytes for an entry
+// of a 21-byte _id and a 33-byte index value at a 1M dataset's offsets,
+// against 68 in the wide layout; and the writer keeps blocks within
+// runBlockSize.
+func TestCompactBlockSize(t *testing.T) {
+	var bb blockBuilder
+	v := make([]byte, indexValRaw)
+	n := 0
+	var over []byte // the first key that no longer fit
+	for i := 0; ; i++ {
+		k := fmt.Appendf(nil, "%016x-%04d", uint64(i+1)*0x9E3779B97F4A7C15, i%10000)
+		binary.BigEndian.PutUint64(v, uint64(1_500_000+i))
+		if !bb.fits(k, v) {
+			over = k
+			break
+		}
+		if err := bb.add(k, v); err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	if bb.size() > runBlockSize {
+		t.Fatalf("block of %d bytes", bb.size())
+	}
+	per := float64(bb.size()) / float64(n)
+	if per < 54 || per > 58 {
+		t.Fatalf("%.1f bytes an entry (%d entries), want ~56", per, n)
+	}
+	if err := bb.add(over, v); err == nil {
+		t.Fatal("an entry past a full block: no error")
+	}
+	if err := (&blockBuilder{}).add([]byte("x"), v[:7]); err == nil {
+		t.Fatal("a 7-byte value: no error")
+	}
+	// A first entry longer than a block makes a block of its own.
+	var big blockBuilder
+	long := bytes.Repeat([]byte("k"), 3*runBlockSize)
+	if err := big.add(long, v); err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, big.size())
+	big.encode(b)
+	if k, got := blockEntry(b, blockCount(b), 0, nil); !bytes.Equal(k, long) || !bytes.Equal(got, v) {
+		t.Fatalf("long entry read back as %d bytes, %x", len(k), got)
+	}
+}
+
 // TestBlockEntryHugeKeyLength: a key length near 2^64 in a corrupt block
-// must not wrap around the bounds check.
+// must not wrap around the bounds check, in either layout.
 func TestBlockEntryHugeKeyLength(t *testing.T) {
 	b := binary.BigEndian.AppendUint32(nil, 1)
 	b = binary.BigEndian.AppendUint64(b, 0)
 	b = binary.BigEndian.AppendUint32(b, 16)
 	b = binary.AppendUvarint(b, ^uint64(0))
 	b = append(b, 1, 'x')
-	if k, v := blockEntry(b, 1, 0); k != nil || v != nil {
-		t.Fatalf("corrupt entry parsed as %q, %q", k, v)
-	}
-	if v := blockGet(b, []byte("x")); v != nil {
-		t.Fatalf("lookup in a corrupt block found %q", v)
+	c := []byte{blockCompact, 0, 1, 0, 'x', 0, 0, 0, 0, 10}
+	c = binary.AppendUvarint(c, ^uint64(0))
+	c = append(c, 1, 'x')
+	for _, blk := range [][]byte{b, c} {
+		if k, v := blockEntry(blk, 1, 0, nil); k != nil || v != nil {
+			t.Fatalf("corrupt entry parsed as %q, %q", k, v)
+		}
+		if v := blockGet(blk, []byte("x"), nil); v != nil {
+			t.Fatalf("lookup in a corrupt block found %q", v)
+		}
 	}
 }
 

@@ -254,7 +254,13 @@ func Open(dir string, opts Options) (s *Store, err error) {
 // "index" becomes the bottom of the index and is no longer written, and
 // their "recent" becomes a run with the next large enough commit. A
 // format-2 binary refuses a format-3 file (it would not see the runs).
-const storeFormat = 3
+//
+// Format 4 (compact run blocks, block.go) reads format 3's wide blocks
+// unchanged; runs written from then on, merges included, are compact, so
+// an older store's index turns compact as its levels are merged. A
+// format-3 binary refuses a format-4 file (it would take compact blocks
+// for corrupt ones).
+const storeFormat = 4
 
 var (
 	bucketStore = []byte("store")
