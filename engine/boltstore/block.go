@@ -36,12 +36,21 @@ import (
 // (Searching the entries' keys through the offsets alone, at 52 bytes an
 // entry, cost ~0.5 µs more a lookup: one cache miss per probe.)
 //
+// Where the 4 bytes after the shared prefix tell few keys apart (a block
+// spanning two clusters of ids such as "org-00001/..." and
+// "org-00002/..."), a lookup walks the tie comparing whole keys: as
+// correct, slower.
+//
 // Offsets fit 16 bits: the writer ends a block before an entry would
 // take it past runBlockSize, so every entry but a block's first starts
 // below runBlockSize (a first entry may be longer, and the block with it).
 
 // blockCompact is the first byte of a compact block.
 const blockCompact = 0xB2
+
+// Offsets are 16-bit: this fails to compile if runBlockSize outgrows
+// them.
+const _ = uint16(runBlockSize)
 
 // compactHead is the size of a compact block's header for n entries.
 func compactHead(n int) int { return 4 + 6*n }
@@ -223,14 +232,14 @@ func blockGet(b, id []byte, dec *[]byte) []byte {
 			}
 		}
 		for i := lo; i < n && binary.BigEndian.Uint32(b[compactTable+4*i:]) == p; i++ {
-			switch c := bytes.Compare(blockKey(b, n, i), id); {
-			case c == 0:
+			switch cmp := bytes.Compare(blockKey(b, n, i), id); {
+			case cmp == 0:
 				k, v := blockEntry(b, n, i, dec)
 				if k == nil {
 					return nil
 				}
 				return v
-			case c > 0:
+			case cmp > 0:
 				return nil
 			}
 		}

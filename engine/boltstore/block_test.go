@@ -14,6 +14,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/zeebo/xxh3"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -50,9 +51,9 @@ func blockLayouts(t *testing.T, s *Store, ds string) (wide, compact int) {
 }
 
 // TestFormat3StoreReadAndCompacted: a store written at format 3 opens
-// with every entity, version and live _id where it was; writes mark it
-// format 4, and the merges they cause rewrite its wide blocks as compact
-// ones, with every lookup path agreeing throughout.
+// with every entity, version and live _id where it was and is marked
+// format 4; the merges that writes cause rewrite its wide blocks as
+// compact ones, with every lookup path agreeing throughout.
 func TestFormat3StoreReadAndCompacted(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -76,6 +77,24 @@ func TestFormat3StoreReadAndCompacted(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// The fixture is what format 3 wrote (Open marks a file it opens
+	// for writing with the current format).
+	db, err := bolt.Open(filepath.Join(dir, FileName), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketStore).Get(keyFormat); len(v) != 8 || binary.BigEndian.Uint64(v) != 3 {
+			return fmt.Errorf("fixture's format marker %x, want 3", v)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
 	s, err := Open(dir, Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
@@ -89,8 +108,9 @@ func TestFormat3StoreReadAndCompacted(t *testing.T) {
 	for i := range 600 {
 		model[format3ID(i)] = &modelEntity{versions: 1, latest: i / 75, deleted: i%97 == 0}
 	}
-	if wide, compact := blockLayouts(t, s, "people"); wide == 0 || compact != 0 {
-		t.Fatalf("the format-3 file has %d wide and %d compact blocks", wide, compact)
+	wideBefore, compact := blockLayouts(t, s, "people")
+	if wideBefore == 0 || compact != 0 {
+		t.Fatalf("the format-3 file has %d wide and %d compact blocks", wideBefore, compact)
 	}
 	checkModel(t, s, "people", model)
 	if err := s.Check(ctx); err != nil {
@@ -115,9 +135,11 @@ func TestFormat3StoreReadAndCompacted(t *testing.T) {
 		}
 		checkModel(t, s, "people", model)
 	}
+	// The merges rewrote wide blocks (13 in the fixture), not only
+	// added compact ones.
 	wide, compact := blockLayouts(t, s, "people")
-	if compact == 0 {
-		t.Fatalf("after merges: %d wide and no compact blocks", wide)
+	if compact == 0 || wide >= wideBefore {
+		t.Fatalf("after merges: %d wide blocks (%d before) and %d compact ones", wide, wideBefore, compact)
 	}
 	t.Logf("after the writes: %d wide and %d compact blocks", wide, compact)
 	if err := s.Check(ctx); err != nil {
@@ -133,18 +155,20 @@ func TestFormat3StoreReadAndCompacted(t *testing.T) {
 	}
 }
 
-// wideBlocks lays out sorted keys, each with value v, as wide blocks of
-// about runBlockSize bytes (the layout store formats up to 3 wrote).
-func wideBlocks(keys [][]byte, v []byte) (blocks [][]byte, firsts [][]byte) {
-	for len(keys) > 0 {
+// wideBlocks lays out sorted keys, key i with value val(i), as wide
+// blocks of about runBlockSize bytes (the layout store formats up to 3
+// wrote).
+func wideBlocks(keys [][]byte, val func(int) []byte) (blocks [][]byte, firsts [][]byte) {
+	for at := 0; at < len(keys); {
 		n, size := 0, 4
-		for n < len(keys) && (n == 0 || size+12+2+len(keys[n])+len(v) <= runBlockSize) {
-			size += 12 + 2 + len(keys[n]) + len(v)
+		for at+n < len(keys) && (n == 0 || size+12+2+len(keys[at+n])+len(val(at+n)) <= runBlockSize) {
+			size += 12 + 2 + len(keys[at+n]) + len(val(at+n))
 			n++
 		}
 		var ents []byte
 		offs := make([]uint32, n)
-		for i, k := range keys[:n] {
+		for i, k := range keys[at : at+n] {
+			v := val(at + i)
 			offs[i] = uint32(len(ents))
 			ents = binary.AppendUvarint(ents, uint64(len(k)))
 			ents = append(ents, k...)
@@ -153,21 +177,21 @@ func wideBlocks(keys [][]byte, v []byte) (blocks [][]byte, firsts [][]byte) {
 		}
 		head := 4 + 12*n
 		b := binary.BigEndian.AppendUint32(nil, uint32(n))
-		for _, k := range keys[:n] {
+		for _, k := range keys[at : at+n] {
 			b = binary.BigEndian.AppendUint64(b, keyPrefix(k))
 		}
 		for _, o := range offs {
 			b = binary.BigEndian.AppendUint32(b, o+uint32(head))
 		}
-		blocks, firsts = append(blocks, append(b, ents...)), append(firsts, keys[0])
-		keys = keys[n:]
+		blocks, firsts = append(blocks, append(b, ents...)), append(firsts, keys[at])
+		at += n
 	}
 	return blocks, firsts
 }
 
-// compactBlocks lays out sorted keys, each with value v, as runWriter
-// does.
-func compactBlocks(keys [][]byte, v []byte) (blocks [][]byte, firsts [][]byte) {
+// compactBlocks lays out sorted keys, key i with value val(i), as
+// runWriter does.
+func compactBlocks(keys [][]byte, val func(int) []byte) (blocks [][]byte, firsts [][]byte) {
 	var bb blockBuilder
 	var first []byte
 	flush := func() {
@@ -175,7 +199,8 @@ func compactBlocks(keys [][]byte, v []byte) (blocks [][]byte, firsts [][]byte) {
 		bb.encode(b)
 		blocks, firsts = append(blocks, b), append(firsts, first)
 	}
-	for _, k := range keys {
+	for i, k := range keys {
+		v := val(i)
 		if !bb.fits(k, v) {
 			flush()
 		}
@@ -205,9 +230,9 @@ func BenchmarkBlockGet(b *testing.B) {
 	binary.BigEndian.PutUint64(v, 1_500_000)
 	for _, layout := range []struct {
 		name string
-		make func([][]byte, []byte) ([][]byte, [][]byte)
+		make func([][]byte, func(int) []byte) ([][]byte, [][]byte)
 	}{{"compact", compactBlocks}, {"wide", wideBlocks}} {
-		blocks, firsts := layout.make(keys, v)
+		blocks, firsts := layout.make(keys, func(int) []byte { return v })
 		size := 0
 		for _, blk := range blocks {
 			size += len(blk)
@@ -255,5 +280,54 @@ func BenchmarkBlockGet(b *testing.B) {
 			}
 			b.ReportMetric(float64(size)/n, "bytes/entry")
 		})
+	}
+}
+
+// TestLookupValuesOutliveNextLookup: a value that a lookup in a compact
+// block returns is decoded into a buffer the next lookup reuses, so it
+// must be copied out first (callers may hold values as long as the
+// mapping): through the block directory and through bbolt's cursor, every
+// value found stays as it was while later lookups run.
+func TestLookupValuesOutliveNextLookup(t *testing.T) {
+	s := smallRunsStore(t)
+	id := func(txn, i int) string { return fmt.Sprintf("%016x", uint64(txn*1000+i)*0x9e3779b97f4a7c15) }
+	putTxns(t, s, "d", 6, 150, id)
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketDatasets).Bucket([]byte("d"))
+		if _, compact := blockLayouts(t, s, "d"); compact == 0 {
+			t.Fatal("no compact blocks")
+		}
+		for _, path := range []string{"directory", "cursor"} {
+			x, err := s.datasetIndex(b, "d")
+			if err != nil {
+				return err
+			}
+			if path == "cursor" {
+				x.sc = &lookupScratch{}
+			}
+			var got, want [][]byte
+			for txn := range 6 {
+				for i := 0; i < 150; i += 7 {
+					k := []byte(id(txn, i))
+					v := x.below(k, xxh3.Hash128(k))
+					if v == nil {
+						return fmt.Errorf("%s: %s not found", path, k)
+					}
+					got, want = append(got, v), append(want, bytes.Clone(v))
+				}
+			}
+			for i := range got {
+				if !bytes.Equal(got[i], want[i]) {
+					return fmt.Errorf("%s: value %d changed under later lookups: %x, was %x", path, i, got[i], want[i])
+				}
+				if i > 0 && bytes.Equal(want[i], want[i-1]) {
+					return fmt.Errorf("%s: values %d and %d are the same", path, i-1, i)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

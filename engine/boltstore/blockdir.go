@@ -17,7 +17,7 @@ import (
 // branch pages and a leaf, each first touch of a page header a cache and
 // TLB miss. Each run now keeps, once built, a blockDir: per block, the
 // first key's 8-byte prefix and the block's offset and size in the file
-// (20 bytes per block of ~60 entries: ~4 MB at 10M ids). A lookup
+// (20 bytes per block of ~55-70 entries: ~3-4 MB at 10M ids). A lookup
 // searches the prefixes in memory and reads the one block it needs:
 //
 //   - through bbolt's mapping, at the block's offset (the default);
@@ -374,10 +374,12 @@ func (r *runReads) mappedBelow() int64 {
 	return r.below.Load()
 }
 
-// minRunEntryBytes is less than any index entry takes in a run block
-// (an 8-byte key prefix, a 4-byte offset, a key, a 25-byte value and
-// their lengths).
-const minRunEntryBytes = 40
+// minRunEntryBytes is no more than any index entry takes in a run block:
+// in a compact one (block.go), a 4-byte table entry, a 2-byte offset, the
+// key's length and at least 1 byte of key, at least 1 byte of varint and
+// the 17 bytes of a 25-byte value after its first 8 (wide blocks take 14
+// more).
+const minRunEntryBytes = 26
 
 // readsFor returns dataset name's runReads (reads), deciding it the first
 // time when the dataset's runs are surely larger than the resident bound:

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"sort"
 	"strconv"
 	"testing"
 )
@@ -33,20 +34,74 @@ func FuzzRunBlock(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, b, id []byte) {
 		var dec []byte
-		if v := blockGet(b, id, &dec); isCompact(b) && v != nil && len(v) < minCompactVal {
-			t.Fatalf("compact value of %d bytes", len(v))
-		}
+		got := bytes.Clone(blockGet(b, id, &dec))
+		// A value found is the value of an entry whose key is id.
+		match := false
 		n := blockCount(b)
 		for i := 0; i < n; i++ {
 			k, v := blockEntry(b, n, i, &dec)
 			if k != nil && !bytes.Equal(blockKey(b, n, i), k) {
 				t.Fatalf("entry %d: blockKey and blockEntry disagree", i)
 			}
-			if k != nil && v == nil {
-				t.Fatalf("entry %d: a key without a value", i)
+			if got != nil && bytes.Equal(k, id) && bytes.Equal(v, got) {
+				match = true
 			}
 		}
+		if got != nil && !match {
+			t.Fatalf("%q found with %x, which no entry of that key holds", id, got)
+		}
 		decodeRunMeta(1, b)
+	})
+}
+
+// FuzzCompactBlockRoundTrip builds compact blocks as the writer does from
+// arbitrary sorted keys (the fuzzer's bytes cut at each 0xFE) and checks
+// that every key is found with its value, in order, and that an arbitrary
+// id is found only if it is one of them.
+func FuzzCompactBlockRoundTrip(f *testing.F) {
+	f.Add([]byte("a\xfeabcdefgh-1\xfeabcdefgh-2"), []byte("abcdefgh-1"))
+	f.Add([]byte("org-00001/x\xfeorg-00001/y\xfeorg-00002/a\xfe\x00\xfe\x00\x00"), []byte("org-00001/"))
+	f.Add(bytes.Repeat([]byte("customer-000123\xfe"), 3), []byte("customer-00012"))
+	f.Fuzz(func(t *testing.T, blob, id []byte) {
+		set := map[string]bool{}
+		for _, k := range bytes.Split(blob, []byte{0xFE}) {
+			if len(k) > 0 {
+				set[string(k)] = true
+			}
+		}
+		if len(set) == 0 {
+			return
+		}
+		sorted := slices.Sorted(maps.Keys(set))
+		keys := make([][]byte, len(sorted))
+		for i, k := range sorted {
+			keys[i] = []byte(k)
+		}
+		blocks, firsts := compactBlocks(keys, testIndexVal)
+		var dec []byte
+		i := 0
+		for _, blk := range blocks {
+			n := blockCount(blk)
+			for e := range n {
+				if k, v := blockEntry(blk, n, e, &dec); i >= len(keys) || !bytes.Equal(k, keys[i]) || !bytes.Equal(v, testIndexVal(i)) {
+					t.Fatalf("entry %d reads back as %q, %x", i, k, v)
+				}
+				if v := blockGet(blk, keys[i], &dec); !bytes.Equal(v, testIndexVal(i)) {
+					t.Fatalf("%q not found (%x)", keys[i], v)
+				}
+				i++
+			}
+		}
+		if i != len(keys) {
+			t.Fatalf("%d entries read back of %d", i, len(keys))
+		}
+		j := sort.Search(len(firsts), func(j int) bool { return bytes.Compare(firsts[j], id) > 0 }) - 1
+		if j < 0 {
+			j = 0
+		}
+		if v := blockGet(blocks[j], id, &dec); (v != nil) != set[string(id)] {
+			t.Fatalf("%q: found %v, stored %v", id, v != nil, set[string(id)])
+		}
 	})
 }
 
@@ -129,37 +184,53 @@ func TestBlockGetDistributions(t *testing.T) {
 			for i, k := range keys {
 				bs[i] = []byte(k)
 			}
-			wide, compact := makeWideBlock(bs), makeCompactBlock(t, bs)
-			if compact == nil && n <= 64 {
-				t.Fatalf("%s n=%d: the keys do not fit a compact block", name, n)
-			}
-			if compact == nil {
-				compact = wide // 100 entries of 40-50 bytes: only the wide layout takes them in one block
-			}
-			if blockCount(compact) != len(keys) {
-				t.Fatalf("%s n=%d: compact block counts %d", name, n, blockCount(compact))
+			wide := makeWideBlock(bs)
+			// The compact layout in as many blocks as the writer makes
+			// (100 entries of 40-50 bytes take two), each id looked up
+			// in the block whose first key is the last <= it.
+			blocks, firsts := compactBlocks(bs, testIndexVal)
+			if n <= 64 && len(blocks) != 1 || n == 100 && (name == "hash" || name == "shared") && len(blocks) < 2 {
+				t.Fatalf("%s n=%d: %d compact blocks", name, n, len(blocks))
 			}
 			var dec []byte
+			get := func(id string) []byte {
+				j := sort.Search(len(firsts), func(j int) bool { return string(firsts[j]) > id }) - 1
+				if j < 0 {
+					j = 0
+				}
+				return blockGet(blocks[j], []byte(id), &dec)
+			}
+			total := 0
+			for _, blk := range blocks {
+				total += blockCount(blk)
+			}
+			if total != len(keys) {
+				t.Fatalf("%s n=%d: compact blocks count %d entries", name, n, total)
+			}
 			for i, k := range keys {
 				if v := blockGet(wide, []byte(k), nil); string(v) != "val" {
 					t.Fatalf("%s n=%d: %q not found in the wide block (%q)", name, n, k, v)
 				}
-				if isCompact(compact) {
-					if v := blockGet(compact, []byte(k), &dec); !bytes.Equal(v, testIndexVal(i)) {
-						t.Fatalf("%s n=%d: %q not found in the compact block (%x)", name, n, k, v)
-					}
-					if ek, ev := blockEntry(compact, len(keys), i, nil); string(ek) != k || !bytes.Equal(ev, testIndexVal(i)) {
-						t.Fatalf("%s n=%d: compact entry %d is %q, %x", name, n, i, ek, ev)
-					}
+				if v := get(k); !bytes.Equal(v, testIndexVal(i)) {
+					t.Fatalf("%s n=%d: %q not found in the compact blocks (%x)", name, n, k, v)
 				}
 				for _, miss := range []string{k + "\x00", k[:len(k)-1], k + "~"} {
-					if !set[miss] && (blockGet(wide, []byte(miss), nil) != nil || blockGet(compact, []byte(miss), &dec) != nil) {
+					if !set[miss] && (blockGet(wide, []byte(miss), nil) != nil || get(miss) != nil) {
 						t.Fatalf("%s n=%d: %q found", name, n, miss)
 					}
 				}
 			}
+			i := 0
+			for _, blk := range blocks {
+				for e := range blockCount(blk) {
+					if ek, ev := blockEntry(blk, blockCount(blk), e, nil); string(ek) != keys[i] || !bytes.Equal(ev, testIndexVal(i)) {
+						t.Fatalf("%s n=%d: compact entry %d is %q, %x", name, n, i, ek, ev)
+					}
+					i++
+				}
+			}
 			for _, out := range []string{"", "\xff\xff\xff\xff\xff\xff\xff\xff\xff"} {
-				if blockGet(wide, []byte(out), nil) != nil || blockGet(compact, []byte(out), &dec) != nil {
+				if blockGet(wide, []byte(out), nil) != nil || get(out) != nil {
 					t.Fatalf("%s n=%d: an id outside the block found", name, n)
 				}
 			}
