@@ -232,15 +232,16 @@ func blockGet(b, id []byte, dec *[]byte) []byte {
 			}
 		}
 		for i := lo; i < n && binary.BigEndian.Uint32(b[compactTable+4*i:]) == p; i++ {
-			switch cmp := bytes.Compare(blockKey(b, n, i), id); {
-			case cmp == 0:
-				k, v := blockEntry(b, n, i, dec)
-				if k == nil {
-					return nil
-				}
-				return v
-			case cmp > 0:
+			e := compactEntry(b, n, i)
+			if e == nil {
 				return nil
+			}
+			k, rest := splitKey(e)
+			switch cmp := bytes.Compare(k, id); {
+			case k == nil || cmp > 0:
+				return nil
+			case cmp == 0:
+				return decodeCompactVal(rest, dec)
 			}
 		}
 		return nil

@@ -106,25 +106,14 @@ func FuzzCompactBlockRoundTrip(f *testing.F) {
 }
 
 // makeWideBlock lays out a block of the sorted keys in the wide layout
-// (written by store formats up to 3), each with the value "val".
+// (written by store formats up to 3), each with the value "val"; the keys
+// must fit one block.
 func makeWideBlock(keys [][]byte) []byte {
-	var ents, blk []byte
-	var offs []uint32
-	for _, k := range keys {
-		offs = append(offs, uint32(len(ents)))
-		ents = binary.AppendUvarint(ents, uint64(len(k)))
-		ents = append(ents, k...)
-		ents = append(ents, 3, 'v', 'a', 'l')
+	blocks, _ := wideBlocks(keys, func(int) []byte { return []byte("val") })
+	if len(blocks) != 1 {
+		panic(fmt.Sprintf("%d keys make %d wide blocks", len(keys), len(blocks)))
 	}
-	head := 4 + 12*len(keys)
-	blk = binary.BigEndian.AppendUint32(blk, uint32(len(keys)))
-	for _, k := range keys {
-		blk = binary.BigEndian.AppendUint64(blk, keyPrefix(k))
-	}
-	for _, o := range offs {
-		blk = binary.BigEndian.AppendUint32(blk, o+uint32(head))
-	}
-	return append(blk, ents...)
+	return blocks[0]
 }
 
 // testIndexVal is the value makeCompactBlock gives key i: an index value
@@ -144,21 +133,13 @@ func testIndexVal(i int) []byte {
 }
 
 // makeCompactBlock lays out a compact block of the sorted keys as
-// runWriter does, key i with testIndexVal(i); nil if they do not fit one
-// block.
+// runWriter does, key i with testIndexVal(i); the keys must fit one block.
 func makeCompactBlock(tb testing.TB, keys [][]byte) []byte {
-	var bb blockBuilder
-	for i, k := range keys {
-		if !bb.fits(k, testIndexVal(i)) {
-			return nil
-		}
-		if err := bb.add(k, testIndexVal(i)); err != nil {
-			tb.Fatal(err)
-		}
+	blocks, _ := compactBlocks(keys, testIndexVal)
+	if len(blocks) != 1 {
+		tb.Fatalf("%d keys make %d compact blocks", len(keys), len(blocks))
 	}
-	b := make([]byte, bb.size())
-	bb.encode(b)
-	return b
+	return blocks[0]
 }
 
 // TestBlockGetDistributions: a lookup finds every key of a block and none
