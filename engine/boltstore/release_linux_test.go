@@ -4,6 +4,7 @@ package boltstore
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"unsafe"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // smapsFixture is /proc/self/smaps as Linux writes it, shortened: the
@@ -228,5 +231,65 @@ func TestMadviseRangesPast2GiB(t *testing.T) {
 	}
 	if got := advanceRanges([]iovec{{0, 10}, {100, 10}}, 15); !slices.Equal(got, []iovec{{105, 5}}) {
 		t.Fatalf("advanceRanges: %v", got)
+	}
+}
+
+// TestNoHugePages: a bounded store advises MADV_NOHUGEPAGE over all of its
+// mapping that transactions reach, at open and again as the file grows
+// (smaps shows the advice as "nh" in the mapping's VmFlags).
+func TestNoHugePages(t *testing.T) {
+	if _, err := os.Stat("/sys/kernel/mm/transparent_hugepage"); err != nil {
+		t.Skip("no transparent huge pages in this kernel: nothing to advise against")
+	}
+	s, err := Open(t.TempDir(), Options{NoSync: true, MaxResident: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	covered := func(when string) uintptr {
+		t.Helper()
+		var base, size uintptr
+		s.db.View(func(tx *bolt.Tx) error {
+			base, size = s.db.Info().Data, uintptr(tx.Size())
+			return nil
+		})
+		text, err := os.ReadFile("/proc/self/smaps")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The mappings of the store file, and whether each is advised.
+		type span struct{ start, end uintptr }
+		var cur span
+		advised := map[span]bool{}
+		var spans []span
+		for _, line := range bytes.Split(text, []byte("\n")) {
+			if h, ok := smapsHeader(line); ok {
+				cur = span{}
+				if h.ok && string(h.path) == s.path {
+					cur = span{h.start, h.end}
+					spans = append(spans, cur)
+				}
+				continue
+			}
+			if v, ok := bytes.CutPrefix(line, []byte("VmFlags:")); ok && cur.end > 0 {
+				advised[cur] = slices.ContainsFunc(bytes.Fields(v), func(f []byte) bool { return string(f) == "nh" })
+			}
+		}
+		for at := base; at < base+size; {
+			i := slices.IndexFunc(spans, func(m span) bool { return m.start <= at && at < m.end })
+			if i < 0 {
+				t.Fatalf("%s: %#x, in the store's reach (%#x + %d), is not mapped", when, at, base, size)
+			}
+			if !advised[spans[i]] {
+				t.Fatalf("%s: the mapping %#x-%#x, in the store's reach (%#x + %d), is not advised against huge pages", when, spans[i].start, spans[i].end, base, size)
+			}
+			at = spans[i].end
+		}
+		return size
+	}
+	before := covered("after open")
+	putTxns(t, s, "d", 8, 2000, func(txn, i int) string { return fmt.Sprintf("%016x", uint64(txn*10000+i)*0x9e3779b97f4a7c15) })
+	if after := covered("after the file grew"); after <= before {
+		t.Fatalf("the file did not grow (%d -> %d bytes): the test proves nothing", before, after)
 	}
 }

@@ -36,5 +36,8 @@ func closePidfd(fd int) {}
 // assured.
 func (s *Store) dropExecutable() {}
 
+// noHugePages does nothing where residency cannot be measured.
+func (s *Store) noHugePages(tx *bolt.Tx) {}
+
 // noteOtherFiles does nothing where residency cannot be measured.
 func (s *Store) noteOtherFiles() {}

@@ -105,6 +105,10 @@ type Store struct {
 	// without passing through the store's checks (commits, deleting a
 	// dataset); meanwhile the watcher looks every millisecond.
 	bulk atomic.Int32
+	// noHuge: the part of the mapping advised MADV_NOHUGEPAGE
+	// (release_linux.go); hugeMu serialises advising.
+	noHugeBase, noHugeEnd atomic.Uintptr
+	hugeMu                sync.Mutex
 	// pidfd refers to this process, for process_madvise (-1: none).
 	pidfd            int
 	noProcessMadvise atomic.Bool
@@ -215,6 +219,10 @@ func Open(dir string, opts Options) (s *Store, err error) {
 		s.pageFile = openPageFile(path)
 		s.pidfd = openSelfPidfd()
 		s.dropExecutable()
+		s.db.View(func(tx *bolt.Tx) error {
+			s.noHugePages(tx)
+			return nil
+		})
 		s.noteOtherFiles()
 		s.watchDone = make(chan struct{})
 		go func() {
@@ -969,6 +977,15 @@ func (w *writeTx) Commit() error {
 		// Still under the writer: no commit can reuse a page this one
 		// freed before the check has seen the tree as it left it.
 		w.checkMoves(txid)
+		// A commit that grew the file, or remapped it, reached pages
+		// not yet advised against huge pages: advise them before any
+		// reader faults them in.
+		if w.s.residentLimit > 0 {
+			w.s.db.View(func(tx *bolt.Tx) error {
+				w.s.noHugePages(tx)
+				return nil
+			})
+		}
 	}
 	<-w.s.writer
 	if err != nil {
