@@ -40,7 +40,6 @@ func (s *Store) releaseIn(tx *bolt.Tx) {
 	if info == nil || info.Data == 0 || size == 0 {
 		return
 	}
-	s.noHugePages(tx)
 	ps := uintptr(info.PageSize)
 	t0 := time.Now()
 	defer func() { s.releaseNanos.Add(int64(time.Since(t0))) }()
@@ -321,7 +320,6 @@ func (s *Store) boundAhead(tx *bolt.Tx, room int64) {
 	if s.residentLimit <= 0 {
 		return
 	}
-	s.noHugePages(tx)
 	var buf [128]byte
 	total, shared := s.resident(buf[:])
 	if total > s.residentLimit-room && shared > minReleasable {
@@ -341,7 +339,6 @@ func (s *Store) boundBeforeCommit(tx *bolt.Tx) {
 	if s.residentLimit <= 0 {
 		return
 	}
-	s.noHugePages(tx)
 	var buf [128]byte
 	total, shared := s.resident(buf[:])
 	// The commit reads the header of the old copy of every page this
@@ -453,38 +450,26 @@ func (s *Store) watchMapped(limit int64, interval time.Duration) {
 
 // noHugePages advises the kernel (MADV_NOHUGEPAGE) not to map the store
 // file with huge pages, over the part of bbolt's mapping that tx can
-// reach; the checks of a bounded store call it, and it advises only what
-// a remap or a larger file added since.
+// reach. A bounded store calls it as it opens and after each commit:
+// bbolt remaps, and the file grows, only while committing.
 //
 // Since Linux's file systems keep large folios in the page cache (ext4
 // from 6.x, XFS earlier), a file read sequentially by anything (a copy,
 // a backup, readahead) can hold 2 MiB folios, and a fault in a shared
 // mapping of one maps all 2 MiB at once. A 1M store copied with cp then
 // faulted 2 MiB per lookup: 2,900-4,800 releases a run, 91k-190k/s at
-// 163-180 MiB under a 150 MiB bound, against 988k-993k/s at 147 MiB for
-// its copy. Advised, faults map 4 KiB pages (and fault-around's 64 KiB).
+// 163-180 MiB under a 150 MiB bound, against 916k-993k/s at 140-147 MiB
+// for its copy. Advised, faults map 4 KiB pages (and fault-around's 64
+// KiB). The advice is one system call, which leaves the mapping as it is
+// where it is already advised.
 func (s *Store) noHugePages(tx *bolt.Tx) {
 	info := s.db.Info()
-	if info == nil || info.Data == 0 {
+	if info == nil || info.Data == 0 || tx.Size() <= 0 {
 		return
 	}
-	end := info.Data + uintptr(tx.Size())
-	if s.noHugeBase.Load() == info.Data && s.noHugeEnd.Load() >= end {
-		return
-	}
-	s.hugeMu.Lock()
-	defer s.hugeMu.Unlock()
-	from := info.Data
-	if s.noHugeBase.Load() == info.Data {
-		from = max(from, s.noHugeEnd.Load())
-	}
-	if from < end {
-		// Best effort: where the kernel has no transparent huge pages
-		// the advice fails and changes nothing.
-		syscall.Syscall(syscall.SYS_MADVISE, from, end-from, syscall.MADV_NOHUGEPAGE)
-	}
-	s.noHugeBase.Store(info.Data)
-	s.noHugeEnd.Store(end)
+	// Best effort: where the kernel has no transparent huge pages the
+	// advice fails and changes nothing.
+	syscall.Syscall(syscall.SYS_MADVISE, info.Data, uintptr(tx.Size()), syscall.MADV_NOHUGEPAGE)
 }
 
 // nearBound is how close to its bound a process must be for the watcher

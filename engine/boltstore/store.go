@@ -105,10 +105,6 @@ type Store struct {
 	// without passing through the store's checks (commits, deleting a
 	// dataset); meanwhile the watcher looks every millisecond.
 	bulk atomic.Int32
-	// noHuge: the part of the mapping advised MADV_NOHUGEPAGE
-	// (release_linux.go); hugeMu serialises advising.
-	noHugeBase, noHugeEnd atomic.Uintptr
-	hugeMu                sync.Mutex
 	// pidfd refers to this process, for process_madvise (-1: none).
 	pidfd            int
 	noProcessMadvise atomic.Bool
@@ -978,8 +974,8 @@ func (w *writeTx) Commit() error {
 		// freed before the check has seen the tree as it left it.
 		w.checkMoves(txid)
 		// A commit that grew the file, or remapped it, reached pages
-		// not yet advised against huge pages: advise them before any
-		// reader faults them in.
+		// not yet advised against huge pages (release_linux.go):
+		// advise them before any reader faults them in.
 		if w.s.residentLimit > 0 {
 			w.s.db.View(func(tx *bolt.Tx) error {
 				w.s.noHugePages(tx)
