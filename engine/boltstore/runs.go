@@ -416,13 +416,10 @@ func (f *runFile) get(rb *bolt.Bucket, id []byte, sc *lookupScratch) []byte {
 	if k == nil {
 		return nil
 	}
-	if sc == nil {
-		return blockGet(v, id, nil)
+	if sc == nil || !isCompact(v) {
+		return blockGet(v, id, nil) // new memory, or the mapping's
 	}
-	if isCompact(v) {
-		return sc.keep(blockGet(v, id, &sc.dec))
-	}
-	return blockGet(v, id, nil)
+	return sc.keep(blockGet(v, id, &sc.dec))
 }
 
 // seekFloor moves c to the last key in [prefix, key] and returns it with
