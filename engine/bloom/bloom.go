@@ -1,12 +1,21 @@
 package bloom
 
-import "sync/atomic"
+import (
+	"math/bits"
+	"sync/atomic"
+)
 
 // Filter is a Bloom filter with four probes (double hashing of the two
 // halves of a 128-bit hash). Not safe for concurrent use.
+//
+// A probe's bit is the probe's 64-bit hash masked to the filter's size
+// where that is a power of two, and scaled to it (the high word of hash
+// times size, Lemire's multiply-shift reduction) otherwise: the size alone
+// decides, so a stored filter reads back the same either way.
 type Filter struct {
 	bits []uint64
-	mask uint64
+	mask uint64 // size-1 where the size in bits is a power of two, else 0
+	size uint64 // in bits
 }
 
 // New returns an empty filter of at least nbits bits (rounded up to a
@@ -17,7 +26,33 @@ func New(nbits int) *Filter {
 	for n < nbits {
 		n <<= 1
 	}
-	return &Filter{bits: make([]uint64, n/64), mask: uint64(n - 1)}
+	return newFilter(make([]uint64, n/64))
+}
+
+// NewExact returns an empty filter of nbits bits rounded up to a whole
+// word (at least 64): a filter sized for its keys, where New's rounding to
+// a power of two gave between 1 and 2 times the bits asked for (index runs
+// of 32,768 keys at 10 bits a key got 16).
+func NewExact(nbits int) *Filter {
+	return newFilter(make([]uint64, max(1, (nbits+63)/64)))
+}
+
+func newFilter(words []uint64) *Filter {
+	n := uint64(len(words)) * 64
+	f := &Filter{bits: words, size: n}
+	if n&(n-1) == 0 {
+		f.mask = n - 1
+	}
+	return f
+}
+
+// bit returns the bit probe x falls on.
+func (f *Filter) bit(x uint64) uint64 {
+	if f.mask != 0 {
+		return x & f.mask
+	}
+	hi, _ := bits.Mul64(x, f.size)
+	return hi
 }
 
 // Add records the hash (lo, hi) and reports whether it may have been
@@ -26,7 +61,7 @@ func (f *Filter) Add(lo, hi uint64) (seen bool) {
 	seen = true
 	y := hi | 1
 	for i := range uint64(4) {
-		bit := (lo + i*y) & f.mask
+		bit := f.bit(lo + i*y)
 		w, m := bit/64, uint64(1)<<(bit%64)
 		if f.bits[w]&m == 0 {
 			seen = false
@@ -41,7 +76,7 @@ func (f *Filter) Add(lo, hi uint64) (seen bool) {
 func (f *Filter) MayHave(lo, hi uint64) bool {
 	y := hi | 1
 	for i := range uint64(4) {
-		bit := (lo + i*y) & f.mask
+		bit := f.bit(lo + i*y)
 		if f.bits[bit/64]&(uint64(1)<<(bit%64)) == 0 {
 			return false
 		}
@@ -55,7 +90,7 @@ func (f *Filter) MayHave(lo, hi uint64) bool {
 func (f *Filter) AddShared(lo, hi uint64) {
 	y := hi | 1
 	for i := range uint64(4) {
-		bit := (lo + i*y) & f.mask
+		bit := f.bit(lo + i*y)
 		atomic.OrUint64(&f.bits[bit/64], uint64(1)<<(bit%64))
 	}
 }
@@ -66,7 +101,7 @@ func (f *Filter) AddShared(lo, hi uint64) {
 func (f *Filter) MayHaveShared(lo, hi uint64) bool {
 	y := hi | 1
 	for i := range uint64(4) {
-		bit := (lo + i*y) & f.mask
+		bit := f.bit(lo + i*y)
 		if atomic.LoadUint64(&f.bits[bit/64])&(uint64(1)<<(bit%64)) == 0 {
 			return false
 		}
@@ -78,12 +113,11 @@ func (f *Filter) MayHaveShared(lo, hi uint64) bool {
 // filter's own: do not change it while the filter is in use.
 func (f *Filter) Words() []uint64 { return f.bits }
 
-// FromWords returns a filter over words as Words returned them (a power of
-// two of them, at least one), or false when there are not.
+// FromWords returns a filter over words as Words returned them (at least
+// one), or false when there are none.
 func FromWords(words []uint64) (*Filter, bool) {
-	n := len(words)
-	if n == 0 || n&(n-1) != 0 {
+	if len(words) == 0 {
 		return nil, false
 	}
-	return &Filter{bits: words, mask: uint64(n*64 - 1)}, true
+	return newFilter(words), true
 }

@@ -52,6 +52,66 @@ func TestFilter(t *testing.T) {
 	}
 }
 
+// TestFilterExact: a filter of a size that is not a power of two scales
+// its probes to the size; at 10 bits a key its false-positive rate is
+// about (1 - e^(-0.4))^4, 1.2% (a probe that left part of the filter
+// unused, or wrapped, would be far above 1.6%; one of 16 bits a key, as New
+// would round to, below 0.5%).
+func TestFilterExact(t *testing.T) {
+	f := NewExact(10 * 32768)
+	if len(f.bits) != 5120 || f.mask != 0 || f.size != 327680 {
+		t.Fatalf("NewExact(327680): %d words, mask %d, size %d", len(f.bits), f.mask, f.size)
+	}
+	checkFilter(t, f, 9, 32768, 1600)
+	fp := 0
+	rng := rand.New(rand.NewPCG(11, 12))
+	for range 100_000 {
+		if f.MayHave(rng.Uint64(), rng.Uint64()) {
+			fp++
+		}
+	}
+	if fp < 800 {
+		t.Errorf("%d false positives in 100,000 at 10 bits a key: the filter is bigger than asked", fp)
+	}
+	if g := NewExact(1 << 16); g.mask != 1<<16-1 {
+		t.Errorf("NewExact(1<<16): mask %d, want a power of two's", g.mask)
+	}
+	if g := NewExact(1); len(g.bits) != 1 {
+		t.Errorf("NewExact(1): %d words, want 1", len(g.bits))
+	}
+}
+
+// TestFromWords: a filter read back from its words finds what was added,
+// whatever its size, and probes as the original did.
+func TestFromWords(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 14))
+	for _, f := range []*Filter{New(1 << 12), NewExact(10 * 1000), NewExact(64 * 3)} {
+		keys := make([][2]uint64, 300)
+		for i := range keys {
+			keys[i] = [2]uint64{rng.Uint64(), rng.Uint64()}
+			f.Add(keys[i][0], keys[i][1])
+		}
+		g, ok := FromWords(append([]uint64(nil), f.Words()...))
+		if !ok || g.size != f.size || g.mask != f.mask {
+			t.Fatalf("FromWords of %d words: ok %v, size %d mask %d; want size %d mask %d", len(f.bits), ok, g.size, g.mask, f.size, f.mask)
+		}
+		for _, k := range keys {
+			if !g.MayHave(k[0], k[1]) {
+				t.Fatalf("%d-word filter read back: added hash %x not found", len(f.bits), k)
+			}
+		}
+		for range 1000 {
+			lo, hi := rng.Uint64(), rng.Uint64()
+			if f.MayHave(lo, hi) != g.MayHave(lo, hi) {
+				t.Fatalf("%d-word filter read back answers differently for %x %x", len(f.bits), lo, hi)
+			}
+		}
+	}
+	if _, ok := FromWords(nil); ok {
+		t.Error("FromWords(nil) accepted")
+	}
+}
+
 // TestBlocked: at 16 bits a key the false-positive rate stays near a
 // standard filter's (~0.3%; a filter that ignored the block or reused
 // probe bits would be far above 0.6%).

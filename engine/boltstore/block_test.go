@@ -28,6 +28,34 @@ func format3ID(i int) string {
 	return fmt.Sprintf("%016x-%d", uint64(i+1)*0x9e3779b97f4a7c15, i%75%7)
 }
 
+// runFilters counts the runs of dataset ds by the size of their Bloom
+// filter: a power of two of bits (formats 3 and 4) or another.
+func runFilters(t *testing.T, s *Store, ds string) (pow2, exact int) {
+	t.Helper()
+	err := s.db.View(func(tx *bolt.Tx) error {
+		rb := tx.Bucket(bucketDatasets).Bucket([]byte(ds)).Bucket(bucketIxRuns)
+		return rb.ForEach(func(k, v []byte) error {
+			if len(k) != 9 || k[0] != 'm' {
+				return nil
+			}
+			f, err := decodeRunMeta(binary.BigEndian.Uint64(k[1:]), v)
+			if err != nil {
+				return err
+			}
+			if n := len(f.bloom.Words()); n&(n-1) == 0 {
+				pow2++
+			} else {
+				exact++
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pow2, exact
+}
+
 // blockLayouts counts the run blocks of dataset ds by layout.
 func blockLayouts(t *testing.T, s *Store, ds string) (wide, compact int) {
 	t.Helper()
@@ -52,8 +80,11 @@ func blockLayouts(t *testing.T, s *Store, ds string) (wide, compact int) {
 
 // TestFormat3StoreReadAndCompacted: a store written at format 3 opens
 // with every entity, version and live _id where it was and is marked
-// format 4; the merges that writes cause rewrite its wide blocks as
-// compact ones, with every lookup path agreeing throughout.
+// storeFormat; the merges that writes cause rewrite its wide blocks as
+// compact ones, with every lookup path agreeing throughout. Its runs'
+// Bloom filters are powers of two (as format 4's were), and they are what
+// lookups of its runs go through until merges replace them with filters
+// sized for their entries (format 5).
 func TestFormat3StoreReadAndCompacted(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -112,6 +143,9 @@ func TestFormat3StoreReadAndCompacted(t *testing.T) {
 	if wideBefore == 0 || compact != 0 {
 		t.Fatalf("the format-3 file has %d wide and %d compact blocks", wideBefore, compact)
 	}
+	if pow2, exact := runFilters(t, s, "people"); pow2 == 0 || exact != 0 {
+		t.Fatalf("the format-3 file has %d runs with filters of a power of two and %d others", pow2, exact)
+	}
 	checkModel(t, s, "people", model)
 	if err := s.Check(ctx); err != nil {
 		t.Fatalf("check of the format-3 file: %v", err)
@@ -142,12 +176,15 @@ func TestFormat3StoreReadAndCompacted(t *testing.T) {
 		t.Fatalf("after merges: %d wide blocks (%d before) and %d compact ones", wide, wideBefore, compact)
 	}
 	t.Logf("after the writes: %d wide and %d compact blocks", wide, compact)
+	if _, exact := runFilters(t, s, "people"); exact == 0 {
+		t.Fatal("after merges: no run has a filter sized for its entries")
+	}
 	if err := s.Check(ctx); err != nil {
 		t.Fatalf("check after the writes: %v", err)
 	}
 	if err := s.db.View(func(tx *bolt.Tx) error {
-		if v := tx.Bucket(bucketStore).Get(keyFormat); len(v) != 8 || binary.BigEndian.Uint64(v) != 4 {
-			return fmt.Errorf("format marker %x, want 4", v)
+		if v := tx.Bucket(bucketStore).Get(keyFormat); len(v) != 8 || binary.BigEndian.Uint64(v) != storeFormat {
+			return fmt.Errorf("format marker %x, want %d", v, storeFormat)
 		}
 		return nil
 	}); err != nil {

@@ -264,7 +264,13 @@ func Open(dir string, opts Options) (s *Store, err error) {
 // an older store's index turns compact as its levels are merged. A
 // format-3 binary refuses a format-4 file (it would take compact blocks
 // for corrupt ones).
-const storeFormat = 4
+//
+// Format 5 (runs' Bloom filters of any whole number of words, sized for
+// their entries: bloom.NewExact) reads format 4 unchanged: its filters are
+// powers of two, which probe as they did. A format-4 binary refuses a
+// format-5 file (it would take a filter of another size for a corrupt
+// run description).
+const storeFormat = 5
 
 var (
 	bucketStore = []byte("store")
