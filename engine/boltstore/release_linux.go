@@ -485,8 +485,8 @@ const nearBound = 32 << 20
 // maps several MB a millisecond, and goes on mapping during the release
 // itself, so a release at the bound came too late. At 10M ids under a
 // 150 MiB bound, loads (with runs' filters sized for their entries)
-// peaked at 147.9-148.8 MiB with it and 148.6-151.0 without
-// (docs/performance.md).
+// peaked at 147.7-150.1 MiB with it (six loads) and 148.6-151.0 without
+// (four; docs/performance.md).
 const bulkSlack = 8 << 20
 
 // dropExecutable drops the clean pages of this process's executable from
