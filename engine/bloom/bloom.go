@@ -20,7 +20,7 @@ type Filter struct {
 
 // New returns an empty filter of at least nbits bits (rounded up to a
 // power of two, at least 64). With n keys and 4 probes the false-positive
-// rate is about (1 - e^(-4n/nbits))^4: 0.1% at 16 bits a key.
+// rate is about (1 - e^(-4n/nbits))^4: 0.24% at 16 bits a key.
 func New(nbits int) *Filter {
 	n := 64
 	for n < nbits {

@@ -3,6 +3,7 @@ package bloom
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -81,6 +82,24 @@ func TestFilterExact(t *testing.T) {
 	}
 }
 
+// TestPowerOfTwoProbes pins how a filter whose size is a power of two
+// probes (stored filters of store formats 3 and 4 were all made so): bit
+// lo + i*(hi|1) masked to the size, for i = 0..3.
+func TestPowerOfTwoProbes(t *testing.T) {
+	for _, f := range []*Filter{New(1 << 12), NewExact(1 << 12)} {
+		lo, hi := uint64(0x0123456789abcdef), uint64(0xfedcba9876543210)
+		f.Add(lo, hi)
+		want := make([]uint64, 1<<12/64)
+		for i := range uint64(4) {
+			bit := (lo + i*(hi|1)) & (1<<12 - 1)
+			want[bit/64] |= 1 << (bit % 64)
+		}
+		if !slices.Equal(f.Words(), want) {
+			t.Fatalf("bits after one Add differ from the masked probes")
+		}
+	}
+}
+
 // TestFromWords: a filter read back from its words finds what was added,
 // whatever its size, and probes as the original did.
 func TestFromWords(t *testing.T) {
@@ -151,7 +170,13 @@ func BenchmarkAdd(b *testing.B) {
 // TestShared: keys added with AddShared are seen by MayHave and by
 // MayHaveShared in another goroutine once added (run with -race).
 func TestShared(t *testing.T) {
-	f := New(1 << 14)
+	for _, f := range []*Filter{New(1 << 14), NewExact(10 * 512)} {
+		checkShared(t, f)
+	}
+}
+
+func checkShared(t *testing.T, f *Filter) {
+	t.Helper()
 	rng := rand.New(rand.NewPCG(5, 6))
 	hashes := make([][2]uint64, 512)
 	for i := range hashes {

@@ -13,6 +13,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/ferrydata/ferry/engine"
+	"github.com/ferrydata/ferry/engine/bloom"
 	"github.com/ferrydata/ferry/engine/storetest"
 )
 
@@ -524,6 +525,26 @@ func TestCheckFindsBrokenRuns(t *testing.T) {
 	s.runCache = nil
 	if err := s.Check(ctx); err == nil || !strings.Contains(err.Error(), "300 entries, its description says 301") {
 		t.Fatalf("Check = %v, want the run's count reported", err)
+	}
+
+	// A description whose filter lost its bits (the right size, nothing
+	// added) would hide the run's keys from lookups.
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketDatasets).Bucket([]byte("ds"))
+		levels, rb, err := s.runsOf(b)
+		if err != nil {
+			return err
+		}
+		g := levels[0][0]
+		f := &runFile{id: g.id, count: 300, min: g.min, max: g.max, bloom: bloom.NewExact(len(g.bloom.Words()) * 64)}
+		return rb.Put(runMetaKey(f.id), encodeRunMeta(f))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.runCache = nil
+	if err := s.Check(ctx); err == nil || !strings.Contains(err.Error(), "its Bloom filter does not hold") {
+		t.Fatalf("Check = %v, want the run's filter reported", err)
 	}
 }
 

@@ -486,7 +486,7 @@ const nearBound = 32 << 20
 // itself, so a release at the bound came too late. At 10M ids under a
 // 150 MiB bound, loads (with runs' filters sized for their entries)
 // peaked at 147.7-150.1 MiB with it (six loads) and 148.6-151.0 without
-// (four; docs/performance.md).
+// (four; docs/performance.md): a small gain, with as many releases.
 const bulkSlack = 8 << 20
 
 // dropExecutable drops the clean pages of this process's executable from

@@ -1289,8 +1289,9 @@ func checkL0Merge(b *bolt.Bucket, levels runLevels) error {
 
 // checkRuns verifies the runs of one index: each run's blocks hold its
 // count of entries in strictly increasing key order within its range,
-// and the runs of each level below 0 are in key order with disjoint
-// ranges.
+// its Bloom filter may hold every one of them (a filter that says no to a
+// key of its run hides that key from lookups), and the runs of each level
+// below 0 are in key order with disjoint ranges.
 func (x idIndex) checkRuns() error {
 	for i, lv := range x.levels {
 		for j, f := range lv {
@@ -1307,6 +1308,9 @@ func (x idIndex) checkRuns() error {
 				}
 				if len(it.v) != indexValSize && len(it.v) != indexValRaw {
 					return fmt.Errorf("index run %d (level %d): corrupt entry for %q", f.id, i, it.k)
+				}
+				if h := xxh3.Hash128(it.k); !f.bloom.MayHave(h.Lo, h.Hi) {
+					return fmt.Errorf("index run %d (level %d): its Bloom filter does not hold %q", f.id, i, it.k)
 				}
 				prev, n = it.k, n+1
 			}
