@@ -28,53 +28,53 @@ func format3ID(i int) string {
 	return fmt.Sprintf("%016x-%d", uint64(i+1)*0x9e3779b97f4a7c15, i%75%7)
 }
 
-// runFilters counts the runs of dataset ds by the size of their Bloom
-// filter: a power of two of bits (formats 3 and 4) or another.
-func runFilters(t *testing.T, s *Store, ds string) (pow2, exact int) {
+// forEachRunsKey calls fn with every key and value of dataset ds's
+// "ixruns" bucket.
+func forEachRunsKey(t *testing.T, s *Store, ds string, fn func(k, v []byte) error) {
 	t.Helper()
 	err := s.db.View(func(tx *bolt.Tx) error {
-		rb := tx.Bucket(bucketDatasets).Bucket([]byte(ds)).Bucket(bucketIxRuns)
-		return rb.ForEach(func(k, v []byte) error {
-			if len(k) != 9 || k[0] != 'm' {
-				return nil
-			}
-			f, err := decodeRunMeta(binary.BigEndian.Uint64(k[1:]), v)
-			if err != nil {
-				return err
-			}
-			if n := len(f.bloom.Words()); n&(n-1) == 0 {
-				pow2++
-			} else {
-				exact++
-			}
-			return nil
-		})
+		return tx.Bucket(bucketDatasets).Bucket([]byte(ds)).Bucket(bucketIxRuns).ForEach(fn)
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// runFilters counts the runs of dataset ds by the size of their Bloom
+// filter: a power of two of bits (formats 3 and 4) or another.
+func runFilters(t *testing.T, s *Store, ds string) (pow2, exact int) {
+	t.Helper()
+	forEachRunsKey(t, s, ds, func(k, v []byte) error {
+		if len(k) != 9 || k[0] != 'm' {
+			return nil
+		}
+		f, err := decodeRunMeta(binary.BigEndian.Uint64(k[1:]), v)
+		if err != nil {
+			return err
+		}
+		if n := len(f.bloom.Words()); n&(n-1) == 0 {
+			pow2++
+		} else {
+			exact++
+		}
+		return nil
+	})
 	return pow2, exact
 }
 
 // blockLayouts counts the run blocks of dataset ds by layout.
 func blockLayouts(t *testing.T, s *Store, ds string) (wide, compact int) {
 	t.Helper()
-	err := s.db.View(func(tx *bolt.Tx) error {
-		rb := tx.Bucket(bucketDatasets).Bucket([]byte(ds)).Bucket(bucketIxRuns)
-		return rb.ForEach(func(k, v []byte) error {
-			if len(k) > 9 && k[0] == 'b' {
-				if isCompact(v) {
-					compact++
-				} else {
-					wide++
-				}
+	forEachRunsKey(t, s, ds, func(k, v []byte) error {
+		if len(k) > 9 && k[0] == 'b' {
+			if isCompact(v) {
+				compact++
+			} else {
+				wide++
 			}
-			return nil
-		})
+		}
+		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	return wide, compact
 }
 

@@ -509,43 +509,39 @@ func TestCheckFindsBrokenRuns(t *testing.T) {
 	if err := s.Check(ctx); err != nil {
 		t.Fatal(err)
 	}
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketDatasets).Bucket([]byte("ds"))
-		levels, rb, err := s.runsOf(b)
-		if err != nil || len(levels) == 0 || len(levels[0]) != 1 {
-			t.Fatalf("runs %v, %v: want one level-0 run", levels, err)
-		}
-		g := levels[0][0]
-		f := &runFile{id: g.id, count: g.count + 1, min: g.min, max: g.max, bloom: g.bloom}
-		return rb.Put(runMetaKey(f.id), encodeRunMeta(f))
+	rewriteRunMeta(t, s, func(g *runFile) *runFile {
+		return &runFile{id: g.id, count: g.count + 1, min: g.min, max: g.max, bloom: g.bloom}
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.runCache = nil
 	if err := s.Check(ctx); err == nil || !strings.Contains(err.Error(), "300 entries, its description says 301") {
 		t.Fatalf("Check = %v, want the run's count reported", err)
 	}
 
 	// A description whose filter lost its bits (the right size, nothing
 	// added) would hide the run's keys from lookups.
-	err = s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketDatasets).Bucket([]byte("ds"))
-		levels, rb, err := s.runsOf(b)
-		if err != nil {
-			return err
+	rewriteRunMeta(t, s, func(g *runFile) *runFile {
+		return &runFile{id: g.id, count: 300, min: g.min, max: g.max, bloom: bloom.NewExact(len(g.bloom.Words()) * 64)}
+	})
+	if err := s.Check(ctx); err == nil || !strings.Contains(err.Error(), "its Bloom filter does not hold") {
+		t.Fatalf("Check = %v, want the run's filter reported", err)
+	}
+}
+
+// rewriteRunMeta replaces the description of dataset "ds"'s one run with
+// what change makes of it, and empties the store's cache of runs.
+func rewriteRunMeta(t *testing.T, s *Store, change func(g *runFile) *runFile) {
+	t.Helper()
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		levels, rb, err := s.runsOf(tx.Bucket(bucketDatasets).Bucket([]byte("ds")))
+		if err != nil || len(levels) == 0 || len(levels[0]) != 1 {
+			return fmt.Errorf("runs %v, %v: want one level-0 run", levels, err)
 		}
-		g := levels[0][0]
-		f := &runFile{id: g.id, count: 300, min: g.min, max: g.max, bloom: bloom.NewExact(len(g.bloom.Words()) * 64)}
+		f := change(levels[0][0])
 		return rb.Put(runMetaKey(f.id), encodeRunMeta(f))
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.runCache = nil
-	if err := s.Check(ctx); err == nil || !strings.Contains(err.Error(), "its Bloom filter does not hold") {
-		t.Fatalf("Check = %v, want the run's filter reported", err)
-	}
 }
 
 // TestRunLookupSharedPrefixes: a block's lookup searches the first 8
