@@ -485,8 +485,9 @@ const nearBound = 32 << 20
 // maps several MB a millisecond, and goes on mapping during the release
 // itself, so a release at the bound came too late. At 10M ids under a
 // 150 MiB bound, loads (with runs' filters sized for their entries)
-// peaked at 147.7-150.1 MiB with it (six loads) and 148.6-151.0 without
-// (four; docs/performance.md): a small gain, with as many releases.
+// peaked at 147.7-150.1 MiB with it (nine loads) and 148.6-151.0 without
+// (four; docs/performance.md): a small gain, with as many releases. 12
+// MiB did no better.
 const bulkSlack = 8 << 20
 
 // dropExecutable drops the clean pages of this process's executable from
