@@ -453,9 +453,10 @@ func (s *Store) watchMapped(limit int64, interval time.Duration) {
 }
 
 // noHugePages advises the kernel (MADV_NOHUGEPAGE) not to map the store
-// file with huge pages, over the part of bbolt's mapping that tx can
-// reach. A bounded store calls it as it opens and after each commit:
-// bbolt remaps, and the file grows, only while committing.
+// file with huge pages, over the part of bbolt's mapping that a read
+// transaction reaches (the transaction pins the mapping meanwhile, as in
+// releaseMapped). A bounded store calls it as it opens and after each
+// commit: bbolt remaps, and the file grows, only while committing.
 //
 // Since Linux's file systems keep large folios in the page cache (ext4
 // from 6.x, XFS earlier), a file read sequentially by anything (a copy,
@@ -466,14 +467,17 @@ func (s *Store) watchMapped(limit int64, interval time.Duration) {
 // for its copy. Advised, faults map 4 KiB pages (and fault-around's 64
 // KiB). The advice is one system call, which leaves the mapping as it is
 // where it is already advised.
-func (s *Store) noHugePages(tx *bolt.Tx) {
-	info := s.db.Info()
-	if info == nil || info.Data == 0 || tx.Size() <= 0 {
-		return
-	}
-	// Best effort: where the kernel has no transparent huge pages the
-	// advice fails and changes nothing.
-	syscall.Syscall(syscall.SYS_MADVISE, info.Data, uintptr(tx.Size()), syscall.MADV_NOHUGEPAGE)
+func (s *Store) noHugePages() {
+	s.db.View(func(tx *bolt.Tx) error {
+		info := s.db.Info()
+		if info == nil || info.Data == 0 || tx.Size() <= 0 {
+			return nil
+		}
+		// Best effort: where the kernel has no transparent huge pages
+		// the advice fails and changes nothing.
+		syscall.Syscall(syscall.SYS_MADVISE, info.Data, uintptr(tx.Size()), syscall.MADV_NOHUGEPAGE)
+		return nil
+	})
 }
 
 // nearBound is how close to its bound a process must be for the watcher
@@ -485,9 +489,9 @@ const nearBound = 32 << 20
 // maps several MB a millisecond, and goes on mapping during the release
 // itself, so a release at the bound came too late. At 10M ids under a
 // 150 MiB bound, loads (with runs' filters sized for their entries)
-// peaked at 147.7-150.1 MiB with it (nine loads) and 148.6-151.0 without
-// (four; docs/performance.md): a small gain, with as many releases. 12
-// MiB did no better.
+// peaked at 147.7-150.4 MiB with it in eleven of twelve loads (one went
+// to 154.9) and 148.6-151.0 without (four; docs/performance.md): a small
+// gain, with as many releases. 12 MiB did no better.
 const bulkSlack = 8 << 20
 
 // dropExecutable drops the clean pages of this process's executable from

@@ -37,7 +37,7 @@ func closePidfd(fd int) {}
 func (s *Store) dropExecutable() {}
 
 // noHugePages does nothing where residency cannot be measured.
-func (s *Store) noHugePages(tx *bolt.Tx) {}
+func (s *Store) noHugePages() {}
 
 // noteOtherFiles does nothing where residency cannot be measured.
 func (s *Store) noteOtherFiles() {}

@@ -215,10 +215,7 @@ func Open(dir string, opts Options) (s *Store, err error) {
 		s.pageFile = openPageFile(path)
 		s.pidfd = openSelfPidfd()
 		s.dropExecutable()
-		s.db.View(func(tx *bolt.Tx) error {
-			s.noHugePages(tx)
-			return nil
-		})
+		s.noHugePages()
 		s.noteOtherFiles()
 		s.watchDone = make(chan struct{})
 		go func() {
@@ -983,10 +980,7 @@ func (w *writeTx) Commit() error {
 		// not yet advised against huge pages (release_linux.go):
 		// advise them before any reader faults them in.
 		if w.s.residentLimit > 0 {
-			w.s.db.View(func(tx *bolt.Tx) error {
-				w.s.noHugePages(tx)
-				return nil
-			})
+			w.s.noHugePages()
 		}
 	}
 	<-w.s.writer
