@@ -48,11 +48,46 @@ import (
 // the mapping (written by the current write transaction, still in
 // memory) means no directory for this transaction: its lookups take the
 // cursor.
+//
+// The prefixes are taken after the bytes every key of the run shares
+// (skip: the common prefix of its first and last key). Ids like
+// "customer-0001234" share their first 8 bytes, and a directory of those
+// bytes would tie on every block: a lookup had to read its way back
+// through the tied blocks one by one (a 1M unchanged re-sync of such ids
+// took 4.0 s against 0.8 s for ids that differ early). Ties that remain
+// (a run of several id families, each with a long prefix of its own) are
+// searched by the blocks' first keys, in log steps.
 type blockDir struct {
 	built  uint64   // the snapshot (transaction id) it was built in
-	prefix []uint64 // each block's first key, its first 8 bytes
+	skip   int      // the bytes every key of the run starts with (runFile.min[:skip])
+	prefix []uint64 // each block's first key after skip, its next 8 bytes
 	off    []int64  // each block's offset in the file
 	size   []uint32
+}
+
+// runSkip is the length of the prefix every key of f shares: the common
+// prefix of its first and last key (keys sort between them).
+func runSkip(f *runFile) int {
+	n := min(len(f.min), len(f.max))
+	for i := range n {
+		if f.min[i] != f.max[i] {
+			return i
+		}
+	}
+	return n
+}
+
+// add notes a block whose first key is k (the key in the runs' bucket
+// after the run's block prefix) at off; false when k does not start
+// with the run's shared prefix, which a run's block cannot.
+func (d *blockDir) add(f *runFile, k []byte, off int64, size int) bool {
+	if len(k) < d.skip || !bytes.Equal(k[:d.skip], f.min[:d.skip]) {
+		return false
+	}
+	d.prefix = append(d.prefix, keyPrefix(k[d.skip:]))
+	d.off = append(d.off, off)
+	d.size = append(d.size, uint32(size))
+	return true
 }
 
 // snapshot returns the id of the last commit tx sees.
@@ -73,7 +108,7 @@ func (s *Store) buildDir(rb *bolt.Bucket, f *runFile) *blockDir {
 		// which commits that write no run rewrite too.)
 		return nil
 	}
-	d := &blockDir{built: snapshot(rb.Tx())}
+	d := &blockDir{built: snapshot(rb.Tx()), skip: runSkip(f)}
 	if f.count > 0 {
 		n := int(f.count/48) + 1 // bench-sized entries fill ~60 per block
 		d.prefix, d.off, d.size = make([]uint64, 0, n), make([]int64, 0, n), make([]uint32, 0, n)
@@ -88,9 +123,9 @@ func (s *Store) buildDir(rb *bolt.Bucket, f *runFile) *blockDir {
 		if p < info.Data || p-info.Data+uintptr(len(v)) > size {
 			return nil // in memory: written by this write transaction
 		}
-		d.prefix = append(d.prefix, keyPrefix(k[len(prefix):]))
-		d.off = append(d.off, int64(p-info.Data))
-		d.size = append(d.size, uint32(len(v)))
+		if !d.add(f, k[len(prefix):], int64(p-info.Data), len(v)) {
+			return nil
+		}
 	}
 	if len(d.off) == 0 {
 		return nil
@@ -122,10 +157,10 @@ func (s *Store) buildDirFromFile(rb *bolt.Bucket, f *runFile, sc *lookupScratch)
 		return nil
 	}
 	pageSize := info.PageSize
-	b := &dirBuild{s: s, maxPage: uint64(tx.Size()) / uint64(pageSize), pageSize: pageSize, prefix: blockPrefix(f.id, 0)}
+	b := &dirBuild{s: s, f: f, maxPage: uint64(tx.Size()) / uint64(pageSize), pageSize: pageSize, prefix: blockPrefix(f.id, 0)}
 	b.upper = append([]byte(nil), b.prefix...)
 	binary.BigEndian.PutUint64(b.upper[1:], f.id+1) // f.id+1 < 2^64: run ids are a sequence
-	b.d = &blockDir{built: snapshot(tx)}
+	b.d = &blockDir{built: snapshot(tx), skip: runSkip(f)}
 	if f.count > 0 {
 		n := int(f.count/48) + 1
 		b.d.prefix, b.d.off, b.d.size = make([]uint64, 0, n), make([]int64, 0, n), make([]uint32, 0, n)
@@ -144,6 +179,7 @@ func (s *Store) buildDirFromFile(rb *bolt.Bucket, f *runFile, sc *lookupScratch)
 // dirBuild is one buildDirFromFile.
 type dirBuild struct {
 	s             *Store
+	f             *runFile
 	maxPage       uint64
 	pageSize      int
 	prefix, upper []byte // the run's keys are in [prefix, upper)
@@ -182,9 +218,9 @@ func (b *dirBuild) visit(id uint64, depth int) bool {
 			if eflags != 0 || vsize == 0 {
 				return false // a nested bucket, or an empty block: not a run's
 			}
-			b.d.prefix = append(b.d.prefix, keyPrefix(k[len(b.prefix):]))
-			b.d.off = append(b.d.off, base+int64(val))
-			b.d.size = append(b.d.size, uint32(vsize))
+			if !b.d.add(b.f, k[len(b.prefix):], base+int64(val), int(vsize)) {
+				return false
+			}
 		}
 		return true
 	case branchPageFlag:
@@ -267,38 +303,66 @@ func (f *runFile) readBlockGet(s *Store, rb *bolt.Bucket, id []byte, sc *lookupS
 	if d.built > snap {
 		return nil, false // built by a later snapshot than this one
 	}
-	p := keyPrefix(id)
-	// The last block whose first key's prefix is <= id's; where prefixes
-	// tie, the first key itself decides (below).
-	for i := sort.Search(len(d.prefix), func(j int) bool { return d.prefix[j] > p }) - 1; i >= 0; i-- {
-		pread := d.off[i] >= mappedBelow
-		b := sc.block(s, tx, d, i, pread)
-		n := blockCount(b)
-		if n == 0 {
+	if len(id) < d.skip || !bytes.Equal(id[:d.skip], f.min[:d.skip]) {
+		return nil, true // every key of the run starts with those bytes
+	}
+	p := keyPrefix(id[d.skip:])
+	// The last block whose first key's prefix is <= id's. Where prefixes
+	// tie, its first key may sort after id and a block before hold it:
+	// the tied blocks' first keys decide. (A smaller prefix means a
+	// smaller first key: those need no reading.)
+	i := sort.Search(len(d.prefix), func(j int) bool { return d.prefix[j] > p }) - 1
+	if i >= 0 && d.prefix[i] == p {
+		lo := sort.Search(i, func(j int) bool { return d.prefix[j] >= p })
+		var ok bool
+		if i, ok = sc.lastAtMost(s, tx, d, lo, i, id, mappedBelow); !ok {
 			return nil, false
 		}
-		if d.prefix[i] == p {
-			// The prefixes tie: the block's first key may sort after id,
-			// and the block before hold it. (A smaller prefix means a
-			// smaller first key: no need to read it.)
-			if k0 := blockKey(b, n, 0); k0 == nil {
-				return nil, false
-			} else if bytes.Compare(k0, id) > 0 {
-				continue
-			}
-		}
-		if v = blockGet(b, id, &sc.dec); pread || isCompact(b) {
-			v = sc.keep(v)
-		}
-		return v, true
 	}
-	return nil, true // id sorts before the run's first block
+	if i < 0 {
+		return nil, true // id sorts before the run's first block
+	}
+	pread := d.off[i] >= mappedBelow
+	b := sc.block(s, tx, d, i, pread)
+	if blockCount(b) == 0 {
+		return nil, false
+	}
+	if v = blockGet(b, id, &sc.dec); pread || isCompact(b) {
+		v = sc.keep(v)
+	}
+	return v, true
+}
+
+// lastAtMost returns the last of blocks lo..hi of d whose first key is
+// <= id, lo-1 when none is; ok false when a block cannot be read or does
+// not parse. It searches them in log steps, reading each block it probes.
+func (sc *lookupScratch) lastAtMost(s *Store, tx *bolt.Tx, d *blockDir, lo, hi int, id []byte, mappedBelow int64) (i int, ok bool) {
+	a, z := lo, hi+1 // the first key of block a-1 is <= id, that of block z is > id
+	for a < z {
+		m := int(uint(a+z) >> 1)
+		b := sc.block(s, tx, d, m, d.off[m] >= mappedBelow)
+		n := blockCount(b)
+		if n == 0 {
+			return 0, false
+		}
+		k0 := blockKey(b, n, 0)
+		if k0 == nil {
+			return 0, false
+		}
+		if bytes.Compare(k0, id) > 0 {
+			z = m
+		} else {
+			a = m + 1
+		}
+	}
+	return a - 1, true
 }
 
 // block returns block i of d: read into sc's buffer with pread, or the
 // mapping's bytes (nil if it cannot be read).
 func (sc *lookupScratch) block(s *Store, tx *bolt.Tx, d *blockDir, i int, pread bool) []byte {
 	n, off := int(d.size[i]), d.off[i]
+	sc.blockReads++
 	if pread {
 		if s.pageFile == nil {
 			return nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"math/bits"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -31,9 +32,13 @@ func TestDirLookupsAgree(t *testing.T) {
 			t.Fatal(err)
 		}
 		for i := range n {
-			// _ids sharing long prefixes: blocks whose first keys' 8-byte
-			// prefixes tie, so the directory's search must step back.
+			// _ids sharing long prefixes, which the directories skip;
+			// the later rounds add a second family, so that merged runs
+			// hold both and their blocks' 8-byte prefixes tie.
 			id := fmt.Sprintf("customer-%06d", (i*mul+round*add)%1000003)
+			if round >= 100 && i%2 == 1 {
+				id = "account-" + id[len("customer-"):]
+			}
 			ids = append(ids, id)
 			putModel(t, tx, ds, id, round, false)
 		}
@@ -44,7 +49,7 @@ func TestDirLookupsAgree(t *testing.T) {
 	for txn := range 30 {
 		put(txn, 100, 7919, 104729)
 	}
-	absent := []string{"", "a", "customer-", "customer-9999999", "zzz", "customer-000000x"}
+	absent := []string{"", "a", "account-", "customer-", "customer-9999999", "zzz", "customer-000000x", "account-000000x"}
 
 	// halfMapped: blocks below the median block's offset in the mapping,
 	// the others with pread (a release that keeps part of the runs).
@@ -94,6 +99,7 @@ func TestDirLookupsAgree(t *testing.T) {
 	// used counts the runs with a directory and the stale ones, and
 	// notes the current directories in dirs.
 	dirs := map[*runFile]*blockDir{}
+	skips := map[bool]bool{} // directories seen that skip a shared prefix, and that do not
 	used := func() (n int, stale int) {
 		clear(dirs)
 		s.db.View(func(tx *bolt.Tx) error {
@@ -106,6 +112,7 @@ func TestDirLookupsAgree(t *testing.T) {
 							stale++
 						} else {
 							dirs[f] = d
+							skips[d.skip > 0] = true
 						}
 					}
 				}
@@ -157,6 +164,9 @@ func TestDirLookupsAgree(t *testing.T) {
 	}
 	if kept == 0 {
 		t.Fatal("no run kept its directory through a commit that moved others")
+	}
+	if !skips[true] || !skips[false] {
+		t.Fatalf("directories that skip a shared prefix, and that do not: %v, want both", skips)
 	}
 }
 
@@ -351,4 +361,103 @@ func smallRunsStore(t *testing.T) *Store {
 	s.l0Runs, s.l1Entries, s.runEntries, s.compactBudget = 3, 400, 150, 1<<20
 	s.background = false
 	return s
+}
+
+// TestDirSharedPrefixes looks up every _id of a large run whose ids share
+// long prefixes. Where all of them share it ("customer-0001234"), the
+// directory skips those bytes and a lookup reads one block (two when the
+// id is a block's first key). Where two families share a run, their first
+// 8 bytes tie over about half the blocks each, and a lookup reads a
+// binary search's worth of them, not every tied block as it once did.
+// Every answer, and those for absent ids, agrees with bbolt's cursor.
+func TestDirSharedPrefixes(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		id   func(i int) string
+		skip int
+	}{
+		{"one family", func(i int) string { return fmt.Sprintf("customer-%07d", i) }, len("customer-00")},
+		{"two families", func(i int) string {
+			if i%2 == 0 {
+				return fmt.Sprintf("account-%07d", i)
+			}
+			return fmt.Sprintf("customer-%07d", i)
+		}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			s, err := Open(t.TempDir(), Options{NoSync: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			const ds, n = "d", 20000
+			tx, err := s.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ids []string
+			for i := range n {
+				ids = append(ids, tc.id((i*7919)%n))
+				putModel(t, tx, ds, ids[i], i, false)
+			}
+			if err := tx.Commit(); err != nil {
+				t.Fatal(err)
+			}
+			absent := []string{"", "a", "account-", "account-0000001x", "customer-", "customer-00", "customer-9999999", "customer-0000000\x00", "zzz"}
+			err = s.db.View(func(tx *bolt.Tx) error {
+				b := tx.Bucket(bucketDatasets).Bucket([]byte(ds))
+				x, err := s.datasetIndex(b, ds)
+				if err != nil {
+					return err
+				}
+				byCursor, err := s.datasetIndex(b, ds)
+				if err != nil {
+					return err
+				}
+				byCursor.sc = &lookupScratch{}
+				if len(x.levels) != 1 || len(x.levels[0]) != 1 || x.levels[0][0].count != n {
+					t.Fatalf("want one run of %d entries, have %d levels", n, len(x.levels))
+				}
+				f := x.levels[0][0]
+				maxReads, found := 0, 0
+				for _, id := range append(ids, absent...) {
+					h := xxh3.HashString128(id)
+					before := x.sc.blockReads
+					got := x.below([]byte(id), h)
+					maxReads = max(maxReads, x.sc.blockReads-before)
+					if want := byCursor.below([]byte(id), h); string(got) != string(want) {
+						t.Fatalf("lookup of %q: %x, want %x", id, got, want)
+					}
+					if got != nil {
+						found++
+					}
+				}
+				if found != n {
+					t.Fatalf("found %d of %d ids", found, n)
+				}
+				d := f.dir.Load()
+				if d == nil {
+					t.Fatal("the run has no directory: the lookups did not use one")
+				}
+				if d.skip != tc.skip {
+					t.Errorf("directory skips %d bytes, want %d", d.skip, tc.skip)
+				}
+				// One block, or a binary search over the tied ones and
+				// then the block itself.
+				limit := 2
+				if tc.skip == 0 {
+					limit = bits.Len(uint(len(d.off))) + 1
+				}
+				if maxReads > limit {
+					t.Errorf("a lookup read %d of the run's %d blocks, want at most %d", maxReads, len(d.off), limit)
+				}
+				t.Logf("%d blocks, at most %d read by a lookup", len(d.off), maxReads)
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
 }

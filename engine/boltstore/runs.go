@@ -373,6 +373,8 @@ type lookupScratch struct {
 	tx   *bolt.Tx
 	base unsafe.Pointer
 	size int64
+	// blockReads counts the blocks read through directories (tests).
+	blockReads int
 }
 
 // find returns id's entry in the runs, or nil. h is id's xxh3-128.
