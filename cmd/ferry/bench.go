@@ -69,6 +69,9 @@ type benchResult struct {
 	ReleaseSeconds  float64 `json:"release_seconds"`
 	// Scrape: the load scenario's /metrics scrapes (bench_scrape.go).
 	Scrape *scrapeResult `json:"scrape,omitempty"`
+	// IDs is the style of the generated _ids the scenario read (--ids;
+	// empty for scenarios that make their own entities).
+	IDs string `json:"ids,omitempty"`
 	// Share scenario: HTTP requests sent.
 	Requests int64 `json:"requests,omitempty"`
 	// CPUSeconds is the scenario's CPU time (user + system, the process's
@@ -152,6 +155,7 @@ percent: a regression guard. docs/performance.md has the current figures.`,
 	f.StringVar(&bo.metric, "metric", "throughput", "with --compare: throughput (entities/s, wall clock) or cpu (CPU time per entity, steadier on a shared machine)")
 	f.StringVar(&workers, "workers", "", "with a nats:// --store: measure throughput with these numbers of worker processes on independent pipes instead (e.g. 1,2,4)")
 	f.DurationVar(&scrape, "scrape", 0, "also measure what scraping /metrics at this interval (e.g. 100ms) costs an initial load: fresh loads with and without scraping, alternated")
+	f.StringVar(&bo.ids, "ids", "hash", "the generated _ids: hash (random hex, \"9e3779b97f4a7c15-0001\") or prefixed (\"customer-0000123456\", sharing their first 11 bytes); both arrive in random order")
 	f.IntVar(&scrapeRounds, "scrape-rounds", 3, "with --scrape: pairs of loads to compare (the median ratio is reported)")
 	f.MarkHidden("scenario")
 	return jsonOK(cmd)
@@ -165,6 +169,7 @@ type benchOptions struct {
 	metric    string  // throughput | cpu
 	memprof   string  // with --scenario: heap profile at the peak
 	trace     string  // with --scenario: execution trace
+	ids       string  // the generated entities' _id style (benchIDStyles)
 }
 
 // peakHeapProfile watches the heap in use (every 250 ms) and keeps in
@@ -225,6 +230,10 @@ func (c *cli) bench(ctx context.Context, n, ckpt int, dir, scenario, cpuprof str
 	}
 	if bo.metric != "throughput" && bo.metric != "cpu" {
 		c.errorf("bench: --metric %q: want throughput or cpu", bo.metric)
+		return exitUsage
+	}
+	if !slices.Contains(benchIDStyles, bo.ids) {
+		c.errorf("bench: --ids %q: want %s", bo.ids, strings.Join(benchIDStyles, " or "))
 		return exitUsage
 	}
 	if bo.tolerance < 0 || bo.tolerance >= 100 {
@@ -310,7 +319,7 @@ func (c *cli) bench(ctx context.Context, n, ckpt int, dir, scenario, cpuprof str
 		return exitFailed
 	}
 	defer dropStore()
-	if err := genBenchFiles(work, n); err != nil {
+	if err := genBenchFiles(work, n, bo.ids); err != nil {
 		c.errorf("bench: generating entities: %v", err)
 		return exitFailed
 	}
@@ -345,6 +354,9 @@ func (c *cli) bench(ctx context.Context, n, ckpt int, dir, scenario, cpuprof str
 		}
 		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok && res.PeakRSSBytes == 0 {
 			res.PeakRSSBytes = ru.Maxrss * 1024 // Linux reports KiB
+		}
+		if benchReadsFiles(sc) {
+			res.IDs = bo.ids
 		}
 		results[sc] = &res
 		if os.Getenv("FERRY_BENCH_CHECK_EACH") != "" && sc != "floor" && storeURL == "" {
@@ -408,7 +420,7 @@ func (c *cli) bench(ctx context.Context, n, ckpt int, dir, scenario, cpuprof str
 			printBenchCompare(c.stdout, cmp, bo)
 		}
 		for _, r := range cmp {
-			if r.Regressed {
+			if r.Regressed || r.Incomparable != "" {
 				code = exitFailed
 			}
 		}
@@ -492,35 +504,67 @@ func (c *cli) printBenchTable(run []string, results map[string]*benchResult, n i
 	}
 }
 
-// benchEntity writes the JSON of entity i (~300 bytes, nested). The _id is
-// a hash of i, so ids arrive in random order as UUIDs do. variant changes
-// the content (for the "10% changed" scenario).
-func benchEntity(buf []byte, i, variant int) []byte {
+// benchIDStyles are the _id styles bench generates (--ids): "hash", hex
+// that differs from the first byte on, as UUIDs and hashed keys do; and
+// "prefixed", the ids of one family in a business system
+// ("customer-0000123456"), whose first 11 bytes every id shares.
+var benchIDStyles = []string{"hash", "prefixed"}
+
+// benchReadsFiles reports whether scenario sc reads the generated
+// entities (so its figures depend on --ids); collect and share make
+// their own.
+func benchReadsFiles(sc string) bool {
+	switch sc {
+	case "collect", "recollect", "share":
+		return false
+	}
+	return true
+}
+
+// benchID returns the _id of entity i of n in the given style. Both
+// styles give n distinct ids in random order: hash's hashes i; prefixed's
+// numbers are i times a prime, modulo n (a permutation of 0..n-1 while n
+// is not a multiple of the prime).
+func benchID(buf []byte, style string, i, n int) []byte {
+	if style == "prefixed" {
+		const prime = 2654435761
+		k := uint64(i) * prime % uint64(max(n, 1))
+		if n%prime == 0 {
+			k = uint64(i)
+		}
+		return fmt.Appendf(buf, "customer-%010d", k)
+	}
 	h := uint64(i)*0x9E3779B97F4A7C15 ^ 0xD1B54A32D192ED03
 	h ^= h >> 31
 	h *= 0xBF58476D1CE4E5B9
 	h ^= h >> 29
-	id := fmt.Sprintf("%016x-%04x", h, i%0xffff)
+	return fmt.Appendf(buf, "%016x-%04x", h, i%0xffff)
+}
+
+// benchEntity writes the JSON of entity i (~300 bytes, nested) with the
+// given _id. variant changes the content (for the "10% changed" scenario).
+func benchEntity(buf, id []byte, i, variant int) []byte {
 	return fmt.Appendf(buf, `{"_id":"%s","id":%d,"name":"Customer %d","email":"customer%d@example.com","active":%v,"balance":%d.%02d,"a":%d,`+
 		`"address":{"street":"%d Main Street","city":"Springfield","zip":"%05d","country":"NO"},`+
 		`"tags":["retail","tier-%d"],"updated":"2026-11-%02dT10:%02d:00Z","version":%d}`+"\n",
 		id, i, i, i, i%3 != 0, i%100000, i%100, i, i%9999, i%99999, i%5, 1+i%28, i%60, variant)
 }
 
-func genBenchFiles(dir string, n int) error {
+func genBenchFiles(dir string, n int, ids string) error {
 	write := func(name string, changed func(i int) bool) error {
 		f, err := os.Create(filepath.Join(dir, name))
 		if err != nil {
 			return err
 		}
 		w := bufio.NewWriterSize(f, 1<<20)
-		buf := make([]byte, 0, 512)
+		buf, id := make([]byte, 0, 512), make([]byte, 0, 32)
 		for i := 0; i < n; i++ {
 			v := 0
 			if changed(i) {
 				v = 1
 			}
-			buf = benchEntity(buf[:0], i, v)
+			id = benchID(id[:0], ids, i, n)
+			buf = benchEntity(buf[:0], id, i, v)
 			w.Write(buf)
 		}
 		if err := w.Flush(); err != nil {

@@ -121,6 +121,28 @@ type benchComparison struct {
 	Regressed bool    `json:"regressed"`
 	// Missing: the baseline has no figure for this scenario.
 	Missing bool `json:"missing,omitempty"`
+	// Incomparable says why the baseline's figure does not measure the
+	// same work (another number of entities or another style of _ids):
+	// such a row fails the comparison, as a regression does, instead of
+	// passing on a meaningless ratio.
+	Incomparable string `json:"incomparable,omitempty"`
+}
+
+// benchIncomparable says why base and cur (scenario sc) did not measure
+// the same work, "" when they did. A baseline written before --ids
+// existed has no ids: it used hash ids.
+func benchIncomparable(sc string, base, cur *benchResult) string {
+	if base.Entities != cur.Entities {
+		return fmt.Sprintf("baseline has %d entities, this run %d", base.Entities, cur.Entities)
+	}
+	baseIDs := base.IDs
+	if baseIDs == "" && benchReadsFiles(sc) {
+		baseIDs = "hash"
+	}
+	if baseIDs != cur.IDs {
+		return fmt.Sprintf("baseline has %s ids, this run %s", baseIDs, cur.IDs)
+	}
+	return ""
 }
 
 // compareBench compares the scenarios run with the baseline: a scenario
@@ -134,6 +156,12 @@ func compareBench(run []string, baseline, now map[string]*benchResult, metric st
 		}
 		c := benchComparison{Scenario: sc, Metric: metric}
 		base := baseline[sc]
+		if base != nil {
+			if c.Incomparable = benchIncomparable(sc, base, cur); c.Incomparable != "" {
+				out = append(out, c)
+				continue
+			}
+		}
 		switch metric {
 		case "cpu":
 			c.Now = cur.cpuMicrosPerEntity()
@@ -169,10 +197,14 @@ func printBenchCompare(w io.Writer, cmp []benchComparison, bo benchOptions) {
 	}
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "SCENARIO\tBASELINE %s\tNOW\tRATIO\tSTATUS\n", unit)
-	failed := 0
+	failed, incomparable := 0, 0
 	for _, c := range cmp {
 		status := "ok"
 		switch {
+		case c.Incomparable != "":
+			fmt.Fprintf(tw, "%s\t–\t–\t–\tNOT COMPARABLE (%s)\n", c.Scenario, c.Incomparable)
+			incomparable++
+			continue
 		case c.Missing:
 			status = "no baseline"
 		case c.Regressed:
@@ -186,9 +218,12 @@ func printBenchCompare(w io.Writer, cmp []benchComparison, bo benchOptions) {
 		fmt.Fprintf(tw, "%s\t%.2f\t%.2f\t%.2f\t%s\n", c.Scenario, c.Baseline, c.Now, c.Ratio, status)
 	}
 	tw.Flush()
+	if incomparable > 0 {
+		fmt.Fprintf(w, "\n%d scenario(s) not comparable with %s: run with the baseline's -n and --ids.\n", incomparable, bo.compare)
+	}
 	if failed > 0 {
 		fmt.Fprintf(w, "\n%d scenario(s) regressed against %s (tolerance %g%%, metric %s).\n", failed, bo.compare, bo.tolerance, bo.metric)
-	} else {
+	} else if incomparable == 0 {
 		fmt.Fprintf(w, "\nNo scenario fell by more than %g%% against %s (metric %s).\n", bo.tolerance, bo.compare, bo.metric)
 	}
 }

@@ -210,9 +210,10 @@ func genWorkerFiles(dir string, n int) error {
 			return err
 		}
 		w := bufio.NewWriterSize(fh, 1<<20)
-		buf := make([]byte, 0, 512)
+		buf, id := make([]byte, 0, 512), make([]byte, 0, 32)
 		for i := k * n / benchPipes; i < (k+1)*n/benchPipes; i++ {
-			buf = benchEntity(buf[:0], i, 0)
+			id = benchID(id[:0], "hash", i, n)
+			buf = benchEntity(buf[:0], id, i, 0)
 			w.Write(buf)
 		}
 		if err := w.Flush(); err != nil {

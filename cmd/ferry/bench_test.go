@@ -36,7 +36,7 @@ func TestBenchDTLMatchesJQ(t *testing.T) {
 	for i := range 20 {
 		out := map[string]string{}
 		for _, pipe := range []string{"bench-dtl", "bench-dtl-jq"} {
-			e, err := engine.DecodeEntity(benchEntity(nil, i, 0))
+			e, err := engine.DecodeEntity(benchEntity(nil, benchID(nil, "hash", i, 20), i, 0))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -98,12 +98,18 @@ func TestBenchCompare(t *testing.T) {
 	if res["initial"].Written != 300 || res["unchanged"].Unchanged != 300 || res["dtl"].Written != 300 {
 		t.Fatalf("results: initial %+v unchanged %+v dtl %+v", res["initial"], res["unchanged"], res["dtl"])
 	}
-	scaled := func(name string, f float64) string {
+	if res["initial"].IDs != "hash" || res["dtl"].IDs != "hash" {
+		t.Fatalf("ids recorded: initial %q, dtl %q, want hash", res["initial"].IDs, res["dtl"].IDs)
+	}
+	scaled := func(name string, f float64, edit ...func(*benchResult)) string {
 		b := map[string]*benchResult{}
 		for sc, r := range res {
 			c := *r
 			c.EntitiesPerS *= f
 			c.CPUSeconds /= f
+			for _, e := range edit {
+				e(&c)
+			}
 			b[sc] = &c
 		}
 		data, _ := json.Marshal(b)
@@ -121,8 +127,65 @@ func TestBenchCompare(t *testing.T) {
 			t.Errorf("%s against a far slower baseline: exit %d\n%s", metric, code, out)
 		}
 	}
+	// A baseline from before --ids (no ids recorded) measured hash ids.
+	old := scaled("old.json", 0.01, func(r *benchResult) { r.IDs = "" })
+	if out, code = bench("--compare", old); code != 0 || strings.Contains(out, "NOT COMPARABLE") {
+		t.Errorf("against a baseline without ids: exit %d\n%s", code, out)
+	}
+	// Other work than the baseline's fails instead of printing ratios.
+	if out, code = bench("--compare", old, "--ids", "prefixed"); code != 1 || !strings.Contains(out, "NOT COMPARABLE (baseline has hash ids, this run prefixed)") ||
+		!strings.Contains(out, "4 scenario(s) not comparable") {
+		t.Errorf("prefixed ids against a hash baseline: exit %d\n%s", code, out)
+	}
+	bigger := scaled("bigger.json", 0.01, func(r *benchResult) { r.Entities = 3000 })
+	if out, code = bench("--compare", bigger); code != 1 || !strings.Contains(out, "NOT COMPARABLE (baseline has 3000 entities, this run 300)") {
+		t.Errorf("against a baseline of another size: exit %d\n%s", code, out)
+	}
+	out, code = bench("--json", "--ids", "prefixed")
+	if code != 0 {
+		t.Fatalf("bench --ids prefixed: exit %d\n%s", code, out)
+	}
+	res = nil
+	if err := json.Unmarshal([]byte(out[:strings.LastIndex(out, "}")+1]), &res); err != nil {
+		t.Fatalf("bench --json output: %v\n%s", err, out)
+	}
+	if r := res["unchanged"]; r.IDs != "prefixed" || res["initial"].Written != 300 || r.Unchanged != 300 {
+		t.Fatalf("prefixed ids: initial %+v unchanged %+v", res["initial"], r)
+	}
+	if out, code = bench("--ids", "uuid"); code != 2 || !strings.Contains(out, `--ids "uuid": want hash or prefixed`) {
+		t.Errorf("--ids uuid: exit %d\n%s", code, out)
+	}
 	if out, code = bench("--compare", filepath.Join(dir, "missing.json")); code != 2 {
 		t.Errorf("missing baseline: exit %d\n%s", code, out)
+	}
+}
+
+// TestBenchIDs: each style gives n distinct ids; prefixed ones share
+// their family's prefix and are not in order.
+func TestBenchIDs(t *testing.T) {
+	for _, style := range benchIDStyles {
+		for _, n := range []int{1, 2, 997, 1000, 65536} {
+			seen := map[string]bool{}
+			inOrder := true
+			prev := ""
+			for i := range n {
+				id := string(benchID(nil, style, i, n))
+				if seen[id] {
+					t.Fatalf("%s, n=%d: id %q twice", style, n, id)
+				}
+				seen[id] = true
+				if style == "prefixed" && !strings.HasPrefix(id, "customer-") {
+					t.Fatalf("prefixed id %q", id)
+				}
+				if id < prev {
+					inOrder = false
+				}
+				prev = id
+			}
+			if n > 2 && inOrder {
+				t.Errorf("%s, n=%d: ids in order", style, n)
+			}
+		}
 	}
 }
 
