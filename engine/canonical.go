@@ -278,7 +278,7 @@ func PrepareAppend(arena []byte, e Entity) (Prepared, []byte, error) {
 	start := len(arena)
 	arena, err := appendObject(arena, e, true)
 	if err != nil {
-		return Prepared{}, arena[:start], fmt.Errorf("entity %q: %w", id, err)
+		return Prepared{}, arena[:start], fmt.Errorf("entity %s: %w", QuoteID(id), err)
 	}
 	body := arena[start:len(arena):len(arena)]
 	filtered, _ := e["_filtered"].(bool)

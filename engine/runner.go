@@ -76,7 +76,7 @@ type EntityError struct {
 	Err error
 }
 
-func (e *EntityError) Error() string { return fmt.Sprintf("entity %q: %v", e.ID, e.Err) }
+func (e *EntityError) Error() string { return fmt.Sprintf("entity %s: %v", QuoteID(e.ID), e.Err) }
 func (e *EntityError) Unwrap() error { return e.Err }
 
 func (e *Engine) lock(pipe string) *sync.Mutex {

@@ -260,7 +260,7 @@ func (s *shareRun) prepare(ctx context.Context, ents []Entity, since string, ret
 		}
 		a, err := s.sh.Plan(ctx, ents[i], s.records)
 		if err == nil && a == nil {
-			err = fmt.Errorf("entity %q: share transform planned nothing", ID(ents[i]))
+			err = fmt.Errorf("entity %s: share transform planned nothing", QuoteID(ID(ents[i])))
 		}
 		actions[i] = a
 		return err
@@ -437,7 +437,7 @@ func (s *shareRun) journal(ctx context.Context, pending []*ShareAction, attempts
 		v, err := json.Marshal(a)
 		if err != nil {
 			tx.Rollback()
-			return fmt.Errorf("entity %q: journaling the %s: %w", a.ID, a.Op, err)
+			return fmt.Errorf("entity %s: journaling the %s: %w", QuoteID(a.ID), a.Op, err)
 		}
 		if err := tx.PutKV(ns, a.ID, v); err != nil {
 			tx.Rollback()
@@ -666,7 +666,7 @@ func (s *shareRun) settleChunk(ctx context.Context, actions []*ShareAction) erro
 	if err := s.parallel(ctx, len(actions), func(i int) error {
 		r, err := s.sh.Resolve(ctx, actions[i])
 		if err != nil {
-			return fmt.Errorf("settling the %s of entity %q journaled by an earlier run: %w", actions[i].Op, actions[i].ID, err)
+			return fmt.Errorf("settling the %s of entity %s journaled by an earlier run: %w", actions[i].Op, QuoteID(actions[i].ID), err)
 		}
 		results[i] = r
 		return nil

@@ -190,7 +190,7 @@ func (d *DatasetSource) Entity(ctx context.Context, store engine.Store, id strin
 	}
 	e, err := rec.Entity()
 	if err != nil {
-		return nil, false, fmt.Errorf("dataset %q entity %q: %w", d.Dataset, id, err)
+		return nil, false, fmt.Errorf("dataset %q entity %s: %w", d.Dataset, engine.QuoteID(id), err)
 	}
 	if d.Subset != nil {
 		if in, err := d.Subset.Match(ctx, e); err != nil || !in {

@@ -116,7 +116,7 @@ func (l *Lookups) LookupIn(ctx context.Context, store engine.Store, dataset stri
 		}
 		ent, err := rec.Entity()
 		if err != nil {
-			return nil, fmt.Errorf("lookup in dataset %q: entity %q: %w", dataset, id, err)
+			return nil, fmt.Errorf("lookup in dataset %q: entity %s: %w", dataset, engine.QuoteID(id), err)
 		}
 		out = append(out, ent)
 	}

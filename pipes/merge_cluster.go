@@ -571,11 +571,11 @@ func (r *mergeReader) build(ctx context.Context, st *mergeState, cl *mergeCluste
 func (r *mergeReader) decodeEntity(ds int, id string, body []byte) (*memberEntity, error) {
 	v, err := r.dec.DecodeValue(body)
 	if err != nil {
-		return nil, fmt.Errorf("dataset %q entity %q: %w", r.m.Datasets[ds], id, err)
+		return nil, fmt.Errorf("dataset %q entity %s: %w", r.m.Datasets[ds], engine.QuoteID(id), err)
 	}
 	ent, ok := v.(map[string]any)
 	if !ok {
-		return nil, fmt.Errorf("dataset %q entity %q: not an object", r.m.Datasets[ds], id)
+		return nil, fmt.Errorf("dataset %q entity %s: not an object", r.m.Datasets[ds], engine.QuoteID(id))
 	}
 	me := &memberEntity{ds: ds, id: id, ent: ent}
 	switch x := ent["$ids"].(type) {

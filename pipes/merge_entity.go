@@ -35,7 +35,7 @@ func (m *Merge) keysOf(ctx context.Context, me *memberEntity) ([]h128, error) {
 		defer delete(me.ent, "$ids")
 	}
 	fail := func(err error) ([]h128, error) {
-		return nil, fmt.Errorf("dataset %q entity %q: equality: %w", m.Datasets[me.ds], me.id, err)
+		return nil, fmt.Errorf("dataset %q entity %s: equality: %w", m.Datasets[me.ds], engine.QuoteID(me.id), err)
 	}
 	var keys []h128
 	for _, x := range exprs {

@@ -279,14 +279,14 @@ func (r *datasetRun) Write(ctx context.Context, tx engine.WriteTx, batch []engin
 			if p.SameIn != (engine.ViewMark{}) && vc != nil {
 				var err error
 				if same, err = vc.UnchangedSince(r.d.Name, p.ID, p.SameIn); err != nil {
-					return fmt.Errorf("entity %q: %w", p.ID, err)
+					return fmt.Errorf("entity %s: %w", engine.QuoteID(p.ID), err)
 				}
 				viewed = same
 			}
 			if !same {
 				var err error
 				if same, err = tx.SameRaw(r.d.Name, p.ID, p.RawHash); err != nil {
-					return fmt.Errorf("entity %q: %w", p.ID, err)
+					return fmt.Errorf("entity %s: %w", engine.QuoteID(p.ID), err)
 				}
 			}
 			if same {
@@ -302,7 +302,7 @@ func (r *datasetRun) Write(ctx context.Context, tx engine.WriteTx, batch []engin
 				continue
 			}
 			if err := p.Resolve(); err != nil {
-				return fmt.Errorf("entity %q: %w", p.ID, err)
+				return fmt.Errorf("entity %s: %w", engine.QuoteID(p.ID), err)
 			}
 		}
 		if r.track || r.fresh != nil {
@@ -328,7 +328,7 @@ func (r *datasetRun) Write(ctx context.Context, tx engine.WriteTx, batch []engin
 		}
 		res, _, err := tx.Put(r.d.Name, p, ts)
 		if err != nil {
-			return fmt.Errorf("entity %q: %w", p.ID, err)
+			return fmt.Errorf("entity %s: %w", engine.QuoteID(p.ID), err)
 		}
 		if res == engine.Appended {
 			r.rc.Stats.Written++
@@ -349,7 +349,7 @@ func (r *datasetRun) deleteLive(tx engine.WriteTx, id string, ts int64) error {
 	}
 	v, err := engine.DecodeValue(rec.Body)
 	if err != nil {
-		return fmt.Errorf("entity %q: %w", id, err)
+		return fmt.Errorf("entity %s: %w", engine.QuoteID(id), err)
 	}
 	ent := v.(map[string]any)
 	ent["_deleted"] = true

@@ -449,3 +449,23 @@ func TestRunDeletionGuard(t *testing.T) {
 		t.Errorf("reader = %d %s %s", code, out, errOut)
 	}
 }
+
+// TestRunLongIDError: an _id too long to store fails the run with an error
+// that names the entity by its first bytes and its length, not by all of
+// its 70 KB, and says the limit; nothing of the batch is written.
+func TestRunLongIDError(t *testing.T) {
+	long := strings.Repeat("x", 70000) + "-1"
+	cfg := writeFiles(t, map[string]string{"p.json": `{"_id":"p","type":"pipe","source":{"type":"embedded","entities":[{"_id":"a"},{"_id":"` + long + `"}]},"sink":{"type":"dataset","dataset":"d"}}`})
+	data := t.TempDir()
+	code, out, errOut := runCLI(t, "run", cfg, "--data", data)
+	all := out + errOut
+	if code != exitFailed || !strings.Contains(all, `"… (70002 bytes)`) || !strings.Contains(all, "cannot be stored (at most 32759)") {
+		t.Fatalf("run = %d\n%.2000s", code, all)
+	}
+	if len(all) > 4000 {
+		t.Errorf("the run's output is %d bytes: the _id is quoted whole", len(all))
+	}
+	if code, out, _ := runCLI(t, "datasets", "--data", data, "--json"); code != exitOK || strings.Contains(out, `"d"`) {
+		t.Errorf("datasets after the failed run = %d %s", code, out)
+	}
+}

@@ -673,7 +673,7 @@ func (w *writeTx) Put(dataset string, p *engine.Prepared, ts int64) (engine.PutR
 		return 0, engine.Record{}, err
 	}
 	if len(p.ID) == 0 || len(p.ID) > maxIDSize {
-		return 0, engine.Record{}, fmt.Errorf("dataset %q: _id of %d bytes cannot be stored", dataset, len(p.ID))
+		return 0, engine.Record{}, fmt.Errorf("dataset %q: an _id of %d bytes cannot be stored (at most %d)", dataset, len(p.ID), maxIDSize)
 	}
 	var cur []byte
 	exists, inRecent := false, false

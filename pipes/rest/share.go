@@ -488,7 +488,7 @@ func (s *Share) planInsert(ctx context.Context, a *engine.ShareAction, records e
 	for _, id := range ids {
 		rec, ok, err := records.Record(ctx, id)
 		if err != nil {
-			return fmt.Errorf("entity %q: share dataset: %w", a.ID, err)
+			return fmt.Errorf("entity %s: share dataset: %w", engine.QuoteID(a.ID), err)
 		}
 		if ok && !emptyValue(rec["$generated_id"]) {
 			a.Op = engine.ShareSkipAlreadyInserted
@@ -846,7 +846,7 @@ func (s *Share) Apply(ctx context.Context, a *engine.ShareAction) error {
 	case engine.ShareDelete:
 		c, kind, rule = s.del, kindDelete, ruleRewriteDelete
 	default:
-		return fmt.Errorf("entity %q: nothing to apply for %s", a.ID, a.Op)
+		return fmt.Errorf("entity %s: nothing to apply for %s", engine.QuoteID(a.ID), a.Op)
 	}
 	ent := a.Entity
 	if out, ok, err := s.rewrite(ctx, rule, ent); err != nil {
