@@ -1,6 +1,7 @@
 package boltstore
 
 import (
+	"bytes"
 	"encoding/binary"
 	"os"
 	"slices"
@@ -28,6 +29,44 @@ type hotDatasets struct {
 	// overflow is, for each index tree walked leaf by leaf, the overflow
 	// of every leaf in its last walk (walkIndex).
 	overflow map[string]map[uint64]uint32
+	// walks holds the last complete walk of each small index tree
+	// (keepRuns).
+	walks map[string]treeWalk
+}
+
+// treeWalk is an index tree's pages as a walk found them, under the root
+// page it started from.
+type treeWalk struct {
+	root             uint64
+	branches, leaves []uint64
+}
+
+// maxWalkCached bounds the trees whose walks are kept: a release walks
+// every hot dataset's trees, and with thousands of small datasets hot the
+// walks' preads took a fifth of a run's CPU, though most trees had not
+// changed. A tree whose root page is the one it had is taken to be the
+// tree walked. Should a changed tree have got its old root page back, the
+// release keeps some other pages mapped instead of its own, until the
+// root moves again: only which pages stay mapped depends on the walks,
+// never what a lookup reads. Large trees are walked each time (their walk
+// is rarer next to their use, and their page lists would stay on the
+// heap).
+const maxWalkCached = 1024
+
+func (h *hotDatasets) walk(key string, root uint64) (treeWalk, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	w, ok := h.walks[key]
+	return w, ok && w.root == root
+}
+
+func (h *hotDatasets) setWalk(key string, w treeWalk) {
+	h.mu.Lock()
+	if h.walks == nil {
+		h.walks = map[string]treeWalk{}
+	}
+	h.walks[key] = w
+	h.mu.Unlock()
 }
 
 func (h *hotDatasets) overflows(name string) map[uint64]uint32 {
@@ -86,6 +125,9 @@ func (h *hotDatasets) list() []string {
 			delete(h.pages, recentKey(n))
 			delete(h.pages, runsKey(n))
 			delete(h.overflow, runsKey(n))
+			delete(h.walks, n)
+			delete(h.walks, recentKey(n))
+			delete(h.walks, runsKey(n))
 			continue
 		}
 		names = append(names, n)
@@ -174,9 +216,18 @@ func (s *Store) keepRuns(tx *bolt.Tx, pageSize int, budget int64) []pageRun {
 	maxPage := uint64(tx.Size()) / uint64(pageSize)
 	var pages []uint64
 	buf := make([]byte, pageSize)
-	for _, name := range s.hot.list() {
-		b := root.Bucket([]byte(name))
-		if b == nil {
+	hot := s.hot.list()
+	// The hot datasets' buckets and their index trees' roots, read with
+	// pread as the trees are (treeRoots); nil when the file's pages do not
+	// look right, and then looked up through the mapping.
+	roots := s.treeRoots(uint64(root.Root()), hot, maxPage, pageSize, &buf)
+	for _, name := range hot {
+		var b *bolt.Bucket
+		if roots == nil {
+			if b = root.Bucket([]byte(name)); b == nil {
+				continue
+			}
+		} else if _, ok := roots[name]; !ok {
 			continue
 		}
 		// The parts of the index (recent.go): "recent" first, the
@@ -188,9 +239,14 @@ func (s *Store) keepRuns(tx *bolt.Tx, pageSize int, budget int64) []pageRun {
 			key    string
 			leaves bool
 		}{{bucketRecent, recentKey(name), false}, {bucketIxRuns, runsKey(name), true}, {bucketIndex, name, false}} {
-			ib := b.Bucket(tree.bucket)
-			if ib == nil || ib.Root() == 0 {
-				continue
+			var treeRoot uint64
+			if roots != nil {
+				treeRoot = roots[name][string(tree.bucket)]
+			} else if ib := b.Bucket(tree.bucket); ib != nil {
+				treeRoot = uint64(ib.Root())
+			}
+			if treeRoot == 0 {
+				continue // absent, or inline in its dataset's bucket
 			}
 			// Runs that do not fit are read with pread from now on
 			// (blockdir.go): mapped, they would be faulted back in after
@@ -209,9 +265,17 @@ func (s *Store) keepRuns(tx *bolt.Tx, pageSize int, budget int64) []pageRun {
 				}
 				continue
 			}
-			branches, leaves, ok := s.walkIndex(tree.key, uint64(ib.Root()), maxPage, pageSize, buf, tree.leaves, room)
+			w, ok := s.hot.walk(tree.key, treeRoot)
+			branches, leaves := w.branches, w.leaves
 			if !ok {
-				continue
+				if branches, leaves, ok = s.walkIndex(tree.key, treeRoot, maxPage, pageSize, buf, tree.leaves, room); !ok {
+					continue
+				}
+				// (A walk of the runs past room did not read the leaves'
+				// overflow: not complete, not kept.)
+				if n := len(branches) + len(leaves); n <= maxWalkCached && (!tree.leaves || n <= room) {
+					s.hot.setWalk(tree.key, treeWalk{treeRoot, branches, leaves})
+				}
 			}
 			s.hot.setPages(tree.key, len(branches)+len(leaves))
 			if len(branches)+len(leaves) > room {
@@ -228,6 +292,7 @@ func (s *Store) keepRuns(tx *bolt.Tx, pageSize int, budget int64) []pageRun {
 					reads.preadAll()
 					continue
 				}
+				leaves = slices.Clone(leaves) // a kept walk's is shared
 				slices.Sort(leaves)
 				reads.mapBelow(int64(leaves[fit]) * int64(pageSize))
 				pages = append(pages, branches...)
@@ -254,6 +319,122 @@ func (s *Store) keepRuns(tx *bolt.Tx, pageSize int, budget int64) []pageRun {
 		runs = append(runs, pageRun{p, p + 1})
 	}
 	return runs
+}
+
+// indexTrees are the names of a dataset's index trees, sorted, as
+// treeRoots looks them up.
+var indexTrees = func() [][]byte {
+	t := [][]byte{bucketRecent, bucketIxRuns, bucketIndex}
+	slices.SortFunc(t, bytes.Compare)
+	return t
+}()
+
+// treeRoots returns, for each of the datasets named in hot that the
+// "datasets" bucket rooted at page root holds, the root pages of its index
+// trees (indexTrees; a tree inline in its dataset's bucket or absent has
+// none). It reads the buckets' pages with pread, as walkIndex reads the
+// trees: a release that looked each hot dataset's bucket up through the
+// mapping faulted a page of each back in, with the kernel's fault-around
+// up to 64 KiB, and with 3,000 datasets, all hot in a run of their 3,000
+// pipes, that mapped more than the release dropped (peaks of 230-240 MiB
+// under a 150 MiB bound) and took a third of the run's CPU. nil when a
+// page does not look right (or root is 0, an inline bucket).
+func (s *Store) treeRoots(root uint64, hot []string, maxPage uint64, pageSize int, buf *[]byte) map[string]map[string]uint64 {
+	if root == 0 {
+		return nil
+	}
+	want := make([][]byte, len(hot))
+	for i, name := range hot {
+		want[i] = []byte(name)
+	}
+	slices.SortFunc(want, bytes.Compare)
+	dsRoots := make(map[string]uint64, len(want))
+	if !s.findBuckets(root, maxPage, pageSize, buf, want, dsRoots, 0) {
+		return nil
+	}
+	out := make(map[string]map[string]uint64, len(dsRoots))
+	for name, r := range dsRoots {
+		trees := make(map[string]uint64, len(indexTrees))
+		if r != 0 && !s.findBuckets(r, maxPage, pageSize, buf, indexTrees, trees, 0) {
+			return nil
+		}
+		out[name] = trees
+	}
+	return out
+}
+
+// bucketLeafFlag marks a leaf element that is a nested bucket: its value
+// starts with the bucket's root page id, 0 for a bucket inline in the
+// value.
+const bucketLeafFlag = 0x01
+
+// findBuckets notes in found the root page of each nested bucket named in
+// want (sorted) that the B+tree rooted at page id holds, descending only
+// into subtrees whose key range holds a wanted name. Pages are read with
+// pread into *buf; false when one does not look right.
+func (s *Store) findBuckets(id, maxPage uint64, pageSize int, buf *[]byte, want [][]byte, found map[string]uint64, depth int) bool {
+	if depth > maxTreeDepth || len(want) == 0 {
+		return depth <= maxTreeDepth
+	}
+	flags, count, _, ok := s.readPage(id, maxPage, pageSize, buf)
+	if !ok {
+		return false
+	}
+	page := *buf
+	// atOrAfter is the index of the first wanted name >= k.
+	atOrAfter := func(k []byte) int {
+		i, _ := slices.BinarySearchFunc(want, k, bytes.Compare)
+		return i
+	}
+	switch flags {
+	case leafPageFlag:
+		for i := range int(count) {
+			ef, k, val, vsize, ok := leafElement(page, i)
+			if !ok {
+				return false
+			}
+			if ef&bucketLeafFlag == 0 {
+				continue
+			}
+			if j := atOrAfter(k); j < len(want) && bytes.Equal(want[j], k) {
+				if vsize < 8 {
+					return false
+				}
+				found[string(k)] = binary.LittleEndian.Uint64(page[val:])
+			}
+		}
+		return true
+	case branchPageFlag:
+		// Child i holds the keys in [key i, key i+1). The page buffer is
+		// reused below, so the children to visit are noted first.
+		var kids []uint64
+		lo := 0
+		for i := range int(count) {
+			_, child, ok := branchElement(page, i)
+			if !ok {
+				return false
+			}
+			hi := len(want)
+			if i+1 < int(count) {
+				next, _, ok := branchElement(page, i+1)
+				if !ok {
+					return false
+				}
+				hi = atOrAfter(next)
+			}
+			if lo < hi {
+				kids = append(kids, child)
+			}
+			lo = hi
+		}
+		for _, c := range kids {
+			if !s.findBuckets(c, maxPage, pageSize, buf, want, found, depth+1) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
 }
 
 // walkIndex collects the branch pages (with their overflow) and the leaf

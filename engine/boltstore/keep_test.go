@@ -157,3 +157,98 @@ func TestReleaseKeepsIndexPages(t *testing.T) {
 		t.Fatalf("Get after release = %v, %v", ok, err)
 	}
 }
+
+// TestTreeRootsMatchBuckets: the index trees' roots a release reads with
+// pread (treeRoots) are those bbolt's buckets give, for hundreds of
+// datasets (a "datasets" bucket of several levels with 4 KiB pages),
+// small and large, with trees inline in their dataset's bucket, and for
+// names that are not datasets. And what a release keeps is the same
+// whether the walks of unchanged trees are taken from the last release or
+// walked again, before and after commits that change some of the trees.
+func TestTreeRootsMatchBuckets(t *testing.T) {
+	s := openPageSize(t, 4096)
+	var names []string
+	for d := range 400 {
+		name := fmt.Sprintf("system-%03d-datatype-collect", d)
+		names = append(names, name)
+		n := 1
+		switch {
+		case d%50 == 0:
+			n = 9000 // runs and a "recent" of several levels
+		case d%7 == 0:
+			n = 300
+		}
+		putTxns(t, s, name, 1, n, func(_, i int) string { return fmt.Sprintf("%s-%d", name, i) })
+		s.hot.mark(name)
+	}
+	hot := append(slices.Clone(names), "not-a-dataset", "", "system-")
+	for _, n := range hot {
+		s.hot.mark(n)
+	}
+	ps := s.db.Info().PageSize
+	view := func(fn func(tx *bolt.Tx)) {
+		t.Helper()
+		if err := s.db.View(func(tx *bolt.Tx) error { fn(tx); return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	view(func(tx *bolt.Tx) {
+		root := tx.Bucket(bucketDatasets)
+		buf := make([]byte, ps)
+		roots := s.treeRoots(uint64(root.Root()), hot, uint64(tx.Size())/uint64(ps), ps, &buf)
+		if roots == nil {
+			t.Fatal("treeRoots: nil")
+		}
+		if len(roots) != len(names) {
+			t.Errorf("treeRoots found %d datasets, want %d", len(roots), len(names))
+		}
+		inline, trees := 0, 0
+		for _, name := range names {
+			b := root.Bucket([]byte(name))
+			for _, tree := range indexTrees {
+				var want uint64
+				if ib := b.Bucket(tree); ib != nil {
+					want = uint64(ib.Root())
+					if want == 0 {
+						inline++
+					} else {
+						trees++
+					}
+				}
+				if got := roots[name][string(tree)]; got != want {
+					t.Fatalf("%s/%s: root %d, want %d", name, tree, got, want)
+				}
+			}
+		}
+		if inline == 0 || trees < 16 {
+			t.Errorf("%d inline trees and %d of their own: want both", inline, trees)
+		}
+	})
+	keep := func(cached bool) (runs []pageRun) {
+		if !cached {
+			s.hot.mu.Lock()
+			s.hot.walks = nil
+			s.hot.mu.Unlock()
+		}
+		view(func(tx *bolt.Tx) { runs = s.keepRuns(tx, ps, math.MaxInt64/2) })
+		return runs
+	}
+	fresh := keep(false)
+	if len(fresh) == 0 {
+		t.Fatal("a release with room for everything keeps nothing")
+	}
+	if again := keep(true); !slices.Equal(again, fresh) {
+		t.Fatalf("kept with the last walks: %d runs, walked again: %d", len(again), len(fresh))
+	}
+	if len(s.hot.walks) == 0 {
+		t.Fatal("no walk was kept for the next release")
+	}
+	// Commits that change some trees (and move others' pages).
+	for _, d := range []int{0, 7, 13, 100} {
+		putTxns(t, s, names[d], 1, 500, func(_, i int) string { return fmt.Sprintf("%s-new-%d", names[d], i) })
+	}
+	cached := keep(true)
+	if walked := keep(false); !slices.Equal(cached, walked) {
+		t.Fatalf("after commits, kept with the last walks: %d runs, walked again: %d", len(cached), len(walked))
+	}
+}
