@@ -10,7 +10,6 @@ import (
 	"github.com/zeebo/xxh3"
 
 	"github.com/ferrydata/ferry/engine"
-	"github.com/ferrydata/ferry/engine/bloom"
 )
 
 const datasetSchema = `{
@@ -136,7 +135,7 @@ func (d *Dataset) StartRun(ctx context.Context, rc *engine.RunContext) (engine.S
 		// Every _id is new unless this run produced it before: a Bloom
 		// filter of the run's ids lets the store skip most index lookups
 		// on an initial load.
-		r.fresh = bloom.NewBlocked(1 << 24) // 2 MiB: ~0.3% false positives at 1M ids; a false positive costs an index lookup
+		r.fresh = newFreshIDs() // fresh.go
 		// Deletion tracking has nothing to do either: every live _id at
 		// the end was written by this run (the same assumption as the
 		// filter's: no other writer fills the dataset meanwhile), so the
@@ -192,7 +191,7 @@ type datasetRun struct {
 	unsure      bool
 	initialDone bool
 	// fresh is set when the dataset was empty at the start of the run.
-	fresh *bloom.Blocked
+	fresh *freshIDs
 }
 
 // AcceptsLazy: Write checks lazy values against the stored text hash and
@@ -312,7 +311,7 @@ func (r *datasetRun) Write(ctx context.Context, tx engine.WriteTx, batch []engin
 					return err
 				}
 			}
-			if r.fresh != nil && !r.fresh.Add(h[0], h[1]) {
+			if r.fresh != nil && !r.fresh.add(h) {
 				p.KnownNew = true
 			}
 		}
