@@ -38,7 +38,7 @@ import (
 // benchScenarios run in this order; each later one uses the store the
 // earlier ones left (unchanged, changed10, jq, dtl and dtl-jq need
 // initial's).
-var benchScenarios = []string{"floor", "floor-unchanged", "floor-changed10", "floor-jq", "initial", "unchanged", "changed10", "jq", "dtl", "dtl-jq", "collect", "recollect", "share"}
+var benchScenarios = []string{"floor", "floor-unchanged", "floor-changed10", "floor-jq", "initial", "unchanged", "changed10", "jq", "dtl", "dtl-jq", "collect", "recollect", "share", "datasets", "datasets-unchanged"}
 
 // benchNoFloorRatio lists scenarios whose throughput is not dataset writes
 // of the generated entities, so a ratio to the floor means nothing.
@@ -115,7 +115,8 @@ NDJSON and measures, each scenario in its own process, with fsync on: an
 initial load, the same file again (unchanged), 10% changed, a jq pipe, a DTL
 pipe with 10 functions and the equivalent jq, a REST collect from a fake API
 and the same collect again with nothing changed (recollect),
-a share (write-back) run, and the floor (bare bbolt). It then checks the store
+a share (write-back) run, the same entities spread over 1,000 pipes and
+datasets (datasets, datasets-unchanged), and the floor (bare bbolt). It then checks the store
 and fails if anything is off. Besides wall-clock throughput it reports each
 scenario's CPU time per entity, which holds when the machine is shared.
 
@@ -323,6 +324,12 @@ func (c *cli) bench(ctx context.Context, n, ckpt int, dir, scenario, cpuprof str
 		c.errorf("bench: generating entities: %v", err)
 		return exitFailed
 	}
+	if slices.Contains(run, "datasets") || slices.Contains(run, "datasets-unchanged") {
+		if err := genDatasetFiles(work, n); err != nil { // bench_datasets.go
+			c.errorf("bench: generating the datasets scenarios' files: %v", err)
+			return exitFailed
+		}
+	}
 	self, err := os.Executable()
 	if err != nil {
 		c.errorf("bench: %v", err)
@@ -493,6 +500,9 @@ func (c *cli) printBenchTable(run []string, results map[string]*benchResult, n i
 	if results["share"] != nil {
 		fmt.Fprintf(c.stdout, "share: %d updates, each with its lookup, to a fake API in the same process.\n", benchShareEntities)
 	}
+	if results["datasets"] != nil || results["datasets-unchanged"] != nil {
+		fmt.Fprintf(c.stdout, "datasets: the %d entities through %d pipes, each into a dataset of its own, run one after another: their first runs (datasets) and the same again (datasets-unchanged).\n", n, benchDatasetParts(n))
+	}
 	if storeURL != "" {
 		fmt.Fprintf(c.stdout, "store: NATS JetStream at %s (the floor stays bbolt); fsync is the server's (sync_interval).\n", redactURL(storeURL))
 	}
@@ -624,6 +634,8 @@ func runScenario(ctx context.Context, sc, dir string, n int, noSync bool, ckpt i
 		return benchShare(ctx, dir, noSync)
 	case "collect", "recollect":
 		return benchCollect(ctx, dir, min(n, benchCollectMax), noSync, sc == "recollect", mapped)
+	case "datasets", "datasets-unchanged":
+		return benchDatasets(ctx, dir, n, noSync, ckpt, mapped, storeURL, sc == "datasets-unchanged") // bench_datasets.go
 	}
 	plan, err := benchPlan(dir, "bench.json", ckpt)
 	if err != nil {

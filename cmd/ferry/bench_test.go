@@ -189,6 +189,32 @@ func TestBenchIDs(t *testing.T) {
 	}
 }
 
+// TestBenchDatasets runs the scenarios of many pipes and datasets: 1,500
+// entities over 1,000 pipes, each writing its part into a dataset of its
+// own, then all of them again with nothing to write; the store check at
+// the end covers the thousand datasets.
+func TestBenchDatasets(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs ferry bench in subprocesses")
+	}
+	cmd := exec.Command(os.Args[0], "bench", "-n", "1500", "--dir", filepath.Join(t.TempDir(), "work"), "--scenarios", "datasets,datasets-unchanged", "--json")
+	cmd.Env = append(os.Environ(), "FERRY_TEST_AS_CLI=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("bench: %v\n%s", err, out)
+	}
+	var res map[string]*benchResult
+	if err := json.Unmarshal(out[bytes.IndexByte(out, '{'):bytes.LastIndexByte(out, '}')+1], &res); err != nil {
+		t.Fatalf("bench --json output: %v\n%s", err, out)
+	}
+	if r := res["datasets"]; r == nil || r.Written != 1500 || r.Unchanged != 0 || r.EntitiesPerS <= 0 || r.IDs != "hash" {
+		t.Errorf("datasets: %+v", r)
+	}
+	if r := res["datasets-unchanged"]; r == nil || r.Written != 0 || r.Unchanged != 1500 || r.EntitiesPerS <= 0 {
+		t.Errorf("datasets-unchanged: %+v", r)
+	}
+}
+
 // TestBenchOwnFloors runs the floors of the scenarios that are not loads
 // beside those scenarios and checks what each floor did (every line the
 // same, a tenth written, every line transformed) and that the table says
