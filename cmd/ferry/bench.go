@@ -655,13 +655,7 @@ func runScenario(ctx context.Context, sc, dir string, n int, noSync bool, ckpt i
 		// The same pipe reading the changed file: swap the source by
 		// compiling a pipe that writes dataset "bench" from it.
 		cfg2 := fmt.Sprintf(`[{"_id": "bench-load", "type": "pipe", "checkpoint_interval": %d, "source": {"type": "json", "format": "ndjson", "url": %q}, "sink": {"type": "dataset", "dataset": "bench"}}]`, ckpt, filepath.Join(dir, "entities-changed10.ndjson"))
-		cfgPath := filepath.Join(dir, "bench.json")
-		os.WriteFile(cfgPath, []byte(cfg2), 0o644)
-		cfg, err := engine.LoadConfig([]string{cfgPath}, func(string) (string, bool) { return "", false })
-		if err != nil {
-			return nil, err
-		}
-		if plan, err = engine.Compile(cfg, all.Registry(), nil); err != nil {
+		if plan, err = compileBenchConfig(filepath.Join(dir, "bench.json"), cfg2); err != nil {
 			return nil, err
 		}
 		eng = engine.New(store, plan, nil)
@@ -843,8 +837,13 @@ func benchWorkDir(dir string) (work string, cleanup func(), err error) {
 
 // benchPlan writes the bench config into dir as file and compiles it.
 func benchPlan(dir, file string, ckpt int) (*engine.Plan, error) {
-	path := filepath.Join(dir, file)
-	if err := os.WriteFile(path, []byte(benchConfig(dir, ckpt)), 0o644); err != nil {
+	return compileBenchConfig(filepath.Join(dir, file), benchConfig(dir, ckpt))
+}
+
+// compileBenchConfig writes a config of bench's own (no $ENV) to path and
+// compiles it.
+func compileBenchConfig(path, config string) (*engine.Plan, error) {
+	if err := os.WriteFile(path, []byte(config), 0o644); err != nil {
 		return nil, err
 	}
 	cfg, err := engine.LoadConfig([]string{path}, func(string) (string, bool) { return "", false })

@@ -11,7 +11,6 @@ import (
 
 	"github.com/ferrydata/ferry/engine"
 	"github.com/ferrydata/ferry/internal/cputime"
-	"github.com/ferrydata/ferry/pipes/all"
 )
 
 // benchDatasetPipes is how many pipes, each into a dataset of its own, the
@@ -83,15 +82,7 @@ func benchDatasets(ctx context.Context, dir string, n int, noSync bool, ckpt int
 			pipes[k], ckpt, benchDatasetFile(dir, k), fmt.Sprintf("bench-part-%04d", k))
 	}
 	cfg.WriteString("]\n")
-	path := filepath.Join(dir, "bench-datasets.json")
-	if err := os.WriteFile(path, []byte(cfg.String()), 0o644); err != nil {
-		return nil, err
-	}
-	conf, err := engine.LoadConfig([]string{path}, func(string) (string, bool) { return "", false })
-	if err != nil {
-		return nil, err
-	}
-	plan, err := engine.Compile(conf, all.Registry(), nil)
+	plan, err := compileBenchConfig(filepath.Join(dir, "bench-datasets.json"), cfg.String())
 	if err != nil {
 		return nil, err
 	}

@@ -17,7 +17,6 @@ import (
 	"github.com/ferrydata/ferry/engine"
 	"github.com/ferrydata/ferry/engine/boltstore"
 	"github.com/ferrydata/ferry/engine/natsstore"
-	"github.com/ferrydata/ferry/pipes/all"
 )
 
 // benchStoreURL returns the --store URL the bench scenarios use: "" for
@@ -239,17 +238,7 @@ func (c *cli) benchWorker(ctx context.Context, dir, share string, ckpt int) int 
 		parts = append(parts, fmt.Sprintf(`{"_id":"load%d","type":"pipe","checkpoint_interval":%d,"source":{"type":"json","url":%q},"sink":{"type":"dataset","dataset":"bw%d"}}`,
 			k, ckpt, filepath.Join(dir, fmt.Sprintf("part%d.ndjson", k)), k))
 	}
-	cfgPath := filepath.Join(dir, fmt.Sprintf("workers-%d.json", idx))
-	if err := os.WriteFile(cfgPath, []byte("["+strings.Join(parts, ",")+"]"), 0o644); err != nil {
-		c.errorf("bench worker: %v", err)
-		return exitFailed
-	}
-	cfg, err := engine.LoadConfig([]string{cfgPath}, func(string) (string, bool) { return "", false })
-	if err != nil {
-		c.errorf("bench worker: %v", err)
-		return exitFailed
-	}
-	plan, err := engine.Compile(cfg, all.Registry(), nil)
+	plan, err := compileBenchConfig(filepath.Join(dir, fmt.Sprintf("workers-%d.json", idx)), "["+strings.Join(parts, ",")+"]")
 	if err != nil {
 		c.errorf("bench worker: %v", err)
 		return exitFailed

@@ -189,6 +189,24 @@ func TestBenchIDs(t *testing.T) {
 	}
 }
 
+// benchJSON runs `ferry bench --json` with args in a work directory of
+// the test's and returns its results.
+func benchJSON(t *testing.T, args ...string) map[string]*benchResult {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], append([]string{"bench", "--json", "--dir", filepath.Join(t.TempDir(), "work")}, args...)...)
+	cmd.Env = append(os.Environ(), "FERRY_TEST_AS_CLI=1")
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("bench %v: %v\n%s%s", args, err, out.String(), errb.String())
+	}
+	var res map[string]*benchResult
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
+		t.Fatalf("bench --json output: %v\n%s", err, out.String())
+	}
+	return res
+}
+
 // TestBenchDatasets runs the scenarios of many pipes and datasets: 1,500
 // entities over 1,000 pipes, each writing its part into a dataset of its
 // own, then all of them again with nothing to write; the store check at
@@ -197,16 +215,7 @@ func TestBenchDatasets(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs ferry bench in subprocesses")
 	}
-	cmd := exec.Command(os.Args[0], "bench", "-n", "1500", "--dir", filepath.Join(t.TempDir(), "work"), "--scenarios", "datasets,datasets-unchanged", "--json")
-	cmd.Env = append(os.Environ(), "FERRY_TEST_AS_CLI=1")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("bench: %v\n%s", err, out)
-	}
-	var res map[string]*benchResult
-	if err := json.Unmarshal(out[bytes.IndexByte(out, '{'):bytes.LastIndexByte(out, '}')+1], &res); err != nil {
-		t.Fatalf("bench --json output: %v\n%s", err, out)
-	}
+	res := benchJSON(t, "-n", "1500", "--scenarios", "datasets,datasets-unchanged")
 	if r := res["datasets"]; r == nil || r.Written != 1500 || r.Unchanged != 0 || r.EntitiesPerS <= 0 || r.IDs != "hash" {
 		t.Errorf("datasets: %+v", r)
 	}
@@ -271,17 +280,7 @@ func TestBenchCollectRecollect(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs ferry bench in subprocesses")
 	}
-	cmd := exec.Command(os.Args[0], "bench", "-n", "2500", "--dir", filepath.Join(t.TempDir(), "work"), "--scenarios", "collect,recollect", "--json")
-	cmd.Env = append(os.Environ(), "FERRY_TEST_AS_CLI=1")
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("bench: %v\n%s%s", err, out.String(), errb.String())
-	}
-	var res map[string]*benchResult
-	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
-		t.Fatalf("bench --json output: %v\n%s", err, out.String())
-	}
+	res := benchJSON(t, "-n", "2500", "--scenarios", "collect,recollect")
 	c, r := res["collect"], res["recollect"]
 	if c == nil || c.Written != 2500 || c.EntitiesPerS <= 0 || c.Requests != 3 {
 		t.Errorf("collect: %+v", c)
