@@ -17,9 +17,14 @@ func QuoteID(id string) string {
 	if len(id) <= maxQuotedID {
 		return strconv.Quote(id)
 	}
+	// Back to the start of the character cut through, if any (at most
+	// utf8.UTFMax-1 bytes: an _id that is not UTF-8 is cut where it is).
 	cut := maxQuotedID
-	for cut > 0 && !utf8.RuneStart(id[cut]) {
+	for back := 0; back < utf8.UTFMax-1 && !utf8.RuneStart(id[cut]); back++ {
 		cut--
+	}
+	if !utf8.RuneStart(id[cut]) {
+		cut = maxQuotedID
 	}
 	return strconv.Quote(id[:cut]) + "… (" + strconv.Itoa(len(id)) + " bytes)"
 }

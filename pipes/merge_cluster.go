@@ -440,7 +440,7 @@ func (r *mergeReader) collision(st *mergeState, id string, a, b []h128) error {
 	if na > nb {
 		na, nb = nb, na
 	}
-	return fmt.Errorf("two clusters would get the same _id %q: [%s] and [%s]; %s", id, na, nb, hint)
+	return fmt.Errorf("two clusters would get the same _id %s: [%s] and [%s]; %s", engine.QuoteID(id), na, nb, hint)
 }
 
 // memberRef is a member in output order.

@@ -361,7 +361,7 @@ func (r *mergeReader) nextBatch(ctx context.Context) (engine.Batch, error) {
 			return engine.Batch{}, err
 		}
 		if cl == nil {
-			return engine.Batch{}, fmt.Errorf("cluster of %q vanished (internal error)", it.id)
+			return engine.Batch{}, fmt.Errorf("cluster of %s vanished (internal error)", engine.QuoteID(it.id))
 		}
 		e, err := r.build(ctx, c.st, cl, c.bodies)
 		if err != nil {

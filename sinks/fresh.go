@@ -11,8 +11,8 @@ import "github.com/ferrydata/ferry/engine/bloom"
 // pipes. Allocating (and zeroing) 2 MiB for each of them took an eighth
 // of the CPU of a run of 3,000 pipes of 300 entities, and the collector
 // much of the rest. So a run starts with a 64 KiB filter and notes the
-// hashes it adds; past freshSmallIDs of them it moves to the 2 MiB filter,
-// adding the hashes noted, and notes no more.
+// hashes it adds (up to 512 KiB of them); past freshSmallIDs of them it
+// moves to the 2 MiB filter, adding the hashes noted, and notes no more.
 type freshIDs struct {
 	small, big *bloom.Blocked
 	noted      []idHash

@@ -37,7 +37,7 @@ import (
 
 // benchScenarios run in this order; each later one uses the store the
 // earlier ones left (unchanged, changed10, jq, dtl and dtl-jq need
-// initial's).
+// initial's, datasets-unchanged datasets').
 var benchScenarios = []string{"floor", "floor-unchanged", "floor-changed10", "floor-jq", "initial", "unchanged", "changed10", "jq", "dtl", "dtl-jq", "collect", "recollect", "share", "datasets", "datasets-unchanged"}
 
 // benchNoFloorRatio lists scenarios whose throughput is not dataset writes
@@ -130,6 +130,10 @@ percent: a regression guard. docs/performance.md has the current figures.`,
 		Args: usageArgs(0, 0, "takes no arguments"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			code := exitOK
+			if workers != "" && bo.ids != "hash" {
+				c.errorf("bench: --workers generates hash ids: --ids %s is not supported with it", bo.ids)
+				return reported(exitUsage)
+			}
 			if workers != "" || scenario == "worker" {
 				code = c.benchWorkers(cmd.Context(), n, dir, workers, scenario, ckpt) // bench_nats.go
 			} else {
@@ -156,7 +160,7 @@ percent: a regression guard. docs/performance.md has the current figures.`,
 	f.StringVar(&bo.metric, "metric", "throughput", "with --compare: throughput (entities/s, wall clock) or cpu (CPU time per entity, steadier on a shared machine)")
 	f.StringVar(&workers, "workers", "", "with a nats:// --store: measure throughput with these numbers of worker processes on independent pipes instead (e.g. 1,2,4)")
 	f.DurationVar(&scrape, "scrape", 0, "also measure what scraping /metrics at this interval (e.g. 100ms) costs an initial load: fresh loads with and without scraping, alternated")
-	f.StringVar(&bo.ids, "ids", "hash", "the generated _ids: hash (random hex, \"9e3779b97f4a7c15-0001\") or prefixed (\"customer-0000123456\", sharing their first 11 bytes); both arrive in random order")
+	f.StringVar(&bo.ids, "ids", "hash", "the generated _ids: hash (random hex, \"9e3779b97f4a7c15-0001\") or prefixed (\"customer-0000123456\": \"customer-\" and the leading zeros shared); both arrive in random order")
 	f.IntVar(&scrapeRounds, "scrape-rounds", 3, "with --scrape: pairs of loads to compare (the median ratio is reported)")
 	f.MarkHidden("scenario")
 	return jsonOK(cmd)
@@ -417,7 +421,7 @@ func (c *cli) bench(ctx context.Context, n, ckpt int, dir, scenario, cpuprof str
 	code := exitOK
 	if baseline != nil {
 		if !c.g.json {
-			c.printBenchTable(run, results, n, noSync, storeURL, scrapeCost)
+			c.printBenchTable(run, results, n, bo.ids, noSync, storeURL, scrapeCost)
 			fmt.Fprintln(c.stdout)
 		}
 		cmp := compareBench(run, baseline, results, bo.metric, bo.tolerance)
@@ -441,7 +445,7 @@ func (c *cli) bench(ctx context.Context, n, ckpt int, dir, scenario, cpuprof str
 		c.printJSON(results)
 		return exitOK
 	}
-	c.printBenchTable(run, results, n, noSync, storeURL, scrapeCost)
+	c.printBenchTable(run, results, n, bo.ids, noSync, storeURL, scrapeCost)
 	return exitOK
 }
 
@@ -468,7 +472,7 @@ func selectScenarios(list string) ([]string, error) {
 	return out, nil
 }
 
-func (c *cli) printBenchTable(run []string, results map[string]*benchResult, n int, noSync bool, storeURL string, scrapeCost map[string]any) {
+func (c *cli) printBenchTable(run []string, results map[string]*benchResult, n int, ids string, noSync bool, storeURL string, scrapeCost map[string]any) {
 	tw := tabwriter.NewWriter(c.stdout, 2, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "SCENARIO\tENTITIES/S\tCPU µs/ENTITY\tRATIO TO FLOOR\tPEAK RSS\tPEAK ANON\tWRITTEN\tUNCHANGED\tDELETED\tSECONDS\n")
 	for _, sc := range run {
@@ -481,7 +485,7 @@ func (c *cli) printBenchTable(run []string, results map[string]*benchResult, n i
 			float64(r.PeakRSSBytes)/(1<<20), float64(r.PeakAnonBytes)/(1<<20), r.Written, r.Unchanged, r.Deleted, r.Seconds)
 	}
 	tw.Flush()
-	fmt.Fprintf(c.stdout, "\n%d entities, fsync %v. floor = decode + bare bbolt log bucket + _id->offset bucket in the same transactions.\n", n, !noSync)
+	fmt.Fprintf(c.stdout, "\n%d entities (%s ids), fsync %v. floor = decode + bare bbolt log bucket + _id->offset bucket in the same transactions.\n", n, ids, !noSync)
 	printOwnFloors(c.stdout, run, results) // bench_floors.go
 	if d, q := results["dtl"], results["dtl-jq"]; d != nil && q != nil && q.EntitiesPerS > 0 {
 		fmt.Fprintf(c.stdout, "dtl (10 functions) runs at %.2f of the equivalent jq (dtl-jq).\n", d.EntitiesPerS/q.EntitiesPerS)

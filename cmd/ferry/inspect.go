@@ -133,7 +133,7 @@ their reserved keys (_updated, _ts, _previous, _hash, _deleted).`,
 				return failf("%v", err)
 			}
 			if id != "" && len(recs) == 0 {
-				return failf("dataset %q has no entity %q", name, id)
+				return failf("dataset %q has no entity %s", name, engine.QuoteID(id))
 			}
 			if c.g.json {
 				buf := []byte("[")

@@ -41,7 +41,8 @@ type treeWalk struct {
 	branches, leaves []uint64
 }
 
-// maxWalkCached bounds the trees whose walks are kept: a release walks
+// maxWalkCached is the most pages a tree may have for its walk to be kept
+// (up to three trees a hot dataset, dropped when it cools): a release walks
 // every hot dataset's trees, and with thousands of small datasets hot the
 // walks' preads took a fifth of a run's CPU, though most trees had not
 // changed. A tree whose root page is the one it had is taken to be the
@@ -338,7 +339,10 @@ var indexTrees = func() [][]byte {
 // up to 64 KiB, and with 3,000 datasets, all hot in a run of their 3,000
 // pipes, that mapped more than the release dropped (peaks of 230-240 MiB
 // under a 150 MiB bound) and took a third of the run's CPU. nil when a
-// page does not look right (or root is 0, an inline bucket).
+// page does not look right (or root is 0, an inline bucket). Like the
+// walks, it reads the last commit: in a write transaction a dataset it
+// dropped is still found, which only keeps its pages mapped a little
+// longer.
 func (s *Store) treeRoots(root uint64, hot []string, maxPage uint64, pageSize int, buf *[]byte) map[string]map[string]uint64 {
 	if root == 0 {
 		return nil

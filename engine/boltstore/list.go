@@ -51,12 +51,12 @@ func (s *Store) ListEntities(ctx context.Context, dataset string, opts engine.Li
 				return errStop
 			}
 			if !validIndexVal(v) {
-				return fmt.Errorf("dataset %q: corrupt index entry for %q", dataset, k)
+				return fmt.Errorf("dataset %q: corrupt index entry for %s", dataset, engine.QuoteID(string(k)))
 			}
 			off := binary.BigEndian.Uint64(v[:8])
 			lv := log.Get(offsetKey(off))
 			if lv == nil {
-				return fmt.Errorf("dataset %q: index points at missing offset %d for %q", dataset, off, k)
+				return fmt.Errorf("dataset %q: index points at missing offset %d for %s", dataset, off, engine.QuoteID(string(k)))
 			}
 			r, err := decodeVersion(off, lv)
 			if err != nil {

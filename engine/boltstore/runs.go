@@ -13,6 +13,7 @@ import (
 	"github.com/zeebo/xxh3"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/ferrydata/ferry/engine"
 	"github.com/ferrydata/ferry/engine/bloom"
 )
 
@@ -1309,7 +1310,7 @@ func (x idIndex) checkRuns() error {
 					return fmt.Errorf("index run %d (level %d): key %q outside its range", f.id, i, it.k)
 				}
 				if len(it.v) != indexValSize && len(it.v) != indexValRaw {
-					return fmt.Errorf("index run %d (level %d): corrupt entry for %q", f.id, i, it.k)
+					return fmt.Errorf("index run %d (level %d): corrupt entry for %s", f.id, i, engine.QuoteID(string(it.k)))
 				}
 				if h := xxh3.Hash128(it.k); !f.bloom.MayHave(h.Lo, h.Hi) {
 					return fmt.Errorf("index run %d (level %d): its Bloom filter does not hold %q", f.id, i, it.k)

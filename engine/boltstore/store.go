@@ -693,7 +693,7 @@ func (w *writeTx) Put(dataset string, p *engine.Prepared, ts int64) (engine.PutR
 	wasDeleted := false
 	if exists {
 		if !validIndexVal(cur) {
-			return 0, engine.Record{}, fmt.Errorf("dataset %q: corrupt index entry for %q", dataset, p.ID)
+			return 0, engine.Record{}, fmt.Errorf("dataset %q: corrupt index entry for %s", dataset, engine.QuoteID(p.ID))
 		}
 		if bytes.Equal(cur[8:24], p.Hash[:]) {
 			return engine.Unchanged, engine.Record{}, nil
@@ -767,7 +767,7 @@ func (w *writeTx) SameRaw(dataset, id string, rawHash uint64) (bool, error) {
 		return false, nil
 	}
 	if !validIndexVal(cur) {
-		return false, fmt.Errorf("dataset %q: corrupt index entry for %q", dataset, id)
+		return false, fmt.Errorf("dataset %q: corrupt index entry for %s", dataset, engine.QuoteID(id))
 	}
 	return len(cur) == indexValRaw && binary.BigEndian.Uint64(cur[25:]) == rawHash, nil
 }
@@ -784,7 +784,7 @@ func (w *writeTx) Latest(dataset, id string) (engine.Record, bool, error) {
 	off := binary.BigEndian.Uint64(iv[:8])
 	v := st.log.Get(offsetKey(off))
 	if v == nil {
-		return engine.Record{}, false, fmt.Errorf("dataset %q: index points at missing offset %d for %q", dataset, off, id)
+		return engine.Record{}, false, fmt.Errorf("dataset %q: index points at missing offset %d for %s", dataset, off, engine.QuoteID(id))
 	}
 	r, err := decodeVersion(off, v)
 	return r, err == nil, err
@@ -809,7 +809,7 @@ func (w *writeTx) ForEachLive(dataset string, fn func(id string) error) error {
 	n := 0
 	return st.idIndex().forEach(func(k, iv []byte) error {
 		if !validIndexVal(iv) {
-			return fmt.Errorf("dataset %q: corrupt index entry for %q", dataset, k)
+			return fmt.Errorf("dataset %q: corrupt index entry for %s", dataset, engine.QuoteID(string(k)))
 		}
 		if n++; n%(4*boundEvery) == 0 {
 			w.s.boundMapped(w.tx)
@@ -1298,7 +1298,7 @@ func (s *Store) Get(ctx context.Context, dataset, id string) (engine.Record, boo
 		off := binary.BigEndian.Uint64(iv[:8])
 		v := b.Bucket(bucketLog).Get(offsetKey(off))
 		if v == nil {
-			return fmt.Errorf("dataset %q: index points at missing offset %d for %q", dataset, off, id)
+			return fmt.Errorf("dataset %q: index points at missing offset %d for %s", dataset, off, engine.QuoteID(id))
 		}
 		r, err = decodeVersion(off, v)
 		ok = err == nil
@@ -1328,7 +1328,7 @@ func (s *Store) History(ctx context.Context, dataset, id string) ([]engine.Recor
 		for more {
 			v := log.Get(offsetKey(off))
 			if v == nil {
-				return fmt.Errorf("dataset %q: missing offset %d in the history of %q", dataset, off, id)
+				return fmt.Errorf("dataset %q: missing offset %d in the history of %s", dataset, off, engine.QuoteID(id))
 			}
 			r, err := decodeVersion(off, v)
 			if err != nil {
@@ -1634,12 +1634,12 @@ func (s *Store) checkIndex(info engine.DatasetInfo) error {
 		err = x.forEach(func(k, iv []byte) error {
 			n++
 			if !validIndexVal(iv) {
-				return fmt.Errorf("corrupt index entry for %q", k)
+				return fmt.Errorf("corrupt index entry for %s", engine.QuoteID(string(k)))
 			}
 			off := binary.BigEndian.Uint64(iv[:8])
 			v := log.Get(offsetKey(off))
 			if id, ok := versionID(v); !ok || !bytes.Equal(id, k) {
-				return fmt.Errorf("index entry for %q points at offset %d, which is not a version of it", k, off)
+				return fmt.Errorf("index entry for %s points at offset %d, which is not a version of it", engine.QuoteID(string(k)), off)
 			}
 			return nil
 		})

@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
-	"unicode/utf8"
+
+	"github.com/ferrydata/ferry/engine"
 )
 
 // Hopper gives DTL joins ("hops", "apply-hops", "lookup-entity") access to
@@ -92,27 +92,13 @@ type Error struct {
 func (e *Error) Error() string {
 	switch {
 	case e.ID != "" && e.Path != "":
-		return fmt.Sprintf("dtl: entity %s: %s: %v", quoteID(e.ID), e.Path, e.Err)
+		return fmt.Sprintf("dtl: entity %s: %s: %v", engine.QuoteID(e.ID), e.Path, e.Err)
 	case e.ID != "":
-		return fmt.Sprintf("dtl: entity %s: %v", quoteID(e.ID), e.Err)
+		return fmt.Sprintf("dtl: entity %s: %v", engine.QuoteID(e.ID), e.Err)
 	case e.Path != "":
 		return fmt.Sprintf("%s: %v", e.Path, e.Err)
 	}
 	return "dtl: " + e.Err.Error()
-}
-
-// quoteID quotes an _id as %q does, but a long one only in part (as
-// engine.QuoteID, which this package does not import): its first 96
-// bytes and its length.
-func quoteID(id string) string {
-	if len(id) <= 96 {
-		return strconv.Quote(id)
-	}
-	cut := 96
-	for cut > 0 && !utf8.RuneStart(id[cut]) {
-		cut--
-	}
-	return fmt.Sprintf("%q… (%d bytes)", id[:cut], len(id))
 }
 
 // Unwrap returns the underlying cause.

@@ -708,7 +708,7 @@ func (p *pager) itemKeys(pi, i, n int, m map[string]any, v, ctx jinja.Context) (
 	} else if c.updT != nil {
 		fill(ctx, c.updNames, m, v)
 		if upd, err = c.updT.Render(ctx); err != nil {
-			return "", "", fmt.Errorf("%s page %d: item %d (_id %q): updated_expression: %w", c.where, pi, i, id, err)
+			return "", "", fmt.Errorf("%s page %d: item %d (_id %s): updated_expression: %w", c.where, pi, i, engine.QuoteID(id), err)
 		}
 	}
 	return id, upd, nil
