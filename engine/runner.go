@@ -20,7 +20,9 @@ type Engine struct {
 	// committed group with the pipe id and the running counts.
 	Progress func(pipe string, st RunStats)
 	// GroupBytes and GroupDuration bound how much a transaction groups
-	// besides CheckpointInterval batches (defaults 32 MiB and 2 s).
+	// besides CheckpointInterval batches (defaults 8 MiB of prepared bodies
+	// and 2 s; batches of the usual few-hundred-byte entities stay far
+	// below 8 MiB, large documents are grouped by it).
 	GroupBytes    int
 	GroupDuration time.Duration
 	// Changed, if set, is called after every successful run or receive that
@@ -300,6 +302,7 @@ func (e *Engine) run(ctx context.Context, p *Pipe, opts RunOptions, rec *RunReco
 	// Buffer about a group so the producer keeps working while the
 	// committer waits for fsync.
 	items := make(chan item, max(4, p.CheckpointInterval))
+	gate := newByteGate(queueBytes)
 	var sr SinkRun
 	if isTx {
 		rc := &RunContext{Pipe: p.ID, Full: full, Store: e.Store, InputsPopulated: populated, Stats: stats, AcceptDeletes: opts.AcceptDeletes}
@@ -321,7 +324,7 @@ func (e *Engine) run(ctx context.Context, p *Pipe, opts RunOptions, rec *RunReco
 			mode.deep.Store(true)
 		}
 	}
-	go e.produce(runCtx, p, reader, isTx, mode, view, items)
+	go e.produce(runCtx, p, reader, isTx, mode, view, items, gate)
 	// Drain the producer on every exit path so it never blocks.
 	defer func() {
 		cancel()
@@ -337,20 +340,26 @@ func (e *Engine) run(ctx context.Context, p *Pipe, opts RunOptions, rec *RunReco
 	}
 	state.RescanRequested = false
 	if isTx {
-		return e.commitTx(ctx, p, sr, items, mode, stored, state, stats, full, failIfEmpty)
+		return e.commitTx(ctx, p, sr, items, gate, mode, stored, state, stats, full, failIfEmpty)
 	}
 	ext, ok := p.Sink.(ExternalSink)
 	if !ok {
 		return fmt.Errorf("sink of type %T can neither write externally nor transactionally", p.Sink)
 	}
-	return e.commitExternal(ctx, p, ext, items, state, stats, failIfEmpty)
+	return e.commitExternal(ctx, p, ext, items, gate, state, stats, failIfEmpty)
 }
 
 // produce reads, transforms and prepares batches on its own goroutine so
 // that decoding and hashing overlap the store's commits.
-func (e *Engine) produce(ctx context.Context, p *Pipe, r Reader, prepare bool, mode *textMode, view ViewingSinkRun, out chan<- item) {
+//
+// gate, if not nil, bounds the bytes queued in out (byteGate); the
+// consumer releases each item's bytes as it takes it.
+func (e *Engine) produce(ctx context.Context, p *Pipe, r Reader, prepare bool, mode *textMode, view ViewingSinkRun, out chan<- item, gate *byteGate) {
 	defer close(out)
 	send := func(it item) bool {
+		if !gate.acquire(ctx, it.bytes) {
+			return false
+		}
 		select {
 		case out <- it:
 			return true
@@ -928,7 +937,15 @@ func rawItem(b RawBatch, isLazy bool, scratch *PrepareScratch) item {
 			}
 		}
 		if arena == nil {
-			arena = make([]byte, 0, 400*(len(b.Values)-i)+64)
+			// The bodies are about as long as their text. Sized lower,
+			// the arena grows by reallocating, and every body carved
+			// before keeps its old array alive: batches of 10 KB
+			// documents held about three times their bodies.
+			n := 64
+			for _, r := range b.Values[i:] {
+				n += len(r) + len(r)/16
+			}
+			arena = make([]byte, 0, n)
 		}
 		var (
 			pr  Prepared
@@ -974,7 +991,7 @@ func safeTransform(ctx context.Context, t Transform, in []Entity) (out []Entity,
 func (e *Engine) groupLimits() (int, time.Duration) {
 	gb, gd := e.GroupBytes, e.GroupDuration
 	if gb <= 0 {
-		gb = 32 << 20
+		gb = 8 << 20
 	}
 	if gd <= 0 {
 		gd = 2 * time.Second
@@ -984,7 +1001,7 @@ func (e *Engine) groupLimits() (int, time.Duration) {
 
 // commitTx writes batches into the store in grouped transactions, each
 // carrying the pipe's new token.
-func (e *Engine) commitTx(ctx context.Context, p *Pipe, sr SinkRun, items <-chan item, mode *textMode, stored, state PipeState, stats *RunStats, full, failIfEmpty bool) (err error) {
+func (e *Engine) commitTx(ctx context.Context, p *Pipe, sr SinkRun, items <-chan item, gate *byteGate, mode *textMode, stored, state PipeState, stats *RunStats, full, failIfEmpty bool) (err error) {
 	maxBytes, maxDur := e.groupLimits()
 	// done holds the counts of what is committed; when the run fails, what
 	// the rolled-back transaction wrote is moved to the "would" counts.
@@ -1088,6 +1105,7 @@ func (e *Engine) commitTx(ctx context.Context, p *Pipe, sr SinkRun, items <-chan
 		return commit()
 	}
 	for it := range items {
+		gate.release(it.bytes)
 		if it.err != nil {
 			if single {
 				return it.err
@@ -1135,7 +1153,7 @@ func (e *Engine) commitTx(ctx context.Context, p *Pipe, sr SinkRun, items <-chan
 
 // commitExternal hands batches to an external sink and commits the token
 // after each successful write.
-func (e *Engine) commitExternal(ctx context.Context, p *Pipe, sink ExternalSink, items <-chan item, state PipeState, stats *RunStats, failIfEmpty bool) error {
+func (e *Engine) commitExternal(ctx context.Context, p *Pipe, sink ExternalSink, items <-chan item, gate *byteGate, state PipeState, stats *RunStats, failIfEmpty bool) error {
 	var hooks []func(WriteTx) error // Batch.Commit of the batches since the last save
 	save := func() error {
 		tx, err := e.Store.Begin(ctx)
@@ -1157,6 +1175,7 @@ func (e *Engine) commitExternal(ctx context.Context, p *Pipe, sink ExternalSink,
 	}
 	n := 0
 	for it := range items {
+		gate.release(it.bytes)
 		if it.err != nil {
 			return it.err
 		}

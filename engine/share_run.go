@@ -139,7 +139,7 @@ func (s *shareRun) source(ctx context.Context, req ReadRequest) error {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	items := make(chan item, shareGroup)
-	go s.e.produce(runCtx, s.p, reader, false, nil, nil, items)
+	go s.e.produce(runCtx, s.p, reader, false, nil, nil, items, nil)
 	defer func() {
 		cancel()
 		for range items {
