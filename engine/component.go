@@ -175,6 +175,22 @@ type SinkRun interface {
 	SingleTransaction() bool
 }
 
+// CheckpointingSinkRun is a SinkRun whose Finish may write more than a
+// transaction should hold: deletion tracking that deletes a tenth of a
+// 10M-entity dataset writes a million versions. Before Finish, the
+// runner gives it checkpoint, which commits what the transaction holds
+// and returns the transaction to go on in, and the bytes of new versions
+// a transaction should stay within. A checkpoint leaves the pipe's
+// stored state as it was: the run is complete only with the final
+// commit, so after a crash between checkpoints the next run does again
+// what is missing (the versions committed stand, each a true state of
+// the entity). The runner gives none to a run that must be a single
+// transaction (SingleTransaction).
+type CheckpointingSinkRun interface {
+	SinkRun
+	SetCheckpoint(checkpoint func() (WriteTx, error), maxBytes int)
+}
+
 // LazySinkRun is implemented by sink runs that accept lazy Prepared values
 // (Prepared.Lazy): for a pipe without transforms whose source hands over
 // JSON text, the engine then skips canonicalizing text it expects to be

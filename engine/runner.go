@@ -1145,6 +1145,28 @@ func (e *Engine) commitTx(ctx context.Context, p *Pipe, sr SinkRun, items <-chan
 	if err := writeGroup(ts); err != nil {
 		return err
 	}
+	if cs, ok := sr.(CheckpointingSinkRun); ok && !single {
+		cs.SetCheckpoint(func() (WriteTx, error) {
+			if !tx.Changed() {
+				return tx, nil
+			}
+			// Commit without the pipe's state: the stored one stays
+			// what the last full commit made it.
+			err := tx.Commit()
+			tx = nil
+			if err != nil {
+				return nil, err
+			}
+			done = *stats
+			if e.Progress != nil {
+				e.Progress(p.ID, *stats)
+			}
+			if err := begin(); err != nil {
+				return nil, err
+			}
+			return tx, nil
+		}, maxBytes)
+	}
 	if err := sr.Finish(ctx, tx, ts); err != nil {
 		return err
 	}

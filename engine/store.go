@@ -263,6 +263,19 @@ type TxDatasetInfo interface {
 	DatasetInfo(dataset string) (DatasetInfo, bool, error)
 }
 
+// TxLatestMany is a WriteTx that reads the latest versions of many _ids
+// faster in an order of its own than one by one. The bbolt store reads
+// them in the order of their place in the log, so its pages are read in
+// sequence rather than at random: deletion tracking reads every deleted
+// entity's last version this way.
+type TxLatestMany interface {
+	// LatestMany calls fn with the latest version, as this transaction
+	// sees it, of each of ids that has one, in an order of its own. The
+	// ids must be distinct. fn may Put to the dataset; each version fn is
+	// given is the latest from before LatestMany was called.
+	LatestMany(dataset string, ids []string, fn func(id string, rec Record) error) error
+}
+
 // Store keeps datasets, pipe states and run logs. bbolt (engine/boltstore)
 // is the embedded default; implementations must pass engine/storetest.
 type Store interface {

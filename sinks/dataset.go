@@ -192,6 +192,20 @@ type datasetRun struct {
 	initialDone bool
 	// fresh is set when the dataset was empty at the start of the run.
 	fresh *freshIDs
+	// delText and delScratch are deletedOf's working memory; delBytes
+	// counts the bytes of the deleted versions written.
+	delText    []byte
+	delScratch engine.PrepareScratch
+	delBytes   int64
+	// checkpoint and ckptBytes: see SetCheckpoint.
+	checkpoint func() (engine.WriteTx, error)
+	ckptBytes  int
+}
+
+// SetCheckpoint implements engine.CheckpointingSinkRun: deletion tracking
+// commits its deletions in parts of about maxBytes.
+func (r *datasetRun) SetCheckpoint(checkpoint func() (engine.WriteTx, error), maxBytes int) {
+	r.checkpoint, r.ckptBytes = checkpoint, maxBytes
 }
 
 // AcceptsLazy: Write checks lazy values against the stored text hash and
@@ -343,30 +357,74 @@ func (r *datasetRun) Write(ctx context.Context, tx engine.WriteTx, batch []engin
 // latest version is live.
 func (r *datasetRun) deleteLive(tx engine.WriteTx, id string, ts int64) error {
 	rec, ok, err := tx.Latest(r.d.Name, id)
-	if err != nil || !ok || rec.Deleted {
+	if err != nil || !ok {
 		return err
 	}
-	v, err := engine.DecodeValue(rec.Body)
+	return r.deleteVersion(tx, id, rec, ts)
+}
+
+// deleteVersion writes a deleted version of rec, id's latest version,
+// unless it is deleted already.
+func (r *datasetRun) deleteVersion(tx engine.WriteTx, id string, rec engine.Record, ts int64) error {
+	if rec.Deleted {
+		return nil
+	}
+	p, err := r.deletedOf(rec.Body)
 	if err != nil {
 		return fmt.Errorf("entity %s: %w", engine.QuoteID(id), err)
 	}
-	ent := v.(map[string]any)
+	res, _, err := tx.Put(r.d.Name, &p, ts)
+	if err != nil {
+		return fmt.Errorf("deleting %s: %w", engine.QuoteID(id), err)
+	}
+	if res == engine.Appended {
+		r.rc.Stats.Deleted++
+		r.delBytes += int64(len(p.Body) + len(id))
+	}
+	return r.count(res)
+}
+
+// deletedOf prepares the deleted version of a live version's stored
+// body: its content with "_deleted": true (and "$deletion_tracked": true
+// where the sink marks them). It appends those members to the body's
+// text, where they win over members of the same name as they would
+// being set in the map, and canonicalizes that text (engine.PrepareRaw,
+// which is byte for byte Prepare of the decoded map: deletedOfMap, which
+// it replaced, took ~5.5 µs an entity against ~1).
+func (r *datasetRun) deletedOf(body []byte) (engine.Prepared, error) {
+	if len(body) < 2 || body[0] != '{' || body[len(body)-1] != '}' {
+		return r.deletedOfMap(body)
+	}
+	t := append(r.delText[:0], body[:len(body)-1]...)
+	if len(body) > 2 {
+		t = append(t, ',')
+	}
+	t = append(t, `"_deleted":true`...)
+	if r.d.MarkDeletionTracked {
+		t = append(t, `,"$deletion_tracked":true`...)
+	}
+	t = append(t, '}')
+	r.delText = t
+	// A fresh arena each: the store keeps the body until commit.
+	p, _, err := r.delScratch.PrepareRaw(make([]byte, 0, len(t)), t)
+	return p, err
+}
+
+// deletedOfMap is deletedOf through the decoded map.
+func (r *datasetRun) deletedOfMap(body []byte) (engine.Prepared, error) {
+	v, err := engine.DecodeValue(body)
+	if err != nil {
+		return engine.Prepared{}, err
+	}
+	ent, ok := v.(map[string]any)
+	if !ok {
+		return engine.Prepared{}, fmt.Errorf("stored version is %s, not an object", engine.TypeName(v))
+	}
 	ent["_deleted"] = true
 	if r.d.MarkDeletionTracked {
 		ent["$deletion_tracked"] = true
 	}
-	p, err := engine.Prepare(ent)
-	if err != nil {
-		return err
-	}
-	res, _, err := tx.Put(r.d.Name, &p, ts)
-	if err != nil {
-		return fmt.Errorf("deleting %q: %w", id, err)
-	}
-	if res == engine.Appended {
-		r.rc.Stats.Deleted++
-	}
-	return r.count(res)
+	return engine.Prepare(ent)
 }
 
 func (r *datasetRun) Finish(ctx context.Context, tx engine.WriteTx, ts int64) error {
@@ -381,13 +439,17 @@ func (r *datasetRun) Finish(ctx context.Context, tx engine.WriteTx, ts int64) er
 		if err := r.seen.seal(); err != nil {
 			return err
 		}
+		missing := int64(-1) // live _ids the run did not produce; -1: unknown
 		if !r.unsure {
 			if ti, ok := tx.(engine.TxDatasetInfo); ok {
 				info, ok, err := ti.DatasetInfo(r.d.Name)
 				if err != nil {
 					return fmt.Errorf("deletion tracking: %w", err)
 				}
-				if ok && info.Entities-info.Deleted == uint64(r.seen.distinct()) {
+				if ok {
+					missing = int64(info.Entities-info.Deleted) - r.seen.distinct()
+				}
+				if ok && missing == 0 {
 					// Every live _id was produced by this run: nothing
 					// to delete (see datasetRun.unsure).
 					return r.finishPopulated(tx)
@@ -395,28 +457,89 @@ func (r *datasetRun) Finish(ctx context.Context, tx engine.WriteTx, ts int64) er
 			}
 		}
 		// Every _id the run produced is live unless it is unsure.
-		gone, err := r.seen.gone(!r.unsure, func(fn func(id string) error) error { return tx.ForEachLive(r.d.Name, fn) })
+		gone, err := r.seen.gone(!r.unsure, missing, func(fn func(id string) error) error { return tx.ForEachLive(r.d.Name, fn) })
 		if err != nil {
 			return fmt.Errorf("deletion tracking: %w", err)
 		}
-		if r.deleteLimit >= 0 && int64(len(gone)) > r.deleteLimit {
-			r.rc.Stats.Refused = int64(len(gone))
+		defer gone.close()
+		if r.deleteLimit >= 0 && int64(gone.len()) > r.deleteLimit {
+			r.rc.Stats.Refused = int64(gone.len())
 			return fmt.Errorf("%w: deletion tracking would delete %d of the %d live entities of dataset %q, more than the limit of %d "+
 				"(deletion_threshold_factor %g, deletion_threshold_count %d); nothing was deleted. If the source really lost them, "+
 				"accept the deletions with: ferry run --accept-deletes %s",
-				engine.ErrDeletesRefused, len(gone), r.live, r.d.Name, r.deleteLimit, r.d.DeleteFactor, r.d.DeleteCount, r.rc.Pipe)
+				engine.ErrDeletesRefused, gone.len(), r.live, r.d.Name, r.deleteLimit, r.d.DeleteFactor, r.d.DeleteCount, r.rc.Pipe)
 		}
-		for _, id := range gone {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			if err := r.deleteLive(tx, id, ts); err != nil {
-				return fmt.Errorf("deletion tracking: %w", err)
-			}
+		if tx, err = r.deleteGone(ctx, tx, gone, ts); err != nil {
+			return fmt.Errorf("deletion tracking: %w", err)
 		}
 	}
 	return r.finishPopulated(tx)
 }
+
+// deleteGone writes a deleted version of each of the live _ids in gone, in
+// the store's order where it has one (engine.TxLatestMany), and returns
+// the transaction to go on in. Where the runner allows (SetCheckpoint),
+// it commits the deletions in parts of about ckptBytes: the first part
+// of deletePartFirst _ids, the next ones sized from the bytes per
+// deletion so far. A run deleting 100,000 of 1M entities in its final
+// transaction held 43 MB of versions and 42 MB of bbolt's dirty pages
+// (111.5 MiB of anonymous memory at its peak); at 10M it would hold ten
+// times that.
+func (r *datasetRun) deleteGone(ctx context.Context, tx engine.WriteTx, gone *idSpool, ts int64) (engine.WriteTx, error) {
+	k := deletePartFirst
+	if r.checkpoint == nil {
+		k = deletePartMax // parts only to bound the _ids in memory
+	}
+	var part []string
+	for left := gone.len(); left > 0; {
+		var err error
+		if part, err = gone.next(min(k, left), part); err != nil {
+			return tx, err
+		}
+		if len(part) == 0 {
+			return tx, fmt.Errorf("%d of the _ids to delete missing", left)
+		}
+		left -= len(part)
+		before := r.delBytes
+		if lm, ok := tx.(engine.TxLatestMany); ok {
+			err := lm.LatestMany(r.d.Name, part, func(id string, rec engine.Record) error {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				return r.deleteVersion(tx, id, rec, ts)
+			})
+			if err != nil {
+				return tx, err
+			}
+		} else {
+			for _, id := range part {
+				if err := ctx.Err(); err != nil {
+					return tx, err
+				}
+				if err := r.deleteLive(tx, id, ts); err != nil {
+					return tx, err
+				}
+			}
+		}
+		if left == 0 || r.checkpoint == nil {
+			continue
+		}
+		if tx, err = r.checkpoint(); err != nil {
+			return nil, err
+		}
+		per := max((r.delBytes-before)/int64(len(part)), 1)
+		k = int(min(max(int64(r.ckptBytes)/per, deletePartMin), deletePartMax))
+	}
+	return tx, nil
+}
+
+// The parts deleteGone commits deletions in: the first of
+// deletePartFirst _ids, the next of deletePartMin to deletePartMax.
+const (
+	deletePartFirst = 1024
+	deletePartMin   = 64
+	deletePartMax   = 1 << 16
+)
 
 // finishPopulated marks the dataset populated as set_initial_offset says.
 func (r *datasetRun) finishPopulated(tx engine.WriteTx) error {

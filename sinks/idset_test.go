@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -281,19 +282,96 @@ func TestSeenSetGone(t *testing.T) {
 		}
 		return nil
 	}
+	fileReads := int64(s.n*16/seenReadSize + 2) // one batch reading the file forward
 	for _, subset := range []bool{false, true} {
-		s.reads = 0
-		got, err := s.gone(subset, forEach)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !slices.Equal(got, want) {
-			t.Fatalf("subset %v: gone %v, want %v", subset, got, want)
-		}
-		if all := int64(len(live)); !subset && s.reads < all || subset && s.reads > int64(2*len(want)) {
-			t.Errorf("subset %v: %d reads of the file for %d ids, %d gone", subset, s.reads, len(live), len(want))
+		for _, batch := range []int{0, 64} {
+			s.lookupBatch, s.reads = batch, 0
+			got := spooled(t)(s.gone(subset, -1, forEach))
+			if !slices.Equal(got, want) {
+				t.Fatalf("subset %v, batches of %d: gone %v, want %v", subset, batch, got, want)
+			}
+			// Without subset every _id is looked up: in batches, each
+			// reading the file forward in large reads (the build before
+			// read it once per _id: 5,000 reads). With it, only the _ids
+			// of groups that count short are.
+			limit := fileReads
+			if batch > 0 {
+				limit = int64((len(live)+batch-1)/batch) * fileReads
+			}
+			if subset {
+				limit = int64(2*len(want) + 2)
+			}
+			if s.reads > limit || s.reads == 0 {
+				t.Errorf("subset %v, batches of %d: %d reads of the file for %d ids, %d gone; want 1 to %d", subset, batch, s.reads, len(live), len(want), limit)
+			}
 		}
 	}
+}
+
+// TestSeenSetGoneRandom: gone agrees with a map over spilled sets of
+// several sizes, batch sizes and shares of missing _ids.
+func TestSeenSetGoneRandom(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	for _, c := range []struct {
+		n, max, batch, spool int
+		missing              float64
+	}{
+		{3000, 500, 0, 0, 0.1}, {3000, 500, 17, 100, 0.5}, {20000, 4096, 1000, 0, 0.01}, {20000, 4096, 300, 1000, 0.9}, {5000, 100, 1, 0, 0.2},
+		{3000, 1 << 20, 0, 50, 0.3}, // in memory, the _ids to delete spilled
+	} {
+		s := &seenSet{max: c.max, lookupBatch: c.batch, spoolMem: c.spool}
+		var live, want []string
+		for i := range c.n {
+			id := fmt.Sprintf("%x-%d", rng.Uint64(), i)
+			live = append(live, id)
+			if rng.Float64() < c.missing {
+				want = append(want, id)
+				continue
+			}
+			if err := s.add(hashID(id)); err != nil {
+				t.Fatal(err)
+			}
+			if i%7 == 0 { // added twice: the file holds it once
+				if err := s.add(hashID(id)); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if err := s.seal(); err != nil {
+			t.Fatal(err)
+		}
+		if spilled := s.merged != nil; spilled != (c.max < c.n-len(want)) {
+			t.Fatalf("%+v: spilled %v", c, spilled)
+		}
+		forEach := func(fn func(id string) error) error {
+			for _, id := range live {
+				if err := fn(id); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		// missing at 1<<seenTopBits: a subset is not counted by groups.
+		for _, m := range []struct {
+			subset  bool
+			missing int64
+		}{{false, -1}, {true, -1}, {true, int64(len(want))}, {true, 1 << seenTopBits}} {
+			got := spooled(t)(s.gone(m.subset, m.missing, forEach))
+			if !slices.Equal(got, want) {
+				t.Errorf("%+v, %+v: gone %d ids, want %d (first difference at %d)", c, m, len(got), len(want), firstDiff(got, want))
+			}
+		}
+		s.close()
+	}
+}
+
+func firstDiff(a, b []string) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
 }
 
 // boundStore is a store with a resident bound (engine.ResidentBounded).
@@ -317,5 +395,91 @@ func TestSeenSetFollowsStoreBound(t *testing.T) {
 			t.Errorf("store %#v: a 1M run's seen set keeps up to %d hashes, want %d", c.store, s.max, c.max)
 		}
 		s.close()
+	}
+}
+
+// TestSortCands: sortCands orders batches of every size by hash, the
+// ties on high halves included.
+func TestSortCands(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	for _, n := range []int{0, 1, 2, 1000, 1024, 5000, 70000} {
+		c := make([]goneCand, n)
+		for i := range c {
+			c[i] = goneCand{h: idHash{rng.Uint64(), rng.Uint64()}, ord: uint32(i)}
+			if i%5 == 4 { // a tie on the high half
+				c[i].h[0] = c[i-1].h[0]
+			}
+		}
+		want := slices.Clone(c)
+		slices.SortFunc(want, func(x, y goneCand) int { return cmpIDHash(x.h, y.h) })
+		sortCands(c)
+		if !slices.Equal(c, want) {
+			t.Fatalf("%d candidates: not sorted", n)
+		}
+	}
+}
+
+// spooled returns a function that reads every _id of a spool gone
+// returned, in parts of 100.
+func spooled(t *testing.T) func(s *idSpool, err error) []string {
+	return func(s *idSpool, err error) []string {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.close()
+		var all, part []string
+		for {
+			if part, err = s.next(100, part); err != nil {
+				t.Fatal(err)
+			}
+			if len(part) == 0 {
+				break
+			}
+			all = append(all, part...)
+		}
+		if len(all) != s.len() {
+			t.Fatalf("read %d _ids of a spool of %d", len(all), s.len())
+		}
+		return all
+	}
+}
+
+// TestIDSpool: a spool gives back what was added, in order, in parts of
+// any size, whether it stayed in memory or spilled (long _ids included).
+func TestIDSpool(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	for _, c := range []struct{ n, max int }{{0, 1 << 20}, {1, 1 << 20}, {1000, 1 << 20}, {1000, 10}, {5000, 4096}} {
+		s := newIDSpool()
+		s.max = c.max
+		var want []string
+		for i := range c.n {
+			id := fmt.Sprintf("id-%d", i)
+			if rng.IntN(50) == 0 {
+				id += strings.Repeat("é", 20000) // past a uvarint byte and the reader's buffer
+			}
+			want = append(want, id)
+			if err := s.add(id); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if spilled := s.file != nil; spilled != (c.max < 1<<20 && c.n > 0) {
+			t.Errorf("%+v: spilled %v", c, spilled)
+		}
+		var got, part []string
+		for {
+			var err error
+			if part, err = s.next(1+rng.IntN(300), part); err != nil {
+				t.Fatal(err)
+			}
+			if len(part) == 0 {
+				break
+			}
+			got = append(got, part...)
+		}
+		s.close()
+		if !slices.Equal(got, want) {
+			t.Errorf("%+v: got %d _ids back (first difference at %d), want %d", c, len(got), firstDiff(got, want), len(want))
+		}
 	}
 }

@@ -197,6 +197,7 @@ type pendingVal struct {
 // "recent" (runs.go). The transaction is writable whenever something is
 // pending (Put upgrades it first).
 func (st *dsState) flush() error {
+	st.flushes++
 	if len(st.pending) == 0 {
 		return st.writeLevels() // a merge step installed alone (bgmerge.go)
 	}

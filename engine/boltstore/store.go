@@ -525,6 +525,35 @@ type dsState struct {
 	since writtenSince
 	// scratch serves the transaction's index lookups.
 	scratch lookupScratch
+	// hint is what LatestMany found for the _id it hands its callback,
+	// which Put uses instead of looking the _id up again while it is
+	// still true; flushes counts flush's calls, which change inRecent.
+	hint    *latestHint
+	flushes int
+}
+
+// latestHint is an _id's index entry as LatestMany found it, when no
+// flush had been made (flushes) in the transaction.
+type latestHint struct {
+	id       string
+	iv       []byte
+	inRecent bool
+	flushes  int
+}
+
+// hinted returns the hint for id if it still holds: id has not been
+// written (it is not pending) and nothing was flushed since it was
+// found. It clears the hint either way.
+func (st *dsState) hinted(id string) (iv []byte, inRecent, ok bool) {
+	h := st.hint
+	st.hint = nil
+	if h == nil || h.id != id || h.flushes != st.flushes {
+		return nil, false, false
+	}
+	if _, pending := st.pending[id]; pending {
+		return nil, false, false
+	}
+	return h.iv, h.inRecent, true
 }
 
 type writeTx struct {
@@ -683,7 +712,9 @@ func (w *writeTx) Put(dataset string, p *engine.Prepared, ts int64) (engine.PutR
 			return 0, engine.Record{}, err
 		}
 		if !seen {
-			cur, exists, inRecent = st.latest(p.ID)
+			if cur, inRecent, exists = st.hinted(p.ID); !exists {
+				cur, exists, inRecent = st.latest(p.ID)
+			}
 			if w.ops++; w.ops%boundEvery == 0 {
 				w.s.boundMapped(w.tx)
 			}
@@ -713,7 +744,7 @@ func (w *writeTx) Put(dataset string, p *engine.Prepared, ts int64) (engine.PutR
 	val := w.alloc(headerSize + binary.MaxVarintLen64 + len(p.ID) + len(p.Body))
 	val = encodeVersion(val, off, p, ts, prev, exists)
 	if err := st.log.Put(offsetKey(off), val); err != nil {
-		return 0, engine.Record{}, fmt.Errorf("dataset %q: appending %q: %w", dataset, p.ID, err)
+		return 0, engine.Record{}, fmt.Errorf("dataset %q: appending %s: %w", dataset, engine.QuoteID(p.ID), err)
 	}
 	ivLen := indexValSize
 	if p.RawHash != 0 {
@@ -788,6 +819,81 @@ func (w *writeTx) Latest(dataset, id string) (engine.Record, bool, error) {
 	}
 	r, err := decodeVersion(off, v)
 	return r, err == nil, err
+}
+
+// latestManyChunk is how many _ids LatestMany sorts by log offset at
+// once (40 bytes each).
+const latestManyChunk = 1 << 16
+
+// LatestMany implements engine.TxLatestMany: it looks the _ids up (in
+// the order given: deletion tracking gives them in _id order, the
+// index's), then reads their versions from the log in offset order, up
+// to latestManyChunk at a time. Read in _id order, the versions of a
+// 1M-entity dataset's 100,000 deleted entities were one page fault
+// each, 3.3 s of a 10.8 CPU-second run. A Put of the _id fn is given
+// uses the index entry found here (dsState.hint) instead of looking it
+// up again, out of the index's order.
+func (w *writeTx) LatestMany(dataset string, ids []string, fn func(id string, rec engine.Record) error) error {
+	st, err := w.dataset(dataset, false)
+	if err != nil || st == nil {
+		return err
+	}
+	// fn may Put: make the transaction writable first, so a Put cannot
+	// swap it (and with it st's buckets) underneath (ForEachLive).
+	if err := w.upgrade(); err != nil {
+		return err
+	}
+	st = w.sets[dataset]
+	defer func() { st.hint = nil }()
+	type at struct {
+		iv       [indexValRaw]byte
+		n        uint8 // iv's length
+		inRecent bool
+		i        int32 // in the chunk
+	}
+	order := make([]at, 0, min(len(ids), latestManyChunk))
+	var hint latestHint
+	for len(ids) > 0 {
+		chunk := ids[:min(len(ids), latestManyChunk)]
+		ids = ids[len(chunk):]
+		order = order[:0]
+		flushes := st.flushes
+		for i, id := range chunk {
+			iv, ok, inRecent := st.latest(id)
+			if !ok {
+				continue
+			}
+			if !validIndexVal(iv) {
+				return fmt.Errorf("dataset %q: corrupt index entry for %s", dataset, engine.QuoteID(id))
+			}
+			a := at{n: uint8(len(iv)), inRecent: inRecent, i: int32(i)}
+			copy(a.iv[:], iv)
+			order = append(order, a)
+		}
+		slices.SortFunc(order, func(a, b at) int { return bytes.Compare(a.iv[:8], b.iv[:8]) })
+		for k := range order {
+			a := &order[k]
+			off := binary.BigEndian.Uint64(a.iv[:8])
+			id := chunk[a.i]
+			v := st.log.Get(offsetKey(off))
+			if v == nil {
+				return fmt.Errorf("dataset %q: index points at missing offset %d for %s", dataset, off, engine.QuoteID(id))
+			}
+			r, err := decodeVersion(off, v)
+			if err != nil {
+				return err
+			}
+			hint = latestHint{id: id, iv: a.iv[:a.n], inRecent: a.inRecent, flushes: flushes}
+			st.hint = &hint
+			if err := fn(id, r); err != nil {
+				return err
+			}
+			if w.ops++; w.ops%boundEvery == 0 {
+				w.s.boundMapped(w.tx)
+			}
+		}
+	}
+	return nil
 }
 
 func (w *writeTx) ForEachLive(dataset string, fn func(id string) error) error {
