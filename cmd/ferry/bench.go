@@ -36,14 +36,15 @@ import (
 )
 
 // benchScenarios run in this order; each later one uses the store the
-// earlier ones left (unchanged, changed10, jq, dtl and dtl-jq need
-// initial's, datasets-unchanged datasets').
-var benchScenarios = []string{"floor", "floor-unchanged", "floor-changed10", "floor-jq", "initial", "unchanged", "changed10", "jq", "dtl", "dtl-jq", "collect", "recollect", "share", "datasets", "datasets-unchanged"}
+// earlier ones left (unchanged, changed10, jq, dtl, dtl-jq and deleted10
+// need initial's, datasets-unchanged datasets'). deleted10 comes after
+// the transforms, which read the whole dataset: it deletes a tenth.
+var benchScenarios = []string{"floor", "floor-unchanged", "floor-changed10", "floor-jq", "floor-deleted10", "initial", "unchanged", "changed10", "jq", "dtl", "dtl-jq", "deleted10", "collect", "recollect", "share", "datasets", "datasets-unchanged"}
 
 // benchNoFloorRatio lists scenarios whose throughput is not dataset writes
 // of the generated entities, so a ratio to the floor means nothing.
 // The floors of other work than a load (bench_floors.go) have none either.
-var benchNoFloorRatio = map[string]bool{"share": true, "collect": true, "recollect": true, "floor-unchanged": true, "floor-changed10": true, "floor-jq": true}
+var benchNoFloorRatio = map[string]bool{"share": true, "collect": true, "recollect": true, "floor-unchanged": true, "floor-changed10": true, "floor-jq": true, "floor-deleted10": true}
 
 // benchResult is one scenario's figures.
 type benchResult struct {
@@ -113,7 +114,9 @@ func (c *cli) benchCmd() *cobra.Command {
 		Long: `Bench generates N entities (~310 bytes of nested JSON, ids in random order) as
 NDJSON and measures, each scenario in its own process, with fsync on: an
 initial load, the same file again (unchanged), 10% changed, a jq pipe, a DTL
-pipe with 10 functions and the equivalent jq, a REST collect from a fake API
+pipe with 10 functions and the equivalent jq, a full run without a tenth of
+the entities, which deletion tracking deletes (deleted10), a REST collect
+from a fake API
 and the same collect again with nothing changed (recollect),
 a share (write-back) run, the same entities spread over 1,000 pipes and
 datasets (datasets, datasets-unchanged), and the floor (bare bbolt). It then checks the store
@@ -324,7 +327,7 @@ func (c *cli) bench(ctx context.Context, n, ckpt int, dir, scenario, cpuprof str
 		return exitFailed
 	}
 	defer dropStore()
-	if err := genBenchFiles(work, n, bo.ids); err != nil {
+	if err := genBenchFiles(work, n, bo.ids, slices.Contains(run, "deleted10") || slices.Contains(run, "floor-deleted10")); err != nil {
 		c.errorf("bench: generating entities: %v", err)
 		return exitFailed
 	}
@@ -564,8 +567,12 @@ func benchEntity(buf, id []byte, i, variant int) []byte {
 		id, i, i, i, i%3 != 0, i%100000, i%100, i, i%9999, i%99999, i%5, 1+i%28, i%60, variant)
 }
 
-func genBenchFiles(dir string, n int, ids string) error {
-	write := func(name string, changed func(i int) bool) error {
+// genBenchFiles writes the entities (entities.ndjson), the same with a
+// tenth changed (entities-changed10.ndjson) and, with deleted, the
+// changed ones without another tenth (entities-deleted10.ndjson,
+// benchDeleted).
+func genBenchFiles(dir string, n int, ids string, deleted bool) error {
+	write := func(name string, changed, skip func(i int) bool) error {
 		f, err := os.Create(filepath.Join(dir, name))
 		if err != nil {
 			return err
@@ -573,6 +580,9 @@ func genBenchFiles(dir string, n int, ids string) error {
 		w := bufio.NewWriterSize(f, 1<<20)
 		buf, id := make([]byte, 0, 512), make([]byte, 0, 32)
 		for i := 0; i < n; i++ {
+			if skip != nil && skip(i) {
+				continue
+			}
 			v := 0
 			if changed(i) {
 				v = 1
@@ -586,11 +596,27 @@ func genBenchFiles(dir string, n int, ids string) error {
 		}
 		return f.Close()
 	}
-	if err := write("entities.ndjson", func(int) bool { return false }); err != nil {
+	if err := write("entities.ndjson", func(int) bool { return false }, nil); err != nil {
 		return err
 	}
-	return write("entities-changed10.ndjson", func(i int) bool { return i%10 == 0 })
+	if err := write("entities-changed10.ndjson", benchChanged, nil); err != nil {
+		return err
+	}
+	if !deleted {
+		return nil
+	}
+	return write("entities-deleted10.ndjson", benchChanged, benchDeleted)
 }
+
+// benchChanged reports whether entity i is changed in the file the
+// changed10 scenario reads.
+func benchChanged(i int) bool { return i%10 == 0 }
+
+// benchDeleted reports whether entity i is left out of the file the
+// deleted10 scenario reads: a tenth, none of those changed10 changes.
+// The lines left are changed10's, so that after changed10 (the default
+// order) the run has nothing to do but delete.
+func benchDeleted(i int) bool { return i%10 == 5 }
 
 func benchConfig(dir string, ckpt int) string {
 	return fmt.Sprintf(`[
@@ -634,6 +660,8 @@ func runScenario(ctx context.Context, sc, dir string, n int, noSync bool, ckpt i
 		return benchFloorLookup(dir, n, noSync, ckpt, "entities-changed10.ndjson")
 	case "floor-jq":
 		return benchFloorJQ(dir, n, ckpt)
+	case "floor-deleted10":
+		return benchFloorDeleted(dir, n, noSync, ckpt) // bench_floors.go
 	case "share":
 		return benchShare(ctx, dir, noSync)
 	case "collect", "recollect":
@@ -651,14 +679,16 @@ func runScenario(ctx context.Context, sc, dir string, n int, noSync bool, ckpt i
 	}
 	defer store.Close()
 	eng := engine.New(store, plan, nil)
-	pipe := map[string]string{"initial": "bench-load", "unchanged": "bench-load", "changed10": "bench-load", "jq": "bench-jq", "dtl": "bench-dtl", "dtl-jq": "bench-dtl-jq"}[sc]
+	pipe := map[string]string{"initial": "bench-load", "unchanged": "bench-load", "changed10": "bench-load", "deleted10": "bench-load", "jq": "bench-jq", "dtl": "bench-dtl", "dtl-jq": "bench-dtl-jq"}[sc]
 	if pipe == "" {
 		return nil, fmt.Errorf("unknown scenario %q", sc)
 	}
-	if sc == "changed10" {
-		// The same pipe reading the changed file: swap the source by
-		// compiling a pipe that writes dataset "bench" from it.
-		cfg2 := fmt.Sprintf(`[{"_id": "bench-load", "type": "pipe", "checkpoint_interval": %d, "source": {"type": "json", "format": "ndjson", "url": %q}, "sink": {"type": "dataset", "dataset": "bench"}}]`, ckpt, filepath.Join(dir, "entities-changed10.ndjson"))
+	if sc == "changed10" || sc == "deleted10" {
+		// The same pipe reading the changed file (or the one without a
+		// tenth: a full run, so deletion tracking deletes that tenth):
+		// swap the source by compiling a pipe that writes dataset
+		// "bench" from it.
+		cfg2 := fmt.Sprintf(`[{"_id": "bench-load", "type": "pipe", "checkpoint_interval": %d, "source": {"type": "json", "format": "ndjson", "url": %q}, "sink": {"type": "dataset", "dataset": "bench"}}]`, ckpt, filepath.Join(dir, "entities-"+sc+".ndjson"))
 		if plan, err = compileBenchConfig(filepath.Join(dir, "bench.json"), cfg2); err != nil {
 			return nil, err
 		}

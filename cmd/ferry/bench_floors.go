@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -47,11 +48,15 @@ import (
 //     at least floor-jq's CPU time plus a load's write (initial's) per
 //     entity, and two cores allow at most 2 s of CPU per second (printed
 //     under the table).
+//   - floor-deleted10 (benchFloorDeleted): floor-unchanged's lookups of
+//     the lines deleted10 reads, then bare deletion tracking: the index
+//     walked for the _ids not seen, whose last lines get "_deleted": true
+//     appended and are written back in log order.
 //
 // A scenario's ratio to its own floor says how close Ferry gets to what
 // this machine allows for that work; where a target is above the floor
 // itself, the target is out of reach here.
-var benchOwnFloor = map[string]string{"unchanged": "floor-unchanged", "changed10": "floor-changed10", "jq": "floor-jq"}
+var benchOwnFloor = map[string]string{"unchanged": "floor-unchanged", "changed10": "floor-changed10", "jq": "floor-jq", "deleted10": "floor-deleted10"}
 
 // floorPut is one entity a floor worker wants written.
 type floorPut struct {
@@ -203,13 +208,27 @@ func benchFloorLookup(dir string, n int, noSync bool, ckpt int, file string) (*b
 	defer os.Remove(path)
 	defer db.Close()
 	// Before the clock: the index as the load left it.
-	if err := buildFloorIndex(db, filepath.Join(dir, "entities.ndjson")); err != nil {
+	if err := buildFloorIndex(db, filepath.Join(dir, "entities.ndjson"), false); err != nil {
 		return nil, fmt.Errorf("building the lookup floor's index: %w", err)
 	}
 	runtime.GC()
 	txSize := engine.DefaultBatchSize * ckpt
 	start, cpu0 := time.Now(), cputime.Now()
-	written, same, err := floorRun(db, filepath.Join(dir, file), txSize, uint64(n), func(lines [][]byte) floorBatch {
+	written, same, err := floorRun(db, filepath.Join(dir, file), txSize, uint64(n), floorLookup(db, nil))
+	if err != nil {
+		return nil, err
+	}
+	el, cpu := time.Since(start).Seconds(), (cputime.Now() - cpu0).Seconds()
+	return &benchResult{Entities: n, Seconds: el, EntitiesPerS: float64(n) / el, CPUSeconds: cpu, Written: written, Unchanged: same, TxEntities: txSize, FsyncOnCommit: !noSync}, nil
+}
+
+// floorLookup is the lookup floors' work on a batch of lines: find each
+// line's _id, hash the line and look the _id up in db's index, in a read
+// transaction per batch. A line whose hash differs is to be written. With
+// seen, the xxh3-64 hashes of the batch's _ids are passed to it (from the
+// workers at once: it must be safe for that).
+func floorLookup(db *bolt.DB, seen func(ids []uint64)) func(lines [][]byte) floorBatch {
+	return func(lines [][]byte) floorBatch {
 		fb := floorBatch{lines: len(lines)}
 		tx, err := db.Begin(false)
 		if err != nil {
@@ -218,11 +237,18 @@ func benchFloorLookup(dir string, n int, noSync bool, ckpt int, file string) (*b
 		}
 		defer tx.Rollback()
 		c := tx.Bucket([]byte("index")).Cursor()
+		var ids []uint64
+		if seen != nil {
+			ids = make([]uint64, 0, len(lines))
+		}
 		for _, line := range lines {
 			id, ok := engine.ScanRawID(line)
 			if !ok {
 				fb.err = fmt.Errorf("a line without a string _id: %.60s", line)
 				return fb
+			}
+			if seen != nil {
+				ids = append(ids, xxh3.HashString(id))
 			}
 			h := xxh3.Hash(line)
 			k, v := c.Seek([]byte(id))
@@ -232,18 +258,106 @@ func benchFloorLookup(dir string, n int, noSync bool, ckpt int, file string) (*b
 			}
 			fb.puts = append(fb.puts, floorPut{id: id, text: line, hash: h})
 		}
+		if seen != nil {
+			seen(ids)
+		}
 		return fb
+	}
+}
+
+// benchFloorDeleted is the floor of the deleted10 scenario: a full run of
+// the file without a tenth of the lines (entities-deleted10.ndjson) that
+// deletes the missing tenth. The lookups are floor-unchanged's, which also
+// hand over a 64-bit hash of every _id; then the index is walked for the
+// _ids not among them, which are sorted by their offset in the log (as
+// Ferry reads them) and get a new version: their last line with
+// "_deleted": true appended, written to the log and the index in
+// transactions of the pipes' size. Before the clock, the log and index
+// hold the changed10 file, as the dataset does when deleted10 runs.
+func benchFloorDeleted(dir string, n int, noSync bool, ckpt int) (*benchResult, error) {
+	defer asPlainGo()()
+	path := filepath.Join(dir, "floor-deleted.db")
+	db, err := openFloorDB(path, noSync)
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(path)
+	defer db.Close()
+	if err := buildFloorIndex(db, filepath.Join(dir, "entities-changed10.ndjson"), true); err != nil {
+		return nil, fmt.Errorf("building the deletion floor's store: %w", err)
+	}
+	runtime.GC()
+	txSize := engine.DefaultBatchSize * ckpt
+	start, cpu0 := time.Now(), cputime.Now()
+	var mu sync.Mutex
+	seen := make([]uint64, 0, n)
+	written, same, err := floorRun(db, filepath.Join(dir, "entities-deleted10.ndjson"), txSize, uint64(n), floorLookup(db, func(ids []uint64) {
+		mu.Lock()
+		seen = append(seen, ids...)
+		mu.Unlock()
+	}))
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(seen)
+	type gone struct {
+		id  []byte
+		off uint64
+	}
+	var del []gone
+	err = db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket([]byte("index")).Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			if _, ok := slices.BinarySearch(seen, xxh3.Hash(k)); !ok {
+				del = append(del, gone{bytes.Clone(k), binary.BigEndian.Uint64(v[:8])})
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
+	slices.SortFunc(del, func(a, b gone) int { return cmp.Compare(a.off, b.off) })
+	off := uint64(n) + uint64(written)
+	for len(del) > 0 {
+		chunk := del[:min(len(del), txSize)]
+		del = del[len(chunk):]
+		err := db.Update(func(tx *bolt.Tx) error {
+			lb, ib, err := floorBuckets(tx)
+			if err != nil {
+				return err
+			}
+			for _, g := range chunk {
+				v := lb.Get(binary.BigEndian.AppendUint64(nil, g.off))
+				if len(v) < 2 {
+					return fmt.Errorf("the floor's log has no line at %d", g.off)
+				}
+				text := append(append(make([]byte, 0, len(v)+16), v[:len(v)-1]...), `,"_deleted":true}`...)
+				k := binary.BigEndian.AppendUint64(nil, off)
+				if err := lb.Put(k, text); err != nil {
+					return err
+				}
+				if err := ib.Put(g.id, binary.BigEndian.AppendUint64(k, xxh3.Hash(text))); err != nil {
+					return err
+				}
+				off++
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	deleted := int64(off) - int64(n) - written
 	el, cpu := time.Since(start).Seconds(), (cputime.Now() - cpu0).Seconds()
-	return &benchResult{Entities: n, Seconds: el, EntitiesPerS: float64(n) / el, CPUSeconds: cpu, Written: written, Unchanged: same, TxEntities: txSize, FsyncOnCommit: !noSync}, nil
+	return &benchResult{Entities: n, Seconds: el, EntitiesPerS: float64(n) / el, CPUSeconds: cpu, Written: written, Unchanged: same, Deleted: deleted, TxEntities: txSize, FsyncOnCommit: !noSync}, nil
 }
 
 // buildFloorIndex puts _id -> offset and xxh3-64 of the line for every
-// line of path into the "index" bucket, in key order with full pages.
-func buildFloorIndex(db *bolt.DB, path string) error {
+// line of path into the "index" bucket, in key order with full pages; the
+// offset is the line's number. With log it also writes each line at its
+// offset in the "log" bucket.
+func buildFloorIndex(db *bolt.DB, path string, log bool) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
@@ -251,9 +365,31 @@ func buildFloorIndex(db *bolt.DB, path string) error {
 	defer f.Close()
 	type entry struct {
 		id   string
+		off  uint64
 		hash uint64
 	}
 	var entries []entry
+	var lines [][]byte // the log's next lines, from offset len(entries)-len(lines)
+	flush := func() error {
+		if len(lines) == 0 {
+			return nil
+		}
+		err := db.Update(func(tx *bolt.Tx) error {
+			lb, _, err := floorBuckets(tx)
+			if err != nil {
+				return err
+			}
+			off := uint64(len(entries) - len(lines))
+			for i, line := range lines {
+				if err := lb.Put(binary.BigEndian.AppendUint64(nil, off+uint64(i)), line); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		lines = lines[:0]
+		return err
+	}
 	r := bufio.NewReaderSize(f, 256<<10)
 	for {
 		line, err := r.ReadSlice('\n')
@@ -262,7 +398,14 @@ func buildFloorIndex(db *bolt.DB, path string) error {
 			if !ok {
 				return fmt.Errorf("%s: a line without a string _id: %.60s", path, line)
 			}
-			entries = append(entries, entry{id, xxh3.Hash(line)})
+			entries = append(entries, entry{id, uint64(len(entries)), xxh3.Hash(line)})
+			if log {
+				if lines = append(lines, bytes.Clone(line)); len(lines) == 100_000 {
+					if err := flush(); err != nil {
+						return err
+					}
+				}
+			}
 		}
 		if errors.Is(err, io.EOF) {
 			break
@@ -270,15 +413,18 @@ func buildFloorIndex(db *bolt.DB, path string) error {
 			return fmt.Errorf("%s: %w", path, err)
 		}
 	}
+	if err := flush(); err != nil {
+		return err
+	}
 	slices.SortFunc(entries, func(a, b entry) int { return strings.Compare(a.id, b.id) })
 	return db.Update(func(tx *bolt.Tx) error {
-		ib, err := tx.CreateBucket([]byte("index"))
+		_, ib, err := floorBuckets(tx)
 		if err != nil {
 			return err
 		}
 		ib.FillPercent = 1.0
-		for i, e := range entries {
-			v := binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, uint64(i)), e.hash)
+		for _, e := range entries {
+			v := binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, e.off), e.hash)
 			if err := ib.Put([]byte(e.id), v); err != nil {
 				return err
 			}
@@ -367,6 +513,7 @@ func printOwnFloors(w io.Writer, run []string, results map[string]*benchResult) 
 	what := map[string]string{
 		"floor-unchanged": "bare bbolt lookups of each line's _id and hash",
 		"floor-changed10": "the same lookups, and bare bbolt writes of the changed lines",
+		"floor-deleted10": "the same lookups of the lines left, then the index walked for the _ids not seen and their last lines written back with \"_deleted\": true",
 	}
 	for _, sc := range run {
 		if r := results[sc]; r != nil && r.OwnFloor != "" && what[r.OwnFloor] != "" {

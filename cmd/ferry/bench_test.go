@@ -226,8 +226,8 @@ func TestBenchDatasets(t *testing.T) {
 
 // TestBenchOwnFloors runs the floors of the scenarios that are not loads
 // beside those scenarios and checks what each floor did (every line the
-// same, a tenth written, every line transformed) and that the table says
-// how close each scenario came to its floor.
+// same, a tenth written, every line transformed, a tenth deleted) and
+// that the table says how close each scenario came to its floor.
 func TestBenchOwnFloors(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs ferry bench in subprocesses")
@@ -236,7 +236,7 @@ func TestBenchOwnFloors(t *testing.T) {
 	run := func(args ...string) string {
 		t.Helper()
 		cmd := exec.Command(os.Args[0], append([]string{"bench", "-n", "1000", "--dir", filepath.Join(dir, "work"),
-			"--scenarios", "floor-unchanged,floor-changed10,floor-jq,initial,unchanged,changed10,jq"}, args...)...)
+			"--scenarios", "floor-unchanged,floor-changed10,floor-jq,floor-deleted10,initial,unchanged,changed10,jq,deleted10"}, args...)...)
 		cmd.Env = append(os.Environ(), "FERRY_TEST_AS_CLI=1")
 		out, err := cmd.CombinedOutput()
 		if err != nil {
@@ -249,16 +249,22 @@ func TestBenchOwnFloors(t *testing.T) {
 	if err := json.Unmarshal([]byte(out[strings.Index(out, "{"):strings.LastIndex(out, "}")+1]), &res); err != nil {
 		t.Fatalf("bench --json output: %v\n%s", err, out)
 	}
-	want := map[string][2]int64{ // written, unchanged
-		"floor-unchanged": {0, 1000},
-		"floor-changed10": {100, 900},
-		"floor-jq":        {1000, 0},
+	want := map[string][3]int64{ // written, unchanged, deleted
+		"floor-unchanged": {0, 1000, 0},
+		"floor-changed10": {100, 900, 0},
+		"floor-jq":        {1000, 0, 0},
+		"floor-deleted10": {0, 900, 100},
 	}
 	for sc, w := range want {
 		r := res[sc]
-		if r == nil || r.EntitiesPerS <= 0 || r.Written != w[0] || r.Unchanged != w[1] || r.RatioToFloor != 0 {
-			t.Errorf("%s: %+v, want written %d, unchanged %d and no ratio to the load floor", sc, r, w[0], w[1])
+		if r == nil || r.EntitiesPerS <= 0 || r.Written != w[0] || r.Unchanged != w[1] || r.Deleted != w[2] || r.RatioToFloor != 0 {
+			t.Errorf("%s: %+v, want written %d, unchanged %d, deleted %d and no ratio to the load floor", sc, r, w[0], w[1], w[2])
 		}
+	}
+	// deleted10 runs after changed10, whose lines its file keeps: it has
+	// nothing to do but delete a tenth.
+	if r := res["deleted10"]; r == nil || r.Written != 0 || r.Unchanged != 900 || r.Deleted != 100 {
+		t.Errorf("deleted10: %+v, want 900 unchanged and 100 deleted", r)
 	}
 	for sc, f := range benchOwnFloor {
 		if r := res[sc]; r == nil || r.OwnFloor != f || r.RatioToOwnFloor <= 0 {
@@ -266,7 +272,7 @@ func TestBenchOwnFloors(t *testing.T) {
 		}
 	}
 	table := run()
-	for _, s := range []string{"unchanged runs at ", " of floor-unchanged", "changed10 runs at ", "floor-jq: the jq transform alone", "jq ran at "} {
+	for _, s := range []string{"unchanged runs at ", " of floor-unchanged", "changed10 runs at ", "floor-jq: the jq transform alone", "jq ran at ", "deleted10 runs at "} {
 		if !strings.Contains(table, s) {
 			t.Errorf("the table does not say %q:\n%s", s, table)
 		}
