@@ -338,9 +338,15 @@ func (e *Engine) run(ctx context.Context, p *Pipe, opts RunOptions, rec *RunReco
 	if src, ok := p.Comp.Raw["source"].(map[string]any); ok && src["if_source_empty"] == "fail" {
 		failIfEmpty = full
 	}
+	// A full re-sync (reset, rescan) that stops before it completes is
+	// done again in full: its commits until then keep the rescan request,
+	// so the next run is not incremental from their token, which would
+	// skip deletion tracking. A first run that stops goes on from its
+	// token: its dataset has nothing to delete.
+	redo := full && p.Source.SupportsSince() && (opts.Reset || opts.Rescan || state.RescanRequested)
 	state.RescanRequested = false
 	if isTx {
-		return e.commitTx(ctx, p, sr, items, gate, mode, stored, state, stats, full, failIfEmpty)
+		return e.commitTx(ctx, p, sr, items, gate, mode, stored, state, stats, full, failIfEmpty, redo)
 	}
 	ext, ok := p.Sink.(ExternalSink)
 	if !ok {
@@ -1001,7 +1007,11 @@ func (e *Engine) groupLimits() (int, time.Duration) {
 
 // commitTx writes batches into the store in grouped transactions, each
 // carrying the pipe's new token.
-func (e *Engine) commitTx(ctx context.Context, p *Pipe, sr SinkRun, items <-chan item, gate *byteGate, mode *textMode, stored, state PipeState, stats *RunStats, full, failIfEmpty bool) (err error) {
+//
+// With redo, every commit but the final one stores the state with
+// RescanRequested set, so that a run stopped before it completes is done
+// again in full.
+func (e *Engine) commitTx(ctx context.Context, p *Pipe, sr SinkRun, items <-chan item, gate *byteGate, mode *textMode, stored, state PipeState, stats *RunStats, full, failIfEmpty, redo bool) (err error) {
 	maxBytes, maxDur := e.groupLimits()
 	// done holds the counts of what is committed; when the run fails, what
 	// the rolled-back transaction wrote is moved to the "would" counts.
@@ -1033,7 +1043,12 @@ func (e *Engine) commitTx(ctx context.Context, p *Pipe, sr SinkRun, items <-chan
 		return err
 	}
 	committed := stored
+	final := false
 	commit := func() error {
+		state := state
+		if redo && !final {
+			state.RescanRequested = true
+		}
 		if !tx.Changed() && state == committed {
 			// Nothing to make durable: skip the commit and its fsyncs.
 			err := tx.Rollback()
@@ -1170,6 +1185,7 @@ func (e *Engine) commitTx(ctx context.Context, p *Pipe, sr SinkRun, items <-chan
 	if err := sr.Finish(ctx, tx, ts); err != nil {
 		return err
 	}
+	final = true
 	return commit()
 }
 

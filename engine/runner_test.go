@@ -288,6 +288,45 @@ func TestCrashSafety(t *testing.T) {
 	}
 }
 
+// TestStoppedResyncRunsFullAgain: a reset or rescan run that stops
+// after some of its commits leaves the next run a full one, which
+// deletion-tracks what the source lost; once complete, runs are
+// incremental again. (A first run that stops goes on incrementally:
+// TestCrashSafety.)
+func TestStoppedResyncRunsFullAgain(t *testing.T) {
+	for _, opts := range []engine.RunOptions{{Rescan: true}, {Reset: true}} {
+		t.Run(fmt.Sprintf("%+v", opts), func(t *testing.T) {
+			ctx := context.Background()
+			src := &fakeSource{N: 20}
+			eng, s := newEngine(t, registry(src, nil), `{"_id":"p","type":"pipe","batch_size":2,"checkpoint_interval":1,"source":{"type":"fake"}}`)
+			if _, err := eng.Run(ctx, "p", engine.RunOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			// The source lost four entities; the re-sync breaks after
+			// three batches, three commits.
+			src.Ents = nil
+			for i := range 16 {
+				src.Ents = append(src.Ents, engine.Entity{"_id": fmt.Sprintf("e%03d", i), "i": i})
+			}
+			src.FailAfter = 3
+			if _, err := eng.Run(ctx, "p", opts); err == nil || !strings.Contains(err.Error(), "source broke") {
+				t.Fatalf("re-sync: %v, want the source's error", err)
+			}
+			if st, _ := s.PipeState(ctx, "p"); !st.RescanRequested || st.Since == "" {
+				t.Fatalf("state after the stopped re-sync: %+v, want a token and the rescan request kept", st)
+			}
+			src.FailAfter = 0
+			rec, err := eng.Run(ctx, "p", engine.RunOptions{})
+			if err != nil || rec.SyncType != "full" || rec.Deleted != 4 {
+				t.Fatalf("run after the stopped re-sync: %+v, %v; want full with 4 deleted", rec, err)
+			}
+			if rec, err := eng.Run(ctx, "p", engine.RunOptions{}); err != nil || rec.SyncType != "incremental" {
+				t.Fatalf("run after the complete re-sync: %+v, %v; want incremental", rec, err)
+			}
+		})
+	}
+}
+
 func TestTransformErrorWritesNothingOfTheBatch(t *testing.T) {
 	for _, single := range []bool{false, true} {
 		t.Run(fmt.Sprint("single=", single), func(t *testing.T) {
