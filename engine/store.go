@@ -272,7 +272,8 @@ type TxLatestMany interface {
 	// LatestMany calls fn with the latest version, as this transaction
 	// sees it, of each of ids that has one, in an order of its own. The
 	// ids must be distinct. fn may Put to the dataset; each version fn is
-	// given is the latest from before LatestMany was called.
+	// given is the latest from before LatestMany was called, and its
+	// Body is valid until fn returns.
 	LatestMany(dataset string, ids []string, fn func(id string, rec Record) error) error
 }
 
