@@ -415,23 +415,12 @@ func (s *seenSet) lookupSorted(b *goneBatch, out *idSpool) error {
 	r := hashCursor{s: s}
 	var missing []uint32
 	for i := range b.c {
-		c := &b.c[i]
-		// Every hash >= c.h lies at or after the block before the first
-		// block whose first hash's high half is >= c.h's (equal high
-		// halves may straddle a block boundary).
-		blk := sort.Search(len(s.firsts), func(i int) bool { return s.firsts[i] >= c.h[0] })
-		at := int64(max(blk-1, 0)) * seenBlock
-		if !r.started || at > r.pos+seenReadSize/16 {
-			r.seek(at)
+		found, err := r.find(b.c[i].h)
+		if err != nil {
+			return fmt.Errorf("deletion tracking: reading id hashes: %w", err)
 		}
-		for r.ok && cmpIDHash(r.cur, c.h) < 0 {
-			r.next()
-		}
-		if r.err != nil {
-			return fmt.Errorf("deletion tracking: reading id hashes: %w", r.err)
-		}
-		if !r.ok || r.cur != c.h {
-			missing = append(missing, c.ord)
+		if !found {
+			missing = append(missing, b.c[i].ord)
 		}
 	}
 	slices.Sort(missing) // back to forEach's order
@@ -485,41 +474,52 @@ func sortCands(c []goneCand) {
 	}
 }
 
-// hashCursor reads the merged file's hashes forward from a position.
+// hashCursor finds hashes, asked in ascending order, in the merged file:
+// it reads the file forward, seenReadSize at a time, starting each read
+// where the next hash asked can first be (firsts), and searches each
+// read's hashes by halves. Walking them one by one cost a 10M-entity run
+// that deleted a tenth 3.3 of its 9.3 s in gone.
 type hashCursor struct {
-	s       *seenSet
-	r       *bufio.Reader
-	started bool
-	ok      bool  // cur holds the hash at pos
-	pos     int64 // in hashes
-	cur     idHash
-	buf     [16]byte
-	err     error
+	s     *seenSet
+	buf   []byte
+	start int64 // the position (in hashes) of buf's first hash
+	n     int   // hashes in buf
+	i     int   // the first of them that may be >= the next hash asked
 }
 
-// seek moves to the hash at position i.
-func (c *hashCursor) seek(i int64) {
-	sr := io.NewSectionReader(countedReader{c.s}, i*16, (c.s.n-i)*16)
-	if c.r == nil {
-		c.r = bufio.NewReaderSize(sr, seenReadSize)
-	} else {
-		c.r.Reset(sr)
-	}
-	c.started, c.pos = true, i-1
-	c.next()
+func (c *hashCursor) at(j int) idHash {
+	return idHash{binary.BigEndian.Uint64(c.buf[j*16:]), binary.BigEndian.Uint64(c.buf[j*16+8:])}
 }
 
-func (c *hashCursor) next() {
-	if _, err := io.ReadFull(c.r, c.buf[:]); err != nil {
-		if err != io.EOF {
-			c.err = err
+// find reports whether the file holds h; h must not be below the hash
+// asked before.
+func (c *hashCursor) find(h idHash) (bool, error) {
+	for {
+		if c.n > 0 && cmpIDHash(h, c.at(c.n-1)) <= 0 {
+			c.i += sort.Search(c.n-c.i, func(k int) bool { return cmpIDHash(c.at(c.i+k), h) >= 0 })
+			return c.at(c.i) == h, nil
 		}
-		c.ok = false
-		return
+		end := c.start + int64(c.n) // what was read ends below h
+		if c.n > 0 && end >= c.s.n {
+			return false, nil // past the file's last hash
+		}
+		// Every hash >= h lies at or after the block before the first
+		// block whose first hash's high half is >= h's (equal high
+		// halves may straddle a block boundary).
+		blk := sort.Search(len(c.s.firsts), func(i int) bool { return c.s.firsts[i] >= h[0] })
+		at := max(int64(max(blk-1, 0))*seenBlock, end)
+		if at >= c.s.n {
+			return false, nil
+		}
+		if c.buf == nil {
+			c.buf = make([]byte, seenReadSize)
+		}
+		want := min(int64(len(c.buf)/16), c.s.n-at)
+		if _, err := (countedReader{c.s}).ReadAt(c.buf[:want*16], at*16); err != nil {
+			return false, err
+		}
+		c.start, c.n, c.i = at, int(want), 0
 	}
-	c.cur = idHash{binary.BigEndian.Uint64(c.buf[:8]), binary.BigEndian.Uint64(c.buf[8:])}
-	c.ok = true
-	c.pos++
 }
 
 // countedReader reads the merged file, counting the reads (seenSet.reads).
