@@ -39,12 +39,12 @@ import (
 // earlier ones left (unchanged, changed10, jq, dtl, dtl-jq and deleted10
 // need initial's, datasets-unchanged datasets'). deleted10 comes after
 // the transforms, which read the whole dataset: it deletes a tenth.
-var benchScenarios = []string{"floor", "floor-unchanged", "floor-changed10", "floor-jq", "floor-deleted10", "initial", "unchanged", "changed10", "jq", "dtl", "dtl-jq", "deleted10", "collect", "recollect", "share", "datasets", "datasets-unchanged"}
+var benchScenarios = []string{"floor", "floor-unchanged", "floor-changed10", "floor-jq", "floor-deleted10", "initial", "unchanged", "changed10", "jq", "dtl", "dtl-jq", "deleted10", "collect", "recollect", "share", "datasets", "datasets-unchanged", "large"}
 
 // benchNoFloorRatio lists scenarios whose throughput is not dataset writes
 // of the generated entities, so a ratio to the floor means nothing.
 // The floors of other work than a load (bench_floors.go) have none either.
-var benchNoFloorRatio = map[string]bool{"share": true, "collect": true, "recollect": true, "floor-unchanged": true, "floor-changed10": true, "floor-jq": true, "floor-deleted10": true}
+var benchNoFloorRatio = map[string]bool{"large": true, "share": true, "collect": true, "recollect": true, "floor-unchanged": true, "floor-changed10": true, "floor-jq": true, "floor-deleted10": true}
 
 // benchResult is one scenario's figures.
 type benchResult struct {
@@ -119,7 +119,8 @@ the entities, which deletion tracking deletes (deleted10), a REST collect
 from a fake API
 and the same collect again with nothing changed (recollect),
 a share (write-back) run, the same entities spread over 1,000 pipes and
-datasets (datasets, datasets-unchanged), and the floor (bare bbolt). It then checks the store
+datasets (datasets, datasets-unchanged), a load of N/50 documents of ~10 KB
+(large), and the floor (bare bbolt). It then checks the store
 and fails if anything is off. Besides wall-clock throughput it reports each
 scenario's CPU time per entity, which holds when the machine is shared.
 
@@ -337,6 +338,12 @@ func (c *cli) bench(ctx context.Context, n, ckpt int, dir, scenario, cpuprof str
 			return exitFailed
 		}
 	}
+	if slices.Contains(run, "large") {
+		if err := genLargeFile(work, n); err != nil { // bench_large.go
+			c.errorf("bench: generating the large scenario's documents: %v", err)
+			return exitFailed
+		}
+	}
 	self, err := os.Executable()
 	if err != nil {
 		c.errorf("bench: %v", err)
@@ -532,7 +539,7 @@ var benchIDStyles = []string{"hash", "prefixed"}
 // their own.
 func benchReadsFiles(sc string) bool {
 	switch sc {
-	case "collect", "recollect", "share":
+	case "collect", "recollect", "share", "large":
 		return false
 	}
 	return true
@@ -668,6 +675,8 @@ func runScenario(ctx context.Context, sc, dir string, n int, noSync bool, ckpt i
 		return benchCollect(ctx, dir, min(n, benchCollectMax), noSync, sc == "recollect", mapped)
 	case "datasets", "datasets-unchanged":
 		return benchDatasets(ctx, dir, n, noSync, ckpt, mapped, storeURL, sc == "datasets-unchanged") // bench_datasets.go
+	case "large":
+		return benchLarge(ctx, dir, n, noSync, ckpt, mapped, storeURL) // bench_large.go
 	}
 	plan, err := benchPlan(dir, "bench.json", ckpt)
 	if err != nil {

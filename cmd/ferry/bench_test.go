@@ -207,6 +207,38 @@ func benchJSON(t *testing.T, args ...string) map[string]*benchResult {
 	return res
 }
 
+// TestBenchLarge runs the scenario of large documents: N/50 documents of
+// ~10 KB, each written.
+func TestBenchLarge(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs ferry bench in subprocesses")
+	}
+	res := benchJSON(t, "-n", "1000", "--scenarios", "large")
+	if r := res["large"]; r == nil || r.Entities != 20 || r.Written != 20 || r.EntitiesPerS <= 0 || r.IDs != "" || r.RatioToFloor != 0 {
+		t.Errorf("large: %+v", r)
+	}
+	dir := t.TempDir()
+	if err := genLargeFile(dir, 5000); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "entities-large.ndjson"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+	ids := map[string]bool{}
+	for _, line := range lines {
+		var doc map[string]any
+		if err := json.Unmarshal([]byte(line), &doc); err != nil || len(line) < benchLargeBytes || len(line) > benchLargeBytes+256 {
+			t.Fatalf("a document of %d bytes (%v): %.80s", len(line), err, line)
+		}
+		ids[doc["_id"].(string)] = true
+	}
+	if len(lines) != 100 || len(ids) != 100 {
+		t.Errorf("%d documents, %d ids, want 100", len(lines), len(ids))
+	}
+}
+
 // TestBenchDatasets runs the scenarios of many pipes and datasets: 1,500
 // entities over 1,000 pipes, each writing its part into a dataset of its
 // own, then all of them again with nothing to write; the store check at
