@@ -175,6 +175,18 @@ type SinkRun interface {
 	SingleTransaction() bool
 }
 
+// DeletionTrackingSinkRun is a SinkRun that reports whether the run
+// ends with deletion tracking that may delete something: a full run into
+// a dataset that holds entities. The runner then keeps the pipe's rescan
+// request in every commit of the run but the final one (persisting it
+// first), so that a run that stops before it completes is done again in
+// full rather than going on incrementally, which would skip the
+// deletions.
+type DeletionTrackingSinkRun interface {
+	SinkRun
+	TracksDeletions() bool
+}
+
 // CheckpointingSinkRun is a SinkRun whose Finish may write more than a
 // transaction should hold: deletion tracking that deletes a tenth of a
 // 10M-entity dataset writes a million versions. Before Finish, the

@@ -226,8 +226,10 @@ func (e *Engine) ResetPipe(ctx context.Context, pipe string) error {
 }
 
 // RequestRescan makes the pipe's next run a full run without clearing its
-// token first: if that run is interrupted, the following one continues
-// incrementally from where the pipe was.
+// token first. If that run stops before it completes, the following one
+// is full again when its sink tracks deletions in a dataset that holds
+// entities (DeletionTrackingSinkRun), else it continues incrementally
+// from where the pipe was.
 func (e *Engine) RequestRescan(ctx context.Context, pipe string) error {
 	return e.updateState(ctx, pipe, func(st *PipeState) { st.RescanRequested = true })
 }
@@ -338,12 +340,23 @@ func (e *Engine) run(ctx context.Context, p *Pipe, opts RunOptions, rec *RunReco
 	if src, ok := p.Comp.Raw["source"].(map[string]any); ok && src["if_source_empty"] == "fail" {
 		failIfEmpty = full
 	}
-	// A full re-sync (reset, rescan) that stops before it completes is
-	// done again in full: its commits until then keep the rescan request,
-	// so the next run is not incremental from their token, which would
-	// skip deletion tracking. A first run that stops goes on from its
-	// token: its dataset has nothing to delete.
-	redo := full && p.Source.SupportsSince() && (opts.Reset || opts.Rescan || state.RescanRequested)
+	// A full run of a source with tokens whose sink tracks deletions in a
+	// dataset that holds entities is done again in full if it stops
+	// before it completes: the rescan request is stored before it starts
+	// and kept by its commits until the final one, so the next run is not
+	// incremental from their token, which would skip deletion tracking.
+	// A first load (an empty dataset) that stops goes on from its token:
+	// it has nothing to delete.
+	redo := false
+	if dt, ok := sr.(DeletionTrackingSinkRun); ok && full && p.Source.SupportsSince() && dt.TracksDeletions() {
+		redo = true
+		if !stored.RescanRequested {
+			if err := e.updateState(ctx, p.ID, func(st *PipeState) { st.RescanRequested = true }); err != nil {
+				return err
+			}
+			stored.RescanRequested = true
+		}
+	}
 	state.RescanRequested = false
 	if isTx {
 		return e.commitTx(ctx, p, sr, items, gate, mode, stored, state, stats, full, failIfEmpty, redo)
@@ -1165,14 +1178,25 @@ func (e *Engine) commitTx(ctx context.Context, p *Pipe, sr SinkRun, items <-chan
 			if !tx.Changed() {
 				return tx, nil
 			}
-			// Commit without the pipe's state: the stored one stays
-			// what the last full commit made it.
+			// The token is past every batch (the last group is in this
+			// transaction), but the run is not complete: with redo the
+			// state keeps the rescan request, which the final commit
+			// clears.
+			ck := state
+			if redo {
+				ck.RescanRequested = true
+			}
+			if ck != committed {
+				if err := tx.SetPipeState(p.ID, ck); err != nil {
+					return nil, err
+				}
+			}
 			err := tx.Commit()
 			tx = nil
 			if err != nil {
 				return nil, err
 			}
-			done = *stats
+			committed, done = ck, *stats
 			if e.Progress != nil {
 				e.Progress(p.ID, *stats)
 			}

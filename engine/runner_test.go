@@ -288,34 +288,72 @@ func TestCrashSafety(t *testing.T) {
 	}
 }
 
-// TestStoppedResyncRunsFullAgain: a reset or rescan run that stops
-// after some of its commits leaves the next run a full one, which
-// deletion-tracks what the source lost; once complete, runs are
-// incremental again. (A first run that stops goes on incrementally:
-// TestCrashSafety.)
+// TestStoppedResyncRunsFullAgain: a reset or rescan run (or the run
+// after ResetPipe) that stops, after some of its commits or before any,
+// leaves the next run a full one, which deletion-tracks what the source
+// lost; once complete, runs are incremental again. (A first load that
+// stops goes on incrementally: TestCrashSafety.)
 func TestStoppedResyncRunsFullAgain(t *testing.T) {
-	for _, opts := range []engine.RunOptions{{Rescan: true}, {Reset: true}} {
-		t.Run(fmt.Sprintf("%+v", opts), func(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		opts      engine.RunOptions
+		resetPipe bool
+		early     bool // the first batch fails (in the transform): nothing committed
+	}{
+		{"rescan, stopped after commits", engine.RunOptions{Rescan: true}, false, false},
+		{"reset, stopped after commits", engine.RunOptions{Reset: true}, false, false},
+		{"rescan, stopped before a commit", engine.RunOptions{Rescan: true}, false, true},
+		{"reset, stopped before a commit", engine.RunOptions{Reset: true}, false, true},
+		{"ResetPipe, stopped after commits", engine.RunOptions{}, true, false},
+		{"ResetPipe, stopped before a commit", engine.RunOptions{}, true, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
 			ctx := context.Background()
 			src := &fakeSource{N: 20}
-			eng, s := newEngine(t, registry(src, nil), `{"_id":"p","type":"pipe","batch_size":2,"checkpoint_interval":1,"source":{"type":"fake"}}`)
+			var failing atomic.Bool
+			fn := func(ctx context.Context, in []engine.Entity) ([]engine.Entity, error) {
+				if failing.Load() {
+					return nil, errors.New("source broke")
+				}
+				return in, nil
+			}
+			eng, s := newEngine(t, registry(src, fn), `{"_id":"p","type":"pipe","batch_size":2,"checkpoint_interval":1,"source":{"type":"fake"},"transform":{"type":"func"}}`)
 			if _, err := eng.Run(ctx, "p", engine.RunOptions{}); err != nil {
 				t.Fatal(err)
 			}
 			// The source lost four entities; the re-sync breaks after
-			// three batches, three commits.
+			// three batches.
 			src.Ents = nil
 			for i := range 16 {
 				src.Ents = append(src.Ents, engine.Entity{"_id": fmt.Sprintf("e%03d", i), "i": i})
 			}
-			src.FailAfter = 3
-			if _, err := eng.Run(ctx, "p", opts); err == nil || !strings.Contains(err.Error(), "source broke") {
+			if c.early {
+				failing.Store(true)
+			} else {
+				src.FailAfter = 3
+			}
+			if c.resetPipe {
+				if err := eng.ResetPipe(ctx, "p"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := eng.Run(ctx, "p", c.opts); err == nil || !strings.Contains(err.Error(), "source broke") {
 				t.Fatalf("re-sync: %v, want the source's error", err)
 			}
-			if st, _ := s.PipeState(ctx, "p"); !st.RescanRequested || st.Since == "" {
-				t.Fatalf("state after the stopped re-sync: %+v, want a token and the rescan request kept", st)
+			if st, _ := s.PipeState(ctx, "p"); !st.RescanRequested {
+				t.Fatalf("state after the stopped re-sync: %+v, want the rescan request kept", st)
+			}
+			if c.early {
+				want := "19"
+				if c.resetPipe {
+					want = ""
+				}
+				if st, _ := s.PipeState(ctx, "p"); st.Since != want {
+					t.Fatalf("state after a re-sync that committed nothing: %+v, want token %q", st, want)
+				}
 			}
 			src.FailAfter = 0
+			failing.Store(false)
 			rec, err := eng.Run(ctx, "p", engine.RunOptions{})
 			if err != nil || rec.SyncType != "full" || rec.Deleted != 4 {
 				t.Fatalf("run after the stopped re-sync: %+v, %v; want full with 4 deleted", rec, err)

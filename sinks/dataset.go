@@ -123,6 +123,9 @@ func (d *Dataset) StartRun(ctx context.Context, rc *engine.RunContext) (engine.S
 		return nil, err
 	}
 	r := &datasetRun{d: d, rc: rc, limit: -1, deleteLimit: -1, entities: int64(info.Entities)}
+	if info.Versions > 0 {
+		r.startNext = info.LastOffset + 1
+	}
 	if (d.BreakerCount > 0 || d.BreakerFactor > 0) && info.Populated && !rc.AcceptDeletes {
 		r.limit = max(d.BreakerCount, int64(math.Floor(d.BreakerFactor*float64(info.Entities))))
 	}
@@ -192,6 +195,10 @@ type datasetRun struct {
 	initialDone bool
 	// fresh is set when the dataset was empty at the start of the run.
 	fresh *freshIDs
+	// startNext is the offset the dataset's next version had when the
+	// run started: a version at or past it of an _id the run did not
+	// produce was written by another writer during the run.
+	startNext uint64
 	// delText and delScratch are deletedOf's working memory; delBytes
 	// counts the bytes of the deleted versions written.
 	delText    []byte
@@ -201,6 +208,10 @@ type datasetRun struct {
 	checkpoint func() (engine.WriteTx, error)
 	ckptBytes  int
 }
+
+// TracksDeletions implements engine.DeletionTrackingSinkRun: a full run
+// into a dataset that holds versions ends with deletion tracking.
+func (r *datasetRun) TracksDeletions() bool { return r.track }
 
 // SetCheckpoint implements engine.CheckpointingSinkRun: deletion tracking
 // commits its deletions in parts of about maxBytes.
@@ -501,23 +512,31 @@ func (r *datasetRun) deleteGone(ctx context.Context, tx engine.WriteTx, gone *id
 		}
 		left -= len(part)
 		before := r.delBytes
+		// An _id another writer wrote during the run (between parts, when
+		// the writer lock is free) is live by that write: not deleted.
+		del := func(id string, rec engine.Record) error {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if rec.Offset >= r.startNext {
+				return nil
+			}
+			return r.deleteVersion(tx, id, rec, ts)
+		}
 		if lm, ok := tx.(engine.TxLatestMany); ok {
-			err := lm.LatestMany(r.d.Name, part, func(id string, rec engine.Record) error {
-				if err := ctx.Err(); err != nil {
-					return err
-				}
-				return r.deleteVersion(tx, id, rec, ts)
-			})
-			if err != nil {
+			if err := lm.LatestMany(r.d.Name, part, del); err != nil {
 				return tx, err
 			}
 		} else {
 			for _, id := range part {
-				if err := ctx.Err(); err != nil {
+				rec, ok, err := tx.Latest(r.d.Name, id)
+				if err != nil {
 					return tx, err
 				}
-				if err := r.deleteLive(tx, id, ts); err != nil {
-					return tx, err
+				if ok {
+					if err := del(id, rec); err != nil {
+						return tx, err
+					}
 				}
 			}
 		}

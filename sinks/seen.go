@@ -333,7 +333,11 @@ func (s *seenSet) gone(subset bool, missing int64, forEach func(fn func(id strin
 			}
 			return nil
 		})
-		return out, err
+		if err != nil {
+			out.close()
+			return nil, err
+		}
+		return out, nil
 	}
 	b := &goneBatch{max: s.lookupBatch}
 	if b.max <= 0 {
@@ -357,7 +361,11 @@ func (s *seenSet) gone(subset bool, missing int64, forEach func(fn func(id strin
 	if err == nil && len(b.c) > 0 {
 		err = flush()
 	}
-	return out, err
+	if err != nil {
+		out.close()
+		return nil, err
+	}
+	return out, nil
 }
 
 // goneBatchMax is how many _ids gone looks up at once (28 bytes each,
