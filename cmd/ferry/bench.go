@@ -678,16 +678,11 @@ func runScenario(ctx context.Context, sc, dir string, n int, noSync bool, ckpt i
 	case "large":
 		return benchLarge(ctx, dir, n, noSync, ckpt, mapped, storeURL) // bench_large.go
 	}
-	plan, err := benchPlan(dir, "bench.json", ckpt)
-	if err != nil {
-		return nil, err
-	}
-	store, releases, err := openBenchStore(ctx, filepath.Join(dir, "store"), storeURL, noSync, mapped) // bench_nats.go
+	eng, store, releases, err := benchEngine(ctx, dir, "bench.json", benchConfig(dir, ckpt), storeURL, noSync, mapped)
 	if err != nil {
 		return nil, err
 	}
 	defer store.Close()
-	eng := engine.New(store, plan, nil)
 	pipe := map[string]string{"initial": "bench-load", "unchanged": "bench-load", "changed10": "bench-load", "deleted10": "bench-load", "jq": "bench-jq", "dtl": "bench-dtl", "dtl-jq": "bench-dtl-jq"}[sc]
 	if pipe == "" {
 		return nil, fmt.Errorf("unknown scenario %q", sc)
@@ -698,38 +693,37 @@ func runScenario(ctx context.Context, sc, dir string, n int, noSync bool, ckpt i
 		// swap the source by compiling a pipe that writes dataset
 		// "bench" from it.
 		cfg2 := fmt.Sprintf(`[{"_id": "bench-load", "type": "pipe", "checkpoint_interval": %d, "source": {"type": "json", "format": "ndjson", "url": %q}, "sink": {"type": "dataset", "dataset": "bench"}}]`, ckpt, filepath.Join(dir, "entities-"+sc+".ndjson"))
-		if plan, err = compileBenchConfig(filepath.Join(dir, "bench.json"), cfg2); err != nil {
+		plan, err := compileBenchConfig(filepath.Join(dir, "bench.json"), cfg2)
+		if err != nil {
 			return nil, err
 		}
 		eng = engine.New(store, plan, nil)
 	}
 	if sc == "jq" || sc == "dtl" || sc == "dtl-jq" {
 		// Always measure a first run: drop what an earlier run wrote.
-		if err := store.DeleteDataset(ctx, pipe); err != nil {
+		if err := benchFirstRun(ctx, eng, store, pipe); err != nil {
 			return nil, err
 		}
-		if err := eng.ResetPipe(ctx, pipe); err != nil {
-			return nil, err
-		}
-		// Dropping a dataset maps its pages; the peak RSS reported
-		// (VmHWM) is the run's, not that: "5" resets it (Linux; where
-		// the file is missing the peak includes the drop).
-		os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
 	}
+	return benchTimedRun(ctx, eng, store, releases, pipe, n, ckpt, noSync)
+}
+
+// benchTimedRun times a run of pipe over entities and returns its
+// figures. The clock stops once the store is closed: closing waits for
+// the index merge under way beside the writer and installs it, work the
+// run caused.
+func benchTimedRun(ctx context.Context, eng *engine.Engine, store engine.Store, releases func() (int64, int64, time.Duration), pipe string, entities, ckpt int, noSync bool) (*benchResult, error) {
 	start, cpu0 := time.Now(), cputime.Now()
 	rec, err := eng.Run(ctx, pipe, engine.RunOptions{})
 	if err != nil {
 		return nil, err
 	}
-	// The clock stops once the store is closed: closing waits for the
-	// index merge under way beside the writer and installs it, work the
-	// run caused.
 	if err := store.Close(); err != nil {
 		return nil, err
 	}
 	el, cpu := time.Since(start).Seconds(), (cputime.Now() - cpu0).Seconds()
 	kept, full, spent := releases()
-	return &benchResult{Entities: n, Seconds: el, EntitiesPerS: float64(n) / el, CPUSeconds: cpu, Written: rec.Written, Unchanged: rec.Unchanged,
+	return &benchResult{Entities: entities, Seconds: el, EntitiesPerS: float64(entities) / el, CPUSeconds: cpu, Written: rec.Written, Unchanged: rec.Unchanged,
 		Deleted: rec.Deleted, TxEntities: engine.DefaultBatchSize * ckpt, FsyncOnCommit: !noSync,
 		ReleasesKeeping: kept, ReleasesFull: full, ReleaseSeconds: spent.Seconds()}, nil
 }
@@ -881,6 +875,39 @@ func benchWorkDir(dir string) (work string, cleanup func(), err error) {
 // benchPlan writes the bench config into dir as file and compiles it.
 func benchPlan(dir, file string, ckpt int) (*engine.Plan, error) {
 	return compileBenchConfig(filepath.Join(dir, file), benchConfig(dir, ckpt))
+}
+
+// benchEngine compiles config (written to dir/file) and returns an engine
+// on the bench store in dir/store (openBenchStore), with the store's
+// release counts. The caller closes the store.
+func benchEngine(ctx context.Context, dir, file, config, storeURL string, noSync bool, mapped int64) (*engine.Engine, engine.Store, func() (int64, int64, time.Duration), error) {
+	plan, err := compileBenchConfig(filepath.Join(dir, file), config)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	store, releases, err := openBenchStore(ctx, filepath.Join(dir, "store"), storeURL, noSync, mapped) // bench_nats.go
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return engine.New(store, plan, nil), store, releases, nil
+}
+
+// benchFirstRun makes the next runs of pipes first runs into empty
+// datasets (each pipe's dataset is named as the pipe): both dropped and
+// the offsets cleared, before the clock. Dropping a dataset maps its
+// pages; the peak RSS reported (VmHWM) is the run's, not that: "5" resets
+// it (Linux; where the file is missing the peak includes the drop).
+func benchFirstRun(ctx context.Context, eng *engine.Engine, store engine.Store, pipes ...string) error {
+	for _, p := range pipes {
+		if err := store.DeleteDataset(ctx, p); err != nil {
+			return err
+		}
+		if err := eng.ResetPipe(ctx, p); err != nil {
+			return err
+		}
+	}
+	os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
+	return nil
 }
 
 // compileBenchConfig writes a config of bench's own (no $ENV) to path and

@@ -82,26 +82,15 @@ func benchDatasets(ctx context.Context, dir string, n int, noSync bool, ckpt int
 			pipes[k], ckpt, benchDatasetFile(dir, k), fmt.Sprintf("bench-part-%04d", k))
 	}
 	cfg.WriteString("]\n")
-	plan, err := compileBenchConfig(filepath.Join(dir, "bench-datasets.json"), cfg.String())
-	if err != nil {
-		return nil, err
-	}
-	store, releases, err := openBenchStore(ctx, filepath.Join(dir, "store"), storeURL, noSync, mapped) // bench_nats.go
+	eng, store, releases, err := benchEngine(ctx, dir, "bench-datasets.json", cfg.String(), storeURL, noSync, mapped) // bench.go
 	if err != nil {
 		return nil, err
 	}
 	defer store.Close()
-	eng := engine.New(store, plan, nil)
 	if !again {
-		for _, p := range pipes {
-			if err := store.DeleteDataset(ctx, p); err != nil {
-				return nil, err
-			}
-			if err := eng.ResetPipe(ctx, p); err != nil {
-				return nil, err
-			}
+		if err := benchFirstRun(ctx, eng, store, pipes...); err != nil {
+			return nil, err
 		}
-		os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) // the peak is the runs' (runScenario)
 	}
 	res := &benchResult{Entities: n, TxEntities: engine.DefaultBatchSize * ckpt, FsyncOnCommit: !noSync}
 	start, cpu0 := time.Now(), cputime.Now()

@@ -6,10 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"time"
-
-	"github.com/ferrydata/ferry/engine"
-	"github.com/ferrydata/ferry/internal/cputime"
 )
 
 // The "large" scenario loads documents of ~10 KB (a record with its
@@ -62,34 +58,13 @@ func genLargeFile(dir string, n int) error {
 func benchLarge(ctx context.Context, dir string, n int, noSync bool, ckpt int, mapped int64, storeURL string) (*benchResult, error) {
 	cfg := fmt.Sprintf(`[{"_id": "bench-large", "type": "pipe", "checkpoint_interval": %d, "source": {"type": "json", "format": "ndjson", "url": %q}, "sink": {"type": "dataset", "dataset": "bench-large"}}]`,
 		ckpt, filepath.Join(dir, "entities-large.ndjson"))
-	plan, err := compileBenchConfig(filepath.Join(dir, "bench-large.json"), cfg)
-	if err != nil {
-		return nil, err
-	}
-	store, releases, err := openBenchStore(ctx, filepath.Join(dir, "store"), storeURL, noSync, mapped) // bench_nats.go
+	eng, store, releases, err := benchEngine(ctx, dir, "bench-large.json", cfg, storeURL, noSync, mapped) // bench.go
 	if err != nil {
 		return nil, err
 	}
 	defer store.Close()
-	eng := engine.New(store, plan, nil)
-	if err := store.DeleteDataset(ctx, "bench-large"); err != nil {
+	if err := benchFirstRun(ctx, eng, store, "bench-large"); err != nil {
 		return nil, err
 	}
-	if err := eng.ResetPipe(ctx, "bench-large"); err != nil {
-		return nil, err
-	}
-	os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) // the peak is the run's (runScenario)
-	count := benchLargeCount(n)
-	start, cpu0 := time.Now(), cputime.Now()
-	rec, err := eng.Run(ctx, "bench-large", engine.RunOptions{})
-	if err != nil {
-		return nil, err
-	}
-	if err := store.Close(); err != nil {
-		return nil, err
-	}
-	el, cpu := time.Since(start).Seconds(), (cputime.Now() - cpu0).Seconds()
-	kept, full, spent := releases()
-	return &benchResult{Entities: count, Seconds: el, EntitiesPerS: float64(count) / el, CPUSeconds: cpu, Written: rec.Written, Unchanged: rec.Unchanged,
-		TxEntities: engine.DefaultBatchSize * ckpt, FsyncOnCommit: !noSync, ReleasesKeeping: kept, ReleasesFull: full, ReleaseSeconds: spent.Seconds()}, nil
+	return benchTimedRun(ctx, eng, store, releases, "bench-large", benchLargeCount(n), ckpt, noSync) // bench.go
 }
