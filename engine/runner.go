@@ -1175,30 +1175,12 @@ func (e *Engine) commitTx(ctx context.Context, p *Pipe, sr SinkRun, items <-chan
 	}
 	if cs, ok := sr.(CheckpointingSinkRun); ok && !single {
 		cs.SetCheckpoint(func() (WriteTx, error) {
-			if !tx.Changed() {
-				return tx, nil
-			}
-			// The token is past every batch (the last group is in this
-			// transaction), but the run is not complete: with redo the
-			// state keeps the rescan request, which the final commit
-			// clears.
-			ck := state
-			if redo {
-				ck.RescanRequested = true
-			}
-			if ck != committed {
-				if err := tx.SetPipeState(p.ID, ck); err != nil {
-					return nil, err
-				}
-			}
-			err := tx.Commit()
-			tx = nil
-			if err != nil {
+			// Commit as a group does: the token is past every batch (the
+			// last group is in this transaction), and with redo the state
+			// keeps the rescan request, which only the final commit
+			// clears, so a run stopped between parts is done again.
+			if err := commit(); err != nil {
 				return nil, err
-			}
-			committed, done = ck, *stats
-			if e.Progress != nil {
-				e.Progress(p.ID, *stats)
 			}
 			if err := begin(); err != nil {
 				return nil, err
