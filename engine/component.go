@@ -192,12 +192,13 @@ type DeletionTrackingSinkRun interface {
 // 10M-entity dataset writes a million versions. Before Finish, the
 // runner gives it checkpoint, which commits what the transaction holds
 // and returns the transaction to go on in, and the bytes of new versions
-// a transaction should stay within. A checkpoint leaves the pipe's
-// stored state as it was: the run is complete only with the final
-// commit, so after a crash between checkpoints the next run does again
-// what is missing (the versions committed stand, each a true state of
-// the entity). The runner gives none to a run that must be a single
-// transaction (SingleTransaction).
+// a transaction should stay within. A checkpoint commits as a group
+// does, the run not complete: for a source with tokens the pipe's state
+// keeps the rescan request (DeletionTrackingSinkRun), which only the
+// final commit clears, so after a crash between checkpoints the next run
+// is full and does again what is missing (the versions committed stand,
+// each a true state of the entity). The runner gives none to a run that
+// must be a single transaction (SingleTransaction).
 type CheckpointingSinkRun interface {
 	SinkRun
 	SetCheckpoint(checkpoint func() (WriteTx, error), maxBytes int)
