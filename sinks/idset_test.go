@@ -483,3 +483,13 @@ func TestIDSpool(t *testing.T) {
 		}
 	}
 }
+
+// has reports whether h was added, through the lookup gone uses (a
+// cursor of its own, so any order will do); seal must have been called.
+func (s *seenSet) has(h idHash) (bool, error) {
+	if s.merged == nil {
+		return containsIDHash(s.bk[h[0]>>56], h), nil
+	}
+	c := hashCursor{s: s}
+	return c.find(h)
+}

@@ -16,9 +16,9 @@ import (
 // tracking, with bounded memory: up to max hashes (16 bytes each; at most
 // seenMemMax, and about a tenth of the store's resident bound: newSeenSet)
 // stay in memory; beyond that they go to a temporary file (os.TempDir) in
-// sorted runs, which finish merges into one sorted file and looks ids up
-// in with one 4 KiB read each (a sparse index of every block's first hash
-// stays in memory: 8 bytes per 256 ids). A full run of 10 million entities
+// sorted runs, which finish merges into one sorted file that gone reads
+// forward beside batches of sorted lookups (a sparse index of every
+// block's first hash stays in memory: 8 bytes per 256 ids). A full run of 10 million entities
 // then holds ~17 MiB of hashes and 312 KiB of index instead of 160 MiB;
 // runs of up to max ids never touch the disk (under the default 150 MiB
 // bound: up to 983,040 ids).
@@ -46,10 +46,8 @@ type seenSet struct {
 	merged *os.File
 	firsts []uint64
 	n      int64 // distinct hashes, after seal
-	block  []byte
 	// perTop counts the merged file's distinct hashes by their top
-	// seenTopBits bits (gone); reads counts the reads of the file (has,
-	// gone).
+	// seenTopBits bits (gone); reads counts gone's reads of the file.
 	perTop []uint32
 	reads  int64
 	// lookupBatch and spoolMem, if set, replace goneBatchMax and the
@@ -252,41 +250,12 @@ func (s *seenSet) seal() error {
 	}
 	s.file.Close()
 	s.file = nil
-	s.block = make([]byte, seenBlock*16)
 	return nil
 }
 
 // distinct returns how many different hashes were added; seal must have
 // been called.
 func (s *seenSet) distinct() int64 { return s.n }
-
-// has reports whether h was added; seal must have been called.
-func (s *seenSet) has(h idHash) (bool, error) {
-	if s.merged == nil {
-		return containsIDHash(s.bk[h[0]>>56], h), nil
-	}
-	// The last block whose first hash is <= h's high half; equal high
-	// halves may straddle a block boundary, so look at the one before too.
-	b := sort.Search(len(s.firsts), func(i int) bool { return s.firsts[i] > h[0] })
-	for b--; b >= 0; b-- {
-		n := min(int64(seenBlock), s.n-int64(b)*seenBlock)
-		buf := s.block[:n*16]
-		s.reads++
-		if _, err := s.merged.ReadAt(buf, int64(b)*seenBlock*16); err != nil {
-			return false, fmt.Errorf("deletion tracking: reading id hashes: %w", err)
-		}
-		for i := int64(0); i < n; i++ {
-			c := idHash{binary.BigEndian.Uint64(buf[i*16:]), binary.BigEndian.Uint64(buf[i*16+8:])}
-			if c == h {
-				return true, nil
-			}
-		}
-		if s.firsts[b] < h[0] {
-			break
-		}
-	}
-	return false, nil
-}
 
 // gone returns the _ids forEach gives that were not added, in forEach's
 // order; seal must have been called. Where every added hash is one of

@@ -200,18 +200,12 @@ func openFloorDB(path string, noSync bool) (*bolt.DB, error) {
 // see benchOwnFloor.
 func benchFloorLookup(dir string, n int, noSync bool, ckpt int, file string) (*benchResult, error) {
 	defer asPlainGo()()
-	path := filepath.Join(dir, "floor-lookup.db")
-	db, err := openFloorDB(path, noSync)
+	// Before the clock: the index as the load left it.
+	db, done, err := builtFloorDB(dir, "floor-lookup.db", "entities.ndjson", false, noSync)
 	if err != nil {
 		return nil, err
 	}
-	defer os.Remove(path)
-	defer db.Close()
-	// Before the clock: the index as the load left it.
-	if err := buildFloorIndex(db, filepath.Join(dir, "entities.ndjson"), false); err != nil {
-		return nil, fmt.Errorf("building the lookup floor's index: %w", err)
-	}
-	runtime.GC()
+	defer done()
 	txSize := engine.DefaultBatchSize * ckpt
 	start, cpu0 := time.Now(), cputime.Now()
 	written, same, err := floorRun(db, filepath.Join(dir, file), txSize, uint64(n), floorLookup(db, nil))
@@ -276,17 +270,11 @@ func floorLookup(db *bolt.DB, seen func(ids []uint64)) func(lines [][]byte) floo
 // hold the changed10 file, as the dataset does when deleted10 runs.
 func benchFloorDeleted(dir string, n int, noSync bool, ckpt int) (*benchResult, error) {
 	defer asPlainGo()()
-	path := filepath.Join(dir, "floor-deleted.db")
-	db, err := openFloorDB(path, noSync)
+	db, done, err := builtFloorDB(dir, "floor-deleted.db", "entities-changed10.ndjson", true, noSync)
 	if err != nil {
 		return nil, err
 	}
-	defer os.Remove(path)
-	defer db.Close()
-	if err := buildFloorIndex(db, filepath.Join(dir, "entities-changed10.ndjson"), true); err != nil {
-		return nil, fmt.Errorf("building the deletion floor's store: %w", err)
-	}
-	runtime.GC()
+	defer done()
 	txSize := engine.DefaultBatchSize * ckpt
 	start, cpu0 := time.Now(), cputime.Now()
 	var mu sync.Mutex
@@ -351,6 +339,27 @@ func benchFloorDeleted(dir string, n int, noSync bool, ckpt int) (*benchResult, 
 	deleted := int64(off) - int64(n) - written
 	el, cpu := time.Since(start).Seconds(), (cputime.Now() - cpu0).Seconds()
 	return &benchResult{Entities: n, Seconds: el, EntitiesPerS: float64(n) / el, CPUSeconds: cpu, Written: written, Unchanged: same, Deleted: deleted, TxEntities: txSize, FsyncOnCommit: !noSync}, nil
+}
+
+// builtFloorDB opens a fresh floor file dir/name holding the index (and,
+// with log, the log) of dir/from (buildFloorIndex), built before the
+// clock, and collects the garbage of building it. done closes and
+// removes the file.
+func builtFloorDB(dir, name, from string, log, noSync bool) (db *bolt.DB, done func(), err error) {
+	path := filepath.Join(dir, name)
+	if db, err = openFloorDB(path, noSync); err != nil {
+		return nil, nil, err
+	}
+	done = func() {
+		db.Close()
+		os.Remove(path)
+	}
+	if err := buildFloorIndex(db, filepath.Join(dir, from), log); err != nil {
+		done()
+		return nil, nil, fmt.Errorf("building the floor's store from %s: %w", from, err)
+	}
+	runtime.GC()
+	return db, done, nil
 }
 
 // buildFloorIndex puts _id -> offset and xxh3-64 of the line for every
