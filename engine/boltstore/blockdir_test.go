@@ -55,7 +55,10 @@ func TestDirLookupsAgree(t *testing.T) {
 
 	// halfMapped: blocks below the median block's offset in the mapping,
 	// the others with pread (a release that keeps part of the runs).
-	const byCursor, inMapping, byPread, halfMapped = 0, 1, 2, 3
+	// warmed: in groups, each warmed first and looked up with its hint,
+	// as a read view does (viewRawIn).
+	const byCursor, inMapping, byPread, halfMapped, warmed = 0, 1, 2, 3, 4
+	hinted := 0 // lookups warm found the block of
 	lookups := func(how int) map[string]string {
 		got := map[string]string{}
 		if how == byPread {
@@ -88,9 +91,14 @@ func TestDirLookupsAgree(t *testing.T) {
 			if len(x.levels) < 2 {
 				t.Fatalf("runs in %d levels, want at least 2", len(x.levels))
 			}
-			for _, id := range append(ids, absent...) {
-				got[id] = string(x.below([]byte(id), xxh3.HashString128(id)))
+			all := append(ids[:len(ids):len(ids)], absent...)
+			if how != warmed {
+				for _, id := range all {
+					got[id] = string(x.below([]byte(id), xxh3.HashString128(id)))
+				}
+				return nil
 			}
+			hinted += warmedLookups(x, all, got)
 			return nil
 		})
 		if err != nil {
@@ -126,7 +134,7 @@ func TestDirLookupsAgree(t *testing.T) {
 	check := func(what string) {
 		t.Helper()
 		want := lookups(byCursor)
-		for _, how := range []int{inMapping, byPread, halfMapped} {
+		for _, how := range []int{inMapping, byPread, halfMapped, warmed} {
 			got := lookups(how)
 			for id, w := range want {
 				if got[id] != w {
@@ -166,6 +174,9 @@ func TestDirLookupsAgree(t *testing.T) {
 	}
 	if kept == 0 {
 		t.Fatal("no run kept its directory through a commit that moved others")
+	}
+	if hinted == 0 {
+		t.Fatal("warm found no block: the warmed lookups took the plain path")
 	}
 	if !skips[true] || !skips[false] {
 		t.Fatalf("directories that skip a shared prefix, and that do not: %v, want both", skips)
@@ -469,5 +480,98 @@ func TestDirSharedPrefixes(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// warmedLookups looks ids up in x as a read view does (viewRawIn): in
+// groups, each warmed first, then looked up with its hint. It notes the
+// values in got and returns how many lookups had a block from warm.
+func warmedLookups(x idIndex, ids []string, got map[string]string) (hinted int) {
+	x.sc.hits = true
+	for g := 0; g < len(ids); g += warmGroup {
+		group := ids[g:min(g+warmGroup, len(ids))]
+		bs := make([][]byte, len(group))
+		for k, id := range group {
+			bs[k] = []byte(id)
+		}
+		x.warm(bs)
+		for k, id := range group {
+			if x.sc.warmHints[k].f != nil {
+				hinted++
+			}
+			x.sc.warmed = &x.sc.warmHints[k]
+			got[id] = string(x.below(bs[k], xxh3.HashString128(id)))
+		}
+		x.sc.warmed = nil
+	}
+	return hinted
+}
+
+// TestWarmedLookupsTiedPrefixes: where the bottom level's blocks start
+// with keys whose 8 bytes after the run's shared prefix tie, the block an
+// _id is in is found by reading first keys, which warm does not do; its
+// lookups must agree with the cursor's all the same, for _ids of both
+// kinds, present and absent.
+func TestWarmedLookupsTiedPrefixes(t *testing.T) {
+	ctx := context.Background()
+	s := smallRunsStore(t)
+	const ds = "d"
+	var ids []string
+	for round := range 12 {
+		tx, err := s.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 120 {
+			j := (i*7919 + round*104729) % 100003
+			id := fmt.Sprintf("customer-%06d", j) // 8-byte prefixes apart
+			if i%2 == 1 {
+				id = fmt.Sprintf("%d-shared-middle-%06d", j%3, j) // tied
+			}
+			ids = append(ids, id)
+			putModel(t, tx, ds, id, round, false)
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	probe := append(ids[:len(ids):len(ids)], "0-shared-middle-", "1-shared-middle-000000", "2-shared-middle-999999", "1-shared-middlf", "customer-", "")
+	for _, id := range ids[:50] { // just below and above present _ids
+		probe = append(probe, id[:len(id)-1], id+"0")
+	}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketDatasets).Bucket([]byte(ds))
+		byCursor, err := s.datasetIndex(b, ds)
+		if err != nil {
+			return err
+		}
+		byCursor.sc = &lookupScratch{}
+		want := map[string]string{}
+		for _, id := range probe {
+			want[id] = string(byCursor.below([]byte(id), xxh3.HashString128(id)))
+		}
+		for pass := range 2 { // the first builds the directories
+			x, err := s.datasetIndex(b, ds)
+			if err != nil {
+				return err
+			}
+			if len(x.levels) < 2 {
+				t.Fatalf("runs in %d levels, want at least 2", len(x.levels))
+			}
+			got := map[string]string{}
+			hinted := warmedLookups(x, probe, got)
+			for _, id := range probe {
+				if got[id] != want[id] {
+					t.Fatalf("pass %d: lookup of %q: %x, want %x", pass, id, got[id], want[id])
+				}
+			}
+			if pass == 1 && hinted == 0 {
+				t.Fatal("warm found no block")
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -370,6 +370,14 @@ type lookupScratch struct {
 	s              *Store
 	reads          *runReads
 	buf, vals, dec []byte
+	// warmSum keeps warm's loads from being dropped as unused.
+	warmSum byte
+	// warmHints are warm's findings for a group of lookups; warmed, if
+	// set, is the one for the lookup in progress (runLevels.find).
+	// entries is warm's scratch.
+	warmHints []warmHint
+	warmed    *warmHint
+	entries   [][]byte
 	// tx, base and size: the mapping as tx has it (blockdir.go).
 	tx   *bolt.Tx
 	base unsafe.Pointer
@@ -390,6 +398,15 @@ func (l runLevels) find(rb *bolt.Bucket, id []byte, h xxh3.Uint128, sc *lookupSc
 				}
 			}
 			continue
+		}
+		if i == len(l)-1 && sc != nil && sc.warmed != nil && sc.warmed.f != nil && sc.hits && blockCount(sc.warmed.b) > 0 {
+			// warm found the run and the block: what readBlockGet
+			// would (the bottom level's filter is not asked with hits).
+			v := blockGet(sc.warmed.b, id, &sc.dec)
+			if isCompact(sc.warmed.b) {
+				v = sc.keep(v)
+			}
+			return v
 		}
 		j := sort.Search(len(lv), func(j int) bool { return bytes.Compare(lv[j].max, id) >= 0 })
 		if j < len(lv) && bytes.Compare(id, lv[j].min) >= 0 && ((sc != nil && sc.hits && i == len(l)-1) || lv[j].bloom.MayHave(h.Lo, h.Hi)) {

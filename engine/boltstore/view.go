@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"unsafe"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -69,33 +70,47 @@ func (s *Store) viewRawIn(tx *bolt.Tx, dataset string, batch []engine.Prepared) 
 	}
 	n := 0
 	var seen []byte // copies of the entries found for changed text
-	for i := range batch {
-		p := &batch[i]
-		if !p.Lazy || p.RawHash == 0 {
-			continue
-		}
-		iv := x.get([]byte(p.ID))
-		if n++; n%boundEvery == 0 {
-			s.boundMapped(tx)
-		}
-		if len(iv) == indexValRaw && iv[24]&flagDeleted == 0 && binary.BigEndian.Uint64(iv[25:]) == p.RawHash {
-			p.SameIn = mark
-			continue
-		}
-		// Changed (or new): the committer may write it against what
-		// this view found (Put, writeTx.seen). The entry is copied: the
-		// view's pages are gone once it ends.
-		if iv != nil {
-			if len(seen)+len(iv) > cap(seen) {
-				seen = make([]byte, 0, max(64*indexValRaw, len(iv)))
+	var group []int // the batch's items of the lookups warmed together
+	var ids [][]byte
+	for g := 0; g < len(batch); {
+		group, ids = group[:0], ids[:0]
+		for ; g < len(batch) && len(group) < warmGroup; g++ {
+			if p := &batch[g]; p.Lazy && p.RawHash != 0 {
+				group = append(group, g)
+				ids = append(ids, unsafe.Slice(unsafe.StringData(p.ID), len(p.ID))) // read only
 			}
-			seen = append(seen, iv...)
-			iv = seen[len(seen)-len(iv) : len(seen) : len(seen)]
 		}
-		p.Seen, p.SeenIn = iv, mark
+		x.warm(ids)
+		for k, i := range group {
+			p := &batch[i]
+			x.sc.warmed = &x.sc.warmHints[k]
+			iv := x.get(ids[k])
+			if n++; n%boundEvery == 0 {
+				s.boundMapped(tx)
+			}
+			if len(iv) == indexValRaw && iv[24]&flagDeleted == 0 && binary.BigEndian.Uint64(iv[25:]) == p.RawHash {
+				p.SameIn = mark
+				continue
+			}
+			// Changed (or new): the committer may write it against
+			// what this view found (Put, writeTx.seen). The entry is
+			// copied: the view's pages are gone once it ends.
+			if iv != nil {
+				if len(seen)+len(iv) > cap(seen) {
+					seen = make([]byte, 0, max(64*indexValRaw, len(iv)))
+				}
+				seen = append(seen, iv...)
+				iv = seen[len(seen)-len(iv) : len(seen) : len(seen)]
+			}
+			p.Seen, p.SeenIn = iv, mark
+		}
+		x.sc.warmed = nil
 	}
 	return true, nil
 }
+
+// warmGroup is how many lookups a view warms together (idIndex.warm).
+const warmGroup = 16
 
 // maxSinceScan bounds how many log entries UnchangedSince reads to learn
 // what was written after a view; a view further behind is not confirmed.
