@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"unsafe"
 
+	"github.com/zeebo/xxh3"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -405,6 +406,8 @@ func (sc *lookupScratch) mapped(s *Store, tx *bolt.Tx, off int64, n int) []byte 
 type warmHint struct {
 	f *runFile
 	b []byte
+	// h is the _id's xxh3-128, which the lookup needs too.
+	h xxh3.Uint128
 }
 
 // lastLevelBlock returns the bottom-level run whose key range holds id
@@ -478,7 +481,9 @@ func (x idIndex) warm(ids [][]byte) {
 	sc := x.sc
 	sc.warmHints = sc.warmHints[:0]
 	for _, id := range ids {
-		sc.warmHints = append(sc.warmHints, x.lastLevelBlock(id))
+		w := x.lastLevelBlock(id)
+		w.h = xxh3.Hash128(id)
+		sc.warmHints = append(sc.warmHints, w)
 	}
 	var sum byte
 	for off := 0; off < warmSpan; off += 64 {
@@ -532,10 +537,11 @@ func compactFirst(b, id []byte) int {
 
 // keep copies v out of the lookup buffer, which the next read reuses:
 // callers hold values as long as they hold the mapping's. Copies go into
-// chunks that are never reused, so each stays valid.
+// chunks that are never reused, so each stays valid. With sc.transient
+// it returns v as it is.
 func (sc *lookupScratch) keep(v []byte) []byte {
-	if v == nil {
-		return nil
+	if v == nil || sc.transient {
+		return v
 	}
 	if cap(sc.vals)-len(sc.vals) < len(v) {
 		sc.vals = make([]byte, 0, max(16<<10, len(v)))

@@ -54,8 +54,10 @@ func (s *Store) datasetIndex(b *bolt.Bucket, name string) (idIndex, error) {
 }
 
 // get returns the index value of id, or nil.
-func (x idIndex) get(id []byte) []byte {
-	h := xxh3.Hash128(id)
+func (x idIndex) get(id []byte) []byte { return x.getHashed(id, xxh3.Hash128(id)) }
+
+// getHashed is get for an id whose xxh3-128 is h.
+func (x idIndex) getHashed(id []byte, h xxh3.Uint128) []byte {
 	if x.recent != nil && (x.rf == nil || x.rf.mayHave(h)) {
 		if v := x.recent.Get(id); v != nil {
 			return v

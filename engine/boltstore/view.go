@@ -61,7 +61,9 @@ func (s *Store) viewRawIn(tx *bolt.Tx, dataset string, batch []engine.Prepared) 
 	if err != nil {
 		return false, fmt.Errorf("dataset %q: %w", dataset, err)
 	}
-	x.sc = &lookupScratch{hits: true, s: s, reads: x.sc.reads} // lazy text: most of it unchanged
+	// Lazy text: most of it unchanged. Each value found is checked, and
+	// copied if needed, before the next lookup.
+	x.sc = &lookupScratch{hits: true, transient: true, s: s, reads: x.sc.reads}
 	if x.rf = s.viewFilter(dataset, tx); x.recent != nil && x.rf == nil {
 		// An empty "recent" costs a seek per _id for nothing.
 		if k, _ := x.recent.Cursor().First(); k == nil {
@@ -84,9 +86,9 @@ func (s *Store) viewRawIn(tx *bolt.Tx, dataset string, batch []engine.Prepared) 
 		for k, i := range group {
 			p := &batch[i]
 			x.sc.warmed = &x.sc.warmHints[k]
-			iv := x.get(ids[k])
+			iv := x.getHashed(ids[k], x.sc.warmed.h)
 			if n++; n%boundEvery == 0 {
-				s.boundMapped(tx)
+				s.boundMapped(tx) // iv stays valid (a release drops pages, which fault back in)
 			}
 			if len(iv) == indexValRaw && iv[24]&flagDeleted == 0 && binary.BigEndian.Uint64(iv[25:]) == p.RawHash {
 				p.SameIn = mark
