@@ -400,26 +400,25 @@ func (sc *lookupScratch) mapped(s *Store, tx *bolt.Tx, off int64, n int) []byte 
 	return unsafe.Slice((*byte)(unsafe.Add(sc.base, off)), n)
 }
 
-// warmHint is what warm found for one lookup: the bottom-level run that
-// may hold its _id and the mapped block of it that does if the run does
-// (f nil: not known without reading the file; the lookup finds it).
+// warmHint is what warm found for one lookup: the mapped block of the
+// bottom level that holds its _id if that level does (nil: not known
+// without reading the file; the lookup finds it), and the _id's xxh3-128,
+// which the lookup needs too.
 type warmHint struct {
-	f *runFile
 	b []byte
-	// h is the _id's xxh3-128, which the lookup needs too.
 	h xxh3.Uint128
 }
 
-// lastLevelBlock returns the bottom-level run whose key range holds id
-// and the mapped block of it that holds id if the run does: the block a
-// lookup that reaches the bottom level reads. A zero warmHint when that is
-// not known without reading the file (no directory yet, one built by a
-// later snapshot or stale, first keys tied, the block read with pread).
-func (x idIndex) lastLevelBlock(id []byte) warmHint {
+// lastLevelBlock returns the mapped block of the bottom level that holds
+// id if that level does: the block a lookup that reaches the bottom level
+// reads. nil when that is not known without reading the file (no
+// directory yet, one built by a later snapshot or stale, first keys tied,
+// the block read with pread).
+func (x idIndex) lastLevelBlock(id []byte) []byte {
 	sc := x.sc
 	// Level 0's runs overlap; find searches it otherwise.
 	if len(x.levels) < 2 || sc == nil || sc.s == nil {
-		return warmHint{}
+		return nil
 	}
 	lv := x.levels[len(x.levels)-1]
 	lo, hi := 0, len(lv) // the first run whose last key is >= id
@@ -432,14 +431,14 @@ func (x idIndex) lastLevelBlock(id []byte) warmHint {
 		}
 	}
 	if lo == len(lv) || bytes.Compare(id, lv[lo].min) < 0 {
-		return warmHint{}
+		return nil
 	}
 	f := lv[lo]
 	d := f.dir.Load()
 	tx := x.rb.Tx()
 	if d == nil || d.built > snapshot(tx) || sc.s.dirStale(f, d) ||
 		len(id) < d.skip || !bytes.Equal(id[:d.skip], f.min[:d.skip]) {
-		return warmHint{}
+		return nil
 	}
 	p := keyPrefix(id[d.skip:])
 	lo, hi = 0, len(d.prefix) // the first block whose prefix is > p
@@ -455,13 +454,9 @@ func (x idIndex) lastLevelBlock(id []byte) warmHint {
 	// Where id's prefix is a block's, readBlockGet reads first keys to
 	// choose.
 	if i < 0 || d.prefix[i] == p || d.off[i] >= sc.reads.mappedBelow() {
-		return warmHint{}
+		return nil
 	}
-	b := sc.mapped(sc.s, tx, d.off[i], int(d.size[i]))
-	if b == nil {
-		return warmHint{}
-	}
-	return warmHint{f: f, b: b}
+	return sc.mapped(sc.s, tx, d.off[i], int(d.size[i]))
 }
 
 // warmSpan is how much of a block's start warm touches first: a compact
@@ -481,9 +476,7 @@ func (x idIndex) warm(ids [][]byte) {
 	sc := x.sc
 	sc.warmHints = sc.warmHints[:0]
 	for _, id := range ids {
-		w := x.lastLevelBlock(id)
-		w.h = xxh3.Hash128(id)
-		sc.warmHints = append(sc.warmHints, w)
+		sc.warmHints = append(sc.warmHints, warmHint{b: x.lastLevelBlock(id), h: xxh3.Hash128(id)})
 	}
 	var sum byte
 	for off := 0; off < warmSpan; off += 64 {

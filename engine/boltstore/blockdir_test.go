@@ -496,7 +496,7 @@ func warmedLookups(x idIndex, ids []string, got map[string]string) (hinted int) 
 		}
 		x.warm(bs)
 		for k, id := range group {
-			if x.sc.warmHints[k].f != nil {
+			if x.sc.warmHints[k].b != nil {
 				hinted++
 			}
 			x.sc.warmed = &x.sc.warmHints[k]

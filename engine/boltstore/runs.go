@@ -403,9 +403,9 @@ func (l runLevels) find(rb *bolt.Bucket, id []byte, h xxh3.Uint128, sc *lookupSc
 			}
 			continue
 		}
-		if i == len(l)-1 && sc != nil && sc.warmed != nil && sc.warmed.f != nil && sc.hits && blockCount(sc.warmed.b) > 0 {
-			// warm found the run and the block: what readBlockGet
-			// would (the bottom level's filter is not asked with hits).
+		if i == len(l)-1 && sc != nil && sc.warmed != nil && sc.hits && blockCount(sc.warmed.b) > 0 {
+			// warm found the block: the one readBlockGet would read
+			// (the bottom level's filter is not asked with hits).
 			v := blockGet(sc.warmed.b, id, &sc.dec)
 			if isCompact(sc.warmed.b) {
 				v = sc.keep(v)
