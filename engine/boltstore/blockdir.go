@@ -475,8 +475,15 @@ const warmSpan = 448
 func (x idIndex) warm(ids [][]byte) {
 	sc := x.sc
 	sc.warmHints = sc.warmHints[:0]
+	// Where every block is read with pread (runs past the bound: 10M
+	// _ids under 150 MiB) there is nothing to touch.
+	mapped := sc.reads.mappedBelow() > 0
 	for _, id := range ids {
-		sc.warmHints = append(sc.warmHints, warmHint{b: x.lastLevelBlock(id), h: xxh3.Hash128(id)})
+		w := warmHint{h: xxh3.Hash128(id)}
+		if mapped {
+			w.b = x.lastLevelBlock(id)
+		}
+		sc.warmHints = append(sc.warmHints, w)
 	}
 	var sum byte
 	for off := 0; off < warmSpan; off += 64 {
