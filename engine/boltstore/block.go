@@ -209,6 +209,21 @@ func decodeCompactVal(enc []byte, dec *[]byte) []byte {
 	return buf
 }
 
+// compactSearch returns the first entry of compact block b (n entries)
+// whose table prefix is >= p, n if none is.
+func compactSearch(b []byte, n int, p uint32) int {
+	lo, hi := 0, n
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if binary.BigEndian.Uint32(b[compactTable+4*m:]) < p {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	return lo
+}
+
 // blockGet returns id's value in block b, nil if b does not hold it. A
 // compact block's value is decoded as blockEntry does.
 func blockGet(b, id []byte, dec *[]byte) []byte {
@@ -220,18 +235,8 @@ func blockGet(b, id []byte, dec *[]byte) []byte {
 		// The table orders as the keys do, ties aside, for keys that
 		// share the block's prefix; an id that does not is not in the
 		// block, and the comparison of whole keys below says so.
-		c := int(b[3])
-		p := shortPrefix(id, c)
-		lo, hi := 0, n
-		for lo < hi {
-			m := int(uint(lo+hi) >> 1)
-			if binary.BigEndian.Uint32(b[compactTable+4*m:]) < p {
-				lo = m + 1
-			} else {
-				hi = m
-			}
-		}
-		for i := lo; i < n && binary.BigEndian.Uint32(b[compactTable+4*i:]) == p; i++ {
+		p := shortPrefix(id, int(b[3]))
+		for i := compactSearch(b, n, p); i < n && binary.BigEndian.Uint32(b[compactTable+4*i:]) == p; i++ {
 			e := compactEntry(b, n, i)
 			if e == nil {
 				return nil

@@ -519,20 +519,11 @@ func compactFirst(b, id []byte) int {
 	if n == 0 {
 		return len(b)
 	}
-	p := shortPrefix(id, int(b[3]))
-	lo, hi := 0, n
-	for lo < hi {
-		m := int(uint(lo+hi) >> 1)
-		if binary.BigEndian.Uint32(b[compactTable+4*m:]) < p {
-			lo = m + 1
-		} else {
-			hi = m
-		}
-	}
-	if lo == n {
+	i := compactSearch(b, n, shortPrefix(id, int(b[3])))
+	if i == n {
 		return len(b)
 	}
-	return int(binary.BigEndian.Uint16(b[compactOffsets(n)+2*lo:]))
+	return int(binary.BigEndian.Uint16(b[compactOffsets(n)+2*i:]))
 }
 
 // keep copies v out of the lookup buffer, which the next read reuses:
