@@ -265,6 +265,18 @@ func (b *dirBuild) visit(id uint64, depth int) bool {
 // at 156 MiB.
 const dirBuildRoom = 8 << 20
 
+// writeDirAfter is how many lookups in write transactions a run without
+// a current directory serves through the cursor before one is built.
+// A write transaction builds through the mapping (its runs need not be
+// in the file yet), which maps all of the run's leaves, 1-2 MB, and
+// commits that move blocks make directories stale again: a 10M load,
+// whose writer looks up only the _ids its filter cannot rule out, built
+// 5,834 directories in 6.4 s, each for a lookup or two, and the
+// resident memory they mapped between two checks took it to its bound.
+// A writer that looks up many _ids (a transform re-run into a filled
+// dataset) still gets the directory after this many.
+const writeDirAfter = 64
+
 // readBlockGet is runFile.get through the directory: ok false means the
 // lookup must take the cursor instead. Blocks that start at or past the
 // file offset mappedBelow are read with pread.
@@ -275,6 +287,11 @@ func (f *runFile) readBlockGet(s *Store, rb *bolt.Bucket, id []byte, sc *lookupS
 	d := f.dir.Load()
 	if d == nil || s.dirStale(f, d) {
 		if f.noDirTx.Load() == txid {
+			return nil, false
+		}
+		if tx.Writable() && f.dirMisses.Add(1) <= writeDirAfter {
+			// The cursor, until the run has had writeDirAfter such
+			// lookups (see writeDirAfter).
 			return nil, false
 		}
 		// Where every block is read with pread, the directory is too.
@@ -296,6 +313,7 @@ func (f *runFile) readBlockGet(s *Store, rb *bolt.Bucket, id []byte, sc *lookupS
 			}
 		}
 		f.dir.Store(d)
+		f.dirMisses.Store(0)
 		// After a build through the mapping, and after one from the
 		// file too: lookups of the blocks kept mapped fault pages in
 		// meanwhile, and builds are where a run's lookups check.

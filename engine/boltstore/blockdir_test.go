@@ -575,3 +575,89 @@ func TestWarmedLookupsTiedPrefixes(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestWriteLookupsBuildDirLate: a write transaction's lookups in a run
+// without a current directory take the cursor, and only a run looked up
+// more than writeDirAfter times that way gets a directory; the values
+// agree with the cursor's either way.
+func TestWriteLookupsBuildDirLate(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := Open(dir, Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.recentMin = 64
+	s.l0Runs, s.l1Entries, s.runEntries, s.compactBudget = 3, 400, 150, 1<<20
+	s.background = false
+	const ds = "d"
+	var ids []string
+	for round := range 12 {
+		tx, err := s.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 120 {
+			id := fmt.Sprintf("customer-%06d", (i*7919+round*104729)%100003)
+			ids = append(ids, id)
+			putModel(t, tx, ds, id, round, false)
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	// Reopened: no run has a directory yet.
+	if s, err = Open(dir, Options{NoSync: true}); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	tx, err := s.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	w := tx.(*writeTx)
+	if err := w.upgrade(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := w.dataset(ds, false)
+	if err != nil || st == nil {
+		t.Fatal(st, err)
+	}
+	x, byCursor := st.idIndex(), st.idIndex()
+	byCursor.sc = &lookupScratch{}
+	if len(x.levels) < 2 {
+		t.Fatalf("runs in %d levels, want at least 2", len(x.levels))
+	}
+	built := func() (n int) {
+		for _, lv := range x.levels {
+			for _, f := range lv {
+				if f.dir.Load() != nil {
+					n++
+				}
+			}
+		}
+		return n
+	}
+	lookup := func(ids []string) {
+		t.Helper()
+		for _, id := range ids {
+			got, want := x.get([]byte(id)), byCursor.get([]byte(id))
+			if string(got) != string(want) || got == nil {
+				t.Fatalf("lookup of %q: %x, want %x", id, got, want)
+			}
+		}
+	}
+	if n := built(); n != 0 {
+		t.Fatalf("%d directories before any lookup", n)
+	}
+	lookup(ids[:writeDirAfter])
+	if n := built(); n != 0 {
+		t.Fatalf("%d directories built after %d lookups, want none", n, writeDirAfter)
+	}
+	lookup(ids)
+	if n := built(); n == 0 {
+		t.Fatalf("no directory built after %d lookups", len(ids)+writeDirAfter)
+	}
+}

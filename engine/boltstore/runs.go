@@ -108,6 +108,9 @@ type runFile struct {
 	// transaction in which it could not be built.
 	dir     atomic.Pointer[blockDir]
 	noDirTx atomic.Uint64
+	// dirMisses counts the lookups of write transactions that found no
+	// current directory since the last build (writeDirAfter).
+	dirMisses atomic.Int64
 	// moved is the id of the last commit that may have moved some of its
 	// blocks in the file (checkMoves): a directory built before it is
 	// stale.
