@@ -370,10 +370,36 @@ func smallRunsStore(t *testing.T) *Store {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
+	smallRuns(s)
+	return s
+}
+
+// smallRuns shapes s's index runs small, and merges on the writer.
+func smallRuns(s *Store) {
 	s.recentMin = 64
 	s.l0Runs, s.l1Entries, s.runEntries, s.compactBudget = 3, 400, 150, 1<<20
 	s.background = false
-	return s
+}
+
+// putRounds writes rounds transactions of per entities each into dataset
+// ds, entity i of round r with _id id(r, i), and returns the _ids.
+func putRounds(t *testing.T, s *Store, ds string, rounds, per int, id func(r, i int) string) []string {
+	t.Helper()
+	var ids []string
+	for r := range rounds {
+		tx, err := s.Begin(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range per {
+			ids = append(ids, id(r, i))
+			putModel(t, tx, ds, ids[len(ids)-1], r, false)
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ids
 }
 
 // TestDirSharedPrefixes looks up every _id of a large run whose ids share
@@ -513,28 +539,15 @@ func warmedLookups(x idIndex, ids []string, got map[string]string) (hinted int) 
 // lookups must agree with the cursor's all the same, for _ids of both
 // kinds, present and absent.
 func TestWarmedLookupsTiedPrefixes(t *testing.T) {
-	ctx := context.Background()
 	s := smallRunsStore(t)
 	const ds = "d"
-	var ids []string
-	for round := range 12 {
-		tx, err := s.Begin(ctx)
-		if err != nil {
-			t.Fatal(err)
+	ids := putRounds(t, s, ds, 12, 120, func(r, i int) string {
+		j := (i*7919 + r*104729) % 100003
+		if i%2 == 1 {
+			return fmt.Sprintf("%d-shared-middle-%06d", j%3, j) // tied
 		}
-		for i := range 120 {
-			j := (i*7919 + round*104729) % 100003
-			id := fmt.Sprintf("customer-%06d", j) // 8-byte prefixes apart
-			if i%2 == 1 {
-				id = fmt.Sprintf("%d-shared-middle-%06d", j%3, j) // tied
-			}
-			ids = append(ids, id)
-			putModel(t, tx, ds, id, round, false)
-		}
-		if err := tx.Commit(); err != nil {
-			t.Fatal(err)
-		}
-	}
+		return fmt.Sprintf("customer-%06d", j) // 8-byte prefixes apart
+	})
 	probe := append(ids[:len(ids):len(ids)], "0-shared-middle-", "1-shared-middle-000000", "2-shared-middle-999999", "1-shared-middlf", "customer-", "")
 	for _, id := range ids[:50] { // just below and above present _ids
 		probe = append(probe, id[:len(id)-1], id+"0")
@@ -587,25 +600,9 @@ func TestWriteLookupsBuildDirLate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.recentMin = 64
-	s.l0Runs, s.l1Entries, s.runEntries, s.compactBudget = 3, 400, 150, 1<<20
-	s.background = false
+	smallRuns(s)
 	const ds = "d"
-	var ids []string
-	for round := range 12 {
-		tx, err := s.Begin(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i := range 120 {
-			id := fmt.Sprintf("customer-%06d", (i*7919+round*104729)%100003)
-			ids = append(ids, id)
-			putModel(t, tx, ds, id, round, false)
-		}
-		if err := tx.Commit(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	ids := putRounds(t, s, ds, 12, 120, func(r, i int) string { return fmt.Sprintf("customer-%06d", (i*7919+r*104729)%100003) })
 	s.Close()
 	// Reopened: no run has a directory yet.
 	if s, err = Open(dir, Options{NoSync: true}); err != nil {
