@@ -195,6 +195,9 @@ type datasetRun struct {
 	initialDone bool
 	// fresh is set when the dataset was empty at the start of the run.
 	fresh *freshIDs
+	// hashes is Write's scratch for the _id hashes of a batch into a
+	// fresh dataset (freshIDs.hashBatch).
+	hashes []idHash
 	// startNext is the offset the dataset's next version had when the
 	// run started: a version at or past it of an _id the run did not
 	// produce was written by another writer during the run.
@@ -293,6 +296,11 @@ func (r *datasetRun) Write(ctx context.Context, tx engine.WriteTx, batch []engin
 			return err
 		}
 	}
+	var hashes []idHash
+	if r.fresh != nil {
+		r.hashes = r.fresh.hashBatch(r.hashes, batch)
+		hashes = r.hashes
+	}
 	vc, _ := tx.(engine.ViewConfirmer)
 	for i := range batch {
 		p := &batch[i]
@@ -330,7 +338,12 @@ func (r *datasetRun) Write(ctx context.Context, tx engine.WriteTx, batch []engin
 			}
 		}
 		if r.track || r.fresh != nil {
-			h := hashID(p.ID)
+			var h idHash
+			if hashes != nil && !p.Lazy {
+				h = hashes[i]
+			} else {
+				h = hashID(p.ID)
+			}
 			if r.track {
 				if err := r.seenAdd(h); err != nil {
 					return err

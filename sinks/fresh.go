@@ -1,6 +1,9 @@
 package sinks
 
-import "github.com/ferrydata/ferry/engine/bloom"
+import (
+	"github.com/ferrydata/ferry/engine"
+	"github.com/ferrydata/ferry/engine/bloom"
+)
 
 // freshIDs is the set of _ids a run into an empty dataset has produced: a
 // Bloom filter, so "not produced" is certain and "produced" may be wrong,
@@ -16,6 +19,8 @@ import "github.com/ferrydata/ferry/engine/bloom"
 type freshIDs struct {
 	small, big *bloom.Blocked
 	noted      []idHash
+	// touched keeps hashBatch's loads from being dropped as unused.
+	touched uint64
 }
 
 // freshSmallIDs is how many ids the small filter takes (~16 bits an id
@@ -24,6 +29,34 @@ const freshSmallIDs = 1 << 15
 
 func newFreshIDs() *freshIDs {
 	return &freshIDs{small: bloom.NewBlocked(1 << 19)}
+}
+
+// touch loads the filter's block for h (bloom.Blocked.Touch).
+func (f *freshIDs) touch(h idHash) uint64 {
+	if f.big != nil {
+		return f.big.Touch(h[0])
+	}
+	return f.small.Touch(h[0])
+}
+
+// hashBatch returns the _id hashes of batch in dst, having touched the
+// filter block of each: the adds that follow then find their blocks
+// cached. (The 2 MiB filter of a large load is far past the caches:
+// its adds, one cache miss each, were a fifteenth of the committer's
+// CPU in a 1M load.)
+func (f *freshIDs) hashBatch(dst []idHash, batch []engine.Prepared) []idHash {
+	dst = dst[:0]
+	for i := range batch {
+		dst = append(dst, hashID(batch[i].ID))
+	}
+	// The touches in a loop of their own: between two hashes there is
+	// too much work for a second miss to start before the first ends.
+	var sum uint64
+	for _, h := range dst {
+		sum += f.touch(h)
+	}
+	f.touched += sum
+	return dst
 }
 
 // add records h and reports whether it may have been added before. A
