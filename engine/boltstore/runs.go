@@ -497,14 +497,18 @@ func seekFloor(c *bolt.Cursor, prefix, key []byte) (k, v []byte) {
 }
 
 // gatherBoundEvery: mergeRuns checks the bound every this many blocks
-// (~1 MB) while it notes its sources' blocks.
-const gatherBoundEvery = 256
+// (~256 KB, with fault-around up to a few MB) while it notes its sources'
+// blocks. At 256 blocks a check of a merge beside the writer found the
+// process at 148.6 MiB under a 150 MiB bound (logged from resident()):
+// 10M loads peaked at 147.98-151.08 MiB (three of five past the bound);
+// at 64, with mergeRoom at 6 MiB, at 146.62-146.90 in four.
+const gatherBoundEvery = 64
 
 // mergeRoom is the room below the bound at which a merge releases the
 // mapping: between two checks it maps up to a few MB (the leaves of
 // gatherBoundEvery blocks with the kernel's fault-around), which checks
 // only past the bound would add to the peak.
-const mergeRoom = 4 << 20
+const mergeRoom = 6 << 20
 
 // runWriter writes a sorted stream of entries as runs of one level,
 // starting a new run every maxEntries (0: one run).
