@@ -62,7 +62,7 @@ func benchCollect(ctx context.Context, dir string, n int, noSync, recollect bool
 		d, _ := cputime.OfProcess(pid)
 		return d
 	}
-	opts := boltstore.Options{NoSync: noSync, MaxResident: mapped}
+	opts := boltstore.Options{NoSync: noSync, MaxResident: mapped, Pressure: gcPressure()}
 	if recollect {
 		r, err := collectbench.RecollectAgainst(ctx, dir, info.URL, n, opts, apiCPU)
 		if err != nil {

@@ -58,7 +58,7 @@ func withNATSStore(ctx context.Context, storeURL string, fn func(*natsstore.Stor
 // openBenchStore opens the bench's store: bbolt in dir, or NATS.
 func openBenchStore(ctx context.Context, dir, storeURL string, noSync bool, mapped int64) (engine.Store, func() (int64, int64, time.Duration), error) {
 	if storeURL == "" {
-		st, err := boltstore.Open(dir, boltstore.Options{NoSync: noSync, MaxResident: mapped})
+		st, err := boltstore.Open(dir, boltstore.Options{NoSync: noSync, MaxResident: mapped, Pressure: gcPressure()})
 		if err != nil {
 			return nil, nil, err
 		}

@@ -40,7 +40,7 @@ func benchLoad(ctx context.Context, dir string, n int, noSync bool, ckpt int, ma
 	if err != nil {
 		return nil, err
 	}
-	store, err := boltstore.Open(storeDir, boltstore.Options{NoSync: noSync, MaxResident: mapped})
+	store, err := boltstore.Open(storeDir, boltstore.Options{NoSync: noSync, MaxResident: mapped, Pressure: gcPressure()})
 	if err != nil {
 		return nil, err
 	}

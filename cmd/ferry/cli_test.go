@@ -469,3 +469,28 @@ func TestRunLongIDError(t *testing.T) {
 		t.Errorf("datasets after the failed run = %d %s", code, out)
 	}
 }
+
+// TestGCPressure: without GOGC the store's pressure moves the collector
+// between defaultGCPercent and nearGCPercent; with GOGC set it is left
+// alone (no callback).
+func TestGCPressure(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(defaultGCPercent))
+	t.Setenv("GOGC", "")
+	f := gcPressure()
+	if f == nil {
+		t.Fatal("no pressure callback without GOGC")
+	}
+	f(true)
+	if got := debug.SetGCPercent(defaultGCPercent); got != nearGCPercent {
+		t.Errorf("under pressure: GOGC %d, want %d", got, nearGCPercent)
+	}
+	f(true)
+	f(false)
+	if got := debug.SetGCPercent(defaultGCPercent); got != defaultGCPercent {
+		t.Errorf("after pressure: GOGC %d, want %d", got, defaultGCPercent)
+	}
+	t.Setenv("GOGC", "80")
+	if gcPressure() != nil {
+		t.Error("a pressure callback although GOGC is set")
+	}
+}

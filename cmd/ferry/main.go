@@ -19,16 +19,46 @@ import (
 // measurements behind the figure.
 const defaultMemoryLimit = 96 << 20
 
-// defaultGCPercent is the garbage collector's GOGC unless GOGC is set. At
-// 100 the heap grows to twice what is live before a cycle; a re-sync keeps
-// little live (its seen set and the batches in flight, about 30 MB at 1M
-// entities) but allocates a batch's text and prepared values per batch, so
-// half of its peak anonymous memory was garbage waiting for the next
-// cycle. At 50 a 1M unchanged run peaks at about 50 MiB of anonymous
-// memory instead of 64 and at about 142 MiB of RSS instead of 156, for
-// twice the (cheap: 2-4 ms) cycles; loads are held by the memory limit
-// either way. docs/performance.md has the runs.
-const defaultGCPercent = 50
+// defaultGCPercent is the garbage collector's GOGC unless GOGC is set;
+// nearGCPercent is the one the process switches to while its store is
+// under pressure: it has had to release its whole mapping, or could not
+// keep a dataset's index runs mapped, to stay under the resident bound
+// (boltstore.Options.Pressure), until boltstore.PressureQuiet has passed
+// without (gcPressure).
+//
+// At 100 the heap grows to twice what is live before a cycle. A 1M load
+// keeps 15-35 MB live: at 50 it ran ~285 collections, and the committer,
+// which bounds a load, waited behind them. With this switch, alternated
+// with 50 throughout on the same build: loads 217k-253k/s against
+// 199k-218k, jq 253k-255k against 194k-218k, unchanged 995k against 950k,
+// at 10-25% less CPU. Where the index must stay mapped beside the heap (a
+// 1M re-sync writing 10%) or cannot (10M), more heap is less index: 10M
+// loads at 100 throughout peaked at 148.96-151.83 MiB under a 150 MiB
+// bound, with the switch at 146.02-146.21 (at 50 throughout,
+// 146.62-146.90), and re-syncs writing 10% at 1M ran 361k-422k/s at 100
+// throughout against 406k-414k with the switch and 423k-438k at 50
+// (within this machine's noise of each other). docs/performance.md has
+// the runs.
+const (
+	defaultGCPercent = 100
+	nearGCPercent    = 50
+)
+
+// gcPressure returns the store's Options.Pressure that lowers GOGC while
+// the store is under pressure (defaultGCPercent, nearGCPercent), or nil
+// when GOGC is set: the user's choice then holds throughout.
+func gcPressure() func(near bool) {
+	if os.Getenv("GOGC") != "" {
+		return nil
+	}
+	return func(near bool) {
+		if near {
+			debug.SetGCPercent(nearGCPercent)
+		} else {
+			debug.SetGCPercent(defaultGCPercent)
+		}
+	}
+}
 
 func main() {
 	if os.Getenv("GOMEMLIMIT") == "" {

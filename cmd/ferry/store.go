@@ -52,7 +52,7 @@ func (c *cli) openStore(readOnly, noSync bool) (engine.Store, error) {
 	if readOnly && !c.storeExists() {
 		return nil, usagef("no store in %s (run a config first, or pass --data DIR)", data)
 	}
-	s, err := boltstore.Open(data, boltstore.Options{ReadOnly: readOnly, MaxResident: int64(c.g.maxRSSMiB) << 20, NoSync: noSync})
+	s, err := boltstore.Open(data, boltstore.Options{ReadOnly: readOnly, MaxResident: int64(c.g.maxRSSMiB) << 20, NoSync: noSync, Pressure: gcPressure()})
 	if err != nil {
 		return nil, usagef("%v", err)
 	}

@@ -207,6 +207,7 @@ func (s *Store) keepRuns(tx *bolt.Tx, pageSize int, budget int64) []pageRun {
 	if budget <= 0 {
 		for _, name := range s.hot.list() {
 			s.reads(name).preadAll() // nothing fits, the runs least of all
+			s.notePressure(true)
 		}
 		return nil
 	}
@@ -263,6 +264,7 @@ func (s *Store) keepRuns(tx *bolt.Tx, pageSize int, budget int64) []pageRun {
 			if last := s.hot.lastPages(tree.key); last*7/8 > room && (reads == nil || room < last/partialKeepMin) {
 				if reads != nil {
 					reads.preadAll()
+					s.notePressure(true)
 				}
 				continue
 			}
@@ -291,11 +293,13 @@ func (s *Store) keepRuns(tx *bolt.Tx, pageSize int, budget int64) []pageRun {
 				fit := room - len(branches)
 				if fit < len(leaves)/partialKeepMin {
 					reads.preadAll()
+					s.notePressure(true)
 					continue
 				}
 				leaves = slices.Clone(leaves) // a kept walk's is shared
 				slices.Sort(leaves)
 				reads.mapBelow(int64(leaves[fit]) * int64(pageSize))
+				s.notePressure(true)
 				pages = append(pages, branches...)
 				pages = append(pages, leaves[:fit]...)
 				continue

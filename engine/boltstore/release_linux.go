@@ -91,6 +91,7 @@ func (s *Store) releaseIn(tx *bolt.Tx) {
 	}
 	madvise(info.Data, size)
 	s.fullReleases.Add(1)
+	s.notePressure(true)
 	s.keptBytes.Store(0)
 	if s.residentLimit > 0 {
 		// The file pages resident besides the store's are counted in
@@ -448,6 +449,7 @@ func (s *Store) watchMapped(limit int64, interval time.Duration) {
 				total, _ = s.resident(buf)
 			}
 			near = total > limit-nearBound
+			s.notePressure(false)
 		}
 	}
 }

@@ -60,7 +60,23 @@ type Options struct {
 	// 0 means DefaultMaxResident (150 MiB); negative disables the bound.
 	// Residency is checked every 64 index operations and every 10 ms.
 	MaxResident int64
+	// Pressure, if set with a bound, is called with true when the store
+	// had to release its whole mapping to stay under MaxResident, or could
+	// not keep all of a dataset's index runs mapped (what it uses of the
+	// file no longer fits beside the heap: a 10M-entity dataset under 150
+	// MiB, a 1M one being re-synced), and with false once neither has
+	// happened for PressureQuiet; one call at a time. The store releases either way;
+	// what else the process does about it is its own: `ferry` lets the
+	// heap grow twice as far between collections while not under
+	// pressure (cmd/ferry, main.go).
+	Pressure func(near bool)
 }
+
+// PressureQuiet is how long after its last full release a store tells
+// Options.Pressure it is no longer under pressure. Under pressure, full
+// releases come every tenth of a second or so; a load of 1M entities
+// under 150 MiB has none.
+const PressureQuiet = 5 * time.Second
 
 // Store is the bbolt implementation of engine.Store.
 type Store struct {
@@ -108,6 +124,14 @@ type Store struct {
 	// pidfd refers to this process, for process_madvise (-1: none).
 	pidfd            int
 	noProcessMadvise atomic.Bool
+	// pressure is Options.Pressure; near is what it was last told and
+	// lastFull when the last full release ended (unix nanoseconds), both
+	// under pressureMu.
+	pressure      func(near bool)
+	pressureQuiet time.Duration // PressureQuiet, shorter in tests
+	pressureMu    sync.Mutex
+	near          bool
+	lastFull      int64
 	// recentMin is how many entries a dataset's "recent" index and a
 	// flush's updates reach before they become a run (recent.go).
 	recentMin int
@@ -211,6 +235,7 @@ func Open(dir string, opts Options) (s *Store, err error) {
 	}
 	s.residentLimit = limit
 	if limit > 0 {
+		s.pressure, s.pressureQuiet = opts.Pressure, PressureQuiet
 		s.statm = openStatm()
 		s.pageFile = openPageFile(path)
 		s.pidfd = openSelfPidfd()
@@ -1770,4 +1795,28 @@ func (s *Store) checkIndex(info engine.DatasetInfo) error {
 		}
 		return nil
 	})
+}
+
+// notePressure tells Options.Pressure of a full release, or of a release
+// that could not keep a dataset's runs mapped (full), or, on the
+// watcher's checks (!full), that PressureQuiet has passed since the last
+// one.
+func (s *Store) notePressure(full bool) {
+	if s.pressure == nil {
+		return
+	}
+	s.pressureMu.Lock()
+	defer s.pressureMu.Unlock()
+	now := time.Now().UnixNano()
+	switch {
+	case full:
+		s.lastFull = now
+		if !s.near {
+			s.near = true
+			s.pressure(true)
+		}
+	case s.near && now-s.lastFull > int64(s.pressureQuiet):
+		s.near = false
+		s.pressure(false)
+	}
 }
