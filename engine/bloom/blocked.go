@@ -41,14 +41,14 @@ func (f *Blocked) Add(lo, hi uint64) (seen bool) {
 	return seen
 }
 
-// MayHave reports whether (lo, hi) may have been added: false means it
-// certainly was not.
 // Touch loads the first word of the block that Add(lo, _) and
 // MayHave(lo, _) read, and returns it: a caller that touches the blocks
 // of many keys in one loop, before it adds them, has their cache misses
 // overlap instead of waiting for each in turn.
 func (f *Blocked) Touch(lo uint64) uint64 { return f.bits[(lo&f.blocks)*blockWords] }
 
+// MayHave reports whether (lo, hi) may have been added: false means it
+// certainly was not.
 func (f *Blocked) MayHave(lo, hi uint64) bool {
 	b := f.bits[(lo&f.blocks)*blockWords:][:blockWords]
 	for i := range 4 {

@@ -65,17 +65,18 @@ type Options struct {
 	// not keep all of a dataset's index runs mapped (what it uses of the
 	// file no longer fits beside the heap: a 10M-entity dataset under 150
 	// MiB, a 1M one being re-synced), and with false once neither has
-	// happened for PressureQuiet; one call at a time. The store releases either way;
-	// what else the process does about it is its own: `ferry` lets the
-	// heap grow twice as far between collections while not under
+	// happened for PressureQuiet; one call at a time. The store releases
+	// either way; what else the process does about it is its own: `ferry`
+	// lets the heap grow twice as far between collections while not under
 	// pressure (cmd/ferry, main.go).
 	Pressure func(near bool)
 }
 
-// PressureQuiet is how long after its last full release a store tells
-// Options.Pressure it is no longer under pressure. Under pressure, full
-// releases come every tenth of a second or so; a load of 1M entities
-// under 150 MiB has none.
+// PressureQuiet is how long after the last release that dropped its
+// whole mapping, or could not keep a dataset's runs mapped, a store tells
+// Options.Pressure it is no longer under pressure. Under pressure such
+// releases come every tenth of a second or so (a 10M load under 150 MiB);
+// a 1M load under that bound has none.
 const PressureQuiet = 5 * time.Second
 
 // Store is the bbolt implementation of engine.Store.
