@@ -33,7 +33,7 @@ var benchGoScenarios = []struct{ name, from string }{
 // FERRY_BENCH_N sets another:
 //
 //	go test -run x -bench Scenarios ./cmd/ferry
-//	FERRY_BENCH_N=1000000 go test -run x -bench 'Scenarios/(initial|unchanged)$' -benchtime 3x ./cmd/ferry
+//	FERRY_BENCH_N=1000000 go test -run x -bench 'Scenarios/^(initial|unchanged)$' -benchtime 3x ./cmd/ferry
 //
 // The process runs with Ferry's own garbage collector settings (main.go)
 // and the store's default 150 MiB resident bound, as `ferry bench` does;
@@ -107,20 +107,5 @@ func copyStore(b *testing.B, src, dst string) {
 	if err := os.RemoveAll(dst); err != nil {
 		b.Fatal(err)
 	}
-	if err := os.MkdirAll(dst, 0o755); err != nil {
-		b.Fatal(err)
-	}
-	ents, err := os.ReadDir(src)
-	if err != nil {
-		b.Fatal(err)
-	}
-	for _, e := range ents {
-		data, err := os.ReadFile(filepath.Join(src, e.Name()))
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dst, e.Name()), data, 0o600); err != nil {
-			b.Fatal(err)
-		}
-	}
+	copyTree(b, src, dst) // test_test.go
 }
