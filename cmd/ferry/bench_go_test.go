@@ -56,8 +56,9 @@ func BenchmarkScenarios(b *testing.B) {
 		b.Fatal(err)
 	}
 	store := filepath.Join(dir, "store")
-	// The stores the scenarios start from, made once.
-	run := func(sc string) *benchResult {
+	// The stores the scenarios start from, made once. run fails the
+	// benchmark it is given: a sub-benchmark's, in its own goroutine.
+	run := func(b *testing.B, sc string) *benchResult {
 		b.Helper()
 		res, err := runScenario(ctx, sc, dir, n, false, ckpt, 0, "")
 		if err != nil {
@@ -65,9 +66,9 @@ func BenchmarkScenarios(b *testing.B) {
 		}
 		return res
 	}
-	run("initial")
+	run(b, "initial")
 	copyStore(b, store, filepath.Join(dir, "loaded"))
-	run("changed10")
+	run(b, "changed10")
 	copyStore(b, store, filepath.Join(dir, "changed"))
 
 	for _, sc := range benchGoScenarios {
@@ -85,7 +86,7 @@ func BenchmarkScenarios(b *testing.B) {
 					copyStore(b, filepath.Join(dir, sc.from), store)
 				}
 				b.StartTimer()
-				res := run(sc.name)
+				res := run(b, sc.name)
 				if res.Entities != n {
 					b.Fatalf("%s: %d entities, want %d", sc.name, res.Entities, n)
 				}

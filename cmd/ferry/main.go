@@ -33,8 +33,8 @@ const defaultMemoryLimit = 96 << 20
 // 199k-218k, jq 253k-255k against 194k-218k, unchanged 995k against 950k,
 // at 10-25% less CPU. Where the index must stay mapped beside the heap (a
 // 1M re-sync writing 10%) or cannot (10M), more heap is less index: 10M
-// loads at 100 throughout peaked at 148.96-151.83 MiB under a 150 MiB
-// bound, with the switch at 146.02-146.21 (at 50 throughout,
+// loads at 100 throughout peaked at 148.18-153.02 MiB under a 150 MiB
+// bound (six loads, four past it), with the switch at 146.02-146.21 (at 50 throughout,
 // 146.62-146.90), and re-syncs writing 10% at 1M ran 361k-422k/s at 100
 // throughout against 406k-414k with the switch and 423k-438k at 50
 // (within this machine's noise of each other). docs/performance.md has

@@ -207,8 +207,8 @@ func (s *Store) keepRuns(tx *bolt.Tx, pageSize int, budget int64) []pageRun {
 	if budget <= 0 {
 		for _, name := range s.hot.list() {
 			s.reads(name).preadAll() // nothing fits, the runs least of all
-			s.notePressure(true)
 		}
+		s.notePressure(true)
 		return nil
 	}
 	root := tx.Bucket(bucketDatasets)

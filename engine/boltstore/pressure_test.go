@@ -33,9 +33,14 @@ func TestPressure(t *testing.T) {
 		defer mu.Unlock()
 		return slices.Clone(got)
 	}
+	setQuiet := func(d time.Duration) { // the watcher reads it meanwhile
+		s.pressureMu.Lock()
+		s.pressureQuiet = d
+		s.pressureMu.Unlock()
+	}
 	s.recentMin = 64
 	s.background = false
-	s.pressureQuiet = 50 * time.Millisecond
+	setQuiet(time.Hour) // nothing is quiet for long enough until below
 	putTxns(t, s, "big", 10, 280, func(txn, i int) string { return fmt.Sprintf("%016x", uint64(txn*1000+i)*0x9e3779b97f4a7c15) })
 	pageSize := s.db.Info().PageSize
 	s.db.View(func(tx *bolt.Tx) error {
@@ -57,6 +62,7 @@ func TestPressure(t *testing.T) {
 	if c := calls(); len(c) != 1 {
 		t.Fatalf("before PressureQuiet: told %v", c)
 	}
+	setQuiet(20 * time.Millisecond)
 	deadline := time.Now().Add(5 * time.Second)
 	for len(calls()) < 2 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond) // the watcher checks every 10 ms
