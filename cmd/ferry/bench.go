@@ -86,6 +86,9 @@ type benchResult struct {
 	// APISeparate: the fake API ran in its own process, so CPUSeconds is
 	// Ferry's alone.
 	APISeparate bool `json:"api_separate_process,omitempty"`
+	// Usage is what the scenario's process and the machine did meanwhile
+	// (bench_usage.go).
+	Usage *benchUsage `json:"usage,omitempty"`
 }
 
 // cpuMicrosPerEntity is the scenario's CPU time per entity in µs.
@@ -294,6 +297,7 @@ func (c *cli) bench(ctx context.Context, n, ckpt int, dir, scenario, cpuprof str
 		}
 		var res *benchResult
 		var err error
+		usage := startUsage()
 		if scenario == "load" {
 			res, err = benchLoad(ctx, dir, n, noSync, ckpt, int64(mapped)<<20, scrape)
 		} else {
@@ -303,6 +307,7 @@ func (c *cli) bench(ctx context.Context, n, ckpt int, dir, scenario, cpuprof str
 			c.errorf("bench %s: %v", scenario, err)
 			return exitFailed
 		}
+		res.Usage = usage()
 		res.PeakAnonBytes = stopSampler()
 		// The process's own peak (VmHWM): the rusage the parent gets
 		// also counts this process's children, such as the collect
@@ -496,7 +501,8 @@ func (c *cli) printBenchTable(run []string, results map[string]*benchResult, n i
 	}
 	tw.Flush()
 	fmt.Fprintf(c.stdout, "\n%d entities (%s ids), fsync %v. floor = decode + bare bbolt log bucket + _id->offset bucket in the same transactions.\n", n, ids, !noSync)
-	printOwnFloors(c.stdout, run, results) // bench_floors.go
+	printOwnFloors(c.stdout, run, results)   // bench_floors.go
+	printBusyMachine(c.stdout, run, results) // bench_usage.go
 	if d, q := results["dtl"], results["dtl-jq"]; d != nil && q != nil && q.EntitiesPerS > 0 {
 		fmt.Fprintf(c.stdout, "dtl (10 functions) runs at %.2f of the equivalent jq (dtl-jq).\n", d.EntitiesPerS/q.EntitiesPerS)
 	}

@@ -126,6 +126,10 @@ type benchComparison struct {
 	// such a row fails the comparison, as a regression does, instead of
 	// passing on a meaningless ratio.
 	Incomparable string `json:"incomparable,omitempty"`
+	// OthersShare is the share of the machine's cores other processes
+	// took while the scenario ran now (bench_usage.go): a regression measured
+	// on a busy machine is reported as one, with this beside it.
+	OthersShare float64 `json:"others_share,omitempty"`
 }
 
 // benchIncomparable says why base and cur (scenario sc) did not measure
@@ -154,7 +158,7 @@ func compareBench(run []string, baseline, now map[string]*benchResult, metric st
 		if cur == nil {
 			continue
 		}
-		c := benchComparison{Scenario: sc, Metric: metric}
+		c := benchComparison{Scenario: sc, Metric: metric, OthersShare: cur.Usage.othersShare()}
 		base := baseline[sc]
 		if base != nil {
 			if c.Incomparable = benchIncomparable(sc, base, cur); c.Incomparable != "" {
@@ -209,6 +213,9 @@ func printBenchCompare(w io.Writer, cmp []benchComparison, bo benchOptions) {
 			status = "no baseline"
 		case c.Regressed:
 			status = fmt.Sprintf("REGRESSION (more than %g%% slower)", bo.tolerance)
+			if c.OthersShare >= busyShare {
+				status = fmt.Sprintf("REGRESSION (more than %g%% slower; other processes used %.0f%% of the cores meanwhile)", bo.tolerance, 100*c.OthersShare)
+			}
 			failed++
 		}
 		if c.Missing {

@@ -94,6 +94,10 @@ func TestBenchCompare(t *testing.T) {
 		if r := res[sc]; r == nil || r.EntitiesPerS <= 0 || r.CPUSeconds <= 0 {
 			t.Fatalf("%s: %+v", sc, r)
 		}
+		// What the process and the machine did meanwhile (bench_usage.go).
+		if u := res[sc].Usage; u == nil || u.Cores <= 0 || u.Seconds < res[sc].Seconds || u.UserSeconds+u.SystemSeconds <= 0 {
+			t.Fatalf("%s: usage %+v (run %.3fs)", sc, u, res[sc].Seconds)
+		}
 	}
 	if res["initial"].Written != 300 || res["unchanged"].Unchanged != 300 || res["dtl"].Written != 300 {
 		t.Fatalf("results: initial %+v unchanged %+v dtl %+v", res["initial"], res["unchanged"], res["dtl"])
