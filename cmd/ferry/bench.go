@@ -89,6 +89,9 @@ type benchResult struct {
 	// Usage is what the scenario's process and the machine did meanwhile
 	// (bench_usage.go).
 	Usage *benchUsage `json:"usage,omitempty"`
+	// Machine is how fast the machine was right before the scenario
+	// (bench_probe.go).
+	Machine *machineProbe `json:"machine_probe,omitempty"`
 }
 
 // cpuMicrosPerEntity is the scenario's CPU time per entity in µs.
@@ -355,6 +358,7 @@ func (c *cli) bench(ctx context.Context, n, ckpt int, dir, scenario, cpuprof str
 		return exitFailed
 	}
 	results := map[string]*benchResult{}
+	prober := newProber(probeWords) // bench_probe.go
 	for _, sc := range run {
 		if !c.g.json {
 			fmt.Fprintf(c.stderr, "bench: %s...\n", sc)
@@ -366,6 +370,7 @@ func (c *cli) bench(ctx context.Context, n, ckpt int, dir, scenario, cpuprof str
 		if storeURL != "" {
 			cargs = append(cargs, "--store", storeURL)
 		}
+		probe := prober.probe()
 		cmd := exec.CommandContext(ctx, self, cargs...)
 		cmd.Stderr = c.stderr
 		out, err := cmd.Output()
@@ -384,6 +389,7 @@ func (c *cli) bench(ctx context.Context, n, ckpt int, dir, scenario, cpuprof str
 		if benchReadsFiles(sc) {
 			res.IDs = bo.ids
 		}
+		res.Machine = &probe
 		results[sc] = &res
 		if os.Getenv("FERRY_BENCH_CHECK_EACH") != "" && sc != "floor" && storeURL == "" {
 			st, err := boltstore.Open(filepath.Join(work, "store"), boltstore.Options{ReadOnly: true})
@@ -501,8 +507,9 @@ func (c *cli) printBenchTable(run []string, results map[string]*benchResult, n i
 	}
 	tw.Flush()
 	fmt.Fprintf(c.stdout, "\n%d entities (%s ids), fsync %v. floor = decode + bare bbolt log bucket + _id->offset bucket in the same transactions.\n", n, ids, !noSync)
-	printOwnFloors(c.stdout, run, results)   // bench_floors.go
-	printBusyMachine(c.stdout, run, results) // bench_usage.go
+	printOwnFloors(c.stdout, run, results)     // bench_floors.go
+	printBusyMachine(c.stdout, run, results)   // bench_usage.go
+	printMachineProbes(c.stdout, run, results) // bench_probe.go
 	if d, q := results["dtl"], results["dtl-jq"]; d != nil && q != nil && q.EntitiesPerS > 0 {
 		fmt.Fprintf(c.stdout, "dtl (10 functions) runs at %.2f of the equivalent jq (dtl-jq).\n", d.EntitiesPerS/q.EntitiesPerS)
 	}

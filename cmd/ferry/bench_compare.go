@@ -130,6 +130,10 @@ type benchComparison struct {
 	// took while the scenario ran now (bench_usage.go): a regression measured
 	// on a busy machine is reported as one, with this beside it.
 	OthersShare float64 `json:"others_share,omitempty"`
+	// Machine is how fast the machine's memory was now relative to the
+	// baseline's run of the scenario (> 1: faster now; 0 when either has
+	// no probe, bench_probe.go). Not applied to Ratio: shown beside it.
+	Machine float64 `json:"machine_ratio,omitempty"`
 }
 
 // benchIncomparable says why base and cur (scenario sc) did not measure
@@ -160,6 +164,7 @@ func compareBench(run []string, baseline, now map[string]*benchResult, metric st
 		}
 		c := benchComparison{Scenario: sc, Metric: metric, OthersShare: cur.Usage.othersShare()}
 		base := baseline[sc]
+		c.Machine = machineRatio(base, cur)
 		if base != nil {
 			if c.Incomparable = benchIncomparable(sc, base, cur); c.Incomparable != "" {
 				out = append(out, c)
@@ -200,13 +205,16 @@ func printBenchCompare(w io.Writer, cmp []benchComparison, bo benchOptions) {
 		unit = "CPU µs/ENTITY"
 	}
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "SCENARIO\tBASELINE %s\tNOW\tRATIO\tSTATUS\n", unit)
-	failed, incomparable := 0, 0
+	fmt.Fprintf(tw, "SCENARIO\tBASELINE %s\tNOW\tRATIO\tMACHINE\tSTATUS\n", unit)
+	failed, incomparable, probed := 0, 0, false
 	for _, c := range cmp {
-		status := "ok"
+		status, machine := "ok", "–"
+		if c.Machine > 0 {
+			machine, probed = fmt.Sprintf("%.2f", c.Machine), true
+		}
 		switch {
 		case c.Incomparable != "":
-			fmt.Fprintf(tw, "%s\t–\t–\t–\tNOT COMPARABLE (%s)\n", c.Scenario, c.Incomparable)
+			fmt.Fprintf(tw, "%s\t–\t–\t–\t–\tNOT COMPARABLE (%s)\n", c.Scenario, c.Incomparable)
 			incomparable++
 			continue
 		case c.Missing:
@@ -219,12 +227,15 @@ func printBenchCompare(w io.Writer, cmp []benchComparison, bo benchOptions) {
 			failed++
 		}
 		if c.Missing {
-			fmt.Fprintf(tw, "%s\t–\t%.2f\t–\t%s\n", c.Scenario, c.Now, status)
+			fmt.Fprintf(tw, "%s\t–\t%.2f\t–\t–\t%s\n", c.Scenario, c.Now, status)
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%.2f\t%.2f\t%.2f\t%s\n", c.Scenario, c.Baseline, c.Now, c.Ratio, status)
+		fmt.Fprintf(tw, "%s\t%.2f\t%.2f\t%.2f\t%s\t%s\n", c.Scenario, c.Baseline, c.Now, c.Ratio, machine, status)
 	}
 	tw.Flush()
+	if probed {
+		fmt.Fprintf(w, "\nMACHINE: the machine's random memory reads before the scenario, baseline's latency over now's (> 1: a faster machine now; not applied to RATIO).\n")
+	}
 	if incomparable > 0 {
 		fmt.Fprintf(w, "\n%d scenario(s) not comparable with %s: run with the baseline's -n and --ids.\n", incomparable, bo.compare)
 	}
