@@ -128,11 +128,15 @@ a share (write-back) run, the same entities spread over 1,000 pipes and
 datasets (datasets, datasets-unchanged), a load of N/50 documents of ~10 KB
 (large), and the floor (bare bbolt). It then checks the store
 and fails if anything is off. Besides wall-clock throughput it reports each
-scenario's CPU time per entity, which holds when the machine is shared.
+scenario's CPU time per entity, which holds when the machine is shared, what
+the machine did meanwhile (--json: usage; the scenarios other processes took
+a tenth of the cores from are named under the table) and how fast its memory
+and cores were right before (machine_probe).
 
 --compare BASELINE.json (a saved 'ferry bench --json') prints each scenario's
 ratio to the baseline and exits 1 when one fell by more than --tolerance
-percent: a regression guard. docs/performance.md has the current figures.`,
+percent: a regression guard. Beside each ratio, MACHINE is the memory's speed
+against the baseline's run (> 1: a faster machine now), shown, not applied. docs/performance.md has the current figures.`,
 		Example: `  ferry bench
   ferry bench -n 100000 --json > baseline.json
   ferry bench -n 100000 --compare baseline.json --tolerance 10
