@@ -10,13 +10,15 @@ import (
 )
 
 // machineProbe is how fast the machine was right before a scenario: the
-// latency of a random memory read (a chain of dependent reads over 64
-// MiB, far more than the caches hold: what an index lookup or a filter
-// probe waits for) and the time a simple loop takes per byte (the
-// cores' own speed). On this project's development VM the first swings
-// by 10–20% within minutes while the second holds, and the CPU time of
-// an unchanged re-sync follows the first (docs/performance.md, "Reading
-// a slow figure"): the probe tells a slower machine from a slower Ferry.
+// latency of a random memory read (a chain of dependent reads through 64
+// MiB, more than the caches hold, each to a cache line and mostly a page
+// not read for a while: what an index lookup or a filter probe waits for)
+// and the time a simple loop takes per byte (the cores' own speed). On
+// this project's development VM the first swings by up to half within
+// minutes, with nothing else running, while the second holds, and the
+// CPU time of an unchanged re-sync follows the first (docs/performance.md,
+// "Reading a slow figure"): the probe tells a slower machine from a
+// slower Ferry.
 type machineProbe struct {
 	MemoryNs         float64 `json:"memory_read_ns"`
 	ComputeNsPerByte float64 `json:"compute_ns_per_byte"`
@@ -24,25 +26,26 @@ type machineProbe struct {
 
 // prober holds the probe's chain of reads, built once per bench run.
 type prober struct {
-	next  []uint32 // the chain: next[slot] is the following slot
-	start uint32
-	buf   []byte
-	sink  uint64
+	next []uint32 // the chain: next[slot] is the following slot
+	at   uint32   // where the last probe stopped: the next goes on from there
+	buf  []byte
+	sink uint64
 }
 
 // probeWords is the chain's array: 64 MiB of uint32.
 const probeWords = 16 << 20
 
 // probeRegion: the chain has one slot in every region of this many words
-// (256 bytes, four cache lines), at a random place in it.
-const probeRegion = 64
+// (64 bytes, a cache line), at a random place in it.
+const probeRegion = 16
 
 // newProber builds a chain through an array of words (probeWords in a
-// bench run): one slot at a random place in each region, the regions in
+// bench run): one slot at a random place in each cache line, the lines in
 // random order, as one cycle (Sattolo's algorithm), so that every read
 // depends on the one before and neither the caches nor the prefetcher
-// can guess it. Shuffling regions rather than words keeps the build
-// cheap (a 64th of the array).
+// can guess it. A probe goes on where the one before stopped, so its
+// reads are of lines not read since the chain last came round (a million
+// reads in a bench run; a scenario runs between two probes).
 func newProber(words int) *prober {
 	regions := max(words/probeRegion, 2)
 	r := rand.New(rand.NewPCG(1, 2))
@@ -68,7 +71,7 @@ func newProber(words int) *prober {
 	for i := range buf {
 		buf[i] = byte(i * 7)
 	}
-	return &prober{next: next, start: first, buf: buf}
+	return &prober{next: next, at: first, buf: buf}
 }
 
 // probe measures the machine three times and keeps the median of each
@@ -78,11 +81,12 @@ func (p *prober) probe() machineProbe {
 	var mem, comp [3]float64
 	for k := range mem {
 		t0 := time.Now()
-		i := p.start
+		i := p.at
 		for range reads {
 			i = p.next[i]
 		}
 		t1 := time.Now()
+		p.at = i
 		h := uint64(14695981039346656037)
 		for range passes {
 			for _, b := range p.buf {
@@ -91,7 +95,7 @@ func (p *prober) probe() machineProbe {
 			}
 		}
 		t2 := time.Now()
-		p.sink += uint64(i) ^ h // keeps the loops' results alive
+		p.sink += h // keeps the loop's result alive
 		mem[k] = float64(t1.Sub(t0).Nanoseconds()) / reads
 		comp[k] = float64(t2.Sub(t1).Nanoseconds()) / float64(passes*len(p.buf))
 	}

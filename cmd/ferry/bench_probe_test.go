@@ -7,14 +7,16 @@ import (
 )
 
 // TestProberChainIsOneCycle: the chain of reads visits one slot in every
-// region of the array before it comes back, so no read is answered from a
-// short loop in the cache.
+// cache line of the array before it comes back, so no read is answered
+// from a short loop in the cache, and a probe goes on where the last
+// stopped.
 func TestProberChainIsOneCycle(t *testing.T) {
 	const words = 1 << 16
 	regions := words / probeRegion
 	p := newProber(words)
 	seen := make([]bool, regions)
-	i := p.start
+	start := p.at
+	i := start
 	for k := 0; k < regions; k++ {
 		if seen[i/probeRegion] {
 			t.Fatalf("region %d visited twice after %d reads", i/probeRegion, k)
@@ -22,12 +24,20 @@ func TestProberChainIsOneCycle(t *testing.T) {
 		seen[i/probeRegion] = true
 		i = p.next[i]
 	}
-	if i != p.start {
-		t.Fatalf("after %d reads the chain is at %d, not back at its start %d", regions, i, p.start)
+	if i != start {
+		t.Fatalf("after %d reads the chain is at %d, not back at its start %d", regions, i, start)
 	}
 	m := p.probe()
 	if m.MemoryNs <= 0 || m.ComputeNsPerByte <= 0 {
 		t.Errorf("probe: %+v", m)
+	}
+	// Three passes of 50,000 reads: 150,000 steps along the cycle.
+	want := start
+	for range 150_000 {
+		want = p.next[want]
+	}
+	if p.at != want {
+		t.Errorf("after a probe the chain is at %d, want %d (150,000 reads on)", p.at, want)
 	}
 }
 

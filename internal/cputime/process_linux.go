@@ -10,10 +10,6 @@ import (
 	"time"
 )
 
-// clockTicks is the unit of /proc/PID/stat's times (USER_HZ, 100 on every
-// Linux architecture Go supports).
-const clockTicks = 100
-
 // OfProcess returns the CPU time (user + system) process pid has used so
 // far, from /proc/PID/stat, in steps of 10 ms.
 func OfProcess(pid int) (time.Duration, error) {
