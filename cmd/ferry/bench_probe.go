@@ -5,7 +5,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"slices"
-	"strings"
 	"time"
 )
 
@@ -127,7 +126,7 @@ func spread(vs []float64, format string) string {
 	if a == b {
 		return a
 	}
-	return strings.Join([]string{a, b}, "–")
+	return a + "–" + b
 }
 
 // machineRatio is how fast the machine's memory was for the current

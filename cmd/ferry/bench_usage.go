@@ -50,8 +50,9 @@ func (u *benchUsage) othersShare() float64 {
 	return u.OthersUserSeconds / (u.Seconds * float64(u.Cores))
 }
 
-// busyShare is the share of the machine other work must take for
-// printBenchTable to say a scenario's figures are below the machine's.
+// busyShare is the share of the machine other processes must take for
+// bench to say so: under the table (printBusyMachine) and beside a
+// regression (printBenchCompare).
 const busyShare = 0.10
 
 // startUsage starts measuring a scenario's usage; the function it returns
