@@ -210,6 +210,13 @@ func Open(dir string, opts Options) (s *Store, err error) {
 		FreelistType:    bolt.FreelistMapType,
 		InitialMmapSize: 1 << 30,
 		ReadOnly:        opts.ReadOnly,
+		// bbolt loads a read-only file's freelist lazily, in Check's
+		// goroutine, unguarded, while the watcher's releases begin read
+		// transactions that read it (a data race: `ferry bench`'s final
+		// check; TestReadOnlyCheckBesideReleases). Loaded as the file
+		// opens, before the watcher starts: one read of the freelist
+		// page, which a store always writes (NoFreelistSync false).
+		PreLoadFreelist: opts.ReadOnly,
 		// New files get 16 KiB pages (docs/decisions.md); a file keeps the
 		// page size it was created with.
 		PageSize: max(newFilePageSize, os.Getpagesize()),
